@@ -1,0 +1,288 @@
+//! `tollgate run`: binds the listeners, loads and attaches the eBPF programs, syncs the
+//! endpoint maps, serves, and on SIGTERM/SIGINT drains and detaches.
+//!
+//! Start-up order matters: listeners are bound and registered in the SOCKMAP before the
+//! programs attach (a program that found no listener would let connects through), and the
+//! endpoint maps are synced before readiness is reported.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _};
+use gateway_common::{
+    RedirectConfig, FLAG_FAIL_CLOSED, FLAG_HAS_HOST6, FLAG_HAS_NODE4, FLAG_HAS_NODE6,
+    LISTENER_HOST4, LISTENER_HOST6, LISTENER_NODE4, LISTENER_NODE6,
+};
+use serde::Serialize;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    admin,
+    capture::{self, connlog::ConnLogWriter, Drain, Via},
+    config::{Config, FailMode},
+    ebpf::{self, endpoints},
+    identity,
+    socket::{ip4_to_word, ip_to_words, netns_cookie},
+    telemetry::Metrics,
+};
+
+/// How long in-flight connections may run on after a stop signal.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Written to `--ready-file` once everything is attached and synced.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyInfo {
+    pub pid: u32,
+    pub listener4: Option<SocketAddr>,
+    pub listener6: Option<SocketAddr>,
+    pub node4: Option<SocketAddr>,
+    pub node6: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub cgroup: PathBuf,
+}
+
+pub fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    // Two workers: these machines have two cores, and the admin server has its own thread.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tollgate-proxy")
+        .enable_all()
+        .build()
+        .context("building the proxy runtime")?;
+    rt.block_on(run_async(config, ready_file))
+}
+
+async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        None => Ok(None),
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .with_context(|| format!("cannot bind the {what} listener on {addr}")),
+    }
+}
+
+async fn run_async(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(admin::Readiness::default());
+
+    let host4 = bind(config.listener.host4, "host IPv4")
+        .await?
+        .context("no IPv4 listener")?;
+    let host6 = bind(config.listener.host6, "host IPv6").await?;
+    let node4 = bind(config.listener.node4, "node IPv4").await?;
+    let node6 = bind(config.listener.node6, "node IPv6").await?;
+    let host_netns = netns_cookie(&host4).context("reading SO_NETNS_COOKIE (needs Linux 5.14+)")?;
+
+    let cgroup = match &config.capture.cgroup_path {
+        Some(p) => p.clone(),
+        None => ebpf::cgroup2_root()?,
+    };
+    let cgroup_root = ebpf::cgroup2_root().unwrap_or_else(|_| cgroup.clone());
+
+    let (mut loaded, maps) = ebpf::Loaded::load()?;
+    let redirect = redirect_config(
+        &config,
+        &host4,
+        host6.as_ref(),
+        node4.as_ref(),
+        node6.as_ref(),
+        host_netns,
+    )?;
+    loaded.set_config(&redirect)?;
+    for (slot, listener) in [
+        (LISTENER_HOST4, Some(&host4)),
+        (LISTENER_HOST6, host6.as_ref()),
+        (LISTENER_NODE4, node4.as_ref()),
+        (LISTENER_NODE6, node6.as_ref()),
+    ] {
+        if let Some(l) = listener {
+            loaded.register_listener(slot, l)?;
+        }
+    }
+    readiness
+        .listeners_registered
+        .store(true, Ordering::Release);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    // Endpoint maps: one owner task; wait for its first round before attaching.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let sync_task = tokio::spawn(endpoints::run_sync(
+        maps.endpoints,
+        Arc::new(config.providers.clone()),
+        config.dns.clone(),
+        endpoints::SystemResolver::new(),
+        metrics.clone(),
+        first_tx,
+        shutdown_rx.clone(),
+    ));
+    let stats = first_rx.await.context("endpoint sync task ended")??;
+    tracing::info!(
+        component = "endpoints",
+        entries = stats.total,
+        "endpoint maps synced"
+    );
+    readiness.maps_synced.store(true, Ordering::Release);
+
+    loaded.attach(&cgroup, config.capture.fail_mode, &config.capture.pin_path)?;
+    readiness.programs_attached.store(true, Ordering::Release);
+    tracing::info!(
+        cgroup = %cgroup.display(),
+        fail_mode = ?config.capture.fail_mode,
+        "programs attached"
+    );
+
+    // Admin.
+    let admin_listener = std::net::TcpListener::bind(config.admin_address)
+        .with_context(|| format!("cannot bind the admin listener on {}", config.admin_address))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let conns = Arc::new(maps.conns);
+    let stats = Arc::new(maps.stats);
+    let admin_thread = admin::spawn(
+        admin_listener,
+        Arc::new(admin::State {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            stats: Some(stats),
+            config_json: serde_json::to_string_pretty(&*config).unwrap_or_default(),
+        }),
+        shutdown_rx.clone(),
+    )?;
+
+    // Data plane.
+    let (log, log_writer) = ConnLogWriter::start(&config.connection_log)
+        .with_context(|| format!("cannot open the connection log {}", config.connection_log))?;
+    let shared = Arc::new(capture::Shared::new(
+        config.clone(),
+        conns,
+        identity::Resolver::new(cgroup_root, host_netns),
+        host_netns,
+        metrics.clone(),
+        log,
+    ));
+    let drain = Drain::new();
+    let mut serving = Vec::new();
+    let info = ReadyInfo {
+        pid: std::process::id(),
+        listener4: Some(host4.local_addr()?),
+        listener6: host6.as_ref().map(|l| l.local_addr()).transpose()?,
+        node4: node4.as_ref().map(|l| l.local_addr()).transpose()?,
+        node6: node6.as_ref().map(|l| l.local_addr()).transpose()?,
+        admin: admin_addr,
+        cgroup: cgroup.clone(),
+    };
+    for (listener, via) in [
+        (Some(host4), Via::Host),
+        (host6, Via::Host),
+        (node4, Via::Node),
+        (node6, Via::Node),
+    ] {
+        if let Some(listener) = listener {
+            tracing::info!(addr = %listener.local_addr()?, via = via.as_str(), "listening");
+            serving.push(tokio::spawn(capture::serve(
+                listener,
+                via,
+                shared.clone(),
+                drain.watcher(),
+                shutdown_rx.clone(),
+            )));
+        }
+    }
+    drop(shared);
+    tracing::info!(admin = %admin_addr, "ready");
+    if let Some(path) = ready_file {
+        write_ready_file(&path, &info)?;
+    }
+
+    wait_for_signal().await?;
+    tracing::info!("stopping: draining connections");
+    let _ = shutdown_tx.send(true);
+    for task in serving {
+        let _ = task.await;
+    }
+    drain.drain(DRAIN_DEADLINE).await;
+    let _ = sync_task.await;
+    let _ = admin_thread.join();
+    // Every sink is gone with the connection tasks: flush the log.
+    log_writer.finish();
+    match config.capture.fail_mode {
+        FailMode::Open => {
+            tracing::info!("detaching programs: captured workloads now connect directly")
+        }
+        FailMode::Closed => tracing::warn!(
+            pins = %config.capture.pin_path.display(),
+            "fail-closed: programs stay attached and captured connects fail until tollgate runs again or `tollgate detach` removes them"
+        ),
+    }
+    drop(loaded);
+    Ok(())
+}
+
+fn redirect_config(
+    config: &Config,
+    host4: &TcpListener,
+    host6: Option<&TcpListener>,
+    node4: Option<&TcpListener>,
+    node6: Option<&TcpListener>,
+    host_netns_cookie: u64,
+) -> anyhow::Result<RedirectConfig> {
+    let mut rc = RedirectConfig {
+        host_netns_cookie,
+        mark: config.capture.mark,
+        ..Default::default()
+    };
+    let v4 = |l: &TcpListener| -> anyhow::Result<(u32, u16)> {
+        match l.local_addr()? {
+            SocketAddr::V4(a) => Ok((ip4_to_word(*a.ip()), a.port().to_be())),
+            other => bail!("{other} is not an IPv4 address"),
+        }
+    };
+    let v6 = |l: &TcpListener| -> anyhow::Result<([u32; 4], u16)> {
+        let a = l.local_addr()?;
+        Ok((ip_to_words(a.ip()), a.port().to_be()))
+    };
+    (rc.proxy_ip4, rc.proxy_port4) = v4(host4)?;
+    if let Some(l) = host6 {
+        (rc.proxy_ip6, rc.proxy_port6) = v6(l)?;
+        rc.flags |= FLAG_HAS_HOST6;
+    }
+    if let Some(l) = node4 {
+        (rc.node_ip4, rc.node_port4) = v4(l)?;
+        rc.flags |= FLAG_HAS_NODE4;
+    }
+    if let Some(l) = node6 {
+        (rc.node_ip6, rc.node_port6) = v6(l)?;
+        rc.flags |= FLAG_HAS_NODE6;
+    }
+    if config.capture.fail_mode == FailMode::Closed {
+        rc.flags |= FLAG_FAIL_CLOSED;
+    }
+    Ok(rc)
+}
+
+fn write_ready_file(path: &Path, info: &ReadyInfo) -> anyhow::Result<()> {
+    // Write then rename, so a reader never sees half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,610 @@
+//! The configuration file: `RawConfig` is what the user wrote (serde, strict: unknown keys are
+//! rejected), `Config` is what the daemon runs with (typed, defaulted, validated). Every key is
+//! documented in `docs/config.md`.
+//!
+//! Static settings (listeners, admin address, cgroup, fail mode, mark) need a restart; the
+//! provider table is read once at start for now.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Host IPv4 redirect listener.
+pub const DEFAULT_LISTENER4: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15001);
+/// Host IPv6 redirect listener.
+pub const DEFAULT_LISTENER6: SocketAddr = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 15001);
+/// Admin listener (`/healthz`, `/readyz`, `/metrics`).
+pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
+/// `SO_MARK` on the proxy's own upstream sockets ("tg" in ASCII).
+pub const DEFAULT_MARK: u32 = 0x7467;
+/// Where fail-closed pins its links on bpffs.
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/tollgate";
+/// Provider ports when none are listed.
+pub const DEFAULT_PORTS: [u16; 1] = [443];
+/// Lower bound on how often a hostname is re-resolved, whatever its TTL says (5 seconds).
+pub const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
+/// Upper bound on how long a resolved address is trusted (5 minutes).
+pub const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
+/// Connect timeout towards the original destination (10 seconds).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A configuration problem, naming the field and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+// === raw (user-facing) ===
+
+/// The file as written. Every field is optional; defaults are applied in [`Config::from_raw`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawConfig {
+    /// Redirect listeners.
+    pub listener: Option<RawListener>,
+    /// Admin HTTP listener.
+    pub admin: Option<RawAdmin>,
+    /// What is captured and how.
+    pub capture: Option<RawCapture>,
+    /// Connection log: a file path, or `-` for stdout (the default).
+    pub connection_log: Option<String>,
+    /// Hostname resolution for provider endpoints.
+    pub dns: Option<RawDns>,
+    /// Known LLM endpoints.
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawListener {
+    /// Host listeners, at most one IPv4 and one IPv6 loopback address. Port 0 picks a free
+    /// port. Default: `127.0.0.1:15001` and `[::1]:15001`.
+    pub addresses: Option<Vec<SocketAddr>>,
+    /// IPv4 node address that sockets of other network namespaces (pods) are redirected to.
+    /// Default: none (pods are not captured).
+    pub node_address4: Option<SocketAddr>,
+    /// IPv6 node address for pods. Default: none.
+    pub node_address6: Option<SocketAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Default `127.0.0.1:15000`. Port 0 picks a free port.
+    pub address: Option<SocketAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawCapture {
+    /// cgroup v2 directory the programs attach to. Default: the cgroup2 mount (whole node).
+    pub cgroup_path: Option<PathBuf>,
+    /// `open` (default): with the proxy down, connects go direct. `closed`: they fail.
+    pub fail_mode: Option<FailMode>,
+    /// `SO_MARK` of the proxy's own sockets. Default `0x7467`.
+    pub mark: Option<u32>,
+    /// bpffs directory for fail-closed links. Default `/sys/fs/bpf/tollgate`.
+    pub pin_path: Option<PathBuf>,
+    /// Connect timeout towards the original destination. Default `10s`.
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawDns {
+    /// Re-resolve no more often than this. Default `5s`.
+    #[serde(default, with = "humantime_serde")]
+    pub min_ttl: Option<Duration>,
+    /// Re-resolve at least this often. Default `5m`.
+    #[serde(default, with = "humantime_serde")]
+    pub max_ttl: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawProvider {
+    /// Unique name, used in records and metrics.
+    pub name: String,
+    /// `intercept` (default), `observe` or `deny`.
+    pub mode: Option<Mode>,
+    /// Hostnames, resolved at start and re-resolved by TTL.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// IP addresses or CIDRs.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Destination ports. Default `[443]`.
+    pub ports: Option<Vec<u16>>,
+}
+
+/// What happens to a connect that matches a provider.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, Eq, PartialEq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// Redirect to the proxy (L7 once that exists; relayed as bytes for now).
+    #[default]
+    Intercept,
+    /// Redirect to the proxy, which only relays and records.
+    Observe,
+    /// Refuse the connect (`EPERM`).
+    Deny,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Intercept => "intercept",
+            Mode::Observe => "observe",
+            Mode::Deny => "deny",
+        }
+    }
+}
+
+/// What the kernel does with a captured connect while the proxy is down.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, Eq, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum FailMode {
+    /// Let it through to its destination. Programs detach when the process exits.
+    #[default]
+    Open,
+    /// Refuse it. Programs stay attached (pinned) after the process exits.
+    Closed,
+}
+
+// === validated ===
+
+/// The running configuration.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub listener: Listeners,
+    pub admin_address: SocketAddr,
+    pub capture: Capture,
+    pub connection_log: LogTarget,
+    pub dns: Dns,
+    pub providers: Vec<Provider>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listeners {
+    pub host4: Option<SocketAddr>,
+    pub host6: Option<SocketAddr>,
+    pub node4: Option<SocketAddr>,
+    pub node6: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capture {
+    /// `None`: the cgroup2 mount, found at start.
+    pub cgroup_path: Option<PathBuf>,
+    pub fail_mode: FailMode,
+    pub mark: u32,
+    pub pin_path: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LogTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dns {
+    #[serde(with = "humantime_serde")]
+    pub min_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    pub name: String,
+    pub mode: Mode,
+    pub hostnames: Vec<String>,
+    /// Exact addresses (from bare IPs and /32, /128 CIDRs).
+    pub ips: Vec<IpAddr>,
+    /// Prefixes shorter than a host route.
+    pub cidrs: Vec<IpNet>,
+    pub ports: Vec<u16>,
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn parse(text: &str) -> Result<Config, Error> {
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| Error::Parse {
+            path: e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_else(|| "config".into()),
+            message: e.to_string(),
+        })?;
+        Config::from_raw(raw)
+    }
+
+    pub fn from_raw(raw: RawConfig) -> Result<Config, Error> {
+        let listener = Listeners::from_raw(raw.listener.unwrap_or_default())?;
+        let admin_address = raw.admin.and_then(|a| a.address).unwrap_or(DEFAULT_ADMIN);
+        let capture = raw.capture.unwrap_or_default();
+        let mark = capture.mark.unwrap_or(DEFAULT_MARK);
+        if mark == 0 {
+            return Err(invalid(
+                "capture.mark",
+                "0 is not allowed: the proxy's own sockets must be told apart",
+            ));
+        }
+        let capture = Capture {
+            cgroup_path: capture.cgroup_path,
+            fail_mode: capture.fail_mode.unwrap_or_default(),
+            mark,
+            pin_path: capture.pin_path.unwrap_or_else(|| DEFAULT_PIN_PATH.into()),
+            connect_timeout: capture.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        };
+        if let Some(path) = &capture.cgroup_path {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    "capture.cgroupPath",
+                    format!("{:?} is not an absolute path", path.display()),
+                ));
+            }
+        }
+        let connection_log = match raw.connection_log.as_deref() {
+            None | Some("-") => LogTarget::Stdout,
+            Some("") => {
+                return Err(invalid(
+                    "connectionLog",
+                    "empty path (use \"-\" for stdout)",
+                ))
+            }
+            Some(path) => LogTarget::File(path.into()),
+        };
+        let dns = raw.dns.unwrap_or_default();
+        let dns = Dns {
+            min_ttl: dns.min_ttl.unwrap_or(DEFAULT_DNS_MIN_TTL),
+            max_ttl: dns.max_ttl.unwrap_or(DEFAULT_DNS_MAX_TTL),
+        };
+        if dns.min_ttl.is_zero() || dns.min_ttl > dns.max_ttl {
+            return Err(invalid("dns", "need 0 < minTtl <= maxTtl"));
+        }
+        let mut providers = Vec::with_capacity(raw.providers.len());
+        for (i, p) in raw.providers.into_iter().enumerate() {
+            let provider = Provider::from_raw(i, p)?;
+            if providers.iter().any(|q: &Provider| q.name == provider.name) {
+                return Err(invalid(
+                    format!("providers[{i}].name"),
+                    format!("duplicate provider name {:?}", provider.name),
+                ));
+            }
+            providers.push(provider);
+        }
+        Ok(Config {
+            listener,
+            admin_address,
+            capture,
+            connection_log,
+            dns,
+            providers,
+        })
+    }
+}
+
+impl Listeners {
+    fn from_raw(raw: RawListener) -> Result<Listeners, Error> {
+        let addresses = raw
+            .addresses
+            .unwrap_or_else(|| vec![DEFAULT_LISTENER4, DEFAULT_LISTENER6]);
+        let (mut host4, mut host6) = (None, None);
+        for (i, addr) in addresses.into_iter().enumerate() {
+            let field = format!("listener.addresses[{i}]");
+            if !addr.ip().is_loopback() {
+                return Err(invalid(
+                    field,
+                    format!("{addr} is not a loopback address (pods use nodeAddress4/6)"),
+                ));
+            }
+            let slot = if addr.is_ipv4() {
+                &mut host4
+            } else {
+                &mut host6
+            };
+            if slot.replace(addr).is_some() {
+                return Err(invalid(
+                    field,
+                    format!("{addr}: only one listener per address family"),
+                ));
+            }
+        }
+        if host4.is_none() {
+            return Err(invalid(
+                "listener.addresses",
+                "an IPv4 loopback listener is required (IPv4 and v4-mapped destinations go there)",
+            ));
+        }
+        let node4 = raw.node_address4;
+        if let Some(addr) = node4 {
+            if !addr.is_ipv4() || addr.ip().is_unspecified() || addr.ip().is_loopback() {
+                return Err(invalid(
+                    "listener.nodeAddress4",
+                    format!("{addr} must be a routable IPv4 address of this node"),
+                ));
+            }
+        }
+        let node6 = raw.node_address6;
+        if let Some(addr) = node6 {
+            if !addr.is_ipv6() || addr.ip().is_unspecified() || addr.ip().is_loopback() {
+                return Err(invalid(
+                    "listener.nodeAddress6",
+                    format!("{addr} must be a routable IPv6 address of this node"),
+                ));
+            }
+        }
+        Ok(Listeners {
+            host4,
+            host6,
+            node4,
+            node6,
+        })
+    }
+}
+
+impl Provider {
+    fn from_raw(i: usize, raw: RawProvider) -> Result<Provider, Error> {
+        let field = |name: &str| format!("providers[{i}].{name}");
+        if raw.name.is_empty()
+            || !raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(invalid(
+                field("name"),
+                format!("{:?}: use letters, digits, '-', '_' or '.'", raw.name),
+            ));
+        }
+        let mut ips = Vec::new();
+        let mut cidrs = Vec::new();
+        for (j, text) in raw.addresses.iter().enumerate() {
+            let f = field(&format!("addresses[{j}]"));
+            if let Ok(ip) = text.parse::<IpAddr>() {
+                ips.push(ip);
+                continue;
+            }
+            let net: IpNet = text.parse().map_err(|_| {
+                invalid(&f, format!("{text:?} is neither an IP address nor a CIDR"))
+            })?;
+            if net.trunc() != net {
+                return Err(invalid(
+                    f,
+                    format!("{text:?} has host bits set (did you mean {}?)", net.trunc()),
+                ));
+            }
+            if net.prefix_len() == net.max_prefix_len() {
+                ips.push(net.addr());
+            } else {
+                cidrs.push(net);
+            }
+        }
+        for (j, host) in raw.hostnames.iter().enumerate() {
+            let valid = !host.is_empty()
+                && host.len() <= 253
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !valid {
+                return Err(invalid(
+                    field(&format!("hostnames[{j}]")),
+                    format!("{host:?} is not a hostname"),
+                ));
+            }
+        }
+        if ips.is_empty() && cidrs.is_empty() && raw.hostnames.is_empty() {
+            return Err(invalid(
+                field("addresses"),
+                format!(
+                    "provider {:?} has no hostnames, addresses or CIDRs to capture",
+                    raw.name
+                ),
+            ));
+        }
+        let ports = raw.ports.unwrap_or_else(|| DEFAULT_PORTS.to_vec());
+        if ports.is_empty() {
+            return Err(invalid(field("ports"), "empty list (omit it for [443])"));
+        }
+        if let Some(j) = ports.iter().position(|p| *p == 0) {
+            return Err(invalid(
+                field(&format!("ports[{j}]")),
+                "port 0 is not allowed",
+            ));
+        }
+        Ok(Provider {
+            name: raw.name,
+            mode: raw.mode.unwrap_or_default(),
+            hostnames: raw.hostnames,
+            ips,
+            cidrs,
+            ports,
+        })
+    }
+}
+
+impl fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogTarget::Stdout => f.write_str("stdout"),
+            LogTarget::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text)
+            .expect_err("config must be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let cfg = Config::parse("{}").unwrap();
+        assert_eq!(cfg.listener.host4, Some(DEFAULT_LISTENER4));
+        assert_eq!(cfg.listener.host6, Some(DEFAULT_LISTENER6));
+        assert_eq!(cfg.admin_address, DEFAULT_ADMIN);
+        assert_eq!(cfg.capture.fail_mode, FailMode::Open);
+        assert_eq!(cfg.capture.mark, DEFAULT_MARK);
+        assert_eq!(cfg.connection_log, LogTarget::Stdout);
+        assert!(cfg.providers.is_empty());
+    }
+
+    #[test]
+    fn provider_addresses_split_into_ips_and_cidrs() {
+        let cfg = Config::parse(
+            r#"
+providers:
+  - name: anthropic
+    hostnames: [api.anthropic.com]
+    addresses: ["160.79.104.0/23", "2607:6bc0::/48", "127.10.0.1", "::1/128"]
+    ports: [443, 8443]
+"#,
+        )
+        .unwrap();
+        let p = &cfg.providers[0];
+        assert_eq!(p.mode, Mode::Intercept);
+        assert_eq!(
+            p.ips,
+            vec![
+                "127.10.0.1".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(p.cidrs.len(), 2);
+        assert_eq!(p.ports, vec![443, 8443]);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let e = err("providers:\n  - name: x\n    addresses: [127.0.0.1]\n    colour: red\n");
+        assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn bad_cidr_names_the_field_and_value() {
+        let e = err("providers:\n  - name: x\n    addresses: [\"10.0.0.300/8\"]\n");
+        assert!(
+            e.contains("providers[0].addresses[0]") && e.contains("10.0.0.300/8"),
+            "{e}"
+        );
+        let e = err("providers:\n  - name: x\n    addresses: [\"10.1.2.3/8\"]\n");
+        assert!(e.contains("host bits") && e.contains("10.0.0.0/8"), "{e}");
+    }
+
+    #[test]
+    fn port_zero_is_rejected() {
+        let e = err("providers:\n  - name: x\n    addresses: [127.0.0.1]\n    ports: [443, 0]\n");
+        assert!(
+            e.contains("providers[0].ports[1]") && e.contains("port 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listeners_must_be_loopback_and_one_per_family() {
+        let e = err("listener:\n  addresses: [\"10.0.0.1:15001\"]\n");
+        assert!(
+            e.contains("listener.addresses[0]") && e.contains("loopback"),
+            "{e}"
+        );
+        let e = err("listener:\n  addresses: [\"127.0.0.1:1\", \"127.0.0.2:2\"]\n");
+        assert!(e.contains("listener.addresses[1]"), "{e}");
+        let e = err("listener:\n  nodeAddress4: \"[::1]:1\"\n");
+        assert!(e.contains("listener.nodeAddress4"), "{e}");
+    }
+
+    #[test]
+    fn provider_without_targets_and_duplicates_are_rejected() {
+        let e = err("providers:\n  - name: x\n");
+        assert!(e.contains("providers[0].addresses"), "{e}");
+        let e = err(
+            "providers:\n  - name: x\n    addresses: [127.0.0.1]\n  - name: x\n    addresses: [127.0.0.2]\n",
+        );
+        assert!(
+            e.contains("providers[1].name") && e.contains("duplicate"),
+            "{e}"
+        );
+        let e = err("providers:\n  - name: x\n    hostnames: [\"bad host\"]\n");
+        assert!(e.contains("providers[0].hostnames[0]"), "{e}");
+    }
+
+    #[test]
+    fn bad_mode_and_durations_are_rejected() {
+        let e = err("providers:\n  - name: x\n    mode: block\n    addresses: [127.0.0.1]\n");
+        assert!(e.contains("unknown variant `block`"), "{e}");
+        let e = err("dns:\n  minTtl: 10m\n  maxTtl: 1m\n");
+        assert!(e.contains("dns"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = Config::load(Path::new("/nonexistent/tollgate.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/tollgate.yaml"), "{e}");
+    }
+
+    #[test]
+    fn shipped_examples_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no example configs found in {}", dir.display());
+    }
+}

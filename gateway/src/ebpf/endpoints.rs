@@ -1,0 +1,403 @@
+//! The endpoint maps: which destinations the connect programs capture, and how.
+//!
+//! One owner task ([`run_sync`]) computes the wanted set from the config and from hostname
+//! resolution, and applies only the difference to the maps: entries are inserted or updated
+//! before stale ones are removed, and the maps are never cleared, so traffic sees no window
+//! without redirection.
+
+use std::{
+    collections::HashMap as StdHashMap,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    HashMap, Map, MapData,
+};
+use gateway_common::{
+    lpm_prefix_len, Cidr4, Cidr6, Endpoint4Key, Endpoint6Key, EndpointValue, ACTION_DENY,
+    ACTION_INTERCEPT, ACTION_OBSERVE, CIDRS4_MAP, CIDRS6_MAP, ENDPOINTS4_MAP, ENDPOINTS6_MAP,
+};
+use ipnet::IpNet;
+use tokio::{sync::watch, time::Instant};
+
+use super::Error;
+use crate::{
+    config::{Dns, Mode, Provider},
+    socket::{ip4_to_word, ip_to_words},
+    telemetry::Metrics,
+};
+
+/// One capture rule as the kernel sees it.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Hash)]
+pub enum Entry {
+    Exact(SocketAddr),
+    Cidr(IpNet, u16),
+}
+
+/// The wanted contents of all four maps.
+pub type EndpointSet = StdHashMap<Entry, EndpointValue>;
+
+pub fn action(mode: Mode) -> u32 {
+    match mode {
+        Mode::Intercept => ACTION_INTERCEPT,
+        Mode::Observe => ACTION_OBSERVE,
+        Mode::Deny => ACTION_DENY,
+    }
+}
+
+/// Handles on the four endpoint maps plus what was last written to them.
+pub struct EndpointMaps {
+    exact4: HashMap<MapData, Endpoint4Key, EndpointValue>,
+    exact6: HashMap<MapData, Endpoint6Key, EndpointValue>,
+    cidr4: LpmTrie<MapData, Cidr4, EndpointValue>,
+    cidr6: LpmTrie<MapData, Cidr6, EndpointValue>,
+    current: EndpointSet,
+}
+
+/// Counts of one [`EndpointMaps::sync`].
+#[derive(Debug, Default, Eq, PartialEq)]
+pub struct SyncStats {
+    pub upserted: usize,
+    pub removed: usize,
+    pub total: usize,
+}
+
+impl EndpointMaps {
+    pub(super) fn take(
+        take: &mut impl FnMut(&'static str) -> Result<Map, Error>,
+    ) -> Result<Self, Error> {
+        let e = |name: &'static str| move |source| Error::Map { name, source };
+        Ok(EndpointMaps {
+            exact4: HashMap::try_from(take(ENDPOINTS4_MAP)?).map_err(e(ENDPOINTS4_MAP))?,
+            exact6: HashMap::try_from(take(ENDPOINTS6_MAP)?).map_err(e(ENDPOINTS6_MAP))?,
+            cidr4: LpmTrie::try_from(take(CIDRS4_MAP)?).map_err(e(CIDRS4_MAP))?,
+            cidr6: LpmTrie::try_from(take(CIDRS6_MAP)?).map_err(e(CIDRS6_MAP))?,
+            current: EndpointSet::new(),
+        })
+    }
+
+    /// Makes the maps hold exactly `wanted`, touching only what differs.
+    pub fn sync(&mut self, wanted: &EndpointSet) -> Result<SyncStats, Error> {
+        let mut stats = SyncStats {
+            total: wanted.len(),
+            ..Default::default()
+        };
+        for (entry, value) in wanted {
+            if self.current.get(entry) != Some(value) {
+                self.write(entry, Some(value))?;
+                stats.upserted += 1;
+            }
+        }
+        let stale: Vec<Entry> = self
+            .current
+            .keys()
+            .filter(|e| !wanted.contains_key(e))
+            .copied()
+            .collect();
+        for entry in &stale {
+            self.write(entry, None)?;
+            stats.removed += 1;
+        }
+        self.current = wanted.clone();
+        Ok(stats)
+    }
+
+    fn write(&mut self, entry: &Entry, value: Option<&EndpointValue>) -> Result<(), Error> {
+        let port_be = |port: u16| port.to_be();
+        let result = match *entry {
+            Entry::Exact(SocketAddr::V4(addr)) => {
+                let key = Endpoint4Key {
+                    ip: ip4_to_word(*addr.ip()),
+                    port: port_be(addr.port()),
+                    _pad: 0,
+                };
+                (
+                    ENDPOINTS4_MAP,
+                    upsert_or_remove(&mut self.exact4, key, value),
+                )
+            }
+            Entry::Exact(SocketAddr::V6(addr)) => {
+                let key = Endpoint6Key {
+                    ip: ip_to_words(IpAddr::V6(*addr.ip())),
+                    port: port_be(addr.port()),
+                    _pad: 0,
+                };
+                (
+                    ENDPOINTS6_MAP,
+                    upsert_or_remove(&mut self.exact6, key, value),
+                )
+            }
+            Entry::Cidr(IpNet::V4(net), port) => {
+                let data = Cidr4 {
+                    port: port.to_be_bytes(),
+                    addr: net.addr().octets(),
+                    _pad: [0; 2],
+                };
+                let key = Key::new(lpm_prefix_len(u32::from(net.prefix_len())), data);
+                let r = match value {
+                    Some(v) => self.cidr4.insert(&key, v, 0),
+                    None => self.cidr4.remove(&key),
+                };
+                (CIDRS4_MAP, r)
+            }
+            Entry::Cidr(IpNet::V6(net), port) => {
+                let data = Cidr6 {
+                    port: port.to_be_bytes(),
+                    addr: net.addr().octets(),
+                    _pad: [0; 2],
+                };
+                let key = Key::new(lpm_prefix_len(u32::from(net.prefix_len())), data);
+                let r = match value {
+                    Some(v) => self.cidr6.insert(&key, v, 0),
+                    None => self.cidr6.remove(&key),
+                };
+                (CIDRS6_MAP, r)
+            }
+        };
+        match result {
+            (_, Ok(())) => Ok(()),
+            (name, Err(source)) => Err(Error::Map { name, source }),
+        }
+    }
+}
+
+fn upsert_or_remove<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    key: K,
+    value: Option<&V>,
+) -> Result<(), aya::maps::MapError> {
+    match value {
+        Some(v) => map.insert(key, v, 0),
+        None => map.remove(&key),
+    }
+}
+
+/// The static part of the wanted set (IPs and CIDRs) plus, for each hostname, its current
+/// addresses. The first provider in file order wins when two claim the same entry.
+pub fn wanted_set(
+    providers: &[Provider],
+    resolved: &StdHashMap<String, Vec<IpAddr>>,
+) -> EndpointSet {
+    let mut set = EndpointSet::new();
+    for (index, p) in providers.iter().enumerate() {
+        let value = EndpointValue {
+            action: action(p.mode),
+            provider: index as u32,
+        };
+        let host_ips = p
+            .hostnames
+            .iter()
+            .flat_map(|h| resolved.get(h).into_iter().flatten());
+        for ip in p.ips.iter().chain(host_ips) {
+            // A v4-mapped IPv6 address is an IPv4 destination to the kernel programs.
+            let ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(*ip),
+                v4 => *v4,
+            };
+            for port in &p.ports {
+                set.entry(Entry::Exact(SocketAddr::new(ip, *port)))
+                    .or_insert(value);
+            }
+        }
+        for net in &p.cidrs {
+            for port in &p.ports {
+                set.entry(Entry::Cidr(*net, *port)).or_insert(value);
+            }
+        }
+    }
+    set
+}
+
+/// Resolves a hostname to its addresses and how long they may be trusted.
+pub trait Resolve: Send + Sync + 'static {
+    fn resolve(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<(Vec<IpAddr>, Duration), String>> + Send;
+}
+
+/// The system resolver configuration (`/etc/resolv.conf`, `/etc/hosts`) through hickory,
+/// which, unlike getaddrinfo, reports TTLs.
+pub struct SystemResolver(hickory_resolver::TokioAsyncResolver);
+
+impl SystemResolver {
+    pub fn new() -> SystemResolver {
+        let resolver = hickory_resolver::TokioAsyncResolver::tokio_from_system_conf().unwrap_or_else(|e| {
+            // Without a usable resolv.conf only /etc/hosts (and localhost) resolve: better than
+            // querying a public resolver the operator never chose.
+            tracing::warn!(error = %e, "no usable system resolver config; only /etc/hosts will resolve");
+            let config = hickory_resolver::config::ResolverConfig::from_parts(None, vec![], vec![]);
+            hickory_resolver::TokioAsyncResolver::tokio(config, Default::default())
+        });
+        SystemResolver(resolver)
+    }
+}
+
+impl Default for SystemResolver {
+    fn default() -> Self {
+        SystemResolver::new()
+    }
+}
+
+impl Resolve for SystemResolver {
+    async fn resolve(&self, host: &str) -> Result<(Vec<IpAddr>, Duration), String> {
+        let lookup = self.0.lookup_ip(host).await.map_err(|e| e.to_string())?;
+        let ttl = lookup
+            .valid_until()
+            .saturating_duration_since(std::time::Instant::now());
+        Ok((lookup.iter().collect(), ttl))
+    }
+}
+
+/// Hostname state kept by the sync task.
+struct HostState {
+    provider: String,
+    ips: Vec<IpAddr>,
+    next: Instant,
+}
+
+/// Owns the endpoint maps: resolves hostnames when their TTL (clamped to `dns`) runs out and
+/// applies the resulting set. Runs the first round before returning the initial stats through
+/// `first_sync`, so that readiness means "maps synced".
+pub async fn run_sync<R: Resolve>(
+    mut maps: EndpointMaps,
+    providers: Arc<Vec<Provider>>,
+    dns: Dns,
+    resolver: R,
+    metrics: Arc<Metrics>,
+    first_sync: tokio::sync::oneshot::Sender<Result<SyncStats, Error>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut hosts: StdHashMap<String, HostState> = StdHashMap::new();
+    for p in providers.iter() {
+        for h in &p.hostnames {
+            hosts.entry(h.clone()).or_insert(HostState {
+                provider: p.name.clone(),
+                ips: vec![],
+                next: Instant::now(),
+            });
+        }
+    }
+    let mut first_sync = Some(first_sync);
+    loop {
+        let now = Instant::now();
+        for (host, state) in hosts.iter_mut().filter(|(_, s)| s.next <= now) {
+            match resolver.resolve(host).await {
+                Ok((mut ips, ttl)) => {
+                    ips.sort();
+                    ips.dedup();
+                    if ips != state.ips {
+                        tracing::info!(component = "endpoints", host, ?ips, ttl = ?ttl, "resolved");
+                    }
+                    state.ips = ips;
+                    state.next = now + ttl.clamp(dns.min_ttl, dns.max_ttl);
+                }
+                Err(error) => {
+                    // Keep the last known addresses: a resolver hiccup must not uncapture.
+                    tracing::warn!(component = "endpoints", host, %error, kept = ?state.ips, "resolution failed");
+                    metrics.dns_failure(&state.provider);
+                    state.next = now + dns.min_ttl;
+                }
+            }
+        }
+        let resolved = hosts
+            .iter()
+            .map(|(h, s)| (h.clone(), s.ips.clone()))
+            .collect();
+        let wanted = wanted_set(&providers, &resolved);
+        match maps.sync(&wanted) {
+            Ok(stats) => {
+                metrics.set_endpoints(stats.total);
+                if stats.upserted + stats.removed > 0 {
+                    tracing::info!(
+                        component = "endpoints",
+                        upserted = stats.upserted,
+                        removed = stats.removed,
+                        total = stats.total,
+                        "endpoint maps synced"
+                    );
+                }
+                if let Some(tx) = first_sync.take() {
+                    let _ = tx.send(Ok(stats));
+                }
+            }
+            Err(e) => match first_sync.take() {
+                Some(tx) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                None => {
+                    tracing::error!(component = "endpoints", error = %e, "endpoint sync failed")
+                }
+            },
+        }
+        let next = hosts.values().map(|s| s.next).min();
+        tokio::select! {
+            _ = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn providers(yaml: &str) -> Vec<Provider> {
+        Config::parse(yaml).unwrap().providers
+    }
+
+    #[test]
+    fn wanted_set_expands_ports_hostnames_and_cidrs() {
+        let p = providers(
+            r#"
+providers:
+  - name: a
+    hostnames: [api.example]
+    addresses: ["127.10.0.1", "10.0.0.0/8", "::ffff:127.10.0.2"]
+    ports: [443, 8443]
+  - name: b
+    mode: deny
+    addresses: ["127.10.0.1", "127.10.0.9"]
+"#,
+        );
+        let resolved = StdHashMap::from([(
+            "api.example".to_string(),
+            vec!["127.10.0.3".parse().unwrap()],
+        )]);
+        let set = wanted_set(&p, &resolved);
+        let exact = |s: &str| Entry::Exact(s.parse().unwrap());
+        // first provider wins on overlap
+        assert_eq!(
+            set[&exact("127.10.0.1:443")],
+            EndpointValue {
+                action: ACTION_INTERCEPT,
+                provider: 0
+            }
+        );
+        assert_eq!(
+            set[&exact("127.10.0.9:443")],
+            EndpointValue {
+                action: ACTION_DENY,
+                provider: 1
+            }
+        );
+        assert!(set.contains_key(&exact("127.10.0.3:8443")));
+        assert!(
+            set.contains_key(&exact("127.10.0.2:443")),
+            "v4-mapped is stored as IPv4"
+        );
+        assert!(set.contains_key(&Entry::Cidr("10.0.0.0/8".parse().unwrap(), 8443)));
+        assert_eq!(set.len(), 3 * 2 + 2 + 1);
+    }
+}

@@ -1,0 +1,21 @@
+//! Tollgate: a node-level AI gateway. The eBPF programs in `gateway-ebpf` redirect the
+//! connects that workloads open to known LLM endpoints; this crate loads them, runs the proxy
+//! that receives those connections, and reports what it saw.
+//!
+//! One folder per runtime component (see ARCHITECTURE.md):
+//! - [`config`]: the YAML file, `RawConfig` → validated `Config`.
+//! - [`ebpf`]: load and attach the programs, own and sync their maps.
+//! - [`capture`]: the redirect listeners, original-destination lookup, relay, connection log.
+//! - [`identity`]: kernel identity → process, executable, cgroup.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on their own runtime.
+//! - [`telemetry`]: metrics registry and log setup.
+//! - [`app`]: wires the above together for `tollgate run`.
+
+pub mod admin;
+pub mod app;
+pub mod capture;
+pub mod config;
+pub mod ebpf;
+pub mod identity;
+pub mod socket;
+pub mod telemetry;
