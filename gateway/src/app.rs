@@ -47,6 +47,7 @@ pub struct ReadyInfo {
 }
 
 pub fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    raise_fd_limit();
     // Two workers: these machines have two cores, and the admin server has its own thread.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -57,14 +58,25 @@ pub fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     rt.block_on(run_async(config, ready_file))
 }
 
+/// Accept queue length asked for (the kernel caps it at `net.core.somaxconn`). Bursts of
+/// hundreds of simultaneous connects from one workload are normal for agents.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<TcpListener>> {
-    match addr {
-        None => Ok(None),
-        Some(addr) => TcpListener::bind(addr)
-            .await
-            .map(Some)
-            .with_context(|| format!("cannot bind the {what} listener on {addr}")),
-    }
+    let Some(addr) = addr else { return Ok(None) };
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen()
+        .map(Some)
+        .with_context(|| format!("cannot bind the {what} listener on {addr}"))
 }
 
 async fn run_async(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -274,6 +286,25 @@ fn write_ready_file(path: &Path, info: &ReadyInfo) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
+}
+
+/// Every captured connection costs two descriptors: take the hard limit, not the soft one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    #[expect(
+        unsafe_code,
+        reason = "getrlimit/setrlimit have no safe wrapper in std"
+    )]
+    // SAFETY: a valid out-pointer, then the same struct back.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -1,0 +1,98 @@
+//! `tollgate validate` and `tollgate run` on bad configs: rejected with a message that names the
+//! field and the value. Needs no privileges.
+
+use std::{process::Command, time::Duration};
+
+use tests::{run, tollgate_bin, workspace};
+
+fn validate(yaml: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-validate-{}-{}",
+        std::process::id(),
+        yaml.len()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut cmd = Command::new(tollgate_bin());
+    cmd.arg("validate").arg(&file);
+    let out = run(cmd, Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn shipped_example_validates() {
+    let mut cmd = Command::new(tollgate_bin());
+    cmd.arg("validate")
+        .arg(workspace().join("examples/tollgate.yaml"));
+    let out = run(cmd, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+}
+
+#[test]
+fn invalid_configs_are_rejected_naming_the_field() {
+    let cases = [
+        (
+            "providers:\n  - name: a\n    addresses: [127.0.0.1]\n    tiemout: 5\n",
+            "unknown field `tiemout`",
+        ),
+        (
+            "providers:\n  - name: a\n    addresses: [\"300.1.2.3/8\"]\n",
+            "providers[0].addresses[0]",
+        ),
+        (
+            "providers:\n  - name: a\n    addresses: [127.0.0.1]\n    ports: [0]\n",
+            "providers[0].ports[0]: port 0",
+        ),
+        (
+            "capture:\n  failMode: sometimes\n",
+            "unknown variant `sometimes`",
+        ),
+        (
+            "listener:\n  addresses: [\"0.0.0.0:15001\"]\n",
+            "listener.addresses[0]",
+        ),
+        (
+            "capture:\n  cgroupPath: relative/path\n",
+            "capture.cgroupPath",
+        ),
+        ("admin: [1, 2]\n", "admin"),
+    ];
+    for (yaml, expected) in cases {
+        let (ok, output) = validate(yaml);
+        assert!(!ok, "accepted:\n{yaml}");
+        assert!(
+            output.contains(expected),
+            "for\n{yaml}\nexpected {expected:?} in:\n{output}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    for sub in ["validate", "run"] {
+        let mut cmd = Command::new(tollgate_bin());
+        cmd.arg(sub);
+        if sub == "run" {
+            cmd.arg("--config");
+        }
+        cmd.arg("/nonexistent/tollgate.yaml");
+        let out = run(cmd, Duration::from_secs(10));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("/nonexistent/tollgate.yaml"), "{sub}: {err}");
+    }
+}
