@@ -1,1 +1,60 @@
-fn main() {}
+//! Developer tasks. `cargo xtask <task>`:
+//! - `setup`: install what the build needs (nightly rust-src, bpf-linker, Debian packages).
+//! - `demo`: show transparent capture of an unmodified curl, end to end.
+//! - `test`: setup, build, and run the whole test suite (what CI runs).
+//! - `bench`: measure capture overhead against direct connections; results in `bench/results/`.
+
+mod bench;
+mod demo;
+mod setup;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain pieces and packages the build and tests need (idempotent).
+    Setup,
+    /// Run the end-to-end demo (root, no network needed).
+    Demo,
+    /// Run every test (root for the privileged ones; CI=true makes them mandatory).
+    Test {
+        /// Extra arguments passed to `cargo test` (after `--` for the test binaries).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Benchmark the capture path against direct connections.
+    Bench {
+        /// Iterations per latency measurement.
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
+    /// Internal: the benchmark client, run inside the captured cgroup.
+    #[command(hide = true)]
+    BenchClient { args: Vec<String> },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::setup().map(|_| ()),
+        Task::Demo => demo::demo(),
+        Task::Test { args } => test(&args),
+        Task::Bench { iterations } => bench::bench(iterations),
+        Task::BenchClient { args } => bench::client(&args),
+    }
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let env = setup::setup()?;
+    util::cargo(&env, &["build", "-p", "gateway", "--bin", "tollgate"])?;
+    let mut test_args = vec!["test", "--workspace", "--exclude", "gateway-ebpf"];
+    test_args.extend(args.iter().map(String::as_str));
+    util::cargo(&env, &test_args)
+}

@@ -1,0 +1,347 @@
+//! `cargo xtask bench`: what capture costs, measured against a direct connection on the same
+//! machine in the same run (never in a timed test).
+//!
+//! Servers run in this process on loopback addresses; the client is this binary again
+//! (`bench-client`, release build) run inside a child cgroup, first with no programs attached
+//! (direct), then with `tollgate run` (release) capturing the servers' addresses.
+//! Measured:
+//! - `connect()` latency: no programs; programs attached but destination not captured;
+//!   destination captured (the connect completes against the proxy);
+//! - request/response latency (64-byte ping-pong on one kept-alive connection), direct vs
+//!   through the relay, with the proxy's CPU time per round trip;
+//! - bulk throughput, direct vs through the relay.
+//!
+//! Results: `bench/results/capture-<unix time>.json`, and a table on stdout.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::Stdio,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use crate::{
+    setup,
+    util::{self, start_tollgate, Cgroup},
+};
+
+const RR_SIZE: usize = 64;
+const TPUT_BYTES: u64 = 1 << 30;
+
+pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
+    let env = setup::setup()?;
+    util::cargo(
+        &env,
+        &["build", "--release", "-p", "gateway", "--bin", "tollgate"],
+    )?;
+    util::cargo(&env, &["build", "--release", "-p", "xtask"])?;
+    let ws = util::workspace();
+    let tollgate = ws.join("target/release/tollgate");
+    let client_bin = ws.join("target/release/xtask");
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    let echo = serve("127.10.100.1:0", Mode::Echo)?;
+    let sink = serve("127.10.100.2:0", Mode::Sink)?;
+    let other = serve("127.10.100.3:0", Mode::Echo)?;
+    let cgroup = Cgroup::create(&format!("tollgate-bench-{}", std::process::id()))?;
+    let connects = (iterations / 4).max(1000);
+
+    let client = |args: &[String]| -> anyhow::Result<Value> {
+        let out = cgroup
+            .command(&client_bin)
+            .arg("bench-client")
+            .args(args)
+            .stdout(Stdio::piped())
+            .output()
+            .context("bench client")?;
+        if !out.status.success() {
+            bail!(
+                "bench client {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let s = |x: &dyn ToString| x.to_string();
+
+    println!("== direct (no programs attached)");
+    let connect_direct = client(&[s(&"connect"), s(&echo), s(&connects)])?;
+    let rr_direct = client(&[s(&"rr"), s(&echo), s(&iterations)])?;
+    let tput_direct = client(&[s(&"tput"), s(&sink), s(&TPUT_BYTES)])?;
+
+    println!("== through tollgate");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\ncapture:\n  cgroupPath: {}\n\
+             connectionLog: {}\nproviders:\n  - name: bench\n    addresses: [\"{}\", \"{}\"]\n    ports: [{}, {}]\n",
+            cgroup.0.display(),
+            dir.join("connections.jsonl").display(),
+            echo.ip(),
+            sink.ip(),
+            echo.port(),
+            sink.port()
+        ),
+    )?;
+    let (mut daemon, ready) = start_tollgate(
+        &tollgate,
+        &config,
+        &dir.join("ready.json"),
+        &dir.join("tollgate.log"),
+    )?;
+    let pid = ready["pid"].as_u64().context("pid")? as u32;
+    let connect_nomatch = client(&[s(&"connect"), s(&other), s(&connects)])?;
+    let connect_captured = client(&[s(&"connect"), s(&echo), s(&connects)])?;
+    let cpu_before = cpu_time(pid)?;
+    let rr_captured = client(&[s(&"rr"), s(&echo), s(&iterations)])?;
+    let cpu_rr = cpu_time(pid)? - cpu_before;
+    let tput_captured = client(&[s(&"tput"), s(&sink), s(&TPUT_BYTES)])?;
+    daemon.stop();
+    drop(cgroup);
+
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let results = json!({
+        "time": humantime_now(),
+        "machine": machine(),
+        "iterations": iterations,
+        "connect_us": {
+            "no_programs": connect_direct,
+            "attached_not_captured": connect_nomatch,
+            "captured": connect_captured,
+        },
+        "request_response_64B_us": {
+            "direct": rr_direct,
+            "relay": rr_captured,
+            "added_p50": f(&rr_captured, "p50") - f(&rr_direct, "p50"),
+            "added_p99": f(&rr_captured, "p99") - f(&rr_direct, "p99"),
+            "proxy_cpu_us_per_round_trip": cpu_rr.as_secs_f64() * 1e6 / iterations as f64,
+        },
+        "throughput_MiB_s": {
+            "direct": f(&tput_direct, "mib_s"),
+            "relay": f(&tput_captured, "mib_s"),
+        },
+    });
+    let results_dir = ws.join("bench/results");
+    std::fs::create_dir_all(&results_dir)?;
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_secs();
+    let file = results_dir.join(format!("capture-{secs}.json"));
+    std::fs::write(&file, serde_json::to_string_pretty(&results)?)?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!("\n| measurement | p50 µs | p99 µs |");
+    println!("| --- | ---: | ---: |");
+    for (name, v) in [
+        (
+            "connect(), no programs",
+            &results["connect_us"]["no_programs"],
+        ),
+        (
+            "connect(), attached, not captured",
+            &results["connect_us"]["attached_not_captured"],
+        ),
+        (
+            "connect(), captured (to the proxy)",
+            &results["connect_us"]["captured"],
+        ),
+        ("64 B round trip, direct", &rr_direct),
+        ("64 B round trip, through the relay", &rr_captured),
+    ] {
+        println!("| {name} | {:.1} | {:.1} |", f(v, "p50"), f(v, "p99"));
+    }
+    println!(
+        "\nadded by the relay: p50 {:.1} µs, p99 {:.1} µs; proxy CPU {:.1} µs per round trip",
+        f(&results["request_response_64B_us"], "added_p50"),
+        f(&results["request_response_64B_us"], "added_p99"),
+        f(
+            &results["request_response_64B_us"],
+            "proxy_cpu_us_per_round_trip"
+        ),
+    );
+    println!(
+        "throughput: direct {:.0} MiB/s, relay {:.0} MiB/s\nwritten to {}",
+        f(&tput_direct, "mib_s"),
+        f(&tput_captured, "mib_s"),
+        file.display()
+    );
+    Ok(())
+}
+
+fn humantime_now() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let kernel = util::output("uname", &["-r"]).unwrap_or_default();
+    json!({ "cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "kernel": kernel })
+}
+
+/// User + system CPU time of a process.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // fields[11] = utime, fields[12] = stime (after the comm field), in clock ticks
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let hz = util::output("getconf", &["CLK_TCK"])
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(100);
+    Ok(Duration::from_micros(ticks * 1_000_000 / hz))
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Writes back whatever it reads.
+    Echo,
+    /// Reads until EOF, then writes the byte count (8 bytes, big-endian).
+    Sink,
+}
+
+fn serve(addr: &str, mode: Mode) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
+    let local = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_nodelay(true);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0u64;
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            total += n as u64;
+                            if let Mode::Echo = mode {
+                                if s.write_all(&buf[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Mode::Sink = mode {
+                    let _ = s.write_all(&total.to_be_bytes());
+                }
+            });
+        }
+    });
+    Ok(local)
+}
+
+/// The client side, run inside the cgroup. Prints one JSON object.
+pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
+    let [mode, addr, n] = args else {
+        bail!("usage: bench-client connect|rr|tput ADDR N")
+    };
+    let addr: SocketAddr = addr.parse()?;
+    let n: u64 = n.parse()?;
+    let result = match mode.as_str() {
+        "connect" => {
+            let mut samples = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let start = Instant::now();
+                let s = TcpStream::connect(addr)?;
+                samples.push(start.elapsed());
+                // RST on close: no TIME_WAIT pile-up over thousands of iterations.
+                let _ = socket_linger_zero(&s);
+            }
+            percentiles(samples)
+        }
+        "rr" => {
+            let mut s = TcpStream::connect(addr)?;
+            s.set_nodelay(true)?;
+            let out = [0x5au8; RR_SIZE];
+            let mut back = [0u8; RR_SIZE];
+            // warm-up
+            for _ in 0..100 {
+                s.write_all(&out)?;
+                s.read_exact(&mut back)?;
+            }
+            let mut samples = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let start = Instant::now();
+                s.write_all(&out)?;
+                s.read_exact(&mut back)?;
+                samples.push(start.elapsed());
+            }
+            percentiles(samples)
+        }
+        "tput" => {
+            let mut s = TcpStream::connect(addr)?;
+            let chunk = vec![0u8; 64 * 1024];
+            let start = Instant::now();
+            let mut sent = 0u64;
+            while sent < n {
+                s.write_all(&chunk)?;
+                sent += chunk.len() as u64;
+            }
+            s.shutdown(std::net::Shutdown::Write)?;
+            let mut count = [0u8; 8];
+            s.read_exact(&mut count)?;
+            let elapsed = start.elapsed().as_secs_f64();
+            if u64::from_be_bytes(count) != sent {
+                bail!(
+                    "sink counted {} bytes, sent {sent}",
+                    u64::from_be_bytes(count)
+                );
+            }
+            json!({ "bytes": sent, "secs": elapsed, "mib_s": sent as f64 / elapsed / (1024.0 * 1024.0) })
+        }
+        other => bail!("unknown bench-client mode {other}"),
+    };
+    println!("{result}");
+    Ok(())
+}
+
+fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    #[expect(
+        unsafe_code,
+        reason = "setsockopt(SO_LINGER) has no safe wrapper in std"
+    )]
+    // SAFETY: a valid fd and a pointer to a correctly sized struct that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> Value {
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
+    let mean = samples.iter().map(Duration::as_secs_f64).sum::<f64>() / samples.len() as f64 * 1e6;
+    json!({ "n": samples.len(), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "mean": mean })
+}

@@ -1,0 +1,130 @@
+//! `cargo xtask setup`: installs, idempotently and saying what it did, what building and
+//! testing Tollgate needs on a fresh Debian machine as root.
+//!
+//! - Debian packages for the tests and demo (curl, iproute2, python3, util-linux).
+//! - A nightly toolchain whose LLVM is 22 (what bpf-linker 0.10.4 reads), with `rust-src` for
+//!   `-Z build-std=core`. The machine's `nightly` is used when it qualifies; otherwise the
+//!   pinned `nightly-2026-05-19` is installed and passed to the build through
+//!   `TOLLGATE_EBPF_TOOLCHAIN`.
+//! - bpf-linker 0.10.4 (`cargo install --locked`), which needs no system LLVM.
+
+use anyhow::{bail, Context as _};
+
+use crate::util::{output, run, BuildEnv};
+
+/// The nightly that was seen to work with bpf-linker 0.10.4 (LLVM 22).
+const PINNED_NIGHTLY: &str = "nightly-2026-05-19";
+const LLVM_MAJOR: &str = "22";
+const BPF_LINKER: &str = "bpf-linker@0.10.4";
+const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
+
+/// (command that must exist, Debian package that provides it)
+const PACKAGES: [(&str, &str); 4] = [
+    ("curl", "curl"),
+    ("ip", "iproute2"),
+    ("python3", "python3"),
+    ("unshare", "util-linux"),
+];
+
+pub(crate) fn setup() -> anyhow::Result<BuildEnv> {
+    println!("xtask setup: checking build and test dependencies");
+    debian_packages()?;
+    let toolchain = ebpf_toolchain()?;
+    rust_src(&toolchain)?;
+    bpf_linker()?;
+    println!("xtask setup: done (eBPF toolchain {toolchain})");
+    Ok(BuildEnv {
+        vars: vec![("TOLLGATE_EBPF_TOOLCHAIN".into(), toolchain)],
+    })
+}
+
+fn have(command: &str) -> bool {
+    output("sh", &["-c", &format!("command -v {command}")]).is_some()
+}
+
+fn debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(cmd, _)| !have(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        println!("  packages: curl, iproute2, python3, util-linux present");
+        return Ok(());
+    }
+    if !have("apt-get") {
+        bail!("missing {missing:?} and no apt-get: install them with your package manager");
+    }
+    println!("  packages: installing {missing:?} with apt-get");
+    run("apt-get", &["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(&missing);
+    run("apt-get", &args).context("apt-get install (run as root)")
+}
+
+fn llvm_major(toolchain: &str) -> Option<String> {
+    let vv = output("rustup", &["run", toolchain, "rustc", "-vV"])?;
+    let line = vv.lines().find(|l| l.starts_with("LLVM version:"))?;
+    Some(
+        line.trim_start_matches("LLVM version:")
+            .trim()
+            .split('.')
+            .next()?
+            .to_string(),
+    )
+}
+
+fn ebpf_toolchain() -> anyhow::Result<String> {
+    if !have("rustup") {
+        bail!("rustup not found: the eBPF build needs a rustup-managed nightly");
+    }
+    for candidate in ["nightly", PINNED_NIGHTLY] {
+        if llvm_major(candidate).as_deref() == Some(LLVM_MAJOR) {
+            println!("  toolchain: {candidate} (LLVM {LLVM_MAJOR}) present");
+            return Ok(candidate.to_string());
+        }
+    }
+    println!("  toolchain: installing {PINNED_NIGHTLY} (no nightly with LLVM {LLVM_MAJOR} found)");
+    run(
+        "rustup",
+        &[
+            "toolchain",
+            "install",
+            PINNED_NIGHTLY,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ],
+    )?;
+    Ok(PINNED_NIGHTLY.to_string())
+}
+
+fn rust_src(toolchain: &str) -> anyhow::Result<()> {
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", toolchain, "--installed"],
+    )
+    .unwrap_or_default();
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        println!("  rust-src: present for {toolchain}");
+        return Ok(());
+    }
+    println!("  rust-src: adding to {toolchain}");
+    run(
+        "rustup",
+        &["component", "add", "rust-src", "--toolchain", toolchain],
+    )
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    if let Some(v) = output("bpf-linker", &["--version"]) {
+        if v.starts_with(BPF_LINKER_VERSION_PREFIX) {
+            println!("  bpf-linker: {v} present");
+            return Ok(());
+        }
+        println!("  bpf-linker: {v} found, but {BPF_LINKER} is needed (LLVM {LLVM_MAJOR})");
+    }
+    println!("  bpf-linker: cargo install --locked {BPF_LINKER} (about two minutes)");
+    run("cargo", &["install", "--locked", BPF_LINKER])
+}
