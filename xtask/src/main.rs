@@ -56,5 +56,5 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     util::cargo(&env, &["build", "-p", "gateway", "--bin", "tollgate"])?;
     let mut test_args = vec!["test", "--workspace", "--exclude", "gateway-ebpf"];
     test_args.extend(args.iter().map(String::as_str));
-    util::cargo(&env, &test_args)
+    util::cargo_test(&env, &test_args)
 }
