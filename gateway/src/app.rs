@@ -20,15 +20,26 @@ use gateway_common::{
 use serde::Serialize;
 use tokio::{net::TcpListener, sync::watch};
 
+use arc_swap::ArcSwap;
+
 use crate::{
-    admin,
-    capture::{self, connlog::ConnLogWriter, Drain, Via},
+    admin, auth,
+    capture::{self, connlog::ConnLogWriter, tls, Drain, Via},
     config::{Config, FailMode},
     ebpf::{self, endpoints},
-    identity,
+    identity, proxy,
+    route::Snapshot,
     socket::{ip4_to_word, ip_to_words, netns_cookie},
     telemetry::Metrics,
 };
+
+/// How often the config file and credential files are checked for changes (1 second).
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Credentials that name an env var read it from the process environment.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
 
 /// How long in-flight connections may run on after a stop signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -46,7 +57,7 @@ pub struct ReadyInfo {
     pub cgroup: PathBuf,
 }
 
-pub fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     raise_fd_limit();
     // Two workers: these machines have two cores, and the admin server has its own thread.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -55,7 +66,7 @@ pub fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the proxy runtime")?;
-    rt.block_on(run_async(config, ready_file))
+    rt.block_on(run_async(config, config_path, ready_file))
 }
 
 /// Accept queue length asked for (the kernel caps it at `net.core.somaxconn`). Bursts of
@@ -79,7 +90,7 @@ async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<Tcp
         .with_context(|| format!("cannot bind the {what} listener on {addr}"))
 }
 
-async fn run_async(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(admin::Readiness::default());
@@ -124,11 +135,27 @@ async fn run_async(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    // L7: node CA, credentials, routes and clients.
+    let ca = Arc::new(tls::NodeCa::load_or_create(&config.tls.ca_cert, &config.tls.ca_key)?);
+    tracing::info!(ca = %ca.cert_path.display(), "node CA ready: workloads must trust it (docs/trust.md)");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::new(tls::LeafResolver::new(
+        ca.clone(),
+        config.tls.leaf_ttl,
+    ))));
+    let credentials = Arc::new(auth::Store::default());
+    credentials.refresh(&config.credentials, &env_var);
+    let l7 = Arc::new(proxy::L7 {
+        snapshot: ArcSwap::from_pointee(Snapshot::build(config.clone())?),
+        credentials: credentials.clone(),
+        metrics: metrics.clone(),
+    });
+    let (providers_tx, providers_rx) = watch::channel(Arc::new(config.providers.clone()));
+
     // Endpoint maps: one owner task; wait for its first round before attaching.
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let sync_task = tokio::spawn(endpoints::run_sync(
         maps.endpoints,
-        Arc::new(config.providers.clone()),
+        providers_rx,
         config.dns.clone(),
         endpoints::SystemResolver::new(),
         metrics.clone(),
@@ -157,28 +184,38 @@ async fn run_async(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
     let admin_addr = admin_listener.local_addr()?;
     let conns = Arc::new(maps.conns);
     let stats = Arc::new(maps.stats);
-    let admin_thread = admin::spawn(
-        admin_listener,
-        Arc::new(admin::State {
-            metrics: metrics.clone(),
-            readiness: readiness.clone(),
-            stats: Some(stats),
-            config_json: serde_json::to_string_pretty(&*config).unwrap_or_default(),
-        }),
+    let admin_state = Arc::new(admin::State {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        stats: Some(stats),
+        config_json: ArcSwap::from_pointee(serde_json::to_string_pretty(&*config).unwrap_or_default()),
+        ca_pem: Some(ca.cert_pem.clone()),
+        credentials: Some(credentials.clone()),
+    });
+    let admin_thread = admin::spawn(admin_listener, admin_state.clone(), shutdown_rx.clone())?;
+    let reload_task = tokio::spawn(watch_config(
+        config_path,
+        config.clone(),
+        l7.clone(),
+        providers_tx,
+        admin_state,
         shutdown_rx.clone(),
-    )?;
+    ));
 
     // Data plane.
     let (log, log_writer) = ConnLogWriter::start(&config.connection_log)
         .with_context(|| format!("cannot open the connection log {}", config.connection_log))?;
-    let shared = Arc::new(capture::Shared::new(
-        config.clone(),
+    let shared = Arc::new(capture::Shared {
+        config: config.clone(),
         conns,
-        identity::Resolver::new(cgroup_root, host_netns),
-        host_netns,
-        metrics.clone(),
+        identity: identity::Resolver::new(cgroup_root, host_netns),
+        host_netns_cookie: host_netns,
+        metrics: metrics.clone(),
         log,
-    ));
+        l7,
+        tls: acceptor,
+        next_id: 1.into(),
+    });
     let drain = Drain::new();
     let mut serving = Vec::new();
     let info = ReadyInfo {
@@ -221,6 +258,7 @@ async fn run_async(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
     }
     drain.drain(DRAIN_DEADLINE).await;
     let _ = sync_task.await;
+    let _ = reload_task.await;
     let _ = admin_thread.join();
     // Every sink is gone with the connection tasks: flush the log.
     log_writer.finish();
@@ -286,6 +324,95 @@ fn write_ready_file(path: &Path, info: &ReadyInfo) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
+}
+
+/// Watches the config file (its content, so symlink swaps of ConfigMaps count) and the
+/// credential files. A valid new config replaces the dynamic state for the next request; an
+/// invalid one is logged, counted, shown on `/readyz`, and the last good config keeps serving.
+async fn watch_config(
+    path: PathBuf,
+    mut current: Arc<Config>,
+    l7: Arc<proxy::L7>,
+    providers_tx: watch::Sender<Arc<Vec<crate::config::Provider>>>,
+    admin: Arc<admin::State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last = std::fs::read(&path).unwrap_or_default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        l7.credentials.refresh(&current.credentials, &env_var);
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        if bytes == last {
+            continue;
+        }
+        last = bytes;
+        let reloaded = std::str::from_utf8(&last)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Config::parse(text).map_err(|e| e.to_string()))
+            .and_then(|cfg| {
+                let cfg = Arc::new(cfg);
+                Snapshot::build(cfg.clone()).map(|s| (cfg, s)).map_err(|e| e.to_string())
+            });
+        match reloaded {
+            Ok((cfg, snapshot)) => {
+                for field in static_changes(&current, &cfg) {
+                    tracing::warn!(field, "config reload: this setting needs a restart; the running value is kept");
+                }
+                l7.snapshot.store(Arc::new(snapshot));
+                l7.credentials.refresh(&cfg.credentials, &env_var);
+                if serde_json::to_value(&cfg.providers).ok() != serde_json::to_value(&current.providers).ok() {
+                    providers_tx.send_replace(Arc::new(cfg.providers.clone()));
+                }
+                admin.config_json.store(Arc::new(serde_json::to_string_pretty(&*cfg).unwrap_or_default()));
+                *admin.readiness.config_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                admin.metrics.config_reload(true);
+                tracing::info!(path = %path.display(), "config reloaded");
+                current = cfg;
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "config reload rejected; the last good config keeps serving");
+                *admin.readiness.config_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                admin.metrics.config_reload(false);
+            }
+        }
+    }
+}
+
+/// Settings read once at start.
+fn static_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let same = |a: &dyn erased::Json, b: &dyn erased::Json| a.json() == b.json();
+    let mut changed = Vec::new();
+    if !same(&old.listener, &new.listener) {
+        changed.push("listener");
+    }
+    if old.admin_address != new.admin_address {
+        changed.push("admin");
+    }
+    if !same(&old.capture, &new.capture) {
+        changed.push("capture");
+    }
+    if old.connection_log != new.connection_log {
+        changed.push("connectionLog");
+    }
+    if !same(&old.tls, &new.tls) {
+        changed.push("tls");
+    }
+    changed
+}
+
+mod erased {
+    /// Compare config sections through their serialized form.
+    pub(super) trait Json {
+        fn json(&self) -> Option<serde_json::Value>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> Option<serde_json::Value> {
+            serde_json::to_value(self).ok()
+        }
+    }
 }
 
 /// Every captured connection costs two descriptors: take the hard limit, not the soft one.

@@ -7,15 +7,23 @@
 //! - [`ebpf`]: load and attach the programs, own and sync their maps.
 //! - [`capture`]: the redirect listeners, original-destination lookup, relay, connection log.
 //! - [`identity`]: kernel identity → process, executable, cgroup.
+//! - [`proxy`]: the L7 request pipeline (phases over one request context).
+//! - [`llm`]: provider API knowledge: operations, body parsing, error shapes.
+//! - [`route`]: routes, backend choice, pooled upstream clients.
+//! - [`auth`]: backend credentials: loading, rotation, injection.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on their own runtime.
 //! - [`telemetry`]: metrics registry and log setup.
 //! - [`app`]: wires the above together for `tollgate run`.
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod capture;
 pub mod config;
 pub mod ebpf;
 pub mod identity;
+pub mod llm;
+pub mod proxy;
+pub mod route;
 pub mod socket;
 pub mod telemetry;

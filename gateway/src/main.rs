@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run { config, ready_file } => {
             let cfg = Config::load(&config)
                 .with_context(|| format!("invalid config {}", config.display()))?;
-            app::run(cfg, ready_file)
+            app::run(cfg, config, ready_file)
         }
         Command::Validate { file } => {
             let cfg = Config::load(&file)

@@ -1,6 +1,6 @@
 //! Admin HTTP on its own thread and runtime, away from the data plane: `/healthz`, `/readyz`
 //! (programs attached, maps synced, listeners registered), `/metrics`, `/config` (effective
-//! configuration; it holds no secrets yet).
+//! configuration; it holds no secrets), `/ca.crt` (the node CA to distribute to workloads).
 
 use std::{
     convert::Infallible,
@@ -26,6 +26,8 @@ pub struct Readiness {
     pub listeners_registered: AtomicBool,
     pub maps_synced: AtomicBool,
     pub programs_attached: AtomicBool,
+    /// Why the last config reload was rejected (the previous config still serves).
+    pub config_error: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Serialize)]
@@ -35,6 +37,10 @@ struct ReadyBody {
     listeners_registered: bool,
     maps_synced: bool,
     programs_attached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_error: Option<String>,
+    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    credential_errors: std::collections::HashMap<String, String>,
 }
 
 impl Readiness {
@@ -47,6 +53,8 @@ impl Readiness {
             listeners_registered,
             maps_synced,
             programs_attached,
+            config_error: self.config_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            credential_errors: Default::default(),
         }
     }
 }
@@ -56,8 +64,12 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub stats: Option<Arc<Stats>>,
-    /// The effective configuration as JSON.
-    pub config_json: String,
+    /// The effective configuration as JSON (secrets are never in it: credentials are
+    /// references to files or env vars).
+    pub config_json: arc_swap::ArcSwap<String>,
+    /// Node CA certificate (PEM), served at `/ca.crt`.
+    pub ca_pem: Option<String>,
+    pub credentials: Option<Arc<crate::auth::Store>>,
 }
 
 /// Starts the admin server on `listener` in a thread with a current-thread runtime. It stops
@@ -113,7 +125,10 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
-            let body = state.readiness.body();
+            let mut body = state.readiness.body();
+            if let Some(c) = &state.credentials {
+                body.credential_errors = c.errors();
+            }
             let status = if body.ready {
                 StatusCode::OK
             } else {
@@ -131,11 +146,17 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             );
             resp
         }
-        "/config" => json(StatusCode::OK, state.config_json.clone()),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz, /metrics, /config\n".into(),
-        ),
+        "/config" => json(StatusCode::OK, state.config_json.load().to_string()),
+        "/ca.crt" => match &state.ca_pem {
+            Some(pem) => {
+                let mut resp = text(StatusCode::OK, pem.clone());
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-pem-file"));
+                resp
+            }
+            None => text(StatusCode::NOT_FOUND, "no node CA\n".into()),
+        },
+        _ => text(StatusCode::NOT_FOUND, "not found: try /healthz, /readyz, /metrics, /config, /ca.crt\n".into()),
     }
 }
 

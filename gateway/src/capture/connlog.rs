@@ -26,6 +26,10 @@ pub struct ConnRecordLine<'a> {
     pub original_dst: String,
     pub provider: Option<&'a str>,
     pub mode: &'static str,
+    /// TLS server name the client asked for, when it spoke TLS.
+    pub sni: Option<String>,
+    /// Whether the L7 proxy served it (TLS terminated or plaintext HTTP) rather than a relay.
+    pub l7: bool,
     pub workload: &'a Workload,
     /// Client → upstream.
     pub bytes_sent: u64,

@@ -4,8 +4,11 @@
 //! A connection with no redirect record was not sent here by our programs (someone connected
 //! to the listener directly): it is closed at once, so the listener is never an open proxy.
 
+pub mod classify;
 pub mod connlog;
+pub mod io;
 pub mod relay;
+pub mod tls;
 
 use std::{
     net::SocketAddr,
@@ -16,8 +19,10 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use bytes::BytesMut;
 use gateway_common::{ACTION_DENY, ACTION_INTERCEPT, ACTION_OBSERVE};
 use tokio::{
+    io::AsyncReadExt as _,
     net::{TcpListener, TcpStream},
     sync::{mpsc, watch},
 };
@@ -27,9 +32,19 @@ use crate::{
     config::Config,
     ebpf::ConnTable,
     identity,
+    proxy::{self, ConnCtx, L7},
     socket::{peer_key, words_to_ip, ClientAddr, OrigDstAddr},
     telemetry::Metrics,
 };
+use classify::Verdict;
+
+/// How long a client may take to send its first bytes before the connection is relayed as is
+/// (a server-speaks-first protocol would wait forever otherwise).
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a ClientHello split over segments may take to complete.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the TLS handshake with an intercepted client may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 use connlog::{ConnLogSink, ConnRecordLine};
 
 /// Which listener a connection came through.
@@ -58,28 +73,10 @@ pub struct Shared {
     pub host_netns_cookie: u64,
     pub metrics: Arc<Metrics>,
     pub log: ConnLogSink,
-    next_id: AtomicU64,
-}
-
-impl Shared {
-    pub fn new(
-        config: Arc<Config>,
-        conns: Arc<ConnTable>,
-        identity: identity::Resolver,
-        host_netns_cookie: u64,
-        metrics: Arc<Metrics>,
-        log: ConnLogSink,
-    ) -> Shared {
-        Shared {
-            config,
-            conns,
-            identity,
-            host_netns_cookie,
-            metrics,
-            log,
-            next_id: AtomicU64::new(1),
-        }
-    }
+    pub l7: Arc<L7>,
+    pub tls: tokio_rustls::TlsAcceptor,
+    /// Connection ids, process-unique.
+    pub next_id: AtomicU64,
 }
 
 /// Lets in-flight connections finish after the listeners stop, up to a deadline.
@@ -204,13 +201,15 @@ async fn handle(
             _ => "unknown",
         };
         shared.metrics.active().inc();
-        let capture = &shared.config.capture;
         let relayed = tokio::select! {
-            r = relay::relay(stream, orig, capture.mark, capture.connect_timeout) => r,
-            _ = watcher.force.wait_for(|f| *f) => relay::Relayed {
-                outcome: relay::Outcome::Shutdown, sent: 0, received: 0, error: None,
+            r = dispatch(stream, &record, client, orig, id, &workload, &shared) => r,
+            _ = watcher.force.wait_for(|f| *f) => Dispatched {
+                relayed: relay::Relayed { outcome: relay::Outcome::Shutdown, sent: 0, received: 0, error: None },
+                sni: None,
+                l7: false,
             },
         };
+        let Dispatched { relayed, sni, l7 } = relayed;
         shared.metrics.active().dec();
         shared.metrics.connection_done(
             provider.unwrap_or("unknown"),
@@ -235,6 +234,8 @@ async fn handle(
             original_dst: orig.to_string(),
             provider,
             mode,
+            sni,
+            l7,
             workload: &workload,
             bytes_sent: relayed.sent,
             bytes_received: relayed.received,
@@ -245,4 +246,92 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+struct Dispatched {
+    relayed: relay::Relayed,
+    sni: Option<String>,
+    l7: bool,
+}
+
+/// Reads (and keeps) the first bytes until they say what the connection speaks.
+async fn sniff(stream: &mut TcpStream) -> (BytesMut, Verdict) {
+    let mut buf = BytesMut::with_capacity(2048);
+    let started = std::time::Instant::now();
+    loop {
+        match classify::classify(&buf) {
+            Verdict::NeedMore => {}
+            verdict => return (buf, verdict),
+        }
+        let limit = if buf.is_empty() { FIRST_BYTES_TIMEOUT } else { HELLO_TIMEOUT };
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 && buf.len() < classify::MAX_HELLO => {}
+            _ => return (buf, Verdict::Other),
+        }
+    }
+}
+
+/// Intercept (TLS with a governed SNI, or plaintext HTTP) or relay as bytes.
+async fn dispatch(
+    mut stream: TcpStream,
+    record: &gateway_common::ConnRecord,
+    client: ClientAddr,
+    orig: OrigDstAddr,
+    id: u64,
+    workload: &identity::Workload,
+    shared: &Arc<Shared>,
+) -> Dispatched {
+    let (first, verdict) = sniff(&mut stream).await;
+    let sni = match &verdict {
+        Verdict::Tls(hello) => hello.sni.clone(),
+        _ => None,
+    };
+    let intercept = record.action == ACTION_INTERCEPT
+        && match &verdict {
+            Verdict::Tls(hello) => hello.sni.as_deref().is_some_and(|s| shared.l7.snapshot.load().intercepts(s)),
+            Verdict::Http => true,
+            Verdict::NeedMore | Verdict::Other => false,
+        };
+    if !intercept {
+        let capture = &shared.config.capture;
+        let relayed = relay::relay(stream, &first, orig, capture.mark, capture.connect_timeout).await;
+        return Dispatched { relayed, sni, l7: false };
+    }
+    let counters = Arc::new(io::Counters::default());
+    let _ = stream.set_nodelay(true);
+    let rewind = io::Rewind::new(first.freeze(), stream, counters.clone());
+    let conn = Arc::new(ConnCtx {
+        id,
+        client,
+        orig,
+        sni: sni.clone(),
+        tls: matches!(verdict, Verdict::Tls(_)),
+        workload: workload.clone(),
+        kernel_provider: Some(record.provider as usize),
+    });
+    let mut outcome = relay::Outcome::Intercepted;
+    let mut error = None;
+    if conn.tls {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.tls.accept(rewind)).await {
+            Ok(Ok(tls)) => proxy::serve(tls, conn, shared.l7.clone()).await,
+            Ok(Err(e)) => {
+                outcome = relay::Outcome::TlsHandshakeFailed;
+                error = Some(e.to_string());
+            }
+            Err(_) => {
+                outcome = relay::Outcome::TlsHandshakeFailed;
+                error = Some("handshake timed out".into());
+            }
+        }
+    } else {
+        proxy::serve(rewind, conn, shared.l7.clone()).await;
+    }
+    let relayed = relay::Relayed {
+        outcome,
+        sent: counters.read.load(Ordering::Relaxed),
+        received: counters.written.load(Ordering::Relaxed),
+        error,
+    };
+    Dispatched { relayed, sni, l7: true }
 }

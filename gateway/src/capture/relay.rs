@@ -27,6 +27,10 @@ pub enum Outcome {
     UpstreamError,
     /// The proxy was shutting down and its drain deadline passed.
     Shutdown,
+    /// Intercepted: the TLS handshake with the client failed.
+    TlsHandshakeFailed,
+    /// Intercepted: served by the L7 proxy until the client closed.
+    Intercepted,
 }
 
 impl Outcome {
@@ -39,6 +43,8 @@ impl Outcome {
             Outcome::ClientError => "client_error",
             Outcome::UpstreamError => "upstream_error",
             Outcome::Shutdown => "shutdown",
+            Outcome::TlsHandshakeFailed => "tls_handshake_failed",
+            Outcome::Intercepted => "intercepted",
         }
     }
 }
@@ -80,22 +86,19 @@ pub async fn connect_marked(
     Ok(stream)
 }
 
-/// Connects to the original destination (with the mark), then relays.
-pub async fn relay(
-    client: TcpStream,
-    orig: OrigDstAddr,
-    mark: u32,
-    connect_timeout: Duration,
-) -> Relayed {
-    match connect_marked(orig.0, mark, connect_timeout).await {
-        Ok(upstream) => relay_streams(client, upstream).await,
-        Err((outcome, e)) => Relayed {
-            outcome,
-            sent: 0,
-            received: 0,
-            error: Some(e.to_string()),
-        },
+/// Connects to the original destination (with the mark), sends `prefix` (bytes already read
+/// from the client while classifying it), then relays.
+pub async fn relay(client: TcpStream, prefix: &[u8], orig: OrigDstAddr, mark: u32, connect_timeout: Duration) -> Relayed {
+    let mut upstream = match connect_marked(orig.0, mark, connect_timeout).await {
+        Ok(upstream) => upstream,
+        Err((outcome, e)) => return Relayed { outcome, sent: 0, received: 0, error: Some(e.to_string()) },
+    };
+    if let Err(e) = upstream.write_all(prefix).await {
+        return Relayed { outcome: Outcome::UpstreamError, sent: 0, received: 0, error: Some(e.to_string()) };
     }
+    let mut relayed = relay_streams(client, upstream).await;
+    relayed.sent += prefix.len() as u64;
+    relayed
 }
 
 /// Relays until both directions are done (half-close passed on) or one side fails.
@@ -207,9 +210,7 @@ mod tests {
         let proxy = tokio::spawn(async move {
             let (s, _) = front.accept().await.unwrap();
             // Without CAP_NET_ADMIN setting the mark fails, which is reported the same way.
-            relay(
-                s,
-                OrigDstAddr(addr),
+            relay(s, b"", OrigDstAddr(addr),
                 crate::config::DEFAULT_MARK,
                 Duration::from_secs(5),
             )

@@ -15,6 +15,9 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub mod l7;
+pub use l7::{ApiSchema, Backend, BackendRef, Credential, CredentialKind, Route, RouteMatch, Tls};
+
 /// Host IPv4 redirect listener.
 pub const DEFAULT_LISTENER4: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15001);
 /// Host IPv6 redirect listener.
@@ -49,7 +52,7 @@ pub enum Error {
     Invalid { field: String, message: String },
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
     Error::Invalid {
         field: field.into(),
         message: message.into(),
@@ -75,6 +78,19 @@ pub struct RawConfig {
     /// Known LLM endpoints.
     #[serde(default)]
     pub providers: Vec<RawProvider>,
+    /// TLS interception: the node CA.
+    pub tls: Option<l7::RawTls>,
+    /// Request handling limits.
+    pub proxy: Option<l7::RawProxy>,
+    /// Where requests can go.
+    #[serde(default)]
+    pub backends: Vec<l7::RawBackend>,
+    /// Secrets injected into backend requests.
+    #[serde(default)]
+    pub credentials: Vec<l7::RawCredential>,
+    /// Ordered routing rules; the first match wins.
+    #[serde(default)]
+    pub routes: Vec<l7::RawRoute>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +155,10 @@ pub struct RawProvider {
     pub addresses: Vec<String>,
     /// Destination ports. Default `[443]`.
     pub ports: Option<Vec<u16>>,
+    /// The API clients of this provider speak. Default `openai`.
+    pub schema: Option<ApiSchema>,
+    /// Backend for requests no route matches; without it they are rejected (404).
+    pub backend: Option<String>,
 }
 
 /// What happens to a connect that matches a provider.
@@ -187,6 +207,11 @@ pub struct Config {
     pub connection_log: LogTarget,
     pub dns: Dns,
     pub providers: Vec<Provider>,
+    pub tls: Tls,
+    pub max_request_body: usize,
+    pub backends: Vec<Backend>,
+    pub credentials: Vec<Credential>,
+    pub routes: Vec<Route>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -237,6 +262,12 @@ pub struct Provider {
     /// Prefixes shorter than a host route.
     pub cidrs: Vec<IpNet>,
     pub ports: Vec<u16>,
+    pub schema: ApiSchema,
+    /// Index into `Config::backends` of the default backend.
+    pub backend: Option<usize>,
+    /// Name of that backend, as written.
+    #[serde(skip)]
+    pub backend_name: Option<String>,
 }
 
 impl Config {
@@ -316,6 +347,21 @@ impl Config {
             }
             providers.push(provider);
         }
+        let credentials = l7::credentials(raw.credentials)?;
+        let backends = l7::backends(raw.backends, &credentials)?;
+        for (i, p) in providers.iter_mut().enumerate() {
+            if let Some(name) = &p.backend_name {
+                p.backend = Some(backends.iter().position(|b| &b.name == name).ok_or_else(|| {
+                    invalid(format!("providers[{i}].backend"), format!("no backend named {name:?}"))
+                })?);
+            }
+        }
+        let provider_names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
+        let routes = l7::routes(raw.routes, &backends, &provider_names)?;
+        let max_request_body = raw.proxy.and_then(|p| p.max_request_body).unwrap_or(l7::DEFAULT_MAX_REQUEST_BODY);
+        if max_request_body == 0 {
+            return Err(invalid("proxy.maxRequestBody", "0 is not allowed"));
+        }
         Ok(Config {
             listener,
             admin_address,
@@ -323,6 +369,11 @@ impl Config {
             connection_log,
             dns,
             providers,
+            tls: l7::tls(raw.tls),
+            max_request_body,
+            backends,
+            credentials,
+            routes,
         })
     }
 }
@@ -464,6 +515,9 @@ impl Provider {
             ips,
             cidrs,
             ports,
+            schema: raw.schema.unwrap_or_default(),
+            backend: None,
+            backend_name: raw.backend,
         })
     }
 }

@@ -265,7 +265,7 @@ struct HostState {
 /// `first_sync`, so that readiness means "maps synced".
 pub async fn run_sync<R: Resolve>(
     mut maps: EndpointMaps,
-    providers: Arc<Vec<Provider>>,
+    mut providers_rx: watch::Receiver<Arc<Vec<Provider>>>,
     dns: Dns,
     resolver: R,
     metrics: Arc<Metrics>,
@@ -273,17 +273,22 @@ pub async fn run_sync<R: Resolve>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut hosts: StdHashMap<String, HostState> = StdHashMap::new();
-    for p in providers.iter() {
-        for h in &p.hostnames {
-            hosts.entry(h.clone()).or_insert(HostState {
-                provider: p.name.clone(),
-                ips: vec![],
-                next: Instant::now(),
-            });
-        }
-    }
     let mut first_sync = Some(first_sync);
     loop {
+        // Providers may change on a config reload: keep state for hostnames still listed.
+        let providers = providers_rx.borrow_and_update().clone();
+        let mut wanted_hosts: StdHashMap<String, HostState> = StdHashMap::new();
+        for p in providers.iter() {
+            for h in &p.hostnames {
+                let state = hosts.remove(h).unwrap_or(HostState {
+                    provider: p.name.clone(),
+                    ips: vec![],
+                    next: Instant::now(),
+                });
+                wanted_hosts.entry(h.clone()).or_insert(state);
+            }
+        }
+        hosts = wanted_hosts;
         let now = Instant::now();
         for (host, state) in hosts.iter_mut().filter(|(_, s)| s.next <= now) {
             match resolver.resolve(host).await {
@@ -344,6 +349,7 @@ pub async fn run_sync<R: Resolve>(
                 }
             } => {}
             _ = shutdown.changed() => return,
+            changed = providers_rx.changed() => if changed.is_err() { return },
         }
     }
 }

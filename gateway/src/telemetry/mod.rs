@@ -28,6 +28,24 @@ pub struct BytesLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub provider: String,
+    pub backend: String,
+    /// `2xx`, `4xx`, `5xx`, …
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub event: &'static str,
 }
@@ -47,6 +65,10 @@ pub struct Metrics {
     ebpf_events: Family<EventLabels, Counter>,
     endpoints: Gauge,
     dns_failures: Family<ProviderLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    request_errors: Family<ReasonLabels, Counter>,
+    config_reloads: Family<ResultLabels, Counter>,
+    config_synchronized: Gauge,
     /// Last kernel counter values seen, to turn the map's totals into counter increments.
     last_ebpf: Mutex<[u64; gateway_common::STATS_LEN as usize]>,
 }
@@ -102,8 +124,25 @@ impl Metrics {
             "Failed resolutions of provider hostnames (last addresses kept)",
             dns_failures.clone(),
         );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "L7 requests by provider, backend and status class", requests.clone());
+        let request_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register("request_errors", "L7 requests that failed before a response, by reason", request_errors.clone());
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register("config_reloads", "Configuration reloads by result (applied, rejected)", config_reloads.clone());
+        let config_synchronized = Gauge::default();
+        registry.register(
+            "config_synchronized",
+            "1 when the running configuration is the file's current content, 0 after a rejected reload",
+            config_synchronized.clone(),
+        );
+        config_synchronized.set(1);
         Metrics {
             registry,
+            requests,
+            request_errors,
+            config_reloads,
+            config_synchronized,
             connections,
             bytes,
             unknown_connections,
@@ -162,6 +201,30 @@ impl Metrics {
                 provider: provider.to_owned(),
             })
             .inc();
+    }
+
+    pub fn request_done(&self, provider: &str, backend: &str, status: u16) {
+        let status = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other",
+        };
+        self.requests
+            .get_or_create(&RequestLabels { provider: provider.to_owned(), backend: backend.to_owned(), status })
+            .inc();
+    }
+
+    pub fn request_error(&self, reason: &'static str) {
+        self.request_errors.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn config_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "rejected" };
+        self.config_reloads.get_or_create(&ResultLabels { result }).inc();
+        self.config_synchronized.set(i64::from(applied));
     }
 
     /// Renders the text exposition, first folding in the kernel counters.

@@ -1,0 +1,261 @@
+//! TLS interception: the node CA and the leaf certificates it signs, one per SNI, on the fly.
+//!
+//! The CA is loaded from `tls.caCert`/`tls.caKey`, or generated on first start (key file mode
+//! 0600). Workloads trust it through their stack's usual knob (docs/trust.md). Leaves share one
+//! P-256 key generated at start (signing a leaf is then a single ECDSA signature) and are cached
+//! per SNI until shortly before they expire.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    io::Write as _,
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::{
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+    ServerConfig,
+};
+
+/// A leaf is replaced this long before it expires.
+const LEAF_RENEW_MARGIN: Duration = Duration::from_secs(3600);
+/// Leaves start being valid this long ago, for clocks slightly behind ours.
+const LEAF_BACKDATE: Duration = Duration::from_secs(3600);
+/// The CA is valid for ten years.
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// At most this many SNIs are cached (each entry is a few KiB).
+const MAX_CACHED_LEAVES: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("node CA {path}: {message}")]
+    Ca { path: PathBuf, message: String },
+    #[error("cannot mint a certificate for {sni:?}: {message}")]
+    Leaf { sni: String, message: String },
+}
+
+/// The node CA.
+pub struct NodeCa {
+    issuer: Issuer<'static, KeyPair>,
+    ca_der: CertificateDer<'static>,
+    /// The CA certificate, PEM, as served on the admin port.
+    pub cert_pem: String,
+    pub cert_path: PathBuf,
+    leaf_key: KeyPair,
+    leaf_signing: Arc<dyn rustls::sign::SigningKey>,
+}
+
+impl fmt::Debug for NodeCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeCa").field("cert_path", &self.cert_path).finish_non_exhaustive()
+    }
+}
+
+fn ca_err(path: &Path, message: impl fmt::Display) -> Error {
+    Error::Ca { path: path.to_owned(), message: message.to_string() }
+}
+
+impl NodeCa {
+    /// Loads the CA from `cert`/`key`, or creates both when neither exists.
+    pub fn load_or_create(cert: &Path, key: &Path) -> Result<NodeCa, Error> {
+        let (cert_pem, key_pem) = match (cert.exists(), key.exists()) {
+            (true, true) => (
+                std::fs::read_to_string(cert).map_err(|e| ca_err(cert, e))?,
+                std::fs::read_to_string(key).map_err(|e| ca_err(key, e))?,
+            ),
+            (false, false) => {
+                let (c, k) = generate_ca()?;
+                write_file(cert, c.as_bytes(), 0o644)?;
+                write_file(key, k.as_bytes(), 0o600)?;
+                tracing::info!(cert = %cert.display(), "generated a new node CA");
+                (c, k)
+            }
+            (true, false) => return Err(ca_err(key, "certificate exists but its key does not")),
+            (false, true) => return Err(ca_err(cert, "key exists but its certificate does not")),
+        };
+        let key_pair = KeyPair::from_pem(&key_pem).map_err(|e| ca_err(key, e))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key_pair).map_err(|e| ca_err(cert, e))?;
+        let ca_der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e: rustls_pki_types::pem::Error| ca_err(cert, e))?;
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| ca_err(key, e))?;
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let leaf_signing = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| ca_err(key, e))?;
+        Ok(NodeCa { issuer, ca_der, cert_pem, cert_path: cert.to_owned(), leaf_key, leaf_signing })
+    }
+
+    /// Mints a leaf for `sni`, valid for `ttl`.
+    pub fn mint(&self, sni: &str, ttl: Duration) -> Result<Arc<CertifiedKey>, Error> {
+        let err = |m: &dyn fmt::Display| Error::Leaf { sni: sni.to_string(), message: m.to_string() };
+        let mut params = CertificateParams::default();
+        let name = rcgen::string::Ia5String::try_from(sni.to_string()).map_err(|e| err(&e))?;
+        params.subject_alt_names = vec![SanType::DnsName(name)];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, sni);
+        params.distinguished_name = dn;
+        let now = SystemTime::now();
+        params.not_before = (now - LEAF_BACKDATE).into();
+        params.not_after = (now + ttl).into();
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&fastrand::u64(..).to_be_bytes()));
+        let cert = params.signed_by(&self.leaf_key, &self.issuer).map_err(|e| err(&e))?;
+        Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone(), self.ca_der.clone()], self.leaf_signing.clone())))
+    }
+}
+
+fn generate_ca() -> Result<(String, String), Error> {
+    let e = |m: rcgen::Error| Error::Ca { path: PathBuf::new(), message: m.to_string() };
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(e)?;
+    let mut params = CertificateParams::default();
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("Tollgate node CA {}", host.trim()));
+    dn.push(DnType::OrganizationName, "Tollgate");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let now = SystemTime::now();
+    params.not_before = (now - LEAF_BACKDATE).into();
+    params.not_after = (now + CA_VALIDITY).into();
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&fastrand::u64(..).to_be_bytes()));
+    let cert = params.self_signed(&key).map_err(e)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ca_err(path, e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| ca_err(path, e))?;
+    f.write_all(data).map_err(|e| ca_err(path, e))
+}
+
+/// rustls hook: the leaf for the ClientHello's SNI, from the cache or freshly minted.
+pub struct LeafResolver {
+    ca: Arc<NodeCa>,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, (Arc<CertifiedKey>, Instant)>>,
+}
+
+impl fmt::Debug for LeafResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeafResolver").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl LeafResolver {
+    pub fn new(ca: Arc<NodeCa>, ttl: Duration) -> LeafResolver {
+        LeafResolver { ca, ttl: ttl.max(LEAF_RENEW_MARGIN * 2), cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn leaf(&self, sni: &str) -> Result<Arc<CertifiedKey>, Error> {
+        let now = Instant::now();
+        {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((key, renew_at)) = cache.get(sni) {
+                if *renew_at > now {
+                    return Ok(key.clone());
+                }
+            }
+        }
+        let key = self.ca.mint(sni, self.ttl)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED_LEAVES {
+            cache.retain(|_, (_, renew_at)| *renew_at > now);
+            if cache.len() >= MAX_CACHED_LEAVES {
+                cache.clear();
+            }
+        }
+        cache.insert(sni.to_string(), (key.clone(), now + self.ttl - LEAF_RENEW_MARGIN));
+        Ok(key)
+    }
+}
+
+impl ResolvesServerCert for LeafResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name()?;
+        match self.leaf(sni) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!(error = %e, "no certificate for the client");
+                None
+            }
+        }
+    }
+}
+
+/// The server side of interception: leaves by SNI, ALPN h2 then http/1.1.
+pub fn server_config(resolver: Arc<LeafResolver>) -> Arc<ServerConfig> {
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_is_created_once_with_a_private_key_file_and_leaves_verify() {
+        use rustls::client::danger::ServerCertVerifier as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("tollgate-ca-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+        let ca = NodeCa::load_or_create(&cert, &key).unwrap();
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        let again = NodeCa::load_or_create(&cert, &key).unwrap();
+        assert_eq!(ca.cert_pem, again.cert_pem, "the CA is loaded, not regenerated");
+
+        let leaf = again.mint("api.openai.com", Duration::from_secs(3600 * 24)).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.ca_der.clone()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("api.openai.com").unwrap();
+        verifier
+            .verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &name, &[], rustls::pki_types::UnixTime::now())
+            .expect("leaf verifies against the node CA");
+        let other = rustls::pki_types::ServerName::try_from("api.anthropic.com").unwrap();
+        assert!(verifier.verify_server_cert(&leaf.cert[0], &[], &other, &[], rustls::pki_types::UnixTime::now()).is_err());
+
+        let resolver = LeafResolver::new(Arc::new(again), Duration::from_secs(86_400));
+        let a = resolver.leaf("api.openai.com").unwrap();
+        let b = resolver.leaf("api.openai.com").unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "cached");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn half_a_ca_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("tollgate-ca-half-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.crt"), "x").unwrap();
+        let e = NodeCa::load_or_create(&dir.join("ca.crt"), &dir.join("ca.key")).unwrap_err();
+        assert!(e.to_string().contains("ca.key"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

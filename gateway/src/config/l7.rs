@@ -1,0 +1,359 @@
+//! The L7 part of the configuration: TLS interception, backends, credentials and routes
+//! (Envoy AI Gateway's AIServiceBackend, BackendSecurityPolicy and AIGatewayRoute). All of it is
+//! dynamic: a valid change of the file takes effect for the next request.
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, Error};
+
+/// Node CA certificate written on first start.
+pub const DEFAULT_CA_CERT: &str = "/var/lib/tollgate/ca.crt";
+/// Node CA key (mode 0600).
+pub const DEFAULT_CA_KEY: &str = "/var/lib/tollgate/ca.key";
+/// Lifetime of a leaf certificate minted for an SNI (24 hours).
+pub const DEFAULT_LEAF_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Largest request body Tollgate reads to find `model` and `stream` (4 MiB).
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+/// Time a route gives a backend to answer with response headers (5 minutes).
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The API a client speaks (and a backend understands).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, Eq, PartialEq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum ApiSchema {
+    /// OpenAI: chat completions, completions, embeddings, responses, models.
+    #[default]
+    Openai,
+    /// Anthropic: messages, count_tokens.
+    Anthropic,
+}
+
+impl ApiSchema {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiSchema::Openai => "openai",
+            ApiSchema::Anthropic => "anthropic",
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawTls {
+    /// Node CA certificate (PEM). Created with the key on first start if neither exists.
+    pub ca_cert: Option<PathBuf>,
+    /// Node CA private key (PEM, mode 0600).
+    pub ca_key: Option<PathBuf>,
+    /// Lifetime of minted leaf certificates. Default `24h`.
+    #[serde(default, with = "humantime_serde")]
+    pub leaf_ttl: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawProxy {
+    /// Largest request body read to parse it, in bytes. Default 4 MiB; larger bodies get 413.
+    pub max_request_body: Option<usize>,
+}
+
+/// Where requests can go.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawBackend {
+    pub name: String,
+    /// `https://host[:port][/prefix]` or `http://…`; the client's path is appended to it.
+    pub url: String,
+    /// The API the backend speaks. Default `openai`.
+    pub schema: Option<ApiSchema>,
+    /// Name of the credential injected into every request to this backend.
+    pub credential: Option<String>,
+    /// Extra PEM CA bundle trusted for this backend, besides the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How a credential is presented.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, Eq, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum CredentialKind {
+    /// `authorization: Bearer <value>` (OpenAI and compatibles).
+    Bearer,
+    /// `x-api-key: <value>` (Anthropic).
+    XApiKey,
+    /// `api-key: <value>` (Azure OpenAI).
+    ApiKey,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawCredential {
+    pub name: String,
+    pub kind: CredentialKind,
+    /// File holding the secret (a Kubernetes Secret mount); re-read when it changes.
+    pub file: Option<PathBuf>,
+    /// Environment variable holding the secret.
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawRouteMatch {
+    /// Provider names; empty matches any.
+    #[serde(default)]
+    pub providers: Vec<String>,
+    /// Model globs (`*`, `?`); empty matches any.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Header name → value glob; all must match.
+    #[serde(default)]
+    pub headers: HashMap<String, String>,
+    /// Who is calling.
+    pub workload: Option<RawWorkloadMatch>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawWorkloadMatch {
+    /// Process names (`comm`) globs; empty matches any.
+    #[serde(default)]
+    pub comm: Vec<String>,
+    /// uids; empty matches any.
+    #[serde(default)]
+    pub uids: Vec<u32>,
+    /// cgroup path glob (relative to the cgroup2 root, e.g. `/kubepods*`).
+    pub cgroup: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawBackendRef {
+    pub backend: String,
+    /// Relative weight within a priority tier. Default 1.
+    pub weight: Option<u32>,
+    /// Tier: the lowest tier with a backend is used. Default 0.
+    pub priority: Option<u32>,
+    /// Model the request is rewritten to for this backend.
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub matches: RawRouteMatch,
+    pub backends: Vec<RawBackendRef>,
+    /// Time to response headers. Default `5m`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+// === validated ===
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tls {
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub leaf_ttl: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    pub name: String,
+    /// Scheme, authority and path prefix (no trailing `/`).
+    #[serde(serialize_with = "display")]
+    pub url: http::Uri,
+    #[serde(skip)]
+    pub prefix: String,
+    pub schema: ApiSchema,
+    pub credential: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credential {
+    pub name: String,
+    pub kind: CredentialKind,
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    pub providers: Vec<String>,
+    pub models: Vec<String>,
+    pub headers: Vec<(String, String)>,
+    pub comm: Vec<String>,
+    pub uids: Vec<u32>,
+    pub cgroup: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendRef {
+    /// Index into `Config::backends`.
+    pub backend: usize,
+    pub weight: u32,
+    pub priority: u32,
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matches: RouteMatch,
+    pub backends: Vec<BackendRef>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+pub(super) fn tls(raw: Option<RawTls>) -> Tls {
+    let raw = raw.unwrap_or_default();
+    Tls {
+        ca_cert: raw.ca_cert.unwrap_or_else(|| DEFAULT_CA_CERT.into()),
+        ca_key: raw.ca_key.unwrap_or_else(|| DEFAULT_CA_KEY.into()),
+        leaf_ttl: raw.leaf_ttl.unwrap_or(DEFAULT_LEAF_TTL),
+    }
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), Error> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(invalid(field, format!("{name:?}: use letters, digits, '-', '_' or '.'")));
+    }
+    Ok(())
+}
+
+fn unique<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, n) in names.enumerate() {
+        if !seen.insert(n) {
+            return Err(invalid(format!("{what}[{i}].name"), format!("duplicate name {n:?}")));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn credentials(raw: Vec<RawCredential>) -> Result<Vec<Credential>, Error> {
+    unique("credentials", raw.iter().map(|c| c.name.as_str()))?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            check_name(&format!("credentials[{i}].name"), &c.name)?;
+            match (&c.file, &c.env) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(invalid(
+                        format!("credentials[{i}]"),
+                        format!("credential {:?} needs exactly one of `file` or `env`", c.name),
+                    ))
+                }
+            }
+            Ok(Credential { name: c.name, kind: c.kind, file: c.file, env: c.env })
+        })
+        .collect()
+}
+
+pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Result<Vec<Backend>, Error> {
+    unique("backends", raw.iter().map(|b| b.name.as_str()))?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            check_name(&format!("backends[{i}].name"), &b.name)?;
+            let field = format!("backends[{i}].url");
+            let url: http::Uri = b.url.parse().map_err(|e| invalid(&field, format!("{:?}: {e}", b.url)))?;
+            match url.scheme_str() {
+                Some("http") | Some("https") => {}
+                _ => return Err(invalid(&field, format!("{:?}: scheme must be http or https", b.url))),
+            }
+            if url.host().is_none() {
+                return Err(invalid(&field, format!("{:?} has no host", b.url)));
+            }
+            if url.query().is_some() {
+                return Err(invalid(&field, format!("{:?}: no query string allowed", b.url)));
+            }
+            let prefix = url.path().trim_end_matches('/').to_string();
+            if let Some(c) = &b.credential {
+                if !credentials.iter().any(|k| &k.name == c) {
+                    return Err(invalid(format!("backends[{i}].credential"), format!("no credential named {c:?}")));
+                }
+            }
+            if let Some(ca) = &b.ca_file {
+                if !ca.exists() {
+                    return Err(invalid(format!("backends[{i}].caFile"), format!("{} does not exist", ca.display())));
+                }
+            }
+            Ok(Backend {
+                name: b.name,
+                url,
+                prefix,
+                schema: b.schema.unwrap_or_default(),
+                credential: b.credential,
+                ca_file: b.ca_file,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn routes(raw: Vec<RawRoute>, backends: &[Backend], providers: &[String]) -> Result<Vec<Route>, Error> {
+    unique("routes", raw.iter().map(|r| r.name.as_str()))?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            check_name(&format!("routes[{i}].name"), &r.name)?;
+            for (j, p) in r.matches.providers.iter().enumerate() {
+                if !providers.contains(p) {
+                    return Err(invalid(format!("routes[{i}].match.providers[{j}]"), format!("no provider named {p:?}")));
+                }
+            }
+            if r.backends.is_empty() {
+                return Err(invalid(format!("routes[{i}].backends"), "a route needs at least one backend"));
+            }
+            let refs = r
+                .backends
+                .into_iter()
+                .enumerate()
+                .map(|(j, b)| {
+                    let field = format!("routes[{i}].backends[{j}]");
+                    let backend = backends
+                        .iter()
+                        .position(|x| x.name == b.backend)
+                        .ok_or_else(|| invalid(format!("{field}.backend"), format!("no backend named {:?}", b.backend)))?;
+                    let weight = b.weight.unwrap_or(1);
+                    if weight == 0 {
+                        return Err(invalid(format!("{field}.weight"), "0 is not allowed (remove the backend instead)"));
+                    }
+                    Ok(BackendRef { backend, weight, priority: b.priority.unwrap_or(0), model: b.model })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let w = r.matches.workload.unwrap_or_default();
+            let mut headers: Vec<(String, String)> =
+                r.matches.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+            headers.sort();
+            Ok(Route {
+                name: r.name,
+                matches: RouteMatch {
+                    providers: r.matches.providers,
+                    models: r.matches.models,
+                    headers,
+                    comm: w.comm,
+                    uids: w.uids,
+                    cgroup: w.cgroup,
+                },
+                backends: refs,
+                timeout: r.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,313 @@
+//! Routing: which route a request matches, which backend of it serves, and the pooled upstream
+//! clients (hyper + rustls, h2 when the backend offers it) whose sockets carry Tollgate's mark.
+
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Uri};
+use http_body_util::combinators::BoxBody;
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioIo},
+};
+use tokio::net::TcpStream;
+
+use crate::{
+    capture::relay::connect_marked,
+    config::{Backend, BackendRef, Config, Route},
+    identity::Workload,
+};
+
+/// Idle upstream connections are kept this long (90 seconds).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A request body as the upstream client takes it.
+pub type UpstreamBody = BoxBody<Bytes, hyper::Error>;
+/// One pooled client per backend.
+pub type UpstreamClient = Client<HttpsConnector<MarkedConnector>, UpstreamBody>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("backend {backend}: cannot read caFile {path}: {message}")]
+    CaFile { backend: String, path: String, message: String },
+}
+
+/// Everything a request needs from the configuration, read once per request.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    /// Index-aligned with `config.backends`.
+    pub clients: Vec<UpstreamClient>,
+}
+
+impl Snapshot {
+    pub fn build(config: Arc<Config>) -> Result<Snapshot, Error> {
+        let clients = config
+            .backends
+            .iter()
+            .map(|b| client_for(b, config.capture.mark, config.capture.connect_timeout))
+            .collect::<Result<_, _>>()?;
+        Ok(Snapshot { config, clients })
+    }
+
+    /// The provider a request belongs to: by SNI/Host among provider hostnames, else the one
+    /// the kernel matched by destination address.
+    pub fn provider_for(&self, host: Option<&str>, kernel_provider: Option<usize>) -> Option<usize> {
+        if let Some(host) = host {
+            let host = host.split(':').next().unwrap_or(host).trim_end_matches('.');
+            if let Some(i) = self
+                .config
+                .providers
+                .iter()
+                .position(|p| p.hostnames.iter().any(|h| h.eq_ignore_ascii_case(host)))
+            {
+                return Some(i);
+            }
+        }
+        kernel_provider.filter(|i| *i < self.config.providers.len())
+    }
+
+    /// Whether a TLS connection with this SNI is terminated: it names a hostname of a provider
+    /// in `intercept` mode. Any other SNI is relayed untouched.
+    pub fn intercepts(&self, sni: &str) -> bool {
+        self.config.providers.iter().any(|p| {
+            p.mode == crate::config::Mode::Intercept && p.hostnames.iter().any(|h| h.eq_ignore_ascii_case(sni))
+        })
+    }
+}
+
+fn client_for(backend: &Backend, mark: u32, connect_timeout: Duration) -> Result<UpstreamClient, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &backend.ca_file {
+        let err = |message: String| Error::CaFile { backend: backend.name.clone(), path: path.display().to_string(), message };
+        use rustls_pki_types::pem::PemObject as _;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| err(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no certificate in the file".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(MarkedConnector { mark, connect_timeout });
+    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector))
+}
+
+/// Opens upstream TCP connections carrying `SO_MARK`, so the connect programs never capture the
+/// proxy's own traffic.
+#[derive(Clone, Debug)]
+pub struct MarkedConnector {
+    mark: u32,
+    connect_timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for MarkedConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let (mark, timeout) = (self.mark, self.connect_timeout);
+        Box::pin(async move {
+            let host = uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await?.collect();
+            let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} resolved to nothing"));
+            for addr in addrs {
+                match connect_marked(addr, mark, timeout).await {
+                    Ok(s) => return Ok(TokioIo::new(s)),
+                    Err((_, e)) => last = e,
+                }
+            }
+            Err(last)
+        })
+    }
+}
+
+/// `*` matches any run of characters, `?` one character; everything else literally.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// What routing looks at.
+pub struct RouteInput<'a> {
+    pub provider: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub workload: &'a Workload,
+}
+
+/// The first route whose every condition holds.
+pub fn select_route<'c>(config: &'c Config, input: &RouteInput<'_>) -> Option<&'c Route> {
+    config.routes.iter().find(|r| matches(r, input))
+}
+
+fn matches(route: &Route, input: &RouteInput<'_>) -> bool {
+    let m = &route.matches;
+    let any = |list: &[String], value: Option<&str>| {
+        list.is_empty() || value.is_some_and(|v| list.iter().any(|p| glob(p, v)))
+    };
+    any(&m.providers, input.provider)
+        && any(&m.models, input.model)
+        && m.headers.iter().all(|(name, pattern)| {
+            input.headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| glob(pattern, v))
+        })
+        && any(&m.comm, Some(&input.workload.comm))
+        && (m.uids.is_empty() || m.uids.contains(&input.workload.uid))
+        && m.cgroup.as_deref().is_none_or(|p| input.workload.cgroup.as_deref().is_some_and(|c| glob(p, c)))
+}
+
+/// The backend ref that serves: the lowest priority tier, weighted random within it.
+pub fn pick_backend(route: &Route) -> &BackendRef {
+    let tier = route.backends.iter().map(|b| b.priority).min().expect("validated: at least one backend");
+    let candidates: Vec<&BackendRef> = route.backends.iter().filter(|b| b.priority == tier).collect();
+    let total: u64 = candidates.iter().map(|b| u64::from(b.weight)).sum();
+    let mut roll = fastrand::u64(0..total);
+    for b in &candidates {
+        if roll < u64::from(b.weight) {
+            return b;
+        }
+        roll -= u64::from(b.weight);
+    }
+    candidates[candidates.len() - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_a_shell() {
+        assert!(glob("gpt-4o*", "gpt-4o-mini"));
+        assert!(glob("gpt-4o*", "gpt-4o"));
+        assert!(!glob("gpt-4o*", "gpt-4"));
+        assert!(glob("*", ""));
+        assert!(glob("claude-?-*", "claude-3-opus"));
+        assert!(glob("/kubepods*/pod*", "/kubepods.slice/pod123"));
+        assert!(!glob("a*b", "acd"));
+        assert!(glob("*a*b*", "xxaxxbxx"));
+    }
+
+    fn workload() -> Workload {
+        Workload {
+            pid: 1,
+            tgid: 1,
+            uid: 1000,
+            gid: 1000,
+            comm: "python3".into(),
+            exe: None,
+            cgroup_id: 1,
+            cgroup: Some("/team-a/job".into()),
+            netns_cookie: 1,
+            host_netns: true,
+        }
+    }
+
+    fn config() -> Config {
+        Config::parse(
+            r#"
+providers:
+  - name: openai
+    hostnames: [api.openai.com]
+backends:
+  - name: a
+    url: https://127.0.0.1:1
+  - name: b
+    url: https://127.0.0.1:2
+routes:
+  - name: by-header
+    match: { headers: { x-team: "ml*" } }
+    backends: [{ backend: b }]
+  - name: by-workload
+    match: { models: ["gpt-4o*"], workload: { comm: [python*], uids: [1000], cgroup: "/team-a/*" } }
+    backends:
+      - { backend: a, weight: 3 }
+      - { backend: b, weight: 1 }
+      - { backend: a, priority: 1 }
+  - name: fallback
+    match: { providers: [openai] }
+    backends: [{ backend: a, model: gpt-4o-mini }]
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn first_matching_route_wins_on_every_condition() {
+        let cfg = config();
+        let w = workload();
+        let mut headers = HeaderMap::new();
+        let input = |model, headers: &HeaderMap| -> Option<String> {
+            let i = RouteInput { provider: Some("openai"), model, headers, workload: &w };
+            select_route(&cfg, &i).map(|r| r.name.clone())
+        };
+        assert_eq!(input(Some("gpt-4o"), &headers).as_deref(), Some("by-workload"));
+        assert_eq!(input(Some("o3"), &headers).as_deref(), Some("fallback"));
+        headers.insert("x-team", "ml-research".parse().unwrap());
+        assert_eq!(input(Some("gpt-4o"), &headers).as_deref(), Some("by-header"));
+        let other = Workload { uid: 0, ..workload() };
+        let i = RouteInput { provider: Some("openai"), model: Some("gpt-4o"), headers: &HeaderMap::new(), workload: &other };
+        assert_eq!(select_route(&cfg, &i).map(|r| r.name.as_str()), Some("fallback"));
+        let i = RouteInput { provider: None, model: Some("o3"), headers: &HeaderMap::new(), workload: &other };
+        assert!(select_route(&cfg, &i).is_none());
+    }
+
+    #[test]
+    fn weights_split_within_the_lowest_tier() {
+        let cfg = config();
+        let route = &cfg.routes[1];
+        let mut counts = [0u32; 2];
+        for _ in 0..4000 {
+            let b = pick_backend(route);
+            assert_eq!(b.priority, 0, "tier 1 is never picked while tier 0 has backends");
+            counts[b.backend] += 1;
+        }
+        let share = f64::from(counts[0]) / 4000.0;
+        assert!((0.70..0.80).contains(&share), "weight 3:1 gave {share}");
+    }
+}
