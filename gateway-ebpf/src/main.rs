@@ -33,8 +33,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
-            bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
-            bpf_map_lookup_elem, bpf_sk_release,
+            bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_map_lookup_elem, bpf_sk_release,
         },
     },
     macros::{cgroup_sock, cgroup_sock_addr, map, sock_ops},
@@ -43,13 +42,12 @@ use aya_ebpf::{
     EbpfContext as _,
 };
 use gateway_common::{
-    is_loopback, is_v4_mapped, lpm_prefix_len, v4_mapped, Cidr4, Cidr6, ConnRecord, Endpoint4Key,
-    Endpoint6Key, EndpointValue, PeerKey, RedirectConfig, ACTION_DENY, AF_INET, AF_INET6,
-    CIDRS_MAX_ENTRIES, CONNS_MAX_ENTRIES, ENDPOINTS_MAX_ENTRIES, FLAG_FAIL_CLOSED, FLAG_HAS_HOST6,
-    FLAG_HAS_NODE4, FLAG_HAS_NODE6, LISTENERS_MAX_ENTRIES, LISTENER_HOST4, LISTENER_HOST6,
-    LISTENER_NODE4, LISTENER_NODE6, SOCKETS_MAX_ENTRIES, STATS_LEN, STAT_DENIED,
-    STAT_FAILED_CLOSED, STAT_PEERNAME_RESTORED, STAT_RECORD_FAILED, STAT_REDIRECTED,
-    STAT_SKIPPED_NO_LISTENER, STAT_SKIPPED_OWN,
+    is_loopback, is_v4_mapped, lpm_prefix_len, v4_mapped, Cidr4, Cidr6, ConnRecord, Endpoint4Key, Endpoint6Key,
+    EndpointValue, PeerKey, RedirectConfig, ACTION_DENY, AF_INET, AF_INET6, CIDRS_MAX_ENTRIES, CONNS_MAX_ENTRIES,
+    ENDPOINTS_MAX_ENTRIES, FLAG_FAIL_CLOSED, FLAG_HAS_HOST6, FLAG_HAS_NODE4, FLAG_HAS_NODE6, LISTENERS_MAX_ENTRIES,
+    LISTENER_HOST4, LISTENER_HOST6, LISTENER_NODE4, LISTENER_NODE6, SOCKETS_MAX_ENTRIES, STATS_LEN, STAT_DENIED,
+    STAT_FAILED_CLOSED, STAT_PEERNAME_RESTORED, STAT_RECORD_FAILED, STAT_REDIRECTED, STAT_SKIPPED_NO_LISTENER,
+    STAT_SKIPPED_OWN,
 };
 
 /// cgroup sock_addr verdicts.
@@ -60,11 +58,9 @@ const IPPROTO_TCP: u32 = 6;
 #[map]
 static CONFIG: Array<RedirectConfig> = Array::with_max_entries(1, 0);
 #[map]
-static ENDPOINTS4: HashMap<Endpoint4Key, EndpointValue> =
-    HashMap::with_max_entries(ENDPOINTS_MAX_ENTRIES, 0);
+static ENDPOINTS4: HashMap<Endpoint4Key, EndpointValue> = HashMap::with_max_entries(ENDPOINTS_MAX_ENTRIES, 0);
 #[map]
-static ENDPOINTS6: HashMap<Endpoint6Key, EndpointValue> =
-    HashMap::with_max_entries(ENDPOINTS_MAX_ENTRIES, 0);
+static ENDPOINTS6: HashMap<Endpoint6Key, EndpointValue> = HashMap::with_max_entries(ENDPOINTS_MAX_ENTRIES, 0);
 #[map]
 static CIDRS4: LpmTrie<Cidr4, EndpointValue> = LpmTrie::with_max_entries(CIDRS_MAX_ENTRIES, 0);
 #[map]
@@ -278,11 +274,7 @@ fn lookup4(ip: u32, port: u16) -> Option<EndpointValue> {
 
 #[inline(always)]
 fn lookup6(ip: &[u32; 4], port: u16) -> Option<EndpointValue> {
-    let exact = Endpoint6Key {
-        ip: *ip,
-        port,
-        _pad: 0,
-    };
+    let exact = Endpoint6Key { ip: *ip, port, _pad: 0 };
     // SAFETY: values are plain data copied out immediately.
     if let Some(v) = unsafe { ENDPOINTS6.get(&exact) } {
         return Some(*v);
@@ -405,11 +397,7 @@ fn try_rekey_sock_ops(ctx: &SockOpsContext) {
         port,
         _pad: 0,
         _pad2: 0,
-        netns: if is_loopback(&ip) {
-            record.netns_cookie
-        } else {
-            0
-        },
+        netns: if is_loopback(&ip) { record.netns_cookie } else { 0 },
     };
     let _ = CONNS.insert(&key, &record, 0);
 }
@@ -423,10 +411,7 @@ pub fn restore_getpeername4(ctx: SockAddrContext) -> i32 {
         // SAFETY: user_ip4/user_port are writable in getpeername4.
         unsafe {
             write_volatile(addr_of!((*sa).user_ip4).cast_mut(), record.orig_ip[3]);
-            write_volatile(
-                addr_of!((*sa).user_port).cast_mut(),
-                u32::from(record.orig_port),
-            );
+            write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(record.orig_port));
         }
         count(STAT_PEERNAME_RESTORED);
     }
@@ -445,10 +430,7 @@ pub fn restore_getpeername6(ctx: SockAddrContext) -> i32 {
             write_volatile(addr_of!((*sa).user_ip6[1]).cast_mut(), record.orig_ip[1]);
             write_volatile(addr_of!((*sa).user_ip6[2]).cast_mut(), record.orig_ip[2]);
             write_volatile(addr_of!((*sa).user_ip6[3]).cast_mut(), record.orig_ip[3]);
-            write_volatile(
-                addr_of!((*sa).user_port).cast_mut(),
-                u32::from(record.orig_port),
-            );
+            write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(record.orig_port));
         }
         count(STAT_PEERNAME_RESTORED);
     }

@@ -14,8 +14,8 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use gateway_common::{
-    RedirectConfig, FLAG_FAIL_CLOSED, FLAG_HAS_HOST6, FLAG_HAS_NODE4, FLAG_HAS_NODE6,
-    LISTENER_HOST4, LISTENER_HOST6, LISTENER_NODE4, LISTENER_NODE6,
+    RedirectConfig, FLAG_FAIL_CLOSED, FLAG_HAS_HOST6, FLAG_HAS_NODE4, FLAG_HAS_NODE6, LISTENER_HOST4, LISTENER_HOST6,
+    LISTENER_NODE4, LISTENER_NODE6,
 };
 use serde::Serialize;
 use tokio::{net::TcpListener, sync::watch};
@@ -129,9 +129,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
             loaded.register_listener(slot, l)?;
         }
     }
-    readiness
-        .listeners_registered
-        .store(true, Ordering::Release);
+    readiness.listeners_registered.store(true, Ordering::Release);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -163,11 +161,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         shutdown_rx.clone(),
     ));
     let stats = first_rx.await.context("endpoint sync task ended")??;
-    tracing::info!(
-        component = "endpoints",
-        entries = stats.total,
-        "endpoint maps synced"
-    );
+    tracing::info!(component = "endpoints", entries = stats.total, "endpoint maps synced");
     readiness.maps_synced.store(true, Ordering::Release);
 
     loaded.attach(&cgroup, config.capture.fail_mode, &config.capture.pin_path)?;
@@ -320,8 +314,7 @@ fn redirect_config(
 fn write_ready_file(path: &Path, info: &ReadyInfo) -> anyhow::Result<()> {
     // Write then rename, so a reader never sees half a file.
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
@@ -354,19 +347,26 @@ async fn watch_config(
             .and_then(|text| Config::parse(text).map_err(|e| e.to_string()))
             .and_then(|cfg| {
                 let cfg = Arc::new(cfg);
-                Snapshot::build(cfg.clone()).map(|s| (cfg, s)).map_err(|e| e.to_string())
+                Snapshot::build(cfg.clone())
+                    .map(|s| (cfg, s))
+                    .map_err(|e| e.to_string())
             });
         match reloaded {
             Ok((cfg, snapshot)) => {
                 for field in static_changes(&current, &cfg) {
-                    tracing::warn!(field, "config reload: this setting needs a restart; the running value is kept");
+                    tracing::warn!(
+                        field,
+                        "config reload: this setting needs a restart; the running value is kept"
+                    );
                 }
                 l7.snapshot.store(Arc::new(snapshot));
                 l7.credentials.refresh(&cfg.credentials, &env_var);
                 if serde_json::to_value(&cfg.providers).ok() != serde_json::to_value(&current.providers).ok() {
                     providers_tx.send_replace(Arc::new(cfg.providers.clone()));
                 }
-                admin.config_json.store(Arc::new(serde_json::to_string_pretty(&*cfg).unwrap_or_default()));
+                admin
+                    .config_json
+                    .store(Arc::new(serde_json::to_string_pretty(&*cfg).unwrap_or_default()));
                 *admin.readiness.config_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 admin.metrics.config_reload(true);
                 tracing::info!(path = %path.display(), "config reloaded");
@@ -421,10 +421,7 @@ fn raise_fd_limit() {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    #[expect(
-        unsafe_code,
-        reason = "getrlimit/setrlimit have no safe wrapper in std"
-    )]
+    #[expect(unsafe_code, reason = "getrlimit/setrlimit have no safe wrapper in std")]
     // SAFETY: a valid out-pointer, then the same struct back.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {

@@ -49,13 +49,11 @@ fn main() -> anyhow::Result<()> {
     telemetry::init_logging(std::env::var(ENV_LOG).ok());
     match cli.command {
         Command::Run { config, ready_file } => {
-            let cfg = Config::load(&config)
-                .with_context(|| format!("invalid config {}", config.display()))?;
+            let cfg = Config::load(&config).with_context(|| format!("invalid config {}", config.display()))?;
             app::run(cfg, config, ready_file)
         }
         Command::Validate { file } => {
-            let cfg = Config::load(&file)
-                .with_context(|| format!("invalid config {}", file.display()))?;
+            let cfg = Config::load(&file).with_context(|| format!("invalid config {}", file.display()))?;
             println!(
                 "{}: ok ({} providers, fail mode {:?})",
                 file.display(),

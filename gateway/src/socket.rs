@@ -37,9 +37,7 @@ pub fn ip_to_words(ip: IpAddr) -> [u32; 4] {
         IpAddr::V6(v6) => v6,
     };
     let o = v6.octets();
-    std::array::from_fn(|i| {
-        u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-    })
+    std::array::from_fn(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
 }
 
 /// The inverse of [`ip_to_words`]; v4-mapped addresses come back as IPv4.
@@ -64,10 +62,7 @@ pub fn ip4_to_word(ip: Ipv4Addr) -> u32 {
 pub fn peer_key(peer: ClientAddr, host_netns_cookie: u64) -> PeerKey {
     let ip = match peer.0.ip() {
         // An IPv6 listener reports IPv4 clients v4-mapped; normalise both ways to one form.
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
     let words = ip_to_words(ip);
@@ -76,11 +71,7 @@ pub fn peer_key(peer: ClientAddr, host_netns_cookie: u64) -> PeerKey {
         port: peer.0.port(),
         _pad: 0,
         _pad2: 0,
-        netns: if is_loopback(&words) {
-            host_netns_cookie
-        } else {
-            0
-        },
+        netns: if is_loopback(&words) { host_netns_cookie } else { 0 },
     }
 }
 
@@ -96,10 +87,7 @@ pub fn netns_cookie(socket: &impl AsFd) -> io::Result<u64> {
     let mut cookie: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: valid fd, and a u64 out-buffer whose size we pass.
-    #[expect(
-        unsafe_code,
-        reason = "getsockopt(SO_NETNS_COOKIE) has no safe wrapper"
-    )]
+    #[expect(unsafe_code, reason = "getsockopt(SO_NETNS_COOKIE) has no safe wrapper")]
     let rc = unsafe {
         libc::getsockopt(
             socket.as_fd().as_raw_fd(),

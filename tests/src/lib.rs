@@ -20,6 +20,8 @@ use std::{
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+pub mod fake_llm;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Workspace root (parent of this crate).
@@ -53,6 +55,42 @@ pub fn tcp_client() -> PathBuf {
     workspace().join("tests/clients/tcp_client.py")
 }
 
+/// The Python with the official SDKs installed (`target/pyvenv`, made by `cargo xtask setup`).
+pub fn sdk_python() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let py = target.join("pyvenv/bin/python");
+    assert!(
+        py.exists(),
+        "{} not found: run `cargo xtask setup` (installs the openai SDK from PyPI)",
+        py.display()
+    );
+    py
+}
+
+/// A scratch directory removed on drop (kept when the test panics).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("tollgate-test-{}", unique(name)));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// Whether privileged tests can run here. Panics instead of skipping when `CI` or
 /// `TOLLGATE_REQUIRE_PRIVILEGED` is set.
 pub fn privileged(test: &str) -> bool {
@@ -68,8 +106,7 @@ pub fn privileged(test: &str) -> bool {
     } else {
         "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)"
     };
-    let required = std::env::var_os("CI").is_some()
-        || std::env::var_os("TOLLGATE_REQUIRE_PRIVILEGED").is_some();
+    let required = std::env::var_os("CI").is_some() || std::env::var_os("TOLLGATE_REQUIRE_PRIVILEGED").is_some();
     if required {
         panic!("{test}: cannot run: {why}, and CI/TOLLGATE_REQUIRE_PRIVILEGED requires privileged tests to run");
     }
@@ -107,6 +144,30 @@ impl Cgroup {
         let path = root.join(format!("tollgate-test-{}", unique(name)));
         std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         Cgroup { path }
+    }
+
+    /// Like [`Cgroup::command`], in a private mount namespace whose `/etc/hosts` maps each
+    /// `(name, ip)`: the client resolves `api.openai.com` to a fake provider without touching
+    /// the machine's own file.
+    pub fn command_with_hosts(
+        &self,
+        dir: &TempDir,
+        hosts: &[(&str, &str)],
+        program: impl AsRef<std::ffi::OsStr>,
+    ) -> Command {
+        let file = dir.path("hosts");
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (name, ip) in hosts {
+            text += &format!("{ip} {name}\n");
+        }
+        std::fs::write(&file, text).unwrap();
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$1\" /etc/hosts && shift && echo $$ > \"$0\"/cgroup.procs && exec \"$@\"")
+            .arg(&self.path)
+            .arg(&file)
+            .arg(program);
+        cmd
     }
 
     /// A command that joins this cgroup before exec'ing `program`, so that its sockets belong
@@ -181,6 +242,8 @@ pub fn python_client(cgroup: Option<&Cgroup>, args: &[&str]) -> Value {
 /// One provider entry of the test config.
 pub struct ProviderSpec {
     pub name: String,
+    /// Extra YAML lines for this provider (`schema`, `backend`), indented by the builder.
+    pub extra: Vec<String>,
     pub mode: &'static str,
     pub addresses: Vec<String>,
     pub hostnames: Vec<String>,
@@ -191,6 +254,8 @@ pub struct ProviderSpec {
 pub struct GatewayBuilder {
     cgroup: PathBuf,
     providers: Vec<ProviderSpec>,
+    /// YAML appended at the end of the generated config (backends, credentials, routes…).
+    extra: String,
     fail_closed: bool,
     node_address4: Option<String>,
     run_in: Option<PathBuf>,
@@ -201,6 +266,7 @@ impl GatewayBuilder {
         GatewayBuilder {
             cgroup: cgroup.path.clone(),
             providers: vec![],
+            extra: String::new(),
             fail_closed: false,
             node_address4: None,
             run_in: None,
@@ -208,20 +274,44 @@ impl GatewayBuilder {
     }
 
     /// Captures `addresses` (IPs or CIDRs) on `ports` in mode `mode`.
-    pub fn provider(
-        mut self,
-        name: &str,
-        mode: &'static str,
-        addresses: &[&str],
-        ports: &[u16],
-    ) -> Self {
+    pub fn provider(mut self, name: &str, mode: &'static str, addresses: &[&str], ports: &[u16]) -> Self {
         self.providers.push(ProviderSpec {
             name: name.into(),
             mode,
             addresses: addresses.iter().map(|s| s.to_string()).collect(),
             hostnames: vec![],
             ports: ports.to_vec(),
+            extra: vec![],
         });
+        self
+    }
+
+    /// A provider governed by hostname and address, with extra keys (e.g. `backend: x`).
+    pub fn llm_provider(
+        mut self,
+        name: &str,
+        hostnames: &[&str],
+        addresses: &[&str],
+        ports: &[u16],
+        extra: &[&str],
+    ) -> Self {
+        self.providers.push(ProviderSpec {
+            name: name.into(),
+            mode: "intercept",
+            addresses: addresses.iter().map(|s| s.to_string()).collect(),
+            hostnames: hostnames.iter().map(|s| s.to_string()).collect(),
+            ports: ports.to_vec(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        });
+        self
+    }
+
+    /// Appends raw YAML (top-level sections) to the generated config.
+    pub fn yaml(mut self, text: &str) -> Self {
+        self.extra.push_str(text);
+        if !text.ends_with('\n') {
+            self.extra.push('\n');
+        }
         self
     }
 
@@ -232,6 +322,7 @@ impl GatewayBuilder {
             addresses: vec![],
             hostnames: hostnames.iter().map(|s| s.to_string()).collect(),
             ports: ports.to_vec(),
+            extra: vec![],
         });
         self
     }
@@ -256,8 +347,7 @@ impl GatewayBuilder {
         let dir = std::env::temp_dir().join(format!("tollgate-test-{}", unique("gw")));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let conn_log = dir.join("connections.jsonl");
-        let pin_path =
-            PathBuf::from("/sys/fs/bpf").join(format!("tollgate-test-{}", unique("pins")));
+        let pin_path = PathBuf::from("/sys/fs/bpf").join(format!("tollgate-test-{}", unique("pins")));
         let mut yaml = String::new();
         yaml += "listener:\n  addresses: [\"127.0.0.1:0\", \"[::1]:0\"]\n";
         if let Some(node) = &self.node_address4 {
@@ -265,29 +355,29 @@ impl GatewayBuilder {
         }
         yaml += "admin:\n  address: \"127.0.0.1:0\"\n";
         yaml += &format!("capture:\n  cgroupPath: {}\n", self.cgroup.display());
-        yaml += &format!(
-            "  failMode: {}\n",
-            if self.fail_closed { "closed" } else { "open" }
-        );
+        yaml += &format!("  failMode: {}\n", if self.fail_closed { "closed" } else { "open" });
         yaml += &format!("  pinPath: {}\n", pin_path.display());
         yaml += &format!("connectionLog: {}\n", conn_log.display());
         yaml += "providers:\n";
         for p in &self.providers {
             yaml += &format!("  - name: {}\n    mode: {}\n", p.name, p.mode);
             if !p.addresses.is_empty() {
-                yaml += &format!(
-                    "    addresses: {}\n",
-                    serde_json::to_string(&p.addresses).unwrap()
-                );
+                yaml += &format!("    addresses: {}\n", serde_json::to_string(&p.addresses).unwrap());
             }
             if !p.hostnames.is_empty() {
-                yaml += &format!(
-                    "    hostnames: {}\n",
-                    serde_json::to_string(&p.hostnames).unwrap()
-                );
+                yaml += &format!("    hostnames: {}\n", serde_json::to_string(&p.hostnames).unwrap());
             }
             yaml += &format!("    ports: {:?}\n", p.ports);
+            for line in &p.extra {
+                yaml += &format!("    {line}\n");
+            }
         }
+        yaml += &format!(
+            "tls:\n  caCert: {}\n  caKey: {}\n",
+            dir.join("ca.crt").display(),
+            dir.join("ca.key").display()
+        );
+        yaml += &self.extra;
         let config = dir.join("tollgate.yaml");
         std::fs::write(&config, &yaml).expect("write config");
         let ready_file = dir.join("ready.json");
@@ -320,6 +410,7 @@ impl GatewayBuilder {
             conn_log,
             pin_path,
             config_yaml: yaml,
+            config,
         };
         let start = Instant::now();
         loop {
@@ -354,9 +445,32 @@ pub struct Gateway {
     conn_log: PathBuf,
     pin_path: PathBuf,
     config_yaml: String,
+    config: PathBuf,
 }
 
 impl Gateway {
+    /// The node CA certificate clients must trust.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The config file the gateway watches.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The config as first written.
+    pub fn config_yaml(&self) -> &str {
+        &self.config_yaml
+    }
+
+    /// Replaces the config file atomically (write + rename, as a ConfigMap update does).
+    pub fn write_config(&self, yaml: &str) {
+        let tmp = self.config.with_extension("new");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
     pub fn ready(&self) -> &Value {
         &self.ready
     }
@@ -490,11 +604,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     write!(s, "GET {path} HTTP/1.0\r\nHost: tollgate\r\n\r\n").unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).expect("read response");
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = buf
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
@@ -504,7 +614,8 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 // === fake provider servers ===
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+/// The runtime the fake servers run on.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -637,11 +748,7 @@ impl Pod {
                 },
                 Duration::from_secs(10),
             );
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
         };
         sh(format!("ip netns add {netns}"));
         let pod = Pod {
@@ -650,9 +757,7 @@ impl Pod {
             host_ip: host_ip.clone(),
             pod_ip: pod_ip.clone(),
         };
-        sh(format!(
-            "ip link add {host_if} type veth peer name {pod_if}"
-        ));
+        sh(format!("ip link add {host_if} type veth peer name {pod_if}"));
         sh(format!("ip link set {pod_if} netns {netns}"));
         sh(format!(
             "ip addr add {host_ip}/30 dev {host_if} && ip link set {host_if} up"
@@ -677,11 +782,7 @@ impl Pod {
 
 impl Drop for Pod {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
     }
 }

@@ -14,8 +14,10 @@ fn curl_and_python_in_the_cgroup_are_captured_with_identity() {
     }
     let provider = FakeServer::start("127.10.1.1", Behaviour::Http);
     let cg = Cgroup::new("curl");
+    // `observe`: captured and relayed as bytes (plaintext HTTP to an `intercept` provider goes
+    // to the L7 pipeline instead; tests/tests/intercept.rs covers that).
     let gw = GatewayBuilder::new(&cg)
-        .provider("openai", "intercept", &["127.10.1.1"], &[provider.port()])
+        .provider("openai", "observe", &["127.10.1.1"], &[provider.port()])
         .start();
 
     let url = format!("http://{}/v1/chat/completions", provider.addr);
@@ -47,7 +49,8 @@ fn curl_and_python_in_the_cgroup_are_captured_with_identity() {
     let record = gw.wait_record("from curl", |r| r["workload"]["comm"] == "curl");
     assert_eq!(record["original_dst"], provider.addr.to_string());
     assert_eq!(record["provider"], "openai");
-    assert_eq!(record["mode"], "intercept");
+    assert_eq!(record["mode"], "observe");
+    assert_eq!(record["l7"], false);
     assert_eq!(record["outcome"], "completed");
     assert_eq!(record["workload"]["exe"], "/usr/bin/curl");
     assert!(record["workload"]["cgroup"]
@@ -97,22 +100,12 @@ fn uncaptured_clients_and_destinations_are_left_alone() {
         .start();
 
     // Outside the cgroup: direct, so the server sees the client's own address.
-    let v = python_client(
-        None,
-        &["connect", "127.10.2.1", &captured.port().to_string()],
-    );
+    let v = python_client(None, &["connect", "127.10.2.1", &captured.port().to_string()]);
     let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
-    assert_eq!(
-        v["reply"],
-        format!("peer={sock}"),
-        "uncaptured client must go direct"
-    );
+    assert_eq!(v["reply"], format!("peer={sock}"), "uncaptured client must go direct");
 
     // In the cgroup, to a destination not in the maps: direct too.
-    let v = python_client(
-        Some(&cg),
-        &["connect", "127.10.2.2", &other.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "127.10.2.2", &other.port().to_string()]);
     let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
     assert_eq!(
         v["reply"],
@@ -124,38 +117,22 @@ fn uncaptured_clients_and_destinations_are_left_alone() {
     let same_ip_other_port = FakeServer::start("127.10.2.1", Behaviour::Peer);
     let v = python_client(
         Some(&cg),
-        &[
-            "connect",
-            "127.10.2.1",
-            &same_ip_other_port.port().to_string(),
-        ],
+        &["connect", "127.10.2.1", &same_ip_other_port.port().to_string()],
     );
     let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
     assert_eq!(v["reply"], format!("peer={sock}"));
 
     // And the captured one in the cgroup is redirected: the server sees the proxy instead.
-    let v = python_client(
-        Some(&cg),
-        &["connect", "127.10.2.1", &captured.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "127.10.2.1", &captured.port().to_string()]);
     let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
     assert_ne!(
         v["reply"],
         format!("peer={sock}"),
         "captured client must go through the proxy"
     );
-    gw.wait_record("captured", |r| {
-        r["original_dst"] == captured.addr.to_string()
-    });
-    assert_eq!(
-        gw.records().len(),
-        1,
-        "only the captured connection is recorded"
-    );
-    assert_eq!(
-        gw.metric("tollgate_ebpf_connect_events_total{event=\"redirected\"}"),
-        1
-    );
+    gw.wait_record("captured", |r| r["original_dst"] == captured.addr.to_string());
+    assert_eq!(gw.records().len(), 1, "only the captured connection is recorded");
+    assert_eq!(gw.metric("tollgate_ebpf_connect_events_total{event=\"redirected\"}"), 1);
 }
 
 #[test]
@@ -173,12 +150,7 @@ fn the_proxys_own_upstream_connection_is_not_redirected() {
         .start();
     let v = python_client(
         Some(&cg),
-        &[
-            "connect",
-            "127.10.3.1",
-            &server.port().to_string(),
-            "no-loop",
-        ],
+        &["connect", "127.10.3.1", &server.port().to_string(), "no-loop"],
     );
     assert_eq!(v["reply"], "no-loop", "{v}");
     let record = gw.wait_record("echo", |r| r["outcome"] == "completed");
@@ -187,10 +159,7 @@ fn the_proxys_own_upstream_connection_is_not_redirected() {
         gw.metric("tollgate_ebpf_connect_events_total{event=\"skipped_own\"}"),
         1
     );
-    assert_eq!(
-        gw.metric("tollgate_ebpf_connect_events_total{event=\"redirected\"}"),
-        1
-    );
+    assert_eq!(gw.metric("tollgate_ebpf_connect_events_total{event=\"redirected\"}"), 1);
     assert_eq!(server.peers().len(), 1);
 }
 
@@ -217,10 +186,7 @@ fn ipv6_and_v4_mapped_sockets_are_captured() {
     });
 
     // An AF_INET6 socket connecting to ::ffff:127.10.4.1 never reaches connect4.
-    let v = python_client(
-        Some(&cg),
-        &["connect", "::ffff:127.10.4.1", &v4.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "::ffff:127.10.4.1", &v4.port().to_string()]);
     assert_eq!(
         v["peer"][0], "::ffff:127.10.4.1",
         "getpeername must show the v4-mapped original: {v}"
@@ -241,22 +207,13 @@ fn deny_endpoints_fail_connect_with_eperm() {
     let gw = GatewayBuilder::new(&cg)
         .provider("blocked", "deny", &["127.10.5.1"], &[server.port()])
         .start();
-    let v = python_client(
-        Some(&cg),
-        &["connect", "127.10.5.1", &server.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "127.10.5.1", &server.port().to_string()]);
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["errno"], EPERM, "{v}");
-    let v = python_client(
-        Some(&cg),
-        &["connect", "::ffff:127.10.5.1", &server.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "::ffff:127.10.5.1", &server.port().to_string()]);
     assert_eq!(v["errno"], EPERM, "v4-mapped deny: {v}");
     assert!(server.peers().is_empty());
-    assert_eq!(
-        gw.metric("tollgate_ebpf_connect_events_total{event=\"denied\"}"),
-        2
-    );
+    assert_eq!(gw.metric("tollgate_ebpf_connect_events_total{event=\"denied\"}"), 2);
 }
 
 #[test]
@@ -273,11 +230,7 @@ fn a_killed_proxy_fails_open_by_default_and_closed_when_configured() {
         .start();
     let v = python_client(Some(&cg), &["connect", "127.10.6.1", &port]);
     let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
-    assert_ne!(
-        v["reply"],
-        format!("peer={sock}"),
-        "captured while the proxy runs"
-    );
+    assert_ne!(v["reply"], format!("peer={sock}"), "captured while the proxy runs");
     gw.kill();
     let v = python_client(Some(&cg), &["connect", "127.10.6.1", &port]);
     let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
@@ -300,17 +253,11 @@ fn a_killed_proxy_fails_open_by_default_and_closed_when_configured() {
     assert_eq!(v["errno"], EPERM, "{v}");
     // Uncaptured destinations are unaffected even then.
     let other = FakeServer::start("127.10.6.2", Behaviour::Peer);
-    let v = python_client(
-        Some(&cg),
-        &["connect", "127.10.6.2", &other.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "127.10.6.2", &other.port().to_string()]);
     assert_eq!(v["ok"], true, "{v}");
     gw.detach_pins();
     let v = python_client(Some(&cg), &["connect", "127.10.6.1", &port]);
-    assert_eq!(
-        v["ok"], true,
-        "after `tollgate detach` connects go direct: {v}"
-    );
+    assert_eq!(v["ok"], true, "after `tollgate detach` connects go direct: {v}");
 }
 
 #[test]
@@ -329,10 +276,7 @@ fn a_direct_connection_to_the_listener_is_closed() {
         let _ = s.write_all(b"CONNECT 1.2.3.4:443 HTTP/1.1\r\n\r\n");
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).unwrap_or(0);
-        assert_eq!(
-            n, 0,
-            "the listener must close a connection it has no record for"
-        );
+        assert_eq!(n, 0, "the listener must close a connection it has no record for");
     }
     assert_eq!(gw.metric("tollgate_unknown_connections_total"), 2);
     assert!(gw.records().is_empty());
@@ -350,12 +294,7 @@ fn a_thousand_concurrent_captured_connections_echo_intact() {
         .start();
     let v = python_client(
         Some(&cg),
-        &[
-            "echo-many",
-            "127.10.8.1",
-            &server.port().to_string(),
-            "1000",
-        ],
+        &["echo-many", "127.10.8.1", &server.port().to_string(), "1000"],
     );
     assert_eq!(v["good"], 1000, "{v}");
     // Every connection is recorded once the relays finish.
@@ -382,12 +321,8 @@ fn a_pod_in_its_own_netns_is_captured_through_the_node_address() {
         .node_address4(&format!("{}:0", pod.host_ip))
         .start();
     let mut cmd = pod.command(&cg, "python3");
-    cmd.arg(tests::tcp_client()).args([
-        "connect",
-        "127.10.9.1",
-        &server.port().to_string(),
-        "from-pod",
-    ]);
+    cmd.arg(tests::tcp_client())
+        .args(["connect", "127.10.9.1", &server.port().to_string(), "from-pod"]);
     let out = run(cmd, Duration::from_secs(30));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -413,12 +348,7 @@ fn a_pod_in_its_own_netns_is_captured_through_the_node_address() {
     );
     let record = gw.wait_record("from the pod", |r| r["via"] == "node");
     assert_eq!(
-        record["client"]
-            .as_str()
-            .unwrap()
-            .split(':')
-            .next()
-            .unwrap(),
+        record["client"].as_str().unwrap().split(':').next().unwrap(),
         pod.pod_ip
     );
     assert_eq!(record["original_dst"], server.addr.to_string());
@@ -426,10 +356,7 @@ fn a_pod_in_its_own_netns_is_captured_through_the_node_address() {
     assert_eq!(record["workload"]["comm"], "python3");
 
     // A host client in the same cgroup still uses the loopback listener.
-    let v = python_client(
-        Some(&cg),
-        &["connect", "127.10.9.1", &server.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "127.10.9.1", &server.port().to_string()]);
     assert_eq!(v["ok"], true);
     gw.wait_record("from the host", |r| r["via"] == "host");
 }
@@ -445,10 +372,7 @@ fn hostnames_are_resolved_into_the_maps_and_admin_reports_ready() {
     let gw = GatewayBuilder::new(&cg)
         .hostname_provider("local", &["localhost"], &[server.port()])
         .start();
-    let v = python_client(
-        Some(&cg),
-        &["connect", "127.0.0.1", &server.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "127.0.0.1", &server.port().to_string()]);
     let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
     assert_ne!(
         v["reply"],
@@ -479,17 +403,10 @@ fn sigterm_detaches_and_flushes_the_log() {
     let mut gw = GatewayBuilder::new(&cg)
         .provider("p", "intercept", &["127.10.10.1"], &[server.port()])
         .start();
-    let v = python_client(
-        Some(&cg),
-        &["connect", "127.10.10.1", &server.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "127.10.10.1", &server.port().to_string()]);
     assert_eq!(v["ok"], true);
     gw.stop();
-    assert_eq!(
-        gw.records().len(),
-        1,
-        "the record is flushed by a graceful stop"
-    );
+    assert_eq!(gw.records().len(), 1, "the record is flushed by a graceful stop");
     assert!(gw.log().contains("detaching programs"));
     let out = Command::new("sh")
         .arg("-c")
@@ -497,10 +414,7 @@ fn sigterm_detaches_and_flushes_the_log() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
-    let v = python_client(
-        Some(&cg),
-        &["connect", "127.10.10.1", &server.port().to_string()],
-    );
+    let v = python_client(Some(&cg), &["connect", "127.10.10.1", &server.port().to_string()]);
     let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
     assert_eq!(
         v["reply"],

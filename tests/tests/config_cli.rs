@@ -6,11 +6,7 @@ use std::{process::Command, time::Duration};
 use tests::{run, tollgate_bin, workspace};
 
 fn validate(yaml: &str) -> (bool, String) {
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-validate-{}-{}",
-        std::process::id(),
-        yaml.len()
-    ));
+    let dir = std::env::temp_dir().join(format!("tollgate-validate-{}-{}", std::process::id(), yaml.len()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("config.yaml");
     std::fs::write(&file, yaml).unwrap();
@@ -31,14 +27,9 @@ fn validate(yaml: &str) -> (bool, String) {
 #[test]
 fn shipped_example_validates() {
     let mut cmd = Command::new(tollgate_bin());
-    cmd.arg("validate")
-        .arg(workspace().join("examples/tollgate.yaml"));
+    cmd.arg("validate").arg(workspace().join("examples/tollgate.yaml"));
     let out = run(cmd, Duration::from_secs(10));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
 }
 
@@ -57,18 +48,9 @@ fn invalid_configs_are_rejected_naming_the_field() {
             "providers:\n  - name: a\n    addresses: [127.0.0.1]\n    ports: [0]\n",
             "providers[0].ports[0]: port 0",
         ),
-        (
-            "capture:\n  failMode: sometimes\n",
-            "unknown variant `sometimes`",
-        ),
-        (
-            "listener:\n  addresses: [\"0.0.0.0:15001\"]\n",
-            "listener.addresses[0]",
-        ),
-        (
-            "capture:\n  cgroupPath: relative/path\n",
-            "capture.cgroupPath",
-        ),
+        ("capture:\n  failMode: sometimes\n", "unknown variant `sometimes`"),
+        ("listener:\n  addresses: [\"0.0.0.0:15001\"]\n", "listener.addresses[0]"),
+        ("capture:\n  cgroupPath: relative/path\n", "capture.cgroupPath"),
         ("admin: [1, 2]\n", "admin"),
     ];
     for (yaml, expected) in cases {

@@ -33,10 +33,7 @@ const TPUT_BYTES: u64 = 1 << 30;
 
 pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     let env = setup::setup()?;
-    util::cargo(
-        &env,
-        &["build", "--release", "-p", "gateway", "--bin", "tollgate"],
-    )?;
+    util::cargo(&env, &["build", "--release", "-p", "gateway", "--bin", "tollgate"])?;
     util::cargo(&env, &["build", "--release", "-p", "xtask"])?;
     let ws = util::workspace();
     let tollgate = ws.join("target/release/tollgate");
@@ -59,10 +56,7 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
             .output()
             .context("bench client")?;
         if !out.status.success() {
-            bail!(
-                "bench client {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("bench client {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(serde_json::from_slice(&out.stdout)?)
     };
@@ -88,12 +82,7 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
             sink.port()
         ),
     )?;
-    let (mut daemon, ready) = start_tollgate(
-        &tollgate,
-        &config,
-        &dir.join("ready.json"),
-        &dir.join("tollgate.log"),
-    )?;
+    let (mut daemon, ready) = start_tollgate(&tollgate, &config, &dir.join("ready.json"), &dir.join("tollgate.log"))?;
     let pid = ready["pid"].as_u64().context("pid")? as u32;
     let connect_nomatch = client(&[s(&"connect"), s(&other), s(&connects)])?;
     let connect_captured = client(&[s(&"connect"), s(&echo), s(&connects)])?;
@@ -128,9 +117,7 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     });
     let results_dir = ws.join("bench/results");
     std::fs::create_dir_all(&results_dir)?;
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)?
-        .as_secs();
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_secs();
     let file = results_dir.join(format!("capture-{secs}.json"));
     std::fs::write(&file, serde_json::to_string_pretty(&results)?)?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -138,18 +125,12 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     println!("\n| measurement | p50 µs | p99 µs |");
     println!("| --- | ---: | ---: |");
     for (name, v) in [
-        (
-            "connect(), no programs",
-            &results["connect_us"]["no_programs"],
-        ),
+        ("connect(), no programs", &results["connect_us"]["no_programs"]),
         (
             "connect(), attached, not captured",
             &results["connect_us"]["attached_not_captured"],
         ),
-        (
-            "connect(), captured (to the proxy)",
-            &results["connect_us"]["captured"],
-        ),
+        ("connect(), captured (to the proxy)", &results["connect_us"]["captured"]),
         ("64 B round trip, direct", &rr_direct),
         ("64 B round trip, through the relay", &rr_captured),
     ] {
@@ -159,10 +140,7 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         "\nadded by the relay: p50 {:.1} µs, p99 {:.1} µs; proxy CPU {:.1} µs per round trip",
         f(&results["request_response_64B_us"], "added_p50"),
         f(&results["request_response_64B_us"], "added_p99"),
-        f(
-            &results["request_response_64B_us"],
-            "proxy_cpu_us_per_round_trip"
-        ),
+        f(&results["request_response_64B_us"], "proxy_cpu_us_per_round_trip"),
     );
     println!(
         "throughput: direct {:.0} MiB/s, relay {:.0} MiB/s\nwritten to {}",
@@ -299,10 +277,7 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
             s.read_exact(&mut count)?;
             let elapsed = start.elapsed().as_secs_f64();
             if u64::from_be_bytes(count) != sent {
-                bail!(
-                    "sink counted {} bytes, sent {sent}",
-                    u64::from_be_bytes(count)
-                );
+                bail!("sink counted {} bytes, sent {sent}", u64::from_be_bytes(count));
             }
             json!({ "bytes": sent, "secs": elapsed, "mib_s": sent as f64 / elapsed / (1024.0 * 1024.0) })
         }
@@ -318,10 +293,7 @@ fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
         l_onoff: 1,
         l_linger: 0,
     };
-    #[expect(
-        unsafe_code,
-        reason = "setsockopt(SO_LINGER) has no safe wrapper in std"
-    )]
+    #[expect(unsafe_code, reason = "setsockopt(SO_LINGER) has no safe wrapper in std")]
     // SAFETY: a valid fd and a pointer to a correctly sized struct that outlives the call.
     let rc = unsafe {
         libc::setsockopt(
@@ -340,8 +312,7 @@ fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
 
 fn percentiles(mut samples: Vec<Duration>) -> Value {
     samples.sort();
-    let at =
-        |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
     let mean = samples.iter().map(Duration::as_secs_f64).sum::<f64>() / samples.len() as f64 * 1e6;
     json!({ "n": samples.len(), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "mean": mean })
 }

@@ -1,11 +1,15 @@
-//! `cargo xtask demo`: transparent capture of an unmodified `curl`, end to end, on one machine.
+//! `cargo xtask demo`: an unmodified `curl` calling `https://api.openai.com`, captured by eBPF,
+//! end to end, on one machine with no network.
 //!
-//! 1. a fake OpenAI endpoint listens on 127.10.0.1:443 (plain HTTP for now: TLS interception
-//!    arrives with the L7 work);
+//! 1. a fake OpenAI backend listens on 127.10.0.2:8080 (what the real api.openai.com is in
+//!    production: the backend Tollgate forwards to, with the real key);
 //! 2. `tollgate run` attaches its eBPF programs to a fresh child cgroup `tollgate-demo`;
-//! 3. `curl` runs in that cgroup against 127.10.0.1:443, knowing nothing of Tollgate;
-//! 4. we print what curl got and what Tollgate recorded (who, where to, bytes), then clean up
-//!    every cgroup and process we made.
+//!    api.openai.com is governed, captured at 127.10.0.1:443;
+//! 3. `curl` runs in that cgroup, in a private mount namespace whose /etc/hosts maps
+//!    api.openai.com to 127.10.0.1, with a dummy key, trusting the node CA;
+//! 4. we print what curl got, what the backend received (the injected key, not curl's), and
+//!    what Tollgate recorded (who, where to, route, credential fingerprint), then clean up every
+//!    cgroup and process we made.
 
 use std::{
     io::{Read as _, Write as _},
@@ -23,7 +27,11 @@ use crate::{
     util::{self, start_tollgate, Cgroup},
 };
 
-const PROVIDER: &str = "127.10.0.1:443";
+/// Where api.openai.com "resolves" for the client.
+const CAPTURED: &str = "127.10.0.1";
+/// The fake backend.
+const BACKEND: &str = "127.10.0.2:8080";
+const DEMO_KEY: &str = "sk-demo-real-key-from-a-secret-file";
 
 pub(crate) fn demo() -> anyhow::Result<()> {
     let env = setup::setup()?;
@@ -33,21 +41,29 @@ pub(crate) fn demo() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
-    println!("\n== 1. fake OpenAI endpoint on {PROVIDER}");
+    println!("\n== 1. fake OpenAI backend on http://{BACKEND}");
     let stop = Arc::new(AtomicBool::new(false));
-    let provider = fake_provider(stop.clone())?;
+    let seen_auth = Arc::new(std::sync::Mutex::new(String::new()));
+    let provider = fake_provider(stop.clone(), seen_auth.clone())?;
 
     println!("== 2. tollgate attached to a fresh child cgroup");
     let cgroup = Cgroup::create("tollgate-demo")?;
     let config = dir.join("tollgate.yaml");
     let conn_log = dir.join("connections.jsonl");
+    let key_file = dir.join("openai-key");
+    std::fs::write(&key_file, DEMO_KEY)?;
     std::fs::write(
         &config,
         format!(
             "listener:\n  addresses: [\"127.0.0.1:0\", \"[::1]:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\n\
-             capture:\n  cgroupPath: {}\nconnectionLog: {}\nproviders:\n  - name: openai\n    addresses: [\"127.10.0.1\"]\n    ports: [443]\n",
-            cgroup.0.display(),
-            conn_log.display()
+             capture:\n  cgroupPath: {cg}\nconnectionLog: {log}\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\n\
+             providers:\n  - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"{CAPTURED}\"]\n    backend: fake-openai\n\
+             backends:\n  - name: fake-openai\n    url: http://{BACKEND}\n    credential: openai-key\n\
+             credentials:\n  - name: openai-key\n    kind: bearer\n    file: {key}\n",
+            cg = cgroup.0.display(),
+            log = conn_log.display(),
+            dir = dir.display(),
+            key = key_file.display(),
         ),
     )?;
     println!(
@@ -55,46 +71,58 @@ pub(crate) fn demo() -> anyhow::Result<()> {
         config.display(),
         indent(&std::fs::read_to_string(&config)?)
     );
-    let (mut daemon, ready) = start_tollgate(
-        &bin,
-        &config,
-        &dir.join("ready.json"),
-        &dir.join("tollgate.log"),
-    )?;
+    let tollgate_log = dir.join("tollgate.log");
+    let (mut daemon, ready) = start_tollgate(&bin, &config, &dir.join("ready.json"), &tollgate_log)?;
     println!(
         "   tollgate pid {} listening on {} (admin {})",
         ready["pid"], ready["listener4"], ready["admin"]
     );
 
-    println!("== 3. unmodified curl in {}", cgroup.0.display());
-    let mut curl = cgroup.command("curl");
-    curl.args([
-        "-sS",
-        "-m",
-        "10",
-        "-w",
-        "\n[curl: peer %{remote_ip}:%{remote_port}, HTTP %{http_code}]\n",
-    ])
-    .args([
-        "-H",
-        "content-type: application/json",
-        "-H",
-        "authorization: Bearer sk-demo-not-a-real-key",
-    ])
-    .args([
-        "-d",
-        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
-    ])
-    .arg(format!("http://{PROVIDER}/v1/chat/completions"))
-    .stdout(Stdio::piped());
     println!(
-        "   $ curl http://{PROVIDER}/v1/chat/completions -d '{{\"model\":\"gpt-4o-mini\",...}}'"
+        "== 3. unmodified curl in {} (api.openai.com -> {CAPTURED})",
+        cgroup.0.display()
     );
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, format!("127.0.0.1 localhost\n{CAPTURED} api.openai.com\n"))?;
+    let mut curl = std::process::Command::new("unshare");
+    curl.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$1\" /etc/hosts && shift && echo $$ > \"$0\"/cgroup.procs && exec \"$@\"")
+        .arg(&cgroup.0)
+        .arg(&hosts)
+        .arg("curl")
+        .args(["-sS", "-m", "10", "--cacert"])
+        .arg(dir.join("ca.crt"))
+        .args([
+            "-w",
+            "\n[curl: peer %{remote_ip}:%{remote_port}, HTTP %{http_code}, HTTP/%{http_version}]\n",
+        ])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "authorization: Bearer sk-dummy-key-in-the-app",
+        ])
+        .args([
+            "-d",
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+        ])
+        .arg("https://api.openai.com/v1/chat/completions")
+        .stdout(Stdio::piped());
+    println!("   $ curl --cacert node-ca.crt https://api.openai.com/v1/chat/completions -H 'authorization: Bearer sk-dummy-key-in-the-app' -d '{{...}}'");
     let out = curl.output().context("running curl")?;
     println!("{}", indent(&String::from_utf8_lossy(&out.stdout)));
     if !out.status.success() {
-        bail!("curl failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "curl failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&tollgate_log).unwrap_or_default()
+        );
     }
+    let auth = seen_auth.lock().map(|a| a.clone()).unwrap_or_default();
+    println!(
+        "   the backend received: authorization: {}",
+        auth.replace(DEMO_KEY, "<the key from the secret file>")
+    );
 
     println!("== 4. what tollgate saw");
     let mut record = String::new();
@@ -105,15 +133,22 @@ pub(crate) fn demo() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let line: serde_json::Value =
-        serde_json::from_str(record.lines().next().context("no connection record")?)?;
-    println!("{}", indent(&serde_json::to_string_pretty(&line)?));
+    let log = std::fs::read_to_string(&tollgate_log).unwrap_or_default();
+    if let Some(req) = log
+        .lines()
+        .find_map(|l| l.split_once("record=").map(|(_, r)| r.trim().to_string()))
+    {
+        let v: serde_json::Value = serde_json::from_str(&req)?;
+        println!("   request record:\n{}", indent(&serde_json::to_string_pretty(&v)?));
+    }
+    let line: serde_json::Value = serde_json::from_str(record.lines().next().context("no connection record")?)?;
+    println!(
+        "   connection record:\n{}",
+        indent(&serde_json::to_string_pretty(&line)?)
+    );
     let metrics = admin_get(ready["admin"].as_str().unwrap_or_default(), "/metrics")?;
     println!("   metrics:");
-    for l in metrics
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))
-    {
+    for l in metrics.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")) {
         println!("     {l}");
     }
 
@@ -121,31 +156,33 @@ pub(crate) fn demo() -> anyhow::Result<()> {
     daemon.stop();
     drop(cgroup);
     stop.store(true, Ordering::Relaxed);
-    let _ = std::net::TcpStream::connect(PROVIDER);
+    let _ = std::net::TcpStream::connect(BACKEND);
     let _ = provider.join();
     let _ = std::fs::remove_dir_all(&dir);
-    let ok = line["workload"]["comm"] == "curl" && line["original_dst"] == PROVIDER;
+    let ok =
+        line["workload"]["comm"] == "curl" && line["sni"] == "api.openai.com" && auth == format!("Bearer {DEMO_KEY}");
     if !ok {
-        bail!("the record does not show curl connecting to {PROVIDER}");
+        bail!("the records do not show curl's request to api.openai.com signed with the real key");
     }
     println!(
-        "\ncurl (pid {}) asked for {PROVIDER}; eBPF sent it to tollgate, which knew where it meant to go and relayed it.",
+        "\ncurl (pid {}) called https://api.openai.com with a dummy key; eBPF sent it to tollgate, which \
+         terminated TLS with the node CA, routed it and replaced the key with the real one.",
         line["workload"]["tgid"]
     );
     Ok(())
 }
 
 fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("   {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().map(|l| format!("   {l}")).collect::<Vec<_>>().join("\n")
 }
 
-/// A one-thread HTTP server answering every request with an OpenAI chat completion.
-fn fake_provider(stop: Arc<AtomicBool>) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let listener =
-        TcpListener::bind(PROVIDER).with_context(|| format!("binding {PROVIDER} (in use?)"))?;
+/// A one-thread HTTP server answering every request with an OpenAI chat completion, keeping
+/// the `authorization` header it received.
+fn fake_provider(
+    stop: Arc<AtomicBool>,
+    seen_auth: Arc<std::sync::Mutex<String>>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let listener = TcpListener::bind(BACKEND).with_context(|| format!("binding {BACKEND} (in use?)"))?;
     Ok(std::thread::spawn(move || {
         for stream in listener.incoming() {
             if stop.load(Ordering::Relaxed) {
@@ -168,6 +205,12 @@ fn fake_provider(stop: Arc<AtomicBool>) -> anyhow::Result<std::thread::JoinHandl
                         .and_then(|v| v.trim().parse::<usize>().ok())
                         .unwrap_or(0);
                     if buf.len() >= end + 4 + len {
+                        if let Some(a) = String::from_utf8_lossy(&buf[..end]).lines().find_map(|l| {
+                            l.strip_prefix("authorization: ")
+                                .or_else(|| l.strip_prefix("Authorization: "))
+                        }) {
+                            *seen_auth.lock().unwrap_or_else(|e| e.into_inner()) = a.trim().to_string();
+                        }
                         break;
                     }
                 }

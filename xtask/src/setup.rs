@@ -7,6 +7,8 @@
 //!   pinned `nightly-2026-05-19` is installed and passed to the build through
 //!   `TOLLGATE_EBPF_TOOLCHAIN`.
 //! - bpf-linker 0.10.4 (`cargo install --locked`), which needs no system LLVM.
+//! - A Python virtualenv in `target/pyvenv` with the official OpenAI and Anthropic SDKs from
+//!   PyPI (pinned), used unmodified by the end-to-end tests.
 
 use anyhow::{bail, Context as _};
 
@@ -17,6 +19,8 @@ const PINNED_NIGHTLY: &str = "nightly-2026-05-19";
 const LLVM_MAJOR: &str = "22";
 const BPF_LINKER: &str = "bpf-linker@0.10.4";
 const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
+/// The SDKs the tests drive, pinned so that a new release cannot change a test's meaning.
+const PYTHON_SDKS: [&str; 2] = ["openai==3.57.0", "anthropic==2.14.0"];
 
 /// (command that must exist, Debian package that provides it)
 const PACKAGES: [(&str, &str); 4] = [
@@ -32,6 +36,7 @@ pub(crate) fn setup() -> anyhow::Result<BuildEnv> {
     let toolchain = ebpf_toolchain()?;
     rust_src(&toolchain)?;
     bpf_linker()?;
+    python_sdks()?;
     println!("xtask setup: done (eBPF toolchain {toolchain})");
     Ok(BuildEnv {
         vars: vec![("TOLLGATE_EBPF_TOOLCHAIN".into(), toolchain)],
@@ -111,10 +116,7 @@ fn rust_src(toolchain: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("  rust-src: adding to {toolchain}");
-    run(
-        "rustup",
-        &["component", "add", "rust-src", "--toolchain", toolchain],
-    )
+    run("rustup", &["component", "add", "rust-src", "--toolchain", toolchain])
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
@@ -127,4 +129,37 @@ fn bpf_linker() -> anyhow::Result<()> {
     }
     println!("  bpf-linker: cargo install --locked {BPF_LINKER} (about two minutes)");
     run("cargo", &["install", "--locked", BPF_LINKER])
+}
+
+fn python_sdks() -> anyhow::Result<()> {
+    let venv = crate::util::workspace().join("target/pyvenv");
+    let python = venv.join("bin/python");
+    let py = python.to_string_lossy().to_string();
+    let check = "import importlib.metadata as m, sys; sys.exit(0 if [m.version(p) for p in ('openai','anthropic')] == sys.argv[1:] else 1)";
+    let wanted: Vec<&str> = PYTHON_SDKS.iter().map(|p| p.split("==").nth(1).unwrap_or("")).collect();
+    let mut args = vec!["-c", check];
+    args.extend(&wanted);
+    if python.exists() && output(&py, &args).is_some() {
+        println!(
+            "  python SDKs: {} present in {}",
+            PYTHON_SDKS.join(", "),
+            venv.display()
+        );
+        return Ok(());
+    }
+    if !python.exists() {
+        if output("python3", &["-c", "import venv, ensurepip"]).is_none() {
+            println!("  python SDKs: installing python3-venv with apt-get");
+            run(
+                "apt-get",
+                &["install", "-y", "-q", "--no-install-recommends", "python3-venv"],
+            )?;
+        }
+        println!("  python SDKs: creating {}", venv.display());
+        run("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+    }
+    println!("  python SDKs: pip install {}", PYTHON_SDKS.join(" "));
+    let mut pip = vec!["-m", "pip", "install", "-q", "--disable-pip-version-check"];
+    pip.extend(PYTHON_SDKS);
+    run(&py, &pip)
 }

@@ -42,9 +42,7 @@ pub(crate) fn cargo_test(env: &BuildEnv, args: &[&str]) -> anyhow::Result<()> {
     use std::io::BufRead as _;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(args)
-        .current_dir(workspace())
-        .stdout(Stdio::piped());
+    cmd.args(args).current_dir(workspace()).stdout(Stdio::piped());
     for (k, v) in &env.vars {
         cmd.env(k, v);
     }
@@ -56,15 +54,7 @@ pub(crate) fn cargo_test(env: &BuildEnv, args: &[&str]) -> anyhow::Result<()> {
         if let Some(rest) = line.strip_prefix("test result: ") {
             let count = |word: &str| -> u64 {
                 rest.split(';')
-                    .find_map(|part| {
-                        part.trim()
-                            .strip_suffix(word)?
-                            .trim()
-                            .rsplit(' ')
-                            .next()?
-                            .parse()
-                            .ok()
-                    })
+                    .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse().ok())
                     .unwrap_or(0)
             };
             passed += count("passed");
@@ -82,11 +72,7 @@ pub(crate) fn cargo_test(env: &BuildEnv, args: &[&str]) -> anyhow::Result<()> {
 
 /// Runs a command, returning trimmed stdout when it succeeds.
 pub(crate) fn output(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
+    let out = Command::new(program).args(args).stderr(Stdio::null()).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())

@@ -80,22 +80,16 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
-    thread::Builder::new()
-        .name("tollgate-admin".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("admin runtime");
-            rt.block_on(serve(listener, state, shutdown));
-        })
+    thread::Builder::new().name("tollgate-admin".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("admin runtime");
+        rt.block_on(serve(listener, state, shutdown));
+    })
 }
 
-async fn serve(
-    listener: std::net::TcpListener,
-    state: Arc<State>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -140,9 +134,7 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             let mut resp = text(StatusCode::OK, state.metrics.render(state.stats.as_deref()));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
             );
             resp
         }
@@ -150,13 +142,18 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/ca.crt" => match &state.ca_pem {
             Some(pem) => {
                 let mut resp = text(StatusCode::OK, pem.clone());
-                resp.headers_mut()
-                    .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-pem-file"));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/x-pem-file"),
+                );
                 resp
             }
             None => text(StatusCode::NOT_FOUND, "no node CA\n".into()),
         },
-        _ => text(StatusCode::NOT_FOUND, "not found: try /healthz, /readyz, /metrics, /config, /ca.crt\n".into()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /readyz, /metrics, /config, /ca.crt\n".into(),
+        ),
     }
 }
 

@@ -80,8 +80,17 @@ impl Loaded {
             CredentialKind::ApiKey => HeaderName::from_static("api-key"),
         };
         let digest = Sha256::digest(value.as_bytes());
-        let fingerprint = format!("sha256:{}", digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>());
-        Ok(Loaded { name: name.to_string(), kind, fingerprint, header: (header_name, header_value), secret: Secret(value) })
+        let fingerprint = format!(
+            "sha256:{}",
+            digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        Ok(Loaded {
+            name: name.to_string(),
+            kind,
+            fingerprint,
+            header: (header_name, header_value),
+            secret: Secret(value),
+        })
     }
 
     /// Puts the credential on an upstream request.
@@ -105,9 +114,15 @@ pub fn strip_client_credentials(headers: &mut HeaderMap) {
 /// Reads a credential's value from its source.
 fn read(c: &CredentialConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Error> {
     match (&c.file, &c.env) {
-        (Some(path), _) => std::fs::read_to_string(path)
-            .map_err(|source| Error::File { name: c.name.clone(), path: path.clone(), source }),
-        (None, Some(var)) => env(var).ok_or_else(|| Error::Env { name: c.name.clone(), var: var.clone() }),
+        (Some(path), _) => std::fs::read_to_string(path).map_err(|source| Error::File {
+            name: c.name.clone(),
+            path: path.clone(),
+            source,
+        }),
+        (None, Some(var)) => env(var).ok_or_else(|| Error::Env {
+            name: c.name.clone(),
+            var: var.clone(),
+        }),
         (None, None) => Err(Error::Value { name: c.name.clone() }),
     }
 }
@@ -159,7 +174,11 @@ impl Store {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Loaded>> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub fn errors(&self) -> HashMap<String, String> {
@@ -172,7 +191,12 @@ mod tests {
     use super::*;
 
     fn cfg(name: &str, kind: CredentialKind, file: Option<PathBuf>, env: Option<&str>) -> CredentialConfig {
-        CredentialConfig { name: name.into(), kind, file, env: env.map(String::from) }
+        CredentialConfig {
+            name: name.into(),
+            kind,
+            file,
+            env: env.map(String::from),
+        }
     }
 
     #[test]

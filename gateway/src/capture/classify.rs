@@ -14,8 +14,17 @@ const CLIENT_HELLO: u8 = 0x01;
 const EXT_SERVER_NAME: u16 = 0x0000;
 const EXT_ALPN: u16 = 0x0010;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
-const METHODS: [&[u8]; 9] =
-    [b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE "];
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
 
 /// What the first bytes say.
 #[derive(Debug, Eq, PartialEq)]
@@ -91,7 +100,8 @@ fn client_hello(buf: &[u8]) -> Result<Option<ClientHello>, ()> {
             if handshake[0] != CLIENT_HELLO {
                 return Err(());
             }
-            let msg_len = (usize::from(handshake[1]) << 16) | (usize::from(handshake[2]) << 8) | usize::from(handshake[3]);
+            let msg_len =
+                (usize::from(handshake[1]) << 16) | (usize::from(handshake[2]) << 8) | usize::from(handshake[3]);
             if msg_len > MAX_HELLO {
                 return Err(());
             }
@@ -194,7 +204,9 @@ mod tests {
     #[test]
     fn a_real_client_hello_yields_sni_and_alpn() {
         let hello = real_hello("api.openai.com");
-        let Verdict::Tls(h) = classify(&hello) else { panic!("not TLS") };
+        let Verdict::Tls(h) = classify(&hello) else {
+            panic!("not TLS")
+        };
         assert_eq!(h.sni.as_deref(), Some("api.openai.com"));
         assert_eq!(h.alpn, vec!["h2", "http/1.1"]);
     }
@@ -219,7 +231,9 @@ mod tests {
             two.extend_from_slice(&(part.len() as u16).to_be_bytes());
             two.extend_from_slice(part);
         }
-        let Verdict::Tls(h) = classify(&two) else { panic!("not reassembled") };
+        let Verdict::Tls(h) = classify(&two) else {
+            panic!("not reassembled")
+        };
         assert_eq!(h.sni.as_deref(), Some("api.openai.com"));
     }
 
@@ -237,7 +251,10 @@ mod tests {
         assert_eq!(classify(b"\x00\x01\x02garbage"), Verdict::Other);
         assert_eq!(classify(b"SSH-2.0-OpenSSH_9.2\r\n"), Verdict::Other);
         // a handshake record that is not a ClientHello
-        assert_eq!(classify(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]), Verdict::Other);
+        assert_eq!(
+            classify(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]),
+            Verdict::Other
+        );
         // truncated extensions inside a complete record
         let mut hello = real_hello("x.example");
         let n = hello.len();

@@ -72,22 +72,20 @@ impl ConnLogWriter {
             }
         };
         let (tx, rx) = mpsc::channel::<String>();
-        let handle = thread::Builder::new()
-            .name("tollgate-connlog".into())
-            .spawn(move || {
-                let mut out = BufWriter::new(out);
-                // Block for one line, then take whatever else is queued, then flush: lines reach
-                // the file promptly under low load and in batches under high load.
-                while let Ok(line) = rx.recv() {
+        let handle = thread::Builder::new().name("tollgate-connlog".into()).spawn(move || {
+            let mut out = BufWriter::new(out);
+            // Block for one line, then take whatever else is queued, then flush: lines reach
+            // the file promptly under low load and in batches under high load.
+            while let Ok(line) = rx.recv() {
+                let _ = writeln!(out, "{line}");
+                while let Ok(line) = rx.try_recv() {
                     let _ = writeln!(out, "{line}");
-                    while let Ok(line) = rx.try_recv() {
-                        let _ = writeln!(out, "{line}");
-                    }
-                    if let Err(e) = out.flush() {
-                        tracing::error!(error = %e, "cannot write the connection log");
-                    }
                 }
-            })?;
+                if let Err(e) = out.flush() {
+                    tracing::error!(error = %e, "cannot write the connection log");
+                }
+            }
+        })?;
         Ok((ConnLogSink(tx), ConnLogWriter(handle)))
     }
 

@@ -35,7 +35,11 @@ pub struct Rewind {
 impl Rewind {
     pub fn new(prefix: Bytes, inner: TcpStream, counters: Arc<Counters>) -> Rewind {
         counters.read.fetch_add(prefix.len() as u64, Ordering::Relaxed);
-        Rewind { prefix, inner, counters }
+        Rewind {
+            prefix,
+            inner,
+            counters,
+        }
     }
 }
 

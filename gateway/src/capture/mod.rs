@@ -103,11 +103,7 @@ impl Drain {
     pub fn new() -> Drain {
         let (tracker, done) = mpsc::channel(1);
         let (force, _) = watch::channel(false);
-        Drain {
-            tracker,
-            done,
-            force,
-        }
+        Drain { tracker, done, force }
     }
 
     pub fn watcher(&self) -> DrainWatcher {
@@ -164,19 +160,10 @@ pub async fn serve(
     }
 }
 
-async fn handle(
-    stream: TcpStream,
-    client: ClientAddr,
-    via: Via,
-    shared: Arc<Shared>,
-    mut watcher: DrainWatcher,
-) {
+async fn handle(stream: TcpStream, client: ClientAddr, via: Via, shared: Arc<Shared>, mut watcher: DrainWatcher) {
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let Some(record) = shared
-        .conns
-        .take(&peer_key(client, shared.host_netns_cookie))
-    else {
+    let Some(record) = shared.conns.take(&peer_key(client, shared.host_netns_cookie)) else {
         tracing::debug!(component = "capture", %client, "no redirect record: closing");
         shared.metrics.unknown_connection();
         return;
@@ -263,7 +250,11 @@ async fn sniff(stream: &mut TcpStream) -> (BytesMut, Verdict) {
             Verdict::NeedMore => {}
             verdict => return (buf, verdict),
         }
-        let limit = if buf.is_empty() { FIRST_BYTES_TIMEOUT } else { HELLO_TIMEOUT };
+        let limit = if buf.is_empty() {
+            FIRST_BYTES_TIMEOUT
+        } else {
+            HELLO_TIMEOUT
+        };
         let left = limit.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, stream.read_buf(&mut buf)).await {
             Ok(Ok(n)) if n > 0 && buf.len() < classify::MAX_HELLO => {}
@@ -289,14 +280,21 @@ async fn dispatch(
     };
     let intercept = record.action == ACTION_INTERCEPT
         && match &verdict {
-            Verdict::Tls(hello) => hello.sni.as_deref().is_some_and(|s| shared.l7.snapshot.load().intercepts(s)),
+            Verdict::Tls(hello) => hello
+                .sni
+                .as_deref()
+                .is_some_and(|s| shared.l7.snapshot.load().intercepts(s)),
             Verdict::Http => true,
             Verdict::NeedMore | Verdict::Other => false,
         };
     if !intercept {
         let capture = &shared.config.capture;
         let relayed = relay::relay(stream, &first, orig, capture.mark, capture.connect_timeout).await;
-        return Dispatched { relayed, sni, l7: false };
+        return Dispatched {
+            relayed,
+            sni,
+            l7: false,
+        };
     }
     let counters = Arc::new(io::Counters::default());
     let _ = stream.set_nodelay(true);

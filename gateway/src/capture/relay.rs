@@ -61,11 +61,7 @@ pub struct Relayed {
 }
 
 /// Opens a socket to `dst` that carries `mark`, so the connect programs let it through.
-pub async fn connect_marked(
-    dst: SocketAddr,
-    mark: u32,
-    timeout: Duration,
-) -> Result<TcpStream, (Outcome, io::Error)> {
+pub async fn connect_marked(dst: SocketAddr, mark: u32, timeout: Duration) -> Result<TcpStream, (Outcome, io::Error)> {
     let socket = if dst.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -88,13 +84,31 @@ pub async fn connect_marked(
 
 /// Connects to the original destination (with the mark), sends `prefix` (bytes already read
 /// from the client while classifying it), then relays.
-pub async fn relay(client: TcpStream, prefix: &[u8], orig: OrigDstAddr, mark: u32, connect_timeout: Duration) -> Relayed {
+pub async fn relay(
+    client: TcpStream,
+    prefix: &[u8],
+    orig: OrigDstAddr,
+    mark: u32,
+    connect_timeout: Duration,
+) -> Relayed {
     let mut upstream = match connect_marked(orig.0, mark, connect_timeout).await {
         Ok(upstream) => upstream,
-        Err((outcome, e)) => return Relayed { outcome, sent: 0, received: 0, error: Some(e.to_string()) },
+        Err((outcome, e)) => {
+            return Relayed {
+                outcome,
+                sent: 0,
+                received: 0,
+                error: Some(e.to_string()),
+            }
+        }
     };
     if let Err(e) = upstream.write_all(prefix).await {
-        return Relayed { outcome: Outcome::UpstreamError, sent: 0, received: 0, error: Some(e.to_string()) };
+        return Relayed {
+            outcome: Outcome::UpstreamError,
+            sent: 0,
+            received: 0,
+            error: Some(e.to_string()),
+        };
     }
     let mut relayed = relay_streams(client, upstream).await;
     relayed.sent += prefix.len() as u64;
@@ -178,9 +192,7 @@ mod tests {
             let (mut s, _) = upstream.accept().await.unwrap();
             let mut got = Vec::new();
             s.read_to_end(&mut got).await.unwrap();
-            s.write_all(format!("got {}", got.len()).as_bytes())
-                .await
-                .unwrap();
+            s.write_all(format!("got {}", got.len()).as_bytes()).await.unwrap();
         });
         let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front_addr = front.local_addr().unwrap();
@@ -210,7 +222,10 @@ mod tests {
         let proxy = tokio::spawn(async move {
             let (s, _) = front.accept().await.unwrap();
             // Without CAP_NET_ADMIN setting the mark fails, which is reported the same way.
-            relay(s, b"", OrigDstAddr(addr),
+            relay(
+                s,
+                b"",
+                OrigDstAddr(addr),
                 crate::config::DEFAULT_MARK,
                 Duration::from_secs(5),
             )

@@ -16,8 +16,8 @@ use std::{
 };
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
@@ -56,12 +56,17 @@ pub struct NodeCa {
 
 impl fmt::Debug for NodeCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NodeCa").field("cert_path", &self.cert_path).finish_non_exhaustive()
+        f.debug_struct("NodeCa")
+            .field("cert_path", &self.cert_path)
+            .finish_non_exhaustive()
     }
 }
 
 fn ca_err(path: &Path, message: impl fmt::Display) -> Error {
-    Error::Ca { path: path.to_owned(), message: message.to_string() }
+    Error::Ca {
+        path: path.to_owned(),
+        message: message.to_string(),
+    }
 }
 
 impl NodeCa {
@@ -89,12 +94,22 @@ impl NodeCa {
         let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| ca_err(key, e))?;
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let leaf_signing = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| ca_err(key, e))?;
-        Ok(NodeCa { issuer, ca_der, cert_pem, cert_path: cert.to_owned(), leaf_key, leaf_signing })
+        Ok(NodeCa {
+            issuer,
+            ca_der,
+            cert_pem,
+            cert_path: cert.to_owned(),
+            leaf_key,
+            leaf_signing,
+        })
     }
 
     /// Mints a leaf for `sni`, valid for `ttl`.
     pub fn mint(&self, sni: &str, ttl: Duration) -> Result<Arc<CertifiedKey>, Error> {
-        let err = |m: &dyn fmt::Display| Error::Leaf { sni: sni.to_string(), message: m.to_string() };
+        let err = |m: &dyn fmt::Display| Error::Leaf {
+            sni: sni.to_string(),
+            message: m.to_string(),
+        };
         let mut params = CertificateParams::default();
         let name = rcgen::string::Ia5String::try_from(sni.to_string()).map_err(|e| err(&e))?;
         params.subject_alt_names = vec![SanType::DnsName(name)];
@@ -109,12 +124,18 @@ impl NodeCa {
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(rcgen::SerialNumber::from_slice(&fastrand::u64(..).to_be_bytes()));
         let cert = params.signed_by(&self.leaf_key, &self.issuer).map_err(|e| err(&e))?;
-        Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone(), self.ca_der.clone()], self.leaf_signing.clone())))
+        Ok(Arc::new(CertifiedKey::new(
+            vec![cert.der().clone(), self.ca_der.clone()],
+            self.leaf_signing.clone(),
+        )))
     }
 }
 
 fn generate_ca() -> Result<(String, String), Error> {
-    let e = |m: rcgen::Error| Error::Ca { path: PathBuf::new(), message: m.to_string() };
+    let e = |m: rcgen::Error| Error::Ca {
+        path: PathBuf::new(),
+        message: m.to_string(),
+    };
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(e)?;
     let mut params = CertificateParams::default();
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
@@ -123,7 +144,11 @@ fn generate_ca() -> Result<(String, String), Error> {
     dn.push(DnType::OrganizationName, "Tollgate");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = SystemTime::now();
     params.not_before = (now - LEAF_BACKDATE).into();
     params.not_after = (now + CA_VALIDITY).into();
@@ -154,13 +179,19 @@ pub struct LeafResolver {
 
 impl fmt::Debug for LeafResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LeafResolver").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("LeafResolver")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
 impl LeafResolver {
     pub fn new(ca: Arc<NodeCa>, ttl: Duration) -> LeafResolver {
-        LeafResolver { ca, ttl: ttl.max(LEAF_RENEW_MARGIN * 2), cache: Mutex::new(HashMap::new()) }
+        LeafResolver {
+            ca,
+            ttl: ttl.max(LEAF_RENEW_MARGIN * 2),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn leaf(&self, sni: &str) -> Result<Arc<CertifiedKey>, Error> {
@@ -237,10 +268,18 @@ mod tests {
         .unwrap();
         let name = rustls::pki_types::ServerName::try_from("api.openai.com").unwrap();
         verifier
-            .verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &name, &[], rustls::pki_types::UnixTime::now())
+            .verify_server_cert(
+                &leaf.cert[0],
+                &leaf.cert[1..],
+                &name,
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
             .expect("leaf verifies against the node CA");
         let other = rustls::pki_types::ServerName::try_from("api.anthropic.com").unwrap();
-        assert!(verifier.verify_server_cert(&leaf.cert[0], &[], &other, &[], rustls::pki_types::UnixTime::now()).is_err());
+        assert!(verifier
+            .verify_server_cert(&leaf.cert[0], &[], &other, &[], rustls::pki_types::UnixTime::now())
+            .is_err());
 
         let resolver = LeafResolver::new(Arc::new(again), Duration::from_secs(86_400));
         let a = resolver.leaf("api.openai.com").unwrap();

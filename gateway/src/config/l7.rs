@@ -230,7 +230,10 @@ pub(super) fn tls(raw: Option<RawTls>) -> Tls {
 
 fn check_name(field: &str, name: &str) -> Result<(), Error> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(invalid(field, format!("{name:?}: use letters, digits, '-', '_' or '.'")));
+        return Err(invalid(
+            field,
+            format!("{name:?}: use letters, digits, '-', '_' or '.'"),
+        ));
     }
     Ok(())
 }
@@ -260,7 +263,12 @@ pub(super) fn credentials(raw: Vec<RawCredential>) -> Result<Vec<Credential>, Er
                     ))
                 }
             }
-            Ok(Credential { name: c.name, kind: c.kind, file: c.file, env: c.env })
+            Ok(Credential {
+                name: c.name,
+                kind: c.kind,
+                file: c.file,
+                env: c.env,
+            })
         })
         .collect()
 }
@@ -272,7 +280,10 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
         .map(|(i, b)| {
             check_name(&format!("backends[{i}].name"), &b.name)?;
             let field = format!("backends[{i}].url");
-            let url: http::Uri = b.url.parse().map_err(|e| invalid(&field, format!("{:?}: {e}", b.url)))?;
+            let url: http::Uri = b
+                .url
+                .parse()
+                .map_err(|e| invalid(&field, format!("{:?}: {e}", b.url)))?;
             match url.scheme_str() {
                 Some("http") | Some("https") => {}
                 _ => return Err(invalid(&field, format!("{:?}: scheme must be http or https", b.url))),
@@ -286,12 +297,18 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
             let prefix = url.path().trim_end_matches('/').to_string();
             if let Some(c) = &b.credential {
                 if !credentials.iter().any(|k| &k.name == c) {
-                    return Err(invalid(format!("backends[{i}].credential"), format!("no credential named {c:?}")));
+                    return Err(invalid(
+                        format!("backends[{i}].credential"),
+                        format!("no credential named {c:?}"),
+                    ));
                 }
             }
             if let Some(ca) = &b.ca_file {
                 if !ca.exists() {
-                    return Err(invalid(format!("backends[{i}].caFile"), format!("{} does not exist", ca.display())));
+                    return Err(invalid(
+                        format!("backends[{i}].caFile"),
+                        format!("{} does not exist", ca.display()),
+                    ));
                 }
             }
             Ok(Backend {
@@ -314,11 +331,17 @@ pub(super) fn routes(raw: Vec<RawRoute>, backends: &[Backend], providers: &[Stri
             check_name(&format!("routes[{i}].name"), &r.name)?;
             for (j, p) in r.matches.providers.iter().enumerate() {
                 if !providers.contains(p) {
-                    return Err(invalid(format!("routes[{i}].match.providers[{j}]"), format!("no provider named {p:?}")));
+                    return Err(invalid(
+                        format!("routes[{i}].match.providers[{j}]"),
+                        format!("no provider named {p:?}"),
+                    ));
                 }
             }
             if r.backends.is_empty() {
-                return Err(invalid(format!("routes[{i}].backends"), "a route needs at least one backend"));
+                return Err(invalid(
+                    format!("routes[{i}].backends"),
+                    "a route needs at least one backend",
+                ));
             }
             let refs = r
                 .backends
@@ -326,20 +349,31 @@ pub(super) fn routes(raw: Vec<RawRoute>, backends: &[Backend], providers: &[Stri
                 .enumerate()
                 .map(|(j, b)| {
                     let field = format!("routes[{i}].backends[{j}]");
-                    let backend = backends
-                        .iter()
-                        .position(|x| x.name == b.backend)
-                        .ok_or_else(|| invalid(format!("{field}.backend"), format!("no backend named {:?}", b.backend)))?;
+                    let backend = backends.iter().position(|x| x.name == b.backend).ok_or_else(|| {
+                        invalid(format!("{field}.backend"), format!("no backend named {:?}", b.backend))
+                    })?;
                     let weight = b.weight.unwrap_or(1);
                     if weight == 0 {
-                        return Err(invalid(format!("{field}.weight"), "0 is not allowed (remove the backend instead)"));
+                        return Err(invalid(
+                            format!("{field}.weight"),
+                            "0 is not allowed (remove the backend instead)",
+                        ));
                     }
-                    Ok(BackendRef { backend, weight, priority: b.priority.unwrap_or(0), model: b.model })
+                    Ok(BackendRef {
+                        backend,
+                        weight,
+                        priority: b.priority.unwrap_or(0),
+                        model: b.model,
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let w = r.matches.workload.unwrap_or_default();
-            let mut headers: Vec<(String, String)> =
-                r.matches.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+            let mut headers: Vec<(String, String)> = r
+                .matches
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
             headers.sort();
             Ok(Route {
                 name: r.name,

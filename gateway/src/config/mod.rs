@@ -320,12 +320,7 @@ impl Config {
         }
         let connection_log = match raw.connection_log.as_deref() {
             None | Some("-") => LogTarget::Stdout,
-            Some("") => {
-                return Err(invalid(
-                    "connectionLog",
-                    "empty path (use \"-\" for stdout)",
-                ))
-            }
+            Some("") => return Err(invalid("connectionLog", "empty path (use \"-\" for stdout)")),
             Some(path) => LogTarget::File(path.into()),
         };
         let dns = raw.dns.unwrap_or_default();
@@ -351,14 +346,18 @@ impl Config {
         let backends = l7::backends(raw.backends, &credentials)?;
         for (i, p) in providers.iter_mut().enumerate() {
             if let Some(name) = &p.backend_name {
-                p.backend = Some(backends.iter().position(|b| &b.name == name).ok_or_else(|| {
-                    invalid(format!("providers[{i}].backend"), format!("no backend named {name:?}"))
-                })?);
+                p.backend =
+                    Some(backends.iter().position(|b| &b.name == name).ok_or_else(|| {
+                        invalid(format!("providers[{i}].backend"), format!("no backend named {name:?}"))
+                    })?);
             }
         }
         let provider_names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
         let routes = l7::routes(raw.routes, &backends, &provider_names)?;
-        let max_request_body = raw.proxy.and_then(|p| p.max_request_body).unwrap_or(l7::DEFAULT_MAX_REQUEST_BODY);
+        let max_request_body = raw
+            .proxy
+            .and_then(|p| p.max_request_body)
+            .unwrap_or(l7::DEFAULT_MAX_REQUEST_BODY);
         if max_request_body == 0 {
             return Err(invalid("proxy.maxRequestBody", "0 is not allowed"));
         }
@@ -392,16 +391,9 @@ impl Listeners {
                     format!("{addr} is not a loopback address (pods use nodeAddress4/6)"),
                 ));
             }
-            let slot = if addr.is_ipv4() {
-                &mut host4
-            } else {
-                &mut host6
-            };
+            let slot = if addr.is_ipv4() { &mut host4 } else { &mut host6 };
             if slot.replace(addr).is_some() {
-                return Err(invalid(
-                    field,
-                    format!("{addr}: only one listener per address family"),
-                ));
+                return Err(invalid(field, format!("{addr}: only one listener per address family")));
             }
         }
         if host4.is_none() {
@@ -459,9 +451,9 @@ impl Provider {
                 ips.push(ip);
                 continue;
             }
-            let net: IpNet = text.parse().map_err(|_| {
-                invalid(&f, format!("{text:?} is neither an IP address nor a CIDR"))
-            })?;
+            let net: IpNet = text
+                .parse()
+                .map_err(|_| invalid(&f, format!("{text:?} is neither an IP address nor a CIDR")))?;
             if net.trunc() != net {
                 return Err(invalid(
                     f,
@@ -503,10 +495,7 @@ impl Provider {
             return Err(invalid(field("ports"), "empty list (omit it for [443])"));
         }
         if let Some(j) = ports.iter().position(|p| *p == 0) {
-            return Err(invalid(
-                field(&format!("ports[{j}]")),
-                "port 0 is not allowed",
-            ));
+            return Err(invalid(field(&format!("ports[{j}]")), "port 0 is not allowed"));
         }
         Ok(Provider {
             name: raw.name,
@@ -536,9 +525,7 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        Config::parse(text)
-            .expect_err("config must be rejected")
-            .to_string()
+        Config::parse(text).expect_err("config must be rejected").to_string()
     }
 
     #[test]
@@ -569,10 +556,7 @@ providers:
         assert_eq!(p.mode, Mode::Intercept);
         assert_eq!(
             p.ips,
-            vec![
-                "127.10.0.1".parse::<IpAddr>().unwrap(),
-                "::1".parse().unwrap()
-            ]
+            vec!["127.10.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]
         );
         assert_eq!(p.cidrs.len(), 2);
         assert_eq!(p.ports, vec![443, 8443]);
@@ -598,19 +582,13 @@ providers:
     #[test]
     fn port_zero_is_rejected() {
         let e = err("providers:\n  - name: x\n    addresses: [127.0.0.1]\n    ports: [443, 0]\n");
-        assert!(
-            e.contains("providers[0].ports[1]") && e.contains("port 0"),
-            "{e}"
-        );
+        assert!(e.contains("providers[0].ports[1]") && e.contains("port 0"), "{e}");
     }
 
     #[test]
     fn listeners_must_be_loopback_and_one_per_family() {
         let e = err("listener:\n  addresses: [\"10.0.0.1:15001\"]\n");
-        assert!(
-            e.contains("listener.addresses[0]") && e.contains("loopback"),
-            "{e}"
-        );
+        assert!(e.contains("listener.addresses[0]") && e.contains("loopback"), "{e}");
         let e = err("listener:\n  addresses: [\"127.0.0.1:1\", \"127.0.0.2:2\"]\n");
         assert!(e.contains("listener.addresses[1]"), "{e}");
         let e = err("listener:\n  nodeAddress4: \"[::1]:1\"\n");
@@ -621,13 +599,8 @@ providers:
     fn provider_without_targets_and_duplicates_are_rejected() {
         let e = err("providers:\n  - name: x\n");
         assert!(e.contains("providers[0].addresses"), "{e}");
-        let e = err(
-            "providers:\n  - name: x\n    addresses: [127.0.0.1]\n  - name: x\n    addresses: [127.0.0.2]\n",
-        );
-        assert!(
-            e.contains("providers[1].name") && e.contains("duplicate"),
-            "{e}"
-        );
+        let e = err("providers:\n  - name: x\n    addresses: [127.0.0.1]\n  - name: x\n    addresses: [127.0.0.2]\n");
+        assert!(e.contains("providers[1].name") && e.contains("duplicate"), "{e}");
         let e = err("providers:\n  - name: x\n    hostnames: [\"bad host\"]\n");
         assert!(e.contains("providers[0].hostnames[0]"), "{e}");
     }

@@ -18,8 +18,8 @@ use aya::maps::{
     HashMap, Map, MapData,
 };
 use gateway_common::{
-    lpm_prefix_len, Cidr4, Cidr6, Endpoint4Key, Endpoint6Key, EndpointValue, ACTION_DENY,
-    ACTION_INTERCEPT, ACTION_OBSERVE, CIDRS4_MAP, CIDRS6_MAP, ENDPOINTS4_MAP, ENDPOINTS6_MAP,
+    lpm_prefix_len, Cidr4, Cidr6, Endpoint4Key, Endpoint6Key, EndpointValue, ACTION_DENY, ACTION_INTERCEPT,
+    ACTION_OBSERVE, CIDRS4_MAP, CIDRS6_MAP, ENDPOINTS4_MAP, ENDPOINTS6_MAP,
 };
 use ipnet::IpNet;
 use tokio::{sync::watch, time::Instant};
@@ -67,9 +67,7 @@ pub struct SyncStats {
 }
 
 impl EndpointMaps {
-    pub(super) fn take(
-        take: &mut impl FnMut(&'static str) -> Result<Map, Error>,
-    ) -> Result<Self, Error> {
+    pub(super) fn take(take: &mut impl FnMut(&'static str) -> Result<Map, Error>) -> Result<Self, Error> {
         let e = |name: &'static str| move |source| Error::Map { name, source };
         Ok(EndpointMaps {
             exact4: HashMap::try_from(take(ENDPOINTS4_MAP)?).map_err(e(ENDPOINTS4_MAP))?,
@@ -115,10 +113,7 @@ impl EndpointMaps {
                     port: port_be(addr.port()),
                     _pad: 0,
                 };
-                (
-                    ENDPOINTS4_MAP,
-                    upsert_or_remove(&mut self.exact4, key, value),
-                )
+                (ENDPOINTS4_MAP, upsert_or_remove(&mut self.exact4, key, value))
             }
             Entry::Exact(SocketAddr::V6(addr)) => {
                 let key = Endpoint6Key {
@@ -126,10 +121,7 @@ impl EndpointMaps {
                     port: port_be(addr.port()),
                     _pad: 0,
                 };
-                (
-                    ENDPOINTS6_MAP,
-                    upsert_or_remove(&mut self.exact6, key, value),
-                )
+                (ENDPOINTS6_MAP, upsert_or_remove(&mut self.exact6, key, value))
             }
             Entry::Cidr(IpNet::V4(net), port) => {
                 let data = Cidr4 {
@@ -178,20 +170,14 @@ fn upsert_or_remove<K: aya::Pod, V: aya::Pod>(
 
 /// The static part of the wanted set (IPs and CIDRs) plus, for each hostname, its current
 /// addresses. The first provider in file order wins when two claim the same entry.
-pub fn wanted_set(
-    providers: &[Provider],
-    resolved: &StdHashMap<String, Vec<IpAddr>>,
-) -> EndpointSet {
+pub fn wanted_set(providers: &[Provider], resolved: &StdHashMap<String, Vec<IpAddr>>) -> EndpointSet {
     let mut set = EndpointSet::new();
     for (index, p) in providers.iter().enumerate() {
         let value = EndpointValue {
             action: action(p.mode),
             provider: index as u32,
         };
-        let host_ips = p
-            .hostnames
-            .iter()
-            .flat_map(|h| resolved.get(h).into_iter().flatten());
+        let host_ips = p.hostnames.iter().flat_map(|h| resolved.get(h).into_iter().flatten());
         for ip in p.ips.iter().chain(host_ips) {
             // A v4-mapped IPv6 address is an IPv4 destination to the kernel programs.
             let ip = match ip {
@@ -199,8 +185,7 @@ pub fn wanted_set(
                 v4 => *v4,
             };
             for port in &p.ports {
-                set.entry(Entry::Exact(SocketAddr::new(ip, *port)))
-                    .or_insert(value);
+                set.entry(Entry::Exact(SocketAddr::new(ip, *port))).or_insert(value);
             }
         }
         for net in &p.cidrs {
@@ -214,10 +199,7 @@ pub fn wanted_set(
 
 /// Resolves a hostname to its addresses and how long they may be trusted.
 pub trait Resolve: Send + Sync + 'static {
-    fn resolve(
-        &self,
-        host: &str,
-    ) -> impl Future<Output = Result<(Vec<IpAddr>, Duration), String>> + Send;
+    fn resolve(&self, host: &str) -> impl Future<Output = Result<(Vec<IpAddr>, Duration), String>> + Send;
 }
 
 /// The system resolver configuration (`/etc/resolv.conf`, `/etc/hosts`) through hickory,
@@ -309,10 +291,7 @@ pub async fn run_sync<R: Resolve>(
                 }
             }
         }
-        let resolved = hosts
-            .iter()
-            .map(|(h, s)| (h.clone(), s.ips.clone()))
-            .collect();
+        let resolved = hosts.iter().map(|(h, s)| (h.clone(), s.ips.clone())).collect();
         let wanted = wanted_set(&providers, &resolved);
         match maps.sync(&wanted) {
             Ok(stats) => {
@@ -377,10 +356,7 @@ providers:
     addresses: ["127.10.0.1", "127.10.0.9"]
 "#,
         );
-        let resolved = StdHashMap::from([(
-            "api.example".to_string(),
-            vec!["127.10.0.3".parse().unwrap()],
-        )]);
+        let resolved = StdHashMap::from([("api.example".to_string(), vec!["127.10.0.3".parse().unwrap()])]);
         let set = wanted_set(&p, &resolved);
         let exact = |s: &str| Entry::Exact(s.parse().unwrap());
         // first provider wins on overlap

@@ -25,8 +25,7 @@ use aya::{
     Ebpf,
 };
 use gateway_common::{
-    program, ConnRecord, PeerKey, RedirectConfig, CONFIG_MAP, CONNS_MAP, LISTENERS_MAP, STATS_LEN,
-    STATS_MAP,
+    program, ConnRecord, PeerKey, RedirectConfig, CONFIG_MAP, CONNS_MAP, LISTENERS_MAP, STATS_LEN, STATS_MAP,
 };
 
 use crate::config::FailMode;
@@ -50,9 +49,7 @@ const PROGRAMS: [&str; 6] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "failed to load the eBPF object (needs root: CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): {0}"
-    )]
+    #[error("failed to load the eBPF object (needs root: CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): {0}")]
     Load(#[from] aya::EbpfError),
     #[error("program {0} not found in the eBPF object")]
     MissingProgram(&'static str),
@@ -130,54 +127,35 @@ impl Loaded {
     /// Registers a listening socket under `LISTENER_*` index `slot`: its presence in the
     /// SOCKMAP is what the connect programs take as "the proxy is alive".
     pub fn register_listener(&mut self, slot: u32, socket: &impl AsRawFd) -> Result<(), Error> {
-        self.listeners
-            .set(slot, socket, 0)
-            .map_err(map_err(LISTENERS_MAP))
+        self.listeners.set(slot, socket, 0).map_err(map_err(LISTENERS_MAP))
     }
 
     /// Attaches every program to `cgroup`. In fail-closed mode the links are pinned under
     /// `pin_dir`, replacing (after the new ones are attached) any left by an earlier instance;
     /// in fail-open mode stale pins are removed so they cannot refuse connects.
-    pub fn attach(
-        &mut self,
-        cgroup: &Path,
-        fail_mode: FailMode,
-        pin_dir: &Path,
-    ) -> Result<(), Error> {
+    pub fn attach(&mut self, cgroup: &Path, fail_mode: FailMode, pin_dir: &Path) -> Result<(), Error> {
         let cgroup_file = fs::File::open(cgroup).map_err(|source| Error::Cgroup {
             path: cgroup.to_owned(),
             source,
         })?;
         let mut fresh: Vec<(&'static str, FdLink)> = Vec::new();
         for name in PROGRAMS {
-            let prog = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(Error::MissingProgram(name))?;
-            let perr = |source| Error::Program {
-                program: name,
-                source,
-            };
+            let prog = self.ebpf.program_mut(name).ok_or(Error::MissingProgram(name))?;
+            let perr = |source| Error::Program { program: name, source };
             let link: FdLink = match prog {
                 aya::programs::Program::CgroupSockAddr(p) => {
                     load_once(p.load()).map_err(perr)?;
-                    let id = p
-                        .attach(&cgroup_file, CgroupAttachMode::Single)
-                        .map_err(perr)?;
+                    let id = p.attach(&cgroup_file, CgroupAttachMode::Single).map_err(perr)?;
                     take_fd_link(p.take_link(id).map_err(perr)?, name, pin_dir)?
                 }
                 aya::programs::Program::SockOps(p) => {
                     load_once(p.load()).map_err(perr)?;
-                    let id = p
-                        .attach(&cgroup_file, CgroupAttachMode::Single)
-                        .map_err(perr)?;
+                    let id = p.attach(&cgroup_file, CgroupAttachMode::Single).map_err(perr)?;
                     take_fd_link(p.take_link(id).map_err(perr)?, name, pin_dir)?
                 }
                 aya::programs::Program::CgroupSock(p) => {
                     load_once(p.load()).map_err(perr)?;
-                    let id = p
-                        .attach(&cgroup_file, CgroupAttachMode::Single)
-                        .map_err(perr)?;
+                    let id = p.attach(&cgroup_file, CgroupAttachMode::Single).map_err(perr)?;
                     take_fd_link(p.take_link(id).map_err(perr)?, name, pin_dir)?
                 }
                 _ => return Err(Error::MissingProgram(name)),
@@ -209,9 +187,7 @@ impl Loaded {
 }
 
 /// Program loads are idempotent for us: `attach` may run after a failed attempt.
-fn load_once(
-    result: Result<(), aya::programs::ProgramError>,
-) -> Result<(), aya::programs::ProgramError> {
+fn load_once(result: Result<(), aya::programs::ProgramError>) -> Result<(), aya::programs::ProgramError> {
     match result {
         Err(aya::programs::ProgramError::AlreadyLoaded) => Ok(()),
         other => other,
@@ -268,15 +244,7 @@ fn ensure_bpffs() -> Result<(), Error> {
     let target = std::ffi::CString::new(BPFFS_MOUNT).expect("no NUL");
     #[expect(unsafe_code, reason = "mount(2) has no safe wrapper in std")]
     // SAFETY: NUL-terminated strings that outlive the call; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         return Err(pin_error(
             path,
@@ -344,10 +312,6 @@ impl Stats {
     /// Sums over CPUs, by `STAT_*` index.
     pub fn read(&self) -> [u64; STATS_LEN as usize] {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        std::array::from_fn(|i| {
-            map.get(&(i as u32), 0)
-                .map(|values| values.iter().sum())
-                .unwrap_or(0)
-        })
+        std::array::from_fn(|i| map.get(&(i as u32), 0).map(|values| values.iter().sum()).unwrap_or(0))
     }
 }

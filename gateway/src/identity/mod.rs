@@ -58,11 +58,7 @@ impl Resolver {
     /// Blocking file-system reads (a few µs when cached); call from `spawn_blocking` or accept
     /// the cost on a connection task.
     pub fn resolve(&self, record: &ConnRecord) -> Workload {
-        let comm_len = record
-            .comm
-            .iter()
-            .position(|b| *b == 0)
-            .unwrap_or(record.comm.len());
+        let comm_len = record.comm.iter().position(|b| *b == 0).unwrap_or(record.comm.len());
         let exe = std::fs::read_link(format!("/proc/{}/exe", record.tgid))
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
@@ -74,25 +70,17 @@ impl Resolver {
             comm: String::from_utf8_lossy(&record.comm[..comm_len]).into_owned(),
             exe,
             cgroup_id: record.cgroup_id,
-            cgroup: self
-                .cgroup_path(record.cgroup_id, record.tgid)
-                .map(|p| p.to_string()),
+            cgroup: self.cgroup_path(record.cgroup_id, record.tgid).map(|p| p.to_string()),
             netns_cookie: record.netns_cookie,
             host_netns: record.netns_cookie == self.host_netns_cookie,
         }
     }
 
     fn cgroup_path(&self, id: u64, tgid: u32) -> Option<Arc<str>> {
-        if let Some(p) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
+        if let Some(p) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Some(p.clone());
         }
-        let found =
-            from_proc(&self.cgroup_root, id, tgid).or_else(|| walk(&self.cgroup_root, id))?;
+        let found = from_proc(&self.cgroup_root, id, tgid).or_else(|| walk(&self.cgroup_root, id))?;
         let found: Arc<str> = found.into();
         self.cache
             .lock()
@@ -155,10 +143,7 @@ mod tests {
         let leaf = root.join("kubepods.slice/pod-x/container");
         std::fs::create_dir_all(&leaf).unwrap();
         let id = inode(&leaf).unwrap();
-        assert_eq!(
-            walk(&root, id).as_deref(),
-            Some("/kubepods.slice/pod-x/container")
-        );
+        assert_eq!(walk(&root, id).as_deref(), Some("/kubepods.slice/pod-x/container"));
         assert_eq!(walk(&root, u64::MAX), None);
         std::fs::remove_dir_all(&root).unwrap();
     }

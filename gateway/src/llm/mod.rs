@@ -175,7 +175,13 @@ mod tests {
     #[test]
     fn model_and_stream_are_read_strictly() {
         let (p, _) = parse(br#"{"model":"gpt-4o","stream":true,"messages":[]}"#).unwrap();
-        assert_eq!(p, Parsed { model: Some("gpt-4o".into()), stream: true });
+        assert_eq!(
+            p,
+            Parsed {
+                model: Some("gpt-4o".into()),
+                stream: true
+            }
+        );
         let (p, _) = parse(br#"{"input":"x"}"#).unwrap();
         assert_eq!(p, Parsed::default());
         assert!(matches!(parse(b"{\"model\":"), Err(ParseError::Json(_))));

@@ -151,7 +151,8 @@ impl ProxyError {
         let body = llm::error_body(schema, self.kind(), &format!("tollgate: {self}"));
         let mut resp = Response::new(full(body));
         *resp.status_mut() = self.status();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
     }
 }
@@ -202,10 +203,16 @@ struct RequestCtx {
 async fn handle(l7: &L7, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
     let snapshot = l7.snapshot.load_full();
     let host = conn.sni.clone().or_else(|| {
-        req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(String::from).or_else(|| req.uri().host().map(String::from))
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(String::from)
+            .or_else(|| req.uri().host().map(String::from))
     });
     let provider = snapshot.provider_for(host.as_deref(), conn.kernel_provider);
-    let schema = provider.map(|p| snapshot.config.providers[p].schema).unwrap_or_default();
+    let schema = provider
+        .map(|p| snapshot.config.providers[p].schema)
+        .unwrap_or_default();
     let operation = Operation::detect(schema, req.uri().path());
     let mut ctx = RequestCtx {
         started: Instant::now(),
@@ -267,7 +274,10 @@ async fn proxy(
     let mut parsed_body = None;
     let body: crate::route::UpstreamBody = if operation.has_json_body() && parts.method == http::Method::POST {
         let limit = ctx.snapshot.config.max_request_body;
-        let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(ProxyError::BodyTooLarge { limit });
         }
@@ -321,7 +331,10 @@ async fn proxy(
     ctx.record.backend = Some(backend.name.clone());
     let credential = match &backend.credential {
         Some(name) => {
-            let c = l7.credentials.get(name).ok_or_else(|| ProxyError::CredentialMissing(name.clone()))?;
+            let c = l7
+                .credentials
+                .get(name)
+                .ok_or_else(|| ProxyError::CredentialMissing(name.clone()))?;
             ctx.record.credential = Some(c.name.clone());
             ctx.record.credential_fingerprint = Some(c.fingerprint.clone());
             Some(c)
@@ -357,12 +370,21 @@ async fn proxy(
     if let Some(c) = &credential {
         c.inject(&mut headers);
     }
-    let mut upstream_req = Request::builder().method(parts.method).uri(uri).body(body).map_err(|e| ProxyError::Internal(e.to_string()))?;
+    let mut upstream_req = Request::builder()
+        .method(parts.method)
+        .uri(uri)
+        .body(body)
+        .map_err(|e| ProxyError::Internal(e.to_string()))?;
     *upstream_req.headers_mut() = headers;
 
     let client = &snapshot.clients[backend_index];
     let resp = match tokio::time::timeout(timeout, client.request(upstream_req)).await {
-        Err(_) => return Err(ProxyError::UpstreamTimeout { backend: backend.name.clone(), timeout }),
+        Err(_) => {
+            return Err(ProxyError::UpstreamTimeout {
+                backend: backend.name.clone(),
+                timeout,
+            })
+        }
         Ok(Err(e)) => {
             let mut message = e.to_string();
             let mut source = std::error::Error::source(&e);
@@ -370,7 +392,10 @@ async fn proxy(
                 message = format!("{message}: {s}");
                 source = s.source();
             }
-            return Err(ProxyError::Upstream { backend: backend.name.clone(), message });
+            return Err(ProxyError::Upstream {
+                backend: backend.name.clone(),
+                message,
+            });
         }
         Ok(Ok(resp)) => resp,
     };
@@ -392,7 +417,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name.as_str());
     }
-    for name in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"] {
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
         headers.remove(name);
     }
 }
@@ -407,7 +440,11 @@ struct Recorded {
 
 impl Recorded {
     fn new(inner: RespBody, ctx: RequestCtx, metrics: Arc<Metrics>) -> Recorded {
-        Recorded { inner, ctx: Some(ctx), metrics }
+        Recorded {
+            inner,
+            ctx: Some(ctx),
+            metrics,
+        }
     }
 
     fn finish(&mut self, complete: bool, error: Option<String>) {
@@ -433,6 +470,11 @@ impl Body for Recorded {
                 if let (Some(data), Some(ctx)) = (frame.data_ref(), self.ctx.as_mut()) {
                     ctx.record.response_bytes += data.len() as u64;
                 }
+                // hyper stops polling once the body says it has ended (known length), so
+                // the end is noticed here rather than by a final `None`.
+                if self.inner.is_end_stream() {
+                    self.finish(true, None);
+                }
             }
             Poll::Ready(Some(Err(e))) => {
                 let e = format!("upstream body: {e}");
@@ -455,13 +497,22 @@ impl Body for Recorded {
 
 impl Drop for Recorded {
     fn drop(&mut self) {
-        self.finish(false, Some("response not completed (client gone)".into()));
+        if self.inner.is_end_stream() {
+            // An empty body that hyper never needed to poll.
+            self.finish(true, None);
+        } else {
+            self.finish(false, Some("response not completed (client gone)".into()));
+        }
     }
 }
 
 /// The per-request log line (the accounting work turns it into the audit record).
 fn logging(record: &RequestRecord, metrics: &Metrics) {
-    metrics.request_done(record.provider.as_deref().unwrap_or("unknown"), record.backend.as_deref().unwrap_or("none"), record.status);
+    metrics.request_done(
+        record.provider.as_deref().unwrap_or("unknown"),
+        record.backend.as_deref().unwrap_or("none"),
+        record.status,
+    );
     tracing::info!(
         target: "tollgate::request",
         record = %serde_json::to_string(record).unwrap_or_default(),

@@ -38,7 +38,11 @@ pub type UpstreamClient = Client<HttpsConnector<MarkedConnector>, UpstreamBody>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("backend {backend}: cannot read caFile {path}: {message}")]
-    CaFile { backend: String, path: String, message: String },
+    CaFile {
+        backend: String,
+        path: String,
+        message: String,
+    },
 }
 
 /// Everything a request needs from the configuration, read once per request.
@@ -88,7 +92,11 @@ fn client_for(backend: &Backend, mark: u32, connect_timeout: Duration) -> Result
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &backend.ca_file {
-        let err = |message: String| Error::CaFile { backend: backend.name.clone(), path: path.display().to_string(), message };
+        let err = |message: String| Error::CaFile {
+            backend: backend.name.clone(),
+            path: path.display().to_string(),
+            message,
+        };
         use rustls_pki_types::pem::PemObject as _;
         let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
             .map_err(|e| err(e.to_string()))?
@@ -112,7 +120,9 @@ fn client_for(backend: &Backend, mark: u32, connect_timeout: Duration) -> Result
         .enable_http1()
         .enable_http2()
         .wrap_connector(MarkedConnector { mark, connect_timeout });
-    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector))
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(connector))
 }
 
 /// Opens upstream TCP connections carrying `SO_MARK`, so the connect programs never capture the
@@ -135,9 +145,13 @@ impl tower_service::Service<Uri> for MarkedConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let (mark, timeout) = (self.mark, self.connect_timeout);
         Box::pin(async move {
-            let host = uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host"))?;
+            let host = uri
+                .host()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-            let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+            let port = uri
+                .port_u16()
+                .unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await?.collect();
             let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} resolved to nothing"));
             for addr in addrs {
@@ -195,16 +209,27 @@ fn matches(route: &Route, input: &RouteInput<'_>) -> bool {
     any(&m.providers, input.provider)
         && any(&m.models, input.model)
         && m.headers.iter().all(|(name, pattern)| {
-            input.headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| glob(pattern, v))
+            input
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| glob(pattern, v))
         })
         && any(&m.comm, Some(&input.workload.comm))
         && (m.uids.is_empty() || m.uids.contains(&input.workload.uid))
-        && m.cgroup.as_deref().is_none_or(|p| input.workload.cgroup.as_deref().is_some_and(|c| glob(p, c)))
+        && m.cgroup
+            .as_deref()
+            .is_none_or(|p| input.workload.cgroup.as_deref().is_some_and(|c| glob(p, c)))
 }
 
 /// The backend ref that serves: the lowest priority tier, weighted random within it.
 pub fn pick_backend(route: &Route) -> &BackendRef {
-    let tier = route.backends.iter().map(|b| b.priority).min().expect("validated: at least one backend");
+    let tier = route
+        .backends
+        .iter()
+        .map(|b| b.priority)
+        .min()
+        .expect("validated: at least one backend");
     let candidates: Vec<&BackendRef> = route.backends.iter().filter(|b| b.priority == tier).collect();
     let total: u64 = candidates.iter().map(|b| u64::from(b.weight)).sum();
     let mut roll = fastrand::u64(0..total);
@@ -283,7 +308,12 @@ routes:
         let w = workload();
         let mut headers = HeaderMap::new();
         let input = |model, headers: &HeaderMap| -> Option<String> {
-            let i = RouteInput { provider: Some("openai"), model, headers, workload: &w };
+            let i = RouteInput {
+                provider: Some("openai"),
+                model,
+                headers,
+                workload: &w,
+            };
             select_route(&cfg, &i).map(|r| r.name.clone())
         };
         assert_eq!(input(Some("gpt-4o"), &headers).as_deref(), Some("by-workload"));
@@ -291,9 +321,19 @@ routes:
         headers.insert("x-team", "ml-research".parse().unwrap());
         assert_eq!(input(Some("gpt-4o"), &headers).as_deref(), Some("by-header"));
         let other = Workload { uid: 0, ..workload() };
-        let i = RouteInput { provider: Some("openai"), model: Some("gpt-4o"), headers: &HeaderMap::new(), workload: &other };
+        let i = RouteInput {
+            provider: Some("openai"),
+            model: Some("gpt-4o"),
+            headers: &HeaderMap::new(),
+            workload: &other,
+        };
         assert_eq!(select_route(&cfg, &i).map(|r| r.name.as_str()), Some("fallback"));
-        let i = RouteInput { provider: None, model: Some("o3"), headers: &HeaderMap::new(), workload: &other };
+        let i = RouteInput {
+            provider: None,
+            model: Some("o3"),
+            headers: &HeaderMap::new(),
+            workload: &other,
+        };
         assert!(select_route(&cfg, &i).is_none());
     }
 

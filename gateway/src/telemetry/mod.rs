@@ -89,11 +89,7 @@ impl Metrics {
             connections.clone(),
         );
         let bytes = Family::<BytesLabels, Counter>::default();
-        registry.register(
-            "relayed_bytes",
-            "Bytes relayed for captured connections",
-            bytes.clone(),
-        );
+        registry.register("relayed_bytes", "Bytes relayed for captured connections", bytes.clone());
         let unknown_connections = Counter::default();
         registry.register(
             "unknown_connections",
@@ -101,11 +97,7 @@ impl Metrics {
             unknown_connections.clone(),
         );
         let active = Gauge::default();
-        registry.register(
-            "active_connections",
-            "Captured connections open now",
-            active.clone(),
-        );
+        registry.register("active_connections", "Captured connections open now", active.clone());
         let ebpf_events = Family::<EventLabels, Counter>::default();
         registry.register(
             "ebpf_connect_events",
@@ -113,11 +105,7 @@ impl Metrics {
             ebpf_events.clone(),
         );
         let endpoints = Gauge::default();
-        registry.register(
-            "endpoint_entries",
-            "Entries in the endpoint maps",
-            endpoints.clone(),
-        );
+        registry.register("endpoint_entries", "Entries in the endpoint maps", endpoints.clone());
         let dns_failures = Family::<ProviderLabels, Counter>::default();
         registry.register(
             "dns_resolution_failures",
@@ -125,11 +113,23 @@ impl Metrics {
             dns_failures.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "L7 requests by provider, backend and status class", requests.clone());
+        registry.register(
+            "requests",
+            "L7 requests by provider, backend and status class",
+            requests.clone(),
+        );
         let request_errors = Family::<ReasonLabels, Counter>::default();
-        registry.register("request_errors", "L7 requests that failed before a response, by reason", request_errors.clone());
+        registry.register(
+            "request_errors",
+            "L7 requests that failed before a response, by reason",
+            request_errors.clone(),
+        );
         let config_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register("config_reloads", "Configuration reloads by result (applied, rejected)", config_reloads.clone());
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (applied, rejected)",
+            config_reloads.clone(),
+        );
         let config_synchronized = Gauge::default();
         registry.register(
             "config_synchronized",
@@ -154,14 +154,7 @@ impl Metrics {
         }
     }
 
-    pub fn connection_done(
-        &self,
-        provider: &str,
-        mode: &'static str,
-        outcome: &'static str,
-        sent: u64,
-        received: u64,
-    ) {
+    pub fn connection_done(&self, provider: &str, mode: &'static str, outcome: &'static str, sent: u64, received: u64) {
         self.connections
             .get_or_create(&ConnLabels {
                 provider: provider.to_owned(),
@@ -213,7 +206,11 @@ impl Metrics {
             _ => "other",
         };
         self.requests
-            .get_or_create(&RequestLabels { provider: provider.to_owned(), backend: backend.to_owned(), status })
+            .get_or_create(&RequestLabels {
+                provider: provider.to_owned(),
+                backend: backend.to_owned(),
+                status,
+            })
             .inc();
     }
 
@@ -242,8 +239,7 @@ impl Metrics {
             *last = now;
         }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
         out
     }
 }

@@ -1,0 +1,358 @@
+//! Fake LLM providers speaking the real wire formats (OpenAI chat completions JSON and SSE,
+//! Anthropic messages JSON and SSE), over TLS with a test CA or plaintext, recording every
+//! request they receive so tests can assert on credentials, models and bodies.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use serde_json::{json, Value};
+
+use crate::runtime;
+
+/// A CA for the fake providers' own certificates (what the real providers' public CAs are to
+/// Tollgate's upstream client: trusted through the backend's `caFile`).
+pub struct TestCa {
+    pub pem_path: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path, name: &str) -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("fake provider CA {name}"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let pem_path = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&pem_path, cert.pem()).unwrap();
+        let ca_der = cert.der().clone();
+        TestCa {
+            pem_path,
+            issuer: Issuer::new(params, key),
+            ca_der,
+        }
+    }
+
+    /// A server config with a leaf for `names` (DNS names or IP addresses).
+    pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone(), self.ca_der.clone()], key_der)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+/// One request as the fake received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub version: String,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+    /// For streams with a gate: whether the client opened it before the fake gave up.
+    gate: Arc<Mutex<Option<bool>>>,
+}
+
+impl Received {
+    /// For a gated stream: `Some(true)` when the client saw the first chunk (and opened the
+    /// gate) while the fake still held the rest back.
+    pub fn gate_opened(&self) -> Option<bool> {
+        *self.gate.lock().unwrap()
+    }
+}
+
+/// How the fake answers.
+#[derive(Clone, Debug, Default)]
+pub struct Script {
+    /// Answer with this status and an error body in the provider's shape.
+    pub status: Option<u16>,
+    /// Wait this long before sending response headers.
+    pub delay: Option<Duration>,
+    /// Streams: after the first content chunk, wait until this file exists before sending
+    /// the rest (the client creates it when it has seen the first chunk).
+    pub gate: Option<PathBuf>,
+}
+
+/// A fake provider endpoint.
+pub struct FakeLlm {
+    pub addr: SocketAddr,
+    /// Name that appears in every answer ("hello from NAME").
+    pub name: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<Script>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeLlm {
+    /// Listens on `ip:0`, with TLS when `tls` is given.
+    pub fn start(name: &str, ip: &str, tls: Option<Arc<rustls::ServerConfig>>) -> FakeLlm {
+        FakeLlm::start_on(name, &format!("{ip}:0"), tls)
+    }
+
+    /// Listens on `addr` (`ip:port`).
+    pub fn start_on(name: &str, addr: &str, tls: Option<Arc<rustls::ServerConfig>>) -> FakeLlm {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let listener = runtime()
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(Script::default()));
+        let (rec, scr, nm) = (received.clone(), script.clone(), name.to_string());
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        let task = runtime().spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (rec, scr, nm, acceptor) = (rec.clone(), scr.clone(), nm.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let (rec, scr, nm) = (rec.clone(), scr.clone(), nm.clone());
+                        async move { Ok::<_, Infallible>(answer(req, &nm, &rec, &scr).await) }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match acceptor {
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                });
+            }
+        });
+        FakeLlm {
+            addr,
+            name: name.to_string(),
+            received,
+            script,
+            task,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn set_script(&self, script: Script) {
+        *self.script.lock().unwrap() = script;
+    }
+
+    /// `https://ip:port` (or `http://` for a plaintext fake).
+    pub fn url(&self, tls: bool) -> String {
+        format!("{}://{}", if tls { "https" } else { "http" }, self.addr)
+    }
+}
+
+impl Drop for FakeLlm {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A response body fed from a channel, so chunks leave when the fake sends them.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+type FakeBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn json_response(status: u16, v: Value) -> hyper::Response<FakeBody> {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-request-id", "req_fake")
+        .body(http_body_util::Full::new(Bytes::from(v.to_string())).boxed())
+        .unwrap()
+}
+
+async fn answer(
+    req: hyper::Request<Incoming>,
+    name: &str,
+    received: &Mutex<Vec<Received>>,
+    script: &Mutex<Script>,
+) -> hyper::Response<FakeBody> {
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let gate_slot = Arc::new(Mutex::new(None));
+    received.lock().unwrap().push(Received {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        version: format!("{:?}", parts.version),
+        headers,
+        body: body.clone(),
+        gate: gate_slot.clone(),
+    });
+    let script = script.lock().unwrap().clone();
+    if let Some(d) = script.delay {
+        tokio::time::sleep(d).await;
+    }
+    let anthropic = parts.uri.path().starts_with("/v1/messages");
+    if let Some(status) = script.status {
+        let v = if anthropic {
+            json!({"type":"error","error":{"type":"api_error","message":format!("{name} failed on purpose")}})
+        } else {
+            json!({"error":{"message":format!("{name} failed on purpose"),"type":"server_error","param":null,"code":null}})
+        };
+        return json_response(status, v);
+    }
+    let model = body["model"].as_str().unwrap_or("unknown").to_string();
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    match (parts.uri.path(), stream) {
+        ("/v1/chat/completions", false) => json_response(
+            200,
+            json!({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 1764100000, "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("hello from {name}"), "refusal": null},
+                             "logprobs": null, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+            }),
+        ),
+        ("/v1/chat/completions", true) => {
+            let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+            let chunk = |delta: Value, finish: Value| {
+                json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1764100000,"model":model,
+                       "system_fingerprint":"fp_fake","choices":[{"index":0,"delta":delta,"logprobs":null,"finish_reason":finish}]})
+            };
+            let first = [
+                chunk(json!({"role":"assistant","content":""}), Value::Null),
+                chunk(json!({"content":"hello"}), Value::Null),
+            ];
+            let mut rest = vec![
+                chunk(json!({"content":format!(" from {name}")}), Value::Null),
+                chunk(json!({}), json!("stop")),
+            ];
+            if include_usage {
+                rest.push(json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1764100000,"model":model,
+                    "system_fingerprint":"fp_fake","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}));
+            }
+            let sse = |v: &Value| Bytes::from(format!("data: {v}\n\n"));
+            let first: Vec<Bytes> = first.iter().map(sse).collect();
+            let mut rest: Vec<Bytes> = rest.iter().map(sse).collect();
+            rest.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            stream_response(first, rest, script.gate, gate_slot)
+        }
+        ("/v1/messages", false) => json_response(
+            200,
+            json!({
+                "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": format!("hello from {name}")}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 10, "output_tokens": 4, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+            }),
+        ),
+        ("/v1/messages", true) => {
+            let ev = |event: &str, v: Value| Bytes::from(format!("event: {event}\ndata: {v}\n\n"));
+            let first = vec![
+                ev(
+                    "message_start",
+                    json!({"type":"message_start","message":{"id":"msg_fake","type":"message","role":"assistant",
+                    "model":model,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}),
+                ),
+                ev(
+                    "content_block_start",
+                    json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+                ),
+                ev(
+                    "content_block_delta",
+                    json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hello"}}),
+                ),
+            ];
+            let rest = vec![
+                ev(
+                    "content_block_delta",
+                    json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":format!(" from {name}")}}),
+                ),
+                ev("content_block_stop", json!({"type":"content_block_stop","index":0})),
+                ev(
+                    "message_delta",
+                    json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":4}}),
+                ),
+                ev("message_stop", json!({"type":"message_stop"})),
+            ];
+            stream_response(first, rest, script.gate, gate_slot)
+        }
+        ("/v1/models", _) => json_response(
+            200,
+            json!({"object":"list","data":[{"id":"gpt-4o-mini","object":"model","created":1,"owned_by":name}]}),
+        ),
+        (path, _) => json_response(
+            404,
+            json!({"error":{"message":format!("{name}: no such path {path}"),"type":"invalid_request_error","param":null,"code":null}}),
+        ),
+    }
+}
+
+fn stream_response(
+    first: Vec<Bytes>,
+    rest: Vec<Bytes>,
+    gate: Option<PathBuf>,
+    result: Arc<Mutex<Option<bool>>>,
+) -> hyper::Response<FakeBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        for b in first {
+            let _ = tx.send(b).await;
+        }
+        if let Some(gate) = gate {
+            let start = Instant::now();
+            while !gate.exists() && start.elapsed() < Duration::from_secs(10) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            *result.lock().unwrap() = Some(gate.exists());
+        }
+        for b in rest {
+            let _ = tx.send(b).await;
+        }
+    });
+    hyper::Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(ChannelBody(rx).boxed())
+        .unwrap()
+}
