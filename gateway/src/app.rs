@@ -155,7 +155,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         maps.endpoints,
         providers_rx,
         config.dns.clone(),
-        endpoints::SystemResolver::new(),
+        endpoints::AnyResolver::for_config(&config.dns),
         metrics.clone(),
         first_tx,
         shutdown_rx.clone(),

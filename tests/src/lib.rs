@@ -377,6 +377,18 @@ impl GatewayBuilder {
             dir.join("ca.crt").display(),
             dir.join("ca.key").display()
         );
+        // Provider hostnames resolve from a file of the test's own: no DNS query leaves the
+        // machine. Each hostname maps to its provider's first address.
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for p in &self.providers {
+            if let Some(addr) = p.addresses.first() {
+                for h in &p.hostnames {
+                    hosts += &format!("{addr} {h}\n");
+                }
+            }
+        }
+        std::fs::write(dir.join("gateway-hosts"), hosts).expect("hosts file");
+        yaml += &format!("dns:\n  hostsFile: {}\n", dir.join("gateway-hosts").display());
         yaml += &self.extra;
         let config = dir.join("tollgate.yaml");
         std::fs::write(&config, &yaml).expect("write config");

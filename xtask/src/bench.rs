@@ -16,6 +16,7 @@
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
+    path::Path,
     process::Stdio,
     time::{Duration, Instant, SystemTime},
 };
@@ -24,7 +25,7 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use crate::{
-    setup,
+    bench_l7, setup,
     util::{self, start_tollgate, Cgroup},
 };
 
@@ -41,6 +42,13 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
+    let fake = bench_l7::start_fake("127.10.101.2")?;
+    let fake_ca = dir.join("fake-ca.pem");
+    std::fs::write(&fake_ca, &fake.ca_pem)?;
+    let key_file = dir.join("openai-key");
+    std::fs::write(&key_file, "sk-bench-real-key")?;
+    // Provider hostnames resolve from this file: no DNS query leaves the machine.
+    std::fs::write(dir.join("hosts"), "127.10.101.1 api.openai.com\n")?;
     let echo = serve("127.10.100.1:0", Mode::Echo)?;
     let sink = serve("127.10.100.2:0", Mode::Sink)?;
     let other = serve("127.10.100.3:0", Mode::Echo)?;
@@ -66,6 +74,17 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     let connect_direct = client(&[s(&"connect"), s(&echo), s(&connects)])?;
     let rr_direct = client(&[s(&"rr"), s(&echo), s(&iterations)])?;
     let tput_direct = client(&[s(&"tput"), s(&sink), s(&TPUT_BYTES)])?;
+    let l7_args = |addr: &dyn ToString, ca: &Path, n: usize, c: usize, stream: bool| {
+        let mut a = vec![s(&"l7"), addr.to_string(), ca.display().to_string(), s(&n), s(&c)];
+        if stream {
+            a.push(s(&"stream"));
+        }
+        a
+    };
+    let l7_n = iterations / 2;
+    let l7_direct_c1 = client(&l7_args(&fake.addr, &fake_ca, l7_n, 1, false))?;
+    let l7_direct_c16 = client(&l7_args(&fake.addr, &fake_ca, l7_n, 16, false))?;
+    let ttft_direct = client(&l7_args(&fake.addr, &fake_ca, l7_n / 4, 1, true))?;
 
     println!("== through tollgate");
     let config = dir.join("tollgate.yaml");
@@ -73,13 +92,21 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         &config,
         format!(
             "listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\ncapture:\n  cgroupPath: {}\n\
-             connectionLog: {}\nproviders:\n  - name: bench\n    addresses: [\"{}\", \"{}\"]\n    ports: [{}, {}]\n",
+             connectionLog: {}\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\ndns:\n  hostsFile: {dir}/hosts\n\
+             providers:\n  - name: bench\n    addresses: [\"{}\", \"{}\"]\n    ports: [{}, {}]\n\
+             \x20 - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"127.10.101.1\"]\n    backend: fake\n\
+             backends:\n  - name: fake\n    url: https://{}\n    credential: key\n    caFile: {}\n\
+             credentials:\n  - name: key\n    kind: bearer\n    file: {}\n",
             cgroup.0.display(),
             dir.join("connections.jsonl").display(),
             echo.ip(),
             sink.ip(),
             echo.port(),
-            sink.port()
+            sink.port(),
+            fake.addr,
+            fake_ca.display(),
+            key_file.display(),
+            dir = dir.display(),
         ),
     )?;
     let (mut daemon, ready) = start_tollgate(&tollgate, &config, &dir.join("ready.json"), &dir.join("tollgate.log"))?;
@@ -90,6 +117,13 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     let rr_captured = client(&[s(&"rr"), s(&echo), s(&iterations)])?;
     let cpu_rr = cpu_time(pid)? - cpu_before;
     let tput_captured = client(&[s(&"tput"), s(&sink), s(&TPUT_BYTES)])?;
+    let node_ca = dir.join("ca.crt");
+    let captured = "127.10.101.1:443";
+    let cpu_before = cpu_time(pid)?;
+    let l7_c1 = client(&l7_args(&captured, &node_ca, l7_n, 1, false))?;
+    let cpu_l7 = cpu_time(pid)? - cpu_before;
+    let l7_c16 = client(&l7_args(&captured, &node_ca, l7_n, 16, false))?;
+    let ttft_captured = client(&l7_args(&captured, &node_ca, l7_n / 4, 1, true))?;
     daemon.stop();
     drop(cgroup);
 
@@ -114,6 +148,27 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
             "direct": f(&tput_direct, "mib_s"),
             "relay": f(&tput_captured, "mib_s"),
         },
+        "l7_chat_completion_https_keepalive_us": {
+            "c1": {
+                "direct": l7_direct_c1,
+                "tollgate": l7_c1,
+                "added_p50": f(&l7_c1, "p50") - f(&l7_direct_c1, "p50"),
+                "added_p99": f(&l7_c1, "p99") - f(&l7_direct_c1, "p99"),
+                "proxy_cpu_us_per_request": cpu_l7.as_secs_f64() * 1e6 / l7_n as f64,
+            },
+            "c16": {
+                "direct": l7_direct_c16,
+                "tollgate": l7_c16,
+                "added_p50": f(&l7_c16, "p50") - f(&l7_direct_c16, "p50"),
+                "added_p99": f(&l7_c16, "p99") - f(&l7_direct_c16, "p99"),
+            },
+            "time_to_first_token_64_chunk_stream": {
+                "direct": ttft_direct,
+                "tollgate": ttft_captured,
+                "added_p50": f(&ttft_captured, "p50") - f(&ttft_direct, "p50"),
+                "added_p99": f(&ttft_captured, "p99") - f(&ttft_direct, "p99"),
+            },
+        },
     });
     let results_dir = ws.join("bench/results");
     std::fs::create_dir_all(&results_dir)?;
@@ -133,6 +188,12 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         ("connect(), captured (to the proxy)", &results["connect_us"]["captured"]),
         ("64 B round trip, direct", &rr_direct),
         ("64 B round trip, through the relay", &rr_captured),
+        ("chat completion HTTPS, c=1, direct to the fake", &l7_direct_c1),
+        ("chat completion HTTPS, c=1, through tollgate", &l7_c1),
+        ("chat completion HTTPS, c=16, direct", &l7_direct_c16),
+        ("chat completion HTTPS, c=16, through tollgate", &l7_c16),
+        ("stream time to first chunk, direct", &ttft_direct),
+        ("stream time to first chunk, through tollgate", &ttft_captured),
     ] {
         println!("| {name} | {:.1} | {:.1} |", f(v, "p50"), f(v, "p99"));
     }
@@ -141,6 +202,17 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         f(&results["request_response_64B_us"], "added_p50"),
         f(&results["request_response_64B_us"], "added_p99"),
         f(&results["request_response_64B_us"], "proxy_cpu_us_per_round_trip"),
+    );
+    let l7 = &results["l7_chat_completion_https_keepalive_us"];
+    println!(
+        "L7 added at c=1: p50 {:.1} µs, p99 {:.1} µs; proxy CPU {:.1} µs per request; c=16: {:.0} rps direct, {:.0} rps through tollgate (added p50 {:.1} µs); TTFT added p50 {:.1} µs",
+        f(&l7["c1"], "added_p50"),
+        f(&l7["c1"], "added_p99"),
+        f(&l7["c1"], "proxy_cpu_us_per_request"),
+        f(&l7_direct_c16, "rps"),
+        f(&l7_c16, "rps"),
+        f(&l7["c16"], "added_p50"),
+        f(&l7["time_to_first_token_64_chunk_stream"], "added_p50"),
     );
     println!(
         "throughput: direct {:.0} MiB/s, relay {:.0} MiB/s\nwritten to {}",
@@ -227,8 +299,11 @@ fn serve(addr: &str, mode: Mode) -> anyhow::Result<SocketAddr> {
 
 /// The client side, run inside the cgroup. Prints one JSON object.
 pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
+    if args.first().is_some_and(|m| m == "l7") {
+        return bench_l7::client(&args[1..]);
+    }
     let [mode, addr, n] = args else {
-        bail!("usage: bench-client connect|rr|tput ADDR N")
+        bail!("usage: bench-client connect|rr|tput ADDR N | l7 ADDR CAFILE N CONCURRENCY [stream]")
     };
     let addr: SocketAddr = addr.parse()?;
     let n: u64 = n.parse()?;
@@ -310,7 +385,7 @@ fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-fn percentiles(mut samples: Vec<Duration>) -> Value {
+pub(crate) fn percentiles(mut samples: Vec<Duration>) -> Value {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
     let mean = samples.iter().map(Duration::as_secs_f64).sum::<f64>() / samples.len() as f64 * 1e6;

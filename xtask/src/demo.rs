@@ -52,11 +52,15 @@ pub(crate) fn demo() -> anyhow::Result<()> {
     let conn_log = dir.join("connections.jsonl");
     let key_file = dir.join("openai-key");
     std::fs::write(&key_file, DEMO_KEY)?;
+    // The same hosts file serves tollgate (no DNS query leaves the machine) and curl.
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, format!("127.0.0.1 localhost\n{CAPTURED} api.openai.com\n"))?;
     std::fs::write(
         &config,
         format!(
             "listener:\n  addresses: [\"127.0.0.1:0\", \"[::1]:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\n\
              capture:\n  cgroupPath: {cg}\nconnectionLog: {log}\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\n\
+             dns:\n  hostsFile: {dir}/hosts\n\
              providers:\n  - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"{CAPTURED}\"]\n    backend: fake-openai\n\
              backends:\n  - name: fake-openai\n    url: http://{BACKEND}\n    credential: openai-key\n\
              credentials:\n  - name: openai-key\n    kind: bearer\n    file: {key}\n",
@@ -82,8 +86,6 @@ pub(crate) fn demo() -> anyhow::Result<()> {
         "== 3. unmodified curl in {} (api.openai.com -> {CAPTURED})",
         cgroup.0.display()
     );
-    let hosts = dir.join("hosts");
-    std::fs::write(&hosts, format!("127.0.0.1 localhost\n{CAPTURED} api.openai.com\n"))?;
     let mut curl = std::process::Command::new("unshare");
     curl.args(["-m", "--propagation", "private", "sh", "-c"])
         .arg("mount --bind \"$1\" /etc/hosts && shift && echo $$ > \"$0\"/cgroup.procs && exec \"$@\"")

@@ -5,6 +5,7 @@
 //! - `bench`: measure capture overhead against direct connections; results in `bench/results/`.
 
 mod bench;
+mod bench_l7;
 mod demo;
 mod setup;
 mod util;

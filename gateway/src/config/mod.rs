@@ -138,6 +138,9 @@ pub struct RawDns {
     /// Re-resolve at least this often. Default `5m`.
     #[serde(default, with = "humantime_serde")]
     pub max_ttl: Option<Duration>,
+    /// Resolve provider hostnames from this hosts-format file only, sending no DNS query
+    /// (air-gapped nodes, tests). Default: the system resolver.
+    pub hosts_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +252,7 @@ pub struct Dns {
     pub min_ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub max_ttl: Duration,
+    pub hosts_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -327,6 +331,7 @@ impl Config {
         let dns = Dns {
             min_ttl: dns.min_ttl.unwrap_or(DEFAULT_DNS_MIN_TTL),
             max_ttl: dns.max_ttl.unwrap_or(DEFAULT_DNS_MAX_TTL),
+            hosts_file: dns.hosts_file,
         };
         if dns.min_ttl.is_zero() || dns.min_ttl > dns.max_ttl {
             return Err(invalid("dns", "need 0 < minTtl <= maxTtl"));

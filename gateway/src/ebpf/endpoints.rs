@@ -235,6 +235,59 @@ impl Resolve for SystemResolver {
     }
 }
 
+/// Resolves from a hosts-format file only (`ip name…` per line), re-read at every lookup;
+/// sends no DNS query. Answers live for the configured minimum TTL.
+pub struct HostsFileResolver {
+    pub path: std::path::PathBuf,
+    pub ttl: Duration,
+}
+
+impl Resolve for HostsFileResolver {
+    async fn resolve(&self, host: &str) -> Result<(Vec<IpAddr>, Duration), String> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let ips: Vec<IpAddr> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .filter_map(|l| {
+                let mut fields = l.split_whitespace();
+                let ip: IpAddr = fields.next()?.parse().ok()?;
+                fields.any(|name| name.eq_ignore_ascii_case(host)).then_some(ip)
+            })
+            .collect();
+        if ips.is_empty() {
+            return Err(format!("{host} not found in {}", self.path.display()));
+        }
+        Ok((ips, self.ttl))
+    }
+}
+
+/// The resolver the config asks for.
+pub enum AnyResolver {
+    System(Box<SystemResolver>),
+    HostsFile(HostsFileResolver),
+}
+
+impl Resolve for AnyResolver {
+    async fn resolve(&self, host: &str) -> Result<(Vec<IpAddr>, Duration), String> {
+        match self {
+            AnyResolver::System(r) => r.resolve(host).await,
+            AnyResolver::HostsFile(r) => r.resolve(host).await,
+        }
+    }
+}
+
+impl AnyResolver {
+    pub fn for_config(dns: &Dns) -> AnyResolver {
+        match &dns.hosts_file {
+            Some(path) => AnyResolver::HostsFile(HostsFileResolver {
+                path: path.clone(),
+                ttl: dns.min_ttl,
+            }),
+            None => AnyResolver::System(Box::new(SystemResolver::new())),
+        }
+    }
+}
+
 /// Hostname state kept by the sync task.
 struct HostState {
     provider: String,
@@ -381,5 +434,27 @@ providers:
         );
         assert!(set.contains_key(&Entry::Cidr("10.0.0.0/8".parse().unwrap(), 8443)));
         assert_eq!(set.len(), 3 * 2 + 2 + 1);
+    }
+
+    #[tokio::test]
+    async fn hosts_file_resolution_needs_no_network() {
+        let path = std::env::temp_dir().join(format!("tollgate-hosts-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "# test\n127.20.0.1 api.openai.com openai\n::1 api.openai.com\n127.0.0.1 other\n",
+        )
+        .unwrap();
+        let r = HostsFileResolver {
+            path: path.clone(),
+            ttl: Duration::from_secs(5),
+        };
+        let (ips, ttl) = r.resolve("API.openai.com").await.unwrap();
+        assert_eq!(
+            ips,
+            vec!["127.20.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]
+        );
+        assert_eq!(ttl, Duration::from_secs(5));
+        assert!(r.resolve("api.anthropic.com").await.unwrap_err().contains("not found"));
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -6,6 +6,9 @@
 //! - Anthropic: <https://docs.anthropic.com/en/api/errors> — errors are
 //!   `{"type":"error","error":{"type","message"}}`.
 
+pub mod sse;
+pub mod usage;
+
 use bytes::Bytes;
 use serde_json::Value;
 

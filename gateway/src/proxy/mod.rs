@@ -18,7 +18,7 @@ use std::{
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt as _, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
@@ -274,18 +274,7 @@ async fn proxy(
     let mut parsed_body = None;
     let body: crate::route::UpstreamBody = if operation.has_json_body() && parts.method == http::Method::POST {
         let limit = ctx.snapshot.config.max_request_body;
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(ProxyError::BodyTooLarge { limit });
-        }
-        let bytes = match Limited::new(body, limit).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(ProxyError::BodyTooLarge { limit }),
-            Err(e) => return Err(ProxyError::ClientBody(e.to_string())),
-        };
+        let bytes = read_body(body, limit).await?;
         let (parsed, value) = llm::parse(&bytes).map_err(ProxyError::BadBody)?;
         ctx.record.model = parsed.model.clone();
         ctx.record.stream = parsed.stream;
@@ -404,6 +393,44 @@ async fn proxy(
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// Most bytes of an oversize body read and thrown away before answering 413, so that an h2
+/// client still uploading sees a clean response rather than a reset stream (16 MiB).
+const MAX_DRAIN: usize = 16 * 1024 * 1024;
+/// Longest time spent draining an oversize body (2 seconds).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reads a request body of at most `limit` bytes. Beyond it the rest is drained (bounded by
+/// `MAX_DRAIN` and `DRAIN_TIMEOUT`) and the request fails with 413.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ProxyError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let next = if total > limit {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => break,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = next else { break };
+        let frame = frame.map_err(|e| ProxyError::ClientBody(e.to_string()))?;
+        if let Some(data) = frame.data_ref() {
+            total += data.len();
+            if total <= limit {
+                buf.extend_from_slice(data);
+            } else if total > MAX_DRAIN {
+                break;
+            }
+        }
+    }
+    if total > limit {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    Ok(buf.freeze())
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

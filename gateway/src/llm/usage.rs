@@ -1,0 +1,327 @@
+//! Token usage, read from responses as they pass: JSON bodies and SSE streams of OpenAI (chat
+//! completions, completions, embeddings, responses) and Anthropic (messages).
+//!
+//! Normalised counts (what the audit record and prices use):
+//! - `input`: every input token, cached or not. OpenAI's `prompt_tokens`/`input_tokens`
+//!   already include cached ones; Anthropic's `input_tokens` does not, so cache reads and cache
+//!   writes are added to it.
+//! - `cached_input`: input tokens read from the provider's prompt cache (OpenAI
+//!   `cached_tokens`, Anthropic `cache_read_input_tokens`).
+//! - `cache_write`: input tokens written to the cache (Anthropic `cache_creation_input_tokens`).
+//! - `output`: every output token, reasoning included (OpenAI's `completion_tokens` include
+//!   `reasoning_tokens`).
+//! - `reasoning`: the reasoning part of `output`, where reported.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{sse, Operation};
+use crate::config::ApiSchema;
+
+/// Largest JSON response body kept for metering (8 MiB); larger ones are forwarded unmetered.
+pub const MAX_METERED_JSON: usize = 8 * 1024 * 1024;
+/// Largest single SSE event parsed (1 MiB).
+pub const MAX_SSE_EVENT: usize = 1024 * 1024;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cached_input: u64,
+    pub cache_write: u64,
+    pub reasoning: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.input + self.output
+    }
+}
+
+/// Usage from an OpenAI `usage` object (chat completions, completions, embeddings, responses).
+pub fn openai_usage(u: &Value) -> Option<Usage> {
+    let obj = u.as_object()?;
+    let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    // chat/completions/embeddings use prompt_/completion_; responses uses input_/output_.
+    let input = n(obj.get("prompt_tokens").or(obj.get("input_tokens")));
+    let output = n(obj.get("completion_tokens").or(obj.get("output_tokens")));
+    let cached = n(obj
+        .get("prompt_tokens_details")
+        .or(obj.get("input_tokens_details"))
+        .and_then(|d| d.get("cached_tokens")));
+    let reasoning = n(obj
+        .get("completion_tokens_details")
+        .or(obj.get("output_tokens_details"))
+        .and_then(|d| d.get("reasoning_tokens")));
+    if !obj.contains_key("prompt_tokens") && !obj.contains_key("input_tokens") && !obj.contains_key("total_tokens") {
+        return None;
+    }
+    Some(Usage {
+        input,
+        output,
+        cached_input: cached,
+        cache_write: 0,
+        reasoning,
+    })
+}
+
+/// Usage from an Anthropic `usage` object (message or `message_start`).
+pub fn anthropic_usage(u: &Value) -> Option<Usage> {
+    let obj = u.as_object()?;
+    let n = |k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (input, read, write) = (
+        n("input_tokens"),
+        n("cache_read_input_tokens"),
+        n("cache_creation_input_tokens"),
+    );
+    Some(Usage {
+        input: input + read + write,
+        output: n("output_tokens"),
+        cached_input: read,
+        cache_write: write,
+        reasoning: 0,
+    })
+}
+
+/// What a response yielded once it ended (or was cut).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metered {
+    pub usage: Option<Usage>,
+    /// The model the provider says it served.
+    pub model: Option<String>,
+    /// Whether the response ran to its end (a final usage event or a complete JSON body).
+    pub complete: bool,
+}
+
+/// A per-response state machine. `observe` sees every response byte (in order);
+/// `finish` says what was learned.
+pub struct Meter {
+    kind: Kind,
+    /// For streams: strip the usage-only chunk Tollgate asked for on the client's behalf.
+    strip_added_usage: bool,
+    splitter: sse::Splitter,
+    json: Vec<u8>,
+    json_overflow: bool,
+    metered: Metered,
+    /// Set once the first content delta is seen (time to first token).
+    pub first_token_seen: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    OpenAiJson,
+    OpenAiSse,
+    ResponsesSse,
+    AnthropicJson,
+    AnthropicSse,
+    None,
+}
+
+impl Meter {
+    pub fn new(schema: ApiSchema, operation: Operation, stream: bool, strip_added_usage: bool) -> Meter {
+        let kind = match (schema, operation, stream) {
+            (ApiSchema::Openai, Operation::ChatCompletions | Operation::Completions, true) => Kind::OpenAiSse,
+            (ApiSchema::Openai, Operation::Responses, true) => Kind::ResponsesSse,
+            (
+                ApiSchema::Openai,
+                Operation::ChatCompletions | Operation::Completions | Operation::Embeddings | Operation::Responses,
+                false,
+            ) => Kind::OpenAiJson,
+            (ApiSchema::Anthropic, Operation::Messages, true) => Kind::AnthropicSse,
+            (ApiSchema::Anthropic, Operation::Messages | Operation::CountTokens, false) => Kind::AnthropicJson,
+            _ => Kind::None,
+        };
+        Meter {
+            kind,
+            strip_added_usage: strip_added_usage && kind == Kind::OpenAiSse,
+            splitter: sse::Splitter::new(MAX_SSE_EVENT),
+            json: Vec::new(),
+            json_overflow: false,
+            metered: Metered::default(),
+            first_token_seen: false,
+        }
+    }
+
+    /// Whether `observe` may change the bytes (then it returns whole events only).
+    pub fn rewrites(&self) -> bool {
+        self.strip_added_usage
+    }
+
+    /// Sees a chunk of the response body. Returns the bytes to forward: the chunk itself, or,
+    /// when stripping, the complete events it finished (minus the added usage chunk and the
+    /// `"usage":null` members the added option puts in every chunk).
+    pub fn observe(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
+        match self.kind {
+            Kind::None => None,
+            Kind::OpenAiJson | Kind::AnthropicJson => {
+                if !self.json_overflow {
+                    if self.json.len() + chunk.len() > MAX_METERED_JSON {
+                        self.json_overflow = true;
+                        self.json = Vec::new();
+                    } else {
+                        self.json.extend_from_slice(chunk);
+                    }
+                }
+                None
+            }
+            Kind::OpenAiSse | Kind::ResponsesSse | Kind::AnthropicSse => {
+                let events = self.splitter.feed(chunk);
+                let mut out = self.strip_added_usage.then(Vec::new);
+                if self.splitter.overflowed() && self.strip_added_usage {
+                    // Cannot parse: stop rewriting and hand through what we hold.
+                    self.strip_added_usage = false;
+                    let mut bytes: Vec<u8> = events.iter().flat_map(|e| e.raw.to_vec()).collect();
+                    bytes.extend_from_slice(&self.splitter.take_pending());
+                    return Some(bytes);
+                }
+                for event in events {
+                    let keep = self.event(&event);
+                    if let Some(out) = out.as_mut() {
+                        if keep {
+                            out.extend_from_slice(&strip_null_usage(&event.raw));
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Interprets one event; returns whether the client should see it.
+    fn event(&mut self, event: &sse::Event) -> bool {
+        if event.data == "[DONE]" {
+            return true;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
+            return true;
+        };
+        match self.kind {
+            Kind::OpenAiSse => {
+                if let Some(m) = v.get("model").and_then(Value::as_str) {
+                    self.metered.model.get_or_insert_with(|| m.to_string());
+                }
+                let choices = v.get("choices").and_then(Value::as_array);
+                if let Some(choices) = choices {
+                    let delta = choices
+                        .first()
+                        .and_then(|c| c.get("delta").or(c.get("text").map(|_| c)));
+                    let has_content = delta.is_some_and(|d| {
+                        d.get("content").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+                            || d.get("text").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+                            || d.get("tool_calls").is_some()
+                            || d.get("reasoning_content").is_some()
+                    });
+                    if has_content {
+                        self.first_token_seen = true;
+                    }
+                }
+                if let Some(u) = v.get("usage").filter(|u| !u.is_null()).and_then(openai_usage) {
+                    self.metered.usage = Some(u);
+                    self.metered.complete = true;
+                    // The usage-only chunk (empty choices) exists because we asked for it.
+                    let usage_only = choices.is_none_or(|c| c.is_empty());
+                    return !(self.strip_added_usage && usage_only);
+                }
+                true
+            }
+            Kind::ResponsesSse => {
+                match v.get("type").and_then(Value::as_str) {
+                    Some("response.output_text.delta") | Some("response.reasoning_summary_text.delta") => {
+                        self.first_token_seen = true
+                    }
+                    Some("response.completed") | Some("response.incomplete") | Some("response.failed") => {
+                        let resp = &v["response"];
+                        if let Some(m) = resp.get("model").and_then(Value::as_str) {
+                            self.metered.model = Some(m.to_string());
+                        }
+                        if let Some(u) = resp.get("usage").and_then(openai_usage) {
+                            self.metered.usage = Some(u);
+                        }
+                        self.metered.complete = true;
+                    }
+                    _ => {}
+                }
+                true
+            }
+            Kind::AnthropicSse => {
+                match v.get("type").and_then(Value::as_str) {
+                    Some("message_start") => {
+                        let msg = &v["message"];
+                        if let Some(m) = msg.get("model").and_then(Value::as_str) {
+                            self.metered.model = Some(m.to_string());
+                        }
+                        self.metered.usage = anthropic_usage(&msg["usage"]);
+                    }
+                    Some("content_block_delta") => self.first_token_seen = true,
+                    Some("message_delta") => {
+                        // Output tokens here are cumulative; input fields may be repeated.
+                        let u = &v["usage"];
+                        let usage = self.metered.usage.get_or_insert_with(Usage::default);
+                        if let Some(out) = u.get("output_tokens").and_then(Value::as_u64) {
+                            usage.output = out;
+                        }
+                        if u.get("input_tokens").is_some() {
+                            if let Some(fresh) = anthropic_usage(u) {
+                                usage.input = usage.input.max(fresh.input);
+                                usage.cached_input = usage.cached_input.max(fresh.cached_input);
+                                usage.cache_write = usage.cache_write.max(fresh.cache_write);
+                            }
+                        }
+                    }
+                    Some("message_stop") => self.metered.complete = true,
+                    _ => {}
+                }
+                true
+            }
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::None => true,
+        }
+    }
+
+    /// At the end of the body (`ended`: the upstream finished it; otherwise it was cut).
+    /// Returns the bytes still held back (when rewriting) and what was learned.
+    pub fn finish(&mut self, ended: bool) -> (Vec<u8>, Metered) {
+        let mut rest = Vec::new();
+        match self.kind {
+            Kind::OpenAiJson | Kind::AnthropicJson if ended && !self.json_overflow => {
+                if let Ok(v) = serde_json::from_slice::<Value>(&self.json) {
+                    if let Some(m) = v.get("model").and_then(Value::as_str) {
+                        self.metered.model = Some(m.to_string());
+                    }
+                    // `response` wraps the usage of a non-streamed /v1/responses call too.
+                    let u = v.get("usage").filter(|u| !u.is_null());
+                    self.metered.usage = match self.kind {
+                        Kind::AnthropicJson => u.and_then(anthropic_usage),
+                        _ => u.and_then(openai_usage),
+                    };
+                    self.metered.complete = true;
+                }
+            }
+            _ => {
+                if self.strip_added_usage {
+                    rest = self.splitter.take_pending().to_vec();
+                }
+            }
+        }
+        if !ended {
+            self.metered.complete = false;
+        }
+        (rest, self.metered.clone())
+    }
+}
+
+/// Removes the `"usage":null` member that `stream_options.include_usage` adds to every chunk.
+fn strip_null_usage(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const PATTERNS: [&[u8]; 2] = [b",\"usage\":null", b"\"usage\":null,"];
+    for p in PATTERNS {
+        if let Some(at) = raw.windows(p.len()).position(|w| w == p) {
+            let mut v = raw[..at].to_vec();
+            v.extend_from_slice(&raw[at + p.len()..]);
+            return std::borrow::Cow::Owned(v);
+        }
+    }
+    std::borrow::Cow::Borrowed(raw)
+}
+
+#[cfg(test)]
+#[path = "usage_tests.rs"]
+mod tests;

@@ -1,0 +1,144 @@
+//! Golden fixtures (`testdata/<provider>/<case>`) written from the providers' API references,
+//! with exact token counts asserted.
+
+use super::*;
+
+fn fixture(path: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/llm/testdata")
+        .join(path);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Feeds `body` in chunks of `step` bytes; returns (forwarded bytes, metered).
+fn run(meter: &mut Meter, body: &[u8], step: usize, ended: bool) -> (Vec<u8>, Metered) {
+    let mut out = Vec::new();
+    for chunk in body.chunks(step) {
+        match meter.observe(chunk) {
+            Some(bytes) => out.extend(bytes),
+            None => out.extend_from_slice(chunk),
+        }
+    }
+    let (rest, metered) = meter.finish(ended);
+    out.extend(rest);
+    (out, metered)
+}
+
+fn usage(input: u64, output: u64, cached: u64, write: u64, reasoning: u64) -> Option<Usage> {
+    Some(Usage {
+        input,
+        output,
+        cached_input: cached,
+        cache_write: write,
+        reasoning,
+    })
+}
+
+#[test]
+fn openai_chat_json() {
+    let mut m = Meter::new(ApiSchema::Openai, Operation::ChatCompletions, false, false);
+    let (_, got) = run(&mut m, &fixture("openai/chat-basic.response.json"), 64, true);
+    assert_eq!(got.usage, usage(19, 10, 0, 0, 0));
+    assert_eq!(got.model.as_deref(), Some("gpt-4o-2024-08-06"));
+    assert!(got.complete);
+}
+
+#[test]
+fn openai_cached_and_reasoning_tokens_are_parts_of_input_and_output() {
+    let mut m = Meter::new(ApiSchema::Openai, Operation::ChatCompletions, false, false);
+    let (_, got) = run(
+        &mut m,
+        &fixture("openai/chat-cached-reasoning.response.json"),
+        4096,
+        true,
+    );
+    assert_eq!(got.usage, usage(2048, 900, 1536, 0, 832));
+}
+
+#[test]
+fn openai_embeddings_json() {
+    let mut m = Meter::new(ApiSchema::Openai, Operation::Embeddings, false, false);
+    let (_, got) = run(&mut m, &fixture("openai/embeddings.response.json"), 7, true);
+    assert_eq!(got.usage, usage(8, 0, 0, 0, 0));
+}
+
+#[test]
+fn openai_stream_usage_chunk_is_read_at_any_chunking() {
+    let body = fixture("openai/chat-stream-usage.sse");
+    for step in [1, 3, 17, 100, 10_000] {
+        let mut m = Meter::new(ApiSchema::Openai, Operation::ChatCompletions, true, false);
+        let (out, got) = run(&mut m, &body, step, true);
+        assert_eq!(out, body, "passed through untouched when the client asked for usage");
+        assert_eq!(got.usage, usage(12, 2, 0, 0, 0), "step {step}");
+        assert!(got.complete && m.first_token_seen);
+        assert_eq!(got.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+    }
+}
+
+#[test]
+fn usage_added_by_tollgate_is_removed_byte_for_byte() {
+    // What the client would have seen without Tollgate is exactly the no-usage fixture.
+    let with = fixture("openai/chat-stream-usage.sse");
+    let without = fixture("openai/chat-stream-no-usage.sse");
+    for step in [1, 5, 64, 10_000] {
+        let mut m = Meter::new(ApiSchema::Openai, Operation::ChatCompletions, true, true);
+        let (out, got) = run(&mut m, &with, step, true);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&without),
+            "step {step}"
+        );
+        assert_eq!(got.usage, usage(12, 2, 0, 0, 0));
+    }
+}
+
+#[test]
+fn openai_stream_without_usage_yields_none() {
+    let mut m = Meter::new(ApiSchema::Openai, Operation::ChatCompletions, true, false);
+    let (_, got) = run(&mut m, &fixture("openai/chat-stream-no-usage.sse"), 50, true);
+    assert_eq!(got.usage, None);
+}
+
+#[test]
+fn openai_responses_stream_completed_event() {
+    let mut m = Meter::new(ApiSchema::Openai, Operation::Responses, true, false);
+    let (_, got) = run(&mut m, &fixture("openai/responses-stream.sse"), 13, true);
+    assert_eq!(got.usage, usage(37, 11, 5, 0, 0));
+    assert_eq!(got.model.as_deref(), Some("gpt-4.1-2025-04-14"));
+    assert!(got.complete && m.first_token_seen);
+}
+
+#[test]
+fn anthropic_json_adds_cache_reads_and_writes_to_input() {
+    let mut m = Meter::new(ApiSchema::Anthropic, Operation::Messages, false, false);
+    let (_, got) = run(&mut m, &fixture("anthropic/messages.response.json"), 32, true);
+    assert_eq!(got.usage, usage(2112, 6, 2000, 100, 0));
+}
+
+#[test]
+fn anthropic_stream_message_start_plus_delta() {
+    let mut m = Meter::new(ApiSchema::Anthropic, Operation::Messages, true, false);
+    let (_, got) = run(&mut m, &fixture("anthropic/messages-stream.sse"), 9, true);
+    assert_eq!(got.usage, usage(1049, 15, 1024, 0, 0));
+    assert!(got.complete && m.first_token_seen);
+}
+
+#[test]
+fn a_stream_cut_short_yields_partial_usage() {
+    let body = fixture("anthropic/messages-stream.sse");
+    // Stop right after the first text delta.
+    let at = String::from_utf8_lossy(&body).find("\"!\"").unwrap();
+    let mut m = Meter::new(ApiSchema::Anthropic, Operation::Messages, true, false);
+    let (_, got) = run(&mut m, &body[..at], 16, false);
+    assert!(!got.complete);
+    assert_eq!(
+        got.usage,
+        usage(1049, 1, 1024, 0, 0),
+        "input from message_start, output so far"
+    );
+    let mut m = Meter::new(ApiSchema::Openai, Operation::ChatCompletions, true, true);
+    let with = fixture("openai/chat-stream-usage.sse");
+    let (_, got) = run(&mut m, &with[..with.len() / 2], 16, false);
+    assert!(!got.complete);
+    assert_eq!(got.usage, None);
+}
