@@ -24,13 +24,13 @@ use arc_swap::ArcSwap;
 
 use crate::{
     admin, auth,
-    capture::{self, connlog::ConnLogWriter, tls, Drain, Via},
+    capture::{self, tls, Drain, Via},
     config::{Config, FailMode},
     ebpf::{self, endpoints},
     identity, proxy,
     route::Snapshot,
     socket::{ip4_to_word, ip_to_words, netns_cookie},
-    telemetry::Metrics,
+    telemetry::{jsonl, Metrics},
 };
 
 /// How often the config file and credential files are checked for changes (1 second).
@@ -142,10 +142,13 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     ))));
     let credentials = Arc::new(auth::Store::default());
     credentials.refresh(&config.credentials, &env_var);
+    let (audit, audit_writer) = jsonl::Writer::start("audit", config.audit.clone())
+        .with_context(|| format!("cannot open the audit log {:?}", config.audit.path))?;
     let l7 = Arc::new(proxy::L7 {
         snapshot: ArcSwap::from_pointee(Snapshot::build(config.clone())?),
         credentials: credentials.clone(),
         metrics: metrics.clone(),
+        audit,
     });
     let (providers_tx, providers_rx) = watch::channel(Arc::new(config.providers.clone()));
 
@@ -197,7 +200,14 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     ));
 
     // Data plane.
-    let (log, log_writer) = ConnLogWriter::start(&config.connection_log)
+    let conn_target = match &config.connection_log {
+        crate::config::LogTarget::Stdout => jsonl::Target::stdout(),
+        crate::config::LogTarget::File(p) => jsonl::Target {
+            path: Some(p.clone()),
+            ..jsonl::Target::stdout()
+        },
+    };
+    let (log, log_writer) = jsonl::Writer::start("connlog", conn_target)
         .with_context(|| format!("cannot open the connection log {}", config.connection_log))?;
     let shared = Arc::new(capture::Shared {
         config: config.clone(),
@@ -254,8 +264,9 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     let _ = sync_task.await;
     let _ = reload_task.await;
     let _ = admin_thread.join();
-    // Every sink is gone with the connection tasks: flush the log.
+    // Every sink is gone with the connection tasks: flush the logs.
     log_writer.finish();
+    audit_writer.finish();
     match config.capture.fail_mode {
         FailMode::Open => {
             tracing::info!("detaching programs: captured workloads now connect directly")

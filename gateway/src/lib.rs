@@ -11,10 +11,12 @@
 //! - [`llm`]: provider API knowledge: operations, body parsing, error shapes.
 //! - [`route`]: routes, backend choice, pooled upstream clients.
 //! - [`auth`]: backend credentials: loading, rotation, injection.
+//! - [`accounting`]: prices, exact costs, the audit record.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on their own runtime.
 //! - [`telemetry`]: metrics registry and log setup.
 //! - [`app`]: wires the above together for `tollgate run`.
 
+pub mod accounting;
 pub mod admin;
 pub mod app;
 pub mod auth;

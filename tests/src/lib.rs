@@ -389,6 +389,10 @@ impl GatewayBuilder {
         }
         std::fs::write(dir.join("gateway-hosts"), hosts).expect("hosts file");
         yaml += &format!("dns:\n  hostsFile: {}\n", dir.join("gateway-hosts").display());
+        yaml += &format!(
+            "audit:\n  path: {}\n  fsync: always\n",
+            dir.join("audit.jsonl").display()
+        );
         yaml += &self.extra;
         let config = dir.join("tollgate.yaml");
         std::fs::write(&config, &yaml).expect("write config");
@@ -501,6 +505,32 @@ impl Gateway {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("tollgate.log")).unwrap_or_default()
+    }
+
+    /// Audit records (one per L7 request) written so far.
+    pub fn audit_records(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
+    /// The audit log file.
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.join("audit.jsonl")
+    }
+
+    /// Waits until at least `n` audit records exist.
+    pub fn wait_audit(&self, n: usize) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let r = self.audit_records();
+            if r.len() >= n || start.elapsed() > Duration::from_secs(10) {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Connection records written so far.

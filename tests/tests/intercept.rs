@@ -37,24 +37,8 @@ fn curl(cg: &Cgroup, dir: &TempDir, host: &str, ip: &str, ca: &std::path::Path, 
     )
 }
 
-/// The request records the gateway logged (one per request).
-fn request_records(gw: &Gateway) -> Vec<Value> {
-    gw.log()
-        .lines()
-        .filter_map(|l| l.split_once("record=").map(|(_, r)| r.trim()))
-        .filter_map(|r| serde_json::from_str(r).ok())
-        .collect()
-}
-
 fn wait_records(gw: &Gateway, n: usize) -> Vec<Value> {
-    let start = std::time::Instant::now();
-    loop {
-        let r = request_records(gw);
-        if r.len() >= n || start.elapsed() > Duration::from_secs(10) {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gw.wait_audit(n)
 }
 
 struct OpenAiSetup {
@@ -166,8 +150,13 @@ fn curl_over_http1_and_h2_is_intercepted_and_signed_with_the_real_key() {
         (r["model"].as_str(), r["served_model"].as_str()),
         (Some("gpt-4o"), Some("gpt-4o-mini"))
     );
-    assert_eq!(r["credential"], "openai-key");
-    assert!(r["credential_fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(r["credential"]["name"], "openai-key");
+    assert!(r["credential"]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(r["rule"], "route");
+    assert_eq!(r["destination"]["sni"], "api.openai.com");
+    assert_eq!(r["workload"]["comm"], "curl");
+    assert_eq!(r["attempts"][0]["backend"], "primary");
+    assert_eq!(r["attempts"][0]["status"], 200);
     assert_eq!(r["status"], 200);
     assert_eq!(r["complete"], true);
 

@@ -213,7 +213,8 @@ async fn handle(stream: TcpStream, client: ClientAddr, via: Via, shared: Arc<Sha
             dur = ?started.elapsed(),
             "connection completed"
         );
-        shared.log.write(&ConnRecordLine {
+        shared.log.write_json(&ConnRecordLine {
+            record: "connection",
             time: humantime::format_rfc3339_micros(started_at).to_string(),
             id,
             via: via.as_str(),
@@ -307,6 +308,7 @@ async fn dispatch(
         tls: matches!(verdict, Verdict::Tls(_)),
         workload: workload.clone(),
         kernel_provider: Some(record.provider as usize),
+        requests: Default::default(),
     });
     let mut outcome = relay::Outcome::Intercepted;
     let mut error = None;

@@ -34,6 +34,12 @@ pub const DEFAULT_PORTS: [u16; 1] = [443];
 pub const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
 /// Upper bound on how long a resolved address is trusted (5 minutes).
 pub const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
+/// The audit log.
+pub const DEFAULT_AUDIT_PATH: &str = "/var/log/tollgate/audit.jsonl";
+/// Audit log size that triggers rotation (100 MiB).
+pub const DEFAULT_AUDIT_MAX_BYTES: u64 = 100 * 1024 * 1024;
+/// Rotated audit files kept.
+pub const DEFAULT_AUDIT_MAX_FILES: u32 = 5;
 /// Connect timeout towards the original destination (10 seconds).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,6 +97,24 @@ pub struct RawConfig {
     /// Ordered routing rules; the first match wins.
     #[serde(default)]
     pub routes: Vec<l7::RawRoute>,
+    /// The audit log (one record per request).
+    pub audit: Option<RawAudit>,
+    /// Prices per model (USD per 1M tokens), on top of the shipped table.
+    #[serde(default)]
+    pub pricing: std::collections::HashMap<String, crate::accounting::RawPrice>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawAudit {
+    /// File path, or `-` for stdout. Default `/var/log/tollgate/audit.jsonl`.
+    pub path: Option<String>,
+    /// Rotate beyond this size in bytes. Default 100 MiB; 0 disables rotation.
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept. Default 5.
+    pub max_files: Option<u32>,
+    /// `never`, `second` (default) or `always`.
+    pub fsync: Option<crate::telemetry::jsonl::Fsync>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +239,11 @@ pub struct Config {
     pub backends: Vec<Backend>,
     pub credentials: Vec<Credential>,
     pub routes: Vec<Route>,
+    pub audit: crate::telemetry::jsonl::Target,
+    pub pricing: std::collections::HashMap<String, crate::accounting::RawPrice>,
+    /// The shipped prices with `pricing` on top.
+    #[serde(skip)]
+    pub prices: std::sync::Arc<crate::accounting::PriceTable>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -366,7 +395,24 @@ impl Config {
         if max_request_body == 0 {
             return Err(invalid("proxy.maxRequestBody", "0 is not allowed"));
         }
+        let prices = crate::accounting::PriceTable::new(&raw.pricing)
+            .map_err(|(model, e)| invalid(format!("pricing.{model}"), e.to_string()))?;
+        let audit = raw.audit.unwrap_or_default();
+        let audit = crate::telemetry::jsonl::Target {
+            path: match audit.path.as_deref() {
+                Some("-") => None,
+                Some("") => return Err(invalid("audit.path", "empty path (use \"-\" for stdout)")),
+                Some(p) => Some(p.into()),
+                None => Some(DEFAULT_AUDIT_PATH.into()),
+            },
+            max_bytes: audit.max_bytes.unwrap_or(DEFAULT_AUDIT_MAX_BYTES),
+            max_files: audit.max_files.unwrap_or(DEFAULT_AUDIT_MAX_FILES),
+            fsync: audit.fsync.unwrap_or(crate::telemetry::jsonl::Fsync::Second),
+        };
         Ok(Config {
+            audit,
+            pricing: raw.pricing,
+            prices: std::sync::Arc::new(prices),
             listener,
             admin_address,
             capture,

@@ -37,6 +37,93 @@ pub struct Workload {
     pub netns_cookie: u64,
     /// `false` for sockets of another network namespace (a pod).
     pub host_netns: bool,
+    /// Parsed from the cgroup path (containerd, CRI-O, Docker, kubepods, systemd).
+    #[serde(flatten)]
+    pub container: ContainerInfo,
+}
+
+/// What a cgroup path says about the container around a process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerInfo {
+    /// 64-hex container id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// `containerd`, `cri-o`, `docker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_runtime: Option<String>,
+    /// Kubernetes pod UID (dashed form).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// Kubernetes QoS class from the path (`guaranteed`, `burstable`, `besteffort`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qos_class: Option<String>,
+    /// systemd unit (`nginx.service`, `session-3.scope`) when not a container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
+}
+
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Parses the common cgroup layouts:
+/// - systemd driver: `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/cri-containerd-<id>.scope`
+///   (`crio-<id>.scope` for CRI-O, `docker-<id>.scope` for Docker);
+/// - cgroupfs driver: `/kubepods/burstable/pod<uid>/<id>`;
+/// - Docker: `/docker/<id>`, `/system.slice/docker-<id>.scope`;
+/// - plain systemd units: `/system.slice/nginx.service`.
+pub fn parse_cgroup(path: &str) -> ContainerInfo {
+    let mut info = ContainerInfo::default();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        let stem = part
+            .strip_suffix(".slice")
+            .or_else(|| part.strip_suffix(".scope"))
+            .unwrap_or(part);
+        // Pod: `pod<uid>` (cgroupfs) or `kubepods-<qos>-pod<uid_with_underscores>` (systemd).
+        if let Some(at) = stem.find("pod") {
+            let uid = &stem[at + 3..];
+            if uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_') {
+                info.pod_uid = Some(uid.replace('_', "-"));
+            }
+        }
+        for qos in ["burstable", "besteffort", "guaranteed"] {
+            if stem == qos || stem.starts_with(&format!("kubepods-{qos}")) {
+                info.qos_class = Some(qos.to_string());
+            }
+        }
+        for (prefix, runtime) in [
+            ("cri-containerd-", "containerd"),
+            ("crio-", "cri-o"),
+            ("docker-", "docker"),
+        ] {
+            if let Some(id) = stem.strip_prefix(prefix) {
+                if is_container_id(id) {
+                    info.container_id = Some(id.to_string());
+                    info.container_runtime = Some(runtime.to_string());
+                }
+            }
+        }
+        if is_container_id(stem) && info.container_id.is_none() {
+            info.container_id = Some(stem.to_string());
+            let runtime = match parts.first() {
+                Some(&"docker") => "docker",
+                _ if parts.iter().any(|p| p.starts_with("kubepods")) => "containerd",
+                _ => "unknown",
+            };
+            info.container_runtime = Some(runtime.to_string());
+        }
+        if i == parts.len() - 1
+            && info.container_id.is_none()
+            && (part.ends_with(".service") || part.ends_with(".scope"))
+        {
+            info.systemd_unit = Some(part.to_string());
+        }
+    }
+    if info.qos_class.is_none() && info.pod_uid.is_some() {
+        info.qos_class = Some("guaranteed".into());
+    }
+    info
 }
 
 /// Resolves kernel records to [`Workload`]s.
@@ -62,7 +149,9 @@ impl Resolver {
         let exe = std::fs::read_link(format!("/proc/{}/exe", record.tgid))
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
+        let cgroup = self.cgroup_path(record.cgroup_id, record.tgid).map(|p| p.to_string());
         Workload {
+            container: cgroup.as_deref().map(parse_cgroup).unwrap_or_default(),
             pid: record.pid,
             tgid: record.tgid,
             uid: record.uid,
@@ -70,7 +159,7 @@ impl Resolver {
             comm: String::from_utf8_lossy(&record.comm[..comm_len]).into_owned(),
             exe,
             cgroup_id: record.cgroup_id,
-            cgroup: self.cgroup_path(record.cgroup_id, record.tgid).map(|p| p.to_string()),
+            cgroup,
             netns_cookie: record.netns_cookie,
             host_netns: record.netns_cookie == self.host_netns_cookie,
         }
@@ -136,6 +225,49 @@ fn walk(root: &Path, id: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_layouts_yield_container_and_pod() {
+        let id = "3f1c2bd0e7a9a5b1c4d8e6f7a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9";
+        let systemd = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f8a4e6c_1b2d_4c3e_9f5a_6b7c8d9e0f1a.slice/cri-containerd-{id}.scope"
+        );
+        let i = parse_cgroup(&systemd);
+        assert_eq!(i.container_id.as_deref(), Some(id));
+        assert_eq!(i.container_runtime.as_deref(), Some("containerd"));
+        assert_eq!(i.pod_uid.as_deref(), Some("0f8a4e6c-1b2d-4c3e-9f5a-6b7c8d9e0f1a"));
+        assert_eq!(i.qos_class.as_deref(), Some("burstable"));
+        assert_eq!(i.systemd_unit, None);
+
+        let cgroupfs = format!("/kubepods/besteffort/pod0f8a4e6c-1b2d-4c3e-9f5a-6b7c8d9e0f1a/{id}");
+        let i = parse_cgroup(&cgroupfs);
+        assert_eq!(i.container_id.as_deref(), Some(id));
+        assert_eq!(i.pod_uid.as_deref(), Some("0f8a4e6c-1b2d-4c3e-9f5a-6b7c8d9e0f1a"));
+        assert_eq!(i.qos_class.as_deref(), Some("besteffort"));
+
+        let guaranteed =
+            format!("/kubepods.slice/kubepods-pod0f8a4e6c_1b2d_4c3e_9f5a_6b7c8d9e0f1a.slice/crio-{id}.scope");
+        let i = parse_cgroup(&guaranteed);
+        assert_eq!(i.container_runtime.as_deref(), Some("cri-o"));
+        assert_eq!(i.qos_class.as_deref(), Some("guaranteed"));
+
+        assert_eq!(
+            parse_cgroup(&format!("/docker/{id}")).container_runtime.as_deref(),
+            Some("docker")
+        );
+        assert_eq!(
+            parse_cgroup(&format!("/system.slice/docker-{id}.scope"))
+                .container_id
+                .as_deref(),
+            Some(id)
+        );
+        let unit = parse_cgroup("/system.slice/nginx.service");
+        assert_eq!(
+            (unit.systemd_unit.as_deref(), unit.container_id),
+            (Some("nginx.service"), None)
+        );
+        assert_eq!(parse_cgroup("/"), ContainerInfo::default());
+    }
 
     #[test]
     fn walk_finds_a_directory_by_inode() {

@@ -69,6 +69,8 @@ impl Operation {
 pub struct Parsed {
     pub model: Option<String>,
     pub stream: bool,
+    /// `stream_options.include_usage`, when the client set it.
+    pub include_usage: Option<bool>,
 }
 
 /// Why a body could not be read.
@@ -84,30 +86,69 @@ pub enum ParseError {
     StreamType,
 }
 
-/// Reads `model` and `stream` from a JSON request body.
-pub fn parse(body: &[u8]) -> Result<(Parsed, Value), ParseError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
-    let obj = value.as_object().ok_or(ParseError::NotObject)?;
-    let model = match obj.get("model") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ParseError::ModelType),
-    };
-    let stream = match obj.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ParseError::StreamType),
-    };
-    Ok((Parsed { model, stream }, value))
+/// Only the members routing and metering need; every other member is skipped by the parser
+/// without being built (the body itself is forwarded as received).
+#[derive(serde::Deserialize)]
+struct Peek {
+    #[serde(default)]
+    model: Option<Value>,
+    #[serde(default)]
+    stream: Option<Value>,
+    #[serde(default)]
+    stream_options: Option<Value>,
 }
 
-/// Rewrites `model` in an already parsed body; the caller forwards the original bytes when
-/// nothing changed.
-pub fn with_model(mut value: Value, model: &str) -> Bytes {
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("model".into(), Value::String(model.to_string()));
+/// Reads `model`, `stream` and `stream_options.include_usage` from a JSON request body.
+pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
+    let peek: Peek = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() && body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            ParseError::NotObject
+        } else {
+            ParseError::Json(e.to_string())
+        }
+    })?;
+    let model = match peek.model {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(ParseError::ModelType),
+    };
+    let stream = match peek.stream {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(ParseError::StreamType),
+    };
+    let include_usage = peek
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool);
+    Ok(Parsed {
+        model,
+        stream,
+        include_usage,
+    })
+}
+
+/// Rewrites a body: `model` (when overridden) and/or `stream_options.include_usage: true`
+/// (when Tollgate needs stream usage the client did not ask for). Only called when something
+/// changes; otherwise the original bytes are forwarded.
+pub fn rewrite(body: &[u8], model: Option<&str>, add_include_usage: bool) -> Result<Bytes, ParseError> {
+    let mut value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    let obj = value.as_object_mut().ok_or(ParseError::NotObject)?;
+    if let Some(m) = model {
+        obj.insert("model".into(), Value::String(m.to_string()));
     }
-    Bytes::from(serde_json::to_vec(&value).expect("a JSON value serializes"))
+    if add_include_usage {
+        let opts = obj
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(o) = opts.as_object_mut() {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&value).expect("a JSON value serializes"),
+    ))
 }
 
 /// The kind of an error, mapped to each schema's `type`.
@@ -177,16 +218,17 @@ mod tests {
 
     #[test]
     fn model_and_stream_are_read_strictly() {
-        let (p, _) = parse(br#"{"model":"gpt-4o","stream":true,"messages":[]}"#).unwrap();
+        let p = parse(br#"{"model":"gpt-4o","stream":true,"messages":[],"stream_options":{"include_usage":true}}"#)
+            .unwrap();
         assert_eq!(
             p,
             Parsed {
                 model: Some("gpt-4o".into()),
-                stream: true
+                stream: true,
+                include_usage: Some(true)
             }
         );
-        let (p, _) = parse(br#"{"input":"x"}"#).unwrap();
-        assert_eq!(p, Parsed::default());
+        assert_eq!(parse(br#"{"input":"x"}"#).unwrap(), Parsed::default());
         assert!(matches!(parse(b"{\"model\":"), Err(ParseError::Json(_))));
         assert_eq!(parse(b"[1]").unwrap_err(), ParseError::NotObject);
         assert_eq!(parse(br#"{"model":5}"#).unwrap_err(), ParseError::ModelType);
@@ -194,12 +236,19 @@ mod tests {
     }
 
     #[test]
-    fn model_rewrite_keeps_other_fields() {
-        let (_, v) = parse(br#"{"model":"a","temperature":0.5,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        let out: Value = serde_json::from_slice(&with_model(v, "b")).unwrap();
+    fn rewrite_changes_only_what_is_asked() {
+        let body = br#"{"model":"a","temperature":0.5,"messages":[{"role":"user","content":"hi"}]}"#;
+        let out: Value = serde_json::from_slice(&rewrite(body, Some("b"), false).unwrap()).unwrap();
         assert_eq!(out["model"], "b");
         assert_eq!(out["temperature"], 0.5);
         assert_eq!(out["messages"][0]["content"], "hi");
+        assert!(out.get("stream_options").is_none());
+        let out: Value =
+            serde_json::from_slice(&rewrite(br#"{"stream_options":{"x":1}}"#, None, true).unwrap()).unwrap();
+        assert_eq!(
+            out["stream_options"],
+            serde_json::json!({"x": 1, "include_usage": true})
+        );
     }
 
     #[test]

@@ -9,29 +9,30 @@
 
 use std::{
     convert::Infallible,
-    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+mod respond;
+
 use crate::{
+    accounting::audit::{self, Attempt, AuditRecord, AuditWorkload, CredentialRef, Destination},
     auth,
     config::ApiSchema,
     identity::Workload,
     llm::{self, ErrorKind, Operation},
     route::{self, RouteInput, Snapshot},
     socket::{ClientAddr, OrigDstAddr},
-    telemetry::Metrics,
+    telemetry::{jsonl, trace::TraceContext, Metrics},
 };
 
 /// What the proxy shares across connections.
@@ -40,6 +41,8 @@ pub struct L7 {
     pub snapshot: ArcSwap<Snapshot>,
     pub credentials: Arc<auth::Store>,
     pub metrics: Arc<Metrics>,
+    /// Where audit records go.
+    pub audit: jsonl::Sink,
 }
 
 /// What is known about the connection a request arrived on.
@@ -53,9 +56,11 @@ pub struct ConnCtx {
     pub workload: Workload,
     /// Provider the kernel matched by destination address.
     pub kernel_provider: Option<usize>,
+    /// Requests served on this connection so far.
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
-type RespBody = BoxBody<Bytes, hyper::Error>;
+pub(crate) type RespBody = BoxBody<Bytes, hyper::Error>;
 
 /// Serves HTTP/1.1 and h2 (by ALPN or preface) on one intercepted connection.
 pub async fn serve<IO>(io: IO, conn: Arc<ConnCtx>, l7: Arc<L7>)
@@ -79,6 +84,16 @@ pub enum Side {
     Client,
     Upstream,
     Proxy,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Proxy => "proxy",
+        }
+    }
 }
 
 /// Every way a request can fail before its response starts.
@@ -157,47 +172,21 @@ impl ProxyError {
     }
 }
 
-fn full(b: Bytes) -> RespBody {
+pub(crate) fn full(b: Bytes) -> RespBody {
     Full::new(b).map_err(|never| match never {}).boxed()
 }
 
-/// The per-request record, written once by `logging`.
-#[derive(Debug, Serialize)]
-pub struct RequestRecord {
-    pub conn_id: u64,
-    pub client: String,
-    pub original_dst: String,
-    pub sni: Option<String>,
-    pub tls: bool,
-    pub comm: String,
-    pub pid: u32,
-    pub uid: u32,
-    pub cgroup: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub schema: &'static str,
-    pub operation: &'static str,
-    pub provider: Option<String>,
-    pub route: Option<String>,
-    pub backend: Option<String>,
-    pub credential: Option<String>,
-    pub credential_fingerprint: Option<String>,
-    pub model: Option<String>,
-    pub served_model: Option<String>,
-    pub stream: bool,
-    pub status: u16,
-    pub error: Option<String>,
-    pub error_side: Option<Side>,
-    pub response_bytes: u64,
-    pub duration_ms: f64,
-    pub complete: bool,
-}
-
-struct RequestCtx {
-    started: Instant,
-    snapshot: Arc<Snapshot>,
-    schema: ApiSchema,
-    record: RequestRecord,
+/// Per-request state shared by all phases (pingora's `CTX`). The audit record is filled in as
+/// the phases learn things and written once by `logging`.
+pub(crate) struct RequestCtx {
+    pub(crate) started: Instant,
+    pub(crate) snapshot: Arc<Snapshot>,
+    pub(crate) schema: ApiSchema,
+    pub(crate) operation: Operation,
+    pub(crate) trace: TraceContext,
+    pub(crate) audit: AuditRecord,
+    /// Tollgate asked upstream for stream usage the client did not ask for.
+    pub(crate) strip_usage: bool,
 }
 
 async fn handle(l7: &L7, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
@@ -214,52 +203,51 @@ async fn handle(l7: &L7, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Response
         .map(|p| snapshot.config.providers[p].schema)
         .unwrap_or_default();
     let operation = Operation::detect(schema, req.uri().path());
-    let mut ctx = RequestCtx {
-        started: Instant::now(),
-        schema,
-        record: RequestRecord {
-            conn_id: conn.id,
-            client: conn.client.to_string(),
-            original_dst: conn.orig.to_string(),
+    let trace = TraceContext::from_headers(req.headers());
+    let n = conn.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let audit = AuditRecord {
+        record: "request".into(),
+        schema_version: audit::SCHEMA_VERSION,
+        time: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+        trace_id: trace.trace_id_hex(),
+        span_id: trace.span_id_hex(),
+        request_id: format!("{}-{}", conn.id, n),
+        workload: AuditWorkload::from_workload(&conn.workload),
+        destination: Destination {
+            ip: conn.orig.0.ip().to_string(),
+            port: conn.orig.0.port(),
             sni: conn.sni.clone(),
             tls: conn.tls,
-            comm: conn.workload.comm.clone(),
-            pid: conn.workload.tgid,
-            uid: conn.workload.uid,
-            cgroup: conn.workload.cgroup.clone(),
-            method: req.method().to_string(),
-            path: req.uri().path().to_string(),
-            schema: schema.as_str(),
-            operation: operation.as_str(),
-            provider: provider.map(|p| snapshot.config.providers[p].name.clone()),
-            route: None,
-            backend: None,
-            credential: None,
-            credential_fingerprint: None,
-            model: None,
-            served_model: None,
-            stream: false,
-            status: 0,
-            error: None,
-            error_side: None,
-            response_bytes: 0,
-            duration_ms: 0.0,
-            complete: false,
         },
-        snapshot,
+        provider: provider.map(|p| snapshot.config.providers[p].name.clone()),
+        schema: schema.as_str().into(),
+        operation: operation.as_str().into(),
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        rule: "none".into(),
+        translation: "none".into(),
+        usage_status: "missing".into(),
+        ..Default::default()
     };
-    let resp = match proxy(l7, &conn, &mut ctx, req, operation).await {
+    let mut ctx = RequestCtx {
+        started: Instant::now(),
+        snapshot,
+        schema,
+        operation,
+        trace,
+        audit,
+        strip_usage: false,
+    };
+    let resp = match proxy(l7, &conn, &mut ctx, req).await {
         Ok(resp) => resp,
         Err(e) => {
-            ctx.record.error = Some(e.to_string());
-            ctx.record.error_side = Some(e.side());
+            ctx.audit.error = Some(e.to_string());
+            ctx.audit.error_side = Some(e.side().as_str().into());
             l7.metrics.request_error(e.reason());
             e.to_response(ctx.schema)
         }
     };
-    ctx.record.status = resp.status().as_u16();
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, Recorded::new(body, ctx, l7.metrics.clone()).boxed())
+    respond::wrap(resp, ctx, l7)
 }
 
 async fn proxy(
@@ -267,18 +255,16 @@ async fn proxy(
     conn: &ConnCtx,
     ctx: &mut RequestCtx,
     req: Request<Incoming>,
-    operation: Operation,
 ) -> Result<Response<RespBody>, ProxyError> {
     // request_filter: the body is read (bounded) only for operations whose JSON we route on.
     let (parts, body) = req.into_parts();
-    let mut parsed_body = None;
-    let body: crate::route::UpstreamBody = if operation.has_json_body() && parts.method == http::Method::POST {
-        let limit = ctx.snapshot.config.max_request_body;
-        let bytes = read_body(body, limit).await?;
-        let (parsed, value) = llm::parse(&bytes).map_err(ProxyError::BadBody)?;
-        ctx.record.model = parsed.model.clone();
-        ctx.record.stream = parsed.stream;
-        parsed_body = Some((bytes, value));
+    let mut read = None;
+    let body: crate::route::UpstreamBody = if ctx.operation.has_json_body() && parts.method == http::Method::POST {
+        let bytes = read_body(body, ctx.snapshot.config.max_request_body).await?;
+        let parsed = llm::parse(&bytes).map_err(ProxyError::BadBody)?;
+        ctx.audit.model = parsed.model.clone();
+        ctx.audit.stream = parsed.stream;
+        read = Some((bytes, parsed));
         full(Bytes::new()) // replaced below once the backend is known
     } else {
         body.boxed()
@@ -288,57 +274,76 @@ async fn proxy(
     let snapshot = ctx.snapshot.clone();
     let config = &snapshot.config;
     let input = RouteInput {
-        provider: ctx.record.provider.as_deref(),
-        model: ctx.record.model.as_deref(),
+        provider: ctx.audit.provider.as_deref(),
+        model: ctx.audit.model.as_deref(),
         headers: &parts.headers,
         workload: &conn.workload,
     };
     let (backend_ref, timeout) = match route::select_route(config, &input) {
         Some(r) => {
-            ctx.record.route = Some(r.name.clone());
-            let b = route::pick_backend(r);
-            (Some(b), r.timeout)
+            ctx.audit.route = Some(r.name.clone());
+            ctx.audit.rule = "route".into();
+            (Some(route::pick_backend(r)), r.timeout)
         }
         None => (None, crate::config::l7::DEFAULT_ROUTE_TIMEOUT),
     };
     let backend_index = match backend_ref {
         Some(b) => b.backend,
-        None => config
-            .providers
-            .iter()
-            .find(|p| Some(&p.name) == ctx.record.provider.as_ref())
-            .and_then(|p| p.backend)
-            .ok_or_else(|| {
-                ProxyError::NoRoute(format!(
-                    "provider {}, model {}",
-                    ctx.record.provider.as_deref().unwrap_or("unknown"),
-                    ctx.record.model.as_deref().unwrap_or("none")
-                ))
-            })?,
+        None => {
+            let default = config
+                .providers
+                .iter()
+                .find(|p| Some(&p.name) == ctx.audit.provider.as_ref())
+                .and_then(|p| p.backend)
+                .ok_or_else(|| {
+                    ProxyError::NoRoute(format!(
+                        "provider {}, model {}",
+                        ctx.audit.provider.as_deref().unwrap_or("unknown"),
+                        ctx.audit.model.as_deref().unwrap_or("none")
+                    ))
+                })?;
+            ctx.audit.rule = "provider_default".into();
+            default
+        }
     };
     let backend = &config.backends[backend_index];
-    ctx.record.backend = Some(backend.name.clone());
+    ctx.audit.backend = Some(backend.name.clone());
+    ctx.audit.timeout_ms = Some(timeout.as_millis() as u64);
     let credential = match &backend.credential {
         Some(name) => {
             let c = l7
                 .credentials
                 .get(name)
                 .ok_or_else(|| ProxyError::CredentialMissing(name.clone()))?;
-            ctx.record.credential = Some(c.name.clone());
-            ctx.record.credential_fingerprint = Some(c.fingerprint.clone());
+            ctx.audit.credential = Some(CredentialRef {
+                name: c.name.clone(),
+                fingerprint: c.fingerprint.clone(),
+            });
             Some(c)
         }
         None => None,
     };
 
-    // call_upstream: headers, credential, model, body.
+    // call_upstream: body (rewritten only when something changes), headers, credential, trace.
     let model_override = backend_ref.and_then(|b| b.model.as_deref());
-    ctx.record.served_model = model_override.map(String::from).or_else(|| ctx.record.model.clone());
-    let body = match parsed_body {
-        Some((bytes, value)) => match model_override {
-            Some(m) if ctx.record.model.as_deref() != Some(m) => full(llm::with_model(value, m)),
-            _ => full(bytes),
-        },
+    ctx.audit.served_model = model_override.map(String::from).or_else(|| ctx.audit.model.clone());
+    let body = match read {
+        Some((bytes, parsed)) => {
+            let model = model_override.filter(|m| parsed.model.as_deref() != Some(*m));
+            // Stream usage is only reported when asked for: ask on the client's behalf, and
+            // take the extra chunk out of what it sees.
+            let add_usage = ctx.schema == ApiSchema::Openai
+                && matches!(ctx.operation, Operation::ChatCompletions | Operation::Completions)
+                && parsed.stream
+                && parsed.include_usage != Some(true);
+            ctx.strip_usage = add_usage;
+            ctx.audit.usage_requested_by_gateway = add_usage;
+            if model.is_some() || add_usage {
+                full(llm::rewrite(&bytes, model, add_usage).map_err(ProxyError::BadBody)?)
+            } else {
+                full(bytes)
+            }
+        }
         None => body,
     };
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -359,6 +364,9 @@ async fn proxy(
     if let Some(c) = &credential {
         c.inject(&mut headers);
     }
+    if let Ok(v) = HeaderValue::from_str(&ctx.trace.traceparent()) {
+        headers.insert("traceparent", v);
+    }
     let mut upstream_req = Request::builder()
         .method(parts.method)
         .uri(uri)
@@ -367,12 +375,23 @@ async fn proxy(
     *upstream_req.headers_mut() = headers;
 
     let client = &snapshot.clients[backend_index];
-    let resp = match tokio::time::timeout(timeout, client.request(upstream_req)).await {
+    let attempt_started = Instant::now();
+    let sent = tokio::time::timeout(timeout, client.request(upstream_req)).await;
+    let attempt = |status: Option<u16>, error: Option<String>| Attempt {
+        backend: backend.name.clone(),
+        status,
+        error,
+        duration_ms: attempt_started.elapsed().as_secs_f64() * 1000.0,
+    };
+    let resp = match sent {
         Err(_) => {
-            return Err(ProxyError::UpstreamTimeout {
+            let e = ProxyError::UpstreamTimeout {
                 backend: backend.name.clone(),
                 timeout,
-            })
+            };
+            ctx.audit.attempts.push(attempt(None, Some(e.to_string())));
+            l7.metrics.attempt(&backend.name, "timeout");
+            return Err(e);
         }
         Ok(Err(e)) => {
             let mut message = e.to_string();
@@ -381,13 +400,25 @@ async fn proxy(
                 message = format!("{message}: {s}");
                 source = s.source();
             }
-            return Err(ProxyError::Upstream {
+            let e = ProxyError::Upstream {
                 backend: backend.name.clone(),
                 message,
-            });
+            };
+            ctx.audit.attempts.push(attempt(None, Some(e.to_string())));
+            l7.metrics.attempt(&backend.name, "error");
+            return Err(e);
         }
         Ok(Ok(resp)) => resp,
     };
+    ctx.audit.attempts.push(attempt(Some(resp.status().as_u16()), None));
+    l7.metrics.attempt(
+        &backend.name,
+        if resp.status().is_success() {
+            "ok"
+        } else {
+            "error_status"
+        },
+    );
 
     // response_filter: stream back as it comes; hop-by-hop headers are per connection.
     let (mut parts, body) = resp.into_parts();
@@ -455,94 +486,4 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-}
-
-/// The response body, passed through frame by frame; `logging` runs when it ends, fails, or is
-/// dropped (client gone), so every request leaves exactly one record.
-struct Recorded {
-    inner: RespBody,
-    ctx: Option<RequestCtx>,
-    metrics: Arc<Metrics>,
-}
-
-impl Recorded {
-    fn new(inner: RespBody, ctx: RequestCtx, metrics: Arc<Metrics>) -> Recorded {
-        Recorded {
-            inner,
-            ctx: Some(ctx),
-            metrics,
-        }
-    }
-
-    fn finish(&mut self, complete: bool, error: Option<String>) {
-        if let Some(mut ctx) = self.ctx.take() {
-            ctx.record.complete = complete;
-            if let Some(e) = error {
-                ctx.record.error.get_or_insert(e);
-            }
-            ctx.record.duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
-            logging(&ctx.record, &self.metrics);
-        }
-    }
-}
-
-impl Body for Recorded {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(ctx)) = (frame.data_ref(), self.ctx.as_mut()) {
-                    ctx.record.response_bytes += data.len() as u64;
-                }
-                // hyper stops polling once the body says it has ended (known length), so
-                // the end is noticed here rather than by a final `None`.
-                if self.inner.is_end_stream() {
-                    self.finish(true, None);
-                }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                let e = format!("upstream body: {e}");
-                self.finish(false, Some(e));
-            }
-            Poll::Ready(None) => self.finish(true, None),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Recorded {
-    fn drop(&mut self) {
-        if self.inner.is_end_stream() {
-            // An empty body that hyper never needed to poll.
-            self.finish(true, None);
-        } else {
-            self.finish(false, Some("response not completed (client gone)".into()));
-        }
-    }
-}
-
-/// The per-request log line (the accounting work turns it into the audit record).
-fn logging(record: &RequestRecord, metrics: &Metrics) {
-    metrics.request_done(
-        record.provider.as_deref().unwrap_or("unknown"),
-        record.backend.as_deref().unwrap_or("none"),
-        record.status,
-    );
-    tracing::info!(
-        target: "tollgate::request",
-        record = %serde_json::to_string(record).unwrap_or_default(),
-        "request"
-    );
 }

@@ -270,6 +270,7 @@ mod tests {
             cgroup: Some("/team-a/job".into()),
             netns_cookie: 1,
             host_netns: true,
+            container: Default::default(),
         }
     }
 

@@ -3,11 +3,14 @@
 //! Every label value comes from a closed set (an outcome, a direction, a provider name from the
 //! config, a kernel counter name), never from client input, so the series count is bounded.
 
+pub mod jsonl;
+pub mod trace;
+
 use std::sync::Mutex;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -45,6 +48,68 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// OpenTelemetry GenAI attributes, as Prometheus labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GenAiLabels {
+    pub gen_ai_operation_name: String,
+    pub gen_ai_provider_name: String,
+    /// Bounded: see `Bounded`.
+    pub gen_ai_request_model: String,
+    pub route: String,
+    pub backend: String,
+    /// The process name (`comm`), bounded.
+    pub workload: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub gen_ai_operation_name: String,
+    pub gen_ai_provider_name: String,
+    pub gen_ai_request_model: String,
+    /// `input`, `output`, `cached_input`, `cache_write`, `reasoning`.
+    pub gen_ai_token_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub backend: String,
+    /// `ok`, `error_status`, `error`, `timeout`.
+    pub result: &'static str,
+}
+
+/// Caps the distinct values a label takes: the first `max` values seen are kept, any other
+/// becomes `other`, so client input can never grow the series count without bound.
+pub struct Bounded {
+    seen: Mutex<std::collections::HashSet<String>>,
+    max: usize,
+}
+
+impl Bounded {
+    pub fn new(max: usize) -> Bounded {
+        Bounded {
+            seen: Mutex::new(Default::default()),
+            max,
+        }
+    }
+
+    pub fn label(&self, value: &str) -> String {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(value) {
+            return value.to_string();
+        }
+        if seen.len() < self.max {
+            seen.insert(value.to_string());
+            return value.to_string();
+        }
+        "other".to_string()
+    }
+}
+
+/// Distinct model label values kept.
+pub const MAX_MODEL_LABELS: usize = 100;
+/// Distinct workload label values kept.
+pub const MAX_WORKLOAD_LABELS: usize = 100;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub event: &'static str,
@@ -69,6 +134,15 @@ pub struct Metrics {
     request_errors: Family<ReasonLabels, Counter>,
     config_reloads: Family<ResultLabels, Counter>,
     config_synchronized: Gauge,
+    token_usage: Family<TokenLabels, Histogram>,
+    request_duration: Family<GenAiLabels, Histogram>,
+    time_to_first_token: Family<GenAiLabels, Histogram>,
+    time_per_output_token: Family<GenAiLabels, Histogram>,
+    cost: Family<GenAiLabels, Counter>,
+    cost_unknown: Family<ProviderLabels, Counter>,
+    attempts: Family<AttemptLabels, Counter>,
+    models: Bounded,
+    workloads: Bounded,
     /// Last kernel counter values seen, to turn the map's totals into counter increments.
     last_ebpf: Mutex<[u64; gateway_common::STATS_LEN as usize]>,
 }
@@ -81,63 +155,150 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("tollgate");
+        let mut registry = Registry::default();
         let connections = Family::<ConnLabels, Counter>::default();
         registry.register(
-            "captured_connections",
+            "tollgate_captured_connections",
             "Captured connections handled by the proxy, by provider, mode and outcome",
             connections.clone(),
         );
         let bytes = Family::<BytesLabels, Counter>::default();
-        registry.register("relayed_bytes", "Bytes relayed for captured connections", bytes.clone());
+        registry.register(
+            "tollgate_relayed_bytes",
+            "Bytes relayed for captured connections",
+            bytes.clone(),
+        );
         let unknown_connections = Counter::default();
         registry.register(
-            "unknown_connections",
+            "tollgate_unknown_connections",
             "Connections to the redirect listener with no redirect record (closed at once)",
             unknown_connections.clone(),
         );
         let active = Gauge::default();
-        registry.register("active_connections", "Captured connections open now", active.clone());
+        registry.register(
+            "tollgate_active_connections",
+            "Captured connections open now",
+            active.clone(),
+        );
         let ebpf_events = Family::<EventLabels, Counter>::default();
         registry.register(
-            "ebpf_connect_events",
+            "tollgate_ebpf_connect_events",
             "Decisions of the kernel programs (redirected, skipped_own, skipped_no_listener, denied, failed_closed, record_failed, peername_restored)",
             ebpf_events.clone(),
         );
         let endpoints = Gauge::default();
-        registry.register("endpoint_entries", "Entries in the endpoint maps", endpoints.clone());
+        registry.register(
+            "tollgate_endpoint_entries",
+            "Entries in the endpoint maps",
+            endpoints.clone(),
+        );
         let dns_failures = Family::<ProviderLabels, Counter>::default();
         registry.register(
-            "dns_resolution_failures",
+            "tollgate_dns_resolution_failures",
             "Failed resolutions of provider hostnames (last addresses kept)",
             dns_failures.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
-            "requests",
+            "tollgate_requests",
             "L7 requests by provider, backend and status class",
             requests.clone(),
         );
         let request_errors = Family::<ReasonLabels, Counter>::default();
         registry.register(
-            "request_errors",
+            "tollgate_request_errors",
             "L7 requests that failed before a response, by reason",
             request_errors.clone(),
         );
         let config_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
-            "config_reloads",
+            "tollgate_config_reloads",
             "Configuration reloads by result (applied, rejected)",
             config_reloads.clone(),
         );
         let config_synchronized = Gauge::default();
         registry.register(
-            "config_synchronized",
+            "tollgate_config_synchronized",
             "1 when the running configuration is the file's current content, 0 after a rejected reload",
             config_synchronized.clone(),
         );
         config_synchronized.set(1);
+        // Bucket boundaries from the OpenTelemetry GenAI metric conventions.
+        let token_usage = Family::<TokenLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(
+                [
+                    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+                ]
+                .into_iter(),
+            )
+        });
+        registry.register(
+            "gen_ai_client_token_usage",
+            "Tokens used per request, by token type",
+            token_usage.clone(),
+        );
+        let request_duration = Family::<GenAiLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(
+                [
+                    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+                ]
+                .into_iter(),
+            )
+        });
+        registry.register(
+            "gen_ai_server_request_duration",
+            "Request duration in seconds",
+            request_duration.clone(),
+        );
+        let time_to_first_token = Family::<GenAiLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(
+                [
+                    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                ]
+                .into_iter(),
+            )
+        });
+        registry.register(
+            "gen_ai_server_time_to_first_token",
+            "Seconds to the first content token (streams) or first response byte",
+            time_to_first_token.clone(),
+        );
+        let time_per_output_token = Family::<GenAiLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5].into_iter())
+        });
+        registry.register(
+            "gen_ai_server_time_per_output_token",
+            "Seconds per output token after the first",
+            time_per_output_token.clone(),
+        );
+        let cost = Family::<GenAiLabels, Counter>::default();
+        registry.register(
+            "tollgate_cost_nanodollars",
+            "Cost of requests in nano-dollars (exact)",
+            cost.clone(),
+        );
+        let cost_unknown = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "tollgate_cost_unknown_model",
+            "Requests with usage whose model has no price (cost null in the audit record)",
+            cost_unknown.clone(),
+        );
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "tollgate_upstream_attempts",
+            "Upstream attempts by backend and result",
+            attempts.clone(),
+        );
         Metrics {
+            token_usage,
+            request_duration,
+            time_to_first_token,
+            time_per_output_token,
+            cost,
+            cost_unknown,
+            attempts,
+            models: Bounded::new(MAX_MODEL_LABELS),
+            workloads: Bounded::new(MAX_WORKLOAD_LABELS),
             registry,
             requests,
             request_errors,
@@ -212,6 +373,80 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    pub fn attempt(&self, backend: &str, result: &'static str) {
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                backend: backend.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Everything an audit record says that metrics count.
+    pub fn request_audit(
+        &self,
+        a: &crate::accounting::audit::AuditRecord,
+        priced: bool,
+        latency: std::time::Duration,
+        ttft: Option<std::time::Duration>,
+        prices: &crate::accounting::PriceTable,
+    ) {
+        let provider = a.provider.clone().unwrap_or_else(|| "unknown".into());
+        self.request_done(&provider, a.backend.as_deref().unwrap_or("none"), a.status);
+        // Only priced models (the shipped table and config) get their own label value.
+        let model = match a.model.as_deref() {
+            Some(m) if prices.knows(m) => self.models.label(m),
+            Some(_) => "other".to_string(),
+            None => "none".to_string(),
+        };
+        let labels = GenAiLabels {
+            gen_ai_operation_name: a.operation.clone(),
+            gen_ai_provider_name: provider.clone(),
+            gen_ai_request_model: model.clone(),
+            route: a.route.clone().unwrap_or_else(|| "none".into()),
+            backend: a.backend.clone().unwrap_or_else(|| "none".into()),
+            workload: self.workloads.label(&a.workload.comm),
+        };
+        self.request_duration
+            .get_or_create(&labels)
+            .observe(latency.as_secs_f64());
+        if let Some(t) = ttft {
+            self.time_to_first_token.get_or_create(&labels).observe(t.as_secs_f64());
+        }
+        if let Some(tokens) = &a.tokens {
+            for (kind, n) in [
+                ("input", tokens.input),
+                ("output", tokens.output),
+                ("cached_input", tokens.cached_input),
+                ("cache_write", tokens.cache_write),
+                ("reasoning", tokens.reasoning),
+            ] {
+                if n > 0 || kind == "input" || kind == "output" {
+                    let l = TokenLabels {
+                        gen_ai_operation_name: a.operation.clone(),
+                        gen_ai_provider_name: provider.clone(),
+                        gen_ai_request_model: model.clone(),
+                        gen_ai_token_type: kind,
+                    };
+                    self.token_usage.get_or_create(&l).observe(n as f64);
+                }
+            }
+            if let (Some(t), true) = (ttft, tokens.output > 1) {
+                let per = (latency.saturating_sub(t)).as_secs_f64() / (tokens.output - 1) as f64;
+                self.time_per_output_token.get_or_create(&labels).observe(per);
+            }
+            match a.cost_nano_usd {
+                Some(nano) => {
+                    self.cost.get_or_create(&labels).inc_by(nano);
+                }
+                None if !priced => {
+                    self.cost_unknown.get_or_create(&ProviderLabels { provider }).inc();
+                }
+                None => {}
+            }
+        }
     }
 
     pub fn request_error(&self, reason: &'static str) {

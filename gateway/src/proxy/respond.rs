@@ -1,0 +1,221 @@
+//! `response_filter` and `logging`: the response body passes frame by frame through a wrapper
+//! that meters usage as it goes (JSON or SSE, see `llm::usage`), removes the stream usage chunk
+//! Tollgate asked for on the client's behalf, notes the time to first token, and writes the
+//! audit record exactly once: when the body ends, fails, or is dropped (client gone).
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{header, Response};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::{RequestCtx, RespBody, L7};
+use crate::{
+    accounting::{self, audit::Tokens},
+    llm::usage::{Meter, Metered},
+    telemetry::{jsonl, Metrics},
+};
+
+/// Wraps the response so that it is metered and recorded.
+pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Response<RespBody> {
+    let (mut parts, body) = resp.into_parts();
+    let mut ctx = ctx;
+    ctx.audit.status = parts.status.as_u16();
+    // Errors pass through untouched and unmetered; so does everything when no usage exists.
+    let meter = parts
+        .status
+        .is_success()
+        .then(|| Meter::new(ctx.schema, ctx.operation, ctx.audit.stream, ctx.strip_usage));
+    if meter.as_ref().is_some_and(Meter::rewrites) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    let recorded = Recorded {
+        inner: body,
+        meter,
+        metered: None,
+        held: None,
+        inner_done: false,
+        first_byte: None,
+        first_token: None,
+        ctx: Some(ctx),
+        metrics: l7.metrics.clone(),
+        audit: l7.audit.clone(),
+    };
+    Response::from_parts(parts, recorded.boxed())
+}
+
+struct Recorded {
+    inner: RespBody,
+    meter: Option<Meter>,
+    /// What the meter said once the upstream body ended.
+    metered: Option<Metered>,
+    /// Bytes the meter held back until the end (rewriting only).
+    held: Option<Bytes>,
+    inner_done: bool,
+    first_byte: Option<Duration>,
+    first_token: Option<Duration>,
+    ctx: Option<RequestCtx>,
+    metrics: Arc<Metrics>,
+    audit: jsonl::Sink,
+}
+
+impl Recorded {
+    fn rewrites(&self) -> bool {
+        self.meter.as_ref().is_some_and(Meter::rewrites)
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.ctx.as_ref().map(|c| c.started.elapsed()).unwrap_or_default()
+    }
+
+    /// The upstream body ended normally.
+    fn upstream_ended(&mut self) {
+        self.inner_done = true;
+        if let Some(m) = self.meter.as_mut() {
+            let (rest, metered) = m.finish(true);
+            self.metered = Some(metered);
+            if !rest.is_empty() {
+                self.held = Some(Bytes::from(rest));
+            }
+        }
+    }
+
+    fn finish(&mut self, ended: bool, error: Option<String>) {
+        let Some(mut ctx) = self.ctx.take() else { return };
+        let metered = match (self.metered.take(), self.meter.as_mut()) {
+            (Some(m), _) => m,
+            (None, Some(meter)) => meter.finish(ended).1,
+            (None, None) => Metered::default(),
+        };
+        let a = &mut ctx.audit;
+        a.complete = ended;
+        if let Some(e) = error {
+            a.error.get_or_insert(e);
+        }
+        if let Some(m) = metered.model {
+            a.served_model = Some(m);
+        }
+        a.usage_status = match (&metered.usage, metered.complete && ended) {
+            (Some(_), true) => "complete",
+            (Some(_), false) => "partial",
+            (None, _) => "missing",
+        }
+        .into();
+        a.tokens = metered.usage.as_ref().map(Tokens::from);
+        let priced_model = a.served_model.clone().or_else(|| a.model.clone());
+        let price = priced_model.as_deref().and_then(|m| ctx.snapshot.config.prices.get(m));
+        if let (Some(price), Some(usage)) = (price, &metered.usage) {
+            let nano = accounting::cost(price, usage);
+            a.cost_nano_usd = Some(nano);
+            a.cost_usd = Some(accounting::usd(nano));
+        }
+        let latency = ctx.started.elapsed();
+        a.latency_ms = latency.as_secs_f64() * 1000.0;
+        let ttft = if a.stream {
+            self.first_token.or(self.first_byte)
+        } else {
+            self.first_byte
+        };
+        a.ttft_ms = ttft.map(|d| d.as_secs_f64() * 1000.0);
+        self.metrics
+            .request_audit(a, price.is_some(), latency, ttft, &ctx.snapshot.config.prices);
+        tracing::debug!(target: "tollgate::request", trace_id = %a.trace_id, status = a.status, "request");
+        self.audit.write_json(a);
+    }
+
+    fn note_data(&mut self, len: usize) {
+        if len > 0 && self.first_byte.is_none() {
+            self.first_byte = Some(self.elapsed());
+        }
+        if let Some(ctx) = self.ctx.as_mut() {
+            ctx.audit.response_bytes += len as u64;
+        }
+        if self.first_token.is_none() && self.meter.as_ref().is_some_and(|m| m.first_token_seen) {
+            self.first_token = Some(self.elapsed());
+        }
+    }
+}
+
+impl Body for Recorded {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        loop {
+            if self.inner_done {
+                if let Some(rest) = self.held.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(rest))));
+                }
+                self.finish(true, None);
+                return Poll::Ready(None);
+            }
+            let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.upstream_ended();
+                    continue;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.finish(false, Some(format!("upstream body: {e}")));
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(frame))) => frame,
+            };
+            let Some(data) = frame.data_ref() else {
+                return Poll::Ready(Some(Ok(frame))); // trailers
+            };
+            let observed = self.meter.as_mut().and_then(|m| m.observe(data));
+            self.note_data(data.len());
+            let out = match observed {
+                Some(bytes) if bytes.is_empty() => continue, // held until its event completes
+                Some(bytes) => Frame::data(Bytes::from(bytes)),
+                None => frame,
+            };
+            // hyper stops polling once a body with a known end says it has ended, so the end
+            // is noticed here rather than by a final `None`.
+            if !self.rewrites() && self.inner.is_end_stream() {
+                self.upstream_ended();
+                self.finish(true, None);
+            }
+            return Poll::Ready(Some(Ok(out)));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        if self.rewrites() {
+            self.inner_done && self.held.is_none() && self.ctx.is_none()
+        } else {
+            self.inner.is_end_stream()
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.rewrites() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        if !self.rewrites() && self.inner.is_end_stream() && !self.inner_done {
+            // An empty body that hyper never needed to poll.
+            self.upstream_ended();
+            self.finish(true, None);
+        } else {
+            let ended = self.inner_done;
+            self.finish(
+                ended,
+                (!ended).then(|| "response not completed (client gone or upstream cut)".into()),
+            );
+        }
+    }
+}
