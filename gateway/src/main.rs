@@ -36,6 +36,21 @@ enum Command {
         /// Configuration file (YAML).
         file: PathBuf,
     },
+    /// Requests, tokens and cost per workload, model, route or provider, from the audit log.
+    Usage {
+        /// The audit log (its rotated files `.1`, `.2`, … are read too).
+        #[arg(long, default_value = gateway::config::DEFAULT_AUDIT_PATH)]
+        audit_log: PathBuf,
+        /// How far back to look, e.g. `1h`, `30m`, `7d`.
+        #[arg(long, default_value = "24h")]
+        since: humantime::Duration,
+        /// What rows are.
+        #[arg(long, value_enum, default_value = "workload")]
+        by: gateway::accounting::report::GroupBy,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove programs that a fail-closed instance left attached (pinned on bpffs).
     Detach {
         /// The `capture.pinPath` of that instance.
@@ -60,6 +75,24 @@ fn main() -> anyhow::Result<()> {
                 cfg.providers.len(),
                 cfg.capture.fail_mode
             );
+            Ok(())
+        }
+        Command::Usage {
+            audit_log,
+            since,
+            by,
+            json,
+        } => {
+            use gateway::accounting::report;
+            let since = std::time::SystemTime::now() - *since;
+            let records =
+                report::read(&audit_log, since).with_context(|| format!("reading {}", audit_log.display()))?;
+            let rows = report::summarize(&records, by);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", report::table(&rows, by));
+            }
             Ok(())
         }
         Command::Detach { pin_path } => {

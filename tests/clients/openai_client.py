@@ -5,6 +5,7 @@ only change Tollgate asks of a workload). Prints one JSON line.
 
     openai_client.py chat MODEL              one chat completion
     openai_client.py stream MODEL GATE_FILE  a streamed one; creates GATE_FILE on the first chunk
+    openai_client.py stream_usage MODEL      a stream with stream_options.include_usage; prints usage
     openai_client.py error MODEL             expects an API error; prints its status and body
 """
 import json
@@ -30,6 +31,17 @@ elif mode == "stream":
         if chunk.choices:
             pieces.append(chunk.choices[0].delta.content)
     print(json.dumps({"pieces": pieces, "content": "".join(p for p in pieces if p)}))
+elif mode == "stream_usage":
+    # The client asks for usage itself: it must get the provider's usage chunk.
+    usage, pieces = None, []
+    stream = client.chat.completions.create(model=model, messages=messages, stream=True,
+                                            stream_options={"include_usage": True})
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage.model_dump()
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content)
+    print(json.dumps({"usage": usage, "content": "".join(p for p in pieces if p)}))
 elif mode == "error":
     try:
         client.chat.completions.create(model=model, messages=messages)

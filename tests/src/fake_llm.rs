@@ -98,6 +98,8 @@ pub struct Script {
     /// Streams: after the first content chunk, wait until this file exists before sending
     /// the rest (the client creates it when it has seen the first chunk).
     pub gate: Option<PathBuf>,
+    /// Streams: after the first chunks, break the response (an upstream reset mid-stream).
+    pub reset_after_first: bool,
 }
 
 /// A fake provider endpoint.
@@ -181,25 +183,32 @@ impl Drop for FakeLlm {
     }
 }
 
-/// A response body fed from a channel, so chunks leave when the fake sends them.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body fed from a channel, so chunks leave when the fake sends them; an `Err`
+/// breaks the response mid-way.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>);
 
 impl Body for ChannelBody {
     type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    type Error = BoxError;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
     }
 }
 
-type FakeBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+type FakeBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
 fn json_response(status: u16, v: Value) -> hyper::Response<FakeBody> {
     hyper::Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("x-request-id", "req_fake")
-        .body(http_body_util::Full::new(Bytes::from(v.to_string())).boxed())
+        .body(
+            http_body_util::Full::new(Bytes::from(v.to_string()))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .unwrap()
 }
 
@@ -254,9 +263,15 @@ async fn answer(
         ),
         ("/v1/chat/completions", true) => {
             let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+            // As the API does: with include_usage every chunk carries `"usage":null`, and a last
+            // chunk with empty choices carries the usage.
             let chunk = |delta: Value, finish: Value| {
-                json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1764100000,"model":model,
-                       "system_fingerprint":"fp_fake","choices":[{"index":0,"delta":delta,"logprobs":null,"finish_reason":finish}]})
+                let mut c = json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1764100000,"model":model,
+                       "system_fingerprint":"fp_fake","choices":[{"index":0,"delta":delta,"logprobs":null,"finish_reason":finish}]});
+                if include_usage {
+                    c["usage"] = Value::Null;
+                }
+                c
             };
             let first = [
                 chunk(json!({"role":"assistant","content":""}), Value::Null),
@@ -274,7 +289,7 @@ async fn answer(
             let first: Vec<Bytes> = first.iter().map(sse).collect();
             let mut rest: Vec<Bytes> = rest.iter().map(sse).collect();
             rest.push(Bytes::from_static(b"data: [DONE]\n\n"));
-            stream_response(first, rest, script.gate, gate_slot)
+            stream_response(first, rest, &script, gate_slot)
         }
         ("/v1/messages", false) => json_response(
             200,
@@ -314,7 +329,7 @@ async fn answer(
                 ),
                 ev("message_stop", json!({"type":"message_stop"})),
             ];
-            stream_response(first, rest, script.gate, gate_slot)
+            stream_response(first, rest, &script, gate_slot)
         }
         ("/v1/models", _) => json_response(
             200,
@@ -330,13 +345,19 @@ async fn answer(
 fn stream_response(
     first: Vec<Bytes>,
     rest: Vec<Bytes>,
-    gate: Option<PathBuf>,
+    script: &Script,
     result: Arc<Mutex<Option<bool>>>,
 ) -> hyper::Response<FakeBody> {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(16);
+    let (gate, reset) = (script.gate.clone(), script.reset_after_first);
     tokio::spawn(async move {
         for b in first {
-            let _ = tx.send(b).await;
+            let _ = tx.send(Ok(b)).await;
+        }
+        if reset {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = tx.send(Err("reset on purpose".into())).await;
+            return;
         }
         if let Some(gate) = gate {
             let start = Instant::now();
@@ -346,7 +367,7 @@ fn stream_response(
             *result.lock().unwrap() = Some(gate.exists());
         }
         for b in rest {
-            let _ = tx.send(b).await;
+            let _ = tx.send(Ok(b)).await;
         }
     });
     hyper::Response::builder()

@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 pub mod fake_llm;
+pub mod l7;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -625,9 +626,34 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Checks every audit record written so far against `docs/audit.schema.json`.
+    pub fn validate_audit(&self) {
+        let path = self.audit_path();
+        if !path.exists() {
+            return;
+        }
+        let mut cmd = Command::new(sdk_python());
+        cmd.arg(workspace().join("tests/clients/validate_audit.py"))
+            .arg(workspace().join("docs/audit.schema.json"))
+            .arg(&path);
+        let out = run(cmd, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "audit records do not match docs/audit.schema.json:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.stop();
+        // Every record any test produces is validated against the published schema.
+        if !std::thread::panicking() {
+            self.validate_audit();
+        }
         if self.pin_path.exists() {
             self.detach_pins();
         }

@@ -9,83 +9,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::{
     fake_llm::{FakeLlm, Script, TestCa},
-    privileged, run, sdk_python, Cgroup, Gateway, GatewayBuilder, TempDir,
+    l7::{curl, openai_setup, wait_records, SECRET_1, SECRET_2},
+    privileged, run, sdk_python, Cgroup, GatewayBuilder, TempDir,
 };
 
-const SECRET_1: &str = "sk-real-openai-SECRET-0001";
-const SECRET_2: &str = "sk-real-openai-SECRET-0002";
 const ANTHROPIC_SECRET: &str = "sk-ant-real-SECRET-0003";
-
-/// curl inside the cgroup, with `host` resolving to `ip`, trusting `ca`.
-fn curl(cg: &Cgroup, dir: &TempDir, host: &str, ip: &str, ca: &std::path::Path, args: &[&str]) -> (String, Value) {
-    let mut cmd = cg.command_with_hosts(dir, &[(host, ip)], "curl");
-    cmd.args(["-sS", "-m", "20", "--cacert"])
-        .arg(ca)
-        .args(["-w", "\n%{http_code} %{http_version}"])
-        .args(args);
-    let out = run(cmd, Duration::from_secs(30));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "curl failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (body, status) = stdout.rsplit_once('\n').unwrap();
-    (
-        status.to_string(),
-        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
-    )
-}
-
-fn wait_records(gw: &Gateway, n: usize) -> Vec<Value> {
-    gw.wait_audit(n)
-}
-
-struct OpenAiSetup {
-    dir: TempDir,
-    cg: Cgroup,
-    primary: FakeLlm,
-    secondary: FakeLlm,
-    captured_ip: String,
-    secret_file: std::path::PathBuf,
-}
-
-/// `api.openai.com` → `127.20.<n>.1:443` (captured); backends `primary` and `secondary` on
-/// `127.20.<n>.2` and `.3` over TLS with their own CA.
-fn openai_setup(n: u8, name: &str, extra_backends: &str) -> (OpenAiSetup, GatewayBuilder) {
-    let dir = TempDir::new(name);
-    let ca = TestCa::new(&dir.0, "fake");
-    let primary_ip = format!("127.20.{n}.2");
-    let secondary_ip = format!("127.20.{n}.3");
-    let primary = FakeLlm::start("primary", &primary_ip, Some(ca.server_config(&[&primary_ip])));
-    let secondary = FakeLlm::start("secondary", &secondary_ip, Some(ca.server_config(&[&secondary_ip])));
-    let secret_file = dir.path("openai-key");
-    std::fs::write(&secret_file, format!("{SECRET_1}\n")).unwrap();
-    let cg = Cgroup::new(name);
-    let captured_ip = format!("127.20.{n}.1");
-    let builder = GatewayBuilder::new(&cg)
-        .llm_provider("openai", &["api.openai.com"], &[&captured_ip], &[443], &["backend: primary"])
-        .yaml(&format!(
-            "backends:\n  - name: primary\n    url: {}\n    credential: openai-key\n    caFile: {}\n  - name: secondary\n    url: {}\n    credential: openai-key\n    caFile: {}\n{extra_backends}\
-             credentials:\n  - name: openai-key\n    kind: bearer\n    file: {}\n",
-            primary.url(true),
-            ca.pem_path.display(),
-            secondary.url(true),
-            ca.pem_path.display(),
-            secret_file.display()
-        ));
-    (
-        OpenAiSetup {
-            dir,
-            cg,
-            primary,
-            secondary,
-            captured_ip,
-            secret_file,
-        },
-        builder,
-    )
-}
 
 #[test]
 fn curl_over_http1_and_h2_is_intercepted_and_signed_with_the_real_key() {

@@ -6,6 +6,7 @@
 //! integer number of nano-dollars: no float is ever accumulated.
 
 pub mod audit;
+pub mod report;
 
 use std::collections::HashMap;
 
@@ -161,11 +162,13 @@ pub fn normalize(model: &str) -> String {
     // Dated suffixes: -YYYY-MM-DD and -YYYYMMDD.
     let b = m.as_bytes();
     let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
-    if b.len() > 11 && b[b.len() - 11] == b'-' && b[b.len() - 8] == b'-' && b[b.len() - 5] == b'-' {
-        let tail = &b[b.len() - 10..];
-        if digits(&tail[..4]) && digits(&tail[5..7]) && digits(&tail[8..]) {
-            m.truncate(m.len() - 11);
-        }
+    let dashed = b.len() > 11 && b[b.len() - 11] == b'-' && b[b.len() - 6] == b'-' && b[b.len() - 3] == b'-';
+    if dashed
+        && digits(&b[b.len() - 10..b.len() - 6])
+        && digits(&b[b.len() - 5..b.len() - 3])
+        && digits(&b[b.len() - 2..])
+    {
+        m.truncate(m.len() - 11);
     } else if b.len() > 9 && b[b.len() - 9] == b'-' && digits(&b[b.len() - 8..]) {
         m.truncate(m.len() - 9);
     }

@@ -283,7 +283,7 @@ impl AnyResolver {
                 path: path.clone(),
                 ttl: dns.min_ttl,
             }),
-            None => AnyResolver::System(Box::new(SystemResolver::new())),
+            None => AnyResolver::System(Box::default()),
         }
     }
 }

@@ -81,7 +81,7 @@ pub fn parse_cgroup(path: &str) -> ContainerInfo {
             .or_else(|| part.strip_suffix(".scope"))
             .unwrap_or(part);
         // Pod: `pod<uid>` (cgroupfs) or `kubepods-<qos>-pod<uid_with_underscores>` (systemd).
-        if let Some(at) = stem.find("pod") {
+        if let Some(at) = stem.rfind("pod") {
             let uid = &stem[at + 3..];
             if uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_') {
                 info.pod_uid = Some(uid.replace('_', "-"));

@@ -100,13 +100,14 @@ struct Peek {
 
 /// Reads `model`, `stream` and `stream_options.include_usage` from a JSON request body.
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
-    let peek: Peek = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() && body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            ParseError::NotObject
-        } else {
-            ParseError::Json(e.to_string())
-        }
-    })?;
+    // serde would also build a struct from a JSON array: only objects are requests.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => ParseError::NotObject,
+            Err(e) => ParseError::Json(e.to_string()),
+        });
+    }
+    let peek: Peek = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     let model = match peek.model {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),

@@ -168,9 +168,11 @@ impl Writer {
             // Block for one line, take whatever else is queued, then flush: lines reach the
             // file promptly under low load and in batches under high load.
             while let Ok(line) = rx.recv() {
-                let mut result = out.write_line(&line);
+                let mut result = out.write_line(&line).and_then(|_| out.rotate_if_needed(&target));
                 while let Ok(line) = rx.try_recv() {
-                    result = result.and_then(|_| out.write_line(&line));
+                    result = result
+                        .and_then(|_| out.write_line(&line))
+                        .and_then(|_| out.rotate_if_needed(&target));
                 }
                 let sync = match target.fsync {
                     Fsync::Never => false,

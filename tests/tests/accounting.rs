@@ -1,0 +1,326 @@
+//! Accounting end to end: token counts and costs in the audit record, streams (with and
+//! without the client asking for usage, cut short), metrics, label cardinality, workload
+//! identity, `tollgate usage`. Every audit record any test writes is also validated against
+//! `docs/audit.schema.json` when its gateway stops.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::{
+    fake_llm::{FakeLlm, Script, TestCa},
+    l7::{curl, openai_setup},
+    privileged, run, sdk_python, tollgate_bin, Cgroup, GatewayBuilder, TempDir,
+};
+
+/// The fake answers 9 prompt + 4 completion tokens; gpt-4o-mini costs $0.15 / $0.60 per 1M:
+/// 9 * 150 + 4 * 600 nano-dollars.
+const MINI_COST_NANO: u64 = 9 * 150 + 4 * 600;
+
+fn sdk(s: &tests::l7::OpenAiSetup, gw: &tests::Gateway, args: &[&str]) -> Value {
+    let mut cmd =
+        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], sdk_python());
+    cmd.env("SSL_CERT_FILE", gw.ca_cert())
+        .arg(tests::workspace().join("tests/clients/openai_client.py"))
+        .args(args);
+    let out = run(cmd, Duration::from_secs(60));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn stream_tokens_match_the_sdk_and_the_stream_is_untouched_when_usage_was_not_asked() {
+    if !privileged("stream_tokens_match_the_sdk_and_the_stream_is_untouched_when_usage_was_not_asked") {
+        return;
+    }
+    let (s, builder) = openai_setup(11, "acct-stream", "");
+    let gw = builder.start();
+
+    // 1. The client asks for usage: the SDK's own numbers equal the record's.
+    let v = sdk(&s, &gw, &["stream_usage", "gpt-4o-mini"]);
+    let sdk_usage = &v["usage"];
+    assert_eq!(sdk_usage["prompt_tokens"], 9, "{v}");
+    let records = gw.wait_audit(1);
+    let r = &records[0];
+    assert_eq!(r["tokens"]["input"], sdk_usage["prompt_tokens"]);
+    assert_eq!(r["tokens"]["output"], sdk_usage["completion_tokens"]);
+    assert_eq!(r["usage_status"], "complete");
+    assert_eq!(r["usage_requested_by_gateway"], false);
+    assert_eq!(r["cost_nano_usd"], MINI_COST_NANO);
+    assert_eq!(r["cost_usd"], "0.00000375");
+    assert!(r["ttft_ms"].as_f64().unwrap() > 0.0);
+
+    // 2. It does not: Tollgate asks upstream, counts, and the client never sees the extra.
+    let v = sdk(
+        &s,
+        &gw,
+        &["stream", "gpt-4o-mini", s.dir.path("gate-unused").to_str().unwrap()],
+    );
+    assert_eq!(v["content"], "hello from primary");
+    let records = gw.wait_audit(2);
+    let r = &records[1];
+    assert_eq!(r["usage_requested_by_gateway"], true);
+    assert_eq!(
+        (r["tokens"]["input"].as_u64(), r["tokens"]["output"].as_u64()),
+        (Some(9), Some(4))
+    );
+    let upstream = s.primary.received();
+    assert_eq!(
+        upstream[1].body["stream_options"]["include_usage"], true,
+        "asked upstream on the client's behalf"
+    );
+
+    // 3. Byte for byte: the stream through Tollgate equals the fake's own stream without usage.
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut direct = std::process::Command::new("curl");
+    direct
+        .args(["-sS", "-N", "--cacert"])
+        .arg(s.dir.0.join("fake-ca.pem"))
+        .args(["-H", "content-type: application/json", "-d", body])
+        .arg(format!("{}/v1/chat/completions", s.primary.url(true)));
+    let direct = run(direct, Duration::from_secs(20)).stdout;
+    let (_, through) = curl(
+        &s.cg,
+        &s.dir,
+        "api.openai.com",
+        &s.captured_ip,
+        &gw.ca_cert(),
+        &[
+            "-N",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            "https://api.openai.com/v1/chat/completions",
+        ],
+    );
+    let through = match through {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    assert!(!direct.is_empty());
+    assert_eq!(
+        through,
+        String::from_utf8_lossy(&direct),
+        "the client sees exactly the provider's stream"
+    );
+    assert!(!through.contains("usage"));
+}
+
+#[test]
+fn cut_streams_still_leave_one_record_with_partial_usage() {
+    if !privileged("cut_streams_still_leave_one_record_with_partial_usage") {
+        return;
+    }
+    let dir = TempDir::new("acct-cut");
+    let ca = TestCa::new(&dir.0, "fake");
+    let claude = FakeLlm::start("claude", "127.20.12.2", Some(ca.server_config(&["127.20.12.2"])));
+    let cg = Cgroup::new("acct-cut");
+    let gw = GatewayBuilder::new(&cg)
+        .llm_provider(
+            "anthropic",
+            &["api.anthropic.com"],
+            &["127.20.12.1"],
+            &[443],
+            &["schema: anthropic", "backend: claude"],
+        )
+        .yaml(&format!(
+            "backends:\n  - name: claude\n    url: {}\n    schema: anthropic\n    caFile: {}\n",
+            claude.url(true),
+            ca.pem_path.display()
+        ))
+        .start();
+    let body =
+        r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let stream_curl = |extra: &[&str]| {
+        let mut cmd = cg.command_with_hosts(&dir, &[("api.anthropic.com", "127.20.12.1")], "curl");
+        cmd.args(["-sS", "-N", "--cacert"]).arg(gw.ca_cert()).args(extra).args([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            "https://api.anthropic.com/v1/messages",
+        ]);
+        run(cmd, Duration::from_secs(30))
+    };
+
+    // The client goes away mid-stream (the fake holds the rest back behind a gate nobody opens).
+    claude.set_script(Script {
+        gate: Some(dir.path("never")),
+        ..Default::default()
+    });
+    let out = stream_curl(&["--max-time", "1"]);
+    assert!(!out.status.success(), "curl gave up mid-stream");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("message_start"));
+    let records = gw.wait_audit(1);
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r["complete"], false);
+    assert_eq!(r["usage_status"], "partial");
+    assert_eq!(r["tokens"]["input"], 10, "input is known from message_start");
+    assert!(r["error"].as_str().unwrap().contains("not completed"), "{r}");
+
+    // The upstream breaks mid-stream: the client sees the error, the record says so.
+    claude.set_script(Script {
+        reset_after_first: true,
+        ..Default::default()
+    });
+    let out = stream_curl(&[]);
+    assert!(!out.status.success(), "the client must see the broken stream");
+    let records = gw.wait_audit(2);
+    assert_eq!(records.len(), 2);
+    let r = &records[1];
+    assert_eq!(r["complete"], false);
+    assert_eq!(r["usage_status"], "partial");
+    assert!(r["error"].as_str().unwrap().contains("upstream body"), "{r}");
+}
+
+#[test]
+fn metrics_count_known_requests_and_model_labels_stay_bounded() {
+    if !privileged("metrics_count_known_requests_and_model_labels_stay_bounded") {
+        return;
+    }
+    let (s, builder) = openai_setup(13, "acct-metrics", "");
+    let gw = builder.start();
+    // 3 priced requests, then a flood of 150 distinct made-up model names.
+    let script = format!(
+        "import http.client, json, ssl\nctx = ssl.create_default_context(cafile='{}')\nc = http.client.HTTPSConnection('api.openai.com', context=ctx)\n\
+         models = ['gpt-4o-mini'] * 3 + ['flood-model-%d' % i for i in range(150)]\nfor m in models:\n\
+         \x20   c.request('POST', '/v1/chat/completions', body=json.dumps({{'model': m, 'messages': []}}), headers={{'content-type': 'application/json'}})\n\
+         \x20   assert c.getresponse().read()\nprint('done')\n",
+        gw.ca_cert().display()
+    );
+    let mut cmd =
+        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], "python3");
+    cmd.args(["-c", &script]);
+    let out = run(cmd, Duration::from_secs(120));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "done",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = gw.wait_audit(153);
+    assert_eq!(records.len(), 153);
+    let flood: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["model"].as_str().unwrap_or("").starts_with("flood"))
+        .collect();
+    assert!(
+        flood
+            .iter()
+            .all(|r| r["cost_usd"].is_null() && r["tokens"]["input"] == 9),
+        "unpriced: cost null, tokens kept"
+    );
+
+    let (_, metrics) = gw.admin_get("/metrics");
+    let line = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric line {prefix}\n{metrics}"))
+    };
+    let mini = "gen_ai_request_model=\"gpt-4o-mini\"";
+    let input_sum = format!("gen_ai_client_token_usage_sum{{gen_ai_operation_name=\"chat_completions\",gen_ai_provider_name=\"openai\",{mini},gen_ai_token_type=\"input\"}}");
+    assert_eq!(line(&input_sum), 27.0);
+    let input_count = input_sum.replace("_sum{", "_count{");
+    assert_eq!(line(&input_count), 3.0);
+    let cost = format!(
+        "tollgate_cost_nanodollars_total{{gen_ai_operation_name=\"chat_completions\",gen_ai_provider_name=\"openai\",{mini},route=\"none\",backend=\"primary\",workload=\"python3\"}}"
+    );
+    assert_eq!(line(&cost), (3 * MINI_COST_NANO) as f64);
+    assert_eq!(line("tollgate_cost_unknown_model_total{provider=\"openai\"}"), 150.0);
+    assert!(
+        !metrics.contains("flood-model"),
+        "client-chosen model names never become label values"
+    );
+    let models: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.split("gen_ai_request_model=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(models.into_iter().collect::<Vec<_>>(), vec!["gpt-4o-mini", "other"]);
+
+    // `tollgate usage` reads the same log.
+    let out = run(
+        {
+            let mut c = std::process::Command::new(tollgate_bin());
+            c.args(["usage", "--since", "1h", "--by", "model", "--json", "--audit-log"])
+                .arg(gw.audit_path());
+            c
+        },
+        Duration::from_secs(20),
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mini_row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "gpt-4o-mini")
+        .unwrap();
+    assert_eq!(
+        (mini_row["requests"].as_u64(), mini_row["input_tokens"].as_u64()),
+        (Some(3), Some(27))
+    );
+    assert_eq!(mini_row["cost_usd"], "0.00001125");
+    let out = run(
+        {
+            let mut c = std::process::Command::new(tollgate_bin());
+            c.args(["usage", "--since", "1h", "--audit-log"]).arg(gw.audit_path());
+            c
+        },
+        Duration::from_secs(20),
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("workload") && table.contains("python3"), "{table}");
+}
+
+#[test]
+fn a_kubepods_shaped_cgroup_yields_pod_uid_and_container_id() {
+    if !privileged("a_kubepods_shaped_cgroup_yields_pod_uid_and_container_id") {
+        return;
+    }
+    let (s, builder) = openai_setup(14, "acct-pod", "");
+    let gw = builder.start();
+    let pod_uid = "0f8a4e6c-1b2d-4c3e-9f5a-6b7c8d9e0f1a";
+    let container = "3f1c2bd0e7a9a5b1c4d8e6f7a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9";
+    let leaf = s.cg.path.join(format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{container}.scope",
+        pod_uid.replace('-', "_")
+    ));
+    std::fs::create_dir_all(&leaf).unwrap();
+    let leaf_cg = Cgroup { path: leaf.clone() };
+    let (status, _) = curl(
+        &leaf_cg,
+        &s.dir,
+        "api.openai.com",
+        &s.captured_ip,
+        &gw.ca_cert(),
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"model":"gpt-4o-mini","messages":[]}"#,
+            "https://api.openai.com/v1/chat/completions",
+        ],
+    );
+    assert!(status.starts_with("200"), "{status}");
+    let r = &gw.wait_audit(1)[0];
+    assert_eq!(r["workload"]["pod_uid"], pod_uid);
+    assert_eq!(r["workload"]["container_id"], container);
+    assert_eq!(r["workload"]["container_runtime"], "containerd");
+    assert!(r["workload"]["cgroup"].as_str().unwrap().ends_with(".scope"));
+    drop(leaf_cg);
+    let mut p = leaf.as_path();
+    while let Some(parent) = p.parent() {
+        if parent == s.cg.path {
+            break;
+        }
+        let _ = std::fs::remove_dir(parent);
+        p = parent;
+    }
+}
