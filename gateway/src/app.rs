@@ -144,11 +144,25 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     credentials.refresh(&config.credentials, &env_var);
     let (audit, audit_writer) = jsonl::Writer::start("audit", config.audit.clone())
         .with_context(|| format!("cannot open the audit log {:?}", config.audit.path))?;
+    let (spans, span_task) = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            tracing::info!(%endpoint, "exporting spans over OTLP/HTTP");
+            let (sink, task) = crate::telemetry::otlp::start(
+                endpoint.clone(),
+                config.service_name.clone(),
+                metrics.spans_dropped.clone(),
+                shutdown_rx.clone(),
+            );
+            (Some(sink), Some(task))
+        }
+        None => (None, None),
+    };
     let l7 = Arc::new(proxy::L7 {
         snapshot: ArcSwap::from_pointee(Snapshot::build(config.clone())?),
         credentials: credentials.clone(),
         metrics: metrics.clone(),
         audit,
+        spans,
     });
     let (providers_tx, providers_rx) = watch::channel(Arc::new(config.providers.clone()));
 
@@ -263,6 +277,9 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     drain.drain(DRAIN_DEADLINE).await;
     let _ = sync_task.await;
     let _ = reload_task.await;
+    if let Some(t) = span_task {
+        let _ = t.await;
+    }
     let _ = admin_thread.join();
     // Every sink is gone with the connection tasks: flush the logs.
     log_writer.finish();

@@ -324,3 +324,71 @@ fn a_kubepods_shaped_cgroup_yields_pod_uid_and_container_id() {
         p = parent;
     }
 }
+
+#[test]
+fn traces_join_the_clients_trace_propagate_upstream_and_export_over_otlp() {
+    if !privileged("traces_join_the_clients_trace_propagate_upstream_and_export_over_otlp") {
+        return;
+    }
+    let collector = FakeLlm::start("collector", "127.20.15.9", None);
+    let (s, builder) = openai_setup(15, "acct-trace", "");
+    let gw = builder
+        .yaml(&format!(
+            "traces:\n  otlpEndpoint: http://{}/v1/traces\n",
+            collector.addr
+        ))
+        .start();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let (status, _) = curl(
+        &s.cg,
+        &s.dir,
+        "api.openai.com",
+        &s.captured_ip,
+        &gw.ca_cert(),
+        &[
+            "-H",
+            &format!("traceparent: 00-{trace}-00f067aa0ba902b7-01"),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"model":"gpt-4o-mini","messages":[]}"#,
+            "https://api.openai.com/v1/chat/completions",
+        ],
+    );
+    assert!(status.starts_with("200"), "{status}");
+    let r = gw.wait_audit(1)[0].clone();
+    assert_eq!(r["trace_id"], trace, "the client's trace is joined");
+    let upstream = &s.primary.received()[0];
+    let span = r["span_id"].as_str().unwrap();
+    assert_eq!(
+        upstream.headers["traceparent"],
+        format!("00-{trace}-{span}-01"),
+        "propagated with our span as parent"
+    );
+
+    let start = std::time::Instant::now();
+    let exported = loop {
+        if let Some(req) = collector.received().into_iter().find(|r| r.path == "/v1/traces") {
+            break req;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no span exported");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let spans = &exported.body["resourceSpans"][0]["scopeSpans"][0]["spans"];
+    let sp = &spans[0];
+    assert_eq!(sp["traceId"], trace);
+    assert_eq!(sp["spanId"], span);
+    assert_eq!(sp["parentSpanId"], "00f067aa0ba902b7");
+    let attr = |k: &str| {
+        sp["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == k)
+            .map(|a| a["value"].clone())
+    };
+    assert_eq!(attr("gen_ai.operation.name").unwrap()["stringValue"], "chat");
+    assert_eq!(attr("gen_ai.request.model").unwrap()["stringValue"], "gpt-4o-mini");
+    assert_eq!(attr("gen_ai.usage.input_tokens").unwrap()["intValue"], "9");
+    assert_eq!(attr("gen_ai.provider.name").unwrap()["stringValue"], "openai");
+}

@@ -99,6 +99,8 @@ pub struct RawConfig {
     pub routes: Vec<l7::RawRoute>,
     /// The audit log (one record per request).
     pub audit: Option<RawAudit>,
+    /// Trace export.
+    pub traces: Option<RawTraces>,
     /// Prices per model (USD per 1M tokens), on top of the shipped table.
     #[serde(default)]
     pub pricing: std::collections::HashMap<String, crate::accounting::RawPrice>,
@@ -106,7 +108,19 @@ pub struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawTraces {
+    /// OTLP/HTTP JSON endpoint, e.g. `http://127.0.0.1:4318/v1/traces`. Default: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans. Default `tollgate`.
+    pub service_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawAudit {
+    /// Meter usage and cost and write audit records. Default `true`; `false` turns accounting
+    /// off (requests are still proxied and counted).
+    pub enabled: Option<bool>,
     /// File path, or `-` for stdout. Default `/var/log/tollgate/audit.jsonl`.
     pub path: Option<String>,
     /// Rotate beyond this size in bytes. Default 100 MiB; 0 disables rotation.
@@ -240,6 +254,11 @@ pub struct Config {
     pub credentials: Vec<Credential>,
     pub routes: Vec<Route>,
     pub audit: crate::telemetry::jsonl::Target,
+    pub audit_enabled: bool,
+    /// OTLP/HTTP endpoint for spans, if any.
+    #[serde(serialize_with = "l7_display_opt")]
+    pub otlp_endpoint: Option<http::Uri>,
+    pub service_name: String,
     pub pricing: std::collections::HashMap<String, crate::accounting::RawPrice>,
     /// The shipped prices with `pricing` on top.
     #[serde(skip)]
@@ -398,6 +417,24 @@ impl Config {
         let prices = crate::accounting::PriceTable::new(&raw.pricing)
             .map_err(|(model, e)| invalid(format!("pricing.{model}"), e.to_string()))?;
         let audit = raw.audit.unwrap_or_default();
+        let audit_enabled = audit.enabled.unwrap_or(true);
+        let traces = raw.traces.unwrap_or_default();
+        let otlp_endpoint = match traces.otlp_endpoint {
+            None => None,
+            Some(text) => {
+                let uri: http::Uri = text
+                    .parse()
+                    .map_err(|e| invalid("traces.otlpEndpoint", format!("{text:?}: {e}")))?;
+                if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                    return Err(invalid(
+                        "traces.otlpEndpoint",
+                        format!("{text:?}: an http:// URL is needed"),
+                    ));
+                }
+                Some(uri)
+            }
+        };
+        let service_name = traces.service_name.unwrap_or_else(|| "tollgate".into());
         let audit = crate::telemetry::jsonl::Target {
             path: match audit.path.as_deref() {
                 Some("-") => None,
@@ -411,6 +448,9 @@ impl Config {
         };
         Ok(Config {
             audit,
+            audit_enabled,
+            otlp_endpoint,
+            service_name,
             pricing: raw.pricing,
             prices: std::sync::Arc::new(prices),
             listener,
@@ -559,6 +599,13 @@ impl Provider {
             backend: None,
             backend_name: raw.backend,
         })
+    }
+}
+
+fn l7_display_opt<S: serde::Serializer>(v: &Option<http::Uri>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(u) => s.collect_str(u),
+        None => s.serialize_none(),
     }
 }
 

@@ -43,6 +43,8 @@ pub struct L7 {
     pub metrics: Arc<Metrics>,
     /// Where audit records go.
     pub audit: jsonl::Sink,
+    /// Where spans go, when trace export is on.
+    pub spans: Option<crate::telemetry::otlp::SpanSink>,
 }
 
 /// What is known about the connection a request arrived on.
@@ -180,6 +182,7 @@ pub(crate) fn full(b: Bytes) -> RespBody {
 /// the phases learn things and written once by `logging`.
 pub(crate) struct RequestCtx {
     pub(crate) started: Instant,
+    pub(crate) started_at: SystemTime,
     pub(crate) snapshot: Arc<Snapshot>,
     pub(crate) schema: ApiSchema,
     pub(crate) operation: Operation,
@@ -231,6 +234,7 @@ async fn handle(l7: &L7, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Response
     };
     let mut ctx = RequestCtx {
         started: Instant::now(),
+        started_at: SystemTime::now(),
         snapshot,
         schema,
         operation,

@@ -19,7 +19,7 @@ use super::{RequestCtx, RespBody, L7};
 use crate::{
     accounting::{self, audit::Tokens},
     llm::usage::{Meter, Metered},
-    telemetry::{jsonl, Metrics},
+    telemetry::{jsonl, otlp, Metrics},
 };
 
 /// Wraps the response so that it is metered and recorded.
@@ -46,6 +46,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         ctx: Some(ctx),
         metrics: l7.metrics.clone(),
         audit: l7.audit.clone(),
+        spans: l7.spans.clone(),
     };
     Response::from_parts(parts, recorded.boxed())
 }
@@ -63,6 +64,7 @@ struct Recorded {
     ctx: Option<RequestCtx>,
     metrics: Arc<Metrics>,
     audit: jsonl::Sink,
+    spans: Option<otlp::SpanSink>,
 }
 
 impl Recorded {
@@ -123,9 +125,18 @@ impl Recorded {
             self.first_byte
         };
         a.ttft_ms = ttft.map(|d| d.as_secs_f64() * 1000.0);
+        tracing::debug!(target: "tollgate::request", trace_id = %a.trace_id, status = a.status, "request");
+        if !ctx.snapshot.config.audit_enabled {
+            let backend = a.backend.as_deref().unwrap_or("none");
+            self.metrics
+                .request_done(a.provider.as_deref().unwrap_or("unknown"), backend, a.status);
+            return;
+        }
         self.metrics
             .request_audit(a, price.is_some(), latency, ttft, &ctx.snapshot.config.prices);
-        tracing::debug!(target: "tollgate::request", trace_id = %a.trace_id, status = a.status, "request");
+        if let Some(spans) = &self.spans {
+            spans.record(a, ctx.trace.parent_span_id, ctx.started_at);
+        }
         self.audit.write_json(a);
     }
 

@@ -4,6 +4,7 @@
 //! config, a kernel counter name), never from client input, so the series count is bounded.
 
 pub mod jsonl;
+pub mod otlp;
 pub mod trace;
 
 use std::sync::Mutex;
@@ -141,6 +142,8 @@ pub struct Metrics {
     cost: Family<GenAiLabels, Counter>,
     cost_unknown: Family<ProviderLabels, Counter>,
     attempts: Family<AttemptLabels, Counter>,
+    /// Spans dropped because the export queue was full.
+    pub spans_dropped: Counter,
     models: Bounded,
     workloads: Bounded,
     /// Last kernel counter values seen, to turn the map's totals into counter increments.
@@ -289,7 +292,14 @@ impl Metrics {
             "Upstream attempts by backend and result",
             attempts.clone(),
         );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "tollgate_spans_dropped",
+            "Trace spans dropped (export queue full)",
+            spans_dropped.clone(),
+        );
         Metrics {
+            spans_dropped,
             token_usage,
             request_duration,
             time_to_first_token,
