@@ -59,9 +59,8 @@ pub struct ReadyInfo {
 
 pub fn run(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     raise_fd_limit();
-    // Two workers: these machines have two cores, and the admin server has its own thread.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(config.worker_threads)
         .thread_name("tollgate-proxy")
         .enable_all()
         .build()

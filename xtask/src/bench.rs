@@ -37,7 +37,11 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     util::cargo(&env, &["build", "--release", "-p", "gateway", "--bin", "tollgate"])?;
     util::cargo(&env, &["build", "--release", "-p", "xtask"])?;
     let ws = util::workspace();
-    let tollgate = ws.join("target/release/tollgate");
+    // `TOLLGATE_BENCH_WRAPPER=/path/script`: start tollgate through a wrapper (e.g. one that
+    // runs it under `perf record`); the script receives tollgate's arguments.
+    let tollgate = std::env::var_os("TOLLGATE_BENCH_WRAPPER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| ws.join("target/release/tollgate"));
     let client_bin = ws.join("target/release/xtask");
     let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -91,7 +95,7 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\ncapture:\n  cgroupPath: {}\n\
+            "{workers}listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\ncapture:\n  cgroupPath: {}\n\
              connectionLog: {}\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\ndns:\n  hostsFile: {dir}/hosts\n\
              providers:\n  - name: bench\n    addresses: [\"{}\", \"{}\"]\n    ports: [{}, {}]\n\
              \x20 - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"127.10.101.1\"]\n    backend: fake\n\
@@ -107,6 +111,8 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
             fake_ca.display(),
             key_file.display(),
             dir = dir.display(),
+            // `TOLLGATE_BENCH_WORKERS=N`: the proxy's worker threads (default: one per CPU).
+            workers = std::env::var("TOLLGATE_BENCH_WORKERS").map(|n| format!("workerThreads: {n}\n")).unwrap_or_default(),
         ),
     )?;
     let (mut daemon, ready) = start_tollgate(&tollgate, &config, &dir.join("ready.json"), &dir.join("tollgate.log"))?;

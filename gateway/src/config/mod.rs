@@ -101,6 +101,8 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     /// Trace export.
     pub traces: Option<RawTraces>,
+    /// Proxy worker threads. Default: the number of CPUs.
+    pub worker_threads: Option<usize>,
     /// Prices per model (USD per 1M tokens), on top of the shipped table.
     #[serde(default)]
     pub pricing: std::collections::HashMap<String, crate::accounting::RawPrice>,
@@ -255,6 +257,7 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub audit: crate::telemetry::jsonl::Target,
     pub audit_enabled: bool,
+    pub worker_threads: usize,
     /// OTLP/HTTP endpoint for spans, if any.
     #[serde(serialize_with = "l7_display_opt")]
     pub otlp_endpoint: Option<http::Uri>,
@@ -446,9 +449,16 @@ impl Config {
             max_files: audit.max_files.unwrap_or(DEFAULT_AUDIT_MAX_FILES),
             fsync: audit.fsync.unwrap_or(crate::telemetry::jsonl::Fsync::Second),
         };
+        let worker_threads = raw
+            .worker_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        if worker_threads == 0 {
+            return Err(invalid("workerThreads", "0 is not allowed"));
+        }
         Ok(Config {
             audit,
             audit_enabled,
+            worker_threads,
             otlp_endpoint,
             service_name,
             pricing: raw.pricing,

@@ -187,9 +187,34 @@ impl Meter {
         }
     }
 
+    /// Whether an event can carry anything the meter reads. Most stream events are content
+    /// deltas: once the first token is seen they are skipped without parsing them.
+    fn worth_parsing(&self, event: &sse::Event) -> bool {
+        let data = event.data.as_str();
+        match self.kind {
+            Kind::OpenAiSse => !self.first_token_seen || self.metered.model.is_none() || data.contains("\"usage\":{"),
+            Kind::ResponsesSse => match event.name.as_deref() {
+                Some(name) => {
+                    name == "response.completed"
+                        || name == "response.incomplete"
+                        || name == "response.failed"
+                        || (!self.first_token_seen && name.ends_with(".delta"))
+                }
+                None => true,
+            },
+            Kind::AnthropicSse => match event.name.as_deref() {
+                Some("content_block_delta") => !self.first_token_seen,
+                Some("message_start" | "message_delta" | "message_stop") => true,
+                Some(_) => false,
+                None => true,
+            },
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::None => false,
+        }
+    }
+
     /// Interprets one event; returns whether the client should see it.
     fn event(&mut self, event: &sse::Event) -> bool {
-        if event.data == "[DONE]" {
+        if event.data == "[DONE]" || !self.worth_parsing(event) {
             return true;
         }
         let Ok(v) = serde_json::from_str::<Value>(&event.data) else {

@@ -114,12 +114,9 @@ fn client_for(backend: &Backend, mark: u32, connect_timeout: Duration) -> Result
         .expect("ring supports the default versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(MarkedConnector { mark, connect_timeout });
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1();
+    let marked = MarkedConnector { mark, connect_timeout };
+    let connector = if backend.http2 { builder.enable_http2().wrap_connector(marked) } else { builder.wrap_connector(marked) };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build(connector))
