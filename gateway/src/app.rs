@@ -162,6 +162,8 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         metrics: metrics.clone(),
         audit,
         spans,
+        health: Arc::new(crate::route::health::Health::new(config.outlier)),
+        limits: Arc::new(crate::limits::Store::new(&config.limit_store)),
     });
     let (providers_tx, providers_rx) = watch::channel(Arc::new(config.providers.clone()));
 
@@ -201,6 +203,8 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         config_json: ArcSwap::from_pointee(serde_json::to_string_pretty(&*config).unwrap_or_default()),
         ca_pem: Some(ca.cert_pem.clone()),
         credentials: Some(credentials.clone()),
+        health: Some(l7.health.clone()),
+        limits: Some(l7.limits.clone()),
     });
     let admin_thread = admin::spawn(admin_listener, admin_state.clone(), shutdown_rx.clone())?;
     let reload_task = tokio::spawn(watch_config(
@@ -387,6 +391,7 @@ async fn watch_config(
                     );
                 }
                 l7.snapshot.store(Arc::new(snapshot));
+                l7.health.set_policy(cfg.outlier);
                 l7.credentials.refresh(&cfg.credentials, &env_var);
                 if serde_json::to_value(&cfg.providers).ok() != serde_json::to_value(&current.providers).ok() {
                     providers_tx.send_replace(Arc::new(cfg.providers.clone()));

@@ -12,6 +12,7 @@
 //! - [`route`]: routes, backend choice, pooled upstream clients.
 //! - [`auth`]: backend credentials: loading, rotation, injection.
 //! - [`accounting`]: prices, exact costs, the audit record.
+//! - [`limits`]: requests/tokens/money limits, local or in Redis.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on their own runtime.
 //! - [`telemetry`]: metrics registry and log setup.
 //! - [`app`]: wires the above together for `tollgate run`.
@@ -24,6 +25,7 @@ pub mod capture;
 pub mod config;
 pub mod ebpf;
 pub mod identity;
+pub mod limits;
 pub mod llm;
 pub mod proxy;
 pub mod route;

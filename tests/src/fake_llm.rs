@@ -4,7 +4,6 @@
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
     net::SocketAddr,
     path::{Path, PathBuf},
     pin::Pin,
@@ -100,6 +99,10 @@ pub struct Script {
     pub gate: Option<PathBuf>,
     /// Streams: after the first chunks, break the response (an upstream reset mid-stream).
     pub reset_after_first: bool,
+    /// Close the connection without any response (a reset before headers).
+    pub reset_before_headers: bool,
+    /// With `status`: a `Retry-After` header (seconds).
+    pub retry_after: Option<u64>,
 }
 
 /// A fake provider endpoint.
@@ -138,7 +141,7 @@ impl FakeLlm {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let (rec, scr, nm) = (rec.clone(), scr.clone(), nm.clone());
-                        async move { Ok::<_, Infallible>(answer(req, &nm, &rec, &scr).await) }
+                        async move { answer(req, &nm, &rec, &scr).await }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match acceptor {
@@ -217,6 +220,21 @@ async fn answer(
     name: &str,
     received: &Mutex<Vec<Received>>,
     script: &Mutex<Script>,
+) -> Result<hyper::Response<FakeBody>, std::io::Error> {
+    let script_now = script.lock().unwrap().clone();
+    let resp = respond(req, name, received, script).await;
+    if script_now.reset_before_headers {
+        // An error from the service makes hyper drop the connection without answering.
+        return Err(std::io::Error::other("reset before headers on purpose"));
+    }
+    Ok(resp)
+}
+
+async fn respond(
+    req: hyper::Request<Incoming>,
+    name: &str,
+    received: &Mutex<Vec<Received>>,
+    script: &Mutex<Script>,
 ) -> hyper::Response<FakeBody> {
     let (parts, body) = req.into_parts();
     let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
@@ -246,7 +264,12 @@ async fn answer(
         } else {
             json!({"error":{"message":format!("{name} failed on purpose"),"type":"server_error","param":null,"code":null}})
         };
-        return json_response(status, v);
+        let mut resp = json_response(status, v);
+        if let Some(secs) = script.retry_after {
+            resp.headers_mut()
+                .insert("retry-after", secs.to_string().parse().unwrap());
+        }
+        return resp;
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_string();
     let stream = body["stream"].as_bool().unwrap_or(false);
@@ -356,7 +379,7 @@ fn stream_response(
         }
         if reset {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let _ = tx.send(Err("reset on purpose".into())).await;
+            let _ = tx.send(Err(Box::new(std::io::Error::other("reset on purpose")))).await;
             return;
         }
         if let Some(gate) = gate {

@@ -67,6 +67,9 @@ pub struct AuditRecord {
     pub response_bytes: u64,
     /// Whether the response reached its end (false: client gone or upstream cut).
     pub complete: bool,
+    /// What the limits decided, when any limit counts this request.
+    #[serde(default)]
+    pub limit: Option<crate::limits::Decision>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -54,6 +54,28 @@ pub fn parse_price(text: &str) -> Result<u64, PriceError> {
     int.checked_mul(1000).and_then(|v| v.checked_add(frac)).ok_or_else(err)
 }
 
+/// `"5.00"` (USD, at most 9 decimals) → nano-dollars.
+pub fn parse_usd(text: &str) -> Result<u64, String> {
+    let err = || format!("{text:?} is not an amount of USD with at most 9 decimals");
+    let t = text.trim();
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if (int.is_empty() && frac.is_empty())
+        || frac.len() > 9
+        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+    {
+        return Err(err());
+    }
+    let int: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| err())?
+    };
+    let frac: u64 = format!("{frac:0<9}").parse().map_err(|_| err())?;
+    int.checked_mul(1_000_000_000)
+        .and_then(|v| v.checked_add(frac))
+        .ok_or_else(err)
+}
+
 /// A price as written in `prices.json` or the config (strings or numbers).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -277,6 +299,14 @@ mod tests {
         assert_eq!(table.get("llama-3.1-70b").unwrap().output, 200);
         let bad: HashMap<String, RawPrice> = serde_json::from_str(r#"{"x": {"input": "abc", "output": "1"}}"#).unwrap();
         assert_eq!(PriceTable::new(&bad).unwrap_err().0, "x");
+    }
+
+    #[test]
+    fn usd_amounts_parse_exactly() {
+        assert_eq!(parse_usd("5.00"), Ok(5_000_000_000));
+        assert_eq!(parse_usd("0.000000001"), Ok(1));
+        assert!(parse_usd("1.0000000001").is_err());
+        assert!(parse_usd("-1").is_err());
     }
 
     #[test]

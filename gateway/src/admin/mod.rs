@@ -70,6 +70,9 @@ pub struct State {
     /// Node CA certificate (PEM), served at `/ca.crt`.
     pub ca_pem: Option<String>,
     pub credentials: Option<Arc<crate::auth::Store>>,
+    /// Backend ejection state, served at `/backends`.
+    pub health: Option<Arc<crate::route::health::Health>>,
+    pub limits: Option<Arc<crate::limits::Store>>,
 }
 
 /// Starts the admin server on `listener` in a thread with a current-thread runtime. It stops
@@ -130,7 +133,20 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             };
             json(status, serde_json::to_string(&body).unwrap_or_default())
         }
+        "/backends" => {
+            let statuses = state.health.as_ref().map(|h| h.statuses()).unwrap_or_default();
+            json(
+                StatusCode::OK,
+                serde_json::to_string_pretty(&statuses).unwrap_or_default(),
+            )
+        }
         "/metrics" => {
+            if let Some(h) = &state.health {
+                state.metrics.set_backend_states(&h.statuses());
+            }
+            if let Some(l) = &state.limits {
+                state.metrics.limit_store_degraded.set(i64::from(l.is_degraded()));
+            }
             let mut resp = text(StatusCode::OK, state.metrics.render(state.stats.as_deref()));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -147,9 +147,51 @@ pub struct RawRoute {
     #[serde(rename = "match", default)]
     pub matches: RawRouteMatch,
     pub backends: Vec<RawBackendRef>,
-    /// Time to response headers. Default `5m`.
+    /// Time to response headers (first byte) per attempt. Default `5m`. Same as
+    /// `timeouts.firstByte`.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    pub timeouts: Option<RawTimeouts>,
+    pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Per attempt, until the response headers. Default `5m`.
+    #[serde(default, with = "humantime_serde")]
+    pub first_byte: Option<Duration>,
+    /// Longest gap between two chunks of a response body. Default: none.
+    #[serde(default, with = "humantime_serde")]
+    pub idle: Option<Duration>,
+    /// The whole request, attempts and body included. Default: none.
+    #[serde(default, with = "humantime_serde")]
+    pub total: Option<Duration>,
+}
+
+/// What makes an attempt worth retrying on the next backend.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum RetryOn {
+    Connect,
+    Tls,
+    Timeout,
+    #[serde(rename = "429")]
+    TooManyRequests,
+    #[serde(rename = "5xx")]
+    ServerError,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts per request, across all tiers. Default: the number of backends, at most 3.
+    pub attempts: Option<u32>,
+    /// Conditions. Default: all of `connect`, `tls`, `timeout`, `429`, `5xx`.
+    pub on: Option<Vec<RetryOn>>,
+    /// Other statuses that are retried.
+    #[serde(default)]
+    pub statuses: Vec<u16>,
 }
 
 // === validated ===
@@ -215,9 +257,28 @@ pub struct Route {
     #[serde(rename = "match")]
     pub matches: RouteMatch,
     pub backends: Vec<BackendRef>,
+    /// First-byte timeout per attempt.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub total_timeout: Option<Duration>,
+    pub retry_attempts: u32,
+    pub retry_on: Vec<RetryOn>,
+    pub retry_statuses: Vec<u16>,
 }
+
+/// Retries when a route gives none.
+pub const DEFAULT_RETRY_ON: [RetryOn; 5] = [
+    RetryOn::Connect,
+    RetryOn::Tls,
+    RetryOn::Timeout,
+    RetryOn::TooManyRequests,
+    RetryOn::ServerError,
+];
+/// Most attempts a request makes by default.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
@@ -380,7 +441,25 @@ pub(super) fn routes(raw: Vec<RawRoute>, backends: &[Backend], providers: &[Stri
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
             headers.sort();
+            let timeouts = r.timeouts.unwrap_or_default();
+            if r.timeout.is_some() && timeouts.first_byte.is_some() {
+                return Err(invalid(
+                    format!("routes[{i}].timeout"),
+                    "set either timeout or timeouts.firstByte",
+                ));
+            }
+            let retry = r.retry.unwrap_or_default();
+            let retry_attempts = retry.attempts.unwrap_or((refs.len() as u32).min(DEFAULT_MAX_ATTEMPTS));
+            if retry_attempts == 0 {
+                return Err(invalid(format!("routes[{i}].retry.attempts"), "at least 1"));
+            }
             Ok(Route {
+                timeout: timeouts.first_byte.or(r.timeout).unwrap_or(DEFAULT_ROUTE_TIMEOUT),
+                idle_timeout: timeouts.idle,
+                total_timeout: timeouts.total,
+                retry_attempts,
+                retry_on: retry.on.unwrap_or_else(|| DEFAULT_RETRY_ON.to_vec()),
+                retry_statuses: retry.statuses,
                 name: r.name,
                 matches: RouteMatch {
                     providers: r.matches.providers,
@@ -391,7 +470,6 @@ pub(super) fn routes(raw: Vec<RawRoute>, backends: &[Backend], providers: &[Stri
                     cgroup: w.cgroup,
                 },
                 backends: refs,
-                timeout: r.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
             })
         })
         .collect()

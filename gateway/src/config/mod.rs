@@ -101,11 +101,31 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     /// Trace export.
     pub traces: Option<RawTraces>,
+    /// Requests, tokens and money limits.
+    #[serde(default)]
+    pub limits: Vec<crate::limits::RawLimit>,
+    /// Where limit counters live (local by default, or Redis).
+    pub limit_store: Option<crate::limits::RawStore>,
+    /// Ejection of failing backends.
+    pub outlier_detection: Option<RawOutlier>,
     /// Proxy worker threads. Default: the number of CPUs.
     pub worker_threads: Option<usize>,
     /// Prices per model (USD per 1M tokens), on top of the shipped table.
     #[serde(default)]
     pub pricing: std::collections::HashMap<String, crate::accounting::RawPrice>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawOutlier {
+    /// Failures in a row that eject a backend. Default 5.
+    pub consecutive_failures: Option<u32>,
+    /// First ejection; doubled on every repeat. Default `30s`.
+    #[serde(default, with = "humantime_serde")]
+    pub base_ejection: Option<Duration>,
+    /// Longest ejection. Default `5m`.
+    #[serde(default, with = "humantime_serde")]
+    pub max_ejection: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -258,6 +278,9 @@ pub struct Config {
     pub audit: crate::telemetry::jsonl::Target,
     pub audit_enabled: bool,
     pub worker_threads: usize,
+    pub limits: Vec<crate::limits::Limit>,
+    pub limit_store: crate::limits::StoreConfig,
+    pub outlier: crate::route::health::Policy,
     /// OTLP/HTTP endpoint for spans, if any.
     #[serde(serialize_with = "l7_display_opt")]
     pub otlp_endpoint: Option<http::Uri>,
@@ -455,7 +478,26 @@ impl Config {
         if worker_threads == 0 {
             return Err(invalid("workerThreads", "0 is not allowed"));
         }
+        let limits = crate::limits::limits_from_raw(raw.limits)?;
+        let limit_store = crate::limits::store_from_raw(raw.limit_store)?;
+        let o = raw.outlier_detection.unwrap_or_default();
+        let outlier = crate::route::health::Policy {
+            consecutive_failures: o
+                .consecutive_failures
+                .unwrap_or(crate::route::health::DEFAULT_CONSECUTIVE_FAILURES),
+            base_ejection: o.base_ejection.unwrap_or(crate::route::health::DEFAULT_BASE_EJECTION),
+            max_ejection: o.max_ejection.unwrap_or(crate::route::health::DEFAULT_MAX_EJECTION),
+        };
+        if outlier.consecutive_failures == 0 || outlier.base_ejection > outlier.max_ejection {
+            return Err(invalid(
+                "outlierDetection",
+                "need consecutiveFailures >= 1 and baseEjection <= maxEjection",
+            ));
+        }
         Ok(Config {
+            limits,
+            limit_store,
+            outlier,
             audit,
             audit_enabled,
             worker_threads,

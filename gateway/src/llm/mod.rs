@@ -71,6 +71,9 @@ pub struct Parsed {
     pub stream: bool,
     /// `stream_options.include_usage`, when the client set it.
     pub include_usage: Option<bool>,
+    /// The output the request allows: `max_tokens`, `max_completion_tokens` (OpenAI) or
+    /// `max_output_tokens` (responses); used to reserve against token limits.
+    pub max_tokens: Option<u64>,
 }
 
 /// Why a body could not be read.
@@ -96,6 +99,12 @@ struct Peek {
     stream: Option<Value>,
     #[serde(default)]
     stream_options: Option<Value>,
+    #[serde(default)]
+    max_tokens: Option<Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<Value>,
+    #[serde(default)]
+    max_output_tokens: Option<Value>,
 }
 
 /// Reads `model`, `stream` and `stream_options.include_usage` from a JSON request body.
@@ -123,10 +132,15 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         .as_ref()
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool);
+    let max_tokens = [peek.max_completion_tokens, peek.max_tokens, peek.max_output_tokens]
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.as_u64());
     Ok(Parsed {
         model,
         stream,
         include_usage,
+        max_tokens,
     })
 }
 
@@ -226,9 +240,11 @@ mod tests {
             Parsed {
                 model: Some("gpt-4o".into()),
                 stream: true,
-                include_usage: Some(true)
+                include_usage: Some(true),
+                max_tokens: None
             }
         );
+        assert_eq!(parse(br#"{"max_completion_tokens":77}"#).unwrap().max_tokens, Some(77));
         assert_eq!(parse(br#"{"input":"x"}"#).unwrap(), Parsed::default());
         assert!(matches!(parse(b"{\"model\":"), Err(ParseError::Json(_))));
         assert_eq!(parse(b"[1]").unwrap_err(), ParseError::NotObject);

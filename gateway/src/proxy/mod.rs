@@ -27,8 +27,9 @@ mod respond;
 use crate::{
     accounting::audit::{self, Attempt, AuditRecord, AuditWorkload, CredentialRef, Destination},
     auth,
-    config::ApiSchema,
+    config::{l7::RetryOn, ApiSchema},
     identity::Workload,
+    limits,
     llm::{self, ErrorKind, Operation},
     route::{self, RouteInput, Snapshot},
     socket::{ClientAddr, OrigDstAddr},
@@ -45,6 +46,10 @@ pub struct L7 {
     pub audit: jsonl::Sink,
     /// Where spans go, when trace export is on.
     pub spans: Option<crate::telemetry::otlp::SpanSink>,
+    /// Backend ejection and cool-down state (kept across reloads).
+    pub health: Arc<route::health::Health>,
+    /// Limit counters.
+    pub limits: Arc<limits::Store>,
 }
 
 /// What is known about the connection a request arrived on.
@@ -62,7 +67,9 @@ pub struct ConnCtx {
     pub requests: std::sync::atomic::AtomicU64,
 }
 
-pub(crate) type RespBody = BoxBody<Bytes, hyper::Error>;
+/// Errors of response bodies: upstream errors, or Tollgate's own stream timeouts.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type RespBody = BoxBody<Bytes, BoxError>;
 
 /// Serves HTTP/1.1 and h2 (by ALPN or preface) on one intercepted connection.
 pub async fn serve<IO>(io: IO, conn: Arc<ConnCtx>, l7: Arc<L7>)
@@ -115,6 +122,18 @@ pub enum ProxyError {
     Upstream { backend: String, message: String },
     #[error("backend {backend} sent no response headers within {timeout:?}")]
     UpstreamTimeout { backend: String, timeout: Duration },
+    #[error("the whole request exceeded its {timeout:?} budget")]
+    TotalTimeout { timeout: Duration },
+    #[error("{0}")]
+    NoBackend(String),
+    #[error("limit {limit} exceeded ({kind}); retry in {retry_after}s")]
+    LimitExceeded {
+        limit: String,
+        kind: &'static str,
+        retry_after: u64,
+    },
+    #[error("{0}: refusing requests (limitStore.failMode: closed)")]
+    LimitStore(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -130,6 +149,10 @@ impl ProxyError {
             ProxyError::CredentialMissing(_) => "credential_missing",
             ProxyError::Upstream { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::TotalTimeout { .. } => "total_timeout",
+            ProxyError::NoBackend(_) => "no_backend_available",
+            ProxyError::LimitExceeded { .. } => "limit_exceeded",
+            ProxyError::LimitStore(_) => "limit_store_unavailable",
             ProxyError::Internal(_) => "internal",
         }
     }
@@ -137,8 +160,15 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::BodyTooLarge { .. } | ProxyError::BadBody(_) | ProxyError::ClientBody(_) => Side::Client,
-            ProxyError::Upstream { .. } | ProxyError::UpstreamTimeout { .. } => Side::Upstream,
-            ProxyError::NoRoute(_) | ProxyError::CredentialMissing(_) | ProxyError::Internal(_) => Side::Proxy,
+            ProxyError::LimitExceeded { .. } => Side::Client,
+            ProxyError::Upstream { .. } | ProxyError::UpstreamTimeout { .. } | ProxyError::TotalTimeout { .. } => {
+                Side::Upstream
+            }
+            ProxyError::NoBackend(_) => Side::Upstream,
+            ProxyError::NoRoute(_)
+            | ProxyError::CredentialMissing(_)
+            | ProxyError::LimitStore(_)
+            | ProxyError::Internal(_) => Side::Proxy,
         }
     }
 
@@ -149,7 +179,9 @@ impl ProxyError {
             ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
             ProxyError::CredentialMissing(_) | ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamTimeout { .. } | ProxyError::TotalTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::NoBackend(_) | ProxyError::LimitStore(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -159,8 +191,9 @@ impl ProxyError {
             ProxyError::BadBody(_) | ProxyError::ClientBody(_) => ErrorKind::InvalidRequest,
             ProxyError::NoRoute(_) => ErrorKind::NotFound,
             ProxyError::CredentialMissing(_) | ProxyError::Internal(_) => ErrorKind::Internal,
-            ProxyError::Upstream { .. } => ErrorKind::Upstream,
-            ProxyError::UpstreamTimeout { .. } => ErrorKind::Timeout,
+            ProxyError::Upstream { .. } | ProxyError::NoBackend(_) | ProxyError::LimitStore(_) => ErrorKind::Upstream,
+            ProxyError::UpstreamTimeout { .. } | ProxyError::TotalTimeout { .. } => ErrorKind::Timeout,
+            ProxyError::LimitExceeded { .. } => ErrorKind::RateLimited,
         }
     }
 
@@ -170,6 +203,10 @@ impl ProxyError {
         *resp.status_mut() = self.status();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let ProxyError::LimitExceeded { retry_after, .. } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
         resp
     }
 }
@@ -190,6 +227,12 @@ pub(crate) struct RequestCtx {
     pub(crate) audit: AuditRecord,
     /// Tollgate asked upstream for stream usage the client did not ask for.
     pub(crate) strip_usage: bool,
+    /// Limits reserved at admission, reconciled when the response ends.
+    pub(crate) reservation: Option<limits::Reservation>,
+    /// Deadline of the whole request (`timeouts.total`).
+    pub(crate) total_deadline: Option<Instant>,
+    /// Longest gap between two response chunks (`timeouts.idle`).
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 async fn handle(l7: &L7, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
@@ -241,6 +284,9 @@ async fn handle(l7: &L7, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Response
         trace,
         audit,
         strip_usage: false,
+        reservation: None,
+        total_deadline: None,
+        idle_timeout: None,
     };
     let resp = match proxy(l7, &conn, &mut ctx, req).await {
         Ok(resp) => resp,
@@ -263,18 +309,18 @@ async fn proxy(
     // request_filter: the body is read (bounded) only for operations whose JSON we route on.
     let (parts, body) = req.into_parts();
     let mut read = None;
-    let body: crate::route::UpstreamBody = if ctx.operation.has_json_body() && parts.method == http::Method::POST {
+    let mut streamed_body = None;
+    if ctx.operation.has_json_body() && parts.method == http::Method::POST {
         let bytes = read_body(body, ctx.snapshot.config.max_request_body).await?;
         let parsed = llm::parse(&bytes).map_err(ProxyError::BadBody)?;
         ctx.audit.model = parsed.model.clone();
         ctx.audit.stream = parsed.stream;
         read = Some((bytes, parsed));
-        full(Bytes::new()) // replaced below once the backend is known
     } else {
-        body.boxed()
-    };
+        streamed_body = Some(body.boxed());
+    }
 
-    // upstream_peer: route, backend, credential.
+    // upstream_peer: route, then the backends in the order they will be tried.
     let snapshot = ctx.snapshot.clone();
     let config = &snapshot.config;
     let input = RouteInput {
@@ -283,16 +329,16 @@ async fn proxy(
         headers: &parts.headers,
         workload: &conn.workload,
     };
-    let (backend_ref, timeout) = match route::select_route(config, &input) {
+    let route = route::select_route(config, &input);
+    let mut plan: Vec<(usize, Option<&str>)> = match route {
         Some(r) => {
             ctx.audit.route = Some(r.name.clone());
             ctx.audit.rule = "route".into();
-            (Some(route::pick_backend(r)), r.timeout)
+            route::plan(r)
+                .into_iter()
+                .map(|b| (b.backend, b.model.as_deref()))
+                .collect()
         }
-        None => (None, crate::config::l7::DEFAULT_ROUTE_TIMEOUT),
-    };
-    let backend_index = match backend_ref {
-        Some(b) => b.backend,
         None => {
             let default = config
                 .providers
@@ -307,127 +353,342 @@ async fn proxy(
                     ))
                 })?;
             ctx.audit.rule = "provider_default".into();
-            default
+            vec![(default, None)]
         }
     };
-    let backend = &config.backends[backend_index];
-    ctx.audit.backend = Some(backend.name.clone());
+    let timeout = route
+        .map(|r| r.timeout)
+        .unwrap_or(crate::config::l7::DEFAULT_ROUTE_TIMEOUT);
+    let mut attempts_left = match (route, &read) {
+        // A body streamed through unread cannot be sent twice.
+        (_, None) => 1,
+        (Some(r), Some(_)) => r.retry_attempts,
+        (None, Some(_)) => 1,
+    };
+    let retry_on = route
+        .map(|r| r.retry_on.as_slice())
+        .unwrap_or(&crate::config::l7::DEFAULT_RETRY_ON);
+    let retry_statuses: &[u16] = route.map(|r| r.retry_statuses.as_slice()).unwrap_or(&[]);
+    ctx.total_deadline = route.and_then(|r| r.total_timeout).map(|t| Instant::now() + t);
+    ctx.idle_timeout = route.and_then(|r| r.idle_timeout);
     ctx.audit.timeout_ms = Some(timeout.as_millis() as u64);
-    let credential = match &backend.credential {
-        Some(name) => {
-            let c = l7
-                .credentials
-                .get(name)
-                .ok_or_else(|| ProxyError::CredentialMissing(name.clone()))?;
-            ctx.audit.credential = Some(CredentialRef {
-                name: c.name.clone(),
-                fingerprint: c.fingerprint.clone(),
-            });
-            Some(c)
-        }
-        None => None,
-    };
-
-    // call_upstream: body (rewritten only when something changes), headers, credential, trace.
-    let model_override = backend_ref.and_then(|b| b.model.as_deref());
-    ctx.audit.served_model = model_override.map(String::from).or_else(|| ctx.audit.model.clone());
-    let body = match read {
-        Some((bytes, parsed)) => {
-            let model = model_override.filter(|m| parsed.model.as_deref() != Some(*m));
-            // Stream usage is only reported when asked for: ask on the client's behalf, and
-            // take the extra chunk out of what it sees.
-            let add_usage = ctx.schema == ApiSchema::Openai
-                && matches!(ctx.operation, Operation::ChatCompletions | Operation::Completions)
-                && parsed.stream
-                && parsed.include_usage != Some(true);
-            ctx.strip_usage = add_usage;
-            ctx.audit.usage_requested_by_gateway = add_usage;
-            if model.is_some() || add_usage {
-                full(llm::rewrite(&bytes, model, add_usage).map_err(ProxyError::BadBody)?)
-            } else {
-                full(bytes)
-            }
-        }
-        None => body,
-    };
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let uri: http::Uri = format!(
-        "{}://{}{}{}",
-        backend.url.scheme_str().unwrap_or("https"),
-        backend.url.authority().map(|a| a.as_str()).unwrap_or_default(),
-        backend.prefix,
-        path_and_query
-    )
-    .parse()
-    .map_err(|e| ProxyError::Internal(format!("upstream uri: {e}")))?;
-    let mut headers = parts.headers;
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    headers.remove(header::CONTENT_LENGTH);
-    auth::strip_client_credentials(&mut headers);
-    if let Some(c) = &credential {
-        c.inject(&mut headers);
+    // Ejected and cooling-down backends go last: they are tried only when nothing else is left.
+    let all_out = plan.iter().all(|(b, _)| l7.health.is_out(&config.backends[*b].name));
+    if !all_out {
+        plan.retain(|(b, _)| !l7.health.is_out(&config.backends[*b].name));
     }
+
+    // admit: reserve against every limit that counts this request (once, whatever the attempts).
+    if !config.limits.is_empty() {
+        admit(
+            l7,
+            conn,
+            ctx,
+            read.as_ref().map(|(b, p)| (b.len(), p)),
+            config.backends[plan[0].0].name.as_str(),
+        )
+        .await?;
+    }
+
+    // call_upstream: one attempt per planned backend, within the attempt budget.
+    let mut base_headers = parts.headers;
+    strip_hop_by_hop(&mut base_headers);
+    base_headers.remove(header::HOST);
+    base_headers.remove(header::CONTENT_LENGTH);
+    auth::strip_client_credentials(&mut base_headers);
     if let Ok(v) = HeaderValue::from_str(&ctx.trace.traceparent()) {
-        headers.insert("traceparent", v);
+        base_headers.insert("traceparent", v);
     }
-    let mut upstream_req = Request::builder()
-        .method(parts.method)
-        .uri(uri)
-        .body(body)
-        .map_err(|e| ProxyError::Internal(e.to_string()))?;
-    *upstream_req.headers_mut() = headers;
-
-    let client = &snapshot.clients[backend_index];
-    let attempt_started = Instant::now();
-    let sent = tokio::time::timeout(timeout, client.request(upstream_req)).await;
-    let attempt = |status: Option<u16>, error: Option<String>| Attempt {
-        backend: backend.name.clone(),
-        status,
-        error,
-        duration_ms: attempt_started.elapsed().as_secs_f64() * 1000.0,
-    };
-    let resp = match sent {
-        Err(_) => {
-            let e = ProxyError::UpstreamTimeout {
-                backend: backend.name.clone(),
-                timeout,
-            };
-            ctx.audit.attempts.push(attempt(None, Some(e.to_string())));
-            l7.metrics.attempt(&backend.name, "timeout");
-            return Err(e);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let mut last_error: Option<ProxyError> = None;
+    for (index, model_override) in plan {
+        if attempts_left == 0 {
+            break;
         }
-        Ok(Err(e)) => {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                message = format!("{message}: {s}");
-                source = s.source();
+        let backend = &config.backends[index];
+        if !all_out {
+            if let route::health::Availability::Unavailable(_) = l7.health.check(&backend.name) {
+                continue;
             }
-            let e = ProxyError::Upstream {
-                backend: backend.name.clone(),
-                message,
-            };
-            ctx.audit.attempts.push(attempt(None, Some(e.to_string())));
-            l7.metrics.attempt(&backend.name, "error");
-            return Err(e);
         }
-        Ok(Ok(resp)) => resp,
-    };
-    ctx.audit.attempts.push(attempt(Some(resp.status().as_u16()), None));
-    l7.metrics.attempt(
-        &backend.name,
-        if resp.status().is_success() {
-            "ok"
-        } else {
-            "error_status"
-        },
-    );
+        attempts_left -= 1;
+        ctx.audit.backend = Some(backend.name.clone());
+        ctx.audit.served_model = model_override.map(String::from).or_else(|| ctx.audit.model.clone());
+        let credential = match &backend.credential {
+            Some(name) => match l7.credentials.get(name) {
+                Some(c) => {
+                    ctx.audit.credential = Some(CredentialRef {
+                        name: c.name.clone(),
+                        fingerprint: c.fingerprint.clone(),
+                    });
+                    Some(c)
+                }
+                None => {
+                    let e = ProxyError::CredentialMissing(name.clone());
+                    ctx.audit.attempts.push(Attempt {
+                        backend: backend.name.clone(),
+                        status: None,
+                        error: Some(e.to_string()),
+                        duration_ms: 0.0,
+                    });
+                    last_error = Some(e);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let body = match &read {
+            Some((bytes, parsed)) => {
+                let model = model_override.filter(|m| parsed.model.as_deref() != Some(*m));
+                // Stream usage is only reported when asked for: ask on the client's behalf,
+                // and take the extra chunk out of what it sees.
+                let add_usage = ctx.schema == ApiSchema::Openai
+                    && matches!(ctx.operation, Operation::ChatCompletions | Operation::Completions)
+                    && parsed.stream
+                    && parsed.include_usage != Some(true);
+                ctx.strip_usage = add_usage;
+                ctx.audit.usage_requested_by_gateway = add_usage;
+                if model.is_some() || add_usage {
+                    full_req(llm::rewrite(bytes, model, add_usage).map_err(ProxyError::BadBody)?)
+                } else {
+                    full_req(bytes.clone())
+                }
+            }
+            None => streamed_body.take().unwrap_or_else(|| full_req(Bytes::new())),
+        };
+        let uri: http::Uri = format!(
+            "{}://{}{}{}",
+            backend.url.scheme_str().unwrap_or("https"),
+            backend.url.authority().map(|a| a.as_str()).unwrap_or_default(),
+            backend.prefix,
+            path_and_query
+        )
+        .parse()
+        .map_err(|e| ProxyError::Internal(format!("upstream uri: {e}")))?;
+        let mut headers = base_headers.clone();
+        if let Some(c) = &credential {
+            c.inject(&mut headers);
+        }
+        let mut upstream_req = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri)
+            .body(body)
+            .map_err(|e| ProxyError::Internal(e.to_string()))?;
+        *upstream_req.headers_mut() = headers;
 
-    // response_filter: stream back as it comes; hop-by-hop headers are per connection.
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, body.boxed()))
+        let started = Instant::now();
+        let wait = match ctx.total_deadline {
+            Some(deadline) => timeout.min(deadline.saturating_duration_since(started)),
+            None => timeout,
+        };
+        let sent = tokio::time::timeout(wait, snapshot.clients[index].request(upstream_req)).await;
+        let ms = || started.elapsed().as_secs_f64() * 1000.0;
+        let (condition, error) = match sent {
+            Err(_) => {
+                let total = ctx.total_deadline.is_some_and(|d| Instant::now() >= d);
+                let e = if total {
+                    ProxyError::TotalTimeout {
+                        timeout: route.and_then(|r| r.total_timeout).unwrap_or(wait),
+                    }
+                } else {
+                    ProxyError::UpstreamTimeout {
+                        backend: backend.name.clone(),
+                        timeout: wait,
+                    }
+                };
+                l7.metrics.attempt(&backend.name, "timeout");
+                l7.health.failure(&backend.name);
+                if total {
+                    ctx.audit.attempts.push(Attempt {
+                        backend: backend.name.clone(),
+                        status: None,
+                        error: Some(e.to_string()),
+                        duration_ms: ms(),
+                    });
+                    return Err(e);
+                }
+                (RetryOn::Timeout, e)
+            }
+            Ok(Err(e)) => {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    message = format!("{message}: {s}");
+                    source = s.source();
+                }
+                let lower = message.to_ascii_lowercase();
+                let condition = if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+                {
+                    RetryOn::Tls
+                } else {
+                    RetryOn::Connect
+                };
+                l7.metrics.attempt(&backend.name, "error");
+                l7.health.failure(&backend.name);
+                (
+                    condition,
+                    ProxyError::Upstream {
+                        backend: backend.name.clone(),
+                        message,
+                    },
+                )
+            }
+            Ok(Ok(resp)) => {
+                let status = resp.status();
+                ctx.audit.attempts.push(Attempt {
+                    backend: backend.name.clone(),
+                    status: Some(status.as_u16()),
+                    error: None,
+                    duration_ms: ms(),
+                });
+                let condition = match status.as_u16() {
+                    429 => {
+                        if let Some(delay) = route::health::retry_after(resp.headers()) {
+                            l7.health.cool_down(&backend.name, delay);
+                        }
+                        Some(RetryOn::TooManyRequests)
+                    }
+                    500..=599 => {
+                        l7.health.failure(&backend.name);
+                        Some(RetryOn::ServerError)
+                    }
+                    _ => {
+                        l7.health.success(&backend.name);
+                        None
+                    }
+                };
+                let retryable =
+                    condition.is_some_and(|c| retry_on.contains(&c)) || retry_statuses.contains(&status.as_u16());
+                l7.metrics
+                    .attempt(&backend.name, if status.is_success() { "ok" } else { "error_status" });
+                if retryable && attempts_left > 0 {
+                    // Nothing of this answer has reached the client: try the next backend.
+                    continue;
+                }
+                // response_filter: stream back as it comes; hop-by-hop headers are per connection.
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                return Ok(Response::from_parts(parts, body.map_err(BoxError::from).boxed()));
+            }
+        };
+        ctx.audit.attempts.push(Attempt {
+            backend: backend.name.clone(),
+            status: None,
+            error: Some(error.to_string()),
+            duration_ms: ms(),
+        });
+        let retryable = retry_on.contains(&condition);
+        last_error = Some(error);
+        if !retryable {
+            break;
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| ProxyError::NoBackend("every backend of the route is ejected or cooling down".into())))
+}
+
+/// Reserves the request's share of every applicable limit, or refuses it.
+async fn admit(
+    l7: &L7,
+    conn: &ConnCtx,
+    ctx: &mut RequestCtx,
+    body: Option<(usize, &llm::Parsed)>,
+    first_backend: &str,
+) -> Result<(), ProxyError> {
+    let config = &ctx.snapshot.config;
+    let subject = limits::Subject {
+        comm: &conn.workload.comm,
+        uid: conn.workload.uid,
+        cgroup: conn.workload.cgroup.as_deref(),
+        route: ctx.audit.route.as_deref(),
+        provider: ctx.audit.provider.as_deref(),
+        model: ctx.audit.model.as_deref(),
+        backend: Some(first_backend),
+    };
+    // Tokens: the output the request allows (or the limits' estimate) plus ~4 bytes per input
+    // token.
+    let estimate_out = body.and_then(|(_, p)| p.max_tokens).unwrap_or_else(|| {
+        config
+            .limits
+            .iter()
+            .map(|l| l.output_estimate)
+            .max()
+            .unwrap_or(limits::DEFAULT_OUTPUT_ESTIMATE)
+    });
+    let estimate_in = body.map(|(len, _)| (len as u64).div_ceil(4)).unwrap_or(0);
+    let tokens = estimate_in + estimate_out;
+    let cost = ctx
+        .audit
+        .model
+        .as_deref()
+        .and_then(|m| config.prices.get(m))
+        .map(|price| {
+            let u = llm::usage::Usage {
+                input: estimate_in,
+                output: estimate_out,
+                ..Default::default()
+            };
+            crate::accounting::cost(price, &u)
+        });
+    let charges = limits::charges(&config.limits, &subject, tokens, cost);
+    let counted: Vec<String> = {
+        let mut names: Vec<String> = charges.iter().map(|c| c.limit.clone()).collect();
+        names.dedup();
+        names
+    };
+    match l7.limits.reserve(&charges).await {
+        Ok((None, degraded)) => {
+            for name in &counted {
+                l7.metrics.limit_decision(name, "allowed");
+            }
+            ctx.audit.limit = Some(limits::Decision {
+                outcome: "allowed".into(),
+                counted,
+                degraded,
+                ..Default::default()
+            });
+            ctx.reservation = Some(limits::Reservation {
+                charges,
+                reserved_tokens: tokens,
+                reserved_cost: cost.unwrap_or(0),
+            });
+            Ok(())
+        }
+        Ok((Some(i), degraded)) => {
+            let c = &charges[i];
+            l7.metrics.limit_decision(&c.limit, "denied");
+            ctx.audit.limit = Some(limits::Decision {
+                outcome: "denied".into(),
+                limit: Some(c.limit.clone()),
+                kind: Some(c.kind.into()),
+                retry_after_s: Some(c.window_left),
+                counted,
+                degraded,
+            });
+            Err(ProxyError::LimitExceeded {
+                limit: c.limit.clone(),
+                kind: c.kind,
+                retry_after: c.window_left,
+            })
+        }
+        Err(e) => {
+            ctx.audit.limit = Some(limits::Decision {
+                outcome: "store_unavailable".into(),
+                counted,
+                degraded: true,
+                ..Default::default()
+            });
+            Err(ProxyError::LimitStore(e.to_string()))
+        }
+    }
+}
+
+fn full_req(b: Bytes) -> route::UpstreamBody {
+    Full::new(b).map_err(|never| match never {}).boxed()
 }
 
 /// Most bytes of an oversize body read and thrown away before answering 413, so that an h2

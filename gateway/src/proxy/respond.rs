@@ -4,6 +4,7 @@
 //! audit record exactly once: when the body ends, fails, or is dropped (client gone).
 
 use std::{
+    future::Future as _,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -15,7 +16,7 @@ use http::{header, Response};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::{RequestCtx, RespBody, L7};
+use super::{BoxError, RequestCtx, RespBody, L7};
 use crate::{
     accounting::{self, audit::Tokens},
     llm::usage::{Meter, Metered},
@@ -35,7 +36,14 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
     if meter.as_ref().is_some_and(Meter::rewrites) {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
+    let idle = ctx.idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d))));
+    let total = ctx
+        .total_deadline
+        .map(|at| Box::pin(tokio::time::sleep_until(at.into())));
     let recorded = Recorded {
+        idle,
+        total,
+        limits: l7.limits.clone(),
         inner: body,
         meter,
         metered: None,
@@ -52,6 +60,11 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
 }
 
 struct Recorded {
+    /// `timeouts.idle` and its timer, re-armed at every chunk.
+    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+    /// `timeouts.total` deadline.
+    total: Option<Pin<Box<tokio::time::Sleep>>>,
+    limits: Arc<crate::limits::Store>,
     inner: RespBody,
     meter: Option<Meter>,
     /// What the meter said once the upstream body ended.
@@ -95,6 +108,9 @@ impl Recorded {
             (None, Some(meter)) => meter.finish(ended).1,
             (None, None) => Metered::default(),
         };
+        if let Some(reservation) = ctx.reservation.take() {
+            self.reconcile(reservation, &ctx, metered.usage.as_ref());
+        }
         let a = &mut ctx.audit;
         a.complete = ended;
         if let Some(e) = error {
@@ -140,6 +156,51 @@ impl Recorded {
         self.audit.write_json(a);
     }
 
+    /// Replaces the admission estimate with what the request really used. A request that got
+    /// no answer from any backend gives its tokens and money back; one whose usage is unknown
+    /// keeps its reservation.
+    fn reconcile(&self, r: crate::limits::Reservation, ctx: &RequestCtx, usage: Option<&crate::llm::usage::Usage>) {
+        let answered = ctx.audit.attempts.iter().any(|a| a.status.is_some());
+        let (tokens, cost) = match usage {
+            Some(u) => {
+                let model = ctx.audit.served_model.as_deref().or(ctx.audit.model.as_deref());
+                let price = model.and_then(|m| ctx.snapshot.config.prices.get(m));
+                (
+                    Some(u.total()),
+                    Some(price.map(|p| accounting::cost(p, u)).unwrap_or(r.reserved_cost)),
+                )
+            }
+            None if !answered => (Some(0), Some(0)),
+            None => (None, None),
+        };
+        let deltas: Vec<(String, i64, u64)> = r
+            .charges
+            .iter()
+            .filter_map(|c| {
+                let delta = match c.kind {
+                    "tokens" => tokens? as i64 - r.reserved_tokens as i64,
+                    "budget" => cost? as i64 - r.reserved_cost as i64,
+                    _ => return None,
+                };
+                (delta != 0).then(|| (c.key.clone(), delta, c.window_left))
+            })
+            .collect();
+        if deltas.is_empty() {
+            return;
+        }
+        let store = self.limits.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { store.adjust(deltas).await });
+        }
+    }
+
+    /// A Tollgate stream timeout fired: end the record and break the response.
+    fn timed_out(&mut self, what: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.finish(false, Some(what.to_string()));
+        self.inner_done = true;
+        Poll::Ready(Some(Err(what.to_string().into())))
+    }
+
     fn note_data(&mut self, len: usize) {
         if len > 0 && self.first_byte.is_none() {
             self.first_byte = Some(self.elapsed());
@@ -155,9 +216,9 @@ impl Recorded {
 
 impl Body for Recorded {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             if self.inner_done {
                 if let Some(rest) = self.held.take() {
@@ -167,7 +228,15 @@ impl Body for Recorded {
                 return Poll::Ready(None);
             }
             let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if self.total.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready()) {
+                        return self.timed_out("total request timeout (timeouts.total) while streaming");
+                    }
+                    if self.idle.as_mut().is_some_and(|(_, t)| t.as_mut().poll(cx).is_ready()) {
+                        return self.timed_out("stream idle timeout (timeouts.idle): upstream went quiet");
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(None) => {
                     self.upstream_ended();
                     continue;
@@ -178,6 +247,10 @@ impl Body for Recorded {
                 }
                 Poll::Ready(Some(Ok(frame))) => frame,
             };
+            if let Some((period, timer)) = self.idle.as_mut() {
+                let at = tokio::time::Instant::now() + *period;
+                timer.as_mut().reset(at);
+            }
             let Some(data) = frame.data_ref() else {
                 return Poll::Ready(Some(Ok(frame))); // trailers
             };

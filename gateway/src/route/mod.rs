@@ -1,6 +1,8 @@
 //! Routing: which route a request matches, which backend of it serves, and the pooled upstream
 //! clients (hyper + rustls, h2 when the backend offers it) whose sockets carry Tollgate's mark.
 
+pub mod health;
+
 use std::{
     future::Future,
     io,
@@ -114,9 +116,16 @@ fn client_for(backend: &Backend, mark: u32, connect_timeout: Duration) -> Result
         .expect("ring supports the default versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1();
     let marked = MarkedConnector { mark, connect_timeout };
-    let connector = if backend.http2 { builder.enable_http2().wrap_connector(marked) } else { builder.wrap_connector(marked) };
+    let connector = if backend.http2 {
+        builder.enable_http2().wrap_connector(marked)
+    } else {
+        builder.wrap_connector(marked)
+    };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build(connector))
@@ -217,6 +226,35 @@ fn matches(route: &Route, input: &RouteInput<'_>) -> bool {
         && m.cgroup
             .as_deref()
             .is_none_or(|p| input.workload.cgroup.as_deref().is_some_and(|c| glob(p, c)))
+}
+
+/// Every backend ref in the order attempts use them: tiers by ascending priority; within a
+/// tier, a weighted random order (weighted sampling without replacement).
+pub fn plan(route: &Route) -> Vec<&BackendRef> {
+    let mut tiers: Vec<u32> = route.backends.iter().map(|b| b.priority).collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    let mut out = Vec::with_capacity(route.backends.len());
+    for tier in tiers {
+        let mut left: Vec<&BackendRef> = route.backends.iter().filter(|b| b.priority == tier).collect();
+        while !left.is_empty() {
+            let total: u64 = left.iter().map(|b| u64::from(b.weight)).sum();
+            let mut roll = fastrand::u64(0..total);
+            let pick = left
+                .iter()
+                .position(|b| {
+                    if roll < u64::from(b.weight) {
+                        true
+                    } else {
+                        roll -= u64::from(b.weight);
+                        false
+                    }
+                })
+                .unwrap_or(left.len() - 1);
+            out.push(left.remove(pick));
+        }
+    }
+    out
 }
 
 /// The backend ref that serves: the lowest priority tier, weighted random within it.
@@ -333,6 +371,23 @@ routes:
             workload: &other,
         };
         assert!(select_route(&cfg, &i).is_none());
+    }
+
+    #[test]
+    fn plans_go_tier_by_tier_and_weigh_the_first_pick() {
+        let cfg = config();
+        let route = &cfg.routes[1];
+        let mut first_a = 0;
+        for _ in 0..2000 {
+            let p = plan(route);
+            assert_eq!(p.len(), 3);
+            assert_eq!(p[2].priority, 1, "the priority-1 backend always comes last");
+            if p[0].backend == 0 {
+                first_a += 1;
+            }
+        }
+        let share = f64::from(first_a) / 2000.0;
+        assert!((0.68..0.82).contains(&share), "weight 3:1 first picks gave {share}");
     }
 
     #[test]

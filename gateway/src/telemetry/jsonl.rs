@@ -179,7 +179,9 @@ impl Writer {
                     match rx.try_recv() {
                         Ok(line) => {
                             wrote = true;
-                            result = result.and_then(|_| out.write_line(&line)).and_then(|_| out.rotate_if_needed(&target));
+                            result = result
+                                .and_then(|_| out.write_line(&line))
+                                .and_then(|_| out.rotate_if_needed(&target));
                         }
                         Err(mpsc::TryRecvError::Empty) => break false,
                         Err(mpsc::TryRecvError::Disconnected) => break true,

@@ -72,6 +72,18 @@ pub struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: String,
+    /// `allowed` or `denied`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     pub backend: String,
     /// `ok`, `error_status`, `error`, `timeout`.
@@ -144,6 +156,10 @@ pub struct Metrics {
     attempts: Family<AttemptLabels, Counter>,
     /// Spans dropped because the export queue was full.
     pub spans_dropped: Counter,
+    limit_decisions: Family<LimitLabels, Counter>,
+    /// 1 while the Redis limit store is unreachable.
+    pub limit_store_degraded: Gauge,
+    backend_ejected: Family<BackendLabels, Gauge>,
     models: Bounded,
     workloads: Bounded,
     /// Last kernel counter values seen, to turn the map's totals into counter increments.
@@ -292,6 +308,24 @@ impl Metrics {
             "Upstream attempts by backend and result",
             attempts.clone(),
         );
+        let limit_decisions = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "tollgate_limit_decisions",
+            "Admission decisions per limit",
+            limit_decisions.clone(),
+        );
+        let limit_store_degraded = Gauge::default();
+        registry.register(
+            "tollgate_limit_store_degraded",
+            "1 while the Redis limit store is unreachable (fail-open counts locally)",
+            limit_store_degraded.clone(),
+        );
+        let backend_ejected = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "tollgate_backend_ejected",
+            "1 while a backend is ejected or cooling down",
+            backend_ejected.clone(),
+        );
         let spans_dropped = Counter::default();
         registry.register(
             "tollgate_spans_dropped",
@@ -299,6 +333,9 @@ impl Metrics {
             spans_dropped.clone(),
         );
         Metrics {
+            limit_decisions,
+            limit_store_degraded,
+            backend_ejected,
             spans_dropped,
             token_usage,
             request_duration,
@@ -383,6 +420,27 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    pub fn limit_decision(&self, limit: &str, outcome: &'static str) {
+        self.limit_decisions
+            .get_or_create(&LimitLabels {
+                limit: limit.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Backend states, refreshed at scrape time.
+    pub fn set_backend_states(&self, states: &[crate::route::health::Status]) {
+        for s in states {
+            let out = i64::from(s.state != "healthy");
+            self.backend_ejected
+                .get_or_create(&BackendLabels {
+                    backend: s.backend.clone(),
+                })
+                .set(out);
+        }
     }
 
     pub fn attempt(&self, backend: &str, result: &'static str) {
