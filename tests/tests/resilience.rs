@@ -322,3 +322,42 @@ fn two_nodes_share_one_budget_through_redis_and_survive_its_outage() {
     assert!(status.starts_with("503"), "{status} {v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("limit store"), "{v}");
 }
+
+#[test]
+fn a_quiet_stream_hits_the_idle_timeout_with_its_own_error_kind() {
+    if !privileged("a_quiet_stream_hits_the_idle_timeout_with_its_own_error_kind") {
+        return;
+    }
+    let (s, builder) = openai_setup(28, "res-idle", "");
+    let routes =
+        "routes:\n  - name: idle\n    backends: [{ backend: primary }]\n    timeouts: { idle: 500ms, total: 20s }\n";
+    let gw = builder.yaml(routes).start();
+    // The fake sends the first chunks, then holds the rest behind a gate nobody opens.
+    s.primary.set_script(Script {
+        gate: Some(s.dir.path("never")),
+        ..Default::default()
+    });
+    let mut cmd =
+        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], "curl");
+    cmd.args(["-sS", "-N", "--cacert"]).arg(gw.ca_cert()).args([
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#,
+        "https://api.openai.com/v1/chat/completions",
+    ]);
+    let started = std::time::Instant::now();
+    let out = run(cmd, Duration::from_secs(20));
+    assert!(!out.status.success(), "the stream is broken off");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "by the idle timeout, not the fake's 10s"
+    );
+    let r = &gw.wait_audit(1)[0];
+    assert!(r["error"].as_str().unwrap().contains("stream idle timeout"), "{r}");
+    assert_eq!(r["complete"], false);
+    assert_eq!(
+        gw.metric("tollgate_request_errors_total{reason=\"stream_idle_timeout\"}"),
+        1
+    );
+}

@@ -130,6 +130,31 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     let cpu_l7 = cpu_time(pid)? - cpu_before;
     let l7_c16 = client(&l7_args(&captured, &node_ca, l7_n, 16, false))?;
     let ttft_captured = client(&l7_args(&captured, &node_ca, l7_n / 4, 1, true))?;
+    // Limits: the same requests with a (never reached) tokens-per-minute limit, counted in
+    // memory, then in Redis on loopback. The config is swapped by hot reload.
+    let base_config = std::fs::read_to_string(&config)?;
+    let limit = "limits:\n  - name: bench\n    tokensPerMinute: 1000000000\n    requestsPerMinute: 1000000000\n";
+    let reload = |extra: &str| -> anyhow::Result<()> {
+        let tmp = dir.join("tollgate.yaml.new");
+        std::fs::write(&tmp, format!("{base_config}{extra}"))?;
+        std::fs::rename(&tmp, &config)?;
+        std::thread::sleep(Duration::from_millis(2500));
+        Ok(())
+    };
+    reload(limit)?;
+    let l7_local_limit = client(&l7_args(&captured, &node_ca, l7_n / 2, 1, false))?;
+    let redis = start_redis()?;
+    let l7_redis_limit = match &redis {
+        Some((_, port)) => {
+            reload(&format!("{limit}limitStore:\n  redis: \"127.0.0.1:{port}\"\n"))?;
+            Some(client(&l7_args(&captured, &node_ca, l7_n / 2, 1, false))?)
+        }
+        None => None,
+    };
+    if let Some((mut child, _)) = redis {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     daemon.stop();
     drop(cgroup);
 
@@ -168,6 +193,15 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
                 "added_p50": f(&l7_c16, "p50") - f(&l7_direct_c16, "p50"),
                 "added_p99": f(&l7_c16, "p99") - f(&l7_direct_c16, "p99"),
             },
+            "limit_check": {
+                "none": l7_c1,
+                "local": l7_local_limit,
+                "redis": l7_redis_limit,
+                "added_p50_local": f(&l7_local_limit, "p50") - f(&l7_c1, "p50"),
+                "added_p99_local": f(&l7_local_limit, "p99") - f(&l7_c1, "p99"),
+                "added_p50_redis": l7_redis_limit.as_ref().map(|r| f(r, "p50") - f(&l7_c1, "p50")),
+                "added_p99_redis": l7_redis_limit.as_ref().map(|r| f(r, "p99") - f(&l7_c1, "p99")),
+            },
             "time_to_first_token_64_chunk_stream": {
                 "direct": ttft_direct,
                 "tollgate": ttft_captured,
@@ -200,6 +234,11 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         ("chat completion HTTPS, c=16, through tollgate", &l7_c16),
         ("stream time to first chunk, direct", &ttft_direct),
         ("stream time to first chunk, through tollgate", &ttft_captured),
+        ("chat completion c=1, with a local limit", &l7_local_limit),
+        (
+            "chat completion c=1, with a Redis limit",
+            l7_redis_limit.as_ref().unwrap_or(&Value::Null),
+        ),
     ] {
         println!("| {name} | {:.1} | {:.1} |", f(v, "p50"), f(v, "p99"));
     }
@@ -220,6 +259,14 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         f(&l7["c16"], "added_p50"),
         f(&l7["time_to_first_token_64_chunk_stream"], "added_p50"),
     );
+    let lc = &l7["limit_check"];
+    println!(
+        "limit check added: local p50 {:.1} µs / p99 {:.1} µs; redis p50 {:.1} µs / p99 {:.1} µs",
+        f(lc, "added_p50_local"),
+        f(lc, "added_p99_local"),
+        f(lc, "added_p50_redis"),
+        f(lc, "added_p99_redis"),
+    );
     println!(
         "throughput: direct {:.0} MiB/s, relay {:.0} MiB/s\nwritten to {}",
         f(&tput_direct, "mib_s"),
@@ -227,6 +274,35 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         file.display()
     );
     Ok(())
+}
+
+/// A `redis-server` on a free loopback port, when one is installed.
+fn start_redis() -> anyhow::Result<Option<(std::process::Child, u16)>> {
+    if util::output("sh", &["-c", "command -v redis-server"]).is_none() {
+        return Ok(None);
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(Some((child, port)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("redis-server did not start")
 }
 
 fn humantime_now() -> String {

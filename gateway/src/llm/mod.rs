@@ -7,6 +7,7 @@
 //!   `{"type":"error","error":{"type","message"}}`.
 
 pub mod sse;
+pub mod translate;
 pub mod usage;
 
 use bytes::Bytes;

@@ -195,7 +195,11 @@ impl Recorded {
     }
 
     /// A Tollgate stream timeout fired: end the record and break the response.
-    fn timed_out(&mut self, what: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn timed_out(&mut self, reason: &'static str, what: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.metrics.request_error(reason);
+        if let Some(ctx) = self.ctx.as_mut() {
+            ctx.audit.error_side = Some("upstream".into());
+        }
         self.finish(false, Some(what.to_string()));
         self.inner_done = true;
         Poll::Ready(Some(Err(what.to_string().into())))
@@ -230,10 +234,16 @@ impl Body for Recorded {
             let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
                 Poll::Pending => {
                     if self.total.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready()) {
-                        return self.timed_out("total request timeout (timeouts.total) while streaming");
+                        return self.timed_out(
+                            "total_timeout",
+                            "total request timeout (timeouts.total) while streaming",
+                        );
                     }
                     if self.idle.as_mut().is_some_and(|(_, t)| t.as_mut().poll(cx).is_ready()) {
-                        return self.timed_out("stream idle timeout (timeouts.idle): upstream went quiet");
+                        return self.timed_out(
+                            "stream_idle_timeout",
+                            "stream idle timeout (timeouts.idle): upstream went quiet",
+                        );
                     }
                     return Poll::Pending;
                 }

@@ -1,0 +1,451 @@
+//! Translation between provider APIs, chosen per attempt: a client speaking OpenAI chat
+//! completions served by an Anthropic Messages backend (request, response, stream, errors).
+//!
+//! References: OpenAI <https://platform.openai.com/docs/api-reference/chat>, Anthropic
+//! <https://docs.anthropic.com/en/api/messages> and
+//! <https://docs.anthropic.com/en/docs/build-with-claude/streaming>. A request feature the
+//! target cannot express is refused with a 400 that names it; nothing is dropped silently.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::sse;
+
+/// Max tokens sent to Anthropic when the client gave none (Anthropic requires the field).
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// `anthropic-version` sent upstream when the client's request has none.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The translation an attempt applies, as named in the audit record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Translation {
+    None,
+    OpenAiChatToAnthropic,
+}
+
+impl Translation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Translation::None => "none",
+            Translation::OpenAiChatToAnthropic => "openai_chat->anthropic_messages",
+        }
+    }
+}
+
+/// Why a request cannot be translated: always a client error naming the feature.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct Unsupported(pub String);
+
+fn unsupported(what: impl Into<String>) -> Unsupported {
+    Unsupported(what.into())
+}
+
+/// Members of an OpenAI chat request that have an Anthropic meaning (or none needed).
+const KNOWN: [&str; 16] = [
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+    "reasoning_effort",
+    "response_format",
+    "n",
+];
+
+/// OpenAI chat request → Anthropic Messages request. `model` is the model the backend serves.
+pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsupported> {
+    let req: Value = serde_json::from_slice(body).map_err(|e| unsupported(format!("request body: {e}")))?;
+    let obj = req
+        .as_object()
+        .ok_or_else(|| unsupported("request body must be a JSON object"))?;
+    for (k, v) in obj {
+        let harmless_default = match k.as_str() {
+            "frequency_penalty" | "presence_penalty" => v.as_f64() == Some(0.0),
+            "logprobs" => v == &Value::Bool(false),
+            "store" | "metadata" | "service_tier" | "seed" => false,
+            _ => false,
+        };
+        if !KNOWN.contains(&k.as_str()) && !harmless_default && !v.is_null() {
+            return Err(unsupported(format!(
+                "`{k}` is not supported when this route is served by an Anthropic backend"
+            )));
+        }
+    }
+    if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
+        return Err(unsupported("`n` other than 1 is not supported by Anthropic backends"));
+    }
+    match obj
+        .get("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+    {
+        None | Some("text") => {}
+        Some(other) => {
+            return Err(unsupported(format!(
+                "`response_format` {other:?} is not supported by Anthropic backends"
+            )))
+        }
+    }
+
+    let mut out = Map::new();
+    out.insert("model".into(), json!(model));
+    let max_tokens = obj
+        .get("max_completion_tokens")
+        .or(obj.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    out.insert("max_tokens".into(), json!(max_tokens));
+
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| unsupported("`messages` is required"))?;
+    let mut system: Vec<String> = Vec::new();
+    let mut converted: Vec<Value> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let (role, blocks) = match role {
+            "system" | "developer" => {
+                system.push(
+                    text_of(&m["content"])
+                        .ok_or_else(|| unsupported(format!("messages[{i}].content: text expected")))?,
+                );
+                continue;
+            }
+            "user" => ("user", content_blocks(&m["content"], i)?),
+            "assistant" => {
+                let mut blocks = match &m["content"] {
+                    Value::Null => Vec::new(),
+                    c => content_blocks(c, i)?,
+                };
+                for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                    let f = &call["function"];
+                    let args = f["arguments"].as_str().unwrap_or("{}");
+                    let input: Value = serde_json::from_str(args)
+                        .map_err(|_| unsupported(format!("messages[{i}].tool_calls: arguments are not JSON")))?;
+                    blocks.push(json!({"type": "tool_use", "id": call["id"], "name": f["name"], "input": input}));
+                }
+                ("assistant", blocks)
+            }
+            "tool" => {
+                let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
+                let content = text_of(&m["content"]).unwrap_or_default();
+                (
+                    "user",
+                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})],
+                )
+            }
+            other => return Err(unsupported(format!("messages[{i}]: role {other:?} is not supported"))),
+        };
+        // Anthropic wants alternating turns: merge consecutive messages of one role.
+        match converted.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(arr) = last["content"].as_array_mut() {
+                    arr.extend(blocks);
+                }
+            }
+            _ => converted.push(json!({"role": role, "content": blocks})),
+        }
+    }
+    if !system.is_empty() {
+        out.insert("system".into(), json!(system.join("\n\n")));
+    }
+    out.insert("messages".into(), Value::Array(converted));
+
+    for k in ["temperature", "top_p", "stream"] {
+        if let Some(v) = obj.get(k).filter(|v| !v.is_null()) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    match obj.get("stop") {
+        Some(Value::String(s)) => {
+            out.insert("stop_sequences".into(), json!([s]));
+        }
+        Some(Value::Array(a)) => {
+            out.insert("stop_sequences".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    if let Some(user) = obj.get("user").and_then(Value::as_str) {
+        out.insert("metadata".into(), json!({"user_id": user}));
+    }
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let mut list = Vec::new();
+        for (i, t) in tools.iter().enumerate() {
+            if t["type"] != "function" {
+                return Err(unsupported(format!(
+                    "tools[{i}]: only function tools are supported by Anthropic backends"
+                )));
+            }
+            let f = &t["function"];
+            let mut tool = json!({"name": f["name"], "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"}))});
+            if let Some(d) = f.get("description") {
+                tool["description"] = d.clone();
+            }
+            list.push(tool);
+        }
+        out.insert("tools".into(), Value::Array(list));
+    }
+    let disable_parallel = obj.get("parallel_tool_calls") == Some(&Value::Bool(false));
+    let choice = match obj.get("tool_choice") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(match s.as_str() {
+            "auto" => json!({"type": "auto"}),
+            "none" => json!({"type": "none"}),
+            "required" => json!({"type": "any"}),
+            other => return Err(unsupported(format!("`tool_choice` {other:?} is not supported"))),
+        }),
+        Some(v) => Some(json!({"type": "tool", "name": v["function"]["name"]})),
+    };
+    match (choice, disable_parallel) {
+        (Some(mut c), true) => {
+            c["disable_parallel_tool_use"] = json!(true);
+            out.insert("tool_choice".into(), c);
+        }
+        (Some(c), false) => {
+            out.insert("tool_choice".into(), c);
+        }
+        (None, true) => {
+            out.insert(
+                "tool_choice".into(),
+                json!({"type": "auto", "disable_parallel_tool_use": true}),
+            );
+        }
+        (None, false) => {}
+    }
+    if let Some(effort) = obj.get("reasoning_effort").and_then(Value::as_str) {
+        let budget = match effort {
+            "minimal" | "low" => 1024,
+            "medium" => 4096,
+            "high" => 16384,
+            other => return Err(unsupported(format!("`reasoning_effort` {other:?} is not supported"))),
+        };
+        out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
+        if max_tokens <= budget {
+            out.insert("max_tokens".into(), json!(budget + max_tokens));
+        }
+        // Anthropic refuses temperature/top_p changes while thinking.
+        out.remove("temperature");
+        out.remove("top_p");
+    }
+    Ok(Value::Object(out))
+}
+
+fn text_of(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter_map(|p| (p["type"] == "text").then(|| p["text"].as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(""),
+        ),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn content_blocks(content: &Value, i: usize) -> Result<Vec<Value>, Unsupported> {
+    match content {
+        Value::String(s) => Ok(vec![json!({"type": "text", "text": s})]),
+        Value::Array(parts) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| match p["type"].as_str() {
+                Some("text") => Ok(json!({"type": "text", "text": p["text"]})),
+                Some("image_url") => {
+                    let url = p["image_url"]["url"].as_str().unwrap_or("");
+                    match url.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+                        Some((media_type, data)) => {
+                            Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}))
+                        }
+                        None => Ok(json!({"type": "image", "source": {"type": "url", "url": url}})),
+                    }
+                }
+                other => Err(unsupported(format!("messages[{i}].content[{j}]: part type {other:?} is not supported by Anthropic backends"))),
+            })
+            .collect(),
+        Value::Null => Ok(Vec::new()),
+        _ => Err(unsupported(format!("messages[{i}].content must be a string or parts"))),
+    }
+}
+
+fn finish_reason(stop: Option<&str>) -> Value {
+    match stop {
+        Some("end_turn") | Some("stop_sequence") | Some("pause_turn") => json!("stop"),
+        Some("max_tokens") => json!("length"),
+        Some("tool_use") => json!("tool_calls"),
+        Some("refusal") => json!("content_filter"),
+        Some(_) | None => Value::Null,
+    }
+}
+
+fn usage_of(u: &Value) -> Value {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let read = n("cache_read_input_tokens");
+    let prompt = n("input_tokens") + read + n("cache_creation_input_tokens");
+    let completion = n("output_tokens");
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": read}})
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Anthropic message → OpenAI chat.completion.
+pub fn anthropic_message_to_openai(msg: &Value) -> Value {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in msg["content"].as_array().into_iter().flatten() {
+        match block["type"].as_str() {
+            Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
+            Some("tool_use") => calls.push(json!({
+                "id": block["id"], "type": "function",
+                "function": {"name": block["name"], "arguments": block["input"].to_string()}
+            })),
+            _ => {}
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    json!({
+        "id": format!("chatcmpl-{}", msg["id"].as_str().unwrap_or("")),
+        "object": "chat.completion",
+        "created": now(),
+        "model": msg["model"],
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason(msg["stop_reason"].as_str())}],
+        "usage": usage_of(&msg["usage"]),
+    })
+}
+
+/// Anthropic error body → OpenAI error body (the upstream status is kept by the caller).
+pub fn anthropic_error_to_openai(body: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = v["error"]["message"].as_str().unwrap_or("upstream error").to_string();
+    let typ = match v["error"]["type"].as_str() {
+        Some("invalid_request_error") | Some("not_found_error") | Some("request_too_large") => "invalid_request_error",
+        Some("authentication_error") => "authentication_error",
+        Some("permission_error") => "permission_error",
+        Some("rate_limit_error") => "rate_limit_error",
+        _ => "api_error",
+    };
+    json!({"error": {"message": message, "type": typ, "param": null, "code": v["error"]["type"]}})
+}
+
+/// Turns an Anthropic SSE stream into OpenAI `chat.completion.chunk`s as events arrive.
+pub struct AnthropicStreamToOpenAi {
+    splitter: sse::Splitter,
+    id: String,
+    model: Value,
+    created: u64,
+    include_usage: bool,
+    usage: Value,
+    /// Anthropic content block index → OpenAI tool call index.
+    tool_index: std::collections::HashMap<u64, usize>,
+    done: bool,
+}
+
+impl AnthropicStreamToOpenAi {
+    pub fn new(include_usage: bool) -> Self {
+        AnthropicStreamToOpenAi {
+            splitter: sse::Splitter::new(super::usage::MAX_SSE_EVENT),
+            id: String::new(),
+            model: Value::Null,
+            created: now(),
+            include_usage,
+            usage: json!({}),
+            tool_index: Default::default(),
+            done: false,
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Value) -> String {
+        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    }
+
+    /// Feeds upstream bytes; returns the client's bytes.
+    pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        let mut out = String::new();
+        for event in self.splitter.feed(bytes) {
+            let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
+                continue;
+            };
+            match v["type"].as_str() {
+                Some("message_start") => {
+                    let m = &v["message"];
+                    self.id = format!("chatcmpl-{}", m["id"].as_str().unwrap_or(""));
+                    self.model = m["model"].clone();
+                    self.usage = m["usage"].clone();
+                    out += &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+                }
+                Some("content_block_start") if v["content_block"]["type"] == "tool_use" => {
+                    let n = self.tool_index.len();
+                    self.tool_index.insert(v["index"].as_u64().unwrap_or(0), n);
+                    let b = &v["content_block"];
+                    out += &self.chunk(
+                        json!({"tool_calls": [{"index": n, "id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": ""}}]}),
+                        Value::Null,
+                    );
+                }
+                Some("content_block_delta") => match v["delta"]["type"].as_str() {
+                    Some("text_delta") => out += &self.chunk(json!({"content": v["delta"]["text"]}), Value::Null),
+                    Some("input_json_delta") => {
+                        let n = self
+                            .tool_index
+                            .get(&v["index"].as_u64().unwrap_or(0))
+                            .copied()
+                            .unwrap_or(0);
+                        out += &self.chunk(
+                            json!({"tool_calls": [{"index": n, "function": {"arguments": v["delta"]["partial_json"]}}]}),
+                            Value::Null,
+                        );
+                    }
+                    _ => {}
+                },
+                Some("message_delta") => {
+                    if let Some(o) = v["usage"]["output_tokens"].as_u64() {
+                        self.usage["output_tokens"] = json!(o);
+                    }
+                    out += &self.chunk(json!({}), finish_reason(v["delta"]["stop_reason"].as_str()));
+                }
+                Some("message_stop") => {
+                    if self.include_usage {
+                        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                                        "model": self.model, "choices": [], "usage": usage_of(&self.usage)});
+                        out += &format!("data: {c}\n\n");
+                    }
+                    out += "data: [DONE]\n\n";
+                    self.done = true;
+                }
+                Some("error") => {
+                    let e = anthropic_error_to_openai(event.data.as_bytes());
+                    out += &format!("data: {e}\n\n");
+                }
+                _ => {}
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "translate_tests.rs"]
+mod tests;

@@ -1,0 +1,142 @@
+//! Golden fixtures for OpenAI chat ⇄ Anthropic Messages (testdata/translate), written from the
+//! two APIs' references: system and developer prompts, multi-turn, images (base64 and URL),
+//! parallel tool calls and their results, stop sequences, and the stream with a tool call.
+
+use super::*;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/llm/testdata/translate")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn a_request_with_tools_images_and_turns_translates_exactly() {
+    let got = openai_chat_to_anthropic(&fixture("openai-chat-tools.request.json"), "claude-sonnet-4-5").unwrap();
+    let want: Value = serde_json::from_slice(&fixture("openai-chat-tools.anthropic-request.json")).unwrap();
+    assert_eq!(got, want, "\ngot:  {got}\nwant: {want}");
+}
+
+#[test]
+fn features_anthropic_cannot_express_are_refused_by_name() {
+    let cases = [
+        (r#"{"model":"x","messages":[],"n":2}"#, "`n`"),
+        (r#"{"model":"x","messages":[],"logit_bias":{"1":2}}"#, "`logit_bias`"),
+        (
+            r#"{"model":"x","messages":[],"response_format":{"type":"json_schema"}}"#,
+            "response_format",
+        ),
+        (
+            r#"{"model":"x","messages":[],"frequency_penalty":0.5}"#,
+            "`frequency_penalty`",
+        ),
+        (
+            r#"{"model":"x","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#,
+            "input_audio",
+        ),
+        (
+            r#"{"model":"x","messages":[],"tools":[{"type":"web_search"}]}"#,
+            "tools[0]",
+        ),
+    ];
+    for (body, named) in cases {
+        let e = openai_chat_to_anthropic(body.as_bytes(), "claude").unwrap_err();
+        assert!(e.0.contains(named), "{body}: {e}");
+    }
+    // Defaults that mean "nothing" pass.
+    assert!(openai_chat_to_anthropic(br#"{"model":"x","messages":[],"frequency_penalty":0}"#, "c").is_ok());
+}
+
+#[test]
+fn max_tokens_defaults_reasoning_and_tool_choice() {
+    let v = openai_chat_to_anthropic(br#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#, "c").unwrap();
+    assert_eq!(v["max_tokens"], DEFAULT_MAX_TOKENS);
+    let v = openai_chat_to_anthropic(
+        br#"{"model":"x","max_tokens":100,"reasoning_effort":"medium","temperature":0.3,"messages":[],"tool_choice":{"type":"function","function":{"name":"f"}},"parallel_tool_calls":false}"#,
+        "c",
+    )
+    .unwrap();
+    assert_eq!(v["thinking"], json!({"type": "enabled", "budget_tokens": 4096}));
+    assert_eq!(v["max_tokens"], 4196, "room for the answer beyond the thinking budget");
+    assert!(v.get("temperature").is_none());
+    assert_eq!(
+        v["tool_choice"],
+        json!({"type": "tool", "name": "f", "disable_parallel_tool_use": true})
+    );
+    let v = openai_chat_to_anthropic(br#"{"model":"x","messages":[],"tool_choice":"required"}"#, "c").unwrap();
+    assert_eq!(v["tool_choice"], json!({"type": "any"}));
+}
+
+#[test]
+fn a_response_with_a_tool_call_and_cached_usage() {
+    let msg: Value = serde_json::from_slice(&fixture("anthropic-tool-use.response.json")).unwrap();
+    let v = anthropic_message_to_openai(&msg);
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["id"], "chatcmpl-msg_01A");
+    assert_eq!(v["model"], "claude-sonnet-4-5-20250929");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], "Checking.");
+    assert_eq!(choice["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(
+        choice["message"]["tool_calls"][0]["function"]["arguments"],
+        r#"{"city":"Paris"}"#
+    );
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 150, "completion_tokens": 20, "total_tokens": 170, "prompt_tokens_details": {"cached_tokens": 100}})
+    );
+}
+
+#[test]
+fn a_stream_with_text_and_a_tool_call_becomes_chunks_at_any_cut() {
+    let body = fixture("anthropic-tool-use.sse");
+    for step in [1, 7, 64, 100_000] {
+        let mut t = AnthropicStreamToOpenAi::new(true);
+        let mut out = Vec::new();
+        for c in body.chunks(step) {
+            out.extend_from_slice(&t.feed(c));
+        }
+        let text = String::from_utf8(out).unwrap();
+        let chunks: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert!(text.trim_end().ends_with("data: [DONE]"), "step {step}");
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Let me check");
+        assert_eq!(chunks[2]["choices"][0]["delta"]["tool_calls"][0]["id"], "toolu_9");
+        let args: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+            .collect();
+        assert_eq!(args, r#"{"city": "Paris"}"#);
+        let finish = chunks
+            .iter()
+            .find_map(|c| c["choices"][0]["finish_reason"].as_str())
+            .unwrap();
+        assert_eq!(finish, "tool_calls");
+        let usage = chunks.last().unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(usage["usage"]["completion_tokens"], 30);
+        assert!(chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == "chatcmpl-msg_1"));
+    }
+    // Without include_usage, no usage chunk.
+    let mut t = AnthropicStreamToOpenAi::new(false);
+    let text = String::from_utf8(t.feed(&body).to_vec()).unwrap();
+    assert!(!text.contains("\"usage\""));
+}
+
+#[test]
+fn anthropic_errors_become_openai_errors() {
+    let e = anthropic_error_to_openai(br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#);
+    assert_eq!(e["error"]["type"], "rate_limit_error");
+    assert_eq!(e["error"]["message"], "slow down");
+    let e = anthropic_error_to_openai(b"not json");
+    assert_eq!(e["error"]["type"], "api_error");
+}
