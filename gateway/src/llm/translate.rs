@@ -246,7 +246,8 @@ fn text_of(content: &Value) -> Option<String> {
         Value::Array(parts) => Some(
             parts
                 .iter()
-                .filter_map(|p| (p["type"] == "text").then(|| p["text"].as_str().unwrap_or("")))
+                .filter(|p| p["type"] == "text")
+                .map(|p| p["text"].as_str().unwrap_or(""))
                 .collect::<Vec<_>>()
                 .join(""),
         ),

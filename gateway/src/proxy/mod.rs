@@ -30,7 +30,11 @@ use crate::{
     config::{l7::RetryOn, ApiSchema},
     identity::Workload,
     limits,
-    llm::{self, ErrorKind, Operation},
+    llm::{
+        self,
+        translate::{self, Translation},
+        ErrorKind, Operation,
+    },
     route::{self, RouteInput, Snapshot},
     socket::{ClientAddr, OrigDstAddr},
     telemetry::{jsonl, trace::TraceContext, Metrics},
@@ -134,6 +138,8 @@ pub enum ProxyError {
     },
     #[error("{0}: refusing requests (limitStore.failMode: closed)")]
     LimitStore(String),
+    #[error("{0}")]
+    Untranslatable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -153,6 +159,7 @@ impl ProxyError {
             ProxyError::NoBackend(_) => "no_backend_available",
             ProxyError::LimitExceeded { .. } => "limit_exceeded",
             ProxyError::LimitStore(_) => "limit_store_unavailable",
+            ProxyError::Untranslatable(_) => "untranslatable",
             ProxyError::Internal(_) => "internal",
         }
     }
@@ -160,7 +167,7 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::BodyTooLarge { .. } | ProxyError::BadBody(_) | ProxyError::ClientBody(_) => Side::Client,
-            ProxyError::LimitExceeded { .. } => Side::Client,
+            ProxyError::LimitExceeded { .. } | ProxyError::Untranslatable(_) => Side::Client,
             ProxyError::Upstream { .. } | ProxyError::UpstreamTimeout { .. } | ProxyError::TotalTimeout { .. } => {
                 Side::Upstream
             }
@@ -182,6 +189,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout { .. } | ProxyError::TotalTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NoBackend(_) | ProxyError::LimitStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Untranslatable(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -194,6 +202,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } | ProxyError::NoBackend(_) | ProxyError::LimitStore(_) => ErrorKind::Upstream,
             ProxyError::UpstreamTimeout { .. } | ProxyError::TotalTimeout { .. } => ErrorKind::Timeout,
             ProxyError::LimitExceeded { .. } => ErrorKind::RateLimited,
+            ProxyError::Untranslatable(_) => ErrorKind::InvalidRequest,
         }
     }
 
@@ -233,6 +242,9 @@ pub(crate) struct RequestCtx {
     pub(crate) total_deadline: Option<Instant>,
     /// Longest gap between two response chunks (`timeouts.idle`).
     pub(crate) idle_timeout: Option<Duration>,
+    /// The translation of the attempt that answered, and whether the client asked for
+    /// stream usage.
+    pub(crate) translation: Option<(Translation, bool)>,
 }
 
 async fn handle(l7: &L7, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
@@ -287,6 +299,7 @@ async fn handle(l7: &L7, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Response
         reservation: None,
         total_deadline: None,
         idle_timeout: None,
+        translation: None,
     };
     let resp = match proxy(l7, &conn, &mut ctx, req).await {
         Ok(resp) => resp,
@@ -441,8 +454,43 @@ async fn proxy(
             },
             None => None,
         };
-        let body = match &read {
-            Some((bytes, parsed)) => {
+        // The translation is chosen per attempt: a fallback may cross schemas.
+        let translation = match (ctx.schema, ctx.operation, backend.schema) {
+            (client, _, server) if client == server => Translation::None,
+            (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Anthropic) => Translation::OpenAiChatToAnthropic,
+            (client, op, server) => {
+                let e = ProxyError::Untranslatable(format!(
+                    "backend {} speaks {}; {} {} requests cannot be translated to it",
+                    backend.name,
+                    server.as_str(),
+                    client.as_str(),
+                    op.as_str()
+                ));
+                ctx.audit.attempts.push(Attempt {
+                    backend: backend.name.clone(),
+                    status: None,
+                    error: Some(e.to_string()),
+                    duration_ms: 0.0,
+                });
+                last_error = Some(e);
+                continue;
+            }
+        };
+        ctx.translation = None;
+        ctx.audit.translation = translation.as_str().into();
+        let mut upstream_path = path_and_query.clone();
+        let body = match (&read, translation) {
+            (Some((bytes, parsed)), Translation::OpenAiChatToAnthropic) => {
+                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
+                let translated =
+                    translate::openai_chat_to_anthropic(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
+                ctx.strip_usage = false;
+                ctx.audit.usage_requested_by_gateway = false;
+                ctx.translation = Some((translation, parsed.include_usage == Some(true)));
+                upstream_path = "/v1/messages".into();
+                full_req(Bytes::from(translated.to_string()))
+            }
+            (Some((bytes, parsed)), _) => {
                 let model = model_override.filter(|m| parsed.model.as_deref() != Some(*m));
                 // Stream usage is only reported when asked for: ask on the client's behalf,
                 // and take the extra chunk out of what it sees.
@@ -458,20 +506,26 @@ async fn proxy(
                     full_req(bytes.clone())
                 }
             }
-            None => streamed_body.take().unwrap_or_else(|| full_req(Bytes::new())),
+            (None, _) => streamed_body.take().unwrap_or_else(|| full_req(Bytes::new())),
         };
         let uri: http::Uri = format!(
             "{}://{}{}{}",
             backend.url.scheme_str().unwrap_or("https"),
             backend.url.authority().map(|a| a.as_str()).unwrap_or_default(),
             backend.prefix,
-            path_and_query
+            upstream_path
         )
         .parse()
         .map_err(|e| ProxyError::Internal(format!("upstream uri: {e}")))?;
         let mut headers = base_headers.clone();
         if let Some(c) = &credential {
             c.inject(&mut headers);
+        }
+        if translation == Translation::OpenAiChatToAnthropic && !headers.contains_key("anthropic-version") {
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(translate::ANTHROPIC_VERSION),
+            );
         }
         let mut upstream_req = Request::builder()
             .method(parts.method.clone())

@@ -19,7 +19,12 @@ use hyper::body::{Body, Frame, SizeHint};
 use super::{BoxError, RequestCtx, RespBody, L7};
 use crate::{
     accounting::{self, audit::Tokens},
+    config::ApiSchema,
     llm::usage::{Meter, Metered},
+    llm::{
+        translate::{self, Translation},
+        Operation,
+    },
     telemetry::{jsonl, otlp, Metrics},
 };
 
@@ -28,11 +33,34 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
     let (mut parts, body) = resp.into_parts();
     let mut ctx = ctx;
     ctx.audit.status = parts.status.as_u16();
-    // Errors pass through untouched and unmetered; so does everything when no usage exists.
-    let meter = parts
-        .status
-        .is_success()
-        .then(|| Meter::new(ctx.schema, ctx.operation, ctx.audit.stream, ctx.strip_usage));
+    // Errors pass through unmetered; so does everything when accounting is off.
+    let accounting = ctx.snapshot.config.audit_enabled;
+    let ok = parts.status.is_success();
+    let translation = ctx.translation;
+    // Usage is read from what the backend sent, in the backend's own schema.
+    let meter = (accounting && ok).then(|| match translation {
+        Some((Translation::OpenAiChatToAnthropic, _)) => {
+            Meter::new(ApiSchema::Anthropic, Operation::Messages, ctx.audit.stream, false)
+        }
+        _ => Meter::new(ctx.schema, ctx.operation, ctx.audit.stream, ctx.strip_usage),
+    });
+    let translator = match translation {
+        Some((Translation::OpenAiChatToAnthropic, include_usage)) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            if ok && ctx.audit.stream {
+                Some(Translator::Stream(translate::AnthropicStreamToOpenAi::new(
+                    include_usage,
+                )))
+            } else {
+                parts.headers.insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                Some(Translator::Json { buf: Vec::new(), ok })
+            }
+        }
+        _ => None,
+    };
     if meter.as_ref().is_some_and(Meter::rewrites) {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
@@ -41,6 +69,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         .total_deadline
         .map(|at| Box::pin(tokio::time::sleep_until(at.into())));
     let recorded = Recorded {
+        translator,
         idle,
         total,
         limits: l7.limits.clone(),
@@ -59,7 +88,18 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
     Response::from_parts(parts, recorded.boxed())
 }
 
+/// Turns the backend's answer into the client's schema.
+enum Translator {
+    Stream(translate::AnthropicStreamToOpenAi),
+    /// Whole JSON bodies (answers and errors) are translated once complete.
+    Json {
+        buf: Vec<u8>,
+        ok: bool,
+    },
+}
+
 struct Recorded {
+    translator: Option<Translator>,
     /// `timeouts.idle` and its timer, re-armed at every chunk.
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     /// `timeouts.total` deadline.
@@ -82,7 +122,7 @@ struct Recorded {
 
 impl Recorded {
     fn rewrites(&self) -> bool {
-        self.meter.as_ref().is_some_and(Meter::rewrites)
+        self.translator.is_some() || self.meter.as_ref().is_some_and(Meter::rewrites)
     }
 
     fn elapsed(&self) -> Duration {
@@ -92,6 +132,17 @@ impl Recorded {
     /// The upstream body ended normally.
     fn upstream_ended(&mut self) {
         self.inner_done = true;
+        if let Some(Translator::Json { buf, ok }) = self.translator.as_mut() {
+            let translated = if *ok {
+                match serde_json::from_slice::<serde_json::Value>(buf) {
+                    Ok(msg) => translate::anthropic_message_to_openai(&msg),
+                    Err(_) => translate::anthropic_error_to_openai(b"{}"),
+                }
+            } else {
+                translate::anthropic_error_to_openai(buf)
+            };
+            self.held = Some(Bytes::from(translated.to_string()));
+        }
         if let Some(m) = self.meter.as_mut() {
             let (rest, metered) = m.finish(true);
             self.metered = Some(metered);
@@ -266,6 +317,22 @@ impl Body for Recorded {
             };
             let observed = self.meter.as_mut().and_then(|m| m.observe(data));
             self.note_data(data.len());
+            match self.translator.as_mut() {
+                Some(Translator::Stream(t)) => {
+                    let out = t.feed(data);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Some(Translator::Json { buf, .. }) => {
+                    if buf.len() + data.len() <= crate::llm::usage::MAX_METERED_JSON {
+                        buf.extend_from_slice(data);
+                    }
+                    continue;
+                }
+                None => {}
+            }
             let out = match observed {
                 Some(bytes) if bytes.is_empty() => continue, // held until its event completes
                 Some(bytes) => Frame::data(Bytes::from(bytes)),

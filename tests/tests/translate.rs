@@ -1,0 +1,156 @@
+//! Translation end to end: the unmodified OpenAI Python SDK, default base URL, served by a fake
+//! Anthropic Messages backend (JSON and stream), including a fallback from a failing OpenAI
+//! backend to the Anthropic one inside one request.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::{
+    fake_llm::{FakeLlm, Script, TestCa},
+    l7::{curl, openai_setup, OpenAiSetup},
+    privileged, run, sdk_python, workspace, Gateway,
+};
+
+const ANT_KEY: &str = "sk-ant-real-translate-0042";
+
+/// `openai_setup` plus a fake Anthropic backend `claude` with its own key, and `routes`.
+fn with_claude(n: u8, name: &str, routes: &str) -> (OpenAiSetup, FakeLlm, Gateway) {
+    let ip = format!("127.20.{n}.4");
+    let ca_dir = std::env::temp_dir().join(format!("tollgate-test-claude-{}-{n}", std::process::id()));
+    let ca = TestCa::new(&ca_dir, "claude");
+    let claude = FakeLlm::start("claude", &ip, Some(ca.server_config(&[&ip])));
+    let key = ca_dir.join("ant-key");
+    std::fs::write(&key, ANT_KEY).unwrap();
+    let backend = format!(
+        "  - name: claude\n    url: {}\n    schema: anthropic\n    credential: ant\n    caFile: {}\n",
+        claude.url(true),
+        ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(n, name, &backend);
+    // Continues the `credentials:` list that openai_setup ends with.
+    let gw = builder
+        .yaml(&format!(
+            "  - name: ant\n    kind: xApiKey\n    file: {}\n",
+            key.display()
+        ))
+        .yaml(routes)
+        .start();
+    (s, claude, gw)
+}
+
+fn sdk(s: &OpenAiSetup, gw: &Gateway, args: &[&str]) -> Value {
+    let mut cmd =
+        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], sdk_python());
+    cmd.env("SSL_CERT_FILE", gw.ca_cert())
+        .arg(workspace().join("tests/clients/openai_client.py"))
+        .args(args);
+    let out = run(cmd, Duration::from_secs(60));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn the_openai_sdk_is_served_by_an_anthropic_backend_streaming_and_not() {
+    if !privileged("the_openai_sdk_is_served_by_an_anthropic_backend_streaming_and_not") {
+        return;
+    }
+    let routes = "routes:\n  - name: to-claude\n    match: { models: [\"gpt-4o*\"] }\n    backends: [{ backend: claude, model: claude-sonnet-4-5 }]\n";
+    let (s, claude, gw) = with_claude(31, "tr-sdk", routes);
+    let v = sdk(&s, &gw, &["chat", "gpt-4o"]);
+    assert_eq!(v["content"], "hello from claude", "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], 10);
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+    let r = &claude.received()[0];
+    assert_eq!(r.path, "/v1/messages");
+    assert_eq!(r.headers["x-api-key"], ANT_KEY);
+    assert!(!r.headers.contains_key("authorization"));
+    assert_eq!(r.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(r.body["model"], "claude-sonnet-4-5");
+    assert_eq!(r.body["messages"][0]["content"][0]["text"], "say hello");
+    assert!(r.body["max_tokens"].as_u64().unwrap() > 0);
+
+    let v = sdk(&s, &gw, &["stream_usage", "gpt-4o"]);
+    assert_eq!(v["content"], "hello from claude", "{v}");
+    assert_eq!(
+        v["usage"]["completion_tokens"], 4,
+        "usage chunk translated from message_delta"
+    );
+    let v = sdk(&s, &gw, &["stream", "gpt-4o", s.dir.path("gate").to_str().unwrap()]);
+    assert_eq!(v["content"], "hello from claude", "{v}");
+
+    let records = gw.wait_audit(3);
+    for r in &records {
+        assert_eq!(r["translation"], "openai_chat->anthropic_messages");
+        assert_eq!(r["schema"], "openai");
+        assert_eq!(r["backend"], "claude");
+        assert_eq!(
+            (r["tokens"]["input"].as_u64(), r["tokens"]["output"].as_u64()),
+            (Some(10), Some(4)),
+            "{r}"
+        );
+        // claude-sonnet-4-5: $3 / $15 per 1M tokens
+        assert_eq!(r["cost_nano_usd"], 10 * 3000 + 4 * 15000);
+        assert_eq!(r["credential"]["name"], "ant");
+    }
+    assert!(s.primary.received().is_empty());
+}
+
+#[test]
+fn a_failing_openai_backend_falls_back_to_anthropic_within_one_request() {
+    if !privileged("a_failing_openai_backend_falls_back_to_anthropic_within_one_request") {
+        return;
+    }
+    let routes = "routes:\n  - name: cross\n    backends: [{ backend: primary, priority: 0 }, { backend: claude, priority: 1, model: claude-haiku-4-5 }]\n";
+    let (s, claude, gw) = with_claude(32, "tr-fallback", routes);
+    s.primary.set_script(Script {
+        status: Some(503),
+        ..Default::default()
+    });
+    let v = sdk(&s, &gw, &["chat", "gpt-4o-mini"]);
+    assert_eq!(v["content"], "hello from claude", "{v}");
+    let r = &gw.wait_audit(1)[0];
+    let attempts = r["attempts"].as_array().unwrap();
+    assert_eq!(
+        (attempts[0]["backend"].as_str(), attempts[0]["status"].as_u64()),
+        (Some("primary"), Some(503))
+    );
+    assert_eq!(
+        (attempts[1]["backend"].as_str(), attempts[1]["status"].as_u64()),
+        (Some("claude"), Some(200))
+    );
+    assert_eq!(r["translation"], "openai_chat->anthropic_messages");
+    assert_eq!(claude.received()[0].body["model"], "claude-haiku-4-5");
+    // Each attempt used its own backend's credential.
+    assert!(s.primary.received()[0].headers["authorization"].starts_with("Bearer sk-real-openai"));
+    assert_eq!(claude.received()[0].headers["x-api-key"], ANT_KEY);
+
+    // A feature Anthropic cannot express: a clear 400 naming it, in OpenAI's shape.
+    s.primary.set_script(Script::default());
+    let routes_only_claude =
+        "routes:\n  - name: only-claude\n    backends: [{ backend: claude, model: claude-haiku-4-5 }]\n";
+    let cfg = gw.config_yaml().replace(routes, routes_only_claude);
+    gw.write_config(&cfg);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, v) = curl(
+        &s.cg,
+        &s.dir,
+        "api.openai.com",
+        &s.captured_ip,
+        &gw.ca_cert(),
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"model":"gpt-4o","n":3,"messages":[{"role":"user","content":"hi"}]}"#,
+            "https://api.openai.com/v1/chat/completions",
+        ],
+    );
+    assert!(status.starts_with("400"), "{status} {v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("`n`"), "{v}");
+}
