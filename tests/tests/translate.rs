@@ -154,3 +154,70 @@ fn a_failing_openai_backend_falls_back_to_anthropic_within_one_request() {
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert!(v["error"]["message"].as_str().unwrap().contains("`n`"), "{v}");
 }
+
+#[test]
+fn the_anthropic_sdk_is_served_by_an_openai_compatible_backend() {
+    if !privileged("the_anthropic_sdk_is_served_by_an_openai_compatible_backend") {
+        return;
+    }
+    let (s, builder) = openai_setup(33, "tr-anthropic-sdk", "");
+    let gw = builder
+        .llm_provider("anthropic", &["api.anthropic.com"], &["127.20.33.5"], &[443], &["schema: anthropic"])
+        .yaml("routes:\n  - name: claude-to-openai\n    match: { providers: [anthropic] }\n    backends: [{ backend: primary, model: gpt-4o-mini }]\n")
+        .start();
+    let sdk = |mode: &str| -> Value {
+        let mut cmd =
+            s.cg.command_with_hosts(&s.dir, &[("api.anthropic.com", "127.20.33.5")], sdk_python());
+        cmd.env("SSL_CERT_FILE", gw.ca_cert())
+            .arg(workspace().join("tests/clients/anthropic_client.py"))
+            .args([mode, "claude-sonnet-4-5"]);
+        let out = run(cmd, Duration::from_secs(60));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                gw.log()
+            )
+        })
+    };
+    let v = sdk("message");
+    assert_eq!(v["text"], "hello from primary", "{v}");
+    assert_eq!(v["stop_reason"], "end_turn");
+    assert_eq!(
+        (
+            v["usage"]["input_tokens"].as_u64(),
+            v["usage"]["output_tokens"].as_u64()
+        ),
+        (Some(9), Some(4))
+    );
+    let v = sdk("stream");
+    assert_eq!(v["text"], "hello from primary", "{v}");
+    assert_eq!(v["usage"]["output_tokens"], 4);
+    let upstream = s.primary.received();
+    assert_eq!(upstream[0].path, "/v1/chat/completions");
+    assert_eq!(upstream[0].body["model"], "gpt-4o-mini");
+    assert_eq!(
+        upstream[0].body["messages"][0],
+        serde_json::json!({"role": "system", "content": "Be brief."})
+    );
+    assert!(
+        upstream[0].headers["authorization"].starts_with("Bearer sk-real-openai"),
+        "the backend's key"
+    );
+    assert!(
+        !upstream[0].headers.contains_key("x-api-key"),
+        "the client's key is gone"
+    );
+    assert_eq!(upstream[1].body["stream_options"]["include_usage"], true);
+    let records = gw.wait_audit(2);
+    for r in &records {
+        assert_eq!(r["translation"], "anthropic_messages->openai_chat");
+        assert_eq!(r["schema"], "anthropic");
+        assert_eq!(
+            (r["tokens"]["input"].as_u64(), r["tokens"]["output"].as_u64()),
+            (Some(9), Some(4)),
+            "{r}"
+        );
+    }
+}

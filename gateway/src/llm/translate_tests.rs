@@ -140,3 +140,105 @@ fn anthropic_errors_become_openai_errors() {
     let e = anthropic_error_to_openai(b"not json");
     assert_eq!(e["error"]["type"], "api_error");
 }
+
+fn openai_fixture(name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/llm/testdata/openai")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn an_anthropic_request_becomes_an_openai_chat_request() {
+    let body = br#"{"model":"claude-sonnet-4-5","max_tokens":256,"system":[{"type":"text","text":"Be brief."}],
+        "messages":[{"role":"user","content":[{"type":"text","text":"Weather?"},{"type":"image","source":{"type":"base64","media_type":"image/jpeg","data":"AAAA"}}]},
+                    {"role":"assistant","content":[{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}]},
+                    {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"18C"}]}],
+        "tools":[{"name":"get_weather","description":"Weather","input_schema":{"type":"object"}}],
+        "tool_choice":{"type":"any","disable_parallel_tool_use":true},"stop_sequences":["END"],"stream":true,"metadata":{"user_id":"u1"}}"#;
+    let v = anthropic_to_openai_chat(body, "gpt-4o-mini").unwrap();
+    assert_eq!(v["model"], "gpt-4o-mini");
+    assert_eq!(v["messages"][0], json!({"role": "system", "content": "Be brief."}));
+    assert_eq!(
+        v["messages"][1]["content"][1]["image_url"]["url"],
+        "data:image/jpeg;base64,AAAA"
+    );
+    assert_eq!(v["messages"][2]["content"], "Checking.");
+    assert_eq!(
+        v["messages"][2]["tool_calls"][0]["function"]["arguments"],
+        r#"{"city":"Paris"}"#
+    );
+    assert_eq!(
+        v["messages"][3],
+        json!({"role": "tool", "tool_call_id": "toolu_1", "content": "18C"})
+    );
+    assert_eq!(v["tools"][0]["function"]["parameters"], json!({"type": "object"}));
+    assert_eq!(v["tool_choice"], "required");
+    assert_eq!(v["parallel_tool_calls"], false);
+    assert_eq!(v["stop"], json!(["END"]));
+    assert_eq!(v["stream_options"], json!({"include_usage": true}));
+    assert_eq!(v["user"], "u1");
+    assert_eq!(v["max_tokens"], 256);
+    let e = anthropic_to_openai_chat(
+        br#"{"model":"c","max_tokens":1,"messages":[],"thinking":{"type":"enabled"}}"#,
+        "m",
+    )
+    .unwrap_err();
+    assert!(e.0.contains("`thinking`"), "{e}");
+    let e = anthropic_to_openai_chat(br#"{"model":"c","max_tokens":1,"top_k":5,"messages":[]}"#, "m").unwrap_err();
+    assert!(e.0.contains("`top_k`"), "{e}");
+}
+
+#[test]
+fn an_openai_response_becomes_an_anthropic_message() {
+    let resp: Value = serde_json::from_slice(&openai_fixture("chat-cached-reasoning.response.json")).unwrap();
+    let m = openai_chat_to_anthropic_message(&resp);
+    assert_eq!(m["type"], "message");
+    assert_eq!(m["content"], json!([{"type": "text", "text": "42"}]));
+    assert_eq!(m["stop_reason"], "end_turn");
+    assert_eq!(
+        m["usage"],
+        json!({"input_tokens": 512, "cache_read_input_tokens": 1536, "cache_creation_input_tokens": 0, "output_tokens": 900})
+    );
+    let e = openai_error_to_anthropic(br#"{"error":{"message":"nope","type":"invalid_request_error"}}"#);
+    assert_eq!(
+        e,
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": "nope"}})
+    );
+}
+
+#[test]
+fn an_openai_stream_becomes_anthropic_events_at_any_cut() {
+    let body = openai_fixture("chat-stream-usage.sse");
+    for step in [1, 9, 100_000] {
+        let mut t = OpenAiStreamToAnthropic::default();
+        let mut out = Vec::new();
+        for c in body.chunks(step) {
+            out.extend_from_slice(&t.feed(c));
+        }
+        let text = String::from_utf8(out).unwrap();
+        let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ],
+            "step {step}"
+        );
+        let deltas: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| v["delta"]["text"].as_str().map(String::from))
+            .collect();
+        assert_eq!(deltas, "Hello there");
+        assert!(text.contains(r#""stop_reason":"end_turn""#));
+        assert!(text.contains(r#""output_tokens":2"#) && text.contains(r#""input_tokens":12"#));
+    }
+}

@@ -458,6 +458,7 @@ async fn proxy(
         let translation = match (ctx.schema, ctx.operation, backend.schema) {
             (client, _, server) if client == server => Translation::None,
             (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Anthropic) => Translation::OpenAiChatToAnthropic,
+            (ApiSchema::Anthropic, Operation::Messages, ApiSchema::Openai) => Translation::AnthropicToOpenAiChat,
             (client, op, server) => {
                 let e = ProxyError::Untranslatable(format!(
                     "backend {} speaks {}; {} {} requests cannot be translated to it",
@@ -488,6 +489,16 @@ async fn proxy(
                 ctx.audit.usage_requested_by_gateway = false;
                 ctx.translation = Some((translation, parsed.include_usage == Some(true)));
                 upstream_path = "/v1/messages".into();
+                full_req(Bytes::from(translated.to_string()))
+            }
+            (Some((bytes, parsed)), Translation::AnthropicToOpenAiChat) => {
+                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
+                let translated =
+                    translate::anthropic_to_openai_chat(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
+                ctx.strip_usage = false;
+                ctx.audit.usage_requested_by_gateway = parsed.stream;
+                ctx.translation = Some((translation, false));
+                upstream_path = "/v1/chat/completions".into();
                 full_req(Bytes::from(translated.to_string()))
             }
             (Some((bytes, parsed)), _) => {

@@ -42,21 +42,35 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         Some((Translation::OpenAiChatToAnthropic, _)) => {
             Meter::new(ApiSchema::Anthropic, Operation::Messages, ctx.audit.stream, false)
         }
+        Some((Translation::AnthropicToOpenAiChat, _)) => {
+            Meter::new(ApiSchema::Openai, Operation::ChatCompletions, ctx.audit.stream, false)
+        }
         _ => Meter::new(ctx.schema, ctx.operation, ctx.audit.stream, ctx.strip_usage),
     });
     let translator = match translation {
-        Some((Translation::OpenAiChatToAnthropic, include_usage)) => {
+        Some((to @ (Translation::OpenAiChatToAnthropic | Translation::AnthropicToOpenAiChat), include_usage)) => {
             parts.headers.remove(header::CONTENT_LENGTH);
             if ok && ctx.audit.stream {
-                Some(Translator::Stream(translate::AnthropicStreamToOpenAi::new(
-                    include_usage,
-                )))
+                parts.headers.insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/event-stream"),
+                );
+                Some(match to {
+                    Translation::OpenAiChatToAnthropic => {
+                        Translator::ToOpenAiStream(translate::AnthropicStreamToOpenAi::new(include_usage))
+                    }
+                    _ => Translator::ToAnthropicStream(translate::OpenAiStreamToAnthropic::default()),
+                })
             } else {
                 parts.headers.insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static("application/json"),
                 );
-                Some(Translator::Json { buf: Vec::new(), ok })
+                Some(Translator::Json {
+                    buf: Vec::new(),
+                    ok,
+                    to,
+                })
             }
         }
         _ => None,
@@ -90,12 +104,12 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
 
 /// Turns the backend's answer into the client's schema.
 enum Translator {
-    Stream(translate::AnthropicStreamToOpenAi),
+    /// Anthropic events → OpenAI chunks.
+    ToOpenAiStream(translate::AnthropicStreamToOpenAi),
+    /// OpenAI chunks → Anthropic events.
+    ToAnthropicStream(translate::OpenAiStreamToAnthropic),
     /// Whole JSON bodies (answers and errors) are translated once complete.
-    Json {
-        buf: Vec<u8>,
-        ok: bool,
-    },
+    Json { buf: Vec<u8>, ok: bool, to: Translation },
 }
 
 struct Recorded {
@@ -132,14 +146,13 @@ impl Recorded {
     /// The upstream body ended normally.
     fn upstream_ended(&mut self) {
         self.inner_done = true;
-        if let Some(Translator::Json { buf, ok }) = self.translator.as_mut() {
-            let translated = if *ok {
-                match serde_json::from_slice::<serde_json::Value>(buf) {
-                    Ok(msg) => translate::anthropic_message_to_openai(&msg),
-                    Err(_) => translate::anthropic_error_to_openai(b"{}"),
-                }
-            } else {
-                translate::anthropic_error_to_openai(buf)
+        if let Some(Translator::Json { buf, ok, to }) = self.translator.as_mut() {
+            let parsed = serde_json::from_slice::<serde_json::Value>(buf);
+            let translated = match (*to, *ok, parsed) {
+                (Translation::AnthropicToOpenAiChat, true, Ok(v)) => translate::openai_chat_to_anthropic_message(&v),
+                (Translation::AnthropicToOpenAiChat, _, _) => translate::openai_error_to_anthropic(buf),
+                (_, true, Ok(v)) => translate::anthropic_message_to_openai(&v),
+                (_, _, _) => translate::anthropic_error_to_openai(buf),
             };
             self.held = Some(Bytes::from(translated.to_string()));
         }
@@ -318,7 +331,14 @@ impl Body for Recorded {
             let observed = self.meter.as_mut().and_then(|m| m.observe(data));
             self.note_data(data.len());
             match self.translator.as_mut() {
-                Some(Translator::Stream(t)) => {
+                Some(Translator::ToOpenAiStream(t)) => {
+                    let out = t.feed(data);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Some(Translator::ToAnthropicStream(t)) => {
                     let out = t.feed(data);
                     if out.is_empty() {
                         continue;
