@@ -72,6 +72,7 @@ impl TestCa {
 pub struct Received {
     pub method: String,
     pub path: String,
+    pub query: String,
     pub version: String,
     pub headers: HashMap<String, String>,
     pub body: Value,
@@ -248,6 +249,7 @@ async fn respond(
     received.lock().unwrap().push(Received {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
         version: format!("{:?}", parts.version),
         headers,
         body: body.clone(),
@@ -273,7 +275,12 @@ async fn respond(
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_string();
     let stream = body["stream"].as_bool().unwrap_or(false);
-    match (parts.uri.path(), stream) {
+    // Azure OpenAI deployment paths answer like the OpenAI API.
+    let path = match parts.uri.path() {
+        p if p.starts_with("/openai/deployments/") && p.ends_with("/chat/completions") => "/v1/chat/completions",
+        p => p,
+    };
+    match (path, stream) {
         ("/v1/chat/completions", false) => json_response(
             200,
             json!({

@@ -221,3 +221,45 @@ fn the_anthropic_sdk_is_served_by_an_openai_compatible_backend() {
         );
     }
 }
+
+#[test]
+fn an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key() {
+    if !privileged("an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key") {
+        return;
+    }
+    let dir = tests::TempDir::new("azure");
+    let ca = TestCa::new(&dir.0, "azure");
+    let azure = FakeLlm::start("azure", "127.20.34.4", Some(ca.server_config(&["127.20.34.4"])));
+    let key = dir.path("azure-key");
+    std::fs::write(&key, "azure-real-key-77").unwrap();
+    let backend = format!(
+        "  - name: azure\n    url: {}\n    schema: azureOpenai\n    deployment: gpt4o-prod\n    apiVersion: 2024-10-21\n    credential: azure-key\n    caFile: {}\n",
+        azure.url(true),
+        ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(34, "tr-azure", &backend);
+    let gw = builder
+        .yaml(&format!(
+            "  - name: azure-key\n    kind: apiKey\n    file: {}\n",
+            key.display()
+        ))
+        .yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n")
+        .start();
+    let mut cmd =
+        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], sdk_python());
+    cmd.env("SSL_CERT_FILE", gw.ca_cert())
+        .arg(workspace().join("tests/clients/openai_client.py"))
+        .args(["chat", "gpt-4o"]);
+    let out = run(cmd, Duration::from_secs(60));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["content"], "hello from azure", "{v}");
+    let r = &azure.received()[0];
+    assert_eq!(r.path, "/openai/deployments/gpt4o-prod/chat/completions");
+    assert_eq!(r.query, "api-version=2024-10-21");
+    assert_eq!(r.headers["api-key"], "azure-real-key-77");
+    assert!(!r.headers.contains_key("authorization"));
+    let rec = &gw.wait_audit(1)[0];
+    assert_eq!(rec["translation"], "openai->azure_openai");
+    assert_eq!(rec["tokens"]["input"], 9);
+}

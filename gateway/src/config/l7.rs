@@ -28,6 +28,8 @@ pub enum ApiSchema {
     Openai,
     /// Anthropic: messages, count_tokens.
     Anthropic,
+    /// Azure OpenAI (backends only): OpenAI bodies on deployment paths with `api-version`.
+    AzureOpenai,
 }
 
 impl ApiSchema {
@@ -35,6 +37,7 @@ impl ApiSchema {
         match self {
             ApiSchema::Openai => "openai",
             ApiSchema::Anthropic => "anthropic",
+            ApiSchema::AzureOpenai => "azureOpenai",
         }
     }
 }
@@ -71,6 +74,10 @@ pub struct RawBackend {
     pub credential: Option<String>,
     /// Extra PEM CA bundle trusted for this backend, besides the public roots.
     pub ca_file: Option<PathBuf>,
+    /// Azure OpenAI: the deployment name. Default: the model the request is sent with.
+    pub deployment: Option<String>,
+    /// Azure OpenAI: `api-version`. Default `2024-10-21`.
+    pub api_version: Option<String>,
     /// Offer HTTP/2 (ALPN) to the backend. Default `false`: pooled HTTP/1.1 connections, which
     /// cost less CPU and latency per request here (docs/benchmarks.md).
     pub http2: Option<bool>,
@@ -218,7 +225,12 @@ pub struct Backend {
     pub credential: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub http2: bool,
+    pub deployment: Option<String>,
+    pub api_version: String,
 }
+
+/// `api-version` of Azure OpenAI backends when none is configured.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -384,6 +396,8 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
                 credential: b.credential,
                 ca_file: b.ca_file,
                 http2: b.http2.unwrap_or(false),
+                api_version: b.api_version.unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.into()),
+                deployment: b.deployment,
             })
         })
         .collect()

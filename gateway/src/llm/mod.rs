@@ -42,6 +42,7 @@ impl Operation {
             (ApiSchema::Anthropic, "/v1/messages") => Operation::Messages,
             (ApiSchema::Anthropic, "/v1/messages/count_tokens") => Operation::CountTokens,
             (ApiSchema::Anthropic, p) if p == "/v1/models" || p.starts_with("/v1/models/") => Operation::Models,
+            // Azure OpenAI is a backend API here; clients speak OpenAI or Anthropic.
             _ => Operation::Other,
         }
     }
@@ -183,7 +184,7 @@ pub enum ErrorKind {
 /// An error body in the client's own API shape.
 pub fn error_body(schema: ApiSchema, kind: ErrorKind, message: &str) -> Bytes {
     let value = match schema {
-        ApiSchema::Openai => {
+        ApiSchema::Openai | ApiSchema::AzureOpenai => {
             let (typ, code) = match kind {
                 ErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
                 ErrorKind::TooLarge => ("invalid_request_error", "request_too_large"),

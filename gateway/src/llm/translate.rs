@@ -22,6 +22,8 @@ pub enum Translation {
     None,
     OpenAiChatToAnthropic,
     AnthropicToOpenAiChat,
+    /// Same body, Azure's deployment path and `api-version`.
+    OpenAiToAzure,
 }
 
 impl Translation {
@@ -30,6 +32,7 @@ impl Translation {
             Translation::None => "none",
             Translation::OpenAiChatToAnthropic => "openai_chat->anthropic_messages",
             Translation::AnthropicToOpenAiChat => "anthropic_messages->openai_chat",
+            Translation::OpenAiToAzure => "openai->azure_openai",
         }
     }
 }
@@ -537,9 +540,11 @@ pub fn anthropic_to_openai_chat(body: &[u8], model: &str) -> Result<Value, Unsup
                     };
                     messages.push(json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": content}));
                 }
-                other => return Err(unsupported(format!(
+                other => {
+                    return Err(unsupported(format!(
                     "messages[{i}].content[{j}]: block type {other:?} is not supported by OpenAI-compatible backends"
-                ))),
+                )))
+                }
             }
         }
         match role {

@@ -459,6 +459,11 @@ async fn proxy(
             (client, _, server) if client == server => Translation::None,
             (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Anthropic) => Translation::OpenAiChatToAnthropic,
             (ApiSchema::Anthropic, Operation::Messages, ApiSchema::Openai) => Translation::AnthropicToOpenAiChat,
+            (
+                ApiSchema::Openai,
+                Operation::ChatCompletions | Operation::Completions | Operation::Embeddings,
+                ApiSchema::AzureOpenai,
+            ) => Translation::OpenAiToAzure,
             (client, op, server) => {
                 let e = ProxyError::Untranslatable(format!(
                     "backend {} speaks {}; {} {} requests cannot be translated to it",
@@ -502,6 +507,23 @@ async fn proxy(
                 full_req(Bytes::from(translated.to_string()))
             }
             (Some((bytes, parsed)), _) => {
+                if translation == Translation::OpenAiToAzure {
+                    let deployment = backend
+                        .deployment
+                        .as_deref()
+                        .or(model_override)
+                        .or(parsed.model.as_deref())
+                        .unwrap_or_default();
+                    let op = match ctx.operation {
+                        Operation::Completions => "completions",
+                        Operation::Embeddings => "embeddings",
+                        _ => "chat/completions",
+                    };
+                    upstream_path = format!(
+                        "/openai/deployments/{deployment}/{op}?api-version={}",
+                        backend.api_version
+                    );
+                }
                 let model = model_override.filter(|m| parsed.model.as_deref() != Some(*m));
                 // Stream usage is only reported when asked for: ask on the client's behalf,
                 // and take the extra chunk out of what it sees.
