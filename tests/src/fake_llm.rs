@@ -275,6 +275,33 @@ async fn respond(
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_string();
     let stream = body["stream"].as_bool().unwrap_or(false);
+    // Gemini API: generateContent / streamGenerateContent?alt=sse.
+    if let Some(rest) = parts.uri.path().strip_prefix("/v1beta/models/") {
+        let (gmodel, method) = rest.split_once(':').unwrap_or((rest, ""));
+        let usage = json!({"promptTokenCount": 8, "candidatesTokenCount": 5, "totalTokenCount": 13});
+        let candidate = |text: &str, finish: Option<&str>| {
+            let mut c = json!({"content": {"role": "model", "parts": [{"text": text}]}, "index": 0});
+            if let Some(f) = finish {
+                c["finishReason"] = json!(f);
+            }
+            c
+        };
+        if method == "generateContent" {
+            return json_response(
+                200,
+                json!({"candidates": [candidate(&format!("hello from {name}"), Some("STOP"))], "usageMetadata": usage,
+                       "modelVersion": gmodel, "responseId": "gem-1"}),
+            );
+        }
+        let sse = |v: &Value| Bytes::from(format!("data: {v}\r\n\r\n"));
+        let first = vec![sse(
+            &json!({"candidates": [candidate("hello", None)], "modelVersion": gmodel}),
+        )];
+        let rest = vec![sse(
+            &json!({"candidates": [candidate(&format!(" from {name}"), Some("STOP"))], "usageMetadata": usage, "modelVersion": gmodel}),
+        )];
+        return stream_response(first, rest, &script, gate_slot);
+    }
     // Azure OpenAI deployment paths answer like the OpenAI API.
     let path = match parts.uri.path() {
         p if p.starts_with("/openai/deployments/") && p.ends_with("/chat/completions") => "/v1/chat/completions",

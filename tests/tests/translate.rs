@@ -263,3 +263,61 @@ fn an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key() {
     assert_eq!(rec["translation"], "openai->azure_openai");
     assert_eq!(rec["tokens"]["input"], 9);
 }
+
+#[test]
+fn the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not() {
+    if !privileged("the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not") {
+        return;
+    }
+    let dir = tests::TempDir::new("gemini");
+    let ca = TestCa::new(&dir.0, "gemini");
+    let gemini = FakeLlm::start("gemini", "127.20.35.4", Some(ca.server_config(&["127.20.35.4"])));
+    let key = dir.path("gemini-key");
+    std::fs::write(&key, "AIza-real-gemini-key").unwrap();
+    let backend = format!(
+        "  - name: gemini\n    url: {}\n    schema: gemini\n    credential: gemini-key\n    caFile: {}\n",
+        gemini.url(true),
+        ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(35, "tr-gemini", &backend);
+    let gw = builder
+        .yaml(&format!(
+            "  - name: gemini-key\n    kind: xGoogApiKey\n    file: {}\n",
+            key.display()
+        ))
+        .yaml("routes:\n  - name: to-gemini\n    backends: [{ backend: gemini, model: gemini-2.5-flash }]\n")
+        .start();
+    let sdk = |args: &[&str]| -> Value {
+        let mut cmd =
+            s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], sdk_python());
+        cmd.env("SSL_CERT_FILE", gw.ca_cert())
+            .arg(workspace().join("tests/clients/openai_client.py"))
+            .args(args);
+        let out = run(cmd, Duration::from_secs(60));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stderr), gw.log()))
+    };
+    let v = sdk(&["chat", "gpt-4o"]);
+    assert_eq!(v["content"], "hello from gemini", "{v}");
+    assert_eq!(v["usage"]["total_tokens"], 13);
+    let v = sdk(&["stream_usage", "gpt-4o"]);
+    assert_eq!(v["content"], "hello from gemini", "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    let r = gemini.received();
+    assert_eq!(r[0].path, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(r[1].path, "/v1beta/models/gemini-2.5-flash:streamGenerateContent");
+    assert_eq!(r[1].query, "alt=sse");
+    assert_eq!(r[0].headers["x-goog-api-key"], "AIza-real-gemini-key");
+    assert_eq!(r[0].body["contents"][0]["parts"][0]["text"], "say hello");
+    let records = gw.wait_audit(2);
+    for rec in &records {
+        assert_eq!(rec["translation"], "openai_chat->gemini");
+        assert_eq!(
+            (rec["tokens"]["input"].as_u64(), rec["tokens"]["output"].as_u64()),
+            (Some(8), Some(5)),
+            "{rec}"
+        );
+        // gemini-2.5-flash: $0.30 / $2.50 per 1M tokens
+        assert_eq!(rec["cost_nano_usd"], 8 * 300 + 5 * 2500);
+    }
+}

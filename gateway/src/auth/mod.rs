@@ -66,7 +66,7 @@ impl Loaded {
         let value = value.trim().to_string();
         let header_value = match kind {
             CredentialKind::Bearer => format!("Bearer {value}"),
-            CredentialKind::XApiKey | CredentialKind::ApiKey => value.clone(),
+            CredentialKind::XApiKey | CredentialKind::ApiKey | CredentialKind::XGoogApiKey => value.clone(),
         };
         let mut header_value =
             HeaderValue::from_str(&header_value).map_err(|_| Error::Value { name: name.to_string() })?;
@@ -78,6 +78,7 @@ impl Loaded {
             CredentialKind::Bearer => http::header::AUTHORIZATION,
             CredentialKind::XApiKey => HeaderName::from_static("x-api-key"),
             CredentialKind::ApiKey => HeaderName::from_static("api-key"),
+            CredentialKind::XGoogApiKey => HeaderName::from_static("x-goog-api-key"),
         };
         let digest = Sha256::digest(value.as_bytes());
         let fingerprint = format!(

@@ -30,6 +30,8 @@ pub enum ApiSchema {
     Anthropic,
     /// Azure OpenAI (backends only): OpenAI bodies on deployment paths with `api-version`.
     AzureOpenai,
+    /// Google Gemini API (backends only): `generateContent`, `streamGenerateContent?alt=sse`.
+    Gemini,
 }
 
 impl ApiSchema {
@@ -38,6 +40,7 @@ impl ApiSchema {
             ApiSchema::Openai => "openai",
             ApiSchema::Anthropic => "anthropic",
             ApiSchema::AzureOpenai => "azureOpenai",
+            ApiSchema::Gemini => "gemini",
         }
     }
 }
@@ -93,6 +96,8 @@ pub enum CredentialKind {
     XApiKey,
     /// `api-key: <value>` (Azure OpenAI).
     ApiKey,
+    /// `x-goog-api-key: <value>` (Gemini API).
+    XGoogApiKey,
 }
 
 #[derive(Debug, Deserialize)]

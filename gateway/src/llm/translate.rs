@@ -24,6 +24,7 @@ pub enum Translation {
     AnthropicToOpenAiChat,
     /// Same body, Azure's deployment path and `api-version`.
     OpenAiToAzure,
+    OpenAiChatToGemini,
 }
 
 impl Translation {
@@ -33,6 +34,7 @@ impl Translation {
             Translation::OpenAiChatToAnthropic => "openai_chat->anthropic_messages",
             Translation::AnthropicToOpenAiChat => "anthropic_messages->openai_chat",
             Translation::OpenAiToAzure => "openai->azure_openai",
+            Translation::OpenAiChatToGemini => "openai_chat->gemini",
         }
     }
 }
@@ -811,6 +813,359 @@ impl OpenAiStreamToAnthropic {
             }
             if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
                 self.finish(u, &mut out);
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
+// === OpenAI chat client, Google Gemini backend (generateContent) ===
+
+/// OpenAI chat request → Gemini `generateContent` request
+/// (<https://ai.google.dev/api/generate-content>).
+pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
+    let req: Value = serde_json::from_slice(body).map_err(|e| unsupported(format!("request body: {e}")))?;
+    let obj = req
+        .as_object()
+        .ok_or_else(|| unsupported("request body must be a JSON object"))?;
+    for (k, v) in obj {
+        // `user` has no Gemini field and does not change the answer: it is not forwarded
+        // (docs/config.md says so). Gemini cannot be told not to call tools in parallel.
+        let known = KNOWN.contains(&k.as_str())
+            && k != "reasoning_effort"
+            && !(k == "parallel_tool_calls" && v == &Value::Bool(false));
+        if !known && !v.is_null() {
+            return Err(unsupported(format!(
+                "`{k}` is not supported when this route is served by a Gemini backend"
+            )));
+        }
+    }
+    if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
+        return Err(unsupported("`n` other than 1 is not supported by Gemini backends"));
+    }
+    let mut out = Map::new();
+    let mut system = Vec::new();
+    let mut contents: Vec<Value> = Vec::new();
+    // Gemini answers a function call by name; OpenAI by call id.
+    let mut call_names: std::collections::HashMap<String, Value> = Default::default();
+    for (i, m) in obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let (role, parts) = match m["role"].as_str().unwrap_or("") {
+            "system" | "developer" => {
+                system.push(json!({"text": text_of(&m["content"]).unwrap_or_default()}));
+                continue;
+            }
+            "user" => ("user", gemini_parts(&m["content"], i)?),
+            "assistant" => {
+                let mut parts = match &m["content"] {
+                    Value::Null => Vec::new(),
+                    c => gemini_parts(c, i)?,
+                };
+                for call in m["tool_calls"].as_array().into_iter().flatten() {
+                    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))
+                        .map_err(|_| unsupported(format!("messages[{i}].tool_calls: arguments are not JSON")))?;
+                    call_names.insert(
+                        call["id"].as_str().unwrap_or("").to_string(),
+                        call["function"]["name"].clone(),
+                    );
+                    parts.push(json!({"functionCall": {"name": call["function"]["name"], "args": args}}));
+                }
+                ("model", parts)
+            }
+            "tool" => {
+                let id = m["tool_call_id"].as_str().unwrap_or("");
+                let name = call_names.get(id).cloned().unwrap_or(json!(id));
+                let content = text_of(&m["content"]).unwrap_or_default();
+                let response = serde_json::from_str::<Value>(&content)
+                    .ok()
+                    .filter(Value::is_object)
+                    .unwrap_or(json!({"result": content}));
+                (
+                    "user",
+                    vec![json!({"functionResponse": {"name": name, "response": response}})],
+                )
+            }
+            other => return Err(unsupported(format!("messages[{i}]: role {other:?} is not supported"))),
+        };
+        match contents.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(arr) = last["parts"].as_array_mut() {
+                    arr.extend(parts);
+                }
+            }
+            _ => contents.push(json!({"role": role, "parts": parts})),
+        }
+    }
+    out.insert("contents".into(), Value::Array(contents));
+    if !system.is_empty() {
+        out.insert("systemInstruction".into(), json!({"parts": system}));
+    }
+    let mut config = Map::new();
+    if let Some(t) = obj.get("temperature").filter(|v| !v.is_null()) {
+        config.insert("temperature".into(), t.clone());
+    }
+    if let Some(t) = obj.get("top_p").filter(|v| !v.is_null()) {
+        config.insert("topP".into(), t.clone());
+    }
+    if let Some(m) = obj
+        .get("max_completion_tokens")
+        .or(obj.get("max_tokens"))
+        .filter(|v| !v.is_null())
+    {
+        config.insert("maxOutputTokens".into(), m.clone());
+    }
+    match obj.get("stop") {
+        Some(Value::String(s)) => {
+            config.insert("stopSequences".into(), json!([s]));
+        }
+        Some(Value::Array(a)) => {
+            config.insert("stopSequences".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    match obj
+        .get("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+    {
+        None | Some("text") => {}
+        Some("json_object") => {
+            config.insert("responseMimeType".into(), json!("application/json"));
+        }
+        Some("json_schema") => {
+            config.insert("responseMimeType".into(), json!("application/json"));
+            if let Some(schema) = obj["response_format"]["json_schema"].get("schema") {
+                config.insert("responseJsonSchema".into(), schema.clone());
+            }
+        }
+        Some(other) => {
+            return Err(unsupported(format!(
+                "`response_format` {other:?} is not supported by Gemini backends"
+            )))
+        }
+    }
+    if !config.is_empty() {
+        out.insert("generationConfig".into(), Value::Object(config));
+    }
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let mut decls = Vec::new();
+        for (i, t) in tools.iter().enumerate() {
+            if t["type"] != "function" {
+                return Err(unsupported(format!(
+                    "tools[{i}]: only function tools are supported by Gemini backends"
+                )));
+            }
+            let f = &t["function"];
+            let mut d = json!({"name": f["name"]});
+            if let Some(desc) = f.get("description") {
+                d["description"] = desc.clone();
+            }
+            if let Some(p) = f.get("parameters") {
+                d["parametersJsonSchema"] = p.clone();
+            }
+            decls.push(d);
+        }
+        out.insert("tools".into(), json!([{"functionDeclarations": decls}]));
+    }
+    match obj.get("tool_choice") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => {
+            let mode = match s.as_str() {
+                "auto" => "AUTO",
+                "none" => "NONE",
+                "required" => "ANY",
+                other => return Err(unsupported(format!("`tool_choice` {other:?} is not supported"))),
+            };
+            out.insert("toolConfig".into(), json!({"functionCallingConfig": {"mode": mode}}));
+        }
+        Some(v) => {
+            out.insert(
+                "toolConfig".into(),
+                json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [v["function"]["name"]]}}),
+            );
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn gemini_parts(content: &Value, i: usize) -> Result<Vec<Value>, Unsupported> {
+    match content {
+        Value::String(s) => Ok(vec![json!({"text": s})]),
+        Value::Array(parts) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| match p["type"].as_str() {
+                Some("text") => Ok(json!({"text": p["text"]})),
+                Some("image_url") => {
+                    let url = p["image_url"]["url"].as_str().unwrap_or("");
+                    match url.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+                        Some((mime, data)) => Ok(json!({"inlineData": {"mimeType": mime, "data": data}})),
+                        None => Ok(json!({"fileData": {"fileUri": url}})),
+                    }
+                }
+                other => Err(unsupported(format!(
+                    "messages[{i}].content[{j}]: part type {other:?} is not supported by Gemini backends"
+                ))),
+            })
+            .collect(),
+        Value::Null => Ok(Vec::new()),
+        _ => Err(unsupported(format!("messages[{i}].content must be a string or parts"))),
+    }
+}
+
+fn gemini_finish(reason: Option<&str>, has_calls: bool) -> Value {
+    match reason {
+        _ if has_calls => json!("tool_calls"),
+        Some("STOP") => json!("stop"),
+        Some("MAX_TOKENS") => json!("length"),
+        Some("SAFETY") | Some("RECITATION") | Some("BLOCKLIST") | Some("PROHIBITED_CONTENT") | Some("SPII") => {
+            json!("content_filter")
+        }
+        Some(_) => json!("stop"),
+        None => Value::Null,
+    }
+}
+
+/// Gemini `usageMetadata` → OpenAI `usage` (thinking tokens count as output, as OpenAI's
+/// reasoning tokens do).
+pub fn gemini_usage_to_openai(u: &Value) -> Value {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let prompt = n("promptTokenCount");
+    let thoughts = n("thoughtsTokenCount");
+    let completion = n("candidatesTokenCount") + thoughts;
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": n("cachedContentTokenCount")},
+           "completion_tokens_details": {"reasoning_tokens": thoughts}})
+}
+
+fn gemini_message(candidate: &Value) -> (String, Vec<Value>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for part in candidate["content"]["parts"].as_array().into_iter().flatten() {
+        if part.get("thought") == Some(&Value::Bool(true)) {
+            continue;
+        }
+        if let Some(t) = part["text"].as_str() {
+            text.push_str(t);
+        }
+        if let Some(call) = part.get("functionCall") {
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| format!("call_{}", calls.len()));
+            calls.push(json!({"id": id, "type": "function",
+                              "function": {"name": call["name"], "arguments": call["args"].to_string()}}));
+        }
+    }
+    (text, calls)
+}
+
+/// Gemini `GenerateContentResponse` → OpenAI chat.completion.
+pub fn gemini_to_openai(resp: &Value, model: &str) -> Value {
+    let cand = &resp["candidates"][0];
+    let (text, calls) = gemini_message(cand);
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
+    let has_calls = !calls.is_empty();
+    if has_calls {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    json!({
+        "id": format!("chatcmpl-{}", resp["responseId"].as_str().unwrap_or("gemini")),
+        "object": "chat.completion",
+        "created": now(),
+        "model": resp.get("modelVersion").cloned().unwrap_or(json!(model)),
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": gemini_finish(cand["finishReason"].as_str(), has_calls)}],
+        "usage": gemini_usage_to_openai(&resp["usageMetadata"]),
+    })
+}
+
+/// Google error body (`{"error":{"code","message","status"}}`) → OpenAI error body.
+pub fn gemini_error_to_openai(body: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = v["error"]["message"].as_str().unwrap_or("upstream error").to_string();
+    let typ = match v["error"]["status"].as_str() {
+        Some("INVALID_ARGUMENT") | Some("FAILED_PRECONDITION") | Some("NOT_FOUND") => "invalid_request_error",
+        Some("UNAUTHENTICATED") => "authentication_error",
+        Some("PERMISSION_DENIED") => "permission_error",
+        Some("RESOURCE_EXHAUSTED") => "rate_limit_error",
+        _ => "api_error",
+    };
+    json!({"error": {"message": message, "type": typ, "param": null, "code": v["error"]["status"]}})
+}
+
+/// Gemini `streamGenerateContent?alt=sse` → OpenAI chunks.
+pub struct GeminiStreamToOpenAi {
+    splitter: sse::Splitter,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    started: bool,
+    calls: usize,
+    usage: Value,
+}
+
+impl GeminiStreamToOpenAi {
+    pub fn new(model: &str, include_usage: bool) -> Self {
+        GeminiStreamToOpenAi {
+            splitter: sse::Splitter::new(super::usage::MAX_SSE_EVENT),
+            model: model.to_string(),
+            created: now(),
+            include_usage,
+            started: false,
+            calls: 0,
+            usage: Value::Null,
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Value) -> String {
+        let c = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    }
+
+    /// Feeds upstream bytes; returns the client's bytes. `end` closes the stream.
+    pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        let mut out = String::new();
+        for ev in self.splitter.feed(bytes) {
+            let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+                continue;
+            };
+            if v.get("error").is_some() {
+                out += &format!("data: {}\n\n", gemini_error_to_openai(ev.data.as_bytes()));
+                continue;
+            }
+            if !self.started {
+                self.started = true;
+                out += &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+            }
+            let cand = &v["candidates"][0];
+            let (text, calls) = gemini_message(cand);
+            if !text.is_empty() {
+                out += &self.chunk(json!({"content": text}), Value::Null);
+            }
+            let has_calls = !calls.is_empty() || self.calls > 0;
+            for mut call in calls {
+                call["index"] = json!(self.calls);
+                self.calls += 1;
+                out += &self.chunk(json!({"tool_calls": [call]}), Value::Null);
+            }
+            if let Some(u) = v.get("usageMetadata") {
+                self.usage = u.clone();
+            }
+            if let Some(reason) = cand["finishReason"].as_str() {
+                out += &self.chunk(json!({}), gemini_finish(Some(reason), has_calls));
+                if self.include_usage {
+                    let c = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": self.created,
+                                    "model": self.model, "choices": [], "usage": gemini_usage_to_openai(&self.usage)});
+                    out += &format!("data: {c}\n\n");
+                }
+                out += "data: [DONE]\n\n";
             }
         }
         Bytes::from(out)

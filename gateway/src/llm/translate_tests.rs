@@ -242,3 +242,83 @@ fn an_openai_stream_becomes_anthropic_events_at_any_cut() {
         assert!(text.contains(r#""output_tokens":2"#) && text.contains(r#""input_tokens":12"#));
     }
 }
+
+#[test]
+fn an_openai_request_becomes_a_gemini_request() {
+    let v = openai_chat_to_gemini(&fixture("openai-chat-tools.request.json")).unwrap();
+    assert_eq!(v["systemInstruction"]["parts"][0]["text"], "You are terse.");
+    assert_eq!(v["systemInstruction"]["parts"][1]["text"], "Use tools when needed.");
+    let contents = v["contents"].as_array().unwrap();
+    assert_eq!(contents[0]["role"], "user");
+    assert_eq!(
+        contents[0]["parts"][1],
+        json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
+    );
+    assert_eq!(
+        contents[0]["parts"][2],
+        json!({"fileData": {"fileUri": "https://example.com/cat.jpg"}})
+    );
+    assert_eq!(contents[1]["role"], "model");
+    assert_eq!(
+        contents[1]["parts"][0],
+        json!({"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}})
+    );
+    // Tool results are answered by function name, merged into one user turn with the next text.
+    assert_eq!(
+        contents[2]["parts"][0],
+        json!({"functionResponse": {"name": "get_weather", "response": {"result": "18C, cloudy"}}})
+    );
+    assert_eq!(contents[2]["parts"][1]["functionResponse"]["name"], "get_time");
+    assert_eq!(contents[2]["parts"][2], json!({"text": "Summarize."}));
+    assert_eq!(
+        v["generationConfig"],
+        json!({"temperature": 0.2, "maxOutputTokens": 300, "stopSequences": ["END"]})
+    );
+    assert_eq!(v["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+    assert_eq!(v["toolConfig"], json!({"functionCallingConfig": {"mode": "AUTO"}}));
+    let e = openai_chat_to_gemini(br#"{"model":"x","messages":[],"logit_bias":{}}"#).unwrap_err();
+    assert!(e.0.contains("`logit_bias`"), "{e}");
+    let v = openai_chat_to_gemini(br#"{"model":"x","messages":[],"response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object"}}}}"#).unwrap();
+    assert_eq!(v["generationConfig"]["responseMimeType"], "application/json");
+}
+
+#[test]
+fn a_gemini_response_and_stream_become_openai() {
+    let resp = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Sure."}, {"functionCall": {"name": "f", "args": {"a": 1}}}]},
+                       "finishReason": "STOP"}],
+                      "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 3, "thoughtsTokenCount": 7, "cachedContentTokenCount": 4},
+                      "modelVersion": "gemini-2.5-pro", "responseId": "r1"});
+    let v = gemini_to_openai(&resp, "x");
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        r#"{"a":1}"#
+    );
+    assert_eq!(v["usage"]["completion_tokens"], 10, "thinking counts as output");
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+    let stream = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hel\"}]}}]}\r\n\r\n\
+                  data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":2,\"candidatesTokenCount\":1}}\r\n\r\n";
+    for step in [1, 13, 10_000] {
+        let mut t = GeminiStreamToOpenAi::new("gemini-2.5-flash", true);
+        let mut out = Vec::new();
+        for c in stream.as_bytes().chunks(step) {
+            out.extend_from_slice(&t.feed(c));
+        }
+        let text = String::from_utf8(out).unwrap();
+        let chunks: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let content: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(content, "Hello", "step {step}");
+        assert_eq!(chunks.last().unwrap()["usage"]["total_tokens"], 3);
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+    let e = gemini_error_to_openai(br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED"}}"#);
+    assert_eq!(e["error"]["type"], "rate_limit_error");
+}

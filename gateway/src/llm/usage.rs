@@ -83,6 +83,20 @@ pub fn anthropic_usage(u: &Value) -> Option<Usage> {
     })
 }
 
+/// Usage from a Gemini `usageMetadata` (thinking tokens are output, like OpenAI's reasoning).
+pub fn gemini_usage(u: &Value) -> Option<Usage> {
+    let obj = u.as_object()?;
+    let n = |k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let thoughts = n("thoughtsTokenCount");
+    Some(Usage {
+        input: n("promptTokenCount"),
+        output: n("candidatesTokenCount") + thoughts,
+        cached_input: n("cachedContentTokenCount"),
+        cache_write: 0,
+        reasoning: thoughts,
+    })
+}
+
 /// What a response yielded once it ended (or was cut).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metered {
@@ -114,6 +128,8 @@ enum Kind {
     ResponsesSse,
     AnthropicJson,
     AnthropicSse,
+    GeminiJson,
+    GeminiSse,
     None,
 }
 
@@ -129,6 +145,8 @@ impl Meter {
             ) => Kind::OpenAiJson,
             (ApiSchema::Anthropic, Operation::Messages, true) => Kind::AnthropicSse,
             (ApiSchema::Anthropic, Operation::Messages | Operation::CountTokens, false) => Kind::AnthropicJson,
+            (ApiSchema::Gemini, _, true) => Kind::GeminiSse,
+            (ApiSchema::Gemini, _, false) => Kind::GeminiJson,
             _ => Kind::None,
         };
         Meter {
@@ -153,7 +171,7 @@ impl Meter {
     pub fn observe(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
         match self.kind {
             Kind::None => None,
-            Kind::OpenAiJson | Kind::AnthropicJson => {
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson => {
                 if !self.json_overflow {
                     if self.json.len() + chunk.len() > MAX_METERED_JSON {
                         self.json_overflow = true;
@@ -164,7 +182,7 @@ impl Meter {
                 }
                 None
             }
-            Kind::OpenAiSse | Kind::ResponsesSse | Kind::AnthropicSse => {
+            Kind::OpenAiSse | Kind::ResponsesSse | Kind::AnthropicSse | Kind::GeminiSse => {
                 let events = self.splitter.feed(chunk);
                 let mut out = self.strip_added_usage.then(Vec::new);
                 if self.splitter.overflowed() && self.strip_added_usage {
@@ -208,7 +226,8 @@ impl Meter {
                 Some(_) => false,
                 None => true,
             },
-            Kind::OpenAiJson | Kind::AnthropicJson | Kind::None => false,
+            Kind::GeminiSse => !self.first_token_seen || data.contains("usageMetadata"),
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::None => false,
         }
     }
 
@@ -298,7 +317,25 @@ impl Meter {
                 }
                 true
             }
-            Kind::OpenAiJson | Kind::AnthropicJson | Kind::None => true,
+            Kind::GeminiSse => {
+                if v["candidates"][0]["content"]["parts"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty())
+                {
+                    self.first_token_seen = true;
+                }
+                if let Some(m) = v.get("modelVersion").and_then(Value::as_str) {
+                    self.metered.model = Some(m.to_string());
+                }
+                if let Some(u) = v.get("usageMetadata").and_then(gemini_usage) {
+                    self.metered.usage = Some(u);
+                }
+                if v["candidates"][0].get("finishReason").is_some() {
+                    self.metered.complete = true;
+                }
+                true
+            }
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::None => true,
         }
     }
 
@@ -307,15 +344,16 @@ impl Meter {
     pub fn finish(&mut self, ended: bool) -> (Vec<u8>, Metered) {
         let mut rest = Vec::new();
         match self.kind {
-            Kind::OpenAiJson | Kind::AnthropicJson if ended && !self.json_overflow => {
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson if ended && !self.json_overflow => {
                 if let Ok(v) = serde_json::from_slice::<Value>(&self.json) {
-                    if let Some(m) = v.get("model").and_then(Value::as_str) {
+                    if let Some(m) = v.get("model").or(v.get("modelVersion")).and_then(Value::as_str) {
                         self.metered.model = Some(m.to_string());
                     }
                     // `response` wraps the usage of a non-streamed /v1/responses call too.
                     let u = v.get("usage").filter(|u| !u.is_null());
                     self.metered.usage = match self.kind {
                         Kind::AnthropicJson => u.and_then(anthropic_usage),
+                        Kind::GeminiJson => v.get("usageMetadata").and_then(gemini_usage),
                         _ => u.and_then(openai_usage),
                     };
                     self.metered.complete = true;

@@ -464,6 +464,7 @@ async fn proxy(
                 Operation::ChatCompletions | Operation::Completions | Operation::Embeddings,
                 ApiSchema::AzureOpenai,
             ) => Translation::OpenAiToAzure,
+            (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Gemini) => Translation::OpenAiChatToGemini,
             (client, op, server) => {
                 let e = ProxyError::Untranslatable(format!(
                     "backend {} speaks {}; {} {} requests cannot be translated to it",
@@ -494,6 +495,20 @@ async fn proxy(
                 ctx.audit.usage_requested_by_gateway = false;
                 ctx.translation = Some((translation, parsed.include_usage == Some(true)));
                 upstream_path = "/v1/messages".into();
+                full_req(Bytes::from(translated.to_string()))
+            }
+            (Some((bytes, parsed)), Translation::OpenAiChatToGemini) => {
+                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
+                let translated =
+                    translate::openai_chat_to_gemini(bytes).map_err(|e| ProxyError::Untranslatable(e.0))?;
+                ctx.strip_usage = false;
+                ctx.audit.usage_requested_by_gateway = false;
+                ctx.translation = Some((translation, parsed.include_usage == Some(true)));
+                upstream_path = if parsed.stream {
+                    format!("/v1beta/models/{model}:streamGenerateContent?alt=sse")
+                } else {
+                    format!("/v1beta/models/{model}:generateContent")
+                };
                 full_req(Bytes::from(translated.to_string()))
             }
             (Some((bytes, parsed)), Translation::AnthropicToOpenAiChat) => {

@@ -45,10 +45,18 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         Some((Translation::AnthropicToOpenAiChat, _)) => {
             Meter::new(ApiSchema::Openai, Operation::ChatCompletions, ctx.audit.stream, false)
         }
+        Some((Translation::OpenAiChatToGemini, _)) => {
+            Meter::new(ApiSchema::Gemini, Operation::ChatCompletions, ctx.audit.stream, false)
+        }
         _ => Meter::new(ctx.schema, ctx.operation, ctx.audit.stream, ctx.strip_usage),
     });
     let translator = match translation {
-        Some((to @ (Translation::OpenAiChatToAnthropic | Translation::AnthropicToOpenAiChat), include_usage)) => {
+        Some((
+            to @ (Translation::OpenAiChatToAnthropic
+            | Translation::AnthropicToOpenAiChat
+            | Translation::OpenAiChatToGemini),
+            include_usage,
+        )) => {
             parts.headers.remove(header::CONTENT_LENGTH);
             if ok && ctx.audit.stream {
                 parts.headers.insert(
@@ -58,6 +66,12 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
                 Some(match to {
                     Translation::OpenAiChatToAnthropic => {
                         Translator::ToOpenAiStream(translate::AnthropicStreamToOpenAi::new(include_usage))
+                    }
+                    Translation::OpenAiChatToGemini => {
+                        Translator::FromGeminiStream(translate::GeminiStreamToOpenAi::new(
+                            ctx.audit.served_model.as_deref().unwrap_or("gemini"),
+                            include_usage,
+                        ))
                     }
                     _ => Translator::ToAnthropicStream(translate::OpenAiStreamToAnthropic::default()),
                 })
@@ -83,6 +97,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         .total_deadline
         .map(|at| Box::pin(tokio::time::sleep_until(at.into())));
     let recorded = Recorded {
+        model_hint: ctx.audit.served_model.clone().unwrap_or_default(),
         translator,
         idle,
         total,
@@ -108,12 +123,16 @@ enum Translator {
     ToOpenAiStream(translate::AnthropicStreamToOpenAi),
     /// OpenAI chunks → Anthropic events.
     ToAnthropicStream(translate::OpenAiStreamToAnthropic),
+    /// Gemini stream → OpenAI chunks.
+    FromGeminiStream(translate::GeminiStreamToOpenAi),
     /// Whole JSON bodies (answers and errors) are translated once complete.
     Json { buf: Vec<u8>, ok: bool, to: Translation },
 }
 
 struct Recorded {
     translator: Option<Translator>,
+    /// Model named in translated answers when the backend does not say.
+    model_hint: String,
     /// `timeouts.idle` and its timer, re-armed at every chunk.
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     /// `timeouts.total` deadline.
@@ -151,6 +170,8 @@ impl Recorded {
             let translated = match (*to, *ok, parsed) {
                 (Translation::AnthropicToOpenAiChat, true, Ok(v)) => translate::openai_chat_to_anthropic_message(&v),
                 (Translation::AnthropicToOpenAiChat, _, _) => translate::openai_error_to_anthropic(buf),
+                (Translation::OpenAiChatToGemini, true, Ok(v)) => translate::gemini_to_openai(&v, &self.model_hint),
+                (Translation::OpenAiChatToGemini, _, _) => translate::gemini_error_to_openai(buf),
                 (_, true, Ok(v)) => translate::anthropic_message_to_openai(&v),
                 (_, _, _) => translate::anthropic_error_to_openai(buf),
             };
@@ -332,6 +353,13 @@ impl Body for Recorded {
             self.note_data(data.len());
             match self.translator.as_mut() {
                 Some(Translator::ToOpenAiStream(t)) => {
+                    let out = t.feed(data);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Some(Translator::FromGeminiStream(t)) => {
                     let out = t.feed(data);
                     if out.is_empty() {
                         continue;
