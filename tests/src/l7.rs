@@ -83,3 +83,26 @@ pub fn openai_setup(n: u8, name: &str, extra_backends: &str) -> (OpenAiSetup, Ga
         builder,
     )
 }
+
+/// Runs one of the Python SDK clients (`tests/clients/<script>`) inside the cgroup, with `host`
+/// resolving to `ip` and the node CA in `SSL_CERT_FILE`; parses its JSON line.
+pub fn sdk_json(s: &OpenAiSetup, gw: &Gateway, host: &str, ip: &str, script: &str, args: &[&str]) -> Value {
+    let mut cmd = s.cg.command_with_hosts(&s.dir, &[(host, ip)], crate::sdk_python());
+    cmd.env("SSL_CERT_FILE", gw.ca_cert())
+        .arg(crate::workspace().join("tests/clients").join(script))
+        .args(args);
+    let out = run(cmd, Duration::from_secs(60));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            gw.log()
+        )
+    })
+}
+
+/// The OpenAI SDK client against `api.openai.com` (the setup's captured address).
+pub fn openai_sdk(s: &OpenAiSetup, gw: &Gateway, args: &[&str]) -> Value {
+    sdk_json(s, gw, "api.openai.com", &s.captured_ip, "openai_client.py", args)
+}

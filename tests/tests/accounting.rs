@@ -8,29 +8,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::{
     fake_llm::{FakeLlm, Script, TestCa},
-    l7::{curl, openai_setup},
-    privileged, run, sdk_python, tollgate_bin, Cgroup, GatewayBuilder, TempDir,
+    l7::{curl, openai_sdk, openai_setup},
+    privileged, run, tollgate_bin, Cgroup, GatewayBuilder, TempDir,
 };
 
 /// The fake answers 9 prompt + 4 completion tokens; gpt-4o-mini costs $0.15 / $0.60 per 1M:
 /// 9 * 150 + 4 * 600 nano-dollars.
 const MINI_COST_NANO: u64 = 9 * 150 + 4 * 600;
-
-fn sdk(s: &tests::l7::OpenAiSetup, gw: &tests::Gateway, args: &[&str]) -> Value {
-    let mut cmd =
-        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], sdk_python());
-    cmd.env("SSL_CERT_FILE", gw.ca_cert())
-        .arg(tests::workspace().join("tests/clients/openai_client.py"))
-        .args(args);
-    let out = run(cmd, Duration::from_secs(60));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 #[test]
 fn stream_tokens_match_the_sdk_and_the_stream_is_untouched_when_usage_was_not_asked() {
@@ -41,7 +25,7 @@ fn stream_tokens_match_the_sdk_and_the_stream_is_untouched_when_usage_was_not_as
     let gw = builder.start();
 
     // 1. The client asks for usage: the SDK's own numbers equal the record's.
-    let v = sdk(&s, &gw, &["stream_usage", "gpt-4o-mini"]);
+    let v = openai_sdk(&s, &gw, &["stream_usage", "gpt-4o-mini"]);
     let sdk_usage = &v["usage"];
     assert_eq!(sdk_usage["prompt_tokens"], 9, "{v}");
     let records = gw.wait_audit(1);
@@ -55,7 +39,7 @@ fn stream_tokens_match_the_sdk_and_the_stream_is_untouched_when_usage_was_not_as
     assert!(r["ttft_ms"].as_f64().unwrap() > 0.0);
 
     // 2. It does not: Tollgate asks upstream, counts, and the client never sees the extra.
-    let v = sdk(
+    let v = openai_sdk(
         &s,
         &gw,
         &["stream", "gpt-4o-mini", s.dir.path("gate-unused").to_str().unwrap()],

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::{
     fake_llm::{FakeLlm, Script, TestCa},
-    l7::{curl, openai_setup, OpenAiSetup},
+    l7::{curl, openai_sdk, openai_setup, sdk_json, OpenAiSetup},
     privileged, run, sdk_python, workspace, Gateway,
 };
 
@@ -38,22 +38,6 @@ fn with_claude(n: u8, name: &str, routes: &str) -> (OpenAiSetup, FakeLlm, Gatewa
     (s, claude, gw)
 }
 
-fn sdk(s: &OpenAiSetup, gw: &Gateway, args: &[&str]) -> Value {
-    let mut cmd =
-        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], sdk_python());
-    cmd.env("SSL_CERT_FILE", gw.ca_cert())
-        .arg(workspace().join("tests/clients/openai_client.py"))
-        .args(args);
-    let out = run(cmd, Duration::from_secs(60));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 #[test]
 fn the_openai_sdk_is_served_by_an_anthropic_backend_streaming_and_not() {
     if !privileged("the_openai_sdk_is_served_by_an_anthropic_backend_streaming_and_not") {
@@ -61,7 +45,7 @@ fn the_openai_sdk_is_served_by_an_anthropic_backend_streaming_and_not() {
     }
     let routes = "routes:\n  - name: to-claude\n    match: { models: [\"gpt-4o*\"] }\n    backends: [{ backend: claude, model: claude-sonnet-4-5 }]\n";
     let (s, claude, gw) = with_claude(31, "tr-sdk", routes);
-    let v = sdk(&s, &gw, &["chat", "gpt-4o"]);
+    let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
     assert_eq!(v["content"], "hello from claude", "{v}");
     assert_eq!(v["usage"]["prompt_tokens"], 10);
     assert_eq!(v["usage"]["completion_tokens"], 4);
@@ -74,13 +58,13 @@ fn the_openai_sdk_is_served_by_an_anthropic_backend_streaming_and_not() {
     assert_eq!(r.body["messages"][0]["content"][0]["text"], "say hello");
     assert!(r.body["max_tokens"].as_u64().unwrap() > 0);
 
-    let v = sdk(&s, &gw, &["stream_usage", "gpt-4o"]);
+    let v = openai_sdk(&s, &gw, &["stream_usage", "gpt-4o"]);
     assert_eq!(v["content"], "hello from claude", "{v}");
     assert_eq!(
         v["usage"]["completion_tokens"], 4,
         "usage chunk translated from message_delta"
     );
-    let v = sdk(&s, &gw, &["stream", "gpt-4o", s.dir.path("gate").to_str().unwrap()]);
+    let v = openai_sdk(&s, &gw, &["stream", "gpt-4o", s.dir.path("gate").to_str().unwrap()]);
     assert_eq!(v["content"], "hello from claude", "{v}");
 
     let records = gw.wait_audit(3);
@@ -111,7 +95,7 @@ fn a_failing_openai_backend_falls_back_to_anthropic_within_one_request() {
         status: Some(503),
         ..Default::default()
     });
-    let v = sdk(&s, &gw, &["chat", "gpt-4o-mini"]);
+    let v = openai_sdk(&s, &gw, &["chat", "gpt-4o-mini"]);
     assert_eq!(v["content"], "hello from claude", "{v}");
     let r = &gw.wait_audit(1)[0];
     let attempts = r["attempts"].as_array().unwrap();
@@ -165,21 +149,15 @@ fn the_anthropic_sdk_is_served_by_an_openai_compatible_backend() {
         .llm_provider("anthropic", &["api.anthropic.com"], &["127.20.33.5"], &[443], &["schema: anthropic"])
         .yaml("routes:\n  - name: claude-to-openai\n    match: { providers: [anthropic] }\n    backends: [{ backend: primary, model: gpt-4o-mini }]\n")
         .start();
-    let sdk = |mode: &str| -> Value {
-        let mut cmd =
-            s.cg.command_with_hosts(&s.dir, &[("api.anthropic.com", "127.20.33.5")], sdk_python());
-        cmd.env("SSL_CERT_FILE", gw.ca_cert())
-            .arg(workspace().join("tests/clients/anthropic_client.py"))
-            .args([mode, "claude-sonnet-4-5"]);
-        let out = run(cmd, Duration::from_secs(60));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{e}: {}\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                gw.log()
-            )
-        })
+    let sdk = |mode: &str| {
+        sdk_json(
+            &s,
+            &gw,
+            "api.anthropic.com",
+            "127.20.33.5",
+            "anthropic_client.py",
+            &[mode, "claude-sonnet-4-5"],
+        )
     };
     let v = sdk("message");
     assert_eq!(v["text"], "hello from primary", "{v}");
@@ -287,20 +265,10 @@ fn the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not() {
         ))
         .yaml("routes:\n  - name: to-gemini\n    backends: [{ backend: gemini, model: gemini-2.5-flash }]\n")
         .start();
-    let sdk = |args: &[&str]| -> Value {
-        let mut cmd =
-            s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], sdk_python());
-        cmd.env("SSL_CERT_FILE", gw.ca_cert())
-            .arg(workspace().join("tests/clients/openai_client.py"))
-            .args(args);
-        let out = run(cmd, Duration::from_secs(60));
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stderr), gw.log()))
-    };
-    let v = sdk(&["chat", "gpt-4o"]);
+    let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
     assert_eq!(v["content"], "hello from gemini", "{v}");
     assert_eq!(v["usage"]["total_tokens"], 13);
-    let v = sdk(&["stream_usage", "gpt-4o"]);
+    let v = openai_sdk(&s, &gw, &["stream_usage", "gpt-4o"]);
     assert_eq!(v["content"], "hello from gemini", "{v}");
     assert_eq!(v["usage"]["completion_tokens"], 5);
     let r = gemini.received();

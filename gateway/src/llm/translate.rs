@@ -314,6 +314,38 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// An OpenAI chat.completion around one choice.
+fn openai_completion(id: String, model: Value, message: Value, finish: Value, usage: Value) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": now(),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+        "usage": usage,
+    })
+}
+
+/// An OpenAI error body.
+fn openai_error(v: &Value, typ: &str, code: &Value) -> Value {
+    let message = v["error"]["message"].as_str().unwrap_or("upstream error");
+    json!({"error": {"message": message, "type": typ, "param": null, "code": code}})
+}
+
+/// An assistant message from collected text and tool calls.
+fn assistant_message(text: String, calls: Vec<Value>) -> Value {
+    let content = if text.is_empty() && !calls.is_empty() {
+        Value::Null
+    } else {
+        json!(text)
+    };
+    let mut message = json!({"role": "assistant", "content": content, "refusal": null});
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    message
+}
+
 /// Anthropic message → OpenAI chat.completion.
 pub fn anthropic_message_to_openai(msg: &Value) -> Value {
     let mut text = String::new();
@@ -328,24 +360,18 @@ pub fn anthropic_message_to_openai(msg: &Value) -> Value {
             _ => {}
         }
     }
-    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    json!({
-        "id": format!("chatcmpl-{}", msg["id"].as_str().unwrap_or("")),
-        "object": "chat.completion",
-        "created": now(),
-        "model": msg["model"],
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason(msg["stop_reason"].as_str())}],
-        "usage": usage_of(&msg["usage"]),
-    })
+    openai_completion(
+        format!("chatcmpl-{}", msg["id"].as_str().unwrap_or("")),
+        msg["model"].clone(),
+        assistant_message(text, calls),
+        finish_reason(msg["stop_reason"].as_str()),
+        usage_of(&msg["usage"]),
+    )
 }
 
 /// Anthropic error body → OpenAI error body (the upstream status is kept by the caller).
 pub fn anthropic_error_to_openai(body: &[u8]) -> Value {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let message = v["error"]["message"].as_str().unwrap_or("upstream error").to_string();
     let typ = match v["error"]["type"].as_str() {
         Some("invalid_request_error") | Some("not_found_error") | Some("request_too_large") => "invalid_request_error",
         Some("authentication_error") => "authentication_error",
@@ -353,7 +379,7 @@ pub fn anthropic_error_to_openai(body: &[u8]) -> Value {
         Some("rate_limit_error") => "rate_limit_error",
         _ => "api_error",
     };
-    json!({"error": {"message": message, "type": typ, "param": null, "code": v["error"]["type"]}})
+    openai_error(&v, typ, &v["error"]["type"])
 }
 
 /// Turns an Anthropic SSE stream into OpenAI `chat.completion.chunk`s as events arrive.
@@ -1070,25 +1096,19 @@ fn gemini_message(candidate: &Value) -> (String, Vec<Value>) {
 pub fn gemini_to_openai(resp: &Value, model: &str) -> Value {
     let cand = &resp["candidates"][0];
     let (text, calls) = gemini_message(cand);
-    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
     let has_calls = !calls.is_empty();
-    if has_calls {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    json!({
-        "id": format!("chatcmpl-{}", resp["responseId"].as_str().unwrap_or("gemini")),
-        "object": "chat.completion",
-        "created": now(),
-        "model": resp.get("modelVersion").cloned().unwrap_or(json!(model)),
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": gemini_finish(cand["finishReason"].as_str(), has_calls)}],
-        "usage": gemini_usage_to_openai(&resp["usageMetadata"]),
-    })
+    openai_completion(
+        format!("chatcmpl-{}", resp["responseId"].as_str().unwrap_or("gemini")),
+        resp.get("modelVersion").cloned().unwrap_or(json!(model)),
+        assistant_message(text, calls),
+        gemini_finish(cand["finishReason"].as_str(), has_calls),
+        gemini_usage_to_openai(&resp["usageMetadata"]),
+    )
 }
 
 /// Google error body (`{"error":{"code","message","status"}}`) → OpenAI error body.
 pub fn gemini_error_to_openai(body: &[u8]) -> Value {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let message = v["error"]["message"].as_str().unwrap_or("upstream error").to_string();
     let typ = match v["error"]["status"].as_str() {
         Some("INVALID_ARGUMENT") | Some("FAILED_PRECONDITION") | Some("NOT_FOUND") => "invalid_request_error",
         Some("UNAUTHENTICATED") => "authentication_error",
@@ -1096,7 +1116,7 @@ pub fn gemini_error_to_openai(body: &[u8]) -> Value {
         Some("RESOURCE_EXHAUSTED") => "rate_limit_error",
         _ => "api_error",
     };
-    json!({"error": {"message": message, "type": typ, "param": null, "code": v["error"]["status"]}})
+    openai_error(&v, typ, &v["error"]["status"])
 }
 
 /// Gemini `streamGenerateContent?alt=sse` → OpenAI chunks.
