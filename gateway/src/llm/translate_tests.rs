@@ -322,3 +322,126 @@ fn a_gemini_response_and_stream_become_openai() {
     let e = gemini_error_to_openai(br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED"}}"#);
     assert_eq!(e["error"]["type"], "rate_limit_error");
 }
+
+/// A random but valid OpenAI chat request (seeded: failures are reproducible).
+fn random_request(rng: &mut fastrand::Rng) -> Value {
+    let text = |rng: &mut fastrand::Rng| -> String {
+        (0..rng.usize(0..12))
+            .map(|_| ["a", "é", "\"", "\\n", "{", "日本", " "][rng.usize(0..7)])
+            .collect()
+    };
+    let mut messages = Vec::new();
+    if rng.bool() {
+        let role = ["system", "developer"][rng.usize(0..2)];
+        messages.push(json!({"role": role, "content": text(rng)}));
+    }
+    let mut pending_calls: Vec<String> = Vec::new();
+    for i in 0..rng.usize(1..6) {
+        match rng.usize(0..4) {
+            0 => {
+                let content = if rng.bool() {
+                    json!(text(rng))
+                } else {
+                    let mut parts = vec![json!({"type": "text", "text": text(rng)})];
+                    if rng.bool() {
+                        let url = if rng.bool() {
+                            "data:image/png;base64,AAAA"
+                        } else {
+                            "https://example.com/i.png"
+                        };
+                        parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+                    }
+                    json!(parts)
+                };
+                messages.push(json!({"role": "user", "content": content}));
+            }
+            1 => {
+                let calls: Vec<Value> = (0..rng.usize(0..3))
+                    .map(|k| {
+                        let id = format!("call_{i}_{k}");
+                        pending_calls.push(id.clone());
+                        json!({"id": id, "type": "function", "function": {"name": "f", "arguments": json!({"x": text(rng)}).to_string()}})
+                    })
+                    .collect();
+                let content = if rng.bool() { json!(text(rng)) } else { Value::Null };
+                let mut m = json!({"role": "assistant", "content": content});
+                if !calls.is_empty() {
+                    m["tool_calls"] = json!(calls);
+                }
+                messages.push(m);
+            }
+            2 => {
+                if let Some(id) = pending_calls.pop() {
+                    messages.push(json!({"role": "tool", "tool_call_id": id, "content": text(rng)}));
+                }
+            }
+            _ => messages.push(json!({"role": "user", "content": text(rng)})),
+        }
+    }
+    let mut req = json!({"model": "gpt-4o", "messages": messages});
+    if rng.bool() {
+        req["max_tokens"] = json!(rng.u32(1..4000));
+    }
+    if rng.bool() {
+        req["temperature"] = json!(f64::from(rng.u8(0..20)) / 10.0);
+    }
+    if rng.bool() {
+        req["stream"] = json!(rng.bool());
+    }
+    if rng.bool() {
+        req["stop"] = if rng.bool() { json!("END") } else { json!(["a", "b"]) };
+    }
+    if rng.bool() {
+        req["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}]);
+        let choice = ["auto", "none", "required"][rng.usize(0..3)];
+        req["tool_choice"] = json!(choice);
+    }
+    req
+}
+
+#[test]
+fn random_valid_openai_requests_translate_into_valid_targets_and_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(0x7011_6a7e);
+    for n in 0..2000 {
+        let req = random_request(&mut rng);
+        let body = req.to_string();
+        // Anthropic: alternating user/assistant turns with non-empty block lists where present,
+        // max_tokens always set, only known block types.
+        let a = openai_chat_to_anthropic(body.as_bytes(), "claude-x").unwrap_or_else(|e| panic!("#{n} {body}: {e}"));
+        assert!(a["max_tokens"].as_u64().unwrap() > 0);
+        let turns = a["messages"].as_array().unwrap();
+        for w in turns.windows(2) {
+            assert_ne!(w[0]["role"], w[1]["role"], "#{n}: turns must alternate: {a}");
+        }
+        for t in turns {
+            for b in t["content"].as_array().unwrap() {
+                let ty = b["type"].as_str().unwrap();
+                assert!(["text", "image", "tool_use", "tool_result"].contains(&ty), "#{n}: {ty}");
+                if ty == "tool_use" {
+                    assert!(b["input"].is_object(), "#{n}: tool input must be an object");
+                }
+            }
+        }
+        // Gemini: roles user/model only, parts present.
+        let g = openai_chat_to_gemini(body.as_bytes()).unwrap_or_else(|e| panic!("#{n} {body}: {e}"));
+        for c in g["contents"].as_array().unwrap() {
+            assert!(c["role"] == "user" || c["role"] == "model", "#{n}");
+            assert!(c["parts"].is_array(), "#{n}");
+        }
+        // And back: the Anthropic request, read as a client's, becomes an OpenAI request.
+        let back =
+            anthropic_to_openai_chat(a.to_string().as_bytes(), "gpt-4o").unwrap_or_else(|e| panic!("#{n} {a}: {e}"));
+        assert!(back["messages"].is_array());
+    }
+    // Arbitrary bytes never panic either.
+    for _ in 0..2000 {
+        let junk: Vec<u8> = (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect();
+        let _ = openai_chat_to_anthropic(&junk, "m");
+        let _ = openai_chat_to_gemini(&junk);
+        let _ = anthropic_to_openai_chat(&junk, "m");
+        let mut t = AnthropicStreamToOpenAi::new(true);
+        let _ = t.feed(&junk);
+        let mut t = OpenAiStreamToAnthropic::default();
+        let _ = t.feed(&junk);
+    }
+}
