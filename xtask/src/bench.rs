@@ -155,6 +155,22 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         let _ = child.kill();
         let _ = child.wait();
     }
+    // Translation: the same client requests, answered by the same fake speaking Anthropic.
+    let anthropic_backend = format!(
+        "  - name: fake-anthropic\n    url: https://{}\n    schema: anthropic\n    credential: key\n    caFile: {}\n",
+        fake.addr,
+        fake_ca.display()
+    );
+    let translated_config = base_config.replacen("credentials:\n", &format!("{anthropic_backend}credentials:\n"), 1)
+        + "routes:\n  - name: translate\n    backends: [{ backend: fake-anthropic, model: claude-sonnet-4-5 }]\n";
+    {
+        let tmp = dir.join("tollgate.yaml.new");
+        std::fs::write(&tmp, &translated_config)?;
+        std::fs::rename(&tmp, &config)?;
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    let l7_translated = client(&l7_args(&captured, &node_ca, l7_n / 2, 1, false))?;
+    let ttft_translated = client(&l7_args(&captured, &node_ca, l7_n / 4, 1, true))?;
     daemon.stop();
     drop(cgroup);
 
@@ -202,6 +218,16 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
                 "added_p50_redis": l7_redis_limit.as_ref().map(|r| f(r, "p50") - f(&l7_c1, "p50")),
                 "added_p99_redis": l7_redis_limit.as_ref().map(|r| f(r, "p99") - f(&l7_c1, "p99")),
             },
+            "translation_openai_to_anthropic": {
+                "passthrough": l7_c1,
+                "translated": l7_translated,
+                "added_p50": f(&l7_translated, "p50") - f(&l7_c1, "p50"),
+                "added_p99": f(&l7_translated, "p99") - f(&l7_c1, "p99"),
+                "ttft_passthrough": ttft_captured,
+                "ttft_translated": ttft_translated,
+                "ttft_added_p50": f(&ttft_translated, "p50") - f(&ttft_captured, "p50"),
+                "ttft_added_p99": f(&ttft_translated, "p99") - f(&ttft_captured, "p99"),
+            },
             "time_to_first_token_64_chunk_stream": {
                 "direct": ttft_direct,
                 "tollgate": ttft_captured,
@@ -234,6 +260,8 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         ("chat completion HTTPS, c=16, through tollgate", &l7_c16),
         ("stream time to first chunk, direct", &ttft_direct),
         ("stream time to first chunk, through tollgate", &ttft_captured),
+        ("chat completion c=1, translated to Anthropic", &l7_translated),
+        ("stream TTFT, translated to Anthropic", &ttft_translated),
         ("chat completion c=1, with a local limit", &l7_local_limit),
         (
             "chat completion c=1, with a Redis limit",

@@ -74,9 +74,12 @@ pub(crate) fn start_fake(ip: &str) -> anyhow::Result<Fake> {
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else { return };
                 let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let anthropic = req.uri().path() == "/v1/messages";
                     let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                     let stream = body.windows(13).any(|w| w == b"\"stream\":true");
-                    let resp = if stream {
+                    let resp = if anthropic {
+                        anthropic_answer(stream)
+                    } else if stream {
                         let mut sse = String::new();
                         for i in 0..STREAM_CHUNKS {
                             sse += &format!(
@@ -103,6 +106,31 @@ pub(crate) fn start_fake(ip: &str) -> anyhow::Result<Fake> {
         ca_pem: ca_cert.pem(),
         _rt: rt,
     })
+}
+
+/// The same answers in Anthropic's Messages format (for the translation runs).
+fn anthropic_answer(stream: bool) -> Result<hyper::Response<Full<Bytes>>, hyper::http::Error> {
+    if !stream {
+        let body = r#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hello there, how are you?"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":14,"output_tokens":7}}"#;
+        return hyper::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(body.as_bytes())));
+    }
+    let mut sse = String::from(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":14,\"output_tokens\":1}}}\n\n\
+         event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    );
+    for i in 0..STREAM_CHUNKS {
+        sse += &format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"t{i} \"}}}}\n\n"
+        );
+    }
+    sse += "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+            event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":64}}\n\n\
+            event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    hyper::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Full::new(Bytes::from(sse)))
 }
 
 /// `bench-client l7 ADDR CAFILE N CONCURRENCY [stream]`: N requests over CONCURRENCY kept-alive

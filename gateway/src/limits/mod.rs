@@ -498,6 +498,16 @@ impl Store {
         }
     }
 
+    /// Applies deltas at once when counters are local, without a task or a wake-up; returns
+    /// them when they must go to Redis (`adjust`).
+    pub fn adjust_local(&self, deltas: Vec<(String, i64, u64)>) -> Option<Vec<(String, i64, u64)>> {
+        if self.redis.is_some() {
+            return Some(deltas);
+        }
+        self.local.lock().unwrap_or_else(|e| e.into_inner()).adjust(&deltas);
+        None
+    }
+
     /// Moves counters by signed deltas (reconciliation with real usage).
     pub async fn adjust(&self, deltas: Vec<(String, i64, u64)>) {
         if deltas.is_empty() {

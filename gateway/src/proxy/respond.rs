@@ -273,6 +273,10 @@ impl Recorded {
         if deltas.is_empty() {
             return;
         }
+        // Local counters are adjusted right here; only Redis needs a task.
+        let Some(deltas) = self.limits.adjust_local(deltas) else {
+            return;
+        };
         let store = self.limits.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move { store.adjust(deltas).await });
