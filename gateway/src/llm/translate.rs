@@ -393,6 +393,31 @@ pub struct AnthropicStreamToOpenAi {
     /// Anthropic content block index → OpenAI tool call index.
     tool_index: std::collections::HashMap<u64, usize>,
     done: bool,
+    /// The end of every chunk after `choices` (`,"created":…,"object":…}`), rebuilt when
+    /// `message_start` names the id and model, so text deltas are written without a `Value`.
+    tail: String,
+}
+
+/// The members of a `content_block_delta` event, borrowed from the event's data. Other events
+/// parse too (unknown members are skipped) and take the general path.
+#[derive(serde::Deserialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    index: u64,
+    #[serde(borrow, default)]
+    delta: Option<BlockDeltaBody<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct BlockDeltaBody<'a> {
+    #[serde(rename = "type", borrow, default)]
+    ty: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    partial_json: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl AnthropicStreamToOpenAi {
@@ -406,6 +431,63 @@ impl AnthropicStreamToOpenAi {
             usage: json!({}),
             tool_index: Default::default(),
             done: false,
+            tail: String::new(),
+        }
+        .with_tail()
+    }
+
+    fn with_tail(mut self) -> Self {
+        self.set_tail();
+        self
+    }
+
+    fn set_tail(&mut self) {
+        // Members after `choices` in the order `json!` writes them (sorted), so both paths agree.
+        self.tail = format!(
+            r#","created":{},"id":{},"model":{},"object":"chat.completion.chunk"}}"#,
+            self.created,
+            Value::String(self.id.clone()),
+            self.model
+        );
+    }
+
+    /// A chunk whose delta is already JSON text, with no finish reason.
+    fn push_delta(&self, out: &mut String, delta: &str) {
+        out.push_str(r#"data: {"choices":[{"delta":"#);
+        out.push_str(delta);
+        out.push_str(r#","finish_reason":null,"index":0,"logprobs":null}]"#);
+        out.push_str(&self.tail);
+        out.push_str("\n\n");
+    }
+
+    /// The hot path of a stream: text and tool-argument deltas. Returns false when the event
+    /// is something else (or an unexpected shape) and must take the general path.
+    fn fast_delta(&self, data: &str, out: &mut String) -> bool {
+        let Ok(e) = serde_json::from_str::<BlockDelta<'_>>(data) else {
+            return false;
+        };
+        let Some(d) = e.delta.filter(|_| e.ty == "content_block_delta") else {
+            return false;
+        };
+        match (d.ty.as_deref(), d.text, d.partial_json) {
+            (Some("text_delta"), Some(text), _) => {
+                let mut delta = String::with_capacity(text.len() + 16);
+                delta.push_str(r#"{"content":"#);
+                delta.push_str(&Value::String(text.into_owned()).to_string());
+                delta.push('}');
+                self.push_delta(out, &delta);
+                true
+            }
+            (Some("input_json_delta"), _, Some(args)) => {
+                let n = self.tool_index.get(&e.index).copied().unwrap_or(0);
+                let delta = format!(
+                    r#"{{"tool_calls":[{{"function":{{"arguments":{}}},"index":{n}}}]}}"#,
+                    Value::String(args.into_owned())
+                );
+                self.push_delta(out, &delta);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -419,6 +501,9 @@ impl AnthropicStreamToOpenAi {
     pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
         let mut out = String::new();
         for event in self.splitter.feed(bytes) {
+            if self.fast_delta(&event.data, &mut out) {
+                continue;
+            }
             let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
                 continue;
             };
@@ -428,6 +513,7 @@ impl AnthropicStreamToOpenAi {
                     self.id = format!("chatcmpl-{}", m["id"].as_str().unwrap_or(""));
                     self.model = m["model"].clone();
                     self.usage = m["usage"].clone();
+                    self.set_tail();
                     out += &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
                 }
                 Some("content_block_start") if v["content_block"]["type"] == "tool_use" => {

@@ -133,6 +133,44 @@ fn a_stream_with_text_and_a_tool_call_becomes_chunks_at_any_cut() {
 }
 
 #[test]
+fn text_and_argument_deltas_are_written_exactly_as_the_general_path_writes_them() {
+    let mut t = AnthropicStreamToOpenAi::new(false);
+    t.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_\\\"q\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":1}}}\n\n");
+    t.tool_index.insert(3, 1);
+    for text in [
+        "plain",
+        "quote \" and \\ backslash",
+        "line\nbreak\ttab",
+        "ünïcødé ✓ 😀",
+        "\u{1}",
+        "",
+    ] {
+        let data = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}});
+        let mut fast = String::new();
+        assert!(t.fast_delta(&data.to_string(), &mut fast));
+        assert_eq!(fast, t.chunk(json!({"content": text}), Value::Null), "{text:?}");
+        let data = json!({"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": text}});
+        let mut fast = String::new();
+        assert!(t.fast_delta(&data.to_string(), &mut fast));
+        let general = t.chunk(
+            json!({"tool_calls": [{"index": 1, "function": {"arguments": text}}]}),
+            Value::Null,
+        );
+        assert_eq!(fast, general, "{text:?}");
+    }
+    // Other events and odd shapes take the general path.
+    for data in [
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":5}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}"#,
+        r#"{"type":"content_block_delta","index":0}"#,
+        "not json",
+    ] {
+        assert!(!t.fast_delta(data, &mut String::new()), "{data}");
+    }
+}
+
+#[test]
 fn anthropic_errors_become_openai_errors() {
     let e = anthropic_error_to_openai(br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#);
     assert_eq!(e["error"]["type"], "rate_limit_error");
