@@ -67,6 +67,71 @@ impl TestCa {
     }
 }
 
+/// AWS keys the fake Bedrock accepts (`ACCESS_KEY_ID:SECRET`, as a credential file holds them).
+pub const BEDROCK_KEYS: &str = "AKIDTOLLGATETEST:tollgate/Test+Secret/Key";
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Checks a request's AWS Signature Version 4 as Bedrock would: the signature must cover
+/// the method, the path as it arrived (encoded once more), the signed headers' values and the
+/// SHA-256 of the body that arrived, with the fake's secret. Returns why not, if not.
+fn sigv4_mismatch(parts: &hyper::http::request::Parts, body: &[u8]) -> Option<String> {
+    use ring::{digest, hmac};
+    let (key_id, secret) = BEDROCK_KEYS.split_once(':').unwrap();
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let auth = header("authorization");
+    let field = |name: &str| {
+        auth.split([' ', ','])
+            .find_map(|p| p.strip_prefix(name))
+            .unwrap_or("")
+            .to_string()
+    };
+    let (credential, signed, signature) = (field("Credential="), field("SignedHeaders="), field("Signature="));
+    if !auth.starts_with("AWS4-HMAC-SHA256 ") {
+        return Some(format!("no SigV4 authorization: {auth:?}"));
+    }
+    let scope: Vec<&str> = credential.split('/').collect();
+    if scope.len() != 5 || scope[0] != key_id || scope[4] != "aws4_request" {
+        return Some(format!("bad credential scope {credential:?}"));
+    }
+    let payload = hex(digest::digest(&digest::SHA256, body).as_ref());
+    if header("x-amz-content-sha256") != payload {
+        return Some("x-amz-content-sha256 does not match the body".into());
+    }
+    let canonical_headers: String = signed
+        .split(';')
+        .map(|h| format!("{h}:{}\n", header(h).trim()))
+        .collect();
+    let mut uri = String::new();
+    for b in parts.uri.path().bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => uri.push(b as char),
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    let canonical = format!(
+        "{}\n{uri}\n{}\n{canonical_headers}\n{signed}\n{payload}",
+        parts.method,
+        parts.uri.query().unwrap_or("")
+    );
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{}\n{}\n{}",
+        header("x-amz-date"),
+        scope[1..].join("/"),
+        hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+    );
+    let mac = |k: &[u8], d: &str| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k), d.as_bytes());
+    let mut key = mac(format!("AWS4{secret}").as_bytes(), scope[1]).as_ref().to_vec();
+    for part in [scope[2], scope[3], "aws4_request"] {
+        key = mac(&key, part).as_ref().to_vec();
+    }
+    let expected = hex(mac(&key, &to_sign).as_ref());
+    (expected != signature)
+        .then(|| "The request signature we calculated does not match the signature you provided".into())
+}
+
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -239,6 +304,12 @@ async fn respond(
 ) -> hyper::Response<FakeBody> {
     let (parts, body) = req.into_parts();
     let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let sigv4 = parts
+        .uri
+        .path()
+        .starts_with("/model/")
+        .then(|| sigv4_mismatch(&parts, &bytes))
+        .flatten();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let headers = parts
         .headers
@@ -275,6 +346,18 @@ async fn respond(
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_string();
     let stream = body["stream"].as_bool().unwrap_or(false);
+    // Bedrock Converse, SigV4-signed.
+    if parts.uri.path().starts_with("/model/") {
+        if let Some(why) = sigv4 {
+            return json_response(403, json!({"message": why}));
+        }
+        return json_response(
+            200,
+            json!({"output": {"message": {"role": "assistant", "content": [{"text": format!("hello from {name}")}]}},
+                   "stopReason": "end_turn", "usage": {"inputTokens": 11, "outputTokens": 6, "totalTokens": 17},
+                   "metrics": {"latencyMs": 42}}),
+        );
+    }
     // Gemini API: generateContent / streamGenerateContent?alt=sse.
     if let Some(rest) = parts.uri.path().strip_prefix("/v1beta/models/") {
         let (gmodel, method) = rest.split_once(':').unwrap_or((rest, ""));

@@ -52,6 +52,18 @@ fn invalid_configs_are_rejected_naming_the_field() {
         ("listener:\n  addresses: [\"0.0.0.0:15001\"]\n", "listener.addresses[0]"),
         ("capture:\n  cgroupPath: relative/path\n", "capture.cgroupPath"),
         ("admin: [1, 2]\n", "admin"),
+        (
+            "backends:\n  - name: b\n    url: https://bedrock.example\n    schema: bedrock\n",
+            "backends[0].region: a bedrock backend needs a region",
+        ),
+        (
+            "backends:\n  - name: b\n    url: https://api.openai.com\n    region: us-east-1\n",
+            "backends[0].region: only bedrock backends take a region",
+        ),
+        (
+            "credentials:\n  - name: k\n    kind: bearer\n    env: K\nbackends:\n  - name: b\n    url: https://bedrock-runtime.eu-west-1.amazonaws.com\n    schema: bedrock\n    credential: k\n",
+            "backends[0].credential: \"k\": bedrock backends, and only they, use a credential of kind awsSigV4",
+        ),
     ];
     for (yaml, expected) in cases {
         let (ok, output) = validate(yaml);

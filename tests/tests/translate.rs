@@ -289,3 +289,63 @@ fn the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not() {
         assert_eq!(rec["cost_nano_usd"], 8 * 300 + 5 * 2500);
     }
 }
+
+#[test]
+fn the_openai_sdk_is_served_by_a_bedrock_backend_with_a_sigv4_signature() {
+    if !privileged("the_openai_sdk_is_served_by_a_bedrock_backend_with_a_sigv4_signature") {
+        return;
+    }
+    let dir = tests::TempDir::new("bedrock");
+    let ca = TestCa::new(&dir.0, "bedrock");
+    let bedrock = FakeLlm::start("bedrock", "127.20.36.4", Some(ca.server_config(&["127.20.36.4"])));
+    let keys = dir.path("aws-keys");
+    std::fs::write(&keys, tests::fake_llm::BEDROCK_KEYS).unwrap();
+    let backend = format!(
+        "  - name: bedrock\n    url: {}\n    schema: bedrock\n    region: us-east-1\n    credential: aws\n    caFile: {}\n",
+        bedrock.url(true),
+        ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(36, "tr-bedrock", &backend);
+    let gw = builder
+        .yaml(&format!("  - name: aws\n    kind: awsSigV4\n    file: {}\n", keys.display()))
+        .yaml(
+            "routes:\n  - name: to-bedrock\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n",
+        )
+        .start();
+    // The fake answers 403 unless the signature covers what arrived, as Bedrock does.
+    let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
+    assert_eq!(v["content"], "hello from bedrock", "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], 11);
+    assert_eq!(v["usage"]["total_tokens"], 17);
+    let r = &bedrock.received()[0];
+    assert_eq!(r.path, "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse");
+    let auth = &r.headers["authorization"];
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTOLLGATETEST/"),
+        "{auth}"
+    );
+    assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
+    assert_eq!(r.body["messages"][0]["content"][0]["text"], "say hello");
+    assert!(r.body["inferenceConfig"]["maxTokens"].as_u64().unwrap() > 0);
+    assert!(r.body.get("model").is_none());
+    // A stream is refused in the client's shape, before anything is sent.
+    let e = openai_sdk(&s, &gw, &["error_stream", "gpt-4o"]);
+    assert_eq!(e["status"], 400, "{e}");
+    assert!(e["body"]["message"].as_str().unwrap().contains("ConverseStream"), "{e}");
+    assert_eq!(bedrock.received().len(), 1);
+
+    let records = gw.wait_audit(2);
+    let rec = records.iter().find(|r| r["status"] == 200).unwrap();
+    assert_eq!(rec["translation"], "openai_chat->bedrock_converse");
+    assert_eq!(
+        (rec["tokens"]["input"].as_u64(), rec["tokens"]["output"].as_u64()),
+        (Some(11), Some(6)),
+        "{rec}"
+    );
+    // claude-3-5-haiku: $0.80 / $4.00 per 1M tokens
+    assert_eq!(rec["cost_nano_usd"], 11 * 800 + 6 * 4000);
+    let secret = tests::fake_llm::BEDROCK_KEYS.split_once(':').unwrap().1;
+    for rec in &records {
+        assert!(!rec.to_string().contains(secret));
+    }
+}

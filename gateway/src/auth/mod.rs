@@ -3,6 +3,8 @@
 //! upstream requests, and never printed: the value lives in [`Secret`], whose `Debug` and
 //! `Display` say `<redacted>`; logs and records carry only the name and a fingerprint.
 
+pub mod sigv4;
+
 use std::{
     collections::HashMap,
     fmt,
@@ -57,16 +59,36 @@ pub struct Loaded {
     /// `sha256:` and the first 8 hex digits of the value's SHA-256: tells rotations apart
     /// without revealing anything usable.
     pub fingerprint: String,
-    header: (HeaderName, HeaderValue),
+    /// The header carrying the value; none for signed kinds.
+    header: Option<(HeaderName, HeaderValue)>,
+    /// AWS keys of an `awsSigV4` credential.
+    aws: Option<sigv4::AwsKeys>,
     secret: Secret,
 }
 
 impl Loaded {
     fn new(name: &str, kind: CredentialKind, value: String) -> Result<Loaded, Error> {
         let value = value.trim().to_string();
+        let digest = Sha256::digest(value.as_bytes());
+        let fingerprint = format!(
+            "sha256:{}",
+            digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        if kind == CredentialKind::AwsSigV4 {
+            let keys = sigv4::AwsKeys::parse(&value).ok_or_else(|| Error::Value { name: name.to_string() })?;
+            return Ok(Loaded {
+                name: name.to_string(),
+                kind,
+                fingerprint,
+                header: None,
+                aws: Some(keys),
+                secret: Secret(value),
+            });
+        }
         let header_value = match kind {
             CredentialKind::Bearer => format!("Bearer {value}"),
             CredentialKind::XApiKey | CredentialKind::ApiKey | CredentialKind::XGoogApiKey => value.clone(),
+            CredentialKind::AwsSigV4 => unreachable!("handled above"),
         };
         let mut header_value =
             HeaderValue::from_str(&header_value).map_err(|_| Error::Value { name: name.to_string() })?;
@@ -79,29 +101,29 @@ impl Loaded {
             CredentialKind::XApiKey => HeaderName::from_static("x-api-key"),
             CredentialKind::ApiKey => HeaderName::from_static("api-key"),
             CredentialKind::XGoogApiKey => HeaderName::from_static("x-goog-api-key"),
+            CredentialKind::AwsSigV4 => unreachable!("handled above"),
         };
-        let digest = Sha256::digest(value.as_bytes());
-        let fingerprint = format!(
-            "sha256:{}",
-            digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()
-        );
         Ok(Loaded {
             name: name.to_string(),
             kind,
             fingerprint,
-            header: (header_name, header_value),
+            header: Some((header_name, header_value)),
+            aws: None,
             secret: Secret(value),
         })
     }
 
     /// Puts the credential on an upstream request.
+    /// Signed kinds add nothing here: the request is signed once it is final.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        headers.insert(self.header.0.clone(), self.header.1.clone());
+        if let Some((name, value)) = &self.header {
+            headers.insert(name.clone(), value.clone());
+        }
     }
 
-    /// The raw value, for signers that need it (none yet besides header injection).
-    pub fn secret(&self) -> &Secret {
-        &self.secret
+    /// AWS keys, for an `awsSigV4` credential.
+    pub fn aws(&self) -> Option<&sigv4::AwsKeys> {
+        self.aws.as_ref()
     }
 }
 
@@ -203,7 +225,7 @@ mod tests {
     #[test]
     fn secrets_never_format_and_headers_are_right() {
         let l = Loaded::new("k", CredentialKind::Bearer, "sk-live-123\n".into()).unwrap();
-        assert_eq!(format!("{:?} {}", l.secret(), l.secret()), "<redacted> <redacted>");
+        assert_eq!(format!("{:?} {}", l.secret, l.secret), "<redacted> <redacted>");
         assert!(!format!("{l:?}").contains("sk-live-123"));
         let mut h = HeaderMap::new();
         l.inject(&mut h);

@@ -32,6 +32,9 @@ pub enum ApiSchema {
     AzureOpenai,
     /// Google Gemini API (backends only): `generateContent`, `streamGenerateContent?alt=sse`.
     Gemini,
+    /// AWS Bedrock Converse API (backends only): `POST /model/{modelId}/converse`, signed
+    /// with SigV4 (credential kind `awsSigV4`).
+    Bedrock,
 }
 
 impl ApiSchema {
@@ -41,6 +44,7 @@ impl ApiSchema {
             ApiSchema::Anthropic => "anthropic",
             ApiSchema::AzureOpenai => "azureOpenai",
             ApiSchema::Gemini => "gemini",
+            ApiSchema::Bedrock => "bedrock",
         }
     }
 }
@@ -81,6 +85,9 @@ pub struct RawBackend {
     pub deployment: Option<String>,
     /// Azure OpenAI: `api-version`. Default `2024-10-21`.
     pub api_version: Option<String>,
+    /// Bedrock: the AWS region requests are signed for. Default: taken from a
+    /// `bedrock-runtime.<region>.amazonaws.com` URL.
+    pub region: Option<String>,
     /// Offer HTTP/2 (ALPN) to the backend. Default `false`: pooled HTTP/1.1 connections, which
     /// cost less CPU and latency per request here (docs/benchmarks.md).
     pub http2: Option<bool>,
@@ -98,6 +105,10 @@ pub enum CredentialKind {
     ApiKey,
     /// `x-goog-api-key: <value>` (Gemini API).
     XGoogApiKey,
+    /// AWS Signature Version 4 (Bedrock): the value is
+    /// `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`; each request is signed, no header
+    /// carries the secret.
+    AwsSigV4,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +243,7 @@ pub struct Backend {
     pub http2: bool,
     pub deployment: Option<String>,
     pub api_version: String,
+    pub region: Option<String>,
 }
 
 /// `api-version` of Azure OpenAI backends when none is configured.
@@ -393,16 +405,53 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
                     ));
                 }
             }
+            let schema = b.schema.unwrap_or_default();
+            let region = match (schema, b.region) {
+                (ApiSchema::Bedrock, Some(r)) => Some(r),
+                (ApiSchema::Bedrock, None) => {
+                    let host = url.host().unwrap_or_default();
+                    let region = host
+                        .strip_prefix("bedrock-runtime.")
+                        .and_then(|h| h.strip_suffix(".amazonaws.com"))
+                        .filter(|r| !r.is_empty() && !r.contains('.'));
+                    match region {
+                        Some(r) => Some(r.to_string()),
+                        None => {
+                            return Err(invalid(
+                                format!("backends[{i}].region"),
+                                format!("a bedrock backend needs a region (none in the host {host:?})"),
+                            ))
+                        }
+                    }
+                }
+                (_, Some(_)) => {
+                    return Err(invalid(
+                        format!("backends[{i}].region"),
+                        "only bedrock backends take a region",
+                    ))
+                }
+                (_, None) => None,
+            };
+            if let Some(c) = &b.credential {
+                let kind = credentials.iter().find(|k| &k.name == c).map(|k| k.kind);
+                if (schema == ApiSchema::Bedrock) != (kind == Some(CredentialKind::AwsSigV4)) {
+                    return Err(invalid(
+                        format!("backends[{i}].credential"),
+                        format!("{c:?}: bedrock backends, and only they, use a credential of kind awsSigV4"),
+                    ));
+                }
+            }
             Ok(Backend {
                 name: b.name,
                 url,
                 prefix,
-                schema: b.schema.unwrap_or_default(),
+                schema,
                 credential: b.credential,
                 ca_file: b.ca_file,
                 http2: b.http2.unwrap_or(false),
                 api_version: b.api_version.unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.into()),
                 deployment: b.deployment,
+                region,
             })
         })
         .collect()

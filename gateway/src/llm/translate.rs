@@ -25,6 +25,7 @@ pub enum Translation {
     /// Same body, Azure's deployment path and `api-version`.
     OpenAiToAzure,
     OpenAiChatToGemini,
+    OpenAiChatToBedrock,
 }
 
 impl Translation {
@@ -35,6 +36,7 @@ impl Translation {
             Translation::AnthropicToOpenAiChat => "anthropic_messages->openai_chat",
             Translation::OpenAiToAzure => "openai->azure_openai",
             Translation::OpenAiChatToGemini => "openai_chat->gemini",
+            Translation::OpenAiChatToBedrock => "openai_chat->bedrock_converse",
         }
     }
 }
@@ -1276,6 +1278,163 @@ impl GeminiStreamToOpenAi {
         }
         Bytes::from(out)
     }
+}
+
+// === OpenAI chat client, AWS Bedrock backend (Converse) ===
+
+/// OpenAI chat request → Bedrock Converse request (the body of `POST /model/{id}/converse`).
+/// Converse is close to Anthropic Messages (alternating turns, tool use and results as
+/// content blocks), so the request goes through that translation and is then reshaped; what
+/// Converse cannot say is refused by name. Streams (ConverseStream, AWS event-stream framing)
+/// are not translated yet and are refused by the caller.
+pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsupported> {
+    let renamed = |e: Unsupported| {
+        Unsupported(
+            e.0.replace("an Anthropic backend", "a Bedrock backend")
+                .replace("Anthropic backends", "Bedrock backends"),
+        )
+    };
+    let a = openai_chat_to_anthropic(body, model).map_err(renamed)?;
+    if a.get("thinking").is_some() {
+        return Err(unsupported("`reasoning_effort` is not supported by Bedrock backends"));
+    }
+    let mut out = Map::new();
+    let mut messages = Vec::new();
+    for (i, m) in a["messages"].as_array().into_iter().flatten().enumerate() {
+        let mut content = Vec::new();
+        for b in m["content"].as_array().into_iter().flatten() {
+            content.push(match b["type"].as_str() {
+                Some("text") => json!({"text": b["text"]}),
+                Some("image") if b["source"]["type"] == "base64" => {
+                    let media = b["source"]["media_type"].as_str().unwrap_or("");
+                    let format = media.strip_prefix("image/").unwrap_or("");
+                    if !["png", "jpeg", "gif", "webp"].contains(&format) {
+                        return Err(unsupported(format!(
+                            "messages[{i}]: image type {media:?} is not supported by Bedrock backends"
+                        )));
+                    }
+                    json!({"image": {"format": format, "source": {"bytes": b["source"]["data"]}}})
+                }
+                Some("image") => {
+                    return Err(unsupported(format!(
+                        "messages[{i}]: image URLs are not supported by Bedrock backends (send data: URLs)"
+                    )))
+                }
+                Some("tool_use") => {
+                    json!({"toolUse": {"toolUseId": b["id"], "name": b["name"], "input": b["input"]}})
+                }
+                Some("tool_result") => json!({"toolResult": {"toolUseId": b["tool_use_id"],
+                                                              "content": [{"text": b["content"]}]}}),
+                _ => return Err(unsupported(format!("messages[{i}]: unsupported content for Bedrock"))),
+            });
+        }
+        messages.push(json!({"role": m["role"], "content": content}));
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    if let Some(system) = a.get("system") {
+        out.insert("system".into(), json!([{"text": system}]));
+    }
+    let mut inference = Map::new();
+    inference.insert("maxTokens".into(), a["max_tokens"].clone());
+    for (from, to) in [
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("stop_sequences", "stopSequences"),
+    ] {
+        if let Some(v) = a.get(from) {
+            inference.insert(to.into(), v.clone());
+        }
+    }
+    out.insert("inferenceConfig".into(), Value::Object(inference));
+    if let Some(tools) = a.get("tools").and_then(Value::as_array) {
+        let specs: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let mut spec = json!({"name": t["name"], "inputSchema": {"json": t["input_schema"]}});
+                if let Some(d) = t.get("description") {
+                    spec["description"] = d.clone();
+                }
+                json!({"toolSpec": spec})
+            })
+            .collect();
+        let mut config = json!({"tools": specs});
+        match &a.get("tool_choice") {
+            None => {}
+            Some(c) if c.get("disable_parallel_tool_use").is_some() => {
+                return Err(unsupported(
+                    "`parallel_tool_calls: false` is not supported by Bedrock backends",
+                ))
+            }
+            Some(c) => match c["type"].as_str() {
+                Some("auto") => config["toolChoice"] = json!({"auto": {}}),
+                Some("any") => config["toolChoice"] = json!({"any": {}}),
+                Some("tool") => config["toolChoice"] = json!({"tool": {"name": c["name"]}}),
+                _ => {
+                    return Err(unsupported(
+                        "`tool_choice` \"none\" is not supported by Bedrock backends",
+                    ))
+                }
+            },
+        }
+        out.insert("toolConfig".into(), config);
+    }
+    if let Some(user) = a["metadata"]["user_id"].as_str() {
+        out.insert("requestMetadata".into(), json!({"user": user}));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Bedrock Converse response → OpenAI chat.completion. Converse names no model and no id.
+pub fn bedrock_to_openai(resp: &Value, model: &str) -> Value {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in resp["output"]["message"]["content"].as_array().into_iter().flatten() {
+        if let Some(t) = block.get("text").and_then(Value::as_str) {
+            text.push_str(t);
+        } else if let Some(u) = block.get("toolUse") {
+            calls.push(json!({
+                "id": u["toolUseId"], "type": "function",
+                "function": {"name": u["name"], "arguments": u["input"].to_string()}
+            }));
+        }
+    }
+    let finish = match resp["stopReason"].as_str() {
+        Some("end_turn") | Some("stop_sequence") => json!("stop"),
+        Some("max_tokens") | Some("model_context_window_exceeded") => json!("length"),
+        Some("tool_use") => json!("tool_calls"),
+        Some("guardrail_intervened") | Some("content_filtered") => json!("content_filter"),
+        _ => Value::Null,
+    };
+    let u = &resp["usage"];
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let read = n("cacheReadInputTokens");
+    let prompt = n("inputTokens") + read + n("cacheWriteInputTokens");
+    let completion = n("outputTokens");
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                       "prompt_tokens_details": {"cached_tokens": read}});
+    let id = format!("chatcmpl-bedrock-{:016x}", fastrand::u64(..));
+    openai_completion(id, json!(model), assistant_message(text, calls), finish, usage)
+}
+
+/// Bedrock error body (`{"message": …}`, the exception name in `x-amzn-ErrorType` or
+/// `__type`) → OpenAI error body.
+pub fn bedrock_error_to_openai(body: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let name = v["__type"].as_str().unwrap_or("");
+    let typ = if name.contains("Validation") || name.contains("ResourceNotFound") {
+        "invalid_request_error"
+    } else if name.contains("Throttling") || name.contains("ServiceQuota") {
+        "rate_limit_error"
+    } else if name.contains("AccessDenied") {
+        "permission_error"
+    } else {
+        "api_error"
+    };
+    let message = v["message"]
+        .as_str()
+        .or(v["Message"].as_str())
+        .unwrap_or("upstream error");
+    json!({"error": {"message": message, "type": typ, "param": null, "code": null}})
 }
 
 #[cfg(test)]

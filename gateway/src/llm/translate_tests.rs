@@ -483,3 +483,80 @@ fn random_valid_openai_requests_translate_into_valid_targets_and_never_panic() {
         let _ = t.feed(&junk);
     }
 }
+
+#[test]
+fn an_openai_request_becomes_a_bedrock_converse_request_and_the_answer_comes_back() {
+    let req = json!({
+        "model": "gpt-4o", "max_tokens": 300, "temperature": 0.2, "stop": ["END"], "user": "u-1",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "what is in this image?"},
+                                          {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "weather", "description": "w",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "tool_choice": "required"
+    });
+    let b = openai_chat_to_bedrock(req.to_string().as_bytes(), "anthropic.claude-3-haiku-20240307-v1:0").unwrap();
+    assert_eq!(b["system"], json!([{"text": "be brief"}]));
+    assert_eq!(
+        b["inferenceConfig"],
+        json!({"maxTokens": 300, "temperature": 0.2, "stopSequences": ["END"]})
+    );
+    assert_eq!(
+        b["messages"][0]["content"][1],
+        json!({"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}})
+    );
+    assert_eq!(
+        b["messages"][1]["content"][0],
+        json!({"toolUse": {"toolUseId": "call_1", "name": "weather", "input": {"city": "Paris"}}})
+    );
+    assert_eq!(
+        b["messages"][2]["content"][0],
+        json!({"toolResult": {"toolUseId": "call_1", "content": [{"text": "sunny"}]}})
+    );
+    assert_eq!(
+        b["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]["type"],
+        "object"
+    );
+    assert_eq!(b["toolConfig"]["toolChoice"], json!({"any": {}}));
+    assert_eq!(b["requestMetadata"], json!({"user": "u-1"}));
+    assert!(b.get("model").is_none());
+
+    // Refused by name, in Bedrock's words.
+    for (extra, what) in [
+        (json!({"reasoning_effort": "low"}), "reasoning_effort"),
+        (json!({"tool_choice": "none", "tools": req["tools"]}), "tool_choice"),
+        (json!({"logit_bias": {"1": 2}}), "Bedrock"),
+    ] {
+        let mut r = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        let e = openai_chat_to_bedrock(r.to_string().as_bytes(), "m").unwrap_err();
+        assert!(e.0.contains(what), "{e:?}");
+    }
+    let url_image = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]});
+    assert!(openai_chat_to_bedrock(url_image.to_string().as_bytes(), "m").is_err());
+
+    let resp = json!({"output": {"message": {"role": "assistant", "content": [
+        {"text": "checking"}, {"toolUse": {"toolUseId": "t1", "name": "weather", "input": {"city": "Oslo"}}}]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 20, "outputTokens": 7, "totalTokens": 27, "cacheReadInputTokens": 100}});
+    let o = bedrock_to_openai(&resp, "claude-3-haiku");
+    let m = &o["choices"][0]["message"];
+    assert_eq!(m["content"], "checking");
+    assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
+    assert_eq!(o["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(o["usage"]["prompt_tokens"], 120);
+    assert_eq!(o["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
+    let u = crate::llm::usage::bedrock_usage(&resp["usage"]).unwrap();
+    assert_eq!((u.input, u.output, u.cached_input), (120, 7, 100));
+    let e = bedrock_error_to_openai(br#"{"__type":"ThrottlingException","message":"Too many requests"}"#);
+    assert_eq!(e["error"]["type"], "rate_limit_error");
+    assert_eq!(e["error"]["message"], "Too many requests");
+}

@@ -97,6 +97,21 @@ pub fn gemini_usage(u: &Value) -> Option<Usage> {
     })
 }
 
+/// Usage from a Bedrock Converse `usage` object. `inputTokens` leaves out cache reads and
+/// writes; they are added so `input` counts every prompt token (OpenAI semantics).
+pub fn bedrock_usage(u: &Value) -> Option<Usage> {
+    let obj = u.as_object()?;
+    let n = |k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
+    Some(Usage {
+        input: n("inputTokens") + read + write,
+        output: n("outputTokens"),
+        cached_input: read,
+        cache_write: write,
+        reasoning: 0,
+    })
+}
+
 /// What a response yielded once it ended (or was cut).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metered {
@@ -130,6 +145,7 @@ enum Kind {
     AnthropicSse,
     GeminiJson,
     GeminiSse,
+    BedrockJson,
     None,
 }
 
@@ -147,6 +163,7 @@ impl Meter {
             (ApiSchema::Anthropic, Operation::Messages | Operation::CountTokens, false) => Kind::AnthropicJson,
             (ApiSchema::Gemini, _, true) => Kind::GeminiSse,
             (ApiSchema::Gemini, _, false) => Kind::GeminiJson,
+            (ApiSchema::Bedrock, _, false) => Kind::BedrockJson,
             _ => Kind::None,
         };
         Meter {
@@ -171,7 +188,7 @@ impl Meter {
     pub fn observe(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
         match self.kind {
             Kind::None => None,
-            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson => {
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson => {
                 if !self.json_overflow {
                     if self.json.len() + chunk.len() > MAX_METERED_JSON {
                         self.json_overflow = true;
@@ -227,7 +244,7 @@ impl Meter {
                 None => true,
             },
             Kind::GeminiSse => !self.first_token_seen || data.contains("usageMetadata"),
-            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::None => false,
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson | Kind::None => false,
         }
     }
 
@@ -335,7 +352,7 @@ impl Meter {
                 }
                 true
             }
-            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::None => true,
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson | Kind::None => true,
         }
     }
 
@@ -344,7 +361,9 @@ impl Meter {
     pub fn finish(&mut self, ended: bool) -> (Vec<u8>, Metered) {
         let mut rest = Vec::new();
         match self.kind {
-            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson if ended && !self.json_overflow => {
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson
+                if ended && !self.json_overflow =>
+            {
                 if let Ok(v) = serde_json::from_slice::<Value>(&self.json) {
                     if let Some(m) = v.get("model").or(v.get("modelVersion")).and_then(Value::as_str) {
                         self.metered.model = Some(m.to_string());
@@ -354,6 +373,7 @@ impl Meter {
                     self.metered.usage = match self.kind {
                         Kind::AnthropicJson => u.and_then(anthropic_usage),
                         Kind::GeminiJson => v.get("usageMetadata").and_then(gemini_usage),
+                        Kind::BedrockJson => u.and_then(bedrock_usage),
                         _ => u.and_then(openai_usage),
                     };
                     self.metered.complete = true;

@@ -465,6 +465,7 @@ async fn proxy(
                 ApiSchema::AzureOpenai,
             ) => Translation::OpenAiToAzure,
             (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Gemini) => Translation::OpenAiChatToGemini,
+            (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Bedrock) => Translation::OpenAiChatToBedrock,
             (client, op, server) => {
                 let e = ProxyError::Untranslatable(format!(
                     "backend {} speaks {}; {} {} requests cannot be translated to it",
@@ -486,7 +487,28 @@ async fn proxy(
         ctx.translation = None;
         ctx.audit.translation = translation.as_str().into();
         let mut upstream_path = path_and_query.clone();
+        // The body a signing backend signs (the translated one is known here in full).
+        let mut to_sign: Option<Bytes> = None;
         let body = match (&read, translation) {
+            (Some((bytes, parsed)), Translation::OpenAiChatToBedrock) => {
+                if parsed.stream {
+                    return Err(ProxyError::Untranslatable(format!(
+                        "backend {} is Bedrock: streamed answers (ConverseStream) are not translated yet; \
+                         send the request without `stream`",
+                        backend.name
+                    )));
+                }
+                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
+                let translated =
+                    translate::openai_chat_to_bedrock(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
+                ctx.strip_usage = false;
+                ctx.audit.usage_requested_by_gateway = false;
+                ctx.translation = Some((translation, false));
+                upstream_path = format!("/model/{}/converse", auth::sigv4::path_segment(model));
+                let bytes = Bytes::from(translated.to_string());
+                to_sign = Some(bytes.clone());
+                full_req(bytes)
+            }
             (Some((bytes, parsed)), Translation::OpenAiChatToAnthropic) => {
                 let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
                 let translated =
@@ -568,6 +590,20 @@ async fn proxy(
         let mut headers = base_headers.clone();
         if let Some(c) = &credential {
             c.inject(&mut headers);
+            if let (Some(keys), Some(region)) = (c.aws(), backend.region.as_deref()) {
+                headers.remove(header::CONTENT_LENGTH);
+                auth::sigv4::sign(
+                    keys,
+                    region,
+                    "bedrock",
+                    &parts.method,
+                    &uri,
+                    &mut headers,
+                    to_sign.as_deref().unwrap_or_default(),
+                    std::time::SystemTime::now(),
+                )
+                .map_err(|e| ProxyError::Internal(format!("signing: {e}")))?;
+            }
         }
         if translation == Translation::OpenAiChatToAnthropic && !headers.contains_key("anthropic-version") {
             headers.insert(

@@ -48,13 +48,17 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         Some((Translation::OpenAiChatToGemini, _)) => {
             Meter::new(ApiSchema::Gemini, Operation::ChatCompletions, ctx.audit.stream, false)
         }
+        Some((Translation::OpenAiChatToBedrock, _)) => {
+            Meter::new(ApiSchema::Bedrock, Operation::ChatCompletions, ctx.audit.stream, false)
+        }
         _ => Meter::new(ctx.schema, ctx.operation, ctx.audit.stream, ctx.strip_usage),
     });
     let translator = match translation {
         Some((
             to @ (Translation::OpenAiChatToAnthropic
             | Translation::AnthropicToOpenAiChat
-            | Translation::OpenAiChatToGemini),
+            | Translation::OpenAiChatToGemini
+            | Translation::OpenAiChatToBedrock),
             include_usage,
         )) => {
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -172,6 +176,8 @@ impl Recorded {
                 (Translation::AnthropicToOpenAiChat, _, _) => translate::openai_error_to_anthropic(buf),
                 (Translation::OpenAiChatToGemini, true, Ok(v)) => translate::gemini_to_openai(&v, &self.model_hint),
                 (Translation::OpenAiChatToGemini, _, _) => translate::gemini_error_to_openai(buf),
+                (Translation::OpenAiChatToBedrock, true, Ok(v)) => translate::bedrock_to_openai(&v, &self.model_hint),
+                (Translation::OpenAiChatToBedrock, _, _) => translate::bedrock_error_to_openai(buf),
                 (_, true, Ok(v)) => translate::anthropic_message_to_openai(&v),
                 (_, _, _) => translate::anthropic_error_to_openai(buf),
             };
