@@ -48,12 +48,5 @@ elif mode == "error":
         print(json.dumps({"status": None}))
     except openai.APIStatusError as e:
         print(json.dumps({"status": e.status_code, "body": e.body, "type": type(e).__name__}))
-elif mode == "error_stream":
-    try:
-        for _ in client.chat.completions.create(model=model, messages=messages, stream=True):
-            pass
-        print(json.dumps({"status": None}))
-    except openai.APIStatusError as e:
-        print(json.dumps({"status": e.status_code, "body": e.body, "type": type(e).__name__}))
 else:
     sys.exit(f"unknown mode {mode}")

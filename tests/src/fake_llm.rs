@@ -132,6 +132,32 @@ fn sigv4_mismatch(parts: &hyper::http::request::Parts, body: &[u8]) -> Option<St
         .then(|| "The request signature we calculated does not match the signature you provided".into())
 }
 
+/// One AWS event-stream message (Bedrock's ConverseStream framing): prelude with its CRC32,
+/// string headers, the JSON payload, the message CRC32.
+fn aws_event(event_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    for (k, v) in [
+        (":event-type", event_type),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ] {
+        h.push(k.len() as u8);
+        h.extend_from_slice(k.as_bytes());
+        h.push(7);
+        h.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        h.extend_from_slice(v.as_bytes());
+    }
+    let total = 16 + h.len() + payload.len();
+    let mut m = Vec::with_capacity(total);
+    m.extend_from_slice(&(total as u32).to_be_bytes());
+    m.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
+    m.extend_from_slice(&h);
+    m.extend_from_slice(payload);
+    m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
+    m
+}
+
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -346,10 +372,37 @@ async fn respond(
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_string();
     let stream = body["stream"].as_bool().unwrap_or(false);
-    // Bedrock Converse, SigV4-signed.
+    // Bedrock Converse / ConverseStream, SigV4-signed.
     if parts.uri.path().starts_with("/model/") {
         if let Some(why) = sigv4 {
             return json_response(403, json!({"message": why}));
+        }
+        if parts.uri.path().ends_with("/converse-stream") {
+            let ev = |t: &str, v: Value| Bytes::from(aws_event(t, v.to_string().as_bytes()));
+            let first = vec![
+                ev("messageStart", json!({"role": "assistant", "p": "abcdefgh"})),
+                ev(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"text": "hello"}, "p": "ab"}),
+                ),
+            ];
+            let rest = vec![
+                ev(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"text": format!(" from {name}")}}),
+                ),
+                ev("contentBlockStop", json!({"contentBlockIndex": 0})),
+                ev("messageStop", json!({"stopReason": "end_turn"})),
+                ev(
+                    "metadata",
+                    json!({"usage": {"inputTokens": 11, "outputTokens": 6, "totalTokens": 17},
+                                      "metrics": {"latencyMs": 40}}),
+                ),
+            ];
+            let mut resp = stream_response(first, rest, &script, gate_slot);
+            resp.headers_mut()
+                .insert("content-type", "application/vnd.amazon.eventstream".parse().unwrap());
+            return resp;
         }
         return json_response(
             200,

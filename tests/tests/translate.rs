@@ -291,8 +291,8 @@ fn the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not() {
 }
 
 #[test]
-fn the_openai_sdk_is_served_by_a_bedrock_backend_with_a_sigv4_signature() {
-    if !privileged("the_openai_sdk_is_served_by_a_bedrock_backend_with_a_sigv4_signature") {
+fn the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not() {
+    if !privileged("the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not") {
         return;
     }
     let dir = tests::TempDir::new("bedrock");
@@ -328,22 +328,28 @@ fn the_openai_sdk_is_served_by_a_bedrock_backend_with_a_sigv4_signature() {
     assert_eq!(r.body["messages"][0]["content"][0]["text"], "say hello");
     assert!(r.body["inferenceConfig"]["maxTokens"].as_u64().unwrap() > 0);
     assert!(r.body.get("model").is_none());
-    // A stream is refused in the client's shape, before anything is sent.
-    let e = openai_sdk(&s, &gw, &["error_stream", "gpt-4o"]);
-    assert_eq!(e["status"], 400, "{e}");
-    assert!(e["body"]["message"].as_str().unwrap().contains("ConverseStream"), "{e}");
-    assert_eq!(bedrock.received().len(), 1);
+    // ConverseStream: AWS event-stream frames become OpenAI chunks, usage included.
+    let v = openai_sdk(&s, &gw, &["stream_usage", "gpt-4o"]);
+    assert_eq!(v["content"], "hello from bedrock", "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 6);
+    let r = &bedrock.received()[1];
+    assert_eq!(
+        r.path,
+        "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
+    );
 
     let records = gw.wait_audit(2);
-    let rec = records.iter().find(|r| r["status"] == 200).unwrap();
-    assert_eq!(rec["translation"], "openai_chat->bedrock_converse");
-    assert_eq!(
-        (rec["tokens"]["input"].as_u64(), rec["tokens"]["output"].as_u64()),
-        (Some(11), Some(6)),
-        "{rec}"
-    );
-    // claude-3-5-haiku: $0.80 / $4.00 per 1M tokens
-    assert_eq!(rec["cost_nano_usd"], 11 * 800 + 6 * 4000);
+    for rec in &records {
+        assert_eq!(rec["status"], 200);
+        assert_eq!(rec["translation"], "openai_chat->bedrock_converse");
+        assert_eq!(
+            (rec["tokens"]["input"].as_u64(), rec["tokens"]["output"].as_u64()),
+            (Some(11), Some(6)),
+            "{rec}"
+        );
+        // claude-3-5-haiku: $0.80 / $4.00 per 1M tokens
+        assert_eq!(rec["cost_nano_usd"], 11 * 800 + 6 * 4000);
+    }
     let secret = tests::fake_llm::BEDROCK_KEYS.split_once(':').unwrap().1;
     for rec in &records {
         assert!(!rec.to_string().contains(secret));

@@ -6,6 +6,7 @@
 //! - Anthropic: <https://docs.anthropic.com/en/api/errors> — errors are
 //!   `{"type":"error","error":{"type","message"}}`.
 
+pub mod eventstream;
 pub mod sse;
 pub mod translate;
 pub mod usage;

@@ -328,6 +328,13 @@ fn openai_completion(id: String, model: Value, message: Value, finish: Value, us
     })
 }
 
+/// One `data:` event of an OpenAI chat stream with a single choice.
+fn openai_chunk(id: &str, created: u64, model: &Value, delta: Value, finish: Value) -> String {
+    let c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+    format!("data: {c}\n\n")
+}
+
 /// An OpenAI error body.
 fn openai_error(v: &Value, typ: &str, code: &Value) -> Value {
     let message = v["error"]["message"].as_str().unwrap_or("upstream error");
@@ -494,9 +501,7 @@ impl AnthropicStreamToOpenAi {
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> String {
-        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
-        format!("data: {c}\n\n")
+        openai_chunk(&self.id, self.created, &self.model, delta, finish)
     }
 
     /// Feeds upstream bytes; returns the client's bytes.
@@ -1285,8 +1290,8 @@ impl GeminiStreamToOpenAi {
 /// OpenAI chat request → Bedrock Converse request (the body of `POST /model/{id}/converse`).
 /// Converse is close to Anthropic Messages (alternating turns, tool use and results as
 /// content blocks), so the request goes through that translation and is then reshaped; what
-/// Converse cannot say is refused by name. Streams (ConverseStream, AWS event-stream framing)
-/// are not translated yet and are refused by the caller.
+/// Converse cannot say is refused by name. The same body serves ConverseStream (the caller
+/// picks the path; [`BedrockStreamToOpenAi`] reads the answer).
 pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsupported> {
     let renamed = |e: Unsupported| {
         Unsupported(
@@ -1398,34 +1403,50 @@ pub fn bedrock_to_openai(resp: &Value, model: &str) -> Value {
             }));
         }
     }
-    let finish = match resp["stopReason"].as_str() {
+    let id = format!("chatcmpl-bedrock-{:016x}", fastrand::u64(..));
+    openai_completion(
+        id,
+        json!(model),
+        assistant_message(text, calls),
+        bedrock_finish(resp["stopReason"].as_str()),
+        bedrock_usage_to_openai(&resp["usage"]),
+    )
+}
+
+fn bedrock_finish(stop: Option<&str>) -> Value {
+    match stop {
         Some("end_turn") | Some("stop_sequence") => json!("stop"),
         Some("max_tokens") | Some("model_context_window_exceeded") => json!("length"),
         Some("tool_use") => json!("tool_calls"),
         Some("guardrail_intervened") | Some("content_filtered") => json!("content_filter"),
         _ => Value::Null,
-    };
-    let u = &resp["usage"];
+    }
+}
+
+fn bedrock_usage_to_openai(u: &Value) -> Value {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let read = n("cacheReadInputTokens");
     let prompt = n("inputTokens") + read + n("cacheWriteInputTokens");
     let completion = n("outputTokens");
-    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                       "prompt_tokens_details": {"cached_tokens": read}});
-    let id = format!("chatcmpl-bedrock-{:016x}", fastrand::u64(..));
-    openai_completion(id, json!(model), assistant_message(text, calls), finish, usage)
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": read}})
 }
 
 /// Bedrock error body (`{"message": …}`, the exception name in `x-amzn-ErrorType` or
 /// `__type`) → OpenAI error body.
 pub fn bedrock_error_to_openai(body: &[u8]) -> Value {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let name = v["__type"].as_str().unwrap_or("");
-    let typ = if name.contains("Validation") || name.contains("ResourceNotFound") {
+    bedrock_error(v["__type"].as_str().unwrap_or(""), &v)
+}
+
+/// An exception (by name) with its `{"message": …}` payload → OpenAI error body.
+fn bedrock_error(name: &str, v: &Value) -> Value {
+    let name = name.to_ascii_lowercase();
+    let typ = if name.contains("validation") || name.contains("resourcenotfound") {
         "invalid_request_error"
-    } else if name.contains("Throttling") || name.contains("ServiceQuota") {
+    } else if name.contains("throttling") || name.contains("servicequota") {
         "rate_limit_error"
-    } else if name.contains("AccessDenied") {
+    } else if name.contains("accessdenied") {
         "permission_error"
     } else {
         "api_error"
@@ -1435,6 +1456,94 @@ pub fn bedrock_error_to_openai(body: &[u8]) -> Value {
         .or(v["Message"].as_str())
         .unwrap_or("upstream error");
     json!({"error": {"message": message, "type": typ, "param": null, "code": null}})
+}
+
+/// Bedrock `ConverseStream` (AWS event-stream messages) → OpenAI `chat.completion.chunk`s.
+/// The finish reason arrives in `messageStop`, the usage in the `metadata` message after it.
+pub struct BedrockStreamToOpenAi {
+    decoder: super::eventstream::Decoder,
+    id: String,
+    model: Value,
+    created: u64,
+    include_usage: bool,
+    /// Bedrock content block index → OpenAI tool call index.
+    tool_index: std::collections::HashMap<u64, usize>,
+}
+
+impl BedrockStreamToOpenAi {
+    pub fn new(model: &str, include_usage: bool) -> Self {
+        BedrockStreamToOpenAi {
+            decoder: Default::default(),
+            id: format!("chatcmpl-bedrock-{:016x}", fastrand::u64(..)),
+            model: json!(model),
+            created: now(),
+            include_usage,
+            tool_index: Default::default(),
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Value) -> String {
+        openai_chunk(&self.id, self.created, &self.model, delta, finish)
+    }
+
+    /// Feeds upstream bytes; returns the client's bytes.
+    pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        let mut out = String::new();
+        let messages = match self.decoder.feed(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let v = json!({"message": format!("broken Bedrock stream: {e}")});
+                return Bytes::from(format!("data: {}\n\n", bedrock_error("internal", &v)));
+            }
+        };
+        for m in messages {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            if m.message_type == "exception" {
+                out += &format!("data: {}\n\n", bedrock_error(&m.event_type, &v));
+                continue;
+            }
+            match m.event_type.as_str() {
+                "messageStart" => out += &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+                "contentBlockStart" => {
+                    let Some(tool) = v["start"].get("toolUse") else {
+                        continue;
+                    };
+                    let n = self.tool_index.len();
+                    self.tool_index.insert(v["contentBlockIndex"].as_u64().unwrap_or(0), n);
+                    out += &self.chunk(
+                        json!({"tool_calls": [{"index": n, "id": tool["toolUseId"], "type": "function",
+                                               "function": {"name": tool["name"], "arguments": ""}}]}),
+                        Value::Null,
+                    );
+                }
+                "contentBlockDelta" => {
+                    let d = &v["delta"];
+                    if let Some(text) = d.get("text") {
+                        out += &self.chunk(json!({"content": text}), Value::Null);
+                    } else if let Some(args) = d["toolUse"].get("input") {
+                        let block = v["contentBlockIndex"].as_u64().unwrap_or(0);
+                        let n = self.tool_index.get(&block).copied().unwrap_or(0);
+                        out += &self.chunk(
+                            json!({"tool_calls": [{"index": n, "function": {"arguments": args}}]}),
+                            Value::Null,
+                        );
+                    }
+                }
+                "messageStop" => out += &self.chunk(json!({}), bedrock_finish(v["stopReason"].as_str())),
+                "metadata" => {
+                    if self.include_usage {
+                        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                                        "model": self.model, "choices": [],
+                                        "usage": bedrock_usage_to_openai(&v["usage"])});
+                        out += &format!("data: {c}\n\n");
+                    }
+                    out += "data: [DONE]\n\n";
+                }
+                _ => {}
+            }
+        }
+        Bytes::from(out)
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,15 @@ fn a_response_with_a_tool_call_and_cached_usage() {
     );
 }
 
+/// The JSON of every `data:` event of an OpenAI stream but `[DONE]`.
+fn openai_chunks(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
 #[test]
 fn a_stream_with_text_and_a_tool_call_becomes_chunks_at_any_cut() {
     let body = fixture("anthropic-tool-use.sse");
@@ -99,12 +108,7 @@ fn a_stream_with_text_and_a_tool_call_becomes_chunks_at_any_cut() {
             out.extend_from_slice(&t.feed(c));
         }
         let text = String::from_utf8(out).unwrap();
-        let chunks: Vec<Value> = text
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .filter(|d| *d != "[DONE]")
-            .map(|d| serde_json::from_str(d).unwrap())
-            .collect();
+        let chunks = openai_chunks(&text);
         assert!(text.trim_end().ends_with("data: [DONE]"), "step {step}");
         assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
         assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Let me check");
@@ -343,12 +347,7 @@ fn a_gemini_response_and_stream_become_openai() {
             out.extend_from_slice(&t.feed(c));
         }
         let text = String::from_utf8(out).unwrap();
-        let chunks: Vec<Value> = text
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .filter(|d| *d != "[DONE]")
-            .map(|d| serde_json::from_str(d).unwrap())
-            .collect();
+        let chunks = openai_chunks(&text);
         let content: String = chunks
             .iter()
             .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
@@ -559,4 +558,104 @@ fn an_openai_request_becomes_a_bedrock_converse_request_and_the_answer_comes_bac
     let e = bedrock_error_to_openai(br#"{"__type":"ThrottlingException","message":"Too many requests"}"#);
     assert_eq!(e["error"]["type"], "rate_limit_error");
     assert_eq!(e["error"]["message"], "Too many requests");
+}
+
+#[test]
+fn a_bedrock_event_stream_becomes_openai_chunks_at_any_cut() {
+    use crate::llm::eventstream::encode;
+    let ev = |t: &str, v: Value| {
+        encode(
+            &[
+                (":event-type", t),
+                (":content-type", "application/json"),
+                (":message-type", "event"),
+            ],
+            v.to_string().as_bytes(),
+        )
+    };
+    let mut body = Vec::new();
+    for (t, v) in [
+        ("messageStart", json!({"role": "assistant"})),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "Let me check"}}),
+        ),
+        ("contentBlockStop", json!({"contentBlockIndex": 0})),
+        (
+            "contentBlockStart",
+            json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tu_1", "name": "weather"}}}),
+        ),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"city\": "}}}),
+        ),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "\"Paris\"}"}}}),
+        ),
+        ("contentBlockStop", json!({"contentBlockIndex": 1})),
+        ("messageStop", json!({"stopReason": "tool_use"})),
+        (
+            "metadata",
+            json!({"usage": {"inputTokens": 30, "outputTokens": 12, "totalTokens": 42}}),
+        ),
+    ] {
+        body.extend(ev(t, v));
+    }
+    for step in [1, 7, 64, 100_000] {
+        let mut t = BedrockStreamToOpenAi::new("claude-x", true);
+        let mut out = Vec::new();
+        for c in body.chunks(step) {
+            out.extend_from_slice(&t.feed(c));
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.trim_end().ends_with("data: [DONE]"), "step {step}");
+        let chunks: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Let me check");
+        assert_eq!(chunks[2]["choices"][0]["delta"]["tool_calls"][0]["id"], "tu_1");
+        let args: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+            .collect();
+        assert_eq!(args, r#"{"city": "Paris"}"#);
+        assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+        let usage = chunks.last().unwrap();
+        assert_eq!(usage["usage"]["prompt_tokens"], 30);
+        assert_eq!(usage["usage"]["completion_tokens"], 12);
+    }
+    // The meter reads the same frames.
+    let mut m = crate::llm::usage::Meter::new(
+        crate::config::ApiSchema::Bedrock,
+        crate::llm::Operation::ChatCompletions,
+        true,
+        false,
+    );
+    for c in body.chunks(5) {
+        assert!(m.observe(c).is_none());
+    }
+    let (_, metered) = m.finish(true);
+    let u = metered.usage.unwrap();
+    assert_eq!((u.input, u.output, metered.complete), (30, 12, true));
+    // An exception frame and a corrupted frame reach the client as OpenAI errors.
+    let mut t = BedrockStreamToOpenAi::new("claude-x", false);
+    let exc = encode(
+        &[
+            (":exception-type", "throttlingException"),
+            (":message-type", "exception"),
+        ],
+        br#"{"message":"slow down"}"#,
+    );
+    let out = String::from_utf8(t.feed(&exc).to_vec()).unwrap();
+    assert!(out.contains("rate_limit_error") && out.contains("slow down"), "{out}");
+    let mut bad = ev("messageStart", json!({}));
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    let out = String::from_utf8(BedrockStreamToOpenAi::new("m", false).feed(&bad).to_vec()).unwrap();
+    assert!(out.contains("broken Bedrock stream"), "{out}");
 }

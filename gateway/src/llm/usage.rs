@@ -131,6 +131,7 @@ pub struct Meter {
     splitter: sse::Splitter,
     json: Vec<u8>,
     json_overflow: bool,
+    events: super::eventstream::Decoder,
     metered: Metered,
     /// Set once the first content delta is seen (time to first token).
     pub first_token_seen: bool,
@@ -146,6 +147,8 @@ enum Kind {
     GeminiJson,
     GeminiSse,
     BedrockJson,
+    /// Bedrock ConverseStream: AWS event-stream messages, not SSE.
+    BedrockEvents,
     None,
 }
 
@@ -164,6 +167,7 @@ impl Meter {
             (ApiSchema::Gemini, _, true) => Kind::GeminiSse,
             (ApiSchema::Gemini, _, false) => Kind::GeminiJson,
             (ApiSchema::Bedrock, _, false) => Kind::BedrockJson,
+            (ApiSchema::Bedrock, _, true) => Kind::BedrockEvents,
             _ => Kind::None,
         };
         Meter {
@@ -172,6 +176,7 @@ impl Meter {
             splitter: sse::Splitter::new(MAX_SSE_EVENT),
             json: Vec::new(),
             json_overflow: false,
+            events: Default::default(),
             metered: Metered::default(),
             first_token_seen: false,
         }
@@ -195,6 +200,21 @@ impl Meter {
                         self.json = Vec::new();
                     } else {
                         self.json.extend_from_slice(chunk);
+                    }
+                }
+                None
+            }
+            Kind::BedrockEvents => {
+                // A broken frame ends metering here; the translator reports it to the client.
+                for m in self.events.feed(chunk).unwrap_or_default() {
+                    match m.event_type.as_str() {
+                        "contentBlockDelta" => self.first_token_seen = true,
+                        "metadata" => {
+                            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+                            self.metered.usage = v.get("usage").and_then(bedrock_usage);
+                            self.metered.complete = true;
+                        }
+                        _ => {}
                     }
                 }
                 None
@@ -244,7 +264,12 @@ impl Meter {
                 None => true,
             },
             Kind::GeminiSse => !self.first_token_seen || data.contains("usageMetadata"),
-            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson | Kind::None => false,
+            Kind::OpenAiJson
+            | Kind::AnthropicJson
+            | Kind::GeminiJson
+            | Kind::BedrockJson
+            | Kind::BedrockEvents
+            | Kind::None => false,
         }
     }
 
@@ -352,7 +377,12 @@ impl Meter {
                 }
                 true
             }
-            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson | Kind::None => true,
+            Kind::OpenAiJson
+            | Kind::AnthropicJson
+            | Kind::GeminiJson
+            | Kind::BedrockJson
+            | Kind::BedrockEvents
+            | Kind::None => true,
         }
     }
 

@@ -491,20 +491,14 @@ async fn proxy(
         let mut to_sign: Option<Bytes> = None;
         let body = match (&read, translation) {
             (Some((bytes, parsed)), Translation::OpenAiChatToBedrock) => {
-                if parsed.stream {
-                    return Err(ProxyError::Untranslatable(format!(
-                        "backend {} is Bedrock: streamed answers (ConverseStream) are not translated yet; \
-                         send the request without `stream`",
-                        backend.name
-                    )));
-                }
                 let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
                 let translated =
                     translate::openai_chat_to_bedrock(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
                 ctx.strip_usage = false;
                 ctx.audit.usage_requested_by_gateway = false;
-                ctx.translation = Some((translation, false));
-                upstream_path = format!("/model/{}/converse", auth::sigv4::path_segment(model));
+                ctx.translation = Some((translation, parsed.include_usage == Some(true)));
+                let op = if parsed.stream { "converse-stream" } else { "converse" };
+                upstream_path = format!("/model/{}/{op}", auth::sigv4::path_segment(model));
                 let bytes = Bytes::from(translated.to_string());
                 to_sign = Some(bytes.clone());
                 full_req(bytes)

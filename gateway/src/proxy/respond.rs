@@ -71,6 +71,12 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
                     Translation::OpenAiChatToAnthropic => {
                         Translator::ToOpenAiStream(translate::AnthropicStreamToOpenAi::new(include_usage))
                     }
+                    Translation::OpenAiChatToBedrock => {
+                        Translator::FromBedrockStream(translate::BedrockStreamToOpenAi::new(
+                            ctx.audit.served_model.as_deref().unwrap_or("bedrock"),
+                            include_usage,
+                        ))
+                    }
                     Translation::OpenAiChatToGemini => {
                         Translator::FromGeminiStream(translate::GeminiStreamToOpenAi::new(
                             ctx.audit.served_model.as_deref().unwrap_or("gemini"),
@@ -129,6 +135,8 @@ enum Translator {
     ToAnthropicStream(translate::OpenAiStreamToAnthropic),
     /// Gemini stream → OpenAI chunks.
     FromGeminiStream(translate::GeminiStreamToOpenAi),
+    /// Bedrock ConverseStream → OpenAI chunks.
+    FromBedrockStream(translate::BedrockStreamToOpenAi),
     /// Whole JSON bodies (answers and errors) are translated once complete.
     Json { buf: Vec<u8>, ok: bool, to: Translation },
 }
@@ -370,6 +378,13 @@ impl Body for Recorded {
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
                 Some(Translator::FromGeminiStream(t)) => {
+                    let out = t.feed(data);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Some(Translator::FromBedrockStream(t)) => {
                     let out = t.feed(data);
                     if out.is_empty() {
                         continue;
