@@ -158,6 +158,39 @@ fn aws_event(event_type: &str, payload: &[u8]) -> Vec<u8> {
     m
 }
 
+/// Checks a JWT-bearer token request: the assertion's RS256 signature against `public_key`
+/// and its claims. Returns the issuer.
+fn verify_assertion(form: &[u8], public_key: Option<&[u8]>) -> Result<String, String> {
+    use base64::Engine as _;
+    let form = String::from_utf8_lossy(form);
+    let field = |k: &str| form.split('&').find_map(|p| p.strip_prefix(k)).unwrap_or("");
+    if field("grant_type=") != "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer" {
+        return Err("unsupported grant_type".into());
+    }
+    let jwt = field("assertion=");
+    let (input, sig) = jwt.rsplit_once('.').ok_or("malformed assertion")?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let key = public_key.ok_or("no key configured")?;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, key)
+        .verify(
+            input.as_bytes(),
+            &b64.decode(sig).map_err(|_| "bad signature encoding")?,
+        )
+        .map_err(|_| "Invalid JWT Signature.")?;
+    let claims: Value = input
+        .split('.')
+        .nth(1)
+        .and_then(|c| b64.decode(c).ok())
+        .and_then(|c| serde_json::from_slice(&c).ok())
+        .ok_or("bad claims")?;
+    if claims["scope"] != "https://www.googleapis.com/auth/cloud-platform"
+        || !claims["aud"].as_str().unwrap_or("").ends_with("/token")
+    {
+        return Err(format!("bad claims {claims}"));
+    }
+    Ok(claims["iss"].as_str().unwrap_or("").to_string())
+}
+
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -195,6 +228,9 @@ pub struct Script {
     pub reset_before_headers: bool,
     /// With `status`: a `Retry-After` header (seconds).
     pub retry_after: Option<u64>,
+    /// OAuth token endpoint (`POST /token`): the RSA public key (PKCS#1 DER) service-account
+    /// assertions must verify with. Tokens it issues are what Vertex paths accept.
+    pub jwt_public_key: Option<Vec<u8>>,
 }
 
 /// A fake provider endpoint.
@@ -411,8 +447,36 @@ async fn respond(
                    "metrics": {"latencyMs": 42}}),
         );
     }
+    // OAuth token endpoint (JWT-bearer grant), as Google's.
+    if parts.uri.path() == "/token" {
+        return match verify_assertion(&bytes, script.jwt_public_key.as_deref()) {
+            Ok(iss) => json_response(
+                200,
+                json!({"access_token": format!("ya29.fake-{iss}"), "expires_in": 3599, "token_type": "Bearer"}),
+            ),
+            Err(why) => json_response(400, json!({"error": "invalid_grant", "error_description": why})),
+        };
+    }
+    // Vertex AI: Gemini bodies on project paths, OAuth bearer tokens this fake issued.
+    let vertex = parts
+        .uri
+        .path()
+        .split_once("/publishers/google/models/")
+        .map(|(_, r)| r);
+    if vertex.is_some()
+        && !parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer ya29.fake-"))
+    {
+        return json_response(
+            401,
+            json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
+        );
+    }
     // Gemini API: generateContent / streamGenerateContent?alt=sse.
-    if let Some(rest) = parts.uri.path().strip_prefix("/v1beta/models/") {
+    if let Some(rest) = parts.uri.path().strip_prefix("/v1beta/models/").or(vertex) {
         let (gmodel, method) = rest.split_once(':').unwrap_or((rest, ""));
         let usage = json!({"promptTokenCount": 8, "candidatesTokenCount": 5, "totalTokenCount": 13});
         let candidate = |text: &str, finish: Option<&str>| {

@@ -58,7 +58,15 @@ fn invalid_configs_are_rejected_naming_the_field() {
         ),
         (
             "backends:\n  - name: b\n    url: https://api.openai.com\n    region: us-east-1\n",
-            "backends[0].region: only bedrock backends take a region",
+            "backends[0].region: only bedrock and vertex backends take a region",
+        ),
+        (
+            "backends:\n  - name: v\n    url: https://europe-west4-aiplatform.googleapis.com\n    schema: vertex\n",
+            "backends[0].project: a vertex backend needs a project",
+        ),
+        (
+            "credentials:\n  - name: sa\n    kind: gcpServiceAccount\n    env: SA\nbackends:\n  - name: g\n    url: https://generativelanguage.googleapis.com\n    schema: gemini\n    credential: sa\n",
+            "backends[0].credential: \"sa\": a gcpServiceAccount credential is for vertex backends",
         ),
         (
             "credentials:\n  - name: k\n    kind: bearer\n    env: K\nbackends:\n  - name: b\n    url: https://bedrock-runtime.eu-west-1.amazonaws.com\n    schema: bedrock\n    credential: k\n",

@@ -355,3 +355,99 @@ fn the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not(
         assert!(!rec.to_string().contains(secret));
     }
 }
+
+#[test]
+fn the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account() {
+    if !privileged("the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account") {
+        return;
+    }
+    let dir = tests::TempDir::new("vertex");
+    let ca = TestCa::new(&dir.0, "vertex");
+    let vertex = FakeLlm::start("vertex", "127.20.37.4", Some(ca.server_config(&["127.20.37.4"])));
+    // A throwaway service-account key, as GCP hands them out; the fake token endpoint trusts
+    // its public half only.
+    let pem = dir.path("sa.pem");
+    let der = dir.path("sa.der");
+    for args in [
+        vec![
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            pem.to_str().unwrap(),
+        ],
+        vec![
+            "rsa",
+            "-in",
+            pem.to_str().unwrap(),
+            "-RSAPublicKey_out",
+            "-outform",
+            "DER",
+            "-out",
+            der.to_str().unwrap(),
+        ],
+    ] {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(&args);
+        let out = run(cmd, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    vertex.set_script(Script {
+        jwt_public_key: Some(std::fs::read(&der).unwrap()),
+        ..Script::default()
+    });
+    let private_key = std::fs::read_to_string(&pem).unwrap();
+    let sa = serde_json::json!({
+        "type": "service_account", "project_id": "acme-ml", "private_key_id": "k1",
+        "private_key": private_key, "client_email": "tollgate@acme-ml.iam.gserviceaccount.com",
+        "token_uri": format!("{}/token", vertex.url(true)),
+    });
+    let key = dir.path("sa.json");
+    std::fs::write(&key, sa.to_string()).unwrap();
+    let backend = format!(
+        "  - name: vertex\n    url: {}\n    schema: vertex\n    project: acme-ml\n    region: europe-west4\n    credential: gcp\n    caFile: {}\n",
+        vertex.url(true),
+        ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(37, "tr-vertex", &backend);
+    let gw = builder
+        .yaml(&format!(
+            "  - name: gcp\n    kind: gcpServiceAccount\n    file: {}\n",
+            key.display()
+        ))
+        .yaml("routes:\n  - name: to-vertex\n    backends: [{ backend: vertex, model: gemini-2.5-flash }]\n")
+        .start();
+    let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
+    assert_eq!(v["content"], "hello from vertex", "{v}");
+    let v = openai_sdk(&s, &gw, &["stream_usage", "gpt-4o"]);
+    assert_eq!(v["content"], "hello from vertex", "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    let r = vertex.received();
+    // One token request, then the token is reused.
+    let paths: Vec<&str> = r.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/token",
+            "/v1/projects/acme-ml/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent",
+            "/v1/projects/acme-ml/locations/europe-west4/publishers/google/models/gemini-2.5-flash:streamGenerateContent",
+        ]
+    );
+    assert_eq!(
+        r[1].headers["authorization"],
+        "Bearer ya29.fake-tollgate@acme-ml.iam.gserviceaccount.com"
+    );
+    let records = gw.wait_audit(2);
+    for rec in &records {
+        assert_eq!(rec["status"], 200);
+        assert_eq!(rec["cost_nano_usd"], 8 * 300 + 5 * 2500);
+        assert!(!rec.to_string().contains("ya29."), "{rec}");
+    }
+    assert!(!gw.log().contains("PRIVATE KEY") && !gw.log().contains("ya29."));
+}

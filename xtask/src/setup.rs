@@ -2,7 +2,8 @@
 //! testing Tollgate needs on a fresh Debian machine as root.
 //!
 //! - Debian packages for the tests and demo (curl, iproute2, python3, util-linux,
-//!   redis-server: the tests start their own servers on loopback).
+//!   redis-server: the tests start their own servers on loopback; openssl makes throwaway RSA
+//!   keys for the service-account tests).
 //! - A nightly toolchain whose LLVM is 22 (what bpf-linker 0.10.4 reads), with `rust-src` for
 //!   `-Z build-std=core`. The machine's `nightly` is used when it qualifies; otherwise the
 //!   pinned `nightly-2026-05-19` is installed and passed to the build through
@@ -24,8 +25,9 @@ const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
 const PYTHON_SDKS: [&str; 3] = ["openai==3.57.0", "anthropic==2.14.0", "jsonschema==4.26.0"];
 
 /// (command that must exist, Debian package that provides it)
-const PACKAGES: [(&str, &str); 5] = [
+const PACKAGES: [(&str, &str); 6] = [
     ("redis-server", "redis-server"),
+    ("openssl", "openssl"),
     ("curl", "curl"),
     ("ip", "iproute2"),
     ("python3", "python3"),
@@ -56,7 +58,7 @@ fn debian_packages() -> anyhow::Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        println!("  packages: curl, iproute2, python3, util-linux, redis-server present");
+        println!("  packages: curl, iproute2, python3, util-linux, redis-server, openssl present");
         return Ok(());
     }
     if !have("apt-get") {

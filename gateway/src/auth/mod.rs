@@ -3,6 +3,7 @@
 //! upstream requests, and never printed: the value lives in [`Secret`], whose `Debug` and
 //! `Display` say `<redacted>`; logs and records carry only the name and a fingerprint.
 
+pub mod gcp;
 pub mod sigv4;
 
 use std::{
@@ -63,6 +64,8 @@ pub struct Loaded {
     header: Option<(HeaderName, HeaderValue)>,
     /// AWS keys of an `awsSigV4` credential.
     aws: Option<sigv4::AwsKeys>,
+    /// The service account of a `gcpServiceAccount` credential (with its token cache).
+    gcp: Option<gcp::ServiceAccount>,
     secret: Secret,
 }
 
@@ -82,13 +85,26 @@ impl Loaded {
                 fingerprint,
                 header: None,
                 aws: Some(keys),
+                gcp: None,
+                secret: Secret(value),
+            });
+        }
+        if kind == CredentialKind::GcpServiceAccount {
+            let sa = gcp::ServiceAccount::parse(&value).ok_or_else(|| Error::Value { name: name.to_string() })?;
+            return Ok(Loaded {
+                name: name.to_string(),
+                kind,
+                fingerprint,
+                header: None,
+                aws: None,
+                gcp: Some(sa),
                 secret: Secret(value),
             });
         }
         let header_value = match kind {
             CredentialKind::Bearer => format!("Bearer {value}"),
             CredentialKind::XApiKey | CredentialKind::ApiKey | CredentialKind::XGoogApiKey => value.clone(),
-            CredentialKind::AwsSigV4 => unreachable!("handled above"),
+            CredentialKind::AwsSigV4 | CredentialKind::GcpServiceAccount => unreachable!("handled above"),
         };
         let mut header_value =
             HeaderValue::from_str(&header_value).map_err(|_| Error::Value { name: name.to_string() })?;
@@ -101,7 +117,7 @@ impl Loaded {
             CredentialKind::XApiKey => HeaderName::from_static("x-api-key"),
             CredentialKind::ApiKey => HeaderName::from_static("api-key"),
             CredentialKind::XGoogApiKey => HeaderName::from_static("x-goog-api-key"),
-            CredentialKind::AwsSigV4 => unreachable!("handled above"),
+            CredentialKind::AwsSigV4 | CredentialKind::GcpServiceAccount => unreachable!("handled above"),
         };
         Ok(Loaded {
             name: name.to_string(),
@@ -109,6 +125,7 @@ impl Loaded {
             fingerprint,
             header: Some((header_name, header_value)),
             aws: None,
+            gcp: None,
             secret: Secret(value),
         })
     }
@@ -119,6 +136,11 @@ impl Loaded {
         if let Some((name, value)) = &self.header {
             headers.insert(name.clone(), value.clone());
         }
+    }
+
+    /// The service account, for a `gcpServiceAccount` credential.
+    pub fn gcp(&self) -> Option<&gcp::ServiceAccount> {
+        self.gcp.as_ref()
     }
 
     /// AWS keys, for an `awsSigV4` credential.

@@ -35,6 +35,10 @@ pub enum ApiSchema {
     /// AWS Bedrock Converse API (backends only): `POST /model/{modelId}/converse`, signed
     /// with SigV4 (credential kind `awsSigV4`).
     Bedrock,
+    /// Google Vertex AI (backends only): Gemini bodies on
+    /// `/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:…`, with
+    /// OAuth tokens from a service account (credential kind `gcpServiceAccount`).
+    Vertex,
 }
 
 impl ApiSchema {
@@ -45,6 +49,7 @@ impl ApiSchema {
             ApiSchema::AzureOpenai => "azureOpenai",
             ApiSchema::Gemini => "gemini",
             ApiSchema::Bedrock => "bedrock",
+            ApiSchema::Vertex => "vertex",
         }
     }
 }
@@ -86,8 +91,11 @@ pub struct RawBackend {
     /// Azure OpenAI: `api-version`. Default `2024-10-21`.
     pub api_version: Option<String>,
     /// Bedrock: the AWS region requests are signed for. Default: taken from a
-    /// `bedrock-runtime.<region>.amazonaws.com` URL.
+    /// `bedrock-runtime.<region>.amazonaws.com` URL. Vertex: the location, default taken from
+    /// a `<region>-aiplatform.googleapis.com` URL.
     pub region: Option<String>,
+    /// Vertex: the Google Cloud project.
+    pub project: Option<String>,
     /// Offer HTTP/2 (ALPN) to the backend. Default `false`: pooled HTTP/1.1 connections, which
     /// cost less CPU and latency per request here (docs/benchmarks.md).
     pub http2: Option<bool>,
@@ -109,6 +117,9 @@ pub enum CredentialKind {
     /// `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`; each request is signed, no header
     /// carries the secret.
     AwsSigV4,
+    /// A Google service-account key file (JSON, as downloaded from GCP): OAuth access tokens
+    /// are obtained from its `token_uri` and cached (Vertex AI).
+    GcpServiceAccount,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +255,7 @@ pub struct Backend {
     pub deployment: Option<String>,
     pub api_version: String,
     pub region: Option<String>,
+    pub project: Option<String>,
 }
 
 /// `api-version` of Azure OpenAI backends when none is configured.
@@ -406,28 +418,49 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
                 }
             }
             let schema = b.schema.unwrap_or_default();
+            let host = url.host().unwrap_or_default();
+            let region_in_host = match schema {
+                ApiSchema::Bedrock => host
+                    .strip_prefix("bedrock-runtime.")
+                    .and_then(|h| h.strip_suffix(".amazonaws.com")),
+                ApiSchema::Vertex => host.strip_suffix("-aiplatform.googleapis.com"),
+                _ => None,
+            }
+            .filter(|r| !r.is_empty() && !r.contains('.'));
             let region = match (schema, b.region) {
-                (ApiSchema::Bedrock, Some(r)) => Some(r),
-                (ApiSchema::Bedrock, None) => {
-                    let host = url.host().unwrap_or_default();
-                    let region = host
-                        .strip_prefix("bedrock-runtime.")
-                        .and_then(|h| h.strip_suffix(".amazonaws.com"))
-                        .filter(|r| !r.is_empty() && !r.contains('.'));
-                    match region {
-                        Some(r) => Some(r.to_string()),
-                        None => {
-                            return Err(invalid(
-                                format!("backends[{i}].region"),
-                                format!("a bedrock backend needs a region (none in the host {host:?})"),
-                            ))
-                        }
+                (ApiSchema::Bedrock | ApiSchema::Vertex, Some(r)) => Some(r),
+                (ApiSchema::Bedrock | ApiSchema::Vertex, None) => match region_in_host {
+                    Some(r) => Some(r.to_string()),
+                    None => {
+                        return Err(invalid(
+                            format!("backends[{i}].region"),
+                            format!(
+                                "a {} backend needs a region (none in the host {host:?})",
+                                schema.as_str()
+                            ),
+                        ))
                     }
-                }
+                },
                 (_, Some(_)) => {
                     return Err(invalid(
                         format!("backends[{i}].region"),
-                        "only bedrock backends take a region",
+                        "only bedrock and vertex backends take a region",
+                    ))
+                }
+                (_, None) => None,
+            };
+            let project = match (schema, b.project) {
+                (ApiSchema::Vertex, Some(p)) => Some(p),
+                (ApiSchema::Vertex, None) => {
+                    return Err(invalid(
+                        format!("backends[{i}].project"),
+                        "a vertex backend needs a project",
+                    ))
+                }
+                (_, Some(_)) => {
+                    return Err(invalid(
+                        format!("backends[{i}].project"),
+                        "only vertex backends take a project",
                     ))
                 }
                 (_, None) => None,
@@ -438,6 +471,12 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
                     return Err(invalid(
                         format!("backends[{i}].credential"),
                         format!("{c:?}: bedrock backends, and only they, use a credential of kind awsSigV4"),
+                    ));
+                }
+                if kind == Some(CredentialKind::GcpServiceAccount) && schema != ApiSchema::Vertex {
+                    return Err(invalid(
+                        format!("backends[{i}].credential"),
+                        format!("{c:?}: a gcpServiceAccount credential is for vertex backends"),
                     ));
                 }
             }
@@ -452,6 +491,7 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
                 api_version: b.api_version.unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.into()),
                 deployment: b.deployment,
                 region,
+                project,
             })
         })
         .collect()

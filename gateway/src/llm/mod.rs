@@ -185,7 +185,7 @@ pub enum ErrorKind {
 /// An error body in the client's own API shape.
 pub fn error_body(schema: ApiSchema, kind: ErrorKind, message: &str) -> Bytes {
     let value = match schema {
-        ApiSchema::Openai | ApiSchema::AzureOpenai | ApiSchema::Gemini | ApiSchema::Bedrock => {
+        ApiSchema::Openai | ApiSchema::AzureOpenai | ApiSchema::Gemini | ApiSchema::Bedrock | ApiSchema::Vertex => {
             let (typ, code) = match kind {
                 ErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
                 ErrorKind::TooLarge => ("invalid_request_error", "request_too_large"),
