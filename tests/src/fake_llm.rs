@@ -67,6 +67,11 @@ impl TestCa {
     }
 }
 
+/// The Entra application the fake token endpoint accepts, as a credential file holds it
+/// (`authorityHost` is appended by the test), and its secret form-encoded.
+pub const ENTRA_APP: &str = r#""tenantId": "contoso", "clientId": "tollgate-app", "clientSecret": "entra~Secret+1""#;
+const ENTRA_SECRET_FORM: &str = "entra~Secret%2B1";
+
 /// AWS keys the fake Bedrock accepts (`ACCESS_KEY_ID:SECRET`, as a credential file holds them).
 pub const BEDROCK_KEYS: &str = "AKIDTOLLGATETEST:tollgate/Test+Secret/Key";
 
@@ -456,6 +461,41 @@ async fn respond(
             ),
             Err(why) => json_response(400, json!({"error": "invalid_grant", "error_description": why})),
         };
+    }
+    // Azure Entra ID token endpoint (client-credentials grant).
+    if let Some(tenant) = parts.uri.path().strip_suffix("/oauth2/v2.0/token") {
+        let form = String::from_utf8_lossy(&bytes);
+        let field = |k: &str| {
+            form.split('&')
+                .find_map(|p| p.strip_prefix(k))
+                .unwrap_or("")
+                .to_string()
+        };
+        let ok = field("grant_type=") == "client_credentials"
+            && field("client_secret=") == ENTRA_SECRET_FORM
+            && field("scope=") == "https%3A%2F%2Fcognitiveservices.azure.com%2F.default";
+        return if ok {
+            json_response(
+                200,
+                json!({"token_type": "Bearer", "expires_in": 3599, "access_token": format!("eyJ0eXAi.fake-entra{tenant}-{}", field("client_id="))}),
+            )
+        } else {
+            json_response(
+                401,
+                json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
+            )
+        };
+    }
+    // Azure OpenAI with Entra: only tokens this fake issued.
+    if parts.uri.path().starts_with("/openai/deployments/") {
+        if let Some(auth) = parts.headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            if !auth.starts_with("Bearer eyJ0eXAi.fake-entra") {
+                return json_response(
+                    401,
+                    json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}}),
+                );
+            }
+        }
     }
     // Vertex AI: Gemini bodies on project paths, OAuth bearer tokens this fake issued.
     let vertex = parts

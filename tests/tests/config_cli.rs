@@ -69,6 +69,10 @@ fn invalid_configs_are_rejected_naming_the_field() {
             "backends[0].credential: \"sa\": a gcpServiceAccount credential is for vertex backends",
         ),
         (
+            "credentials:\n  - name: e\n    kind: azureEntra\n    env: E\nbackends:\n  - name: o\n    url: https://api.openai.com\n    credential: e\n",
+            "backends[0].credential: \"e\": an azureEntra credential is for azureOpenai backends",
+        ),
+        (
             "credentials:\n  - name: k\n    kind: bearer\n    env: K\nbackends:\n  - name: b\n    url: https://bedrock-runtime.eu-west-1.amazonaws.com\n    schema: bedrock\n    credential: k\n",
             "backends[0].credential: \"k\": bedrock backends, and only they, use a credential of kind awsSigV4",
         ),

@@ -451,3 +451,61 @@ fn the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account()
     }
     assert!(!gw.log().contains("PRIVATE KEY") && !gw.log().contains("ya29."));
 }
+
+#[test]
+fn an_azure_openai_backend_gets_entra_tokens_for_its_application() {
+    if !privileged("an_azure_openai_backend_gets_entra_tokens_for_its_application") {
+        return;
+    }
+    let dir = tests::TempDir::new("entra");
+    let ca = TestCa::new(&dir.0, "entra");
+    let azure = FakeLlm::start("azure", "127.20.38.4", Some(ca.server_config(&["127.20.38.4"])));
+    let app = dir.path("entra-app.json");
+    std::fs::write(
+        &app,
+        format!(
+            "{{{}, \"authorityHost\": \"{}\"}}",
+            tests::fake_llm::ENTRA_APP,
+            azure.url(true)
+        ),
+    )
+    .unwrap();
+    let backend = format!(
+        "  - name: azure\n    url: {}\n    schema: azureOpenai\n    deployment: gpt4o-prod\n    credential: entra\n    caFile: {}\n",
+        azure.url(true),
+        ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(38, "tr-entra", &backend);
+    let gw = builder
+        .yaml(&format!(
+            "  - name: entra\n    kind: azureEntra\n    file: {}\n",
+            app.display()
+        ))
+        .yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n")
+        .start();
+    for _ in 0..2 {
+        let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
+        assert_eq!(v["content"], "hello from azure", "{v}");
+    }
+    let r = azure.received();
+    let paths: Vec<&str> = r.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/contoso/oauth2/v2.0/token",
+            "/openai/deployments/gpt4o-prod/chat/completions",
+            "/openai/deployments/gpt4o-prod/chat/completions"
+        ],
+        "one token for both calls"
+    );
+    assert_eq!(
+        r[1].headers["authorization"],
+        "Bearer eyJ0eXAi.fake-entra/contoso-tollgate-app"
+    );
+    assert!(!r[1].headers.contains_key("api-key"));
+    for rec in gw.wait_audit(2) {
+        assert_eq!(rec["status"], 200);
+        assert!(!rec.to_string().contains("eyJ0eXAi") && !rec.to_string().contains("entra~Secret"));
+    }
+    assert!(!gw.log().contains("eyJ0eXAi") && !gw.log().contains("entra~Secret"));
+}

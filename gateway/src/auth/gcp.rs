@@ -4,10 +4,7 @@
 //! `token_uri`, cached until five minutes before they expire. Neither the key nor a token is
 //! ever printed.
 
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant, SystemTime},
-};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use ring::{
@@ -18,14 +15,12 @@ use rustls_pki_types::{pem::PemObject as _, PrivatePkcs8KeyDer};
 
 /// The scope Vertex AI accepts.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
-/// A token is renewed when less than this is left of it.
-const RENEW_BEFORE: Duration = Duration::from_secs(300);
 
 pub struct ServiceAccount {
     pub client_email: String,
     pub token_uri: String,
     key: RsaKeyPair,
-    token: Mutex<Option<(String, Instant)>>,
+    pub cache: super::oauth::TokenCache,
 }
 
 impl std::fmt::Debug for ServiceAccount {
@@ -51,7 +46,7 @@ impl ServiceAccount {
                 .unwrap_or("https://oauth2.googleapis.com/token")
                 .to_string(),
             key,
-            token: Mutex::new(None),
+            cache: Default::default(),
         })
     }
 
@@ -85,34 +80,12 @@ impl ServiceAccount {
             self.assertion(now)
         )
     }
-
-    /// A cached token with enough life left.
-    pub fn cached(&self) -> Option<String> {
-        let t = self.token.lock().unwrap();
-        t.as_ref()
-            .filter(|(_, until)| until.saturating_duration_since(Instant::now()) > RENEW_BEFORE)
-            .map(|(tok, _)| tok.clone())
-    }
-
-    /// Takes a token endpoint's answer (`{"access_token", "expires_in"}`) into the cache.
-    pub fn store(&self, answer: &[u8]) -> Result<String, String> {
-        let v: serde_json::Value =
-            serde_json::from_slice(answer).map_err(|_| "token endpoint answered with no JSON".to_string())?;
-        let Some(token) = v["access_token"].as_str() else {
-            let why = v["error_description"]
-                .as_str()
-                .or(v["error"].as_str())
-                .unwrap_or("no access_token");
-            return Err(format!("token endpoint refused: {why}"));
-        };
-        let ttl = Duration::from_secs(v["expires_in"].as_u64().unwrap_or(3600));
-        *self.token.lock().unwrap() = Some((token.to_string(), Instant::now() + ttl));
-        Ok(token.to_string())
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// A throwaway key made by `openssl genpkey -algorithm RSA` at test time.
@@ -149,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_assertion_verifies_with_the_public_key_and_tokens_are_cached() {
+    fn a_signed_assertion_verifies_with_the_public_key() {
         let dir = std::env::temp_dir().join(format!("tollgate-gcp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (json, public) = key_file(&dir).expect("openssl is installed by cargo xtask setup");
@@ -167,19 +140,6 @@ mod tests {
         assert_eq!(claims["scope"], SCOPE);
         assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 3600);
 
-        assert!(sa.cached().is_none());
-        assert_eq!(
-            sa.store(br#"{"access_token":"ya29.a","expires_in":3599}"#).unwrap(),
-            "ya29.a"
-        );
-        assert_eq!(sa.cached().as_deref(), Some("ya29.a"));
-        // A token about to expire is not used.
-        sa.store(br#"{"access_token":"ya29.b","expires_in":60}"#).unwrap();
-        assert!(sa.cached().is_none());
-        assert!(sa
-            .store(br#"{"error":"invalid_grant","error_description":"bad sig"}"#)
-            .unwrap_err()
-            .contains("bad sig"));
         assert!(ServiceAccount::parse(r#"{"type":"authorized_user"}"#).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }

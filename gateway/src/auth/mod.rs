@@ -3,7 +3,9 @@
 //! upstream requests, and never printed: the value lives in [`Secret`], whose `Debug` and
 //! `Display` say `<redacted>`; logs and records carry only the name and a fingerprint.
 
+pub mod entra;
 pub mod gcp;
+pub mod oauth;
 pub mod sigv4;
 
 use std::{
@@ -64,8 +66,8 @@ pub struct Loaded {
     header: Option<(HeaderName, HeaderValue)>,
     /// AWS keys of an `awsSigV4` credential.
     aws: Option<sigv4::AwsKeys>,
-    /// The service account of a `gcpServiceAccount` credential (with its token cache).
-    gcp: Option<gcp::ServiceAccount>,
+    /// Where an OAuth credential (`gcpServiceAccount`, `azureEntra`) gets its tokens.
+    oauth: Option<oauth::Source>,
     secret: Secret,
 }
 
@@ -85,26 +87,34 @@ impl Loaded {
                 fingerprint,
                 header: None,
                 aws: Some(keys),
-                gcp: None,
+                oauth: None,
                 secret: Secret(value),
             });
         }
-        if kind == CredentialKind::GcpServiceAccount {
-            let sa = gcp::ServiceAccount::parse(&value).ok_or_else(|| Error::Value { name: name.to_string() })?;
+        if matches!(kind, CredentialKind::GcpServiceAccount | CredentialKind::AzureEntra) {
+            let source = match kind {
+                CredentialKind::GcpServiceAccount => {
+                    gcp::ServiceAccount::parse(&value).map(|sa| oauth::Source::Gcp(Box::new(sa)))
+                }
+                _ => entra::EntraApp::parse(&value).map(oauth::Source::Entra),
+            };
+            let source = source.ok_or_else(|| Error::Value { name: name.to_string() })?;
             return Ok(Loaded {
                 name: name.to_string(),
                 kind,
                 fingerprint,
                 header: None,
                 aws: None,
-                gcp: Some(sa),
+                oauth: Some(source),
                 secret: Secret(value),
             });
         }
         let header_value = match kind {
             CredentialKind::Bearer => format!("Bearer {value}"),
             CredentialKind::XApiKey | CredentialKind::ApiKey | CredentialKind::XGoogApiKey => value.clone(),
-            CredentialKind::AwsSigV4 | CredentialKind::GcpServiceAccount => unreachable!("handled above"),
+            CredentialKind::AwsSigV4 | CredentialKind::GcpServiceAccount | CredentialKind::AzureEntra => {
+                unreachable!("handled above")
+            }
         };
         let mut header_value =
             HeaderValue::from_str(&header_value).map_err(|_| Error::Value { name: name.to_string() })?;
@@ -117,7 +127,9 @@ impl Loaded {
             CredentialKind::XApiKey => HeaderName::from_static("x-api-key"),
             CredentialKind::ApiKey => HeaderName::from_static("api-key"),
             CredentialKind::XGoogApiKey => HeaderName::from_static("x-goog-api-key"),
-            CredentialKind::AwsSigV4 | CredentialKind::GcpServiceAccount => unreachable!("handled above"),
+            CredentialKind::AwsSigV4 | CredentialKind::GcpServiceAccount | CredentialKind::AzureEntra => {
+                unreachable!("handled above")
+            }
         };
         Ok(Loaded {
             name: name.to_string(),
@@ -125,7 +137,7 @@ impl Loaded {
             fingerprint,
             header: Some((header_name, header_value)),
             aws: None,
-            gcp: None,
+            oauth: None,
             secret: Secret(value),
         })
     }
@@ -138,9 +150,9 @@ impl Loaded {
         }
     }
 
-    /// The service account, for a `gcpServiceAccount` credential.
-    pub fn gcp(&self) -> Option<&gcp::ServiceAccount> {
-        self.gcp.as_ref()
+    /// The token source, for OAuth credentials (`gcpServiceAccount`, `azureEntra`).
+    pub fn oauth(&self) -> Option<&oauth::Source> {
+        self.oauth.as_ref()
     }
 
     /// AWS keys, for an `awsSigV4` credential.

@@ -120,6 +120,9 @@ pub enum CredentialKind {
     /// A Google service-account key file (JSON, as downloaded from GCP): OAuth access tokens
     /// are obtained from its `token_uri` and cached (Vertex AI).
     GcpServiceAccount,
+    /// An Azure Entra ID application (`{"tenantId", "clientId", "clientSecret"}`, optionally
+    /// `"authorityHost"`): client-credentials tokens for Azure OpenAI, cached.
+    AzureEntra,
 }
 
 #[derive(Debug, Deserialize)]
@@ -477,6 +480,12 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
                     return Err(invalid(
                         format!("backends[{i}].credential"),
                         format!("{c:?}: a gcpServiceAccount credential is for vertex backends"),
+                    ));
+                }
+                if kind == Some(CredentialKind::AzureEntra) && schema != ApiSchema::AzureOpenai {
+                    return Err(invalid(
+                        format!("backends[{i}].credential"),
+                        format!("{c:?}: an azureEntra credential is for azureOpenai backends"),
                     ));
                 }
             }

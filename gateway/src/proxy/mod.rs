@@ -592,8 +592,8 @@ async fn proxy(
         let mut headers = base_headers.clone();
         if let Some(c) = &credential {
             c.inject(&mut headers);
-            if let Some(sa) = c.gcp() {
-                let token = gcp_token(sa, &snapshot.clients[index])
+            if let Some(source) = c.oauth() {
+                let token = oauth_token(source, &snapshot.clients[index])
                     .await
                     .map_err(|e| ProxyError::Upstream {
                         backend: backend.name.clone(),
@@ -839,15 +839,18 @@ async fn admit(
     }
 }
 
-/// A Vertex access token: cached, or fetched from the service account's `token_uri` through
-/// the backend's client (marked sockets, the backend's trust), at most 64 KiB of answer.
-async fn gcp_token(sa: &auth::gcp::ServiceAccount, client: &route::UpstreamClient) -> Result<String, String> {
-    if let Some(t) = sa.cached() {
+/// An OAuth access token (Vertex, Azure Entra): cached, or fetched from the credential's
+/// token endpoint through the backend's client (marked sockets, the backend's trust), at most
+/// 64 KiB of answer.
+async fn oauth_token(source: &auth::oauth::Source, client: &route::UpstreamClient) -> Result<String, String> {
+    if let Some(t) = source.cache().cached() {
         return Ok(t);
     }
-    let req = Request::post(sa.token_uri.as_str())
+    let req = Request::post(source.token_uri())
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(full_req(Bytes::from(sa.token_request(std::time::SystemTime::now()))))
+        .body(full_req(Bytes::from(
+            source.token_request(std::time::SystemTime::now()),
+        )))
         .map_err(|e| format!("token request: {e}"))?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
         .await
@@ -858,7 +861,7 @@ async fn gcp_token(sa: &auth::gcp::ServiceAccount, client: &route::UpstreamClien
         .await
         .map_err(|e| format!("token endpoint: {e}"))?
         .to_bytes();
-    sa.store(&body)
+    source.cache().store(&body)
 }
 
 fn full_req(b: Bytes) -> route::UpstreamBody {
