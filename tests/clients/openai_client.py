@@ -42,6 +42,12 @@ elif mode == "stream_usage":
         if chunk.choices:
             pieces.append(chunk.choices[0].delta.content)
     print(json.dumps({"usage": usage, "content": "".join(p for p in pieces if p)}))
+elif mode == "embed":
+    r = client.embeddings.create(model=model, input=["first text", "second text"], dimensions=3)
+    print(json.dumps({"vectors": [d.embedding for d in r.data], "model": r.model}))
+elif mode == "embed_float":
+    r = client.embeddings.create(model=model, input="one text", encoding_format="float")
+    print(json.dumps({"vectors": [d.embedding for d in r.data], "model": r.model}))
 elif mode == "error":
     try:
         client.chat.completions.create(model=model, messages=messages)

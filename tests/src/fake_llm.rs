@@ -526,6 +526,14 @@ async fn respond(
             }
             c
         };
+        if method == "batchEmbedContents" {
+            let n = body["requests"].as_array().map_or(0, Vec::len);
+            let dims = body["requests"][0]["outputDimensionality"].as_u64().unwrap_or(4) as usize;
+            let embeddings: Vec<Value> = (0..n)
+                .map(|i| json!({"values": (0..dims).map(|d| (i * 10 + d) as f64 / 8.0).collect::<Vec<_>>()}))
+                .collect();
+            return json_response(200, json!({"embeddings": embeddings}));
+        }
         if method == "generateContent" {
             return json_response(
                 200,

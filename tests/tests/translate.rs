@@ -271,14 +271,27 @@ fn the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not() {
     let v = openai_sdk(&s, &gw, &["stream_usage", "gpt-4o"]);
     assert_eq!(v["content"], "hello from gemini", "{v}");
     assert_eq!(v["usage"]["completion_tokens"], 5);
+    // Embeddings: the SDK asks for base64 vectors by default; both encodings come back right.
+    let e = openai_sdk(&s, &gw, &["embed", "text-embedding-3-small"]);
+    assert_eq!(
+        e["vectors"],
+        serde_json::json!([[0.0, 0.125, 0.25], [1.25, 1.375, 1.5]]),
+        "{e}"
+    );
+    let e = openai_sdk(&s, &gw, &["embed_float", "text-embedding-3-small"]);
+    assert_eq!(e["vectors"], serde_json::json!([[0.0, 0.125, 0.25, 0.375]]), "{e}");
     let r = gemini.received();
+    assert_eq!(r[2].path, "/v1beta/models/gemini-2.5-flash:batchEmbedContents");
+    assert_eq!(r[2].body["requests"][1]["content"]["parts"][0]["text"], "second text");
+    assert_eq!(r[2].body["requests"][0]["outputDimensionality"], 3);
     assert_eq!(r[0].path, "/v1beta/models/gemini-2.5-flash:generateContent");
     assert_eq!(r[1].path, "/v1beta/models/gemini-2.5-flash:streamGenerateContent");
     assert_eq!(r[1].query, "alt=sse");
     assert_eq!(r[0].headers["x-goog-api-key"], "AIza-real-gemini-key");
     assert_eq!(r[0].body["contents"][0]["parts"][0]["text"], "say hello");
-    let records = gw.wait_audit(2);
-    for rec in &records {
+    let records = gw.wait_audit(4);
+    assert_eq!(records[2]["translation"], "openai_embeddings->gemini");
+    for rec in &records[..2] {
         assert_eq!(rec["translation"], "openai_chat->gemini");
         assert_eq!(
             (rec["tokens"]["input"].as_u64(), rec["tokens"]["output"].as_u64()),

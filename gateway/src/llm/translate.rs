@@ -26,6 +26,7 @@ pub enum Translation {
     OpenAiToAzure,
     OpenAiChatToGemini,
     OpenAiChatToBedrock,
+    OpenAiEmbeddingsToGemini,
 }
 
 impl Translation {
@@ -37,6 +38,7 @@ impl Translation {
             Translation::OpenAiToAzure => "openai->azure_openai",
             Translation::OpenAiChatToGemini => "openai_chat->gemini",
             Translation::OpenAiChatToBedrock => "openai_chat->bedrock_converse",
+            Translation::OpenAiEmbeddingsToGemini => "openai_embeddings->gemini",
         }
     }
 }
@@ -1456,6 +1458,80 @@ fn bedrock_error(name: &str, v: &Value) -> Value {
         .or(v["Message"].as_str())
         .unwrap_or("upstream error");
     json!({"error": {"message": message, "type": typ, "param": null, "code": null}})
+}
+
+// === OpenAI embeddings client, Google Gemini backend (batchEmbedContents) ===
+
+/// OpenAI embeddings request → Gemini `batchEmbedContents` request. Returns it and whether the
+/// client asked for base64 vectors (the OpenAI SDK does by default).
+pub fn openai_embeddings_to_gemini(body: &[u8], model: &str) -> Result<(Value, bool), Unsupported> {
+    let req: Value = serde_json::from_slice(body).map_err(|e| unsupported(format!("request body: {e}")))?;
+    for k in req
+        .as_object()
+        .ok_or_else(|| unsupported("request body must be a JSON object"))?
+        .keys()
+    {
+        if !["model", "input", "encoding_format", "dimensions", "user"].contains(&k.as_str()) {
+            return Err(unsupported(format!("`{k}` is not supported by Gemini embeddings")));
+        }
+    }
+    let texts: Vec<&str> = match &req["input"] {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => {
+            a.iter().filter_map(Value::as_str).collect()
+        }
+        Value::Array(a) if !a.is_empty() => {
+            return Err(unsupported(
+                "token-array `input` is not supported by Gemini embeddings (send text)",
+            ))
+        }
+        _ => return Err(unsupported("`input` must be a string or a non-empty array of strings")),
+    };
+    let base64 = match req["encoding_format"].as_str() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => return Err(unsupported(format!("`encoding_format` {other:?} is not supported"))),
+    };
+    let requests: Vec<Value> = texts
+        .iter()
+        .map(|t| {
+            let mut r = json!({"model": format!("models/{model}"), "content": {"parts": [{"text": t}]}});
+            if let Some(d) = req.get("dimensions").filter(|d| !d.is_null()) {
+                r["outputDimensionality"] = d.clone();
+            }
+            r
+        })
+        .collect();
+    Ok((json!({"requests": requests}), base64))
+}
+
+/// Gemini `batchEmbedContents` answer → OpenAI embeddings list. Gemini reports no token counts
+/// for embeddings, so the usage is zero (and the record's usage stays unknown).
+pub fn gemini_embeddings_to_openai(resp: &Value, model: &str, base64: bool) -> Value {
+    let data: Vec<Value> = resp["embeddings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, e)| {
+            let values: Vec<f32> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .map(|f| f as f32)
+                .collect();
+            let embedding = if base64 {
+                use base64::Engine as _;
+                let bytes: Vec<u8> = values.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(values)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 }
 
 /// Bedrock `ConverseStream` (AWS event-stream messages) → OpenAI `chat.completion.chunk`s.

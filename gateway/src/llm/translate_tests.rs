@@ -659,3 +659,34 @@ fn a_bedrock_event_stream_becomes_openai_chunks_at_any_cut() {
     let out = String::from_utf8(BedrockStreamToOpenAi::new("m", false).feed(&bad).to_vec()).unwrap();
     assert!(out.contains("broken Bedrock stream"), "{out}");
 }
+
+#[test]
+fn openai_embeddings_become_a_gemini_batch_and_come_back_as_floats_or_base64() {
+    let (g, base64) = openai_embeddings_to_gemini(
+        br#"{"model":"text-embedding-3-small","input":["a","b"],"dimensions":2,"encoding_format":"base64"}"#,
+        "gemini-embedding-001",
+    )
+    .unwrap();
+    assert!(base64);
+    assert_eq!(
+        g,
+        json!({"requests": [
+            {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "a"}]}, "outputDimensionality": 2},
+            {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "b"}]}, "outputDimensionality": 2}]})
+    );
+    for bad in [
+        r#"{"model":"m","input":[1,2,3]}"#,
+        r#"{"model":"m","input":[]}"#,
+        r#"{"model":"m","input":"x","encoding_format":"int8"}"#,
+        r#"{"model":"m","input":"x","truncate":"END"}"#,
+    ] {
+        assert!(openai_embeddings_to_gemini(bad.as_bytes(), "m").is_err(), "{bad}");
+    }
+    let resp = json!({"embeddings": [{"values": [0.5, -1.0]}, {"values": [2.0, 0.25]}]});
+    let o = gemini_embeddings_to_openai(&resp, "gemini-embedding-001", false);
+    assert_eq!(o["data"][1]["embedding"], json!([2.0, 0.25]));
+    assert_eq!(o["data"][1]["index"], 1);
+    let o = gemini_embeddings_to_openai(&resp, "gemini-embedding-001", true);
+    // 0.5f32 = 00 00 00 3f, -1.0f32 = 00 00 80 bf (little-endian)
+    assert_eq!(o["data"][0]["embedding"], "AAAAPwAAgL8=");
+}

@@ -468,6 +468,7 @@ async fn proxy(
                 Translation::OpenAiChatToGemini
             }
             (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Bedrock) => Translation::OpenAiChatToBedrock,
+            (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Gemini) => Translation::OpenAiEmbeddingsToGemini,
             (client, op, server) => {
                 let e = ProxyError::Untranslatable(format!(
                     "backend {} speaks {}; {} {} requests cannot be translated to it",
@@ -513,6 +514,17 @@ async fn proxy(
                 ctx.audit.usage_requested_by_gateway = false;
                 ctx.translation = Some((translation, parsed.include_usage == Some(true)));
                 upstream_path = "/v1/messages".into();
+                full_req(Bytes::from(translated.to_string()))
+            }
+            (Some((bytes, parsed)), Translation::OpenAiEmbeddingsToGemini) => {
+                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
+                let (translated, base64) = translate::openai_embeddings_to_gemini(bytes, model)
+                    .map_err(|e| ProxyError::Untranslatable(e.0))?;
+                ctx.strip_usage = false;
+                ctx.audit.usage_requested_by_gateway = false;
+                // For embeddings the flag says whether the client wants base64 vectors.
+                ctx.translation = Some((translation, base64));
+                upstream_path = format!("/v1beta/models/{model}:batchEmbedContents");
                 full_req(Bytes::from(translated.to_string()))
             }
             (Some((bytes, parsed)), Translation::OpenAiChatToGemini) => {

@@ -48,6 +48,9 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         Some((Translation::OpenAiChatToGemini, _)) => {
             Meter::new(ApiSchema::Gemini, Operation::ChatCompletions, ctx.audit.stream, false)
         }
+        Some((Translation::OpenAiEmbeddingsToGemini, _)) => {
+            Meter::new(ApiSchema::Gemini, Operation::Embeddings, false, false)
+        }
         Some((Translation::OpenAiChatToBedrock, _)) => {
             Meter::new(ApiSchema::Bedrock, Operation::ChatCompletions, ctx.audit.stream, false)
         }
@@ -58,7 +61,8 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
             to @ (Translation::OpenAiChatToAnthropic
             | Translation::AnthropicToOpenAiChat
             | Translation::OpenAiChatToGemini
-            | Translation::OpenAiChatToBedrock),
+            | Translation::OpenAiChatToBedrock
+            | Translation::OpenAiEmbeddingsToGemini),
             include_usage,
         )) => {
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -94,6 +98,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
                     buf: Vec::new(),
                     ok,
                     to,
+                    flag: include_usage,
                 })
             }
         }
@@ -138,7 +143,13 @@ enum Translator {
     /// Bedrock ConverseStream → OpenAI chunks.
     FromBedrockStream(translate::BedrockStreamToOpenAi),
     /// Whole JSON bodies (answers and errors) are translated once complete.
-    Json { buf: Vec<u8>, ok: bool, to: Translation },
+    /// `flag`: for embeddings, whether the client asked for base64 vectors.
+    Json {
+        buf: Vec<u8>,
+        ok: bool,
+        to: Translation,
+        flag: bool,
+    },
 }
 
 struct Recorded {
@@ -177,13 +188,18 @@ impl Recorded {
     /// The upstream body ended normally.
     fn upstream_ended(&mut self) {
         self.inner_done = true;
-        if let Some(Translator::Json { buf, ok, to }) = self.translator.as_mut() {
+        if let Some(Translator::Json { buf, ok, to, flag }) = self.translator.as_mut() {
             let parsed = serde_json::from_slice::<serde_json::Value>(buf);
             let translated = match (*to, *ok, parsed) {
                 (Translation::AnthropicToOpenAiChat, true, Ok(v)) => translate::openai_chat_to_anthropic_message(&v),
                 (Translation::AnthropicToOpenAiChat, _, _) => translate::openai_error_to_anthropic(buf),
                 (Translation::OpenAiChatToGemini, true, Ok(v)) => translate::gemini_to_openai(&v, &self.model_hint),
-                (Translation::OpenAiChatToGemini, _, _) => translate::gemini_error_to_openai(buf),
+                (Translation::OpenAiEmbeddingsToGemini, true, Ok(v)) => {
+                    translate::gemini_embeddings_to_openai(&v, &self.model_hint, *flag)
+                }
+                (Translation::OpenAiChatToGemini | Translation::OpenAiEmbeddingsToGemini, _, _) => {
+                    translate::gemini_error_to_openai(buf)
+                }
                 (Translation::OpenAiChatToBedrock, true, Ok(v)) => translate::bedrock_to_openai(&v, &self.model_hint),
                 (Translation::OpenAiChatToBedrock, _, _) => translate::bedrock_error_to_openai(buf),
                 (_, true, Ok(v)) => translate::anthropic_message_to_openai(&v),
