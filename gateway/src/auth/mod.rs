@@ -2,6 +2,9 @@
 //! Kubernetes Secret mount) or an env var, re-read when the file changes, injected into
 //! upstream requests, and never printed: the value lives in [`Secret`], whose `Debug` and
 //! `Display` say `<redacted>`; logs and records carry only the name and a fingerprint.
+//! Kinds that are not a header value live beside it: [`sigv4`] signs Bedrock requests,
+//! [`oauth`] fetches and caches access tokens for [`gcp`] service accounts (Vertex) and
+//! [`entra`] applications (Azure OpenAI).
 
 pub mod entra;
 pub mod gcp;

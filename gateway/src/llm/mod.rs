@@ -5,6 +5,11 @@
 //!   `{"error":{"message","type","param","code"}}`.
 //! - Anthropic: <https://docs.anthropic.com/en/api/errors> — errors are
 //!   `{"type":"error","error":{"type","message"}}`.
+//!
+//! Beside it: [`sse`] and [`eventstream`] cut streams into events (SSE; Bedrock's AWS
+//! event-stream frames), [`usage`] meters tokens from each backend's own bytes, and
+//! [`translate`] converts requests, answers, errors and streams between provider APIs
+//! (Anthropic, Gemini/Vertex, Bedrock Converse, Gemini embeddings).
 
 pub mod eventstream;
 pub mod sse;

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::sse;
+use super::{sse, usage};
 
 /// Max tokens sent to Anthropic when the client gave none (Anthropic requires the field).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -26,7 +26,10 @@ pub enum Translation {
     OpenAiToAzure,
     OpenAiChatToGemini,
     OpenAiChatToBedrock,
-    OpenAiEmbeddingsToGemini,
+    /// `base64`: the client asked for base64 vectors (the OpenAI SDK's default).
+    OpenAiEmbeddingsToGemini {
+        base64: bool,
+    },
 }
 
 impl Translation {
@@ -38,7 +41,7 @@ impl Translation {
             Translation::OpenAiToAzure => "openai->azure_openai",
             Translation::OpenAiChatToGemini => "openai_chat->gemini",
             Translation::OpenAiChatToBedrock => "openai_chat->bedrock_converse",
-            Translation::OpenAiEmbeddingsToGemini => "openai_embeddings->gemini",
+            Translation::OpenAiEmbeddingsToGemini { .. } => "openai_embeddings->gemini",
         }
     }
 }
@@ -302,13 +305,23 @@ fn finish_reason(stop: Option<&str>) -> Value {
     }
 }
 
-fn usage_of(u: &Value) -> Value {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let read = n("cache_read_input_tokens");
-    let prompt = n("input_tokens") + read + n("cache_creation_input_tokens");
-    let completion = n("output_tokens");
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-           "prompt_tokens_details": {"cached_tokens": read}})
+/// An OpenAI `usage` object from what a meter in [`usage`] read in the backend's own schema
+/// (normalised there: `input` includes cached and cache-written tokens, `output` reasoning).
+fn openai_usage(u: Option<usage::Usage>) -> Value {
+    let u = u.unwrap_or_default();
+    let mut v = json!({"prompt_tokens": u.input, "completion_tokens": u.output, "total_tokens": u.total(),
+                       "prompt_tokens_details": {"cached_tokens": u.cached_input}});
+    if u.reasoning > 0 {
+        v["completion_tokens_details"] = json!({"reasoning_tokens": u.reasoning});
+    }
+    v
+}
+
+/// The last chunk of an OpenAI stream that asked for `stream_options.include_usage`.
+fn openai_usage_chunk(id: &str, created: u64, model: &Value, usage: Value) -> String {
+    let c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [], "usage": usage});
+    format!("data: {c}\n\n")
 }
 
 fn now() -> u64 {
@@ -376,7 +389,7 @@ pub fn anthropic_message_to_openai(msg: &Value) -> Value {
         msg["model"].clone(),
         assistant_message(text, calls),
         finish_reason(msg["stop_reason"].as_str()),
-        usage_of(&msg["usage"]),
+        openai_usage(usage::anthropic_usage(&msg["usage"])),
     )
 }
 
@@ -557,9 +570,8 @@ impl AnthropicStreamToOpenAi {
                 }
                 Some("message_stop") => {
                     if self.include_usage {
-                        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                                        "model": self.model, "choices": [], "usage": usage_of(&self.usage)});
-                        out += &format!("data: {c}\n\n");
+                        let u = openai_usage(usage::anthropic_usage(&self.usage));
+                        out += &openai_usage_chunk(&self.id, self.created, &self.model, u);
                     }
                     out += "data: [DONE]\n\n";
                     self.done = true;
@@ -1154,16 +1166,6 @@ fn gemini_finish(reason: Option<&str>, has_calls: bool) -> Value {
 
 /// Gemini `usageMetadata` → OpenAI `usage` (thinking tokens count as output, as OpenAI's
 /// reasoning tokens do).
-pub fn gemini_usage_to_openai(u: &Value) -> Value {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let prompt = n("promptTokenCount");
-    let thoughts = n("thoughtsTokenCount");
-    let completion = n("candidatesTokenCount") + thoughts;
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-           "prompt_tokens_details": {"cached_tokens": n("cachedContentTokenCount")},
-           "completion_tokens_details": {"reasoning_tokens": thoughts}})
-}
-
 fn gemini_message(candidate: &Value) -> (String, Vec<Value>) {
     let mut text = String::new();
     let mut calls = Vec::new();
@@ -1197,7 +1199,7 @@ pub fn gemini_to_openai(resp: &Value, model: &str) -> Value {
         resp.get("modelVersion").cloned().unwrap_or(json!(model)),
         assistant_message(text, calls),
         gemini_finish(cand["finishReason"].as_str(), has_calls),
-        gemini_usage_to_openai(&resp["usageMetadata"]),
+        openai_usage(usage::gemini_usage(&resp["usageMetadata"])),
     )
 }
 
@@ -1276,9 +1278,8 @@ impl GeminiStreamToOpenAi {
             if let Some(reason) = cand["finishReason"].as_str() {
                 out += &self.chunk(json!({}), gemini_finish(Some(reason), has_calls));
                 if self.include_usage {
-                    let c = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": self.created,
-                                    "model": self.model, "choices": [], "usage": gemini_usage_to_openai(&self.usage)});
-                    out += &format!("data: {c}\n\n");
+                    let u = openai_usage(usage::gemini_usage(&self.usage));
+                    out += &openai_usage_chunk("chatcmpl-gemini", self.created, &json!(self.model), u);
                 }
                 out += "data: [DONE]\n\n";
             }
@@ -1411,7 +1412,7 @@ pub fn bedrock_to_openai(resp: &Value, model: &str) -> Value {
         json!(model),
         assistant_message(text, calls),
         bedrock_finish(resp["stopReason"].as_str()),
-        bedrock_usage_to_openai(&resp["usage"]),
+        openai_usage(usage::bedrock_usage(&resp["usage"])),
     )
 }
 
@@ -1423,15 +1424,6 @@ fn bedrock_finish(stop: Option<&str>) -> Value {
         Some("guardrail_intervened") | Some("content_filtered") => json!("content_filter"),
         _ => Value::Null,
     }
-}
-
-fn bedrock_usage_to_openai(u: &Value) -> Value {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let read = n("cacheReadInputTokens");
-    let prompt = n("inputTokens") + read + n("cacheWriteInputTokens");
-    let completion = n("outputTokens");
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-           "prompt_tokens_details": {"cached_tokens": read}})
 }
 
 /// Bedrock error body (`{"message": …}`, the exception name in `x-amzn-ErrorType` or
@@ -1608,10 +1600,8 @@ impl BedrockStreamToOpenAi {
                 "messageStop" => out += &self.chunk(json!({}), bedrock_finish(v["stopReason"].as_str())),
                 "metadata" => {
                     if self.include_usage {
-                        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                                        "model": self.model, "choices": [],
-                                        "usage": bedrock_usage_to_openai(&v["usage"])});
-                        out += &format!("data: {c}\n\n");
+                        let u = openai_usage(usage::bedrock_usage(&v["usage"]));
+                        out += &openai_usage_chunk(&self.id, self.created, &self.model, u);
                     }
                     out += "data: [DONE]\n\n";
                 }

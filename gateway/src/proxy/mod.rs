@@ -468,7 +468,9 @@ async fn proxy(
                 Translation::OpenAiChatToGemini
             }
             (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Bedrock) => Translation::OpenAiChatToBedrock,
-            (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Gemini) => Translation::OpenAiEmbeddingsToGemini,
+            (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Gemini) => {
+                Translation::OpenAiEmbeddingsToGemini { base64: false }
+            }
             (client, op, server) => {
                 let e = ProxyError::Untranslatable(format!(
                     "backend {} speaks {}; {} {} requests cannot be translated to it",
@@ -489,16 +491,20 @@ async fn proxy(
         };
         ctx.translation = None;
         ctx.audit.translation = translation.as_str().into();
+        // Translated bodies are rebuilt whole; the passthrough arm below decides these itself.
+        ctx.strip_usage = false;
+        ctx.audit.usage_requested_by_gateway = false;
+        // The model a translated request names: the route's override, else the client's.
+        let model = model_override
+            .or(read.as_ref().and_then(|(_, parsed)| parsed.model.as_deref()))
+            .unwrap_or_default();
         let mut upstream_path = path_and_query.clone();
         // The body a signing backend signs (the translated one is known here in full).
         let mut to_sign: Option<Bytes> = None;
         let body = match (&read, translation) {
             (Some((bytes, parsed)), Translation::OpenAiChatToBedrock) => {
-                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
                 let translated =
                     translate::openai_chat_to_bedrock(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
-                ctx.strip_usage = false;
-                ctx.audit.usage_requested_by_gateway = false;
                 ctx.translation = Some((translation, parsed.include_usage == Some(true)));
                 let op = if parsed.stream { "converse-stream" } else { "converse" };
                 upstream_path = format!("/model/{}/{op}", auth::sigv4::path_segment(model));
@@ -507,32 +513,22 @@ async fn proxy(
                 full_req(bytes)
             }
             (Some((bytes, parsed)), Translation::OpenAiChatToAnthropic) => {
-                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
                 let translated =
                     translate::openai_chat_to_anthropic(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
-                ctx.strip_usage = false;
-                ctx.audit.usage_requested_by_gateway = false;
                 ctx.translation = Some((translation, parsed.include_usage == Some(true)));
                 upstream_path = "/v1/messages".into();
                 full_req(Bytes::from(translated.to_string()))
             }
-            (Some((bytes, parsed)), Translation::OpenAiEmbeddingsToGemini) => {
-                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
+            (Some((bytes, _)), Translation::OpenAiEmbeddingsToGemini { .. }) => {
                 let (translated, base64) = translate::openai_embeddings_to_gemini(bytes, model)
                     .map_err(|e| ProxyError::Untranslatable(e.0))?;
-                ctx.strip_usage = false;
-                ctx.audit.usage_requested_by_gateway = false;
-                // For embeddings the flag says whether the client wants base64 vectors.
-                ctx.translation = Some((translation, base64));
+                ctx.translation = Some((Translation::OpenAiEmbeddingsToGemini { base64 }, false));
                 upstream_path = format!("/v1beta/models/{model}:batchEmbedContents");
                 full_req(Bytes::from(translated.to_string()))
             }
             (Some((bytes, parsed)), Translation::OpenAiChatToGemini) => {
-                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
                 let translated =
                     translate::openai_chat_to_gemini(bytes).map_err(|e| ProxyError::Untranslatable(e.0))?;
-                ctx.strip_usage = false;
-                ctx.audit.usage_requested_by_gateway = false;
                 ctx.translation = Some((translation, parsed.include_usage == Some(true)));
                 let method = if parsed.stream {
                     "streamGenerateContent?alt=sse"
@@ -548,10 +544,8 @@ async fn proxy(
                 full_req(Bytes::from(translated.to_string()))
             }
             (Some((bytes, parsed)), Translation::AnthropicToOpenAiChat) => {
-                let model = model_override.or(parsed.model.as_deref()).unwrap_or_default();
                 let translated =
                     translate::anthropic_to_openai_chat(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
-                ctx.strip_usage = false;
                 ctx.audit.usage_requested_by_gateway = parsed.stream;
                 ctx.translation = Some((translation, false));
                 upstream_path = "/v1/chat/completions".into();

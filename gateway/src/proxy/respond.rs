@@ -48,7 +48,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         Some((Translation::OpenAiChatToGemini, _)) => {
             Meter::new(ApiSchema::Gemini, Operation::ChatCompletions, ctx.audit.stream, false)
         }
-        Some((Translation::OpenAiEmbeddingsToGemini, _)) => {
+        Some((Translation::OpenAiEmbeddingsToGemini { .. }, _)) => {
             Meter::new(ApiSchema::Gemini, Operation::Embeddings, false, false)
         }
         Some((Translation::OpenAiChatToBedrock, _)) => {
@@ -62,7 +62,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
             | Translation::AnthropicToOpenAiChat
             | Translation::OpenAiChatToGemini
             | Translation::OpenAiChatToBedrock
-            | Translation::OpenAiEmbeddingsToGemini),
+            | Translation::OpenAiEmbeddingsToGemini { .. }),
             include_usage,
         )) => {
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -98,7 +98,6 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
                     buf: Vec::new(),
                     ok,
                     to,
-                    flag: include_usage,
                 })
             }
         }
@@ -143,13 +142,7 @@ enum Translator {
     /// Bedrock ConverseStream → OpenAI chunks.
     FromBedrockStream(translate::BedrockStreamToOpenAi),
     /// Whole JSON bodies (answers and errors) are translated once complete.
-    /// `flag`: for embeddings, whether the client asked for base64 vectors.
-    Json {
-        buf: Vec<u8>,
-        ok: bool,
-        to: Translation,
-        flag: bool,
-    },
+    Json { buf: Vec<u8>, ok: bool, to: Translation },
 }
 
 struct Recorded {
@@ -188,16 +181,16 @@ impl Recorded {
     /// The upstream body ended normally.
     fn upstream_ended(&mut self) {
         self.inner_done = true;
-        if let Some(Translator::Json { buf, ok, to, flag }) = self.translator.as_mut() {
+        if let Some(Translator::Json { buf, ok, to }) = self.translator.as_mut() {
             let parsed = serde_json::from_slice::<serde_json::Value>(buf);
             let translated = match (*to, *ok, parsed) {
                 (Translation::AnthropicToOpenAiChat, true, Ok(v)) => translate::openai_chat_to_anthropic_message(&v),
                 (Translation::AnthropicToOpenAiChat, _, _) => translate::openai_error_to_anthropic(buf),
                 (Translation::OpenAiChatToGemini, true, Ok(v)) => translate::gemini_to_openai(&v, &self.model_hint),
-                (Translation::OpenAiEmbeddingsToGemini, true, Ok(v)) => {
-                    translate::gemini_embeddings_to_openai(&v, &self.model_hint, *flag)
+                (Translation::OpenAiEmbeddingsToGemini { base64 }, true, Ok(v)) => {
+                    translate::gemini_embeddings_to_openai(&v, &self.model_hint, base64)
                 }
-                (Translation::OpenAiChatToGemini | Translation::OpenAiEmbeddingsToGemini, _, _) => {
+                (Translation::OpenAiChatToGemini | Translation::OpenAiEmbeddingsToGemini { .. }, _, _) => {
                     translate::gemini_error_to_openai(buf)
                 }
                 (Translation::OpenAiChatToBedrock, true, Ok(v)) => translate::bedrock_to_openai(&v, &self.model_hint),
