@@ -129,10 +129,11 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         let (role, blocks) = match role {
             "system" | "developer" => {
-                system.push(
-                    text_of(&m["content"])
-                        .ok_or_else(|| unsupported(format!("messages[{i}].content: text expected")))?,
-                );
+                let text = text_of(&m["content"])
+                    .ok_or_else(|| unsupported(format!("messages[{i}].content: text expected")))?;
+                if !is_blank(&text) {
+                    system.push(text);
+                }
                 continue;
             }
             "user" => ("user", content_blocks(&m["content"], i)?),
@@ -160,6 +161,9 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
             }
             other => return Err(unsupported(format!("messages[{i}]: role {other:?} is not supported"))),
         };
+        if blocks.is_empty() {
+            continue;
+        }
         // Anthropic wants alternating turns: merge consecutive messages of one role.
         match converted.last_mut() {
             Some(last) if last["role"] == role => {
@@ -173,8 +177,14 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
     if !system.is_empty() {
         out.insert("system".into(), json!(system.join("\n\n")));
     }
+    let no_turns = converted.is_empty();
     out.insert("messages".into(), Value::Array(converted));
 
+    if let Some(t) = obj.get("temperature").and_then(Value::as_f64).filter(|t| *t > 1.0) {
+        return Err(unsupported(format!(
+            "`temperature` {t} is not supported by Anthropic backends (their range is 0 to 1)"
+        )));
+    }
     for k in ["temperature", "top_p", "stream"] {
         if let Some(v) = obj.get(k).filter(|v| !v.is_null()) {
             out.insert(k.into(), v.clone());
@@ -221,8 +231,12 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
         Some(v) => Some(json!({"type": "tool", "name": v["function"]["name"]})),
     };
     match (choice, disable_parallel) {
+        // `none` calls no tool, so there is nothing to keep from running in parallel (and
+        // Anthropic's `none` choice takes no other member).
         (Some(mut c), true) => {
-            c["disable_parallel_tool_use"] = json!(true);
+            if c["type"] != "none" {
+                c["disable_parallel_tool_use"] = json!(true);
+            }
             out.insert("tool_choice".into(), c);
         }
         (Some(c), false) => {
@@ -251,6 +265,11 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
         out.remove("temperature");
         out.remove("top_p");
     }
+    if no_turns {
+        return Err(unsupported(
+            "`messages` must hold at least one non-blank user or assistant message for Anthropic backends",
+        ));
+    }
     Ok(Value::Object(out))
 }
 
@@ -270,11 +289,20 @@ fn text_of(content: &Value) -> Option<String> {
     }
 }
 
+/// Anthropic, Bedrock and Vertex refuse text that is empty or only whitespace ("text content
+/// blocks must contain non-whitespace text"); such a part carries nothing for the model, so
+/// it is left out rather than failing the request upstream.
+fn is_blank(s: &str) -> bool {
+    s.trim().is_empty()
+}
+
 fn content_blocks(content: &Value, i: usize) -> Result<Vec<Value>, Unsupported> {
     match content {
+        Value::String(s) if is_blank(s) => Ok(Vec::new()),
         Value::String(s) => Ok(vec![json!({"type": "text", "text": s})]),
         Value::Array(parts) => parts
             .iter()
+            .filter(|p| !(p["type"] == "text" && is_blank(p["text"].as_str().unwrap_or(""))))
             .enumerate()
             .map(|(j, p)| match p["type"].as_str() {
                 Some("text") => Ok(json!({"type": "text", "text": p["text"]})),
@@ -590,8 +618,9 @@ impl AnthropicStreamToOpenAi {
 // === Anthropic Messages client, OpenAI-compatible backend ===
 
 /// Members of an Anthropic Messages request with an OpenAI chat meaning.
-const KNOWN_ANTHROPIC: [&str; 11] = [
+const KNOWN_ANTHROPIC: [&str; 12] = [
     "model",
+    "thinking",
     "messages",
     "system",
     "max_tokens",
@@ -737,6 +766,22 @@ pub fn anthropic_to_openai_chat(body: &[u8], model: &str) -> Result<Value, Unsup
             list.push(json!({"type": "function", "function": f}));
         }
         out.insert("tools".into(), Value::Array(list));
+    }
+    // Thinking budget → reasoning effort: the inverse of the budgets the other direction sends.
+    match obj.get("thinking") {
+        None | Some(Value::Null) => {}
+        Some(t) => match t["type"].as_str() {
+            Some("disabled") => {}
+            Some("enabled") => {
+                let effort = match t["budget_tokens"].as_u64().unwrap_or(0) {
+                    0..=2048 => "low",
+                    2049..=8192 => "medium",
+                    _ => "high",
+                };
+                out.insert("reasoning_effort".into(), json!(effort));
+            }
+            other => return Err(unsupported(format!("`thinking` type {other:?} is not supported"))),
+        },
     }
     if let Some(choice) = obj.get("tool_choice").filter(|v| !v.is_null()) {
         let mapped = match choice["type"].as_str() {
@@ -990,7 +1035,10 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
     {
         let (role, parts) = match m["role"].as_str().unwrap_or("") {
             "system" | "developer" => {
-                system.push(json!({"text": text_of(&m["content"]).unwrap_or_default()}));
+                let text = text_of(&m["content"]).unwrap_or_default();
+                if !is_blank(&text) {
+                    system.push(json!({"text": text}));
+                }
                 continue;
             }
             "user" => ("user", gemini_parts(&m["content"], i)?),
@@ -1025,6 +1073,9 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
             }
             other => return Err(unsupported(format!("messages[{i}]: role {other:?} is not supported"))),
         };
+        if parts.is_empty() {
+            continue;
+        }
         match contents.last_mut() {
             Some(last) if last["role"] == role => {
                 if let Some(arr) = last["parts"].as_array_mut() {
@@ -1034,6 +1085,7 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
             _ => contents.push(json!({"role": role, "parts": parts})),
         }
     }
+    let no_turns = contents.is_empty();
     out.insert("contents".into(), Value::Array(contents));
     if !system.is_empty() {
         out.insert("systemInstruction".into(), json!({"parts": system}));
@@ -1123,14 +1175,21 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
             );
         }
     }
+    if no_turns {
+        return Err(unsupported(
+            "`messages` must hold at least one non-blank user or assistant message for Gemini backends",
+        ));
+    }
     Ok(Value::Object(out))
 }
 
 fn gemini_parts(content: &Value, i: usize) -> Result<Vec<Value>, Unsupported> {
     match content {
+        Value::String(s) if is_blank(s) => Ok(Vec::new()),
         Value::String(s) => Ok(vec![json!({"text": s})]),
         Value::Array(parts) => parts
             .iter()
+            .filter(|p| !(p["type"] == "text" && is_blank(p["text"].as_str().unwrap_or(""))))
             .enumerate()
             .map(|(j, p)| match p["type"].as_str() {
                 Some("text") => Ok(json!({"text": p["text"]})),

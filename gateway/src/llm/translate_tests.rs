@@ -39,13 +39,37 @@ fn features_anthropic_cannot_express_are_refused_by_name() {
             r#"{"model":"x","messages":[],"tools":[{"type":"web_search"}]}"#,
             "tools[0]",
         ),
+        (
+            r#"{"model":"x","messages":[{"role":"user","content":"hi"}],"temperature":1.5}"#,
+            "`temperature` 1.5",
+        ),
+        (
+            r#"{"model":"x","messages":[{"role":"user","content":"  "},{"role":"assistant","content":""}]}"#,
+            "non-blank",
+        ),
     ];
     for (body, named) in cases {
         let e = openai_chat_to_anthropic(body.as_bytes(), "claude").unwrap_err();
         assert!(e.0.contains(named), "{body}: {e}");
     }
+    // Blank texts carry nothing and Anthropic refuses them: they are left out, and the turns
+    // around them still alternate.
+    let v = openai_chat_to_anthropic(
+        br#"{"model":"x","messages":[{"role":"system","content":" "},{"role":"user","content":"a"},{"role":"assistant","content":" "},{"role":"user","content":[{"type":"text","text":""},{"type":"text","text":"b"}]}]}"#,
+        "c",
+    )
+    .unwrap();
+    assert!(v.get("system").is_none());
+    assert_eq!(
+        v["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}])
+    );
     // Defaults that mean "nothing" pass.
-    assert!(openai_chat_to_anthropic(br#"{"model":"x","messages":[],"frequency_penalty":0}"#, "c").is_ok());
+    assert!(openai_chat_to_anthropic(
+        br#"{"model":"x","messages":[{"role":"user","content":"hi"}],"frequency_penalty":0}"#,
+        "c"
+    )
+    .is_ok());
 }
 
 #[test]
@@ -53,7 +77,7 @@ fn max_tokens_defaults_reasoning_and_tool_choice() {
     let v = openai_chat_to_anthropic(br#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#, "c").unwrap();
     assert_eq!(v["max_tokens"], DEFAULT_MAX_TOKENS);
     let v = openai_chat_to_anthropic(
-        br#"{"model":"x","max_tokens":100,"reasoning_effort":"medium","temperature":0.3,"messages":[],"tool_choice":{"type":"function","function":{"name":"f"}},"parallel_tool_calls":false}"#,
+        br#"{"model":"x","max_tokens":100,"reasoning_effort":"medium","temperature":0.3,"messages":[{"role":"user","content":"hi"}],"tool_choice":{"type":"function","function":{"name":"f"}},"parallel_tool_calls":false}"#,
         "c",
     )
     .unwrap();
@@ -64,7 +88,11 @@ fn max_tokens_defaults_reasoning_and_tool_choice() {
         v["tool_choice"],
         json!({"type": "tool", "name": "f", "disable_parallel_tool_use": true})
     );
-    let v = openai_chat_to_anthropic(br#"{"model":"x","messages":[],"tool_choice":"required"}"#, "c").unwrap();
+    let v = openai_chat_to_anthropic(
+        br#"{"model":"x","messages":[{"role":"user","content":"hi"}],"tool_choice":"required"}"#,
+        "c",
+    )
+    .unwrap();
     assert_eq!(v["tool_choice"], json!({"type": "any"}));
 }
 
@@ -221,12 +249,12 @@ fn an_anthropic_request_becomes_an_openai_chat_request() {
     assert_eq!(v["stream_options"], json!({"include_usage": true}));
     assert_eq!(v["user"], "u1");
     assert_eq!(v["max_tokens"], 256);
-    let e = anthropic_to_openai_chat(
-        br#"{"model":"c","max_tokens":1,"messages":[],"thinking":{"type":"enabled"}}"#,
-        "m",
-    )
-    .unwrap_err();
-    assert!(e.0.contains("`thinking`"), "{e}");
+    // Thinking budgets come back as the efforts whose budgets the other direction sends.
+    for (budget, effort) in [(1024, "low"), (4096, "medium"), (16384, "high")] {
+        let body = json!({"model": "c", "max_tokens": 1, "messages": [], "thinking": {"type": "enabled", "budget_tokens": budget}});
+        let v = anthropic_to_openai_chat(body.to_string().as_bytes(), "m").unwrap();
+        assert_eq!(v["reasoning_effort"], effort);
+    }
     let e = anthropic_to_openai_chat(br#"{"model":"c","max_tokens":1,"top_k":5,"messages":[]}"#, "m").unwrap_err();
     assert!(e.0.contains("`top_k`"), "{e}");
 }
@@ -320,7 +348,7 @@ fn an_openai_request_becomes_a_gemini_request() {
     assert_eq!(v["toolConfig"], json!({"functionCallingConfig": {"mode": "AUTO"}}));
     let e = openai_chat_to_gemini(br#"{"model":"x","messages":[],"logit_bias":{}}"#).unwrap_err();
     assert!(e.0.contains("`logit_bias`"), "{e}");
-    let v = openai_chat_to_gemini(br#"{"model":"x","messages":[],"response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object"}}}}"#).unwrap();
+    let v = openai_chat_to_gemini(br#"{"model":"x","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object"}}}}"#).unwrap();
     assert_eq!(v["generationConfig"]["responseMimeType"], "application/json");
 }
 
@@ -360,7 +388,10 @@ fn a_gemini_response_and_stream_become_openai() {
     assert_eq!(e["error"]["type"], "rate_limit_error");
 }
 
-/// A random but valid OpenAI chat request (seeded: failures are reproducible).
+/// A random but valid OpenAI chat request (seeded: failures are reproducible). It covers what
+/// clients send: blank and empty texts, images by URL and data URL, parallel tool calls and
+/// their results, a conversation that opens with the assistant, and every sampling, tool and
+/// format member some target refuses.
 fn random_request(rng: &mut fastrand::Rng) -> Value {
     let text = |rng: &mut fastrand::Rng| -> String {
         (0..rng.usize(0..12))
@@ -381,11 +412,11 @@ fn random_request(rng: &mut fastrand::Rng) -> Value {
                 } else {
                     let mut parts = vec![json!({"type": "text", "text": text(rng)})];
                     if rng.bool() {
-                        let url = if rng.bool() {
-                            "data:image/png;base64,AAAA"
-                        } else {
-                            "https://example.com/i.png"
-                        };
+                        let url = [
+                            "data:image/png;base64,AAAA",
+                            "data:image/jpeg;base64,/9j/",
+                            "https://example.com/i.png",
+                        ][rng.usize(0..3)];
                         parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
                     }
                     json!(parts)
@@ -397,7 +428,7 @@ fn random_request(rng: &mut fastrand::Rng) -> Value {
                     .map(|k| {
                         let id = format!("call_{i}_{k}");
                         pending_calls.push(id.clone());
-                        json!({"id": id, "type": "function", "function": {"name": "f", "arguments": json!({"x": text(rng)}).to_string()}})
+                        json!({"id": id, "type": "function", "function": {"name": "get_weather", "arguments": json!({"x": text(rng)}).to_string()}})
                     })
                     .collect();
                 let content = if rng.bool() { json!(text(rng)) } else { Value::Null };
@@ -409,72 +440,186 @@ fn random_request(rng: &mut fastrand::Rng) -> Value {
             }
             2 => {
                 if let Some(id) = pending_calls.pop() {
-                    messages.push(json!({"role": "tool", "tool_call_id": id, "content": text(rng)}));
+                    let content = if rng.bool() {
+                        json!({"t": text(rng)}).to_string()
+                    } else {
+                        text(rng)
+                    };
+                    messages.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
                 }
             }
             _ => messages.push(json!({"role": "user", "content": text(rng)})),
         }
     }
+    if messages.iter().all(|m| m["role"] != "user") {
+        messages.push(json!({"role": "user", "content": text(rng)}));
+    }
     let mut req = json!({"model": "gpt-4o", "messages": messages});
     if rng.bool() {
-        req["max_tokens"] = json!(rng.u32(1..4000));
+        let key = ["max_tokens", "max_completion_tokens"][rng.usize(0..2)];
+        req[key] = json!(rng.u32(1..4000));
     }
     if rng.bool() {
-        req["temperature"] = json!(f64::from(rng.u8(0..20)) / 10.0);
+        req["temperature"] = json!(f64::from(rng.u8(0..21)) / 10.0);
+    }
+    if rng.u8(0..4) == 0 {
+        req["top_p"] = json!(f64::from(rng.u8(0..11)) / 10.0);
     }
     if rng.bool() {
         req["stream"] = json!(rng.bool());
+        if rng.bool() {
+            req["stream_options"] = json!({"include_usage": true});
+        }
     }
     if rng.bool() {
         req["stop"] = if rng.bool() { json!("END") } else { json!(["a", "b"]) };
     }
+    if rng.u8(0..4) == 0 {
+        req["user"] = json!("user-1");
+    }
     if rng.bool() {
-        req["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}]);
-        let choice = ["auto", "none", "required"][rng.usize(0..3)];
-        req["tool_choice"] = json!(choice);
+        req["tools"] = json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather.", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}]);
+        req["tool_choice"] = match rng.usize(0..4) {
+            0 => json!("auto"),
+            1 => json!("none"),
+            2 => json!("required"),
+            _ => json!({"type": "function", "function": {"name": "get_weather"}}),
+        };
+        if rng.u8(0..4) == 0 {
+            req["parallel_tool_calls"] = json!(false);
+        }
+    }
+    if rng.u8(0..6) == 0 {
+        req["reasoning_effort"] = json!(["low", "medium", "high"][rng.usize(0..3)]);
+    }
+    if rng.u8(0..6) == 0 {
+        req["response_format"] = [
+            json!({"type": "text"}),
+            json!({"type": "json_object"}),
+            json!({"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object"}}}),
+        ][rng.usize(0..3)]
+        .clone();
     }
     req
 }
 
+/// A target's request schema (testdata/schemas, written from its API reference).
+fn schema(name: &str) -> jsonschema::Validator {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/llm/testdata/schemas")
+        .join(name);
+    let s: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&s)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn assert_valid(v: &jsonschema::Validator, target: &str, n: usize, req: &Value, out: &Value) {
+    let errors: Vec<String> = v
+        .iter_errors(out)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "#{n} → {target}: {errors:?}\nrequest: {req}\ntranslated: {out}"
+    );
+}
+
+/// What a request holds that a target refuses by name; a refusal must name one of these.
+fn refused_features(req: &Value, target: &str) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    let t = |k: &str| req[k].as_f64().unwrap_or(0.0);
+    let anthropic_like = target != "gemini";
+    if anthropic_like && t("temperature") > 1.0 {
+        f.push("`temperature`");
+    }
+    if anthropic_like && req.get("response_format").is_some_and(|r| r["type"] != "text") {
+        f.push("`response_format`");
+    }
+    if target == "gemini" && req.get("reasoning_effort").is_some() {
+        f.push("`reasoning_effort`");
+    }
+    if target != "anthropic" && req.get("parallel_tool_calls").is_some() {
+        f.push("`parallel_tool_calls");
+    }
+    if target == "bedrock" {
+        let s = req.to_string();
+        if s.contains("https://example.com") {
+            f.push("image URLs");
+        }
+        if req.get("reasoning_effort").is_some() {
+            f.push("`reasoning_effort`");
+        }
+        if req["tool_choice"] == "none" {
+            f.push("`tool_choice`");
+        }
+    }
+    f
+}
+
+/// Every request a client could send either translates into a body the target's published
+/// schema accepts, or is refused with a message naming the feature the target lacks — and
+/// nothing panics, on valid requests or on junk.
 #[test]
 fn random_valid_openai_requests_translate_into_valid_targets_and_never_panic() {
+    let anthropic = schema("anthropic-messages.request.schema.json");
+    let gemini = schema("gemini-generate-content.request.schema.json");
+    let bedrock = schema("bedrock-converse.request.schema.json");
+    let openai = schema("openai-chat.request.schema.json");
     let mut rng = fastrand::Rng::with_seed(0x7011_6a7e);
+    let mut translated = [0usize; 3];
     for n in 0..2000 {
         let req = random_request(&mut rng);
         let body = req.to_string();
-        // Anthropic: alternating user/assistant turns with non-empty block lists where present,
-        // max_tokens always set, only known block types.
-        let a = openai_chat_to_anthropic(body.as_bytes(), "claude-x").unwrap_or_else(|e| panic!("#{n} {body}: {e}"));
-        assert!(a["max_tokens"].as_u64().unwrap() > 0);
-        let turns = a["messages"].as_array().unwrap();
-        for w in turns.windows(2) {
-            assert_ne!(w[0]["role"], w[1]["role"], "#{n}: turns must alternate: {a}");
-        }
-        for t in turns {
-            for b in t["content"].as_array().unwrap() {
-                let ty = b["type"].as_str().unwrap();
-                assert!(["text", "image", "tool_use", "tool_result"].contains(&ty), "#{n}: {ty}");
-                if ty == "tool_use" {
-                    assert!(b["input"].is_object(), "#{n}: tool input must be an object");
+        let results = [
+            (
+                "anthropic",
+                openai_chat_to_anthropic(body.as_bytes(), "claude-x"),
+                &anthropic,
+            ),
+            ("gemini", openai_chat_to_gemini(body.as_bytes()), &gemini),
+            ("bedrock", openai_chat_to_bedrock(body.as_bytes(), "m"), &bedrock),
+        ];
+        for (k, (target, result, validator)) in results.into_iter().enumerate() {
+            match result {
+                Ok(out) => {
+                    translated[k] += 1;
+                    assert_valid(validator, target, n, &req, &out);
+                    if target == "anthropic" {
+                        let turns = out["messages"].as_array().unwrap();
+                        for w in turns.windows(2) {
+                            assert_ne!(w[0]["role"], w[1]["role"], "#{n}: turns must alternate: {out}");
+                        }
+                        // And back: the Anthropic request, read as a client's, becomes a valid
+                        // OpenAI request.
+                        let back = anthropic_to_openai_chat(out.to_string().as_bytes(), "gpt-4o")
+                            .unwrap_or_else(|e| panic!("#{n} {out}: {e}"));
+                        assert_valid(&openai, "openai", n, &out, &back);
+                    }
+                }
+                Err(Unsupported(why)) => {
+                    let named = refused_features(&req, target);
+                    let blank = why.contains("non-blank");
+                    assert!(
+                        blank || named.iter().any(|f| why.contains(f)),
+                        "#{n} → {target}: refused with {why:?}, expected one of {named:?}\n{req}"
+                    );
                 }
             }
         }
-        // Gemini: roles user/model only, parts present.
-        let g = openai_chat_to_gemini(body.as_bytes()).unwrap_or_else(|e| panic!("#{n} {body}: {e}"));
-        for c in g["contents"].as_array().unwrap() {
-            assert!(c["role"] == "user" || c["role"] == "model", "#{n}");
-            assert!(c["parts"].is_array(), "#{n}");
-        }
-        // And back: the Anthropic request, read as a client's, becomes an OpenAI request.
-        let back =
-            anthropic_to_openai_chat(a.to_string().as_bytes(), "gpt-4o").unwrap_or_else(|e| panic!("#{n} {a}: {e}"));
-        assert!(back["messages"].is_array());
     }
+    // The generator must not make every request a refusal.
+    assert!(
+        translated.iter().all(|&t| t > 500),
+        "translated per target: {translated:?}"
+    );
     // Arbitrary bytes never panic either.
     for _ in 0..2000 {
         let junk: Vec<u8> = (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect();
         let _ = openai_chat_to_anthropic(&junk, "m");
         let _ = openai_chat_to_gemini(&junk);
+        let _ = openai_chat_to_bedrock(&junk, "m");
         let _ = anthropic_to_openai_chat(&junk, "m");
         let mut t = AnthropicStreamToOpenAi::new(true);
         let _ = t.feed(&junk);
