@@ -413,6 +413,17 @@ async fn respond(
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_string();
     let stream = body["stream"].as_bool().unwrap_or(false);
+    // The answer's text, whole and as a stream's first and last pieces: after a tool result,
+    // the weather it reported; otherwise a greeting.
+    let step = tool_step(parts.uri.path(), &body);
+    let (head, tail) = match &step {
+        Some(ToolStep::Answer(result)) => ("the weather", format!(" in Paris is {result}")),
+        _ => ("hello", format!(" from {name}")),
+    };
+    let full = format!("{head}{tail}");
+    if let Some(ToolStep::Call(tool)) = &step {
+        return tool_call_response(parts.uri.path(), &model, tool, stream, &script, gate_slot);
+    }
     // Bedrock Converse / ConverseStream, SigV4-signed.
     if parts.uri.path().starts_with("/model/") {
         if let Some(why) = sigv4 {
@@ -424,13 +435,13 @@ async fn respond(
                 ev("messageStart", json!({"role": "assistant", "p": "abcdefgh"})),
                 ev(
                     "contentBlockDelta",
-                    json!({"contentBlockIndex": 0, "delta": {"text": "hello"}, "p": "ab"}),
+                    json!({"contentBlockIndex": 0, "delta": {"text": head}, "p": "ab"}),
                 ),
             ];
             let rest = vec![
                 ev(
                     "contentBlockDelta",
-                    json!({"contentBlockIndex": 0, "delta": {"text": format!(" from {name}")}}),
+                    json!({"contentBlockIndex": 0, "delta": {"text": tail}}),
                 ),
                 ev("contentBlockStop", json!({"contentBlockIndex": 0})),
                 ev("messageStop", json!({"stopReason": "end_turn"})),
@@ -447,7 +458,7 @@ async fn respond(
         }
         return json_response(
             200,
-            json!({"output": {"message": {"role": "assistant", "content": [{"text": format!("hello from {name}")}]}},
+            json!({"output": {"message": {"role": "assistant", "content": [{"text": full}]}},
                    "stopReason": "end_turn", "usage": {"inputTokens": 11, "outputTokens": 6, "totalTokens": 17},
                    "metrics": {"latencyMs": 42}}),
         );
@@ -537,16 +548,16 @@ async fn respond(
         if method == "generateContent" {
             return json_response(
                 200,
-                json!({"candidates": [candidate(&format!("hello from {name}"), Some("STOP"))], "usageMetadata": usage,
+                json!({"candidates": [candidate(&full, Some("STOP"))], "usageMetadata": usage,
                        "modelVersion": gmodel, "responseId": "gem-1"}),
             );
         }
         let sse = |v: &Value| Bytes::from(format!("data: {v}\r\n\r\n"));
         let first = vec![sse(
-            &json!({"candidates": [candidate("hello", None)], "modelVersion": gmodel}),
+            &json!({"candidates": [candidate(head, None)], "modelVersion": gmodel}),
         )];
         let rest = vec![sse(
-            &json!({"candidates": [candidate(&format!(" from {name}"), Some("STOP"))], "usageMetadata": usage, "modelVersion": gmodel}),
+            &json!({"candidates": [candidate(&tail, Some("STOP"))], "usageMetadata": usage, "modelVersion": gmodel}),
         )];
         return stream_response(first, rest, &script, gate_slot);
     }
@@ -561,7 +572,7 @@ async fn respond(
             json!({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": 1764100000, "model": model,
                 "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("hello from {name}"), "refusal": null},
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": full, "refusal": null},
                              "logprobs": null, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
             }),
@@ -580,10 +591,10 @@ async fn respond(
             };
             let first = [
                 chunk(json!({"role":"assistant","content":""}), Value::Null),
-                chunk(json!({"content":"hello"}), Value::Null),
+                chunk(json!({"content":head}), Value::Null),
             ];
             let mut rest = vec![
-                chunk(json!({"content":format!(" from {name}")}), Value::Null),
+                chunk(json!({"content":tail}), Value::Null),
                 chunk(json!({}), json!("stop")),
             ];
             if include_usage {
@@ -600,7 +611,7 @@ async fn respond(
             200,
             json!({
                 "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": format!("hello from {name}")}],
+                "content": [{"type": "text", "text": full}],
                 "stop_reason": "end_turn", "stop_sequence": null,
                 "usage": {"input_tokens": 10, "output_tokens": 4, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
             }),
@@ -619,13 +630,13 @@ async fn respond(
                 ),
                 ev(
                     "content_block_delta",
-                    json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hello"}}),
+                    json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":head}}),
                 ),
             ];
             let rest = vec![
                 ev(
                     "content_block_delta",
-                    json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":format!(" from {name}")}}),
+                    json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":tail}}),
                 ),
                 ev("content_block_stop", json!({"type":"content_block_stop","index":0})),
                 ev(
@@ -645,6 +656,190 @@ async fn respond(
             json!({"error":{"message":format!("{name}: no such path {path}"),"type":"invalid_request_error","param":null,"code":null}}),
         ),
     }
+}
+
+/// What a provider does in a tool loop: call the request's first tool when the last turn is
+/// the user's, answer with the result when the last turn carries one.
+#[derive(Debug)]
+enum ToolStep {
+    Call(String),
+    Answer(String),
+}
+
+/// Reads the tool loop's position in each provider's own request shape.
+fn tool_step(path: &str, body: &Value) -> Option<ToolStep> {
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    let (tool, result) = if path.starts_with("/model/") {
+        let last = body["messages"].as_array()?.last()?;
+        let result = last["content"].as_array()?.iter().find_map(|b| b.get("toolResult"));
+        let result = result.map(|r| text(r["content"][0].get("text").unwrap_or(&r["content"][0]["json"])));
+        (&body["toolConfig"]["tools"][0]["toolSpec"]["name"], result)
+    } else if path.contains("/models/") {
+        let last = body["contents"].as_array()?.last()?;
+        let result = last["parts"].as_array()?.iter().find_map(|p| p.get("functionResponse"));
+        let result = result.map(|r| text(r["response"].get("result").unwrap_or(&r["response"])));
+        (&body["tools"][0]["functionDeclarations"][0]["name"], result)
+    } else if path.starts_with("/v1/messages") {
+        let last = body["messages"].as_array()?.last()?;
+        let blocks = last["content"].as_array().cloned().unwrap_or_default();
+        let result = blocks
+            .iter()
+            .find(|b| b["type"] == "tool_result")
+            .map(|b| text(&b["content"]));
+        (&body["tools"][0]["name"], result)
+    } else {
+        let last = body["messages"].as_array()?.last()?;
+        let result = (last["role"] == "tool").then(|| text(&last["content"]));
+        (&body["tools"][0]["function"]["name"], result)
+    };
+    match (result, tool.as_str()) {
+        (Some(r), _) => Some(ToolStep::Answer(r)),
+        (None, Some(t)) => Some(ToolStep::Call(t.to_string())),
+        (None, None) => None,
+    }
+}
+
+/// A call of `tool` with `{"city": "Paris"}`, in the provider's shape, streamed or not; the
+/// arguments arrive in two pieces when streamed, as providers send them.
+fn tool_call_response(
+    path: &str,
+    model: &str,
+    tool: &str,
+    stream: bool,
+    script: &Script,
+    gate: Arc<Mutex<Option<bool>>>,
+) -> hyper::Response<FakeBody> {
+    let (args_head, args_tail) = ("{\"city\": ", "\"Paris\"}");
+    if path.starts_with("/model/") {
+        let use_ = json!({"toolUseId": "tooluse_fake01", "name": tool, "input": {"city": "Paris"}});
+        if !path.ends_with("/converse-stream") {
+            return json_response(
+                200,
+                json!({"output": {"message": {"role": "assistant", "content": [{"text": "Checking."}, {"toolUse": use_}]}},
+                       "stopReason": "tool_use", "usage": {"inputTokens": 20, "outputTokens": 9, "totalTokens": 29}}),
+            );
+        }
+        let ev = |t: &str, v: Value| Bytes::from(aws_event(t, v.to_string().as_bytes()));
+        let first = vec![
+            ev("messageStart", json!({"role": "assistant"})),
+            ev(
+                "contentBlockStart",
+                json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_fake01", "name": tool}}}),
+            ),
+            ev(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": args_head}}}),
+            ),
+        ];
+        let rest = vec![
+            ev(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": args_tail}}}),
+            ),
+            ev("contentBlockStop", json!({"contentBlockIndex": 0})),
+            ev("messageStop", json!({"stopReason": "tool_use"})),
+            ev(
+                "metadata",
+                json!({"usage": {"inputTokens": 20, "outputTokens": 9, "totalTokens": 29}, "metrics": {"latencyMs": 30}}),
+            ),
+        ];
+        let mut resp = stream_response(first, rest, script, gate);
+        resp.headers_mut()
+            .insert("content-type", "application/vnd.amazon.eventstream".parse().unwrap());
+        return resp;
+    }
+    if path.contains("/models/") {
+        // Gemini sends a function call whole, in one chunk when streaming.
+        let v = json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": tool, "args": {"city": "Paris"}}}]},
+                                      "finishReason": "STOP", "index": 0}],
+                       "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 9, "totalTokenCount": 29},
+                       "modelVersion": model});
+        if !path.ends_with(":streamGenerateContent") {
+            return json_response(200, v);
+        }
+        return stream_response(vec![Bytes::from(format!("data: {v}\r\n\r\n"))], vec![], script, gate);
+    }
+    if path.starts_with("/v1/messages") {
+        if !stream {
+            return json_response(
+                200,
+                json!({"id": "msg_tool", "type": "message", "role": "assistant", "model": model,
+                       "content": [{"type": "text", "text": "Checking."},
+                                   {"type": "tool_use", "id": "toolu_fake01", "name": tool, "input": {"city": "Paris"}}],
+                       "stop_reason": "tool_use", "stop_sequence": null,
+                       "usage": {"input_tokens": 20, "output_tokens": 9}}),
+            );
+        }
+        let ev = |event: &str, v: Value| Bytes::from(format!("event: {event}\ndata: {v}\n\n"));
+        let first = vec![
+            ev(
+                "message_start",
+                json!({"type":"message_start","message":{"id":"msg_tool","type":"message","role":"assistant","model":model,
+                       "content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":20,"output_tokens":1}}}),
+            ),
+            ev(
+                "content_block_start",
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_fake01","name":tool,"input":{}}}),
+            ),
+            ev(
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":args_head}}),
+            ),
+        ];
+        let rest = vec![
+            ev(
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":args_tail}}),
+            ),
+            ev("content_block_stop", json!({"type":"content_block_stop","index":0})),
+            ev(
+                "message_delta",
+                json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}}),
+            ),
+            ev("message_stop", json!({"type":"message_stop"})),
+        ];
+        return stream_response(first, rest, script, gate);
+    }
+    // OpenAI chat completions.
+    let call = |args: &str| json!({"index": 0, "id": "call_fake01", "type": "function", "function": {"name": tool, "arguments": args}});
+    if !stream {
+        return json_response(
+            200,
+            json!({"id": "chatcmpl-tool", "object": "chat.completion", "created": 1764100000, "model": model,
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                                "tool_calls": [{"id": "call_fake01", "type": "function",
+                                                "function": {"name": tool, "arguments": "{\"city\": \"Paris\"}"}}]},
+                                "finish_reason": "tool_calls"}],
+                   "usage": {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}}),
+        );
+    }
+    let chunk = |delta: Value, finish: Value, usage: Value| {
+        Bytes::from(format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-tool", "object": "chat.completion.chunk", "created": 1764100000, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": usage})
+        ))
+    };
+    let first = vec![chunk(
+        json!({"role": "assistant", "content": null, "tool_calls": [call(args_head)]}),
+        Value::Null,
+        Value::Null,
+    )];
+    let rest = vec![
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": args_tail}}]}),
+            Value::Null,
+            Value::Null,
+        ),
+        chunk(json!({}), json!("tool_calls"), Value::Null),
+        Bytes::from(format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-tool", "object": "chat.completion.chunk", "created": 1764100000, "model": model,
+                   "choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}})
+        )),
+        Bytes::from_static(b"data: [DONE]\n\n"),
+    ];
+    stream_response(first, rest, script, gate)
 }
 
 fn stream_response(

@@ -13,6 +13,22 @@ use tests::{
 
 const ANT_KEY: &str = "sk-ant-real-translate-0042";
 
+/// The SDK's tool loop through a translation, streamed and not: the backend calls
+/// `get_weather({"city": "Paris"})`, the SDK sends the result back, the backend answers with
+/// it.
+fn tool_loop(s: &OpenAiSetup, gw: &Gateway) {
+    for mode in ["tools", "tools_stream"] {
+        let v = openai_sdk(s, gw, &[mode, "gpt-4o"]);
+        assert_eq!(v["finish1"], "tool_calls", "{mode}: {v}");
+        assert_eq!(v["calls"], 1, "{mode}: {v}");
+        assert_eq!(v["name"], "get_weather", "{mode}: {v}");
+        assert_eq!(v["args"], serde_json::json!({"city": "Paris"}), "{mode}: {v}");
+        assert!(v["id"].as_str().is_some_and(|id| !id.is_empty()), "{mode}: {v}");
+        assert_eq!(v["finish2"], "stop", "{mode}: {v}");
+        assert_eq!(v["answer"], "the weather in Paris is sunny, 21 C", "{mode}: {v}");
+    }
+}
+
 /// `openai_setup` plus a fake Anthropic backend `claude` with its own key, and `routes`.
 fn with_claude(n: u8, name: &str, routes: &str) -> (OpenAiSetup, FakeLlm, Gateway) {
     let ip = format!("127.20.{n}.4");
@@ -82,6 +98,25 @@ fn the_openai_sdk_is_served_by_an_anthropic_backend_streaming_and_not() {
         assert_eq!(r["credential"]["name"], "ant");
     }
     assert!(s.primary.received().is_empty());
+
+    tool_loop(&s, &gw);
+    let r = claude.received();
+    // The tool's definition, the call and its result, in Anthropic's shape.
+    assert_eq!(r[3].body["tools"][0]["name"], "get_weather");
+    assert_eq!(r[3].body["tools"][0]["input_schema"]["required"][0], "city");
+    let turns = &r[4].body["messages"];
+    assert_eq!(turns[1]["content"][0]["type"], "tool_use");
+    assert_eq!(turns[1]["content"][0]["input"], serde_json::json!({"city": "Paris"}));
+    assert_eq!(turns[2]["content"][0]["type"], "tool_result");
+    assert_eq!(turns[2]["content"][0]["tool_use_id"], turns[1]["content"][0]["id"]);
+    let records = gw.wait_audit(7);
+    assert_eq!(
+        (
+            records[3]["tokens"]["input"].as_u64(),
+            records[3]["tokens"]["output"].as_u64()
+        ),
+        (Some(20), Some(9))
+    );
 }
 
 #[test]
@@ -188,8 +223,27 @@ fn the_anthropic_sdk_is_served_by_an_openai_compatible_backend() {
         "the client's key is gone"
     );
     assert_eq!(upstream[1].body["stream_options"]["include_usage"], true);
+    // The Anthropic SDK's tool loop: the OpenAI backend's tool call (streamed, arguments in
+    // pieces) becomes a tool_use block; the tool_result goes back as a `tool` message.
+    let v = sdk("tools");
+    assert_eq!(v["stop1"], "tool_use", "{v}");
+    assert_eq!(v["name"], "get_weather");
+    assert_eq!(v["input"], serde_json::json!({"city": "Paris"}));
+    assert_eq!(v["stop2"], "end_turn");
+    assert_eq!(v["answer"], "the weather in Paris is sunny, 21 C");
+    let upstream = s.primary.received();
+    assert_eq!(upstream[2].body["tools"][0]["function"]["name"], "get_weather");
+    let turns = &upstream[3].body["messages"];
+    assert_eq!(
+        turns[1]["tool_calls"][0]["function"]["arguments"],
+        r#"{"city":"Paris"}"#
+    );
+    assert_eq!(
+        turns[2],
+        serde_json::json!({"role": "tool", "tool_call_id": v["id"], "content": "sunny, 21 C"})
+    );
     let records = gw.wait_audit(2);
-    for r in &records {
+    for r in &records[..2] {
         assert_eq!(r["translation"], "anthropic_messages->openai_chat");
         assert_eq!(r["schema"], "anthropic");
         assert_eq!(
@@ -301,6 +355,29 @@ fn the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not() {
         // gemini-2.5-flash: $0.30 / $2.50 per 1M tokens
         assert_eq!(rec["cost_nano_usd"], 8 * 300 + 5 * 2500);
     }
+
+    tool_loop(&s, &gw);
+    let r = gemini.received();
+    assert_eq!(r[4].body["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+    // Gemini answers a call by the function's name, which the translation looked up by id.
+    let turns = &r[5].body["contents"];
+    assert_eq!(
+        turns[1]["parts"][0]["functionCall"]["args"],
+        serde_json::json!({"city": "Paris"})
+    );
+    assert_eq!(turns[2]["parts"][0]["functionResponse"]["name"], "get_weather");
+    assert_eq!(
+        turns[2]["parts"][0]["functionResponse"]["response"]["result"],
+        "sunny, 21 C"
+    );
+    let records = gw.wait_audit(8);
+    assert_eq!(
+        (
+            records[4]["tokens"]["input"].as_u64(),
+            records[4]["tokens"]["output"].as_u64()
+        ),
+        (Some(20), Some(9))
+    );
 }
 
 #[test]
@@ -367,6 +444,29 @@ fn the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not(
     for rec in &records {
         assert!(!rec.to_string().contains(secret));
     }
+
+    // Every request of the tool loop is signed too (the fake answers 403 otherwise).
+    tool_loop(&s, &gw);
+    let r = bedrock.received();
+    assert_eq!(r[2].body["toolConfig"]["tools"][0]["toolSpec"]["name"], "get_weather");
+    let turns = &r[3].body["messages"];
+    assert_eq!(
+        turns[1]["content"][0]["toolUse"]["input"],
+        serde_json::json!({"city": "Paris"})
+    );
+    assert_eq!(turns[2]["content"][0]["toolResult"]["toolUseId"], "tooluse_fake01");
+    assert_eq!(
+        turns[2]["content"][0]["toolResult"]["content"][0]["text"],
+        "sunny, 21 C"
+    );
+    let records = gw.wait_audit(6);
+    assert_eq!(
+        (
+            records[2]["tokens"]["input"].as_u64(),
+            records[2]["tokens"]["output"].as_u64()
+        ),
+        (Some(20), Some(9))
+    );
 }
 
 #[test]
