@@ -52,7 +52,12 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     let key_file = dir.join("openai-key");
     std::fs::write(&key_file, "sk-bench-real-key")?;
     // Provider hostnames resolve from this file: no DNS query leaves the machine.
-    std::fs::write(dir.join("hosts"), "127.10.101.1 api.openai.com\n")?;
+    std::fs::write(
+        dir.join("hosts"),
+        "127.10.101.1 api.openai.com\n127.10.101.3 api.anthropic.com\n",
+    )?;
+    let aws_file = dir.join("aws-keys");
+    std::fs::write(&aws_file, "AKIDBENCH:bench-secret-access-key")?;
     let echo = serve("127.10.100.1:0", Mode::Echo)?;
     let sink = serve("127.10.100.2:0", Mode::Sink)?;
     let other = serve("127.10.100.3:0", Mode::Echo)?;
@@ -73,6 +78,7 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         Ok(serde_json::from_slice(&out.stdout)?)
     };
     let s = |x: &dyn ToString| x.to_string();
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
 
     println!("== direct (no programs attached)");
     let connect_direct = client(&[s(&"connect"), s(&echo), s(&connects)])?;
@@ -99,17 +105,24 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
              connectionLog: {}\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\ndns:\n  hostsFile: {dir}/hosts\n\
              providers:\n  - name: bench\n    addresses: [\"{}\", \"{}\"]\n    ports: [{}, {}]\n\
              \x20 - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"127.10.101.1\"]\n    backend: fake\n\
-             backends:\n  - name: fake\n    url: https://{}\n    credential: key\n    caFile: {}\n\
-             credentials:\n  - name: key\n    kind: bearer\n    file: {}\n",
+             \x20 - name: anthropic\n    hostnames: [api.anthropic.com]\n    addresses: [\"127.10.101.3\"]\n    schema: anthropic\n    backend: fake-anthropic\n\
+             backends:\n  - name: fake\n    url: https://{fake}\n    credential: key\n    caFile: {fake_ca}\n\
+             \x20 - name: fake-anthropic\n    url: https://{fake}\n    schema: anthropic\n    credential: key\n    caFile: {fake_ca}\n\
+             \x20 - name: fake-gemini\n    url: https://{fake}\n    schema: gemini\n    credential: gemini-key\n    caFile: {fake_ca}\n\
+             \x20 - name: fake-bedrock\n    url: https://{fake}\n    schema: bedrock\n    region: us-east-1\n    credential: aws\n    caFile: {fake_ca}\n\
+             credentials:\n  - name: key\n    kind: bearer\n    file: {key}\n\
+             \x20 - name: gemini-key\n    kind: xGoogApiKey\n    file: {key}\n\
+             \x20 - name: aws\n    kind: awsSigV4\n    file: {aws}\n",
             cgroup.0.display(),
             dir.join("connections.jsonl").display(),
             echo.ip(),
             sink.ip(),
             echo.port(),
             sink.port(),
-            fake.addr,
-            fake_ca.display(),
-            key_file.display(),
+            fake = fake.addr,
+            fake_ca = fake_ca.display(),
+            key = key_file.display(),
+            aws = aws_file.display(),
             dir = dir.display(),
             // `TOLLGATE_BENCH_WORKERS=N`: the proxy's worker threads (default: one per CPU).
             workers = std::env::var("TOLLGATE_BENCH_WORKERS").map(|n| format!("workerThreads: {n}\n")).unwrap_or_default(),
@@ -155,26 +168,69 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         let _ = child.kill();
         let _ = child.wait();
     }
-    // Translation: the same client requests, answered by the same fake speaking Anthropic.
-    let anthropic_backend = format!(
-        "  - name: fake-anthropic\n    url: https://{}\n    schema: anthropic\n    credential: key\n    caFile: {}\n",
-        fake.addr,
-        fake_ca.display()
-    );
-    let translated_config = base_config.replacen("credentials:\n", &format!("{anthropic_backend}credentials:\n"), 1)
-        + "routes:\n  - name: translate\n    backends: [{ backend: fake-anthropic, model: claude-sonnet-4-5 }]\n";
-    {
-        let tmp = dir.join("tollgate.yaml.new");
-        std::fs::write(&tmp, &translated_config)?;
-        std::fs::rename(&tmp, &config)?;
-        std::thread::sleep(Duration::from_millis(2500));
+    // Translation: the same client requests, answered by the same fake in the backend's API,
+    // against the passthrough of the same client to a backend of its own API (OpenAI clients:
+    // the runs above; Anthropic clients: the next two). Routes are swapped in by hot reload.
+    reload("")?;
+    let anthropic_args = |stream: bool| {
+        let mut a = l7_args(
+            &"127.10.101.3:443",
+            &node_ca,
+            if stream { l7_n / 4 } else { l7_n / 2 },
+            1,
+            stream,
+        );
+        a.push(s(&"anthropic"));
+        a
+    };
+    let anthropic_passthrough = (client(&anthropic_args(false))?, client(&anthropic_args(true))?);
+    let openai_passthrough = (l7_c1.clone(), ttft_captured.clone());
+    let mut translations = serde_json::Map::new();
+    let mut translation_rows = Vec::new();
+    for (name, backend, anthropic_client) in [
+        ("openai_to_anthropic", "fake-anthropic, model: claude-sonnet-4-5", false),
+        ("openai_to_gemini", "fake-gemini, model: gemini-2.5-flash", false),
+        (
+            "openai_to_bedrock",
+            "fake-bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\"",
+            false,
+        ),
+        ("anthropic_to_openai", "fake, model: gpt-4o-mini", true),
+    ] {
+        reload(&format!(
+            "routes:\n  - name: translate\n    backends: [{{ backend: {backend} }}]\n"
+        ))?;
+        let (json_run, ttft_run) = if anthropic_client {
+            (client(&anthropic_args(false))?, client(&anthropic_args(true))?)
+        } else {
+            (
+                client(&l7_args(&captured, &node_ca, l7_n / 2, 1, false))?,
+                client(&l7_args(&captured, &node_ca, l7_n / 4, 1, true))?,
+            )
+        };
+        let (base, base_ttft) = if anthropic_client {
+            &anthropic_passthrough
+        } else {
+            &openai_passthrough
+        };
+        translations.insert(
+            name.to_string(),
+            json!({
+                "passthrough": base,
+                "translated": json_run,
+                "added_p50": f(&json_run, "p50") - f(base, "p50"),
+                "added_p99": f(&json_run, "p99") - f(base, "p99"),
+                "ttft_passthrough": base_ttft,
+                "ttft_translated": ttft_run,
+                "ttft_added_p50": f(&ttft_run, "p50") - f(base_ttft, "p50"),
+                "ttft_added_p99": f(&ttft_run, "p99") - f(base_ttft, "p99"),
+            }),
+        );
+        translation_rows.push(name);
     }
-    let l7_translated = client(&l7_args(&captured, &node_ca, l7_n / 2, 1, false))?;
-    let ttft_translated = client(&l7_args(&captured, &node_ca, l7_n / 4, 1, true))?;
     daemon.stop();
     drop(cgroup);
 
-    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     let results = json!({
         "time": humantime_now(),
         "machine": machine(),
@@ -218,16 +274,7 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
                 "added_p50_redis": l7_redis_limit.as_ref().map(|r| f(r, "p50") - f(&l7_c1, "p50")),
                 "added_p99_redis": l7_redis_limit.as_ref().map(|r| f(r, "p99") - f(&l7_c1, "p99")),
             },
-            "translation_openai_to_anthropic": {
-                "passthrough": l7_c1,
-                "translated": l7_translated,
-                "added_p50": f(&l7_translated, "p50") - f(&l7_c1, "p50"),
-                "added_p99": f(&l7_translated, "p99") - f(&l7_c1, "p99"),
-                "ttft_passthrough": ttft_captured,
-                "ttft_translated": ttft_translated,
-                "ttft_added_p50": f(&ttft_translated, "p50") - f(&ttft_captured, "p50"),
-                "ttft_added_p99": f(&ttft_translated, "p99") - f(&ttft_captured, "p99"),
-            },
+            "translations": translations,
             "time_to_first_token_64_chunk_stream": {
                 "direct": ttft_direct,
                 "tollgate": ttft_captured,
@@ -260,8 +307,6 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         ("chat completion HTTPS, c=16, through tollgate", &l7_c16),
         ("stream time to first chunk, direct", &ttft_direct),
         ("stream time to first chunk, through tollgate", &ttft_captured),
-        ("chat completion c=1, translated to Anthropic", &l7_translated),
-        ("stream TTFT, translated to Anthropic", &ttft_translated),
         ("chat completion c=1, with a local limit", &l7_local_limit),
         (
             "chat completion c=1, with a Redis limit",
@@ -269,6 +314,18 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
         ),
     ] {
         println!("| {name} | {:.1} | {:.1} |", f(v, "p50"), f(v, "p99"));
+    }
+    println!("\n| translation (c=1, through tollgate) | added p50 µs | added p99 µs | TTFT added p50 µs | TTFT added p99 µs |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for name in &translation_rows {
+        let t = &results["l7_chat_completion_https_keepalive_us"]["translations"][name];
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            f(t, "added_p50"),
+            f(t, "added_p99"),
+            f(t, "ttft_added_p50"),
+            f(t, "ttft_added_p99")
+        );
     }
     println!(
         "\nadded by the relay: p50 {:.1} µs, p99 {:.1} µs; proxy CPU {:.1} µs per round trip",

@@ -23,6 +23,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 const HOST: &str = "api.openai.com";
+const ANTHROPIC_HOST: &str = "api.anthropic.com";
+const ANTHROPIC_REQUEST: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{"role":"user","content":"Say hello in five words."}]}"#;
+const ANTHROPIC_STREAM_REQUEST: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Say hello in five words."}]}"#;
 const REQUEST: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello in five words."}]}"#;
 const STREAM_REQUEST: &str =
     r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello in five words."}]}"#;
@@ -74,11 +77,15 @@ pub(crate) fn start_fake(ip: &str) -> anyhow::Result<Fake> {
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else { return };
                 let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let anthropic = req.uri().path() == "/v1/messages";
+                    let path = req.uri().path().to_string();
                     let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                     let stream = body.windows(13).any(|w| w == b"\"stream\":true");
-                    let resp = if anthropic {
+                    let resp = if path == "/v1/messages" {
                         anthropic_answer(stream)
+                    } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+                        gemini_answer(path.contains(":stream"))
+                    } else if path.starts_with("/model/") {
+                        bedrock_answer(path.ends_with("/converse-stream"))
                     } else if stream {
                         let mut sse = String::new();
                         for i in 0..STREAM_CHUNKS {
@@ -133,17 +140,99 @@ fn anthropic_answer(stream: bool) -> Result<hyper::Response<Full<Bytes>>, hyper:
         .body(Full::new(Bytes::from(sse)))
 }
 
-/// `bench-client l7 ADDR CAFILE N CONCURRENCY [stream]`: N requests over CONCURRENCY kept-alive
-/// HTTP/1.1 connections to ADDR with SNI and Host `api.openai.com`. Prints percentiles of the
-/// request latency (or of the time to the first body chunk, for `stream`) and the request rate.
+/// Gemini's answers (`generateContent`, `streamGenerateContent?alt=sse`) with the same text.
+fn gemini_answer(stream: bool) -> Result<hyper::Response<Full<Bytes>>, hyper::http::Error> {
+    let usage = r#""usageMetadata":{"promptTokenCount":14,"candidatesTokenCount":7,"totalTokenCount":21},"modelVersion":"gemini-2.5-flash""#;
+    if !stream {
+        let body = format!(
+            r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"Hello there, how are you?"}}]}},"finishReason":"STOP","index":0}}],{usage}}}"#
+        );
+        return hyper::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)));
+    }
+    let mut sse = String::new();
+    for i in 0..STREAM_CHUNKS {
+        let finish = if i + 1 == STREAM_CHUNKS {
+            r#","finishReason":"STOP""#
+        } else {
+            ""
+        };
+        sse += &format!(
+            "data: {{\"candidates\":[{{\"content\":{{\"role\":\"model\",\"parts\":[{{\"text\":\"t{i} \"}}]}}{finish},\"index\":0}}],{usage}}}\r\n\r\n"
+        );
+    }
+    hyper::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Full::new(Bytes::from(sse)))
+}
+
+/// One AWS event-stream message (the framing of Bedrock's ConverseStream): prelude with CRC,
+/// string headers, JSON payload, message CRC.
+fn aws_event(event_type: &str, payload: &str) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in [
+        (":event-type", event_type),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ] {
+        headers.push(name.len() as u8);
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7); // string
+        headers.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + headers.len() + payload.len() + 4;
+    let mut frame = Vec::with_capacity(total);
+    frame.extend_from_slice(&(total as u32).to_be_bytes());
+    frame.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(&frame);
+    frame.extend_from_slice(&prelude_crc.to_be_bytes());
+    frame.extend_from_slice(&headers);
+    frame.extend_from_slice(payload.as_bytes());
+    let crc = crc32fast::hash(&frame);
+    frame.extend_from_slice(&crc.to_be_bytes());
+    frame
+}
+
+/// Bedrock's answers (Converse JSON, ConverseStream event-stream frames) with the same text.
+fn bedrock_answer(stream: bool) -> Result<hyper::Response<Full<Bytes>>, hyper::http::Error> {
+    let usage = r#"{"usage":{"inputTokens":14,"outputTokens":7,"totalTokens":21},"metrics":{"latencyMs":1}}"#;
+    if !stream {
+        let body = r#"{"output":{"message":{"role":"assistant","content":[{"text":"Hello there, how are you?"}]}},"stopReason":"end_turn","usage":{"inputTokens":14,"outputTokens":7,"totalTokens":21},"metrics":{"latencyMs":1}}"#;
+        return hyper::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(body.as_bytes())));
+    }
+    let mut frames = aws_event("messageStart", r#"{"role":"assistant"}"#);
+    for i in 0..STREAM_CHUNKS {
+        frames.extend(aws_event(
+            "contentBlockDelta",
+            &format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"t{i} "}}}}"#),
+        ));
+    }
+    frames.extend(aws_event("contentBlockStop", r#"{"contentBlockIndex":0}"#));
+    frames.extend(aws_event("messageStop", r#"{"stopReason":"end_turn"}"#));
+    frames.extend(aws_event("metadata", usage));
+    hyper::Response::builder()
+        .header("content-type", "application/vnd.amazon.eventstream")
+        .body(Full::new(Bytes::from(frames)))
+}
+
+/// `bench-client l7 ADDR CAFILE N CONCURRENCY [stream] [anthropic]`: N requests over
+/// CONCURRENCY kept-alive HTTP/1.1 connections to ADDR with SNI and Host `api.openai.com`
+/// (OpenAI chat completions), or `api.anthropic.com` (Anthropic Messages) with `anthropic`.
+/// Prints percentiles of the request latency (or of the time to the first body chunk, for
+/// `stream`) and the request rate.
 pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     let [addr, ca, n, concurrency, rest @ ..] = args else {
-        bail!("usage: bench-client l7 ADDR CAFILE N CONCURRENCY [stream]");
+        bail!("usage: bench-client l7 ADDR CAFILE N CONCURRENCY [stream] [anthropic]");
     };
     let addr: SocketAddr = addr.parse()?;
     let n: usize = n.parse()?;
     let concurrency: usize = concurrency.parse()?;
-    let stream = rest.first().is_some_and(|s| s == "stream");
+    let stream = rest.iter().any(|s| s == "stream");
+    let anthropic = rest.iter().any(|s| s == "anthropic");
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject as _;
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {ca}"))? {
@@ -163,7 +252,7 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
         for _ in 0..concurrency {
             let connector = connector.clone();
             tasks.push(tokio::spawn(async move {
-                one_connection(addr, connector, per_task, stream).await
+                one_connection(addr, connector, per_task, stream, anthropic).await
             }));
         }
         let mut all = Vec::new();
@@ -184,22 +273,39 @@ async fn one_connection(
     connector: tokio_rustls::TlsConnector,
     n: usize,
     stream: bool,
+    anthropic: bool,
 ) -> anyhow::Result<Vec<Duration>> {
+    let (host, path, body, key_header, key) = if anthropic {
+        let body = if stream {
+            ANTHROPIC_STREAM_REQUEST
+        } else {
+            ANTHROPIC_REQUEST
+        };
+        (ANTHROPIC_HOST, "/v1/messages", body, "x-api-key", "sk-ant-bench-dummy")
+    } else {
+        let body = if stream { STREAM_REQUEST } else { REQUEST };
+        (
+            HOST,
+            "/v1/chat/completions",
+            body,
+            "authorization",
+            "Bearer sk-bench-dummy",
+        )
+    };
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let tls = connector
-        .connect(rustls::pki_types::ServerName::try_from(HOST)?, tcp)
+        .connect(rustls::pki_types::ServerName::try_from(host)?, tcp)
         .await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(conn);
-    let body = if stream { STREAM_REQUEST } else { REQUEST };
     let mut samples = Vec::with_capacity(n);
     // One warm-up request (TLS session, pools on the proxy side).
     for i in 0..=n {
-        let req = hyper::Request::post("/v1/chat/completions")
-            .header("host", HOST)
+        let req = hyper::Request::post(path)
+            .header("host", host)
             .header("content-type", "application/json")
-            .header("authorization", "Bearer sk-bench-dummy")
+            .header(key_header, key)
             .body(Full::new(Bytes::from_static(body.as_bytes())))?;
         let start = Instant::now();
         let resp = sender.send_request(req).await?;
