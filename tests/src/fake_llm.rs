@@ -401,6 +401,9 @@ async fn respond(
     if let Some(status) = script.status {
         let v = if anthropic {
             json!({"type":"error","error":{"type":"api_error","message":format!("{name} failed on purpose")}})
+        } else if parts.uri.path().starts_with("/model/") {
+            // Bedrock: the exception's name in a header, its message in the body.
+            json!({"message": format!("{name} failed on purpose")})
         } else {
             json!({"error":{"message":format!("{name} failed on purpose"),"type":"server_error","param":null,"code":null}})
         };
@@ -428,6 +431,18 @@ async fn respond(
     if parts.uri.path().starts_with("/model/") {
         if let Some(why) = sigv4 {
             return json_response(403, json!({"message": why}));
+        }
+        // Titan Text Embeddings (InvokeModel): one text per call. Values follow the text's
+        // length, so tests can tell which answer went where; tokens are its words.
+        if parts.uri.path().ends_with("/invoke") {
+            let text = body["inputText"].as_str().unwrap_or("");
+            let dims = body["dimensions"].as_u64().unwrap_or(4) as usize;
+            let values: Vec<f64> = (0..dims).map(|d| (text.len() + d) as f64 / 8.0).collect();
+            return json_response(
+                200,
+                json!({"embedding": values, "inputTextTokenCount": text.split_whitespace().count(),
+                       "embeddingsByType": {"float": values}}),
+            );
         }
         if parts.uri.path().ends_with("/converse-stream") {
             let ev = |t: &str, v: Value| Bytes::from(aws_event(t, v.to_string().as_bytes()));

@@ -399,7 +399,8 @@ fn the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not(
     let gw = builder
         .yaml(&format!("  - name: aws\n    kind: awsSigV4\n    file: {}\n", keys.display()))
         .yaml(
-            "routes:\n  - name: to-bedrock\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n",
+            "routes:\n  - name: titan\n    match: { models: [\"amazon.titan-embed*\"] }\n    backends: [{ backend: bedrock }]\n\
+             \x20 - name: to-bedrock\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n",
         )
         .start();
     // The fake answers 403 unless the signature covers what arrived, as Bedrock does.
@@ -466,6 +467,58 @@ fn the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not(
             records[2]["tokens"]["output"].as_u64()
         ),
         (Some(20), Some(9))
+    );
+
+    // Embeddings → Titan: one signed InvokeModel call per text, answered as one list in the
+    // SDK's default base64 encoding, with every call's tokens counted.
+    let e = openai_sdk(&s, &gw, &["embed", "amazon.titan-embed-text-v2:0"]);
+    assert_eq!(
+        e["vectors"],
+        serde_json::json!([[1.25, 1.375, 1.5], [1.375, 1.5, 1.625]]),
+        "{e}"
+    );
+    let calls: Vec<_> = bedrock.received().into_iter().skip(6).collect();
+    assert_eq!(calls.len(), 2, "one call per input text");
+    let mut texts: Vec<&str> = calls.iter().map(|c| c.body["inputText"].as_str().unwrap()).collect();
+    texts.sort();
+    assert_eq!(texts, ["first text", "second text"]);
+    for c in &calls {
+        assert_eq!(c.path, "/model/amazon.titan-embed-text-v2%3A0/invoke");
+        assert_eq!(c.body["dimensions"], 3);
+    }
+    let rec = &gw.wait_audit(7)[6];
+    assert_eq!(rec["translation"], "openai_embeddings->bedrock_titan");
+    assert_eq!(rec["status"], 200);
+    assert_eq!(rec["tokens"]["input"], 4, "{rec}");
+    // Titan Text Embeddings V2: $0.02 per 1M tokens.
+    assert_eq!(rec["cost_nano_usd"], 4 * 20);
+
+    // A failing call fails the request with the upstream status, in the client's error shape,
+    // and the record is still written.
+    bedrock.set_script(Script {
+        status: Some(400),
+        ..Default::default()
+    });
+    let (status, v) = curl(
+        &s.cg,
+        &s.dir,
+        "api.openai.com",
+        &s.captured_ip,
+        &gw.ca_cert(),
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"model":"amazon.titan-embed-text-v2:0","input":["a","b","c"]}"#,
+            "https://api.openai.com/v1/embeddings",
+        ],
+    );
+    assert!(status.starts_with("400"), "{status} {v}");
+    assert_eq!(v["error"]["message"], "bedrock failed on purpose", "{v}");
+    let rec = &gw.wait_audit(8)[7];
+    assert_eq!(
+        (rec["status"].as_u64(), rec["translation"].as_str()),
+        (Some(400), Some("openai_embeddings->bedrock_titan"))
     );
 }
 

@@ -176,7 +176,13 @@ pub fn normalize(model: &str) -> String {
     if let Some(i) = m.find(['@', ':']) {
         m.truncate(i);
     }
-    for suffix in ["-latest", "-v1", "-v2"] {
+    // Bedrock's `-v1:0` versions, except in Titan names, where the version is the model.
+    let versions: &[&str] = if m.starts_with("titan-") {
+        &["-latest"]
+    } else {
+        &["-latest", "-v1", "-v2"]
+    };
+    for suffix in versions {
         if let Some(rest) = m.strip_suffix(suffix) {
             m = rest.to_string();
         }
@@ -250,6 +256,7 @@ mod tests {
         assert_eq!(normalize("models/gemini-2.5-pro"), "gemini-2.5-pro");
         assert_eq!(normalize("claude-3-7-sonnet-latest"), "claude-3-7-sonnet");
         assert_eq!(normalize("o3"), "o3");
+        assert_eq!(normalize("amazon.titan-embed-text-v2:0"), "titan-embed-text-v2");
         assert_eq!(normalize("gpt-5-mini"), "gpt-5-mini");
     }
 

@@ -30,6 +30,10 @@ pub enum Translation {
     OpenAiEmbeddingsToGemini {
         base64: bool,
     },
+    /// One Titan `InvokeModel` call per input text, answered as one list.
+    OpenAiEmbeddingsToBedrockTitan {
+        base64: bool,
+    },
 }
 
 impl Translation {
@@ -42,6 +46,7 @@ impl Translation {
             Translation::OpenAiChatToGemini => "openai_chat->gemini",
             Translation::OpenAiChatToBedrock => "openai_chat->bedrock_converse",
             Translation::OpenAiEmbeddingsToGemini { .. } => "openai_embeddings->gemini",
+            Translation::OpenAiEmbeddingsToBedrockTitan { .. } => "openai_embeddings->bedrock_titan",
         }
     }
 }
@@ -1516,6 +1521,23 @@ fn bedrock_error(name: &str, v: &Value) -> Value {
 /// OpenAI embeddings request → Gemini `batchEmbedContents` request. Returns it and whether the
 /// client asked for base64 vectors (the OpenAI SDK does by default).
 pub fn openai_embeddings_to_gemini(body: &[u8], model: &str) -> Result<(Value, bool), Unsupported> {
+    let (texts, dimensions, base64) = embedding_inputs(body, "Gemini embeddings")?;
+    let requests: Vec<Value> = texts
+        .iter()
+        .map(|t| {
+            let mut r = json!({"model": format!("models/{model}"), "content": {"parts": [{"text": t}]}});
+            if let Some(d) = &dimensions {
+                r["outputDimensionality"] = d.clone();
+            }
+            r
+        })
+        .collect();
+    Ok((json!({"requests": requests}), base64))
+}
+
+/// What an OpenAI embeddings request asks: its texts, `dimensions`, and whether vectors go
+/// back as base64. `target` names the backend in refusals.
+fn embedding_inputs(body: &[u8], target: &str) -> Result<(Vec<String>, Option<Value>, bool), Unsupported> {
     let req: Value = serde_json::from_slice(body).map_err(|e| unsupported(format!("request body: {e}")))?;
     for k in req
         .as_object()
@@ -1523,18 +1545,18 @@ pub fn openai_embeddings_to_gemini(body: &[u8], model: &str) -> Result<(Value, b
         .keys()
     {
         if !["model", "input", "encoding_format", "dimensions", "user"].contains(&k.as_str()) {
-            return Err(unsupported(format!("`{k}` is not supported by Gemini embeddings")));
+            return Err(unsupported(format!("`{k}` is not supported by {target}")));
         }
     }
-    let texts: Vec<&str> = match &req["input"] {
-        Value::String(s) => vec![s.as_str()],
+    let texts: Vec<String> = match &req["input"] {
+        Value::String(s) => vec![s.clone()],
         Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => {
-            a.iter().filter_map(Value::as_str).collect()
+            a.iter().filter_map(Value::as_str).map(str::to_string).collect()
         }
         Value::Array(a) if !a.is_empty() => {
-            return Err(unsupported(
-                "token-array `input` is not supported by Gemini embeddings (send text)",
-            ))
+            return Err(unsupported(format!(
+                "token-array `input` is not supported by {target} (send text)"
+            )))
         }
         _ => return Err(unsupported("`input` must be a string or a non-empty array of strings")),
     };
@@ -1543,17 +1565,22 @@ pub fn openai_embeddings_to_gemini(body: &[u8], model: &str) -> Result<(Value, b
         Some("base64") => true,
         Some(other) => return Err(unsupported(format!("`encoding_format` {other:?} is not supported"))),
     };
-    let requests: Vec<Value> = texts
-        .iter()
-        .map(|t| {
-            let mut r = json!({"model": format!("models/{model}"), "content": {"parts": [{"text": t}]}});
-            if let Some(d) = req.get("dimensions").filter(|d| !d.is_null()) {
-                r["outputDimensionality"] = d.clone();
-            }
-            r
-        })
-        .collect();
-    Ok((json!({"requests": requests}), base64))
+    let dimensions = req.get("dimensions").filter(|d| !d.is_null()).cloned();
+    Ok((texts, dimensions, base64))
+}
+
+/// One OpenAI embedding object: float32 values as a JSON list, or their little-endian bytes in
+/// base64 (what the OpenAI API sends for `encoding_format: base64`).
+fn openai_embedding(index: usize, values: &[Value], base64: bool) -> Value {
+    let values: Vec<f32> = values.iter().filter_map(Value::as_f64).map(|f| f as f32).collect();
+    let embedding = if base64 {
+        use base64::Engine as _;
+        let bytes: Vec<u8> = values.iter().flat_map(|f| f.to_le_bytes()).collect();
+        json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+    } else {
+        json!(values)
+    };
+    json!({"object": "embedding", "index": index, "embedding": embedding})
 }
 
 /// Gemini `batchEmbedContents` answer → OpenAI embeddings list. Gemini reports no token counts
@@ -1564,25 +1591,49 @@ pub fn gemini_embeddings_to_openai(resp: &Value, model: &str, base64: bool) -> V
         .into_iter()
         .flatten()
         .enumerate()
-        .map(|(i, e)| {
-            let values: Vec<f32> = e["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_f64)
-                .map(|f| f as f32)
-                .collect();
-            let embedding = if base64 {
-                use base64::Engine as _;
-                let bytes: Vec<u8> = values.iter().flat_map(|f| f.to_le_bytes()).collect();
-                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(values)
-            };
-            json!({"object": "embedding", "index": i, "embedding": embedding})
-        })
+        .map(|(i, e)| openai_embedding(i, e["values"].as_array().map_or(&[], Vec::as_slice), base64))
         .collect();
     json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+}
+
+// === OpenAI embeddings client, Amazon Titan Text Embeddings on Bedrock (InvokeModel) ===
+
+/// OpenAI embeddings request → one Titan `InvokeModel` body per input text (Titan embeds one
+/// text per call: `{"inputText", "dimensions"}`). The caller sends them and combines the
+/// answers with [`titan_combined`].
+pub fn openai_embeddings_to_titan(body: &[u8]) -> Result<(Vec<Value>, bool), Unsupported> {
+    let (texts, dimensions, base64) = embedding_inputs(body, "Bedrock Titan embeddings")?;
+    let bodies = texts
+        .into_iter()
+        .map(|t| {
+            let mut b = json!({"inputText": t});
+            if let Some(d) = &dimensions {
+                b["dimensions"] = d.clone();
+            }
+            b
+        })
+        .collect();
+    Ok((bodies, base64))
+}
+
+/// Titan answers, in input order, as one body: `embeddings` plus a Converse-shaped `usage`
+/// (the sum of `inputTextTokenCount`), which the usage meter reads like any Bedrock answer.
+pub fn titan_combined(answers: &[Value]) -> Value {
+    let tokens: u64 = answers.iter().filter_map(|a| a["inputTextTokenCount"].as_u64()).sum();
+    json!({"embeddings": answers, "usage": {"inputTokens": tokens, "outputTokens": 0, "totalTokens": tokens}})
+}
+
+/// [`titan_combined`] → OpenAI embeddings list with `prompt_tokens`.
+pub fn titan_embeddings_to_openai(combined: &Value, model: &str, base64: bool) -> Value {
+    let data: Vec<Value> = combined["embeddings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, e)| openai_embedding(i, e["embedding"].as_array().map_or(&[], Vec::as_slice), base64))
+        .collect();
+    let tokens = combined["usage"]["inputTokens"].as_u64().unwrap_or(0);
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 }
 
 /// Bedrock `ConverseStream` (AWS event-stream messages) → OpenAI `chat.completion.chunk`s.

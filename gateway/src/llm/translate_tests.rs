@@ -835,3 +835,54 @@ fn openai_embeddings_become_a_gemini_batch_and_come_back_as_floats_or_base64() {
     // 0.5f32 = 00 00 00 3f, -1.0f32 = 00 00 80 bf (little-endian)
     assert_eq!(o["data"][0]["embedding"], "AAAAPwAAgL8=");
 }
+
+/// Titan Text Embeddings take one `inputText` per InvokeModel call
+/// (<https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html>):
+/// a list becomes one body per text, and the answers, combined in order, one OpenAI list
+/// whose `prompt_tokens` add up every `inputTextTokenCount`.
+#[test]
+fn openai_embeddings_become_titan_calls_and_come_back_as_one_list() {
+    let (bodies, base64) = openai_embeddings_to_titan(
+        br#"{"model":"text-embedding-3-small","input":["first text","second"],"dimensions":256}"#,
+    )
+    .unwrap();
+    assert!(!base64);
+    assert_eq!(
+        bodies,
+        [
+            json!({"inputText": "first text", "dimensions": 256}),
+            json!({"inputText": "second", "dimensions": 256})
+        ]
+    );
+    let (bodies, base64) =
+        openai_embeddings_to_titan(br#"{"model":"m","input":"one","encoding_format":"base64"}"#).unwrap();
+    assert!(base64);
+    assert_eq!(bodies, [json!({"inputText": "one"})]);
+    let e = openai_embeddings_to_titan(br#"{"model":"m","input":[[1,2]]}"#).unwrap_err();
+    assert!(e.0.contains("token-array `input`") && e.0.contains("Titan"), "{e}");
+
+    let answers = [
+        json!({"embedding": [0.5, -1.0], "inputTextTokenCount": 3, "embeddingsByType": {"float": [0.5, -1.0]}}),
+        json!({"embedding": [2.0, 0.25], "inputTextTokenCount": 2}),
+    ];
+    let combined = titan_combined(&answers);
+    assert_eq!(combined["usage"]["inputTokens"], 5);
+    let mut meter = usage::Meter::new(
+        crate::config::ApiSchema::Bedrock,
+        crate::llm::Operation::Embeddings,
+        false,
+        false,
+    );
+    meter.observe(combined.to_string().as_bytes());
+    assert_eq!(
+        meter.finish(true).1.usage.map(|u| u.input),
+        Some(5),
+        "the meter reads the combined usage"
+    );
+    let o = titan_embeddings_to_openai(&combined, "amazon.titan-embed-text-v2:0", false);
+    assert_eq!(o["data"][1]["embedding"], json!([2.0, 0.25]));
+    assert_eq!(o["data"][1]["index"], 1);
+    assert_eq!(o["usage"], json!({"prompt_tokens": 5, "total_tokens": 5}));
+    let o = titan_embeddings_to_openai(&combined, "amazon.titan-embed-text-v2:0", true);
+    assert_eq!(o["data"][0]["embedding"], "AAAAPwAAgL8=");
+}

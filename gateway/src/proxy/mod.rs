@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+mod fanout;
 mod respond;
 
 use crate::{
@@ -471,6 +472,9 @@ async fn proxy(
             (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Gemini) => {
                 Translation::OpenAiEmbeddingsToGemini { base64: false }
             }
+            (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Bedrock) => {
+                Translation::OpenAiEmbeddingsToBedrockTitan { base64: false }
+            }
             (client, op, server) => {
                 let e = ProxyError::Untranslatable(format!(
                     "backend {} speaks {}; {} {} requests cannot be translated to it",
@@ -501,7 +505,17 @@ async fn proxy(
         let mut upstream_path = path_and_query.clone();
         // The body a signing backend signs (the translated one is known here in full).
         let mut to_sign: Option<Bytes> = None;
+        // Bodies of a fan-out attempt (one upstream call each), instead of `body`.
+        let mut fan_out: Option<Vec<Bytes>> = None;
         let body = match (&read, translation) {
+            (Some((bytes, _)), Translation::OpenAiEmbeddingsToBedrockTitan { .. }) => {
+                let (bodies, base64) =
+                    translate::openai_embeddings_to_titan(bytes).map_err(|e| ProxyError::Untranslatable(e.0))?;
+                ctx.translation = Some((Translation::OpenAiEmbeddingsToBedrockTitan { base64 }, false));
+                upstream_path = format!("/model/{}/invoke", auth::sigv4::path_segment(model));
+                fan_out = Some(bodies.iter().map(|b| Bytes::from(b.to_string())).collect());
+                full_req(Bytes::new())
+            }
             (Some((bytes, parsed)), Translation::OpenAiChatToBedrock) => {
                 let translated =
                     translate::openai_chat_to_bedrock(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
@@ -610,21 +624,40 @@ async fn proxy(
                 v.set_sensitive(true);
                 headers.insert(header::AUTHORIZATION, v);
             }
-            if let (Some(keys), Some(region)) = (c.aws(), backend.region.as_deref()) {
-                headers.remove(header::CONTENT_LENGTH);
-                auth::sigv4::sign(
-                    keys,
-                    region,
-                    "bedrock",
-                    &parts.method,
-                    &uri,
-                    &mut headers,
-                    to_sign.as_deref().unwrap_or_default(),
-                    std::time::SystemTime::now(),
-                )
-                .map_err(|e| ProxyError::Internal(format!("signing: {e}")))?;
-            }
         }
+        // SigV4 covers the exact bytes sent, so each body of a fan-out is signed on its own.
+        let aws = credential.as_ref().and_then(|c| c.aws()).zip(backend.region.as_deref());
+        let sign = |headers: &mut HeaderMap, body: &[u8]| match aws {
+            Some((keys, region)) => {
+                headers.remove(header::CONTENT_LENGTH);
+                let now = std::time::SystemTime::now();
+                auth::sigv4::sign(keys, region, "bedrock", &parts.method, &uri, headers, body, now)
+                    .map_err(|e| ProxyError::Internal(format!("signing: {e}")))
+            }
+            None => Ok(()),
+        };
+        let fan_out = match fan_out {
+            Some(bodies) => Some(
+                bodies
+                    .into_iter()
+                    .map(|b| {
+                        let mut h = headers.clone();
+                        sign(&mut h, &b)?;
+                        let mut req = Request::builder()
+                            .method(parts.method.clone())
+                            .uri(uri.clone())
+                            .body(full_req(b))
+                            .map_err(|e| ProxyError::Internal(e.to_string()))?;
+                        *req.headers_mut() = h;
+                        Ok(req)
+                    })
+                    .collect::<Result<Vec<_>, ProxyError>>()?,
+            ),
+            None => {
+                sign(&mut headers, to_sign.as_deref().unwrap_or_default())?;
+                None
+            }
+        };
         if translation == Translation::OpenAiChatToAnthropic && !headers.contains_key("anthropic-version") {
             headers.insert(
                 "anthropic-version",
@@ -643,7 +676,17 @@ async fn proxy(
             Some(deadline) => timeout.min(deadline.saturating_duration_since(started)),
             None => timeout,
         };
-        let sent = tokio::time::timeout(wait, snapshot.clients[index].request(upstream_req)).await;
+        let client = &snapshot.clients[index];
+        let send = async {
+            match fan_out {
+                Some(requests) => fanout::send_all(client, requests, translate::titan_combined).await,
+                None => client
+                    .request(upstream_req)
+                    .await
+                    .map(|r| r.map(|b| b.map_err(BoxError::from).boxed())),
+            }
+        };
+        let sent = tokio::time::timeout(wait, send).await;
         let ms = || started.elapsed().as_secs_f64() * 1000.0;
         let (condition, error) = match sent {
             Err(_) => {
@@ -730,7 +773,7 @@ async fn proxy(
                 // response_filter: stream back as it comes; hop-by-hop headers are per connection.
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                return Ok(Response::from_parts(parts, body.map_err(BoxError::from).boxed()));
+                return Ok(Response::from_parts(parts, body));
             }
         };
         ctx.audit.attempts.push(Attempt {

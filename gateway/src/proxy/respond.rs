@@ -54,6 +54,9 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         Some((Translation::OpenAiChatToBedrock, _)) => {
             Meter::new(ApiSchema::Bedrock, Operation::ChatCompletions, ctx.audit.stream, false)
         }
+        Some((Translation::OpenAiEmbeddingsToBedrockTitan { .. }, _)) => {
+            Meter::new(ApiSchema::Bedrock, Operation::Embeddings, false, false)
+        }
         _ => Meter::new(ctx.schema, ctx.operation, ctx.audit.stream, ctx.strip_usage),
     });
     let translator = match translation {
@@ -62,7 +65,8 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
             | Translation::AnthropicToOpenAiChat
             | Translation::OpenAiChatToGemini
             | Translation::OpenAiChatToBedrock
-            | Translation::OpenAiEmbeddingsToGemini { .. }),
+            | Translation::OpenAiEmbeddingsToGemini { .. }
+            | Translation::OpenAiEmbeddingsToBedrockTitan { .. }),
             include_usage,
         )) => {
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -194,7 +198,12 @@ impl Recorded {
                     translate::gemini_error_to_openai(buf)
                 }
                 (Translation::OpenAiChatToBedrock, true, Ok(v)) => translate::bedrock_to_openai(&v, &self.model_hint),
-                (Translation::OpenAiChatToBedrock, _, _) => translate::bedrock_error_to_openai(buf),
+                (Translation::OpenAiEmbeddingsToBedrockTitan { base64 }, true, Ok(v)) => {
+                    translate::titan_embeddings_to_openai(&v, &self.model_hint, base64)
+                }
+                (Translation::OpenAiChatToBedrock | Translation::OpenAiEmbeddingsToBedrockTitan { .. }, _, _) => {
+                    translate::bedrock_error_to_openai(buf)
+                }
                 (_, true, Ok(v)) => translate::anthropic_message_to_openai(&v),
                 (_, _, _) => translate::anthropic_error_to_openai(buf),
             };

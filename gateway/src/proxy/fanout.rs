@@ -1,0 +1,69 @@
+//! Fan-out for backends that take one input per call (Amazon Titan embeds one text per
+//! `InvokeModel`): the attempt's requests are sent at most [`CONCURRENCY`] at a time and
+//! answered to the rest of the pipeline as one response — the first failure as it came (so
+//! retries, fallback and error translation treat it like any answer), else 200 with the
+//! answers combined in input order.
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt as _};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::{json, Value};
+
+use super::{full, RespBody};
+use crate::route::{UpstreamBody, UpstreamClient};
+
+/// Upstream calls of one fan-out in flight at once.
+pub(super) const CONCURRENCY: usize = 8;
+
+/// Sends `requests` and answers as one (see the module docs). A connection error fails the
+/// whole attempt like a single request's would.
+pub(super) async fn send_all(
+    client: &UpstreamClient,
+    requests: Vec<Request<UpstreamBody>>,
+    combine: fn(&[Value]) -> Value,
+) -> Result<Response<RespBody>, hyper_util::client::legacy::Error> {
+    let answers: Vec<_> = stream::iter(requests.into_iter().map(|req| async move {
+        let resp = client.request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let bytes = match body.collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) => Err(e.to_string()),
+        };
+        Ok::<_, hyper_util::client::legacy::Error>((parts, bytes))
+    }))
+    .buffered(CONCURRENCY)
+    .collect()
+    .await;
+    let mut values = Vec::with_capacity(answers.len());
+    for answer in answers {
+        let (parts, bytes) = answer?;
+        let bytes = match bytes {
+            Ok(b) => b,
+            // The body broke off: a gateway error in Bedrock's error shape.
+            Err(e) => return Ok(error(StatusCode::BAD_GATEWAY, &format!("upstream body: {e}"))),
+        };
+        if !parts.status.is_success() {
+            return Ok(Response::from_parts(parts, full(bytes)));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                return Ok(error(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("upstream answer is not JSON: {e}"),
+                ))
+            }
+        }
+    }
+    let mut resp = Response::new(full(Bytes::from(combine(&values).to_string())));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+fn error(status: StatusCode, message: &str) -> Response<RespBody> {
+    let mut resp = Response::new(full(Bytes::from(json!({ "message": message }).to_string())));
+    *resp.status_mut() = status;
+    resp
+}
