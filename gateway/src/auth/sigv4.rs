@@ -1,20 +1,27 @@
-//! AWS Signature Version 4 for Bedrock backends: the request Tollgate sends upstream is signed
-//! with the node's AWS keys after every other change to it (translation, path, headers), so
-//! the signature covers exactly the bytes that leave. Checked against the vectors of AWS's
-//! Signature Version 4 test suite.
+//! AWS Signature Version 4 for Bedrock backends, through AWS's own signer (`aws-sigv4`, the
+//! crate the AWS SDK for Rust signs with). Tollgate keeps the keys (from a credential file or
+//! environment variable, re-read on rotation) and the one rule the signer leaves to its
+//! caller: the model id in the path is percent-encoded on the wire ([`path_segment`]); the
+//! signer then encodes the path once more, as Bedrock expects. A request is signed after every
+//! other change to it (translation, path, headers), so the signature covers exactly the bytes
+//! that leave. The tests check this use of the signer against AWS's SigV4 test-suite vectors.
 
 use std::time::SystemTime;
 
+use aws_credential_types::Credentials;
+use aws_sigv4::{
+    http_request::{self, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings},
+    sign::v4,
+};
+use aws_smithy_runtime_api::client::identity::Identity;
 use http::{HeaderMap, HeaderValue};
-use ring::hmac;
-use sha2::{Digest, Sha256};
 
 /// AWS keys, from a credential of kind `awsSigV4` whose value is
 /// `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`.
 pub struct AwsKeys {
     pub access_key_id: String,
-    secret_access_key: String,
-    session_token: Option<String>,
+    /// The signer's identity (the secret and session token live only in here).
+    identity: Identity,
 }
 
 impl AwsKeys {
@@ -23,10 +30,10 @@ impl AwsKeys {
         let id = parts.next().filter(|s| !s.is_empty())?;
         let secret = parts.next().filter(|s| !s.is_empty())?;
         let token = parts.next().filter(|s| !s.is_empty());
+        let credentials = Credentials::new(id, secret, token.map(str::to_string), None, "tollgate");
         Some(AwsKeys {
             access_key_id: id.to_string(),
-            secret_access_key: secret.to_string(),
-            session_token: token.map(str::to_string),
+            identity: credentials.into(),
         })
     }
 }
@@ -37,17 +44,7 @@ impl std::fmt::Debug for AwsKeys {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes())
-        .as_ref()
-        .to_vec()
-}
-
-/// RFC 3986 percent-encoding as SigV4 wants it (unreserved characters kept; `/` kept in paths).
+/// RFC 3986 percent-encoding (unreserved characters kept; `/` kept when asked).
 fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -66,110 +63,57 @@ pub fn path_segment(s: &str) -> String {
     uri_encode(s, false)
 }
 
-/// `20150830T123600Z` for a point in time.
-pub fn amz_date(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        dt.year(),
-        dt.month() as u8,
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    )
-}
+/// Why a request could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SignError(String);
 
-/// The canonical query string: parameters sorted by encoded name, then value.
-fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&decode(k), false), uri_encode(&decode(v), false))
-        })
-        .collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let digit = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(x), Some(y)) = (digit(b[i + 1]), digit(b[i + 2])) {
-                out.push((x * 16 + y) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The `Authorization` value for a request whose signed headers are `headers` (lower-case
-/// names, any order), per the SigV4 algorithm. `path` is the path as sent on the wire;
-/// services other than S3 encode it once more in the canonical request.
+/// The headers that sign a request (`x-amz-date`, `x-amz-content-sha256` when `settings` ask,
+/// `x-amz-security-token` for temporary keys, `authorization`), with whether each is secret.
+/// Only `host` and `headers` are signed besides them, so nothing a hop adds later can break
+/// the signature.
 #[allow(clippy::too_many_arguments)]
-pub fn authorization(
+fn signing_headers(
     keys: &AwsKeys,
     region: &str,
     service: &str,
     method: &str,
-    path: &str,
-    query: &str,
-    headers: &[(String, String)],
-    payload_sha256: &str,
-    amz_date: &str,
-) -> String {
-    let mut headers: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| {
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    now: SystemTime,
+    settings: SigningSettings,
+) -> Result<Vec<(&'static str, String, bool)>, SignError> {
+    let params = v4::SigningParams::builder()
+        .identity(&keys.identity)
+        .region(region)
+        .name(service)
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|e| SignError(e.to_string()))?
+        .into();
+    let request = SignableRequest::new(method, uri, headers.iter().copied(), SignableBody::Bytes(body))
+        .map_err(|e| SignError(e.to_string()))?;
+    let (instructions, _) = http_request::sign(request, &params)
+        .map_err(|e| SignError(e.to_string()))?
+        .into_parts();
+    let (out, _params) = instructions.into_parts();
+    Ok(out
+        .into_iter()
+        .map(|h| {
             (
-                k.to_ascii_lowercase(),
-                v.split_whitespace().collect::<Vec<_>>().join(" "),
+                h.name(),
+                h.value().to_string(),
+                h.sensitive() || h.name() == "authorization",
             )
         })
-        .collect();
-    headers.sort();
-    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let signed: String = headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(";");
-    let path = if path.is_empty() { "/" } else { path };
-    let canonical = format!(
-        "{}\n{}\n{}\n{canonical_headers}\n{signed}\n{payload_sha256}",
-        method.to_ascii_uppercase(),
-        uri_encode(path, true),
-        canonical_query(query)
-    );
-    let day = &amz_date[..8.min(amz_date.len())];
-    let scope = format!("{day}/{region}/{service}/aws4_request");
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical.as_bytes()))
-    );
-    let k_date = hmac(format!("AWS4{}", keys.secret_access_key).as_bytes(), day);
-    let k_region = hmac(&k_date, region);
-    let k_service = hmac(&k_region, service);
-    let k_signing = hmac(&k_service, "aws4_request");
-    let signature = hex(&hmac(&k_signing, &to_sign));
-    format!(
-        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
-        keys.access_key_id
-    )
+        .collect())
 }
 
 /// Signs an upstream request in place: sets `host`, `x-amz-date`, `x-amz-content-sha256`,
-/// `x-amz-security-token` (temporary keys) and `authorization`.
+/// `x-amz-security-token` (temporary keys) and `authorization`. The signature covers the
+/// method, the path and query, `host` and the SHA-256 of `body` — the exact bytes sent.
 #[allow(clippy::too_many_arguments)]
 pub fn sign(
     keys: &AwsKeys,
@@ -180,39 +124,30 @@ pub fn sign(
     headers: &mut HeaderMap,
     body: &[u8],
     now: SystemTime,
-) -> Result<(), http::header::InvalidHeaderValue> {
+) -> Result<(), SignError> {
     let host = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-    let date = amz_date(now);
-    let payload = hex(&Sha256::digest(body));
-    let mut signed = vec![
-        ("host".to_string(), host.to_string()),
-        ("x-amz-content-sha256".to_string(), payload.clone()),
-        ("x-amz-date".to_string(), date.clone()),
-    ];
-    if let Some(t) = &keys.session_token {
-        signed.push(("x-amz-security-token".to_string(), t.clone()));
-    }
-    let auth = authorization(
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let signed = signing_headers(
         keys,
         region,
         service,
         method.as_str(),
-        uri.path(),
-        uri.query().unwrap_or(""),
-        &signed,
-        &payload,
-        &date,
+        &uri.to_string(),
+        &[("host", host)],
+        body,
+        now,
+        settings,
+    )?;
+    headers.insert(
+        http::header::HOST,
+        HeaderValue::from_str(host).map_err(|e| SignError(e.to_string()))?,
     );
-    for (k, v) in signed {
-        let mut v = HeaderValue::from_str(&v)?;
-        if k == "x-amz-security-token" {
-            v.set_sensitive(true);
-        }
-        headers.insert(http::HeaderName::from_bytes(k.as_bytes()).expect("static names"), v);
+    for (name, value, sensitive) in signed {
+        let mut v = HeaderValue::from_str(&value).map_err(|e| SignError(e.to_string()))?;
+        v.set_sensitive(sensitive);
+        headers.insert(name, v);
     }
-    let mut auth = HeaderValue::from_str(&auth)?;
-    auth.set_sensitive(true);
-    headers.insert(http::header::AUTHORIZATION, auth);
     Ok(())
 }
 
@@ -220,26 +155,36 @@ pub fn sign(
 mod tests {
     use super::*;
 
-    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    /// 2015-08-30T12:36:00Z, the test suite's time.
+    fn suite_time() -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160)
+    }
 
     fn suite(method: &str, path: &str, query: &str, extra: &[(&str, &str)]) -> String {
         let keys = AwsKeys::parse("AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY").unwrap();
-        let mut headers = vec![
-            ("host".to_string(), "example.amazonaws.com".to_string()),
-            ("x-amz-date".to_string(), "20150830T123600Z".to_string()),
-        ];
-        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        authorization(
+        let mut headers = vec![("host", "example.amazonaws.com")];
+        headers.extend_from_slice(extra);
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        let uri = format!("https://example.amazonaws.com{path}{q}");
+        let signed = signing_headers(
             &keys,
             "us-east-1",
             "service",
             method,
-            path,
-            query,
+            &uri,
             &headers,
-            EMPTY,
-            "20150830T123600Z",
+            b"",
+            suite_time(),
+            SigningSettings::default(),
         )
+        .unwrap();
+        let date = signed.iter().find(|h| h.0 == "x-amz-date").unwrap();
+        assert_eq!(date.1, "20150830T123600Z");
+        signed.into_iter().find(|h| h.0 == "authorization").unwrap().1
     }
 
     fn signature(auth: &str) -> &str {
@@ -279,25 +224,24 @@ mod tests {
     fn keys_parse_and_never_print() {
         let k = AwsKeys::parse(" AKID:se/cr+et:tok\n").unwrap();
         assert_eq!(k.access_key_id, "AKID");
-        assert_eq!(k.secret_access_key, "se/cr+et");
-        assert_eq!(k.session_token.as_deref(), Some("tok"));
+        let c = k.identity.data::<Credentials>().unwrap();
+        assert_eq!(c.secret_access_key(), "se/cr+et");
+        assert_eq!(c.session_token(), Some("tok"));
         assert!(!format!("{k:?}").contains("se/cr"));
         assert!(AwsKeys::parse("only-one").is_none());
         assert!(AwsKeys::parse(":x").is_none());
     }
 
     #[test]
-    fn a_bedrock_model_id_path_is_encoded_again_and_dates_are_compact() {
-        // `:` arrives as %3A on the wire and is signed as %253A, as AWS SDKs do.
+    fn a_bedrock_request_is_signed_over_its_encoded_path_with_the_session_token() {
         assert_eq!(
-            uri_encode("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse", true),
-            "/model/anthropic.claude-3-haiku-20240307-v1%253A0/converse"
+            path_segment("anthropic.claude-3-haiku-20240307-v1:0"),
+            "anthropic.claude-3-haiku-20240307-v1%3A0"
         );
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
-        assert_eq!(amz_date(t), "20150830T123600Z");
         let keys = AwsKeys::parse("AKID:secret:session").unwrap();
         let mut h = HeaderMap::new();
-        let uri: http::Uri = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse"
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        let uri: http::Uri = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m%3A0/converse"
             .parse()
             .unwrap();
         sign(
@@ -308,13 +252,22 @@ mod tests {
             &uri,
             &mut h,
             b"{}",
-            t,
+            suite_time(),
         )
         .unwrap();
         assert_eq!(h["host"], "bedrock-runtime.us-east-1.amazonaws.com");
+        assert_eq!(h["x-amz-date"], "20150830T123600Z");
         assert_eq!(h["x-amz-security-token"], "session");
+        assert!(h["x-amz-security-token"].is_sensitive() && h["authorization"].is_sensitive());
+        assert_eq!(
+            h["x-amz-content-sha256"],
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
         let auth = h["authorization"].to_str().unwrap();
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/bedrock/aws4_request, "));
-        assert!(auth.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,"));
+        assert!(
+            auth.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,"),
+            "{auth}"
+        );
     }
 }
