@@ -734,8 +734,15 @@ pub fn anthropic_to_openai_chat(body: &[u8], model: &str) -> Result<Value, Unsup
     let mut out = Map::new();
     out.insert("model".into(), json!(model));
     out.insert("messages".into(), Value::Array(messages));
+    // Reasoning models take `max_completion_tokens` (and refuse `max_tokens`); other
+    // OpenAI-compatible servers (vLLM, Ollama) know `max_tokens` best.
     if let Some(m) = obj.get("max_tokens") {
-        out.insert("max_tokens".into(), m.clone());
+        let key = if obj.get("thinking").is_some_and(|t| t["type"] == "enabled") {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        out.insert(key.into(), m.clone());
     }
     for k in ["temperature", "top_p"] {
         if let Some(v) = obj.get(k).filter(|v| !v.is_null()) {
@@ -847,7 +854,11 @@ pub fn openai_chat_to_anthropic_message(resp: &Value) -> Value {
 }
 
 /// OpenAI error body → Anthropic error body.
-pub fn openai_error_to_anthropic(body: &[u8]) -> Value {
+///
+/// OpenAI-compatible servers name error types loosely (`requests`, `tokens`, `server_error`…),
+/// so a type Anthropic does not know is taken from the HTTP `status` instead
+/// (<https://docs.anthropic.com/en/api/errors>). Stream errors pass status 0 (none known).
+pub fn openai_error_to_anthropic(body: &[u8], status: u16) -> Value {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let message = v["error"]["message"].as_str().unwrap_or("upstream error").to_string();
     let typ = match v["error"]["type"].as_str() {
@@ -855,9 +866,29 @@ pub fn openai_error_to_anthropic(body: &[u8]) -> Value {
         Some("authentication_error") => "authentication_error",
         Some("permission_error") => "permission_error",
         Some("rate_limit_error") | Some("insufficient_quota") => "rate_limit_error",
-        _ => "api_error",
+        _ => match status {
+            400 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            _ => "api_error",
+        },
     };
     json!({"type": "error", "error": {"type": typ, "message": message}})
+}
+
+/// An OpenAI error `type` for an HTTP status, when the provider's body does not name one.
+fn openai_error_type(status: u16) -> &'static str {
+    match status {
+        400 | 404 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        _ => "api_error",
+    }
 }
 
 /// Turns OpenAI `chat.completion.chunk`s into Anthropic stream events as they arrive.
@@ -932,7 +963,7 @@ impl OpenAiStreamToAnthropic {
                 continue;
             };
             if v.get("error").is_some() {
-                let e = openai_error_to_anthropic(ev.data.as_bytes());
+                let e = openai_error_to_anthropic(ev.data.as_bytes(), 0);
                 out += &event("error", e);
                 continue;
             }
@@ -1283,6 +1314,8 @@ pub fn gemini_error_to_openai(body: &[u8]) -> Value {
 /// Gemini `streamGenerateContent?alt=sse` → OpenAI chunks.
 pub struct GeminiStreamToOpenAi {
     splitter: sse::Splitter,
+    /// `chatcmpl-` + Gemini's `responseId` (as in JSON answers) once the first event names it.
+    id: String,
     model: String,
     created: u64,
     include_usage: bool,
@@ -1295,6 +1328,7 @@ impl GeminiStreamToOpenAi {
     pub fn new(model: &str, include_usage: bool) -> Self {
         GeminiStreamToOpenAi {
             splitter: sse::Splitter::new(super::usage::MAX_SSE_EVENT),
+            id: "chatcmpl-gemini".into(),
             model: model.to_string(),
             created: now(),
             include_usage,
@@ -1305,7 +1339,7 @@ impl GeminiStreamToOpenAi {
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> String {
-        let c = json!({"id": "chatcmpl-gemini", "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                         "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
         format!("data: {c}\n\n")
     }
@@ -1323,6 +1357,9 @@ impl GeminiStreamToOpenAi {
             }
             if !self.started {
                 self.started = true;
+                if let Some(id) = v["responseId"].as_str() {
+                    self.id = format!("chatcmpl-{id}");
+                }
                 out += &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
             }
             let cand = &v["candidates"][0];
@@ -1343,7 +1380,7 @@ impl GeminiStreamToOpenAi {
                 out += &self.chunk(json!({}), gemini_finish(Some(reason), has_calls));
                 if self.include_usage {
                     let u = openai_usage(usage::gemini_usage(&self.usage));
-                    out += &openai_usage_chunk("chatcmpl-gemini", self.created, &json!(self.model), u);
+                    out += &openai_usage_chunk(&self.id, self.created, &json!(self.model), u);
                 }
                 out += "data: [DONE]\n\n";
             }
@@ -1492,9 +1529,19 @@ fn bedrock_finish(stop: Option<&str>) -> Value {
 
 /// Bedrock error body (`{"message": …}`, the exception name in `x-amzn-ErrorType` or
 /// `__type`) → OpenAI error body.
-pub fn bedrock_error_to_openai(body: &[u8]) -> Value {
+///
+/// Bedrock's REST answers name the exception in the `x-amzn-ErrorType` header, not the body
+/// (which holds `{"message"}`), so without a `__type` the type follows the HTTP `status`.
+pub fn bedrock_error_to_openai(body: &[u8], status: u16) -> Value {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    bedrock_error(v["__type"].as_str().unwrap_or(""), &v)
+    match v["__type"].as_str() {
+        Some(name) => bedrock_error(name, &v),
+        None => {
+            let mut e = bedrock_error("", &v);
+            e["error"]["type"] = json!(openai_error_type(status));
+            e
+        }
+    }
 }
 
 /// An exception (by name) with its `{"message": …}` payload → OpenAI error body.

@@ -1,6 +1,8 @@
-//! Golden fixtures for OpenAI chat ⇄ Anthropic Messages (testdata/translate), written from the
-//! two APIs' references: system and developer prompts, multi-turn, images (base64 and URL),
-//! parallel tool calls and their results, stop sequences, and the stream with a tool call.
+//! Translation tests. Inputs in testdata/translate are written from the providers' API
+//! references (system and developer prompts, multi-turn, images by URL and base64, parallel
+//! tool calls and their results, stop sequences, streams with tool calls, errors); the `golden`
+//! module compares every direction's request, answer, stream and error with reviewed expected
+//! files; the property test validates random requests against testdata/schemas.
 
 use super::*;
 
@@ -270,7 +272,7 @@ fn an_openai_response_becomes_an_anthropic_message() {
         m["usage"],
         json!({"input_tokens": 512, "cache_read_input_tokens": 1536, "cache_creation_input_tokens": 0, "output_tokens": 900})
     );
-    let e = openai_error_to_anthropic(br#"{"error":{"message":"nope","type":"invalid_request_error"}}"#);
+    let e = openai_error_to_anthropic(br#"{"error":{"message":"nope","type":"invalid_request_error"}}"#, 400);
     assert_eq!(
         e,
         json!({"type": "error", "error": {"type": "invalid_request_error", "message": "nope"}})
@@ -700,9 +702,15 @@ fn an_openai_request_becomes_a_bedrock_converse_request_and_the_answer_comes_bac
     assert_eq!(o["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
     let u = crate::llm::usage::bedrock_usage(&resp["usage"]).unwrap();
     assert_eq!((u.input, u.output, u.cached_input), (120, 7, 100));
-    let e = bedrock_error_to_openai(br#"{"__type":"ThrottlingException","message":"Too many requests"}"#);
+    let e = bedrock_error_to_openai(
+        br#"{"__type":"ThrottlingException","message":"Too many requests"}"#,
+        429,
+    );
     assert_eq!(e["error"]["type"], "rate_limit_error");
     assert_eq!(e["error"]["message"], "Too many requests");
+    // The REST shape: the exception's name in a header, the type from the status.
+    let e = bedrock_error_to_openai(br#"{"message":"Too many tokens"}"#, 429);
+    assert_eq!(e["error"]["type"], "rate_limit_error");
 }
 
 #[test]
@@ -885,4 +893,195 @@ fn openai_embeddings_become_titan_calls_and_come_back_as_one_list() {
     assert_eq!(o["usage"], json!({"prompt_tokens": 5, "total_tokens": 5}));
     let o = titan_embeddings_to_openai(&combined, "amazon.titan-embed-text-v2:0", true);
     assert_eq!(o["data"][0]["embedding"], "AAAAPwAAgL8=");
+}
+
+/// Golden translations, one per direction and kind (request, response, stream, error), from
+/// inputs written after the providers' API references. `TOLLGATE_BLESS=1 cargo test` rewrites
+/// the expected files; review the diff before committing it. Timestamps Tollgate stamps
+/// (`created`) are zeroed before comparing.
+mod golden {
+    use super::*;
+
+    /// Zeroes what Tollgate stamps per answer: `created` times and the random part of ids it
+    /// makes up (Bedrock answers carry no id).
+    fn zero_created(s: &str) -> String {
+        let mut s = s.to_string();
+        for (key, digit) in [
+            ("\"created\":", u8::is_ascii_digit as fn(&u8) -> bool),
+            ("chatcmpl-bedrock-", u8::is_ascii_hexdigit),
+        ] {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find(key) {
+                let (head, tail) = rest.split_at(i + key.len());
+                out.push_str(head);
+                let n = tail.bytes().take_while(&digit).count();
+                out.push_str(if n > 0 { "0" } else { "" });
+                rest = &tail[n..];
+            }
+            s = out + rest;
+        }
+        s
+    }
+
+    fn check(name: &str, got: &str) {
+        let got = zero_created(got);
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/llm/testdata/translate")
+            .join(name);
+        if std::env::var_os("TOLLGATE_BLESS").is_some() {
+            std::fs::write(&p, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(got, want, "{name}: got\n{got}");
+    }
+
+    fn check_json(name: &str, got: &Value) {
+        let mut got = got.clone();
+        if got.get("created").is_some() {
+            got["created"] = json!(0);
+        }
+        check(name, &(serde_json::to_string_pretty(&got).unwrap() + "\n"));
+    }
+
+    fn bedrock_frames(events: &[u8]) -> Vec<u8> {
+        let events: Vec<(String, Value)> = serde_json::from_slice(events).unwrap();
+        events
+            .iter()
+            .flat_map(|(t, v)| {
+                crate::llm::eventstream::encode(
+                    &[
+                        (":event-type", t),
+                        (":content-type", "application/json"),
+                        (":message-type", "event"),
+                    ],
+                    v.to_string().as_bytes(),
+                )
+            })
+            .collect()
+    }
+
+    /// A stream fed in small pieces must come out exactly as fed whole.
+    fn feed_all(feed: &mut dyn FnMut(&[u8]) -> Bytes, input: &[u8], step: usize) -> String {
+        let mut out = Vec::new();
+        for c in input.chunks(step) {
+            out.extend_from_slice(&feed(c));
+        }
+        zero_created(&String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn openai_chat_to_gemini() {
+        let req = fixture("openai-chat-tools.request.json");
+        check_json(
+            "openai-chat-tools.gemini-request.json",
+            &super::openai_chat_to_gemini(&req).unwrap(),
+        );
+        let resp: Value = serde_json::from_slice(&fixture("gemini-function-call.response.json")).unwrap();
+        check_json(
+            "gemini-function-call.openai-response.json",
+            &gemini_to_openai(&resp, "gemini-2.5-flash"),
+        );
+        let sse = fixture("gemini-function-call.sse");
+        let whole = feed_all(
+            &mut {
+                let mut t = GeminiStreamToOpenAi::new("gemini-2.5-flash", true);
+                move |b: &[u8]| t.feed(b)
+            },
+            &sse,
+            sse.len(),
+        );
+        for step in [1, 17] {
+            let mut t = GeminiStreamToOpenAi::new("gemini-2.5-flash", true);
+            assert_eq!(feed_all(&mut |b: &[u8]| t.feed(b), &sse, step), whole, "step {step}");
+        }
+        check("gemini-function-call.openai.sse", &whole);
+        check_json(
+            "gemini-error.openai.json",
+            &gemini_error_to_openai(&fixture("gemini-error.json")),
+        );
+    }
+
+    #[test]
+    fn openai_chat_to_bedrock() {
+        let req = fixture("openai-chat-tools-inline-images.request.json");
+        check_json(
+            "openai-chat-tools-inline-images.bedrock-request.json",
+            &super::openai_chat_to_bedrock(&req, "anthropic.claude-3-5-haiku-20241022-v1:0").unwrap(),
+        );
+        let resp: Value = serde_json::from_slice(&fixture("bedrock-tool-use.response.json")).unwrap();
+        check_json(
+            "bedrock-tool-use.openai-response.json",
+            &bedrock_to_openai(&resp, "claude-3-5-haiku"),
+        );
+        let frames = bedrock_frames(&fixture("bedrock-tool-use.events.json"));
+        let whole = feed_all(
+            &mut {
+                let mut t = BedrockStreamToOpenAi::new("claude-3-5-haiku", true);
+                move |b: &[u8]| t.feed(b)
+            },
+            &frames,
+            frames.len(),
+        );
+        for step in [1, 23] {
+            let mut t = BedrockStreamToOpenAi::new("claude-3-5-haiku", true);
+            assert_eq!(feed_all(&mut |b: &[u8]| t.feed(b), &frames, step), whole, "step {step}");
+        }
+        check("bedrock-tool-use.openai.sse", &whole);
+        check_json(
+            "bedrock-error.openai.json",
+            &bedrock_error_to_openai(&fixture("bedrock-error.json"), 400),
+        );
+    }
+
+    #[test]
+    fn openai_chat_to_anthropic_answers() {
+        let msg: Value = serde_json::from_slice(&fixture("anthropic-tool-use.response.json")).unwrap();
+        check_json(
+            "anthropic-tool-use.openai-response.json",
+            &anthropic_message_to_openai(&msg),
+        );
+        let sse = fixture("anthropic-tool-use.sse");
+        let whole = feed_all(
+            &mut {
+                let mut t = AnthropicStreamToOpenAi::new(true);
+                move |b: &[u8]| t.feed(b)
+            },
+            &sse,
+            sse.len(),
+        );
+        check("anthropic-tool-use.openai.sse", &whole);
+    }
+
+    #[test]
+    fn anthropic_to_openai_chat() {
+        let req = fixture("anthropic-tools.request.json");
+        check_json(
+            "anthropic-tools.openai-request.json",
+            &super::anthropic_to_openai_chat(&req, "gpt-4o").unwrap(),
+        );
+        let resp: Value = serde_json::from_slice(&fixture("openai-chat-tool-calls.response.json")).unwrap();
+        check_json(
+            "openai-chat-tool-calls.anthropic-response.json",
+            &openai_chat_to_anthropic_message(&resp),
+        );
+        let sse = fixture("openai-chat-tool-calls.sse");
+        let whole = feed_all(
+            &mut {
+                let mut t = OpenAiStreamToAnthropic::default();
+                move |b: &[u8]| t.feed(b)
+            },
+            &sse,
+            sse.len(),
+        );
+        for step in [1, 29] {
+            let mut t = OpenAiStreamToAnthropic::default();
+            assert_eq!(feed_all(&mut |b: &[u8]| t.feed(b), &sse, step), whole, "step {step}");
+        }
+        check("openai-chat-tool-calls.anthropic.sse", &whole);
+        check_json(
+            "openai-error.anthropic.json",
+            &openai_error_to_anthropic(&fixture("openai-error.json"), 429),
+        );
+    }
 }

@@ -100,7 +100,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
                 );
                 Some(Translator::Json {
                     buf: Vec::new(),
-                    ok,
+                    status: parts.status.as_u16(),
                     to,
                 })
             }
@@ -146,7 +146,8 @@ enum Translator {
     /// Bedrock ConverseStream → OpenAI chunks.
     FromBedrockStream(translate::BedrockStreamToOpenAi),
     /// Whole JSON bodies (answers and errors) are translated once complete.
-    Json { buf: Vec<u8>, ok: bool, to: Translation },
+    /// `status`: the upstream's, for error shapes that do not name their type.
+    Json { buf: Vec<u8>, status: u16, to: Translation },
 }
 
 struct Recorded {
@@ -185,11 +186,12 @@ impl Recorded {
     /// The upstream body ended normally.
     fn upstream_ended(&mut self) {
         self.inner_done = true;
-        if let Some(Translator::Json { buf, ok, to }) = self.translator.as_mut() {
+        if let Some(Translator::Json { buf, status, to }) = self.translator.as_mut() {
             let parsed = serde_json::from_slice::<serde_json::Value>(buf);
-            let translated = match (*to, *ok, parsed) {
+            let ok = (200..300).contains(status);
+            let translated = match (*to, ok, parsed) {
                 (Translation::AnthropicToOpenAiChat, true, Ok(v)) => translate::openai_chat_to_anthropic_message(&v),
-                (Translation::AnthropicToOpenAiChat, _, _) => translate::openai_error_to_anthropic(buf),
+                (Translation::AnthropicToOpenAiChat, _, _) => translate::openai_error_to_anthropic(buf, *status),
                 (Translation::OpenAiChatToGemini, true, Ok(v)) => translate::gemini_to_openai(&v, &self.model_hint),
                 (Translation::OpenAiEmbeddingsToGemini { base64 }, true, Ok(v)) => {
                     translate::gemini_embeddings_to_openai(&v, &self.model_hint, base64)
@@ -202,7 +204,7 @@ impl Recorded {
                     translate::titan_embeddings_to_openai(&v, &self.model_hint, base64)
                 }
                 (Translation::OpenAiChatToBedrock | Translation::OpenAiEmbeddingsToBedrockTitan { .. }, _, _) => {
-                    translate::bedrock_error_to_openai(buf)
+                    translate::bedrock_error_to_openai(buf, *status)
                 }
                 (_, true, Ok(v)) => translate::anthropic_message_to_openai(&v),
                 (_, _, _) => translate::anthropic_error_to_openai(buf),
