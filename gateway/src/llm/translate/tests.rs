@@ -5,6 +5,7 @@
 //! files; the property test validates random requests against testdata/schemas.
 
 use super::*;
+use bytes::Bytes;
 
 fn fixture(name: &str) -> Vec<u8> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,393 @@
+//! OpenAI client, Google Gemini backend (the Gemini API and Vertex AI take the same bodies):
+//! chat completions as `generateContent` / `streamGenerateContent?alt=sse`
+//! (<https://ai.google.dev/api/generate-content>) and embeddings as `batchEmbedContents`.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::llm::{sse, usage};
+
+/// OpenAI chat request → Gemini `generateContent` request
+/// (<https://ai.google.dev/api/generate-content>).
+pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
+    let req: Value = serde_json::from_slice(body).map_err(|e| unsupported(format!("request body: {e}")))?;
+    let obj = req
+        .as_object()
+        .ok_or_else(|| unsupported("request body must be a JSON object"))?;
+    for (k, v) in obj {
+        // `user` has no Gemini field and does not change the answer: it is not forwarded
+        // (docs/config.md says so). Gemini cannot be told not to call tools in parallel.
+        let known = KNOWN.contains(&k.as_str())
+            && k != "reasoning_effort"
+            && !(k == "parallel_tool_calls" && v == &Value::Bool(false));
+        if !known && !v.is_null() {
+            return Err(unsupported(format!(
+                "`{k}` is not supported when this route is served by a Gemini backend"
+            )));
+        }
+    }
+    if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
+        return Err(unsupported("`n` other than 1 is not supported by Gemini backends"));
+    }
+    let mut out = Map::new();
+    let mut system = Vec::new();
+    let mut contents: Vec<Value> = Vec::new();
+    // Gemini answers a function call by name; OpenAI by call id.
+    let mut call_names: std::collections::HashMap<String, Value> = Default::default();
+    for (i, m) in obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let (role, parts) = match m["role"].as_str().unwrap_or("") {
+            "system" | "developer" => {
+                let text = text_of(&m["content"]).unwrap_or_default();
+                if !is_blank(&text) {
+                    system.push(json!({"text": text}));
+                }
+                continue;
+            }
+            "user" => ("user", gemini_parts(&m["content"], i)?),
+            "assistant" => {
+                let mut parts = match &m["content"] {
+                    Value::Null => Vec::new(),
+                    c => gemini_parts(c, i)?,
+                };
+                for call in m["tool_calls"].as_array().into_iter().flatten() {
+                    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))
+                        .map_err(|_| unsupported(format!("messages[{i}].tool_calls: arguments are not JSON")))?;
+                    call_names.insert(
+                        call["id"].as_str().unwrap_or("").to_string(),
+                        call["function"]["name"].clone(),
+                    );
+                    parts.push(json!({"functionCall": {"name": call["function"]["name"], "args": args}}));
+                }
+                ("model", parts)
+            }
+            "tool" => {
+                let id = m["tool_call_id"].as_str().unwrap_or("");
+                let name = call_names.get(id).cloned().unwrap_or(json!(id));
+                let content = text_of(&m["content"]).unwrap_or_default();
+                let response = serde_json::from_str::<Value>(&content)
+                    .ok()
+                    .filter(Value::is_object)
+                    .unwrap_or(json!({"result": content}));
+                (
+                    "user",
+                    vec![json!({"functionResponse": {"name": name, "response": response}})],
+                )
+            }
+            other => return Err(unsupported(format!("messages[{i}]: role {other:?} is not supported"))),
+        };
+        if parts.is_empty() {
+            continue;
+        }
+        match contents.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(arr) = last["parts"].as_array_mut() {
+                    arr.extend(parts);
+                }
+            }
+            _ => contents.push(json!({"role": role, "parts": parts})),
+        }
+    }
+    let no_turns = contents.is_empty();
+    out.insert("contents".into(), Value::Array(contents));
+    if !system.is_empty() {
+        out.insert("systemInstruction".into(), json!({"parts": system}));
+    }
+    let mut config = Map::new();
+    if let Some(t) = obj.get("temperature").filter(|v| !v.is_null()) {
+        config.insert("temperature".into(), t.clone());
+    }
+    if let Some(t) = obj.get("top_p").filter(|v| !v.is_null()) {
+        config.insert("topP".into(), t.clone());
+    }
+    if let Some(m) = obj
+        .get("max_completion_tokens")
+        .or(obj.get("max_tokens"))
+        .filter(|v| !v.is_null())
+    {
+        config.insert("maxOutputTokens".into(), m.clone());
+    }
+    match obj.get("stop") {
+        Some(Value::String(s)) => {
+            config.insert("stopSequences".into(), json!([s]));
+        }
+        Some(Value::Array(a)) => {
+            config.insert("stopSequences".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    match obj
+        .get("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+    {
+        None | Some("text") => {}
+        Some("json_object") => {
+            config.insert("responseMimeType".into(), json!("application/json"));
+        }
+        Some("json_schema") => {
+            config.insert("responseMimeType".into(), json!("application/json"));
+            if let Some(schema) = obj["response_format"]["json_schema"].get("schema") {
+                config.insert("responseJsonSchema".into(), schema.clone());
+            }
+        }
+        Some(other) => {
+            return Err(unsupported(format!(
+                "`response_format` {other:?} is not supported by Gemini backends"
+            )))
+        }
+    }
+    if !config.is_empty() {
+        out.insert("generationConfig".into(), Value::Object(config));
+    }
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let mut decls = Vec::new();
+        for (i, t) in tools.iter().enumerate() {
+            if t["type"] != "function" {
+                return Err(unsupported(format!(
+                    "tools[{i}]: only function tools are supported by Gemini backends"
+                )));
+            }
+            let f = &t["function"];
+            let mut d = json!({"name": f["name"]});
+            if let Some(desc) = f.get("description") {
+                d["description"] = desc.clone();
+            }
+            if let Some(p) = f.get("parameters") {
+                d["parametersJsonSchema"] = p.clone();
+            }
+            decls.push(d);
+        }
+        out.insert("tools".into(), json!([{"functionDeclarations": decls}]));
+    }
+    match obj.get("tool_choice") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => {
+            let mode = match s.as_str() {
+                "auto" => "AUTO",
+                "none" => "NONE",
+                "required" => "ANY",
+                other => return Err(unsupported(format!("`tool_choice` {other:?} is not supported"))),
+            };
+            out.insert("toolConfig".into(), json!({"functionCallingConfig": {"mode": mode}}));
+        }
+        Some(v) => {
+            out.insert(
+                "toolConfig".into(),
+                json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [v["function"]["name"]]}}),
+            );
+        }
+    }
+    if no_turns {
+        return Err(unsupported(
+            "`messages` must hold at least one non-blank user or assistant message for Gemini backends",
+        ));
+    }
+    Ok(Value::Object(out))
+}
+
+fn gemini_parts(content: &Value, i: usize) -> Result<Vec<Value>, Unsupported> {
+    match content {
+        Value::String(s) if is_blank(s) => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![json!({"text": s})]),
+        Value::Array(parts) => parts
+            .iter()
+            .filter(|p| !(p["type"] == "text" && is_blank(p["text"].as_str().unwrap_or(""))))
+            .enumerate()
+            .map(|(j, p)| match p["type"].as_str() {
+                Some("text") => Ok(json!({"text": p["text"]})),
+                Some("image_url") => {
+                    let url = p["image_url"]["url"].as_str().unwrap_or("");
+                    match url.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+                        Some((mime, data)) => Ok(json!({"inlineData": {"mimeType": mime, "data": data}})),
+                        None => Ok(json!({"fileData": {"fileUri": url}})),
+                    }
+                }
+                other => Err(unsupported(format!(
+                    "messages[{i}].content[{j}]: part type {other:?} is not supported by Gemini backends"
+                ))),
+            })
+            .collect(),
+        Value::Null => Ok(Vec::new()),
+        _ => Err(unsupported(format!("messages[{i}].content must be a string or parts"))),
+    }
+}
+
+fn gemini_finish(reason: Option<&str>, has_calls: bool) -> Value {
+    match reason {
+        _ if has_calls => json!("tool_calls"),
+        Some("STOP") => json!("stop"),
+        Some("MAX_TOKENS") => json!("length"),
+        Some("SAFETY") | Some("RECITATION") | Some("BLOCKLIST") | Some("PROHIBITED_CONTENT") | Some("SPII") => {
+            json!("content_filter")
+        }
+        Some(_) => json!("stop"),
+        None => Value::Null,
+    }
+}
+
+/// Gemini `usageMetadata` → OpenAI `usage` (thinking tokens count as output, as OpenAI's
+/// reasoning tokens do).
+fn gemini_message(candidate: &Value) -> (String, Vec<Value>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for part in candidate["content"]["parts"].as_array().into_iter().flatten() {
+        if part.get("thought") == Some(&Value::Bool(true)) {
+            continue;
+        }
+        if let Some(t) = part["text"].as_str() {
+            text.push_str(t);
+        }
+        if let Some(call) = part.get("functionCall") {
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| format!("call_{}", calls.len()));
+            calls.push(json!({"id": id, "type": "function",
+                              "function": {"name": call["name"], "arguments": call["args"].to_string()}}));
+        }
+    }
+    (text, calls)
+}
+
+/// Gemini `GenerateContentResponse` → OpenAI chat.completion.
+pub fn gemini_to_openai(resp: &Value, model: &str) -> Value {
+    let cand = &resp["candidates"][0];
+    let (text, calls) = gemini_message(cand);
+    let has_calls = !calls.is_empty();
+    openai_completion(
+        format!("chatcmpl-{}", resp["responseId"].as_str().unwrap_or("gemini")),
+        resp.get("modelVersion").cloned().unwrap_or(json!(model)),
+        assistant_message(text, calls),
+        gemini_finish(cand["finishReason"].as_str(), has_calls),
+        openai_usage(usage::gemini_usage(&resp["usageMetadata"])),
+    )
+}
+
+/// Google error body (`{"error":{"code","message","status"}}`) → OpenAI error body.
+pub fn gemini_error_to_openai(body: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let typ = match v["error"]["status"].as_str() {
+        Some("INVALID_ARGUMENT") | Some("FAILED_PRECONDITION") | Some("NOT_FOUND") => "invalid_request_error",
+        Some("UNAUTHENTICATED") => "authentication_error",
+        Some("PERMISSION_DENIED") => "permission_error",
+        Some("RESOURCE_EXHAUSTED") => "rate_limit_error",
+        _ => "api_error",
+    };
+    openai_error(&v, typ, &v["error"]["status"])
+}
+
+/// Gemini `streamGenerateContent?alt=sse` → OpenAI chunks.
+pub struct GeminiStreamToOpenAi {
+    splitter: sse::Splitter,
+    /// `chatcmpl-` + Gemini's `responseId` (as in JSON answers) once the first event names it.
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    started: bool,
+    calls: usize,
+    usage: Value,
+}
+
+impl GeminiStreamToOpenAi {
+    pub fn new(model: &str, include_usage: bool) -> Self {
+        GeminiStreamToOpenAi {
+            splitter: sse::Splitter::new(usage::MAX_SSE_EVENT),
+            id: "chatcmpl-gemini".into(),
+            model: model.to_string(),
+            created: now(),
+            include_usage,
+            started: false,
+            calls: 0,
+            usage: Value::Null,
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Value) -> String {
+        let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    }
+
+    /// Feeds upstream bytes; returns the client's bytes. `end` closes the stream.
+    pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        let mut out = String::new();
+        for ev in self.splitter.feed(bytes) {
+            let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+                continue;
+            };
+            if v.get("error").is_some() {
+                out += &format!("data: {}\n\n", gemini_error_to_openai(ev.data.as_bytes()));
+                continue;
+            }
+            if !self.started {
+                self.started = true;
+                if let Some(id) = v["responseId"].as_str() {
+                    self.id = format!("chatcmpl-{id}");
+                }
+                out += &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+            }
+            let cand = &v["candidates"][0];
+            let (text, calls) = gemini_message(cand);
+            if !text.is_empty() {
+                out += &self.chunk(json!({"content": text}), Value::Null);
+            }
+            let has_calls = !calls.is_empty() || self.calls > 0;
+            for mut call in calls {
+                call["index"] = json!(self.calls);
+                self.calls += 1;
+                out += &self.chunk(json!({"tool_calls": [call]}), Value::Null);
+            }
+            if let Some(u) = v.get("usageMetadata") {
+                self.usage = u.clone();
+            }
+            if let Some(reason) = cand["finishReason"].as_str() {
+                out += &self.chunk(json!({}), gemini_finish(Some(reason), has_calls));
+                if self.include_usage {
+                    let u = openai_usage(usage::gemini_usage(&self.usage));
+                    out += &openai_usage_chunk(&self.id, self.created, &json!(self.model), u);
+                }
+                out += "data: [DONE]\n\n";
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
+/// OpenAI embeddings request → Gemini `batchEmbedContents` request. Returns it and whether the
+/// client asked for base64 vectors (the OpenAI SDK does by default).
+pub fn openai_embeddings_to_gemini(body: &[u8], model: &str) -> Result<(Value, bool), Unsupported> {
+    let (texts, dimensions, base64) = embedding_inputs(body, "Gemini embeddings")?;
+    let requests: Vec<Value> = texts
+        .iter()
+        .map(|t| {
+            let mut r = json!({"model": format!("models/{model}"), "content": {"parts": [{"text": t}]}});
+            if let Some(d) = &dimensions {
+                r["outputDimensionality"] = d.clone();
+            }
+            r
+        })
+        .collect();
+    Ok((json!({"requests": requests}), base64))
+}
+
+/// Gemini `batchEmbedContents` answer → OpenAI embeddings list. Gemini reports no token counts
+/// for embeddings, so the usage is zero (and the record's usage stays unknown).
+pub fn gemini_embeddings_to_openai(resp: &Value, model: &str, base64: bool) -> Value {
+    let data: Vec<Value> = resp["embeddings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, e)| openai_embedding(i, e["values"].as_array().map_or(&[], Vec::as_slice), base64))
+        .collect();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+}
