@@ -254,6 +254,113 @@ fn the_anthropic_sdk_is_served_by_an_openai_compatible_backend() {
     }
 }
 
+/// The Anthropic SDK served by Bedrock Converse (SigV4-checked) and by Gemini: its request goes
+/// through OpenAI chat to the backend's API, and answers, streams and tool calls come back the
+/// same way.
+#[test]
+fn the_anthropic_sdk_is_served_by_bedrock_and_gemini_backends() {
+    if !privileged("the_anthropic_sdk_is_served_by_bedrock_and_gemini_backends") {
+        return;
+    }
+    let dir = tests::TempDir::new("anthropic-cross");
+    let ca = TestCa::new(&dir.0, "cross");
+    let bedrock = FakeLlm::start("bedrock", "127.20.39.4", Some(ca.server_config(&["127.20.39.4"])));
+    let gemini = FakeLlm::start("gemini", "127.20.39.5", Some(ca.server_config(&["127.20.39.5"])));
+    let keys = dir.path("aws-keys");
+    std::fs::write(&keys, tests::fake_llm::BEDROCK_KEYS).unwrap();
+    let gkey = dir.path("gemini-key");
+    std::fs::write(&gkey, "AIza-real-gemini-key").unwrap();
+    let backends = format!(
+        "  - name: bedrock\n    url: {}\n    schema: bedrock\n    region: us-east-1\n    credential: aws\n    caFile: {ca}\n\
+         \x20 - name: gemini\n    url: {}\n    schema: gemini\n    credential: gemini-key\n    caFile: {ca}\n",
+        bedrock.url(true),
+        gemini.url(true),
+        ca = ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(39, "tr-anthropic-cross", &backends);
+    let gw = builder
+        .yaml(&format!(
+            "  - name: aws\n    kind: awsSigV4\n    file: {}\n  - name: gemini-key\n    kind: xGoogApiKey\n    file: {}\n",
+            keys.display(),
+            gkey.display()
+        ))
+        .llm_provider("anthropic", &["api.anthropic.com"], &["127.20.39.6"], &[443], &["schema: anthropic"])
+        .yaml(
+            "routes:\n  - name: claude-on-bedrock\n    match: { models: [\"claude-*\"] }\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n\
+             \x20 - name: gemini\n    match: { models: [\"gemini-*\"] }\n    backends: [{ backend: gemini }]\n",
+        )
+        .start();
+    let sdk = |mode: &str, model: &str| {
+        sdk_json(
+            &s,
+            &gw,
+            "api.anthropic.com",
+            "127.20.39.6",
+            "anthropic_client.py",
+            &[mode, model],
+        )
+    };
+    for (model, name, usage) in [
+        ("claude-sonnet-4-5", "bedrock", (11, 6)),
+        ("gemini-2.5-flash", "gemini", (8, 5)),
+    ] {
+        let v = sdk("message", model);
+        assert_eq!(v["text"], format!("hello from {name}"), "{v}");
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert_eq!(
+            (
+                v["usage"]["input_tokens"].as_u64(),
+                v["usage"]["output_tokens"].as_u64()
+            ),
+            (Some(usage.0), Some(usage.1)),
+            "{v}"
+        );
+        let v = sdk("stream", model);
+        assert_eq!(v["text"], format!("hello from {name}"), "{v}");
+        assert_eq!(v["usage"]["output_tokens"], usage.1, "{v}");
+        let v = sdk("tools", model);
+        assert_eq!(v["stop1"], "tool_use", "{v}");
+        assert_eq!(v["input"], serde_json::json!({"city": "Paris"}), "{v}");
+        assert_eq!(v["answer"], "the weather in Paris is sunny, 21 C", "{v}");
+    }
+    // Bedrock saw Converse bodies on Converse paths, signed (the fake checks), with the
+    // system prompt and the tool result in its own shapes.
+    let r = bedrock.received();
+    assert_eq!(
+        r[0].path,
+        "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
+    );
+    assert_eq!(r[0].body["system"][0]["text"], "Be brief.");
+    assert_eq!(
+        r[1].path,
+        "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
+    );
+    assert_eq!(
+        r[3].body["messages"][2]["content"][0]["toolResult"]["content"][0]["text"],
+        "sunny, 21 C"
+    );
+    let g = gemini.received();
+    assert_eq!(g[0].path, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(
+        g[3].body["contents"][2]["parts"][0]["functionResponse"]["name"],
+        "get_weather"
+    );
+    let records = gw.wait_audit(8);
+    for (i, r) in records.iter().enumerate() {
+        let want = if i < 4 {
+            "anthropic_messages->bedrock_converse"
+        } else {
+            "anthropic_messages->gemini"
+        };
+        assert_eq!(
+            (r["translation"].as_str(), r["schema"].as_str()),
+            (Some(want), Some("anthropic")),
+            "{r}"
+        );
+        assert_eq!(r["status"], 200);
+    }
+}
+
 #[test]
 fn an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key() {
     if !privileged("an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key") {

@@ -469,6 +469,10 @@ async fn proxy(
                 Translation::OpenAiChatToGemini
             }
             (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Bedrock) => Translation::OpenAiChatToBedrock,
+            (ApiSchema::Anthropic, Operation::Messages, ApiSchema::Gemini | ApiSchema::Vertex) => {
+                Translation::AnthropicToGemini
+            }
+            (ApiSchema::Anthropic, Operation::Messages, ApiSchema::Bedrock) => Translation::AnthropicToBedrock,
             (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Gemini) => {
                 Translation::OpenAiEmbeddingsToGemini { base64: false }
             }
@@ -507,6 +511,16 @@ async fn proxy(
         let mut to_sign: Option<Bytes> = None;
         // Bodies of a fan-out attempt (one upstream call each), instead of `body`.
         let mut fan_out: Option<Vec<Bytes>> = None;
+        // Anthropic clients reach Gemini and Bedrock through OpenAI chat: their request is
+        // translated to it first (asking for stream usage, which becomes `message_delta.usage`).
+        let via_openai = match (&read, translation) {
+            (Some((bytes, _)), Translation::AnthropicToGemini | Translation::AnthropicToBedrock) => Some(Bytes::from(
+                translate::anthropic_to_openai_chat(bytes, model)
+                    .map_err(|e| ProxyError::Untranslatable(e.0))?
+                    .to_string(),
+            )),
+            _ => None,
+        };
         let body = match (&read, translation) {
             (Some((bytes, _)), Translation::OpenAiEmbeddingsToBedrockTitan { .. }) => {
                 let (bodies, base64) =
@@ -516,10 +530,11 @@ async fn proxy(
                 fan_out = Some(bodies.iter().map(|b| Bytes::from(b.to_string())).collect());
                 full_req(Bytes::new())
             }
-            (Some((bytes, parsed)), Translation::OpenAiChatToBedrock) => {
+            (Some((bytes, parsed)), Translation::OpenAiChatToBedrock | Translation::AnthropicToBedrock) => {
+                let bytes = via_openai.as_ref().unwrap_or(bytes);
                 let translated =
                     translate::openai_chat_to_bedrock(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
-                ctx.translation = Some((translation, parsed.include_usage == Some(true)));
+                ctx.translation = Some((translation, parsed.include_usage == Some(true) || via_openai.is_some()));
                 let op = if parsed.stream { "converse-stream" } else { "converse" };
                 upstream_path = format!("/model/{}/{op}", auth::sigv4::path_segment(model));
                 let bytes = Bytes::from(translated.to_string());
@@ -540,10 +555,11 @@ async fn proxy(
                 upstream_path = format!("/v1beta/models/{model}:batchEmbedContents");
                 full_req(Bytes::from(translated.to_string()))
             }
-            (Some((bytes, parsed)), Translation::OpenAiChatToGemini) => {
+            (Some((bytes, parsed)), Translation::OpenAiChatToGemini | Translation::AnthropicToGemini) => {
+                let bytes = via_openai.as_ref().unwrap_or(bytes);
                 let translated =
                     translate::openai_chat_to_gemini(bytes).map_err(|e| ProxyError::Untranslatable(e.0))?;
-                ctx.translation = Some((translation, parsed.include_usage == Some(true)));
+                ctx.translation = Some((translation, parsed.include_usage == Some(true) || via_openai.is_some()));
                 let method = if parsed.stream {
                     "streamGenerateContent?alt=sse"
                 } else {

@@ -45,13 +45,13 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         Some((Translation::AnthropicToOpenAiChat, _)) => {
             Meter::new(ApiSchema::Openai, Operation::ChatCompletions, ctx.audit.stream, false)
         }
-        Some((Translation::OpenAiChatToGemini, _)) => {
+        Some((Translation::OpenAiChatToGemini | Translation::AnthropicToGemini, _)) => {
             Meter::new(ApiSchema::Gemini, Operation::ChatCompletions, ctx.audit.stream, false)
         }
         Some((Translation::OpenAiEmbeddingsToGemini { .. }, _)) => {
             Meter::new(ApiSchema::Gemini, Operation::Embeddings, false, false)
         }
-        Some((Translation::OpenAiChatToBedrock, _)) => {
+        Some((Translation::OpenAiChatToBedrock | Translation::AnthropicToBedrock, _)) => {
             Meter::new(ApiSchema::Bedrock, Operation::ChatCompletions, ctx.audit.stream, false)
         }
         Some((Translation::OpenAiEmbeddingsToBedrockTitan { .. }, _)) => {
@@ -65,6 +65,8 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
             | Translation::AnthropicToOpenAiChat
             | Translation::OpenAiChatToGemini
             | Translation::OpenAiChatToBedrock
+            | Translation::AnthropicToGemini
+            | Translation::AnthropicToBedrock
             | Translation::OpenAiEmbeddingsToGemini { .. }
             | Translation::OpenAiEmbeddingsToBedrockTitan { .. }),
             include_usage,
@@ -85,6 +87,20 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
                             include_usage,
                         ))
                     }
+                    Translation::AnthropicToGemini => Translator::GeminiToAnthropicStream(
+                        translate::GeminiStreamToOpenAi::new(
+                            ctx.audit.served_model.as_deref().unwrap_or("gemini"),
+                            true,
+                        ),
+                        translate::OpenAiStreamToAnthropic::default(),
+                    ),
+                    Translation::AnthropicToBedrock => Translator::BedrockToAnthropicStream(
+                        translate::BedrockStreamToOpenAi::new(
+                            ctx.audit.served_model.as_deref().unwrap_or("bedrock"),
+                            true,
+                        ),
+                        translate::OpenAiStreamToAnthropic::default(),
+                    ),
                     Translation::OpenAiChatToGemini => {
                         Translator::FromGeminiStream(translate::GeminiStreamToOpenAi::new(
                             ctx.audit.served_model.as_deref().unwrap_or("gemini"),
@@ -145,6 +161,10 @@ enum Translator {
     FromGeminiStream(translate::GeminiStreamToOpenAi),
     /// Bedrock ConverseStream → OpenAI chunks.
     FromBedrockStream(translate::BedrockStreamToOpenAi),
+    /// Gemini stream → OpenAI chunks → Anthropic events.
+    GeminiToAnthropicStream(translate::GeminiStreamToOpenAi, translate::OpenAiStreamToAnthropic),
+    /// Bedrock ConverseStream → OpenAI chunks → Anthropic events.
+    BedrockToAnthropicStream(translate::BedrockStreamToOpenAi, translate::OpenAiStreamToAnthropic),
     /// Whole JSON bodies (answers and errors) are translated once complete.
     /// `status`: the upstream's, for error shapes that do not name their type.
     Json { buf: Vec<u8>, status: u16, to: Translation },
@@ -206,6 +226,20 @@ impl Recorded {
                 (Translation::OpenAiChatToBedrock | Translation::OpenAiEmbeddingsToBedrockTitan { .. }, _, _) => {
                     translate::bedrock_error_to_openai(buf, *status)
                 }
+                (Translation::AnthropicToGemini, true, Ok(v)) => {
+                    translate::openai_chat_to_anthropic_message(&translate::gemini_to_openai(&v, &self.model_hint))
+                }
+                (Translation::AnthropicToGemini, _, _) => translate::openai_error_to_anthropic(
+                    translate::gemini_error_to_openai(buf).to_string().as_bytes(),
+                    *status,
+                ),
+                (Translation::AnthropicToBedrock, true, Ok(v)) => {
+                    translate::openai_chat_to_anthropic_message(&translate::bedrock_to_openai(&v, &self.model_hint))
+                }
+                (Translation::AnthropicToBedrock, _, _) => translate::openai_error_to_anthropic(
+                    translate::bedrock_error_to_openai(buf, *status).to_string().as_bytes(),
+                    *status,
+                ),
                 (_, true, Ok(v)) => translate::anthropic_message_to_openai(&v),
                 (_, _, _) => translate::anthropic_error_to_openai(buf),
             };
@@ -406,6 +440,20 @@ impl Body for Recorded {
                 }
                 Some(Translator::FromBedrockStream(t)) => {
                     let out = t.feed(data);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Some(Translator::GeminiToAnthropicStream(a, b)) => {
+                    let out = b.feed(&a.feed(data));
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Some(Translator::BedrockToAnthropicStream(a, b)) => {
+                    let out = b.feed(&a.feed(data));
                     if out.is_empty() {
                         continue;
                     }

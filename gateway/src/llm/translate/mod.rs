@@ -41,6 +41,10 @@ pub enum Translation {
     OpenAiToAzure,
     OpenAiChatToGemini,
     OpenAiChatToBedrock,
+    /// Anthropic Messages → OpenAI chat → Gemini (answers back the same way).
+    AnthropicToGemini,
+    /// Anthropic Messages → OpenAI chat → Bedrock Converse (answers back the same way).
+    AnthropicToBedrock,
     /// `base64`: the client asked for base64 vectors (the OpenAI SDK's default).
     OpenAiEmbeddingsToGemini {
         base64: bool,
@@ -60,6 +64,8 @@ impl Translation {
             Translation::OpenAiToAzure => "openai->azure_openai",
             Translation::OpenAiChatToGemini => "openai_chat->gemini",
             Translation::OpenAiChatToBedrock => "openai_chat->bedrock_converse",
+            Translation::AnthropicToGemini => "anthropic_messages->gemini",
+            Translation::AnthropicToBedrock => "anthropic_messages->bedrock_converse",
             Translation::OpenAiEmbeddingsToGemini { .. } => "openai_embeddings->gemini",
             Translation::OpenAiEmbeddingsToBedrockTitan { .. } => "openai_embeddings->bedrock_titan",
         }
@@ -181,6 +187,17 @@ fn assistant_message(text: String, calls: Vec<Value>) -> Value {
         message["tool_calls"] = Value::Array(calls);
     }
     message
+}
+
+/// The thinking budget (tokens) a `reasoning_effort` stands for, toward Anthropic and Gemini;
+/// `anthropic_to_openai` maps budgets back to efforts with the same steps.
+fn thinking_budget(effort: &str) -> Result<u64, Unsupported> {
+    match effort {
+        "minimal" | "low" => Ok(1024),
+        "medium" => Ok(4096),
+        "high" => Ok(16384),
+        other => Err(unsupported(format!("`reasoning_effort` {other:?} is not supported"))),
+    }
 }
 
 /// An OpenAI error `type` for an HTTP status, when the provider's body does not name one.

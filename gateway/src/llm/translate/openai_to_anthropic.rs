@@ -184,12 +184,7 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
         (None, false) => {}
     }
     if let Some(effort) = obj.get("reasoning_effort").and_then(Value::as_str) {
-        let budget = match effort {
-            "minimal" | "low" => 1024,
-            "medium" => 4096,
-            "high" => 16384,
-            other => return Err(unsupported(format!("`reasoning_effort` {other:?} is not supported"))),
-        };
+        let budget = thinking_budget(effort)?;
         out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
         if max_tokens <= budget {
             out.insert("max_tokens".into(), json!(budget + max_tokens));

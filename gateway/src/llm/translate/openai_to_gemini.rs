@@ -18,9 +18,7 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
     for (k, v) in obj {
         // `user` has no Gemini field and does not change the answer: it is not forwarded
         // (docs/config.md says so). Gemini cannot be told not to call tools in parallel.
-        let known = KNOWN.contains(&k.as_str())
-            && k != "reasoning_effort"
-            && !(k == "parallel_tool_calls" && v == &Value::Bool(false));
+        let known = KNOWN.contains(&k.as_str()) && !(k == "parallel_tool_calls" && v == &Value::Bool(false));
         if !known && !v.is_null() {
             return Err(unsupported(format!(
                 "`{k}` is not supported when this route is served by a Gemini backend"
@@ -142,6 +140,12 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
                 "`response_format` {other:?} is not supported by Gemini backends"
             )))
         }
+    }
+    if let Some(effort) = obj.get("reasoning_effort").and_then(Value::as_str) {
+        config.insert(
+            "thinkingConfig".into(),
+            json!({"thinkingBudget": thinking_budget(effort)?}),
+        );
     }
     if !config.is_empty() {
         out.insert("generationConfig".into(), Value::Object(config));

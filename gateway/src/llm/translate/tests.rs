@@ -540,9 +540,6 @@ fn refused_features(req: &Value, target: &str) -> Vec<&'static str> {
     if anthropic_like && req.get("response_format").is_some_and(|r| r["type"] != "text") {
         f.push("`response_format`");
     }
-    if target == "gemini" && req.get("reasoning_effort").is_some() {
-        f.push("`reasoning_effort`");
-    }
     if target != "anthropic" && req.get("parallel_tool_calls").is_some() {
         f.push("`parallel_tool_calls");
     }
@@ -599,6 +596,14 @@ fn random_valid_openai_requests_translate_into_valid_targets_and_never_panic() {
                         let back = anthropic_to_openai_chat(out.to_string().as_bytes(), "gpt-4o")
                             .unwrap_or_else(|e| panic!("#{n} {out}: {e}"));
                         assert_valid(&openai, "openai", n, &out, &back);
+                        // Anthropic clients reach Gemini and Bedrock through that request.
+                        let back = back.to_string();
+                        if let Ok(g) = openai_chat_to_gemini(back.as_bytes()) {
+                            assert_valid(&gemini, "anthropic→gemini", n, &out, &g);
+                        }
+                        if let Ok(b) = openai_chat_to_bedrock(back.as_bytes(), "m") {
+                            assert_valid(&bedrock, "anthropic→bedrock", n, &out, &b);
+                        }
                     }
                 }
                 Err(Unsupported(why)) => {
@@ -1052,6 +1057,62 @@ mod golden {
             sse.len(),
         );
         check("anthropic-tool-use.openai.sse", &whole);
+    }
+
+    /// Anthropic clients served by Gemini and Bedrock: through OpenAI chat both ways.
+    #[test]
+    fn anthropic_through_openai_to_gemini_and_bedrock() {
+        let mut req: Value = serde_json::from_slice(&fixture("anthropic-tools.request.json")).unwrap();
+        let via = super::anthropic_to_openai_chat(req.to_string().as_bytes(), "m")
+            .unwrap()
+            .to_string();
+        // What the targets cannot say is refused by name: Gemini cannot keep tools from running
+        // in parallel; Bedrock Converse has no thinking budget.
+        let e = super::openai_chat_to_gemini(via.as_bytes()).unwrap_err();
+        assert!(e.0.contains("`parallel_tool_calls`"), "{e}");
+        let e = super::openai_chat_to_bedrock(via.as_bytes(), "m").unwrap_err();
+        assert!(e.0.contains("Bedrock"), "{e}");
+        req["tool_choice"] = json!({"type": "auto"});
+        let via = super::anthropic_to_openai_chat(req.to_string().as_bytes(), "m")
+            .unwrap()
+            .to_string();
+        check_json(
+            "anthropic-tools.gemini-request.json",
+            &super::openai_chat_to_gemini(via.as_bytes()).unwrap(),
+        );
+        req.as_object_mut().unwrap().remove("thinking");
+        req["messages"][0]["content"].as_array_mut().unwrap().pop(); // the image URL
+        let via = super::anthropic_to_openai_chat(req.to_string().as_bytes(), "m")
+            .unwrap()
+            .to_string();
+        check_json(
+            "anthropic-tools.bedrock-request.json",
+            &super::openai_chat_to_bedrock(via.as_bytes(), "anthropic.claude-3-5-haiku-20241022-v1:0").unwrap(),
+        );
+        let resp: Value = serde_json::from_slice(&fixture("gemini-function-call.response.json")).unwrap();
+        check_json(
+            "gemini-function-call.anthropic-response.json",
+            &openai_chat_to_anthropic_message(&gemini_to_openai(&resp, "gemini-2.5-flash")),
+        );
+        let sse = fixture("gemini-function-call.sse");
+        let mut a = GeminiStreamToOpenAi::new("gemini-2.5-flash", true);
+        let mut b = OpenAiStreamToAnthropic::default();
+        check(
+            "gemini-function-call.anthropic.sse",
+            &feed_all(&mut |d: &[u8]| b.feed(&a.feed(d)), &sse, 7),
+        );
+        let resp: Value = serde_json::from_slice(&fixture("bedrock-tool-use.response.json")).unwrap();
+        check_json(
+            "bedrock-tool-use.anthropic-response.json",
+            &openai_chat_to_anthropic_message(&bedrock_to_openai(&resp, "claude-3-5-haiku")),
+        );
+        let frames = bedrock_frames(&fixture("bedrock-tool-use.events.json"));
+        let mut a = BedrockStreamToOpenAi::new("claude-3-5-haiku", true);
+        let mut b = OpenAiStreamToAnthropic::default();
+        check(
+            "bedrock-tool-use.anthropic.sse",
+            &feed_all(&mut |d: &[u8]| b.feed(&a.feed(d)), &frames, 11),
+        );
     }
 
     #[test]
