@@ -694,7 +694,10 @@ fn the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account()
             "  - name: gcp\n    kind: gcpServiceAccount\n    file: {}\n",
             key.display()
         ))
-        .yaml("routes:\n  - name: to-vertex\n    backends: [{ backend: vertex, model: gemini-2.5-flash }]\n")
+        .yaml(
+            "routes:\n  - name: embeddings\n    match: { models: [\"*embedding*\"] }\n    backends: [{ backend: vertex }]\n\
+             \x20 - name: to-vertex\n    backends: [{ backend: vertex, model: gemini-2.5-flash }]\n",
+        )
         .start();
     let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
     assert_eq!(v["content"], "hello from vertex", "{v}");
@@ -723,6 +726,35 @@ fn the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account()
         assert!(!rec.to_string().contains("ya29."), "{rec}");
     }
     assert!(!gw.log().contains("PRIVATE KEY") && !gw.log().contains("ya29."));
+
+    // Embeddings through `:predict`: the text-embedding family in one call, gemini-embedding
+    // one call per text; both answered as one OpenAI list with every call's tokens.
+    for (model, calls) in [("text-embedding-005", 1), ("gemini-embedding-001", 2)] {
+        let before = vertex.received().len();
+        let e = openai_sdk(&s, &gw, &["embed", model]);
+        assert_eq!(
+            e["vectors"],
+            serde_json::json!([[1.25, 1.375, 1.5], [1.375, 1.5, 1.625]]),
+            "{model}: {e}"
+        );
+        let r = vertex.received();
+        assert_eq!(r.len() - before, calls, "{model}");
+        assert_eq!(
+            r[before].path,
+            format!("/v1/projects/acme-ml/locations/europe-west4/publishers/google/models/{model}:predict")
+        );
+        assert_eq!(r[before].body["parameters"]["outputDimensionality"], 3);
+    }
+    let records = gw.wait_audit(4);
+    for rec in &records[2..] {
+        assert_eq!(
+            (rec["status"].as_u64(), rec["translation"].as_str()),
+            (Some(200), Some("openai_embeddings->vertex_predict"))
+        );
+        assert_eq!(rec["tokens"]["input"], 4, "{rec}");
+    }
+    // gemini-embedding-001: $0.15 per 1M tokens.
+    assert_eq!(records[3]["cost_nano_usd"], 4 * 150);
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Fan-out for backends that take one input per call (Amazon Titan embeds one text per
-//! `InvokeModel`): the attempt's requests are sent at most [`CONCURRENCY`] at a time and
+//! Fan-out for backends that take few inputs per call (Amazon Titan embeds one text per
+//! `InvokeModel`; Vertex `gemini-embedding-*` one instance per `:predict`): the attempt's requests are sent at most [`CONCURRENCY`] at a time and
 //! answered to the rest of the pipeline as one response — the first failure as it came (so
 //! retries, fallback and error translation treat it like any answer), else 200 with the
 //! answers combined in input order.
@@ -62,8 +62,11 @@ pub(super) async fn send_all(
     Ok(resp)
 }
 
+/// A gateway error readable as Bedrock's (`message`) and Google's (`error.message`) shapes.
 fn error(status: StatusCode, message: &str) -> Response<RespBody> {
-    let mut resp = Response::new(full(Bytes::from(json!({ "message": message }).to_string())));
+    let body =
+        json!({"message": message, "error": {"code": status.as_u16(), "message": message, "status": "UNAVAILABLE"}});
+    let mut resp = Response::new(full(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
     resp
 }

@@ -476,6 +476,9 @@ async fn proxy(
             (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Gemini) => {
                 Translation::OpenAiEmbeddingsToGemini { base64: false }
             }
+            (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Vertex) => {
+                Translation::OpenAiEmbeddingsToVertex { base64: false }
+            }
             (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Bedrock) => {
                 Translation::OpenAiEmbeddingsToBedrockTitan { base64: false }
             }
@@ -522,6 +525,18 @@ async fn proxy(
             _ => None,
         };
         let body = match (&read, translation) {
+            (Some((bytes, _)), Translation::OpenAiEmbeddingsToVertex { .. }) => {
+                let (bodies, base64) = translate::openai_embeddings_to_vertex(bytes, model)
+                    .map_err(|e| ProxyError::Untranslatable(e.0))?;
+                ctx.translation = Some((Translation::OpenAiEmbeddingsToVertex { base64 }, false));
+                upstream_path = format!(
+                    "/v1/projects/{}/locations/{}/publishers/google/models/{model}:predict",
+                    backend.project.as_deref().unwrap_or_default(),
+                    backend.region.as_deref().unwrap_or_default()
+                );
+                fan_out = Some(bodies.iter().map(|b| Bytes::from(b.to_string())).collect());
+                full_req(Bytes::new())
+            }
             (Some((bytes, _)), Translation::OpenAiEmbeddingsToBedrockTitan { .. }) => {
                 let (bodies, base64) =
                     translate::openai_embeddings_to_titan(bytes).map_err(|e| ProxyError::Untranslatable(e.0))?;
@@ -695,7 +710,13 @@ async fn proxy(
         let client = &snapshot.clients[index];
         let send = async {
             match fan_out {
-                Some(requests) => fanout::send_all(client, requests, translate::titan_combined).await,
+                Some(requests) => {
+                    let combine = match translation {
+                        Translation::OpenAiEmbeddingsToVertex { .. } => translate::vertex_combined,
+                        _ => translate::titan_combined,
+                    };
+                    fanout::send_all(client, requests, combine).await
+                }
                 None => client
                     .request(upstream_req)
                     .await

@@ -48,7 +48,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
         Some((Translation::OpenAiChatToGemini | Translation::AnthropicToGemini, _)) => {
             Meter::new(ApiSchema::Gemini, Operation::ChatCompletions, ctx.audit.stream, false)
         }
-        Some((Translation::OpenAiEmbeddingsToGemini { .. }, _)) => {
+        Some((Translation::OpenAiEmbeddingsToGemini { .. } | Translation::OpenAiEmbeddingsToVertex { .. }, _)) => {
             Meter::new(ApiSchema::Gemini, Operation::Embeddings, false, false)
         }
         Some((Translation::OpenAiChatToBedrock | Translation::AnthropicToBedrock, _)) => {
@@ -68,6 +68,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
             | Translation::AnthropicToGemini
             | Translation::AnthropicToBedrock
             | Translation::OpenAiEmbeddingsToGemini { .. }
+            | Translation::OpenAiEmbeddingsToVertex { .. }
             | Translation::OpenAiEmbeddingsToBedrockTitan { .. }),
             include_usage,
         )) => {
@@ -216,9 +217,16 @@ impl Recorded {
                 (Translation::OpenAiEmbeddingsToGemini { base64 }, true, Ok(v)) => {
                     translate::gemini_embeddings_to_openai(&v, &self.model_hint, base64)
                 }
-                (Translation::OpenAiChatToGemini | Translation::OpenAiEmbeddingsToGemini { .. }, _, _) => {
-                    translate::gemini_error_to_openai(buf)
+                (Translation::OpenAiEmbeddingsToVertex { base64 }, true, Ok(v)) => {
+                    translate::vertex_embeddings_to_openai(&v, &self.model_hint, base64)
                 }
+                (
+                    Translation::OpenAiChatToGemini
+                    | Translation::OpenAiEmbeddingsToGemini { .. }
+                    | Translation::OpenAiEmbeddingsToVertex { .. },
+                    _,
+                    _,
+                ) => translate::gemini_error_to_openai(buf),
                 (Translation::OpenAiChatToBedrock, true, Ok(v)) => translate::bedrock_to_openai(&v, &self.model_hint),
                 (Translation::OpenAiEmbeddingsToBedrockTitan { base64 }, true, Ok(v)) => {
                     translate::titan_embeddings_to_openai(&v, &self.model_hint, base64)

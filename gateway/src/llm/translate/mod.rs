@@ -49,6 +49,10 @@ pub enum Translation {
     OpenAiEmbeddingsToGemini {
         base64: bool,
     },
+    /// Vertex AI `:predict` (text embedding models), batched per call as the model allows.
+    OpenAiEmbeddingsToVertex {
+        base64: bool,
+    },
     /// One Titan `InvokeModel` call per input text, answered as one list.
     OpenAiEmbeddingsToBedrockTitan {
         base64: bool,
@@ -67,6 +71,7 @@ impl Translation {
             Translation::AnthropicToGemini => "anthropic_messages->gemini",
             Translation::AnthropicToBedrock => "anthropic_messages->bedrock_converse",
             Translation::OpenAiEmbeddingsToGemini { .. } => "openai_embeddings->gemini",
+            Translation::OpenAiEmbeddingsToVertex { .. } => "openai_embeddings->vertex_predict",
             Translation::OpenAiEmbeddingsToBedrockTitan { .. } => "openai_embeddings->bedrock_titan",
         }
     }

@@ -395,3 +395,68 @@ pub fn gemini_embeddings_to_openai(resp: &Value, model: &str, base64: bool) -> V
         .collect();
     json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 }
+
+// === OpenAI embeddings client, Vertex AI text embedding models (`:predict`) ===
+
+/// Inputs per `:predict` call: `gemini-embedding-*` models on Vertex take one instance per
+/// request, the `text-embedding-*` family up to 250
+/// (<https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api>).
+pub fn vertex_instances_per_call(model: &str) -> usize {
+    if model.starts_with("gemini-embedding") {
+        1
+    } else {
+        250
+    }
+}
+
+/// OpenAI embeddings request → Vertex `:predict` bodies (`{"instances": [{"content"}],
+/// "parameters": {"outputDimensionality"}}`), as many inputs per body as the model takes.
+/// The caller sends them and combines the answers with [`vertex_combined`].
+pub fn openai_embeddings_to_vertex(body: &[u8], model: &str) -> Result<(Vec<Value>, bool), Unsupported> {
+    let (texts, dimensions, base64) = embedding_inputs(body, "Vertex AI embeddings")?;
+    let bodies = texts
+        .chunks(vertex_instances_per_call(model))
+        .map(|chunk| {
+            let instances: Vec<Value> = chunk.iter().map(|t| json!({"content": t})).collect();
+            let mut b = json!({"instances": instances});
+            if let Some(d) = &dimensions {
+                b["parameters"] = json!({"outputDimensionality": d});
+            }
+            b
+        })
+        .collect();
+    Ok((bodies, base64))
+}
+
+/// `:predict` answers, in input order, as one body: every `predictions` entry, and the sum of
+/// their `statistics.token_count` as a Gemini-shaped `usageMetadata` (what the meter reads).
+pub fn vertex_combined(answers: &[Value]) -> Value {
+    let predictions: Vec<&Value> = answers
+        .iter()
+        .flat_map(|a| a["predictions"].as_array().into_iter().flatten())
+        .collect();
+    let tokens: u64 = predictions
+        .iter()
+        .filter_map(|p| p["embeddings"]["statistics"]["token_count"].as_u64())
+        .sum();
+    json!({"predictions": predictions, "usageMetadata": {"promptTokenCount": tokens, "totalTokenCount": tokens}})
+}
+
+/// [`vertex_combined`] → OpenAI embeddings list with `prompt_tokens`.
+pub fn vertex_embeddings_to_openai(combined: &Value, model: &str, base64: bool) -> Value {
+    let data: Vec<Value> = combined["predictions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, p)| {
+            openai_embedding(
+                i,
+                p["embeddings"]["values"].as_array().map_or(&[], Vec::as_slice),
+                base64,
+            )
+        })
+        .collect();
+    let tokens = combined["usageMetadata"]["promptTokenCount"].as_u64().unwrap_or(0);
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+}

@@ -901,6 +901,39 @@ fn openai_embeddings_become_titan_calls_and_come_back_as_one_list() {
     assert_eq!(o["data"][0]["embedding"], "AAAAPwAAgL8=");
 }
 
+/// Vertex text embedding models take `instances` per `:predict` call: all of them for the
+/// `text-embedding-*` family, one per call for `gemini-embedding-*`; answers combine in order.
+#[test]
+fn openai_embeddings_become_vertex_predict_calls() {
+    let req = br#"{"model":"m","input":["a b","c"],"dimensions":8}"#;
+    let (bodies, base64) = openai_embeddings_to_vertex(req, "text-embedding-005").unwrap();
+    assert!(!base64);
+    assert_eq!(
+        bodies,
+        [json!({"instances": [{"content": "a b"}, {"content": "c"}], "parameters": {"outputDimensionality": 8}})]
+    );
+    let (bodies, _) = openai_embeddings_to_vertex(req, "gemini-embedding-001").unwrap();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[1]["instances"], json!([{"content": "c"}]));
+    let answer = |values: Value, tokens: u64| {
+        json!({"predictions": [{"embeddings": {"values": values, "statistics": {"token_count": tokens, "truncated": false}}}],
+               "metadata": {"billableCharacterCount": 3}})
+    };
+    let combined = vertex_combined(&[answer(json!([0.5, -1.0]), 2), answer(json!([2.0, 0.25]), 1)]);
+    let mut meter = usage::Meter::new(
+        crate::config::ApiSchema::Vertex,
+        crate::llm::Operation::Embeddings,
+        false,
+        false,
+    );
+    meter.observe(combined.to_string().as_bytes());
+    assert_eq!(meter.finish(true).1.usage.map(|u| u.input), Some(3));
+    let o = vertex_embeddings_to_openai(&combined, "gemini-embedding-001", true);
+    assert_eq!(o["data"][0]["embedding"], "AAAAPwAAgL8=");
+    assert_eq!(o["data"][1]["index"], 1);
+    assert_eq!(o["usage"], json!({"prompt_tokens": 3, "total_tokens": 3}));
+}
+
 /// Golden translations, one per direction and kind (request, response, stream, error), from
 /// inputs written after the providers' API references. `TOLLGATE_BLESS=1 cargo test` rewrites
 /// the expected files; review the diff before committing it. Timestamps Tollgate stamps
