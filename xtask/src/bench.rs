@@ -142,6 +142,21 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     let l7_c1 = client(&l7_args(&captured, &node_ca, l7_n, 1, false))?;
     let cpu_l7 = cpu_time(pid)? - cpu_before;
     let l7_c16 = client(&l7_args(&captured, &node_ca, l7_n, 16, false))?;
+    // `TOLLGATE_BENCH_L7_ONLY=1`: stop after the L7 chat completion runs (for profiling loops).
+    if std::env::var_os("TOLLGATE_BENCH_L7_ONLY").is_some() {
+        daemon.stop();
+        println!(
+            "L7 c=1: direct p50 {:.1} µs, through tollgate {:.1} µs (added {:.1}); proxy CPU {:.1} µs per request; c=16: {:.0} rps direct, {:.0} rps through tollgate",
+            f(&l7_direct_c1, "p50"),
+            f(&l7_c1, "p50"),
+            f(&l7_c1, "p50") - f(&l7_direct_c1, "p50"),
+            cpu_l7.as_secs_f64() * 1e6 / l7_n as f64,
+            f(&l7_direct_c16, "rps"),
+            f(&l7_c16, "rps"),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     let ttft_captured = client(&l7_args(&captured, &node_ca, l7_n / 4, 1, true))?;
     // Limits: the same requests with a (never reached) tokens-per-minute limit, counted in
     // memory, then in Redis on loopback. The config is swapped by hot reload.
