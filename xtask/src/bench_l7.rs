@@ -100,7 +100,9 @@ pub(crate) fn start_fake(ip: &str) -> anyhow::Result<Fake> {
                             .header("content-type", "application/json")
                             .body(Full::new(Bytes::from_static(RESPONSE.as_bytes())))
                     };
-                    Ok::<_, Infallible>(resp.expect("static response"))
+                    let (parts, body) = resp.expect("static response").into_parts();
+                    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                    Ok::<_, Infallible>(hyper::Response::from_parts(parts, Paced::new(body, stream || path.contains(":stream") || path.ends_with("-stream"))))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
@@ -113,6 +115,85 @@ pub(crate) fn start_fake(ip: &str) -> anyhow::Result<Fake> {
         ca_pem: ca_cert.pem(),
         _rt: rt,
     })
+}
+
+/// A response body sent as providers stream: up to the end of the event or frame that carries
+/// the first token (`t0 `), then, once the connection has flushed it, the rest. So a stream's first token
+/// reaches a proxy in its own read, as with a real provider, and "time to first token" measures
+/// what happens to that first event rather than to the whole stream at once.
+struct Paced {
+    first: Option<Bytes>,
+    rest: Option<Bytes>,
+    yielded: bool,
+}
+
+impl Paced {
+    fn new(body: Bytes, stream: bool) -> Paced {
+        let split = if stream { first_token_end(&body) } else { body.len() };
+        let mut first = body;
+        let rest = first.split_off(split.min(first.len()));
+        Paced {
+            first: Some(first),
+            rest: (!rest.is_empty()).then_some(rest),
+            yielded: false,
+        }
+    }
+}
+
+/// The end of the SSE event or AWS event-stream frame holding the first token.
+fn first_token_end(body: &[u8]) -> usize {
+    let Some(at) = body.windows(3).position(|w| w == b"t0 ") else {
+        return body.len();
+    };
+    if body.starts_with(&[0, 0]) {
+        // Event-stream frames: a big-endian total length opens each frame.
+        let mut start = 0;
+        while start + 4 <= body.len() {
+            let len = u32::from_be_bytes([body[start], body[start + 1], body[start + 2], body[start + 3]]) as usize;
+            if at < start + len || len == 0 {
+                return start + len.max(4);
+            }
+            start += len;
+        }
+        return body.len();
+    }
+    let tail = &body[at..];
+    let lf = tail.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = tail.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => at + a.min(b),
+        (Some(e), None) | (None, Some(e)) => at + e,
+        (None, None) => body.len(),
+    }
+}
+
+impl hyper::body::Body for Paced {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use std::task::Poll;
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(first))));
+        }
+        if self.rest.is_none() {
+            return Poll::Ready(None);
+        }
+        if !self.yielded {
+            // Let the connection flush the first token before the rest is queued.
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(self.rest.take().map(|r| Ok(hyper::body::Frame::data(r))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_none()
+    }
 }
 
 /// The same answers in Anthropic's Messages format (for the translation runs).
