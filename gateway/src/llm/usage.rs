@@ -18,8 +18,9 @@ use serde_json::Value;
 use super::{sse, Operation};
 use crate::config::ApiSchema;
 
-/// Largest JSON response body kept for metering (8 MiB); larger ones are forwarded unmetered.
-pub const MAX_METERED_JSON: usize = 8 * 1024 * 1024;
+/// Largest JSON response body kept for metering and translation (64 MiB: embeddings of 2,048
+/// inputs fit); larger ones are forwarded unmetered.
+pub const MAX_METERED_JSON: usize = 64 * 1024 * 1024;
 /// Largest single SSE event parsed (1 MiB).
 pub const MAX_SSE_EVENT: usize = 1024 * 1024;
 

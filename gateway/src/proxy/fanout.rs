@@ -15,6 +15,8 @@ use crate::route::{UpstreamBody, UpstreamClient};
 
 /// Upstream calls of one fan-out in flight at once.
 pub(super) const CONCURRENCY: usize = 8;
+/// Most bytes of answers one fan-out gathers (what the answer translation reads whole).
+pub(super) const MAX_ANSWERS: usize = crate::llm::usage::MAX_METERED_JSON;
 
 /// Sends `requests` and answers as one (see the module docs). A connection error fails the
 /// whole attempt like a single request's would.
@@ -23,7 +25,7 @@ pub(super) async fn send_all(
     requests: Vec<Request<UpstreamBody>>,
     combine: fn(&[Value]) -> Value,
 ) -> Result<Response<RespBody>, hyper_util::client::legacy::Error> {
-    let answers: Vec<_> = stream::iter(requests.into_iter().map(|req| async move {
+    let mut answers = stream::iter(requests.into_iter().map(|req| async move {
         let resp = client.request(req).await?;
         let (parts, body) = resp.into_parts();
         let bytes = match body.collect().await {
@@ -32,11 +34,11 @@ pub(super) async fn send_all(
         };
         Ok::<_, hyper_util::client::legacy::Error>((parts, bytes))
     }))
-    .buffered(CONCURRENCY)
-    .collect()
-    .await;
-    let mut values = Vec::with_capacity(answers.len());
-    for answer in answers {
+    .buffered(CONCURRENCY);
+    let mut values = Vec::new();
+    let mut size = 0;
+    // The first failure ends the fan-out: calls not yet answered are dropped (cancelled).
+    while let Some(answer) = answers.next().await {
         let (parts, bytes) = answer?;
         let bytes = match bytes {
             Ok(b) => b,
@@ -45,6 +47,16 @@ pub(super) async fn send_all(
         };
         if !parts.status.is_success() {
             return Ok(Response::from_parts(parts, full(bytes)));
+        }
+        size += bytes.len();
+        if size > MAX_ANSWERS {
+            return Ok(error(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "the answers add up to more than {} MiB; send fewer inputs per request",
+                    MAX_ANSWERS >> 20
+                ),
+            ));
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) => values.push(v),

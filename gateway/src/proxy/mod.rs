@@ -410,6 +410,10 @@ async fn proxy(
     base_headers.remove(header::HOST);
     base_headers.remove(header::CONTENT_LENGTH);
     auth::strip_client_credentials(&mut base_headers);
+    // Answers are metered (and may be translated) as they pass: ask for them uncompressed.
+    // The client's own `accept-encoding` only decides what it may receive, and identity is
+    // always acceptable (RFC 9110 §12.5.3).
+    base_headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     if let Ok(v) = HeaderValue::from_str(&ctx.trace.traceparent()) {
         base_headers.insert("traceparent", v);
     }
@@ -530,16 +534,17 @@ async fn proxy(
                     .map_err(|e| ProxyError::Untranslatable(e.0))?;
                 ctx.translation = Some((Translation::OpenAiEmbeddingsToVertex { base64 }, false));
                 upstream_path = format!(
-                    "/v1/projects/{}/locations/{}/publishers/google/models/{model}:predict",
+                    "/v1/projects/{}/locations/{}/publishers/google/models/{}:predict",
                     backend.project.as_deref().unwrap_or_default(),
-                    backend.region.as_deref().unwrap_or_default()
+                    backend.region.as_deref().unwrap_or_default(),
+                    auth::sigv4::path_segment(model)
                 );
                 fan_out = Some(bodies.iter().map(|b| Bytes::from(b.to_string())).collect());
                 full_req(Bytes::new())
             }
             (Some((bytes, _)), Translation::OpenAiEmbeddingsToBedrockTitan { .. }) => {
                 let (bodies, base64) =
-                    translate::openai_embeddings_to_titan(bytes).map_err(|e| ProxyError::Untranslatable(e.0))?;
+                    translate::openai_embeddings_to_titan(bytes, model).map_err(|e| ProxyError::Untranslatable(e.0))?;
                 ctx.translation = Some((Translation::OpenAiEmbeddingsToBedrockTitan { base64 }, false));
                 upstream_path = format!("/model/{}/invoke", auth::sigv4::path_segment(model));
                 fan_out = Some(bodies.iter().map(|b| Bytes::from(b.to_string())).collect());
@@ -567,7 +572,7 @@ async fn proxy(
                 let (translated, base64) = translate::openai_embeddings_to_gemini(bytes, model)
                     .map_err(|e| ProxyError::Untranslatable(e.0))?;
                 ctx.translation = Some((Translation::OpenAiEmbeddingsToGemini { base64 }, false));
-                upstream_path = format!("/v1beta/models/{model}:batchEmbedContents");
+                upstream_path = format!("/v1beta/models/{}:batchEmbedContents", auth::sigv4::path_segment(model));
                 full_req(Bytes::from(translated.to_string()))
             }
             (Some((bytes, parsed)), Translation::OpenAiChatToGemini | Translation::AnthropicToGemini) => {
@@ -580,6 +585,7 @@ async fn proxy(
                 } else {
                     "generateContent"
                 };
+                let model = auth::sigv4::path_segment(model);
                 upstream_path = match (backend.project.as_deref(), backend.region.as_deref()) {
                     (Some(project), Some(region)) => {
                         format!("/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:{method}")
@@ -610,7 +616,8 @@ async fn proxy(
                         _ => "chat/completions",
                     };
                     upstream_path = format!(
-                        "/openai/deployments/{deployment}/{op}?api-version={}",
+                        "/openai/deployments/{}/{op}?api-version={}",
+                        auth::sigv4::path_segment(deployment),
                         backend.api_version
                     );
                 }
@@ -641,6 +648,11 @@ async fn proxy(
         .parse()
         .map_err(|e| ProxyError::Internal(format!("upstream uri: {e}")))?;
         let mut headers = base_headers.clone();
+        if translation != Translation::None && translation != Translation::OpenAiToAzure {
+            // Translated bodies are JSON whatever the client labelled its own (`curl -d` says
+            // form-urlencoded; Bedrock InvokeModel reads the body type from this header).
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         if let Some(c) = &credential {
             c.inject(&mut headers);
             if let Some(source) = c.oauth() {

@@ -118,6 +118,7 @@ pub(super) fn wrap(resp: Response<RespBody>, ctx: RequestCtx, l7: &L7) -> Respon
                 Some(Translator::Json {
                     buf: Vec::new(),
                     status: parts.status.as_u16(),
+                    overflow: false,
                     to,
                 })
             }
@@ -168,7 +169,13 @@ enum Translator {
     BedrockToAnthropicStream(translate::BedrockStreamToOpenAi, translate::OpenAiStreamToAnthropic),
     /// Whole JSON bodies (answers and errors) are translated once complete.
     /// `status`: the upstream's, for error shapes that do not name their type.
-    Json { buf: Vec<u8>, status: u16, to: Translation },
+    /// `overflow`: the answer outgrew what is kept for translation.
+    Json {
+        buf: Vec<u8>,
+        status: u16,
+        to: Translation,
+        overflow: bool,
+    },
 }
 
 struct Recorded {
@@ -207,7 +214,35 @@ impl Recorded {
     /// The upstream body ended normally.
     fn upstream_ended(&mut self) {
         self.inner_done = true;
-        if let Some(Translator::Json { buf, status, to }) = self.translator.as_mut() {
+        if let Some(Translator::Json {
+            buf,
+            status,
+            to,
+            overflow,
+        }) = self.translator.as_mut()
+        {
+            if *overflow {
+                // The status has left already: say plainly, in the client's error shape.
+                let message = format!(
+                    "the backend's answer is larger than {} MiB and was not translated",
+                    crate::llm::usage::MAX_METERED_JSON >> 20
+                );
+                let body = match to {
+                    Translation::AnthropicToOpenAiChat
+                    | Translation::AnthropicToGemini
+                    | Translation::AnthropicToBedrock => {
+                        serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}})
+                    }
+                    _ => {
+                        serde_json::json!({"error": {"message": message, "type": "api_error", "param": null, "code": null}})
+                    }
+                };
+                self.held = Some(Bytes::from(body.to_string()));
+                if let Some(m) = self.meter.as_mut() {
+                    self.metered = Some(m.finish(true).1);
+                }
+                return;
+            }
             let parsed = serde_json::from_slice::<serde_json::Value>(buf);
             let ok = (200..300).contains(status);
             let translated = match (*to, ok, parsed) {
@@ -474,9 +509,11 @@ impl Body for Recorded {
                     }
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
-                Some(Translator::Json { buf, .. }) => {
+                Some(Translator::Json { buf, overflow, .. }) => {
                     if buf.len() + data.len() <= crate::llm::usage::MAX_METERED_JSON {
                         buf.extend_from_slice(data);
+                    } else {
+                        *overflow = true;
                     }
                     continue;
                 }

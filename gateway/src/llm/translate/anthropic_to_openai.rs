@@ -275,6 +275,8 @@ pub struct OpenAiStreamToAnthropic {
     /// OpenAI tool call index → Anthropic block index.
     tools: std::collections::HashMap<u64, usize>,
     stop: Value,
+    /// The latest usage seen (servers with continuous usage send it in every chunk).
+    usage: Value,
     finished: bool,
 }
 
@@ -287,6 +289,7 @@ impl Default for OpenAiStreamToAnthropic {
             next_index: 0,
             tools: Default::default(),
             stop: Value::Null,
+            usage: Value::Null,
             finished: false,
         }
     }
@@ -329,8 +332,14 @@ impl OpenAiStreamToAnthropic {
     pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
         let mut out = String::new();
         for ev in self.splitter.feed(bytes) {
+            if self.finished {
+                // After message_stop nothing more may reach an Anthropic client (a server that
+                // sends usage in every chunk ends the message at the first one with a finish).
+                continue;
+            }
             if ev.data == "[DONE]" {
-                self.finish(&Value::Null, &mut out);
+                let usage = std::mem::take(&mut self.usage);
+                self.finish(&usage, &mut out);
                 continue;
             }
             let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
@@ -400,7 +409,14 @@ impl OpenAiStreamToAnthropic {
                 self.close_block(&mut out);
             }
             if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-                self.finish(u, &mut out);
+                // OpenAI sends usage once, in a last chunk without choices; vLLM's continuous
+                // usage puts it in every chunk, so the message ends only at that last chunk or
+                // at [DONE].
+                if v["choices"].as_array().is_some_and(Vec::is_empty) {
+                    self.finish(u, &mut out);
+                } else {
+                    self.usage = u.clone();
+                }
             }
         }
         Bytes::from(out)

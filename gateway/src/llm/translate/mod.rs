@@ -241,6 +241,12 @@ fn embedding_inputs(body: &[u8], target: &str) -> Result<(Vec<String>, Option<Va
         }
         _ => return Err(unsupported("`input` must be a string or a non-empty array of strings")),
     };
+    if texts.len() > MAX_EMBEDDING_INPUTS {
+        return Err(unsupported(format!(
+            "`input` holds {} texts; at most {MAX_EMBEDDING_INPUTS} per request",
+            texts.len()
+        )));
+    }
     let base64 = match req["encoding_format"].as_str() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -249,6 +255,9 @@ fn embedding_inputs(body: &[u8], target: &str) -> Result<(Vec<String>, Option<Va
     let dimensions = req.get("dimensions").filter(|d| !d.is_null()).cloned();
     Ok((texts, dimensions, base64))
 }
+
+/// Texts one embeddings request may hold (OpenAI's own limit).
+pub const MAX_EMBEDDING_INPUTS: usize = 2048;
 
 /// One OpenAI embedding object: float32 values as a JSON list, or their little-endian bytes in
 /// base64 (what the OpenAI API sends for `encoding_format: base64`).

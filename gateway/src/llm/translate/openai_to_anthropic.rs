@@ -183,15 +183,44 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
         }
         (None, false) => {}
     }
+    // Thinking continues a tool call only with the thinking block of the turn that made the
+    // call, which an OpenAI client cannot send back (it never saw it): such a turn goes
+    // without thinking, as Anthropic requires, rather than failing.
+    let continues_tool_call = out["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|t| t["role"] == "assistant"))
+        .is_some_and(|t| {
+            t["content"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|b| b["type"] == "tool_use"))
+        });
     if let Some(effort) = obj.get("reasoning_effort").and_then(Value::as_str) {
         let budget = thinking_budget(effort)?;
-        out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
-        if max_tokens <= budget {
-            out.insert("max_tokens".into(), json!(budget + max_tokens));
+        // While thinking, Anthropic takes only temperature 1 and top_p from 0.95.
+        if let Some(t) = obj.get("temperature").and_then(Value::as_f64).filter(|t| *t != 1.0) {
+            return Err(unsupported(format!(
+                "`temperature` {t} cannot be combined with `reasoning_effort` on Anthropic backends (thinking takes only 1)"
+            )));
         }
-        // Anthropic refuses temperature/top_p changes while thinking.
-        out.remove("temperature");
-        out.remove("top_p");
+        if let Some(p) = obj.get("top_p").and_then(Value::as_f64).filter(|p| *p < 0.95) {
+            return Err(unsupported(format!(
+                "`top_p` {p} cannot be combined with `reasoning_effort` on Anthropic backends (thinking takes 0.95 to 1)"
+            )));
+        }
+        if out
+            .get("tool_choice")
+            .is_some_and(|c| c["type"] == "any" || c["type"] == "tool")
+        {
+            return Err(unsupported(
+                "a `tool_choice` that forces a tool cannot be combined with `reasoning_effort` on Anthropic backends",
+            ));
+        }
+        if !continues_tool_call {
+            out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
+            if max_tokens <= budget {
+                out.insert("max_tokens".into(), json!(budget + max_tokens));
+            }
+        }
     }
     if no_turns {
         return Err(unsupported(
@@ -432,7 +461,12 @@ impl AnthropicStreamToOpenAi {
                 },
                 Some("message_delta") => {
                     if let Some(o) = v["usage"]["output_tokens"].as_u64() {
-                        self.usage["output_tokens"] = json!(o);
+                        // (The usage kept from message_start may be anything the upstream sent.)
+                        if let Some(u) = self.usage.as_object_mut() {
+                            u.insert("output_tokens".into(), json!(o));
+                        } else {
+                            self.usage = json!({"output_tokens": o});
+                        }
                     }
                     out += &self.chunk(json!({}), finish_reason(v["delta"]["stop_reason"].as_str()));
                 }

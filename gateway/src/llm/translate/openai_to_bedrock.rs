@@ -184,7 +184,12 @@ fn bedrock_error(name: &str, v: &Value) -> Value {
 /// OpenAI embeddings request → one Titan `InvokeModel` body per input text (Titan embeds one
 /// text per call: `{"inputText", "dimensions"}`). The caller sends them and combines the
 /// answers with [`titan_combined`].
-pub fn openai_embeddings_to_titan(body: &[u8]) -> Result<(Vec<Value>, bool), Unsupported> {
+pub fn openai_embeddings_to_titan(body: &[u8], model: &str) -> Result<(Vec<Value>, bool), Unsupported> {
+    if !model.contains("titan-embed") {
+        return Err(unsupported(format!(
+            "embeddings on Bedrock are translated for Amazon Titan Text Embeddings models only, not {model:?}"
+        )));
+    }
     let (texts, dimensions, base64) = embedding_inputs(body, "Bedrock Titan embeddings")?;
     let bodies = texts
         .into_iter()
@@ -203,7 +208,9 @@ pub fn openai_embeddings_to_titan(body: &[u8]) -> Result<(Vec<Value>, bool), Uns
 /// (the sum of `inputTextTokenCount`), which the usage meter reads like any Bedrock answer.
 pub fn titan_combined(answers: &[Value]) -> Value {
     let tokens: u64 = answers.iter().filter_map(|a| a["inputTextTokenCount"].as_u64()).sum();
-    json!({"embeddings": answers, "usage": {"inputTokens": tokens, "outputTokens": 0, "totalTokens": tokens}})
+    // Only the vectors: `embeddingsByType` repeats them.
+    let embeddings: Vec<Value> = answers.iter().map(|a| json!({"embedding": a["embedding"]})).collect();
+    json!({"embeddings": embeddings, "usage": {"inputTokens": tokens, "outputTokens": 0, "totalTokens": tokens}})
 }
 
 /// [`titan_combined`] → OpenAI embeddings list with `prompt_tokens`.

@@ -61,7 +61,11 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
                         call["id"].as_str().unwrap_or("").to_string(),
                         call["function"]["name"].clone(),
                     );
-                    parts.push(json!({"functionCall": {"name": call["function"]["name"], "args": args}}));
+                    let mut part = json!({"functionCall": {"name": call["function"]["name"], "args": args}});
+                    if let Some((_, sig)) = call["id"].as_str().and_then(|id| id.split_once(SIGNATURE_IN_ID)) {
+                        part["thoughtSignature"] = json!(sig);
+                    }
+                    parts.push(part);
                 }
                 ("model", parts)
             }
@@ -238,6 +242,9 @@ fn gemini_finish(reason: Option<&str>, has_calls: bool) -> Value {
 
 /// Gemini `usageMetadata` → OpenAI `usage` (thinking tokens count as output, as OpenAI's
 /// reasoning tokens do).
+/// Separates a call id from the thought signature carried in it (see [`gemini_message`]).
+const SIGNATURE_IN_ID: &str = "__thought__";
+
 fn gemini_message(candidate: &Value) -> (String, Vec<Value>) {
     let mut text = String::new();
     let mut calls = Vec::new();
@@ -249,13 +256,21 @@ fn gemini_message(candidate: &Value) -> (String, Vec<Value>) {
             text.push_str(t);
         }
         if let Some(call) = part.get("functionCall") {
-            let id = call
+            let mut id = call
                 .get("id")
                 .and_then(Value::as_str)
                 .map(String::from)
                 .unwrap_or_else(|| format!("call_{}", calls.len()));
-            calls.push(json!({"id": id, "type": "function",
-                              "function": {"name": call["name"], "arguments": call["args"].to_string()}}));
+            // Gemini wants a call's thought signature back when the call is replayed; an
+            // OpenAI client sends back only the id, so the signature travels inside it.
+            if let Some(sig) = part["thoughtSignature"].as_str() {
+                id = format!("{id}{SIGNATURE_IN_ID}{sig}");
+            }
+            let args = match &call["args"] {
+                Value::Null => "{}".to_string(),
+                a => a.to_string(),
+            };
+            calls.push(json!({"id": id, "type": "function", "function": {"name": call["name"], "arguments": args}}));
         }
     }
     (text, calls)
@@ -266,11 +281,17 @@ pub fn gemini_to_openai(resp: &Value, model: &str) -> Value {
     let cand = &resp["candidates"][0];
     let (text, calls) = gemini_message(cand);
     let has_calls = !calls.is_empty();
+    // A blocked prompt has no candidate, only `promptFeedback.blockReason`.
+    let finish = if cand.is_null() && resp["promptFeedback"].get("blockReason").is_some() {
+        json!("content_filter")
+    } else {
+        gemini_finish(cand["finishReason"].as_str(), has_calls)
+    };
     openai_completion(
         format!("chatcmpl-{}", resp["responseId"].as_str().unwrap_or("gemini")),
         resp.get("modelVersion").cloned().unwrap_or(json!(model)),
         assistant_message(text, calls),
-        gemini_finish(cand["finishReason"].as_str(), has_calls),
+        finish,
         openai_usage(usage::gemini_usage(&resp["usageMetadata"])),
     )
 }
@@ -346,6 +367,14 @@ impl GeminiStreamToOpenAi {
             }
             let has_calls = !calls.is_empty() || self.calls > 0;
             for mut call in calls {
+                // Numbered across the stream: calls arrive in separate events.
+                let id = call["id"].as_str().unwrap_or("");
+                let n = format!("call_{}", self.calls);
+                call["id"] = json!(match id.split_once(SIGNATURE_IN_ID) {
+                    Some((_, sig)) => format!("{n}{SIGNATURE_IN_ID}{sig}"),
+                    None if id.starts_with("call_") => n,
+                    None => id.to_string(),
+                });
                 call["index"] = json!(self.calls);
                 self.calls += 1;
                 out += &self.chunk(json!({"tool_calls": [call]}), Value::Null);
@@ -353,7 +382,13 @@ impl GeminiStreamToOpenAi {
             if let Some(u) = v.get("usageMetadata") {
                 self.usage = u.clone();
             }
-            if let Some(reason) = cand["finishReason"].as_str() {
+            let blocked = cand.is_null() && v["promptFeedback"].get("blockReason").is_some();
+            let reason = if blocked {
+                Some("BLOCKLIST")
+            } else {
+                cand["finishReason"].as_str()
+            };
+            if let Some(reason) = reason {
                 out += &self.chunk(json!({}), gemini_finish(Some(reason), has_calls));
                 if self.include_usage {
                     let u = openai_usage(usage::gemini_usage(&self.usage));
@@ -418,9 +453,10 @@ pub fn openai_embeddings_to_vertex(body: &[u8], model: &str) -> Result<(Vec<Valu
         .chunks(vertex_instances_per_call(model))
         .map(|chunk| {
             let instances: Vec<Value> = chunk.iter().map(|t| json!({"content": t})).collect();
-            let mut b = json!({"instances": instances});
+            // OpenAI refuses an over-long input; Vertex would cut it silently unless told not to.
+            let mut b = json!({"instances": instances, "parameters": {"autoTruncate": false}});
             if let Some(d) = &dimensions {
-                b["parameters"] = json!({"outputDimensionality": d});
+                b["parameters"]["outputDimensionality"] = d.clone();
             }
             b
         })

@@ -80,17 +80,41 @@ fn max_tokens_defaults_reasoning_and_tool_choice() {
     let v = openai_chat_to_anthropic(br#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#, "c").unwrap();
     assert_eq!(v["max_tokens"], DEFAULT_MAX_TOKENS);
     let v = openai_chat_to_anthropic(
-        br#"{"model":"x","max_tokens":100,"reasoning_effort":"medium","temperature":0.3,"messages":[{"role":"user","content":"hi"}],"tool_choice":{"type":"function","function":{"name":"f"}},"parallel_tool_calls":false}"#,
+        br#"{"model":"x","max_tokens":100,"reasoning_effort":"medium","temperature":1,"messages":[{"role":"user","content":"hi"}],"tool_choice":"auto","parallel_tool_calls":false}"#,
         "c",
     )
     .unwrap();
     assert_eq!(v["thinking"], json!({"type": "enabled", "budget_tokens": 4096}));
     assert_eq!(v["max_tokens"], 4196, "room for the answer beyond the thinking budget");
-    assert!(v.get("temperature").is_none());
+    assert_eq!(v["temperature"], 1);
     assert_eq!(
         v["tool_choice"],
-        json!({"type": "tool", "name": "f", "disable_parallel_tool_use": true})
+        json!({"type": "auto", "disable_parallel_tool_use": true})
     );
+    // What thinking cannot go with is refused by name, never dropped.
+    for (extra, named) in [
+        (r#""temperature":0.3"#, "`temperature` 0.3"),
+        (r#""top_p":0.5"#, "`top_p` 0.5"),
+        (r#""tool_choice":"required""#, "`tool_choice`"),
+        (
+            r#""tool_choice":{"type":"function","function":{"name":"f"}}"#,
+            "`tool_choice`",
+        ),
+    ] {
+        let body = format!(
+            r#"{{"model":"x","reasoning_effort":"low",{extra},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let e = openai_chat_to_anthropic(body.as_bytes(), "c").unwrap_err();
+        assert!(e.0.contains(named), "{body}: {e}");
+    }
+    // A turn continuing a tool call goes without thinking (Anthropic would want the thinking
+    // block of the calling turn back, which OpenAI clients never saw).
+    let v = openai_chat_to_anthropic(
+        br#"{"model":"x","reasoning_effort":"high","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}]}"#,
+        "c",
+    )
+    .unwrap();
+    assert!(v.get("thinking").is_none(), "{v}");
     let v = openai_chat_to_anthropic(
         br#"{"model":"x","messages":[{"role":"user","content":"hi"}],"tool_choice":"required"}"#,
         "c",
@@ -534,8 +558,17 @@ fn refused_features(req: &Value, target: &str) -> Vec<&'static str> {
     let mut f = Vec::new();
     let t = |k: &str| req[k].as_f64().unwrap_or(0.0);
     let anthropic_like = target != "gemini";
-    if anthropic_like && t("temperature") > 1.0 {
+    let thinking = req.get("reasoning_effort").is_some();
+    if anthropic_like
+        && (t("temperature") > 1.0 || (thinking && req.get("temperature").is_some() && t("temperature") != 1.0))
+    {
         f.push("`temperature`");
+    }
+    if anthropic_like && thinking && req.get("top_p").is_some() && t("top_p") < 0.95 {
+        f.push("`top_p`");
+    }
+    if anthropic_like && thinking && (req["tool_choice"] == "required" || req["tool_choice"].is_object()) {
+        f.push("`tool_choice`");
     }
     if anthropic_like && req.get("response_format").is_some_and(|r| r["type"] != "text") {
         f.push("`response_format`");
@@ -598,11 +631,21 @@ fn random_valid_openai_requests_translate_into_valid_targets_and_never_panic() {
                         assert_valid(&openai, "openai", n, &out, &back);
                         // Anthropic clients reach Gemini and Bedrock through that request.
                         let back = back.to_string();
-                        if let Ok(g) = openai_chat_to_gemini(back.as_bytes()) {
-                            assert_valid(&gemini, "anthropic→gemini", n, &out, &g);
-                        }
-                        if let Ok(b) = openai_chat_to_bedrock(back.as_bytes(), "m") {
-                            assert_valid(&bedrock, "anthropic→bedrock", n, &out, &b);
+                        let back_v: Value = serde_json::from_str(&back).unwrap();
+                        for (target, result, validator) in [
+                            ("gemini", openai_chat_to_gemini(back.as_bytes()), &gemini),
+                            ("bedrock", openai_chat_to_bedrock(back.as_bytes(), "m"), &bedrock),
+                        ] {
+                            match result {
+                                Ok(v) => assert_valid(validator, &format!("anthropic→{target}"), n, &out, &v),
+                                Err(Unsupported(why)) => {
+                                    let named = refused_features(&back_v, target);
+                                    assert!(
+                                        named.iter().any(|f| why.contains(f)),
+                                        "#{n} anthropic→{target}: refused with {why:?}, expected one of {named:?}\n{back}"
+                                    );
+                                }
+                            }
                         }
                     }
                 }
@@ -633,6 +676,19 @@ fn random_valid_openai_requests_translate_into_valid_targets_and_never_panic() {
         let _ = t.feed(&junk);
         let mut t = OpenAiStreamToAnthropic::default();
         let _ = t.feed(&junk);
+        let _ = GeminiStreamToOpenAi::new("m", true).feed(&junk);
+        let _ = BedrockStreamToOpenAi::new("m", true).feed(&junk);
+        // Junk inside well-formed framing reaches the JSON handling too.
+        let text = String::from_utf8_lossy(&junk);
+        let framed = format!("data: {{\"candidates\":[{text}]}}\r\n\r\ndata: {text}\n\n");
+        let _ = GeminiStreamToOpenAi::new("m", true).feed(framed.as_bytes());
+        let _ = OpenAiStreamToAnthropic::default().feed(framed.as_bytes());
+        let _ = AnthropicStreamToOpenAi::new(true)
+            .feed(format!("event: message_delta\ndata: {{\"usage\":{text}}}\n\n").as_bytes());
+        let _ = BedrockStreamToOpenAi::new("m", true).feed(&crate::llm::eventstream::encode(
+            &[(":event-type", "contentBlockDelta"), (":message-type", "event")],
+            &junk,
+        ));
     }
 }
 
@@ -858,6 +914,7 @@ fn openai_embeddings_become_a_gemini_batch_and_come_back_as_floats_or_base64() {
 fn openai_embeddings_become_titan_calls_and_come_back_as_one_list() {
     let (bodies, base64) = openai_embeddings_to_titan(
         br#"{"model":"text-embedding-3-small","input":["first text","second"],"dimensions":256}"#,
+        "amazon.titan-embed-text-v2:0",
     )
     .unwrap();
     assert!(!base64);
@@ -868,12 +925,21 @@ fn openai_embeddings_become_titan_calls_and_come_back_as_one_list() {
             json!({"inputText": "second", "dimensions": 256})
         ]
     );
-    let (bodies, base64) =
-        openai_embeddings_to_titan(br#"{"model":"m","input":"one","encoding_format":"base64"}"#).unwrap();
+    let (bodies, base64) = openai_embeddings_to_titan(
+        br#"{"model":"m","input":"one","encoding_format":"base64"}"#,
+        "amazon.titan-embed-text-v2:0",
+    )
+    .unwrap();
     assert!(base64);
     assert_eq!(bodies, [json!({"inputText": "one"})]);
-    let e = openai_embeddings_to_titan(br#"{"model":"m","input":[[1,2]]}"#).unwrap_err();
+    let e =
+        openai_embeddings_to_titan(br#"{"model":"m","input":[[1,2]]}"#, "amazon.titan-embed-text-v2:0").unwrap_err();
     assert!(e.0.contains("token-array `input`") && e.0.contains("Titan"), "{e}");
+    let e = openai_embeddings_to_titan(br#"{"model":"m","input":"x"}"#, "cohere.embed-english-v3").unwrap_err();
+    assert!(e.0.contains("cohere.embed-english-v3"), "{e}");
+    let many = json!({"model": "m", "input": vec!["x"; MAX_EMBEDDING_INPUTS + 1]}).to_string();
+    let e = openai_embeddings_to_titan(many.as_bytes(), "amazon.titan-embed-text-v2:0").unwrap_err();
+    assert!(e.0.contains("at most 2048"), "{e}");
 
     let answers = [
         json!({"embedding": [0.5, -1.0], "inputTextTokenCount": 3, "embeddingsByType": {"float": [0.5, -1.0]}}),
@@ -910,7 +976,9 @@ fn openai_embeddings_become_vertex_predict_calls() {
     assert!(!base64);
     assert_eq!(
         bodies,
-        [json!({"instances": [{"content": "a b"}, {"content": "c"}], "parameters": {"outputDimensionality": 8}})]
+        [
+            json!({"instances": [{"content": "a b"}, {"content": "c"}], "parameters": {"autoTruncate": false, "outputDimensionality": 8}})
+        ]
     );
     let (bodies, _) = openai_embeddings_to_vertex(req, "gemini-embedding-001").unwrap();
     assert_eq!(bodies.len(), 2);
@@ -1179,4 +1247,81 @@ mod golden {
             &openai_error_to_anthropic(&fixture("openai-error.json"), 429),
         );
     }
+}
+
+/// Gemini details a client depends on: call ids unique across a stream's events, a call's
+/// thought signature back on the replayed call, blocked prompts finishing as content filters,
+/// and calls with no `args` reading as `{}`.
+#[test]
+fn gemini_call_ids_signatures_and_blocked_prompts() {
+    let ev = |v: Value| format!("data: {v}\r\n\r\n");
+    let call = |name: &str, sig: Option<&str>| {
+        let mut p = json!({"functionCall": {"name": name}});
+        if let Some(s) = sig {
+            p["thoughtSignature"] = json!(s);
+        }
+        json!({"candidates": [{"content": {"role": "model", "parts": [p]}, "index": 0}]})
+    };
+    let mut stream = ev(call("a", Some("c2lnLWE=")));
+    stream += &ev(call("b", None));
+    stream +=
+        &ev(json!({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP"}]}));
+    let out = String::from_utf8(GeminiStreamToOpenAi::new("g", false).feed(stream.as_bytes()).to_vec()).unwrap();
+    let calls: Vec<Value> = openai_chunks(&out)
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0).cloned())
+        .collect();
+    assert_eq!(calls.len(), 2, "{out}");
+    assert_eq!(calls[0]["id"], "call_0__thought__c2lnLWE=");
+    assert_eq!(calls[1]["id"], "call_1");
+    assert_eq!(calls[1]["function"]["arguments"], "{}");
+    // The signature goes back on the replayed call; the tool result finds its name by id.
+    let next = json!({"model": "g", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": calls[0]["id"], "type": "function", "function": {"name": "a", "arguments": "{}"}},
+            {"id": calls[1]["id"], "type": "function", "function": {"name": "b", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": calls[1]["id"], "content": "done"}]});
+    let g = openai_chat_to_gemini(next.to_string().as_bytes()).unwrap();
+    assert_eq!(g["contents"][1]["parts"][0]["thoughtSignature"], "c2lnLWE=");
+    assert!(g["contents"][1]["parts"][1].get("thoughtSignature").is_none());
+    assert_eq!(g["contents"][2]["parts"][0]["functionResponse"]["name"], "b");
+    // Blocked prompts: no candidate, only promptFeedback.
+    let blocked = json!({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5}});
+    assert_eq!(
+        gemini_to_openai(&blocked, "g")["choices"][0]["finish_reason"],
+        "content_filter"
+    );
+    let out = GeminiStreamToOpenAi::new("g", true).feed(ev(blocked).as_bytes());
+    let out = String::from_utf8(out.to_vec()).unwrap();
+    assert!(
+        out.contains(r#""finish_reason":"content_filter""#) && out.ends_with("data: [DONE]\n\n"),
+        "{out}"
+    );
+}
+
+/// Usage sent in every chunk (vLLM's continuous usage stats) does not end an Anthropic
+/// client's message early; a malformed usage does not panic.
+#[test]
+fn continuous_usage_and_odd_usage_shapes() {
+    let chunk = |delta: Value, finish: Value, tokens: u64| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                   "usage": {"prompt_tokens": 3, "completion_tokens": tokens, "total_tokens": 3 + tokens}})
+        )
+    };
+    let mut s = chunk(json!({"role": "assistant", "content": "Hel"}), Value::Null, 1);
+    s += &chunk(json!({"content": "lo"}), Value::Null, 2);
+    s += &chunk(json!({}), json!("stop"), 2);
+    s += "data: [DONE]\n\n";
+    let out = String::from_utf8(OpenAiStreamToAnthropic::default().feed(s.as_bytes()).to_vec()).unwrap();
+    assert!(out.contains(r#""text":"lo""#), "{out}");
+    assert_eq!(out.matches("event: message_stop").count(), 1, "{out}");
+    assert!(out.trim_end().ends_with(r#"data: {"type":"message_stop"}"#), "{out}");
+    assert!(out.contains(r#""output_tokens":2"#), "{out}");
+    let odd = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":5}}\n\n\
+               event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\n";
+    let _ = AnthropicStreamToOpenAi::new(true).feed(odd.as_bytes());
 }
