@@ -89,8 +89,21 @@ pub fn anthropic_to_openai_chat(body: &[u8], model: &str) -> Result<Value, Unsup
                 Some("tool_result") => {
                     let content = match &b["content"] {
                         Value::String(s) => s.clone(),
-                        Value::Array(a) => a.iter().filter_map(|c| c["text"].as_str()).collect::<Vec<_>>().join(""),
+                        Value::Array(a) if a.iter().all(|c| c["type"] == "text") => {
+                            a.iter().filter_map(|c| c["text"].as_str()).collect::<Vec<_>>().join("")
+                        }
+                        Value::Array(_) => {
+                            return Err(unsupported(format!(
+                                "messages[{i}].content[{j}]: a tool_result holding images is not supported by OpenAI-compatible backends"
+                            )))
+                        }
                         _ => String::new(),
+                    };
+                    // OpenAI tool messages have no error flag: `is_error` is said in the text.
+                    let content = if b["is_error"] == Value::Bool(true) {
+                        format!("Error: {content}")
+                    } else {
+                        content
                     };
                     messages.push(json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": content}));
                 }

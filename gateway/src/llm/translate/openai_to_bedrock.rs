@@ -57,12 +57,25 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
         }
         messages.push(json!({"role": m["role"], "content": content}));
     }
+    if messages.first().is_some_and(|m| m["role"] == "assistant") {
+        return Err(unsupported(
+            "Bedrock backends need the conversation to start with a user message (after the system prompt)",
+        ));
+    }
     out.insert("messages".into(), Value::Array(messages));
     if let Some(system) = a.get("system") {
         out.insert("system".into(), json!([{"text": system}]));
     }
     let mut inference = Map::new();
-    inference.insert("maxTokens".into(), a["max_tokens"].clone());
+    // Converse takes the model's own maximum when none is given (Anthropic needed one).
+    let asked: Value = serde_json::from_slice(body).unwrap_or_default();
+    if let Some(m) = asked
+        .get("max_completion_tokens")
+        .or(asked.get("max_tokens"))
+        .filter(|m| !m.is_null())
+    {
+        inference.insert("maxTokens".into(), m.clone());
+    }
     for (from, to) in [
         ("temperature", "temperature"),
         ("top_p", "topP"),
@@ -72,7 +85,9 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
             inference.insert(to.into(), v.clone());
         }
     }
-    out.insert("inferenceConfig".into(), Value::Object(inference));
+    if !inference.is_empty() {
+        out.insert("inferenceConfig".into(), Value::Object(inference));
+    }
     if let Some(tools) = a.get("tools").and_then(Value::as_array) {
         let specs: Vec<Value> = tools
             .iter()

@@ -282,6 +282,23 @@ fn an_anthropic_request_becomes_an_openai_chat_request() {
         let v = anthropic_to_openai_chat(body.to_string().as_bytes(), "m").unwrap();
         assert_eq!(v["reasoning_effort"], effort);
     }
+    // A failed tool run says so in the tool message's text (OpenAI has no error flag); images
+    // in a tool result have no OpenAI place and are refused by name.
+    let v = anthropic_to_openai_chat(
+        br#"{"model":"c","max_tokens":9,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","is_error":true,"content":"no such city"}]}]}"#,
+        "m",
+    )
+    .unwrap();
+    assert_eq!(
+        v["messages"][0],
+        json!({"role": "tool", "tool_call_id": "t1", "content": "Error: no such city"})
+    );
+    let e = anthropic_to_openai_chat(
+        br#"{"model":"c","max_tokens":9,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}}]}]}]}"#,
+        "m",
+    )
+    .unwrap_err();
+    assert!(e.0.contains("tool_result holding images"), "{e}");
     let e = anthropic_to_openai_chat(br#"{"model":"c","max_tokens":1,"top_k":5,"messages":[]}"#, "m").unwrap_err();
     assert!(e.0.contains("`top_k`"), "{e}");
 }
@@ -577,6 +594,12 @@ fn refused_features(req: &Value, target: &str) -> Vec<&'static str> {
         f.push("`parallel_tool_calls");
     }
     if target == "bedrock" {
+        if req["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["role"] == "assistant"))
+        {
+            f.push("start with a user message");
+        }
         let s = req.to_string();
         if s.contains("https://example.com") {
             f.push("image URLs");
