@@ -478,6 +478,39 @@ async fn respond(
                    "metrics": {"latencyMs": 42}}),
         );
     }
+    // Metadata services: the GCP metadata server and Azure IMDS hand out the node's own
+    // tokens to callers that send their header.
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if parts.uri.path() == "/computeMetadata/v1/instance/service-accounts/default/token" {
+        return if parts.method == hyper::Method::GET && header("metadata-flavor") == "Google" {
+            json_response(
+                200,
+                json!({"access_token": "ya29.fake-metadata-default", "expires_in": 3599, "token_type": "Bearer"}),
+            )
+        } else {
+            json_response(403, json!({"error": "Missing Metadata-Flavor:Google header."}))
+        };
+    }
+    if parts.uri.path() == "/metadata/identity/oauth2/token" {
+        let resource_ok = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .contains("resource=https%3A%2F%2Fcognitiveservices.azure.com");
+        return if parts.method == hyper::Method::GET && header("metadata") == "true" && resource_ok {
+            // IMDS sends expires_in as a string.
+            json_response(
+                200,
+                json!({"access_token": "eyJ0eXAi.fake-entra-msi", "expires_in": "3599", "expires_on": "1795690000",
+                       "resource": "https://cognitiveservices.azure.com", "token_type": "Bearer"}),
+            )
+        } else {
+            json_response(
+                400,
+                json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+            )
+        };
+    }
     // OAuth token endpoint (JWT-bearer grant), as Google's.
     if parts.uri.path() == "/token" {
         return match verify_assertion(&bytes, script.jwt_public_key.as_deref()) {

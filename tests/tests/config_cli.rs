@@ -66,11 +66,23 @@ fn invalid_configs_are_rejected_naming_the_field() {
         ),
         (
             "credentials:\n  - name: sa\n    kind: gcpServiceAccount\n    env: SA\nbackends:\n  - name: g\n    url: https://generativelanguage.googleapis.com\n    schema: gemini\n    credential: sa\n",
-            "backends[0].credential: \"sa\": a gcpServiceAccount credential is for vertex backends",
+            "backends[0].credential: \"sa\": gcpServiceAccount and gcpMetadata credentials are for vertex backends",
         ),
         (
             "credentials:\n  - name: e\n    kind: azureEntra\n    env: E\nbackends:\n  - name: o\n    url: https://api.openai.com\n    credential: e\n",
-            "backends[0].credential: \"e\": an azureEntra credential is for azureOpenai backends",
+            "backends[0].credential: \"e\": azureEntra and azureManagedIdentity credentials are for azureOpenai backends",
+        ),
+        (
+            "credentials:\n  - name: m\n    kind: gcpMetadata\n    file: /etc/key\n",
+            "credential \"m\" gets its tokens from the node's metadata service: no `file` or `env`",
+        ),
+        (
+            "credentials:\n  - name: k\n    kind: bearer\n    env: K\n    tokenUrl: http://127.0.0.1:1/token\n",
+            "credentials[0].tokenUrl: only gcpMetadata and azureManagedIdentity credentials take a tokenUrl",
+        ),
+        (
+            "credentials:\n  - name: m\n    kind: azureManagedIdentity\nbackends:\n  - name: o\n    url: https://api.openai.com\n    credential: m\n",
+            "azureEntra and azureManagedIdentity credentials are for azureOpenai backends",
         ),
         (
             "credentials:\n  - name: k\n    kind: bearer\n    env: K\nbackends:\n  - name: b\n    url: https://bedrock-runtime.eu-west-1.amazonaws.com\n    schema: bedrock\n    credential: k\n",

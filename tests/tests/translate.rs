@@ -815,3 +815,71 @@ fn an_azure_openai_backend_gets_entra_tokens_for_its_application() {
     }
     assert!(!gw.log().contains("eyJ0eXAi") && !gw.log().contains("entra~Secret"));
 }
+
+/// No secret on the node at all: Vertex tokens from the GCP metadata server (GKE Workload
+/// Identity, GCE) and Azure OpenAI tokens from the instance metadata service (managed
+/// identity), each asked once with the header that service requires, then reused.
+#[test]
+fn node_identities_from_metadata_services_serve_vertex_and_azure() {
+    if !privileged("node_identities_from_metadata_services_serve_vertex_and_azure") {
+        return;
+    }
+    let dir = tests::TempDir::new("metadata");
+    let ca = TestCa::new(&dir.0, "metadata");
+    let vertex = FakeLlm::start("vertex", "127.20.40.4", Some(ca.server_config(&["127.20.40.4"])));
+    let azure = FakeLlm::start("azure", "127.20.40.5", Some(ca.server_config(&["127.20.40.5"])));
+    // The metadata services answer on plain HTTP, as on a node.
+    let gce = FakeLlm::start("gce", "127.20.40.6", None);
+    let imds = FakeLlm::start("imds", "127.20.40.7", None);
+    let backends = format!(
+        "  - name: vertex\n    url: {}\n    schema: vertex\n    project: acme-ml\n    region: us-central1\n    credential: node-gcp\n    caFile: {ca}\n\
+         \x20 - name: azure\n    url: {}\n    schema: azureOpenai\n    deployment: gpt4o-prod\n    credential: node-azure\n    caFile: {ca}\n",
+        vertex.url(true),
+        azure.url(true),
+        ca = ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(40, "tr-metadata", &backends);
+    let gw = builder
+        .yaml(&format!(
+            "  - name: node-gcp\n    kind: gcpMetadata\n    tokenUrl: {}/computeMetadata/v1/instance/service-accounts/default/token\n\
+             \x20 - name: node-azure\n    kind: azureManagedIdentity\n    tokenUrl: \"{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fcognitiveservices.azure.com\"\n",
+            gce.url(false),
+            imds.url(false)
+        ))
+        .yaml(
+            "routes:\n  - name: gemini\n    match: { models: [\"gemini-*\"] }\n    backends: [{ backend: vertex }]\n\
+             \x20 - name: azure\n    backends: [{ backend: azure }]\n",
+        )
+        .start();
+    for _ in 0..2 {
+        assert_eq!(
+            openai_sdk(&s, &gw, &["chat", "gemini-2.5-flash"])["content"],
+            "hello from vertex"
+        );
+        assert_eq!(openai_sdk(&s, &gw, &["chat", "gpt-4o"])["content"], "hello from azure");
+    }
+    let (g, i) = (gce.received(), imds.received());
+    assert_eq!(g.len(), 1, "one token, reused");
+    assert_eq!(
+        (g[0].method.as_str(), g[0].headers["metadata-flavor"].as_str()),
+        ("GET", "Google")
+    );
+    assert_eq!(i.len(), 1, "one token, reused (IMDS says expires_in as a string)");
+    assert_eq!(i[0].headers["metadata"], "true");
+    assert_eq!(
+        vertex.received()[0].headers["authorization"],
+        "Bearer ya29.fake-metadata-default"
+    );
+    assert_eq!(
+        azure.received()[1].headers["authorization"],
+        "Bearer eyJ0eXAi.fake-entra-msi"
+    );
+    for rec in gw.wait_audit(4) {
+        assert_eq!(rec["status"], 200);
+        assert!(
+            !rec.to_string().contains("ya29.") && !rec.to_string().contains("eyJ0eXAi"),
+            "{rec}"
+        );
+    }
+    assert!(!gw.log().contains("ya29.") && !gw.log().contains("eyJ0eXAi"));
+}

@@ -3,8 +3,9 @@
 //! upstream requests, and never printed: the value lives in [`Secret`], whose `Debug` and
 //! `Display` say `<redacted>`; logs and records carry only the name and a fingerprint.
 //! Kinds that are not a header value live beside it: [`sigv4`] signs Bedrock requests,
-//! [`oauth`] fetches and caches access tokens for [`gcp`] service accounts (Vertex) and
-//! [`entra`] applications (Azure OpenAI).
+//! [`oauth`] fetches and caches access tokens for [`gcp`] service accounts (Vertex),
+//! [`entra`] applications (Azure OpenAI) and the node's own identity from its metadata service
+//! (GKE Workload Identity / GCE, Azure managed identity).
 
 pub mod entra;
 pub mod gcp;
@@ -94,11 +95,21 @@ impl Loaded {
                 secret: Secret(value),
             });
         }
-        if matches!(kind, CredentialKind::GcpServiceAccount | CredentialKind::AzureEntra) {
+        if matches!(
+            kind,
+            CredentialKind::GcpServiceAccount
+                | CredentialKind::AzureEntra
+                | CredentialKind::GcpMetadata
+                | CredentialKind::AzureManagedIdentity
+        ) {
+            // Metadata kinds: `value` is the token URL override, if any.
+            let url = Some(value.as_str()).filter(|v| !v.is_empty());
             let source = match kind {
                 CredentialKind::GcpServiceAccount => {
                     gcp::ServiceAccount::parse(&value).map(|sa| oauth::Source::Gcp(Box::new(sa)))
                 }
+                CredentialKind::GcpMetadata => Some(oauth::Source::Metadata(oauth::Metadata::gcp(url))),
+                CredentialKind::AzureManagedIdentity => Some(oauth::Source::Metadata(oauth::Metadata::azure(url))),
                 _ => entra::EntraApp::parse(&value).map(oauth::Source::Entra),
             };
             let source = source.ok_or_else(|| Error::Value { name: name.to_string() })?;
@@ -115,7 +126,11 @@ impl Loaded {
         let header_value = match kind {
             CredentialKind::Bearer => format!("Bearer {value}"),
             CredentialKind::XApiKey | CredentialKind::ApiKey | CredentialKind::XGoogApiKey => value.clone(),
-            CredentialKind::AwsSigV4 | CredentialKind::GcpServiceAccount | CredentialKind::AzureEntra => {
+            CredentialKind::AwsSigV4
+            | CredentialKind::GcpServiceAccount
+            | CredentialKind::AzureEntra
+            | CredentialKind::GcpMetadata
+            | CredentialKind::AzureManagedIdentity => {
                 unreachable!("handled above")
             }
         };
@@ -130,7 +145,11 @@ impl Loaded {
             CredentialKind::XApiKey => HeaderName::from_static("x-api-key"),
             CredentialKind::ApiKey => HeaderName::from_static("api-key"),
             CredentialKind::XGoogApiKey => HeaderName::from_static("x-goog-api-key"),
-            CredentialKind::AwsSigV4 | CredentialKind::GcpServiceAccount | CredentialKind::AzureEntra => {
+            CredentialKind::AwsSigV4
+            | CredentialKind::GcpServiceAccount
+            | CredentialKind::AzureEntra
+            | CredentialKind::GcpMetadata
+            | CredentialKind::AzureManagedIdentity => {
                 unreachable!("handled above")
             }
         };
@@ -173,6 +192,10 @@ pub fn strip_client_credentials(headers: &mut HeaderMap) {
 
 /// Reads a credential's value from its source.
 fn read(c: &CredentialConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Error> {
+    if c.kind.from_metadata() {
+        // Nothing secret: the source is the node's metadata service (and its URL, if set).
+        return Ok(c.token_url.clone().unwrap_or_default());
+    }
     match (&c.file, &c.env) {
         (Some(path), _) => std::fs::read_to_string(path).map_err(|source| Error::File {
             name: c.name.clone(),
@@ -256,6 +279,7 @@ mod tests {
             kind,
             file,
             env: env.map(String::from),
+            token_url: None,
         }
     }
 

@@ -36,7 +36,11 @@ impl TokenCache {
                 .unwrap_or("no access_token");
             return Err(format!("token endpoint refused: {why}"));
         };
-        let ttl = Duration::from_secs(v["expires_in"].as_u64().unwrap_or(3600));
+        // Azure's instance metadata service sends `expires_in` as a string.
+        let expires_in = v["expires_in"]
+            .as_u64()
+            .or_else(|| v["expires_in"].as_str().and_then(|s| s.parse().ok()));
+        let ttl = Duration::from_secs(expires_in.unwrap_or(3600));
         *self.token.lock().unwrap() = Some((token.to_string(), Instant::now() + ttl));
         Ok(token.to_string())
     }
@@ -46,6 +50,50 @@ impl TokenCache {
 pub enum Source {
     Gcp(Box<super::gcp::ServiceAccount>),
     Entra(super::entra::EntraApp),
+    /// The node's metadata service (GCP metadata server, Azure IMDS): a GET with the header
+    /// that proves the caller is on the node, nothing secret in the request.
+    Metadata(Metadata),
+}
+
+/// A metadata-service token source.
+pub struct Metadata {
+    pub token_uri: String,
+    /// The header the service insists on (`Metadata-Flavor: Google`, `Metadata: true`).
+    pub header: (&'static str, &'static str),
+    pub cache: TokenCache,
+}
+
+/// GKE Workload Identity / GCE: the default service account's token.
+pub const GCP_METADATA_TOKEN_URL: &str =
+    "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token";
+/// Azure IMDS: a managed identity's token for Azure OpenAI (Cognitive Services).
+pub const AZURE_IMDS_TOKEN_URL: &str =
+    "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fcognitiveservices.azure.com";
+
+impl Metadata {
+    pub fn gcp(token_url: Option<&str>) -> Metadata {
+        Metadata {
+            token_uri: token_url.unwrap_or(GCP_METADATA_TOKEN_URL).to_string(),
+            header: ("metadata-flavor", "Google"),
+            cache: TokenCache::default(),
+        }
+    }
+
+    pub fn azure(token_url: Option<&str>) -> Metadata {
+        Metadata {
+            token_uri: token_url.unwrap_or(AZURE_IMDS_TOKEN_URL).to_string(),
+            header: ("metadata", "true"),
+            cache: TokenCache::default(),
+        }
+    }
+}
+
+/// How to ask for a token.
+pub enum TokenRequest {
+    /// POST an `application/x-www-form-urlencoded` body.
+    Form(String),
+    /// GET with one header.
+    Get(&'static str, &'static str),
 }
 
 impl Source {
@@ -54,14 +102,16 @@ impl Source {
         match self {
             Source::Gcp(sa) => &sa.token_uri,
             Source::Entra(app) => &app.token_uri,
+            Source::Metadata(m) => &m.token_uri,
         }
     }
 
-    /// The form body of a token request.
-    pub fn token_request(&self, now: SystemTime) -> String {
+    /// The token request.
+    pub fn token_request(&self, now: SystemTime) -> TokenRequest {
         match self {
-            Source::Gcp(sa) => sa.token_request(now),
-            Source::Entra(app) => app.token_request(),
+            Source::Gcp(sa) => TokenRequest::Form(sa.token_request(now)),
+            Source::Entra(app) => TokenRequest::Form(app.token_request()),
+            Source::Metadata(m) => TokenRequest::Get(m.header.0, m.header.1),
         }
     }
 
@@ -69,6 +119,7 @@ impl Source {
         match self {
             Source::Gcp(sa) => &sa.cache,
             Source::Entra(app) => &app.cache,
+            Source::Metadata(m) => &m.cache,
         }
     }
 }
@@ -78,6 +129,7 @@ impl std::fmt::Debug for Source {
         match self {
             Source::Gcp(sa) => sa.fmt(f),
             Source::Entra(app) => app.fmt(f),
+            Source::Metadata(m) => write!(f, "Metadata({})", m.token_uri),
         }
     }
 }
@@ -115,5 +167,9 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("bad sig"), "{e}");
         assert_eq!(form_encode("a+b/c=d ~"), "a%2Bb%2Fc%3Dd%20~");
+        // Azure IMDS says expires_in as a string.
+        c.store(br#"{"access_token":"eyJ.m","expires_in":"3599","token_type":"Bearer"}"#)
+            .unwrap();
+        assert_eq!(c.cached().as_deref(), Some("eyJ.m"));
     }
 }

@@ -123,6 +123,19 @@ pub enum CredentialKind {
     /// An Azure Entra ID application (`{"tenantId", "clientId", "clientSecret"}`, optionally
     /// `"authorityHost"`): client-credentials tokens for Azure OpenAI, cached.
     AzureEntra,
+    /// The node's Google identity (GKE Workload Identity, a GCE service account): tokens from
+    /// the metadata server, cached (Vertex AI). No secret to configure.
+    GcpMetadata,
+    /// The node's Azure managed identity: tokens for Azure OpenAI from the instance metadata
+    /// service, cached. No secret to configure.
+    AzureManagedIdentity,
+}
+
+impl CredentialKind {
+    /// Kinds whose tokens come from the node's metadata service: no file or env value.
+    pub fn from_metadata(self) -> bool {
+        matches!(self, CredentialKind::GcpMetadata | CredentialKind::AzureManagedIdentity)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +147,8 @@ pub struct RawCredential {
     pub file: Option<PathBuf>,
     /// Environment variable holding the secret.
     pub env: Option<String>,
+    /// Metadata kinds: the token endpoint, when not the platform's own.
+    pub token_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -271,6 +286,7 @@ pub struct Credential {
     pub kind: CredentialKind,
     pub file: Option<PathBuf>,
     pub env: Option<String>,
+    pub token_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -363,20 +379,45 @@ pub(super) fn credentials(raw: Vec<RawCredential>) -> Result<Vec<Credential>, Er
         .enumerate()
         .map(|(i, c)| {
             check_name(&format!("credentials[{i}].name"), &c.name)?;
-            match (&c.file, &c.env) {
-                (Some(_), None) | (None, Some(_)) => {}
-                _ => {
+            match (&c.file, &c.env, c.kind.from_metadata()) {
+                (Some(_), None, false) | (None, Some(_), false) | (None, None, true) => {}
+                (_, _, false) => {
                     return Err(invalid(
                         format!("credentials[{i}]"),
                         format!("credential {:?} needs exactly one of `file` or `env`", c.name),
                     ))
                 }
+                (_, _, true) => {
+                    return Err(invalid(
+                        format!("credentials[{i}]"),
+                        format!(
+                            "credential {:?} gets its tokens from the node's metadata service: no `file` or `env`",
+                            c.name
+                        ),
+                    ))
+                }
+            }
+            match &c.token_url {
+                Some(_) if !c.kind.from_metadata() => {
+                    return Err(invalid(
+                        format!("credentials[{i}].tokenUrl"),
+                        "only gcpMetadata and azureManagedIdentity credentials take a tokenUrl",
+                    ))
+                }
+                Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    return Err(invalid(
+                        format!("credentials[{i}].tokenUrl"),
+                        "an http(s) URL is expected",
+                    ))
+                }
+                _ => {}
             }
             Ok(Credential {
                 name: c.name,
                 kind: c.kind,
                 file: c.file,
                 env: c.env,
+                token_url: c.token_url,
             })
         })
         .collect()
@@ -476,16 +517,24 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
                         format!("{c:?}: bedrock backends, and only they, use a credential of kind awsSigV4"),
                     ));
                 }
-                if kind == Some(CredentialKind::GcpServiceAccount) && schema != ApiSchema::Vertex {
+                if matches!(
+                    kind,
+                    Some(CredentialKind::GcpServiceAccount | CredentialKind::GcpMetadata)
+                ) && schema != ApiSchema::Vertex
+                {
                     return Err(invalid(
                         format!("backends[{i}].credential"),
-                        format!("{c:?}: a gcpServiceAccount credential is for vertex backends"),
+                        format!("{c:?}: gcpServiceAccount and gcpMetadata credentials are for vertex backends"),
                     ));
                 }
-                if kind == Some(CredentialKind::AzureEntra) && schema != ApiSchema::AzureOpenai {
+                if matches!(
+                    kind,
+                    Some(CredentialKind::AzureEntra | CredentialKind::AzureManagedIdentity)
+                ) && schema != ApiSchema::AzureOpenai
+                {
                     return Err(invalid(
                         format!("backends[{i}].credential"),
-                        format!("{c:?}: an azureEntra credential is for azureOpenai backends"),
+                        format!("{c:?}: azureEntra and azureManagedIdentity credentials are for azureOpenai backends"),
                     ));
                 }
             }

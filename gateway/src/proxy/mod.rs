@@ -944,12 +944,15 @@ async fn oauth_token(source: &auth::oauth::Source, client: &route::UpstreamClien
     if let Some(t) = source.cache().cached() {
         return Ok(t);
     }
-    let req = Request::post(source.token_uri())
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(full_req(Bytes::from(
-            source.token_request(std::time::SystemTime::now()),
-        )))
-        .map_err(|e| format!("token request: {e}"))?;
+    let req = match source.token_request(std::time::SystemTime::now()) {
+        auth::oauth::TokenRequest::Form(form) => Request::post(source.token_uri())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(full_req(Bytes::from(form))),
+        auth::oauth::TokenRequest::Get(name, value) => Request::get(source.token_uri())
+            .header(name, value)
+            .body(full_req(Bytes::new())),
+    }
+    .map_err(|e| format!("token request: {e}"))?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
         .await
         .map_err(|_| "token endpoint timed out".to_string())?
