@@ -491,6 +491,41 @@ async fn respond(
             json_response(403, json!({"error": "Missing Metadata-Flavor:Google header."}))
         };
     }
+    // EC2 instance metadata (IMDSv2): a session token, then the role, then its keys.
+    const IMDS_TOKEN: &str = "imds-session-token-1";
+    if parts.uri.path() == "/latest/api/token" {
+        return if parts.method == hyper::Method::PUT && !header("x-aws-ec2-metadata-token-ttl-seconds").is_empty() {
+            hyper::Response::new(
+                http_body_util::Full::new(Bytes::from_static(IMDS_TOKEN.as_bytes()))
+                    .map_err(|e| match e {})
+                    .boxed(),
+            )
+        } else {
+            json_response(400, json!({"error": "IMDSv2 wants PUT with a TTL"}))
+        };
+    }
+    if let Some(role) = parts
+        .uri
+        .path()
+        .strip_prefix("/latest/meta-data/iam/security-credentials/")
+    {
+        if header("x-aws-ec2-metadata-token") != IMDS_TOKEN {
+            return json_response(401, json!({"error": "no IMDSv2 session token"}));
+        }
+        if role.is_empty() {
+            return hyper::Response::new(
+                http_body_util::Full::new(Bytes::from_static(b"tollgate-node-role"))
+                    .map_err(|e| match e {})
+                    .boxed(),
+            );
+        }
+        let (id, secret) = BEDROCK_KEYS.split_once(':').unwrap();
+        return json_response(
+            200,
+            json!({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": id, "SecretAccessKey": secret,
+                   "Token": "imds-session-credentials-token", "Expiration": "2026-11-26T23:59:59Z"}),
+        );
+    }
     if parts.uri.path() == "/metadata/identity/oauth2/token" {
         let resource_ok = parts
             .uri

@@ -78,7 +78,7 @@ fn invalid_configs_are_rejected_naming_the_field() {
         ),
         (
             "credentials:\n  - name: k\n    kind: bearer\n    env: K\n    tokenUrl: http://127.0.0.1:1/token\n",
-            "credentials[0].tokenUrl: only gcpMetadata and azureManagedIdentity credentials take a tokenUrl",
+            "credentials[0].tokenUrl: only gcpMetadata, azureManagedIdentity and awsMetadata credentials take a tokenUrl",
         ),
         (
             "credentials:\n  - name: m\n    kind: azureManagedIdentity\nbackends:\n  - name: o\n    url: https://api.openai.com\n    credential: m\n",
@@ -86,7 +86,7 @@ fn invalid_configs_are_rejected_naming_the_field() {
         ),
         (
             "credentials:\n  - name: k\n    kind: bearer\n    env: K\nbackends:\n  - name: b\n    url: https://bedrock-runtime.eu-west-1.amazonaws.com\n    schema: bedrock\n    credential: k\n",
-            "backends[0].credential: \"k\": bedrock backends, and only they, use a credential of kind awsSigV4",
+            "backends[0].credential: \"k\": bedrock backends, and only they, use a credential of kind awsSigV4 or awsMetadata",
         ),
     ];
     for (yaml, expected) in cases {

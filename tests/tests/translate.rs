@@ -831,23 +831,30 @@ fn node_identities_from_metadata_services_serve_vertex_and_azure() {
     // The metadata services answer on plain HTTP, as on a node.
     let gce = FakeLlm::start("gce", "127.20.40.6", None);
     let imds = FakeLlm::start("imds", "127.20.40.7", None);
+    let ec2 = FakeLlm::start("ec2", "127.20.40.8", None);
+    let bedrock = FakeLlm::start("bedrock", "127.20.40.9", Some(ca.server_config(&["127.20.40.9"])));
     let backends = format!(
         "  - name: vertex\n    url: {}\n    schema: vertex\n    project: acme-ml\n    region: us-central1\n    credential: node-gcp\n    caFile: {ca}\n\
-         \x20 - name: azure\n    url: {}\n    schema: azureOpenai\n    deployment: gpt4o-prod\n    credential: node-azure\n    caFile: {ca}\n",
+         \x20 - name: azure\n    url: {}\n    schema: azureOpenai\n    deployment: gpt4o-prod\n    credential: node-azure\n    caFile: {ca}\n\
+         \x20 - name: bedrock\n    url: {}\n    schema: bedrock\n    region: us-east-1\n    credential: node-aws\n    caFile: {ca}\n",
         vertex.url(true),
         azure.url(true),
+        bedrock.url(true),
         ca = ca.pem_path.display()
     );
     let (s, builder) = openai_setup(40, "tr-metadata", &backends);
     let gw = builder
         .yaml(&format!(
             "  - name: node-gcp\n    kind: gcpMetadata\n    tokenUrl: {}/computeMetadata/v1/instance/service-accounts/default/token\n\
-             \x20 - name: node-azure\n    kind: azureManagedIdentity\n    tokenUrl: \"{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fcognitiveservices.azure.com\"\n",
+             \x20 - name: node-azure\n    kind: azureManagedIdentity\n    tokenUrl: \"{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fcognitiveservices.azure.com\"\n\
+             \x20 - name: node-aws\n    kind: awsMetadata\n    tokenUrl: {}\n",
             gce.url(false),
-            imds.url(false)
+            imds.url(false),
+            ec2.url(false)
         ))
         .yaml(
             "routes:\n  - name: gemini\n    match: { models: [\"gemini-*\"] }\n    backends: [{ backend: vertex }]\n\
+             \x20 - name: claude\n    match: { models: [\"claude-*\"] }\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n\
              \x20 - name: azure\n    backends: [{ backend: azure }]\n",
         )
         .start();
@@ -857,7 +864,33 @@ fn node_identities_from_metadata_services_serve_vertex_and_azure() {
             "hello from vertex"
         );
         assert_eq!(openai_sdk(&s, &gw, &["chat", "gpt-4o"])["content"], "hello from azure");
+        // The fake Bedrock answers 403 unless the signature verifies with the role's keys.
+        assert_eq!(
+            openai_sdk(&s, &gw, &["chat", "claude-haiku"])["content"],
+            "hello from bedrock"
+        );
     }
+    // IMDSv2: session token, role name, keys — once; the keys' session token is signed.
+    let paths: Vec<String> = ec2
+        .received()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "PUT /latest/api/token",
+            "GET /latest/meta-data/iam/security-credentials/",
+            "GET /latest/meta-data/iam/security-credentials/tollgate-node-role"
+        ]
+    );
+    let b = &bedrock.received()[1];
+    assert_eq!(b.headers["x-amz-security-token"], "imds-session-credentials-token");
+    assert!(
+        b.headers["authorization"].contains("x-amz-security-token"),
+        "{}",
+        b.headers["authorization"]
+    );
     let (g, i) = (gce.received(), imds.received());
     assert_eq!(g.len(), 1, "one token, reused");
     assert_eq!(
@@ -874,12 +907,17 @@ fn node_identities_from_metadata_services_serve_vertex_and_azure() {
         azure.received()[1].headers["authorization"],
         "Bearer eyJ0eXAi.fake-entra-msi"
     );
-    for rec in gw.wait_audit(4) {
+    for rec in gw.wait_audit(6) {
         assert_eq!(rec["status"], 200);
+        let r = rec.to_string();
         assert!(
-            !rec.to_string().contains("ya29.") && !rec.to_string().contains("eyJ0eXAi"),
+            !r.contains("ya29.") && !r.contains("eyJ0eXAi") && !r.contains("imds-session"),
             "{rec}"
         );
     }
-    assert!(!gw.log().contains("ya29.") && !gw.log().contains("eyJ0eXAi"));
+    let secret = tests::fake_llm::BEDROCK_KEYS.split_once(':').unwrap().1;
+    let log = gw.log();
+    assert!(
+        !log.contains("ya29.") && !log.contains("eyJ0eXAi") && !log.contains(secret) && !log.contains("imds-session")
+    );
 }

@@ -5,7 +5,8 @@
 //! Kinds that are not a header value live beside it: [`sigv4`] signs Bedrock requests,
 //! [`oauth`] fetches and caches access tokens for [`gcp`] service accounts (Vertex),
 //! [`entra`] applications (Azure OpenAI) and the node's own identity from its metadata service
-//! (GKE Workload Identity / GCE, Azure managed identity).
+//! (GKE Workload Identity / GCE, Azure managed identity); [`sigv4::Imds`] gets an AWS
+//! instance role's temporary keys.
 
 pub mod entra;
 pub mod gcp;
@@ -70,6 +71,8 @@ pub struct Loaded {
     header: Option<(HeaderName, HeaderValue)>,
     /// AWS keys of an `awsSigV4` credential.
     aws: Option<sigv4::AwsKeys>,
+    /// Where an `awsMetadata` credential gets its keys.
+    imds: Option<sigv4::Imds>,
     /// Where an OAuth credential (`gcpServiceAccount`, `azureEntra`) gets its tokens.
     oauth: Option<oauth::Source>,
     secret: Secret,
@@ -83,6 +86,18 @@ impl Loaded {
             "sha256:{}",
             digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()
         );
+        if kind == CredentialKind::AwsMetadata {
+            return Ok(Loaded {
+                name: name.to_string(),
+                kind,
+                fingerprint,
+                header: None,
+                aws: None,
+                imds: Some(sigv4::Imds::new(Some(value.as_str()).filter(|v| !v.is_empty()))),
+                oauth: None,
+                secret: Secret(value),
+            });
+        }
         if kind == CredentialKind::AwsSigV4 {
             let keys = sigv4::AwsKeys::parse(&value).ok_or_else(|| Error::Value { name: name.to_string() })?;
             return Ok(Loaded {
@@ -91,6 +106,7 @@ impl Loaded {
                 fingerprint,
                 header: None,
                 aws: Some(keys),
+                imds: None,
                 oauth: None,
                 secret: Secret(value),
             });
@@ -119,6 +135,7 @@ impl Loaded {
                 fingerprint,
                 header: None,
                 aws: None,
+                imds: None,
                 oauth: Some(source),
                 secret: Secret(value),
             });
@@ -130,7 +147,8 @@ impl Loaded {
             | CredentialKind::GcpServiceAccount
             | CredentialKind::AzureEntra
             | CredentialKind::GcpMetadata
-            | CredentialKind::AzureManagedIdentity => {
+            | CredentialKind::AzureManagedIdentity
+            | CredentialKind::AwsMetadata => {
                 unreachable!("handled above")
             }
         };
@@ -149,7 +167,8 @@ impl Loaded {
             | CredentialKind::GcpServiceAccount
             | CredentialKind::AzureEntra
             | CredentialKind::GcpMetadata
-            | CredentialKind::AzureManagedIdentity => {
+            | CredentialKind::AzureManagedIdentity
+            | CredentialKind::AwsMetadata => {
                 unreachable!("handled above")
             }
         };
@@ -159,6 +178,7 @@ impl Loaded {
             fingerprint,
             header: Some((header_name, header_value)),
             aws: None,
+            imds: None,
             oauth: None,
             secret: Secret(value),
         })
@@ -175,6 +195,11 @@ impl Loaded {
     /// The token source, for OAuth credentials (`gcpServiceAccount`, `azureEntra`).
     pub fn oauth(&self) -> Option<&oauth::Source> {
         self.oauth.as_ref()
+    }
+
+    /// The instance metadata service, for an `awsMetadata` credential.
+    pub fn imds(&self) -> Option<&sigv4::Imds> {
+        self.imds.as_ref()
     }
 
     /// AWS keys, for an `awsSigV4` credential.

@@ -44,6 +44,64 @@ impl std::fmt::Debug for AwsKeys {
     }
 }
 
+/// The EC2 instance metadata service (IMDSv2), where a node's instance role hands out
+/// temporary keys: a session token (`PUT /latest/api/token`), the role's name, then its keys.
+/// Keys are kept [`IMDS_REFRESH`]: AWS makes new keys available at least five minutes before
+/// the old ones expire.
+pub struct Imds {
+    pub base: String,
+    cache: std::sync::Mutex<Option<(std::sync::Arc<AwsKeys>, std::time::Instant)>>,
+}
+
+/// The metadata service's address on every EC2 instance.
+pub const IMDS_URL: &str = "http://169.254.169.254";
+/// How long keys from the metadata service are used before asking again.
+pub const IMDS_REFRESH: std::time::Duration = std::time::Duration::from_secs(240);
+
+impl std::fmt::Debug for Imds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Imds({})", self.base)
+    }
+}
+
+impl Imds {
+    pub fn new(base: Option<&str>) -> Imds {
+        Imds {
+            base: base.unwrap_or(IMDS_URL).trim_end_matches('/').to_string(),
+            cache: Default::default(),
+        }
+    }
+
+    /// Keys still fresh enough to sign with.
+    pub fn cached(&self) -> Option<std::sync::Arc<AwsKeys>> {
+        let c = self.cache.lock().unwrap();
+        c.as_ref()
+            .filter(|(_, at)| at.elapsed() < IMDS_REFRESH)
+            .map(|(k, _)| k.clone())
+    }
+
+    /// Reads the role's keys (`{"Code": "Success", "AccessKeyId", "SecretAccessKey", "Token"}`)
+    /// into the cache.
+    pub fn store(&self, answer: &[u8]) -> Result<std::sync::Arc<AwsKeys>, String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(answer).map_err(|_| "instance metadata answered with no JSON".to_string())?;
+        if v["Code"].as_str().is_some_and(|c| c != "Success") {
+            return Err(format!("instance metadata: {}", v["Code"]));
+        }
+        let field = |k: &str| v[k].as_str().filter(|s| !s.is_empty());
+        let (Some(id), Some(secret)) = (field("AccessKeyId"), field("SecretAccessKey")) else {
+            return Err("instance metadata: no keys in the answer".into());
+        };
+        let credentials = Credentials::new(id, secret, field("Token").map(str::to_string), None, "tollgate-imds");
+        let keys = std::sync::Arc::new(AwsKeys {
+            access_key_id: id.to_string(),
+            identity: credentials.into(),
+        });
+        *self.cache.lock().unwrap() = Some((keys.clone(), std::time::Instant::now()));
+        Ok(keys)
+    }
+}
+
 /// RFC 3986 percent-encoding (unreserved characters kept; `/` kept when asked).
 fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
@@ -218,6 +276,22 @@ mod tests {
             signature(&suite("POST", "/", "", &[("My-Header1", "VALUE1")])),
             "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d"
         );
+    }
+
+    #[test]
+    fn instance_role_keys_are_read_and_kept_for_a_while() {
+        let imds = Imds::new(Some("http://127.0.0.1:9/"));
+        assert_eq!(imds.base, "http://127.0.0.1:9");
+        assert!(imds.cached().is_none());
+        let k = imds
+            .store(br#"{"Code":"Success","AccessKeyId":"ASIA1","SecretAccessKey":"s/cr+t","Token":"tok","Expiration":"2026-11-26T23:00:00Z"}"#)
+            .unwrap();
+        assert_eq!(k.access_key_id, "ASIA1");
+        assert_eq!(k.identity.data::<Credentials>().unwrap().session_token(), Some("tok"));
+        assert!(imds.cached().is_some());
+        assert!(!format!("{imds:?} {k:?}").contains("s/cr+t"));
+        assert!(imds.store(br#"{"Code":"Failure"}"#).is_err());
+        assert!(imds.store(br#"{"Code":"Success"}"#).is_err());
     }
 
     #[test]

@@ -129,12 +129,18 @@ pub enum CredentialKind {
     /// The node's Azure managed identity: tokens for Azure OpenAI from the instance metadata
     /// service, cached. No secret to configure.
     AzureManagedIdentity,
+    /// The node's AWS instance role (Bedrock): temporary keys from the EC2 instance metadata
+    /// service (IMDSv2), refreshed every few minutes, for SigV4. No secret to configure.
+    AwsMetadata,
 }
 
 impl CredentialKind {
     /// Kinds whose tokens come from the node's metadata service: no file or env value.
     pub fn from_metadata(self) -> bool {
-        matches!(self, CredentialKind::GcpMetadata | CredentialKind::AzureManagedIdentity)
+        matches!(
+            self,
+            CredentialKind::GcpMetadata | CredentialKind::AzureManagedIdentity | CredentialKind::AwsMetadata
+        )
     }
 }
 
@@ -401,7 +407,7 @@ pub(super) fn credentials(raw: Vec<RawCredential>) -> Result<Vec<Credential>, Er
                 Some(_) if !c.kind.from_metadata() => {
                     return Err(invalid(
                         format!("credentials[{i}].tokenUrl"),
-                        "only gcpMetadata and azureManagedIdentity credentials take a tokenUrl",
+                        "only gcpMetadata, azureManagedIdentity and awsMetadata credentials take a tokenUrl",
                     ))
                 }
                 Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
@@ -511,10 +517,13 @@ pub(super) fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Resu
             };
             if let Some(c) = &b.credential {
                 let kind = credentials.iter().find(|k| &k.name == c).map(|k| k.kind);
-                if (schema == ApiSchema::Bedrock) != (kind == Some(CredentialKind::AwsSigV4)) {
+                let aws = matches!(kind, Some(CredentialKind::AwsSigV4 | CredentialKind::AwsMetadata));
+                if (schema == ApiSchema::Bedrock) != aws {
                     return Err(invalid(
                         format!("backends[{i}].credential"),
-                        format!("{c:?}: bedrock backends, and only they, use a credential of kind awsSigV4"),
+                        format!(
+                            "{c:?}: bedrock backends, and only they, use a credential of kind awsSigV4 or awsMetadata"
+                        ),
                     ));
                 }
                 if matches!(

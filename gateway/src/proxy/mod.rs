@@ -669,7 +669,25 @@ async fn proxy(
             }
         }
         // SigV4 covers the exact bytes sent, so each body of a fan-out is signed on its own.
-        let aws = credential.as_ref().and_then(|c| c.aws()).zip(backend.region.as_deref());
+        let node_keys = match credential.as_ref().and_then(|c| c.imds()) {
+            Some(imds) => Some(
+                imds_keys(imds, &snapshot.clients[index])
+                    .await
+                    .map_err(|e| ProxyError::Upstream {
+                        backend: backend.name.clone(),
+                        message: format!(
+                            "credential {}: {e}",
+                            credential.as_ref().map(|c| c.name.as_str()).unwrap_or("")
+                        ),
+                    })?,
+            ),
+            None => None,
+        };
+        let aws = credential
+            .as_ref()
+            .and_then(|c| c.aws())
+            .or(node_keys.as_deref())
+            .zip(backend.region.as_deref());
         let sign = |headers: &mut HeaderMap, body: &[u8]| match aws {
             Some((keys, region)) => {
                 headers.remove(header::CONTENT_LENGTH);
@@ -940,6 +958,65 @@ async fn admit(
 /// An OAuth access token (Vertex, Azure Entra): cached, or fetched from the credential's
 /// token endpoint through the backend's client (marked sockets, the backend's trust), at most
 /// 64 KiB of answer.
+/// The node role's AWS keys from the instance metadata service (IMDSv2), cached for a few
+/// minutes: a session token, the role's name, then its keys.
+async fn imds_keys(
+    imds: &auth::sigv4::Imds,
+    client: &route::UpstreamClient,
+) -> Result<Arc<auth::sigv4::AwsKeys>, String> {
+    if let Some(k) = imds.cached() {
+        return Ok(k);
+    }
+    let token = metadata_call(
+        client,
+        Request::put(format!("{}/latest/api/token", imds.base)).header("x-aws-ec2-metadata-token-ttl-seconds", "300"),
+    )
+    .await?;
+    let token = String::from_utf8_lossy(&token).trim().to_string();
+    let roles_url = format!("{}/latest/meta-data/iam/security-credentials/", imds.base);
+    let roles = metadata_call(
+        client,
+        Request::get(&roles_url).header("x-aws-ec2-metadata-token", &token),
+    )
+    .await?;
+    let role = String::from_utf8_lossy(&roles)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if role.is_empty() || role.contains('/') {
+        return Err("instance metadata names no instance role".into());
+    }
+    let keys = metadata_call(
+        client,
+        Request::get(format!("{roles_url}{role}")).header("x-aws-ec2-metadata-token", &token),
+    )
+    .await?;
+    imds.store(&keys)
+}
+
+/// One call to a metadata service (10 s, 64 KiB at most); non-2xx answers are errors.
+async fn metadata_call(client: &route::UpstreamClient, req: http::request::Builder) -> Result<Bytes, String> {
+    let req = req
+        .body(full_req(Bytes::new()))
+        .map_err(|e| format!("metadata request: {e}"))?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "instance metadata timed out".to_string())?
+        .map_err(|e| format!("instance metadata: {e}"))?;
+    let status = resp.status();
+    let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|e| format!("instance metadata: {e}"))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("instance metadata answered {status}"));
+    }
+    Ok(body)
+}
+
 async fn oauth_token(source: &auth::oauth::Source, client: &route::UpstreamClient) -> Result<String, String> {
     if let Some(t) = source.cache().cached() {
         return Ok(t);
