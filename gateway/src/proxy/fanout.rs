@@ -22,24 +22,32 @@ pub(super) const MAX_ANSWERS: usize = crate::llm::usage::MAX_METERED_JSON;
 /// whole attempt like a single request's would.
 pub(super) async fn send_all(
     client: &UpstreamClient,
-    requests: Vec<Request<UpstreamBody>>,
+    bodies: Vec<Bytes>,
+    build: &(dyn Fn(Bytes) -> Result<Request<UpstreamBody>, String> + Sync),
     combine: fn(&[Value]) -> Value,
 ) -> Result<Response<RespBody>, hyper_util::client::legacy::Error> {
-    let mut answers = stream::iter(requests.into_iter().map(|req| async move {
+    let mut answers = stream::iter(bodies.into_iter().map(|body| async move {
+        let req = match build(body) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(format!("building the request: {e}"))),
+        };
         let resp = client.request(req).await?;
         let (parts, body) = resp.into_parts();
         let bytes = match body.collect().await {
             Ok(c) => Ok(c.to_bytes()),
             Err(e) => Err(e.to_string()),
         };
-        Ok::<_, hyper_util::client::legacy::Error>((parts, bytes))
+        Ok::<_, hyper_util::client::legacy::Error>(Ok((parts, bytes)))
     }))
     .buffered(CONCURRENCY);
     let mut values = Vec::new();
     let mut size = 0;
     // The first failure ends the fan-out: calls not yet answered are dropped (cancelled).
     while let Some(answer) = answers.next().await {
-        let (parts, bytes) = answer?;
+        let (parts, bytes) = match answer? {
+            Ok(a) => a,
+            Err(e) => return Ok(error(StatusCode::INTERNAL_SERVER_ERROR, &e)),
+        };
         let bytes = match bytes {
             Ok(b) => b,
             // The body broke off: a gateway error in Bedrock's error shape.

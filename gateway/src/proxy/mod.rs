@@ -697,28 +697,13 @@ async fn proxy(
             }
             None => Ok(()),
         };
-        let fan_out = match fan_out {
-            Some(bodies) => Some(
-                bodies
-                    .into_iter()
-                    .map(|b| {
-                        let mut h = headers.clone();
-                        sign(&mut h, &b)?;
-                        let mut req = Request::builder()
-                            .method(parts.method.clone())
-                            .uri(uri.clone())
-                            .body(full_req(b))
-                            .map_err(|e| ProxyError::Internal(e.to_string()))?;
-                        *req.headers_mut() = h;
-                        Ok(req)
-                    })
-                    .collect::<Result<Vec<_>, ProxyError>>()?,
-            ),
-            None => {
-                sign(&mut headers, to_sign.as_deref().unwrap_or_default())?;
-                None
-            }
-        };
+        // A fan-out's requests are built (and signed) as each call starts, so a signature is
+        // never older than the wait for its turn.
+        if fan_out.is_none() {
+            sign(&mut headers, to_sign.as_deref().unwrap_or_default())?;
+        }
+        // What a fan-out's calls are built from (only then is anything cloned).
+        let fan_out = fan_out.map(|bodies| (bodies, headers.clone(), uri.clone(), parts.method.clone()));
         if translation == Translation::OpenAiChatToAnthropic && !headers.contains_key("anthropic-version") {
             headers.insert(
                 "anthropic-version",
@@ -740,12 +725,28 @@ async fn proxy(
         let client = &snapshot.clients[index];
         let send = async {
             match fan_out {
-                Some(requests) => {
+                Some((bodies, fan_headers, fan_uri, method)) => {
                     let combine = match translation {
                         Translation::OpenAiEmbeddingsToVertex { .. } => translate::vertex_combined,
                         _ => translate::titan_combined,
                     };
-                    fanout::send_all(client, requests, combine).await
+                    let build = |b: Bytes| -> Result<Request<route::UpstreamBody>, String> {
+                        let mut h = fan_headers.clone();
+                        if let Some((keys, region)) = aws {
+                            h.remove(header::CONTENT_LENGTH);
+                            let now = std::time::SystemTime::now();
+                            auth::sigv4::sign(keys, region, "bedrock", &method, &fan_uri, &mut h, &b, now)
+                                .map_err(|e| e.to_string())?;
+                        }
+                        let mut req = Request::builder()
+                            .method(method.clone())
+                            .uri(fan_uri.clone())
+                            .body(full_req(b))
+                            .map_err(|e| e.to_string())?;
+                        *req.headers_mut() = h;
+                        Ok(req)
+                    };
+                    fanout::send_all(client, bodies, &build, combine).await
                 }
                 None => client
                     .request(upstream_req)
