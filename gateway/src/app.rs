@@ -59,12 +59,18 @@ pub struct ReadyInfo {
 
 pub fn run(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     raise_fd_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_threads)
-        .thread_name("tollgate-proxy")
-        .enable_all()
-        .build()
-        .context("building the proxy runtime")?;
+    // One worker: a current-thread runtime, with no work-stealing machinery and no wake-ups of
+    // other workers (docs/benchmarks.md).
+    let rt = if config.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads)
+            .thread_name("tollgate-proxy")
+            .enable_all()
+            .build()
+    }
+    .context("building the proxy runtime")?;
     rt.block_on(run_async(config, config_path, ready_file))
 }
 

@@ -108,7 +108,7 @@ pub struct RawConfig {
     pub limit_store: Option<crate::limits::RawStore>,
     /// Ejection of failing backends.
     pub outlier_detection: Option<RawOutlier>,
-    /// Proxy worker threads. Default: the number of CPUs.
+    /// Proxy worker threads. Default: half the CPUs, at least one (docs/config.md).
     pub worker_threads: Option<usize>,
     /// Prices per model (USD per 1M tokens), on top of the shipped table.
     #[serde(default)]
@@ -472,9 +472,14 @@ impl Config {
             max_files: audit.max_files.unwrap_or(DEFAULT_AUDIT_MAX_FILES),
             fsync: audit.fsync.unwrap_or(crate::telemetry::jsonl::Fsync::Second),
         };
-        let worker_threads = raw
-            .worker_threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        // Half the CPUs: the proxy shares the node with the workloads it serves, and on a
+        // 2-vCPU node one worker added less latency and CPU per request than two at the same
+        // c=16 throughput (docs/benchmarks.md).
+        let worker_threads = raw.worker_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1)
+        });
         if worker_threads == 0 {
             return Err(invalid("workerThreads", "0 is not allowed"));
         }
