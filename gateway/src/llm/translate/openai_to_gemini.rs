@@ -436,6 +436,9 @@ pub fn gemini_embeddings_to_openai(resp: &Value, model: &str, base64: bool) -> V
 /// Inputs per `:predict` call: `gemini-embedding-*` models on Vertex take one instance per
 /// request, the `text-embedding-*` family up to 250
 /// (<https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api>).
+/// Tokens one `:predict` call may carry (all its instances together).
+const VERTEX_TOKENS_PER_CALL: usize = 20_000;
+
 pub fn vertex_instances_per_call(model: &str) -> usize {
     if model.starts_with("gemini-embedding") {
         1
@@ -449,8 +452,22 @@ pub fn vertex_instances_per_call(model: &str) -> usize {
 /// The caller sends them and combines the answers with [`vertex_combined`].
 pub fn openai_embeddings_to_vertex(body: &[u8], model: &str) -> Result<(Vec<Value>, bool), Unsupported> {
     let (texts, dimensions, base64) = embedding_inputs(body, "Vertex AI embeddings")?;
-    let bodies = texts
-        .chunks(vertex_instances_per_call(model))
+    // Batches also stay under the per-request token limit (20,000), estimated at a token per
+    // three bytes of text.
+    let per_call = vertex_instances_per_call(model);
+    let mut batches: Vec<&[String]> = Vec::new();
+    let (mut start, mut tokens) = (0, 0);
+    for (i, t) in texts.iter().enumerate() {
+        let estimate = t.len().div_ceil(3);
+        if i > start && (i - start == per_call || tokens + estimate > VERTEX_TOKENS_PER_CALL) {
+            batches.push(&texts[start..i]);
+            (start, tokens) = (i, 0);
+        }
+        tokens += estimate;
+    }
+    batches.push(&texts[start..]);
+    let bodies = batches
+        .into_iter()
         .map(|chunk| {
             let instances: Vec<Value> = chunk.iter().map(|t| json!({"content": t})).collect();
             // OpenAI refuses an over-long input; Vertex would cut it silently unless told not to.

@@ -1006,6 +1006,15 @@ fn openai_embeddings_become_vertex_predict_calls() {
     let (bodies, _) = openai_embeddings_to_vertex(req, "gemini-embedding-001").unwrap();
     assert_eq!(bodies.len(), 2);
     assert_eq!(bodies[1]["instances"], json!([{"content": "c"}]));
+    // Long texts split batches before the per-request token limit.
+    let long = "x".repeat(24_000);
+    let big = json!({"model": "m", "input": [long, long, long, "y"]}).to_string();
+    let (bodies, _) = openai_embeddings_to_vertex(big.as_bytes(), "text-embedding-005").unwrap();
+    let sizes: Vec<usize> = bodies
+        .iter()
+        .map(|b| b["instances"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [2, 2], "8,000 estimated tokens each: two per call");
     let answer = |values: Value, tokens: u64| {
         json!({"predictions": [{"embeddings": {"values": values, "statistics": {"token_count": tokens, "truncated": false}}}],
                "metadata": {"billableCharacterCount": 3}})
