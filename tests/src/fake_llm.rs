@@ -196,6 +196,9 @@ fn verify_assertion(form: &[u8], public_key: Option<&[u8]>) -> Result<String, St
     Ok(claims["iss"].as_str().unwrap_or("").to_string())
 }
 
+/// The token an EKS Pod Identity agent fake accepts (what the token file holds).
+pub const EKS_POD_IDENTITY_TOKEN: &str = "eyJhbGciOi.fake-eks-pod-identity-token";
+
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -490,6 +493,18 @@ async fn respond(
         } else {
             json_response(403, json!({"error": "Missing Metadata-Flavor:Google header."}))
         };
+    }
+    // Container credentials (EKS Pod Identity agent): keys for the pod's token.
+    if parts.uri.path() == "/v1/credentials" {
+        if header("authorization") != EKS_POD_IDENTITY_TOKEN {
+            return json_response(401, json!({"error": "invalid token"}));
+        }
+        let (id, secret) = BEDROCK_KEYS.split_once(':').unwrap();
+        return json_response(
+            200,
+            json!({"AccessKeyId": id, "SecretAccessKey": secret, "Token": "pod-identity-session-token",
+                   "AccountId": "123456789012", "Expiration": "2026-11-26T23:59:59Z"}),
+        );
     }
     // EC2 instance metadata (IMDSv2): a session token, then the role, then its keys.
     const IMDS_TOKEN: &str = "imds-session-token-1";

@@ -260,6 +260,8 @@ pub struct GatewayBuilder {
     fail_closed: bool,
     node_address4: Option<String>,
     run_in: Option<PathBuf>,
+    /// Environment variables of the tollgate process.
+    envs: Vec<(String, String)>,
 }
 
 impl GatewayBuilder {
@@ -271,7 +273,14 @@ impl GatewayBuilder {
             fail_closed: false,
             node_address4: None,
             run_in: None,
+            envs: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable of the tollgate process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
     }
 
     /// Captures `addresses` (IPs or CIDRs) on `ports` in mode `mode`.
@@ -417,6 +426,7 @@ impl GatewayBuilder {
             .arg(&ready_file)
             .env("TOLLGATE_LOG", "info,gateway=debug")
             .env("RUST_BACKTRACE", "0")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         let child = cmd.spawn().expect("spawn tollgate");

@@ -921,3 +921,50 @@ fn node_identities_from_metadata_services_serve_vertex_and_azure() {
         !log.contains("ya29.") && !log.contains("eyJ0eXAi") && !log.contains(secret) && !log.contains("imds-session")
     );
 }
+
+/// EKS Pod Identity: with `AWS_CONTAINER_CREDENTIALS_FULL_URI` and its token file in the
+/// daemon's environment, an `awsMetadata` credential takes the pod role's keys from the agent,
+/// presenting the token, and Bedrock requests are signed with them.
+#[test]
+fn eks_pod_identity_keys_sign_bedrock_requests() {
+    if !privileged("eks_pod_identity_keys_sign_bedrock_requests") {
+        return;
+    }
+    let dir = tests::TempDir::new("pod-identity");
+    let ca = TestCa::new(&dir.0, "pod-identity");
+    let bedrock = FakeLlm::start("bedrock", "127.20.41.4", Some(ca.server_config(&["127.20.41.4"])));
+    let agent = FakeLlm::start("agent", "127.20.41.5", None);
+    let token_file = dir.path("eks-pod-identity-token");
+    std::fs::write(&token_file, format!("{}\n", tests::fake_llm::EKS_POD_IDENTITY_TOKEN)).unwrap();
+    let backend = format!(
+        "  - name: bedrock\n    url: {}\n    schema: bedrock\n    region: us-west-2\n    credential: pod-role\n    caFile: {}\n",
+        bedrock.url(true),
+        ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(41, "tr-pod-identity", &backend);
+    let gw = builder
+        .yaml("  - name: pod-role\n    kind: awsMetadata\n")
+        .yaml("routes:\n  - name: claude\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n")
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &format!("{}/v1/credentials", agent.url(false)))
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.to_str().unwrap())
+        .start();
+    for _ in 0..2 {
+        let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
+        assert_eq!(v["content"], "hello from bedrock", "the fake checks the signature: {v}");
+    }
+    let a = agent.received();
+    assert_eq!(a.len(), 1, "keys reused");
+    assert_eq!(a[0].headers["authorization"], tests::fake_llm::EKS_POD_IDENTITY_TOKEN);
+    let b = &bedrock.received()[0];
+    assert_eq!(b.headers["x-amz-security-token"], "pod-identity-session-token");
+    assert!(b.headers["authorization"].contains("/us-west-2/bedrock/aws4_request"));
+    let log = gw.log();
+    assert!(!log.contains("fake-eks-pod-identity-token") && !log.contains("pod-identity-session-token"));
+    for rec in gw.wait_audit(2) {
+        let r = rec.to_string();
+        assert!(
+            !r.contains("pod-identity-session-token") && !r.contains("fake-eks-pod-identity-token"),
+            "{rec}"
+        );
+    }
+}

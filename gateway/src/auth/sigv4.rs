@@ -44,12 +44,16 @@ impl std::fmt::Debug for AwsKeys {
     }
 }
 
-/// The EC2 instance metadata service (IMDSv2), where a node's instance role hands out
-/// temporary keys: a session token (`PUT /latest/api/token`), the role's name, then its keys.
+/// Where a node's AWS role hands out temporary keys, as the AWS SDKs look: the container
+/// credentials endpoint when `AWS_CONTAINER_CREDENTIALS_FULL_URI` is set (EKS Pod Identity,
+/// ECS), else the EC2 instance metadata service (IMDSv2: a session token from
+/// `PUT /latest/api/token`, the role's name, then its keys).
 /// Keys are kept [`IMDS_REFRESH`]: AWS makes new keys available at least five minutes before
 /// the old ones expire.
 pub struct Imds {
     pub base: String,
+    /// The base was configured (`tokenUrl`): no container credentials endpoint is tried.
+    pub explicit: bool,
     cache: std::sync::Mutex<Option<(std::sync::Arc<AwsKeys>, std::time::Instant)>>,
 }
 
@@ -67,6 +71,7 @@ impl std::fmt::Debug for Imds {
 impl Imds {
     pub fn new(base: Option<&str>) -> Imds {
         Imds {
+            explicit: base.is_some(),
             base: base.unwrap_or(IMDS_URL).trim_end_matches('/').to_string(),
             cache: Default::default(),
         }

@@ -968,6 +968,26 @@ async fn imds_keys(
     if let Some(k) = imds.cached() {
         return Ok(k);
     }
+    // EKS Pod Identity / ECS: the container credentials endpoint, with the (rotating) token
+    // from its file, as the AWS SDKs read them.
+    if let (false, Ok(uri)) = (imds.explicit, std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
+        let token = match std::env::var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
+            Ok(path) => std::fs::read_to_string(&path)
+                .map_err(|e| format!("container credentials token file {path}: {e}"))?
+                .trim()
+                .to_string(),
+            Err(_) => std::env::var("AWS_CONTAINER_AUTHORIZATION_TOKEN").unwrap_or_default(),
+        };
+        let mut req = Request::get(uri);
+        if !token.is_empty() {
+            let mut v =
+                HeaderValue::from_str(&token).map_err(|_| "container credentials token is not a header value")?;
+            v.set_sensitive(true);
+            req = req.header(header::AUTHORIZATION, v);
+        }
+        let keys = metadata_call(client, req).await?;
+        return imds.store(&keys);
+    }
     let token = metadata_call(
         client,
         Request::put(format!("{}/latest/api/token", imds.base)).header("x-aws-ec2-metadata-token-ttl-seconds", "300"),
