@@ -494,6 +494,24 @@ async fn respond(
             json_response(403, json!({"error": "Missing Metadata-Flavor:Google header."}))
         };
     }
+    // STS AssumeRoleWithWebIdentity (IRSA), answered in JSON when asked for it.
+    if parts.uri.path() == "/" && String::from_utf8_lossy(&bytes).contains("Action=AssumeRoleWithWebIdentity") {
+        let form = String::from_utf8_lossy(&bytes).to_string();
+        let ok = form.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Ftollgate")
+            && form.contains(&format!("WebIdentityToken={EKS_POD_IDENTITY_TOKEN}"));
+        if !ok || header("accept") != "application/json" {
+            return json_response(
+                400,
+                json!({"Error": {"Code": "InvalidIdentityToken", "Message": "bad request"}}),
+            );
+        }
+        let (id, secret) = BEDROCK_KEYS.split_once(':').unwrap();
+        return json_response(
+            200,
+            json!({"AssumeRoleWithWebIdentityResponse": {"AssumeRoleWithWebIdentityResult": {"Credentials": {
+                "AccessKeyId": id, "SecretAccessKey": secret, "SessionToken": "irsa-session-token", "Expiration": 1795700000}}}}),
+        );
+    }
     // Container credentials (EKS Pod Identity agent): keys for the pod's token.
     if parts.uri.path() == "/v1/credentials" {
         if header("authorization") != EKS_POD_IDENTITY_TOKEN {

@@ -968,3 +968,44 @@ fn eks_pod_identity_keys_sign_bedrock_requests() {
         );
     }
 }
+
+/// EKS IRSA: with `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE` (and the STS endpoint the
+/// AWS SDKs read from `AWS_ENDPOINT_URL_STS`), an `awsMetadata` credential trades the projected
+/// token at STS for the role's keys and signs Bedrock requests with them.
+#[test]
+fn irsa_web_identity_keys_sign_bedrock_requests() {
+    if !privileged("irsa_web_identity_keys_sign_bedrock_requests") {
+        return;
+    }
+    let dir = tests::TempDir::new("irsa");
+    let ca = TestCa::new(&dir.0, "irsa");
+    let bedrock = FakeLlm::start("bedrock", "127.20.42.4", Some(ca.server_config(&["127.20.42.4"])));
+    let sts = FakeLlm::start("sts", "127.20.42.5", None);
+    let token_file = dir.path("web-identity-token");
+    std::fs::write(&token_file, tests::fake_llm::EKS_POD_IDENTITY_TOKEN).unwrap();
+    let backend = format!(
+        "  - name: bedrock\n    url: {}\n    schema: bedrock\n    region: eu-west-1\n    credential: sa-role\n    caFile: {}\n",
+        bedrock.url(true),
+        ca.pem_path.display()
+    );
+    let (s, builder) = openai_setup(42, "tr-irsa", &backend);
+    let gw = builder
+        .yaml("  - name: sa-role\n    kind: awsMetadata\n")
+        .yaml("routes:\n  - name: claude\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n")
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/tollgate")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap())
+        .env("AWS_ENDPOINT_URL_STS", &sts.url(false))
+        .start();
+    for _ in 0..2 {
+        let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
+        assert_eq!(v["content"], "hello from bedrock", "the fake checks the signature: {v}");
+    }
+    let calls = sts.received();
+    assert_eq!(calls.len(), 1, "keys reused");
+    assert_eq!(calls[0].method, "POST");
+    assert_eq!(
+        bedrock.received()[1].headers["x-amz-security-token"],
+        "irsa-session-token"
+    );
+    assert!(!gw.log().contains("fake-eks-pod-identity-token") && !gw.log().contains("irsa-session-token"));
+}

@@ -44,10 +44,11 @@ impl std::fmt::Debug for AwsKeys {
     }
 }
 
-/// Where a node's AWS role hands out temporary keys, as the AWS SDKs look: the container
-/// credentials endpoint when `AWS_CONTAINER_CREDENTIALS_FULL_URI` is set (EKS Pod Identity,
-/// ECS), else the EC2 instance metadata service (IMDSv2: a session token from
-/// `PUT /latest/api/token`, the role's name, then its keys).
+/// Where a node's AWS role hands out temporary keys, as the AWS SDKs look: a web identity
+/// token traded at STS when `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE` are set (EKS
+/// IRSA), the container credentials endpoint when `AWS_CONTAINER_CREDENTIALS_FULL_URI` is set
+/// (EKS Pod Identity, ECS), else the EC2 instance metadata service (IMDSv2: a session token
+/// from `PUT /latest/api/token`, the role's name, then its keys).
 /// Keys are kept [`IMDS_REFRESH`]: AWS makes new keys available at least five minutes before
 /// the old ones expire.
 pub struct Imds {
@@ -83,6 +84,34 @@ impl Imds {
         c.as_ref()
             .filter(|(_, at)| at.elapsed() < IMDS_REFRESH)
             .map(|(k, _)| k.clone())
+    }
+
+    /// Reads STS's AssumeRoleWithWebIdentity answer (JSON, as asked with `Accept:
+    /// application/json`) into the cache.
+    /// STS's usual XML answer is read too.
+    pub fn store_sts(&self, answer: &[u8]) -> Result<std::sync::Arc<AwsKeys>, String> {
+        let keys = match serde_json::from_slice::<serde_json::Value>(answer) {
+            Ok(v) => {
+                let c = &v["AssumeRoleWithWebIdentityResponse"]["AssumeRoleWithWebIdentityResult"]["Credentials"];
+                serde_json::json!({
+                    "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"], "Token": c["SessionToken"],
+                })
+            }
+            Err(_) => {
+                let text = String::from_utf8_lossy(answer);
+                let tag = |name: &str| {
+                    let open = format!("<{name}>");
+                    let start = text.find(&open)? + open.len();
+                    let end = text[start..].find(&format!("</{name}>"))? + start;
+                    Some(text[start..end].trim().to_string())
+                };
+                serde_json::json!({
+                    "AccessKeyId": tag("AccessKeyId"), "SecretAccessKey": tag("SecretAccessKey"), "Token": tag("SessionToken"),
+                })
+            }
+        };
+        self.store(keys.to_string().as_bytes())
+            .map_err(|e| e.replace("instance metadata", "STS"))
     }
 
     /// Reads the role's keys (`{"Code": "Success", "AccessKeyId", "SecretAccessKey", "Token"}`)
@@ -296,6 +325,19 @@ mod tests {
         assert!(imds.cached().is_some());
         assert!(!format!("{imds:?} {k:?}").contains("s/cr+t"));
         assert!(imds.store(br#"{"Code":"Failure"}"#).is_err());
+        // STS, JSON or XML.
+        let k = imds
+            .store_sts(br#"{"AssumeRoleWithWebIdentityResponse":{"AssumeRoleWithWebIdentityResult":{"Credentials":{"AccessKeyId":"ASIA2","SecretAccessKey":"s2","SessionToken":"t2"}}}}"#)
+            .unwrap();
+        assert_eq!(k.access_key_id, "ASIA2");
+        let xml = b"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+            <SessionToken>t3</SessionToken><SecretAccessKey>s3</SecretAccessKey><AccessKeyId>ASIA3</AccessKeyId>\
+            </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+        let k = imds.store_sts(xml).unwrap();
+        assert_eq!(k.identity.data::<Credentials>().unwrap().session_token(), Some("t3"));
+        assert!(imds
+            .store_sts(b"<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>")
+            .is_err());
         assert!(imds.store(br#"{"Code":"Success"}"#).is_err());
     }
 

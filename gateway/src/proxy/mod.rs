@@ -968,6 +968,32 @@ async fn imds_keys(
     if let Some(k) = imds.cached() {
         return Ok(k);
     }
+    // IRSA (EKS IAM roles for service accounts): the projected web identity token traded at
+    // STS for the role's keys (an unsigned AssumeRoleWithWebIdentity call).
+    if let (false, Ok(role), Ok(token_file)) = (
+        imds.explicit,
+        std::env::var("AWS_ROLE_ARN"),
+        std::env::var("AWS_WEB_IDENTITY_TOKEN_FILE"),
+    ) {
+        let token =
+            std::fs::read_to_string(&token_file).map_err(|e| format!("web identity token file {token_file}: {e}"))?;
+        let sts = std::env::var("AWS_ENDPOINT_URL_STS").unwrap_or_else(|_| {
+            let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+            format!("https://sts.{region}.amazonaws.com")
+        });
+        let session = std::env::var("AWS_ROLE_SESSION_NAME").unwrap_or_else(|_| "tollgate".into());
+        let form = format!(
+            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&WebIdentityToken={}",
+            auth::oauth::form_encode(&role),
+            auth::oauth::form_encode(&session),
+            auth::oauth::form_encode(token.trim())
+        );
+        let req = Request::post(format!("{}/", sts.trim_end_matches('/')))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json");
+        let answer = metadata_call_with_body(client, req, Bytes::from(form)).await?;
+        return imds.store_sts(&answer);
+    }
     // EKS Pod Identity / ECS: the container credentials endpoint, with the (rotating) token
     // from its file, as the AWS SDKs read them.
     if let (false, Ok(uri)) = (imds.explicit, std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
@@ -1019,9 +1045,15 @@ async fn imds_keys(
 
 /// One call to a metadata service (10 s, 64 KiB at most); non-2xx answers are errors.
 async fn metadata_call(client: &route::UpstreamClient, req: http::request::Builder) -> Result<Bytes, String> {
-    let req = req
-        .body(full_req(Bytes::new()))
-        .map_err(|e| format!("metadata request: {e}"))?;
+    metadata_call_with_body(client, req, Bytes::new()).await
+}
+
+async fn metadata_call_with_body(
+    client: &route::UpstreamClient,
+    req: http::request::Builder,
+    body: Bytes,
+) -> Result<Bytes, String> {
+    let req = req.body(full_req(body)).map_err(|e| format!("metadata request: {e}"))?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
         .await
         .map_err(|_| "instance metadata timed out".to_string())?
