@@ -172,6 +172,27 @@ fn a_failing_openai_backend_falls_back_to_anthropic_within_one_request() {
     assert!(status.starts_with("400"), "{status} {v}");
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert!(v["error"]["message"].as_str().unwrap().contains("`n`"), "{v}");
+
+    // JSON mode: answered through a forced tool, returned as the message text.
+    let (status, v) = curl(
+        &s.cg,
+        &s.dir,
+        "api.openai.com",
+        &s.captured_ip,
+        &gw.ca_cert(),
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"model":"gpt-4o","response_format":{"type":"json_object"},"messages":[{"role":"user","content":"weather in Paris as JSON"}]}"#,
+            "https://api.openai.com/v1/chat/completions",
+        ],
+    );
+    assert!(status.starts_with("200"), "{status} {v}");
+    assert_eq!(v["choices"][0]["message"]["content"], r#"{"city":"Paris"}"#, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let last = claude.received().pop().unwrap();
+    assert_eq!(last.body["tool_choice"]["type"], "tool");
 }
 
 #[test]

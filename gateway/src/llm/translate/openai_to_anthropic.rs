@@ -8,6 +8,9 @@ use serde_json::{json, Map, Value};
 use super::*;
 use crate::llm::{sse, usage};
 
+/// The tool a JSON-mode request is answered through (named so no client tool can clash).
+pub const JSON_TOOL: &str = "tollgate_json_response";
+
 /// OpenAI chat request → Anthropic Messages request. `model` is the model the backend serves.
 pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsupported> {
     let req: Value = serde_json::from_slice(body).map_err(|e| unsupported(format!("request body: {e}")))?;
@@ -30,18 +33,44 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
     if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
         return Err(unsupported("`n` other than 1 is not supported by Anthropic backends"));
     }
-    match obj
+    // JSON mode and structured outputs go through a tool Claude is made to call with the
+    // answer as its input (Anthropic's documented way to get JSON); the answer comes back as the
+    // message's text. That leaves no room for the client's own tools or thinking.
+    let json_schema = match obj
         .get("response_format")
         .and_then(|f| f.get("type"))
         .and_then(Value::as_str)
     {
-        None | Some("text") => {}
+        None | Some("text") => None,
+        Some(kind @ ("json_object" | "json_schema")) => {
+            for (k, why) in [
+                ("tools", "tools"),
+                ("tool_choice", "`tool_choice`"),
+                ("reasoning_effort", "`reasoning_effort`"),
+            ] {
+                if obj.get(k).is_some_and(|v| !v.is_null()) {
+                    return Err(unsupported(format!(
+                        "`response_format` {kind:?} cannot be combined with {why} on Anthropic backends (it is answered through a forced tool)"
+                    )));
+                }
+            }
+            let schema = match kind {
+                "json_schema" => obj["response_format"]["json_schema"]["schema"].clone(),
+                _ => json!({"type": "object"}),
+            };
+            if schema["type"] != "object" {
+                return Err(unsupported(
+                    "`response_format` schemas must describe an object for Anthropic backends",
+                ));
+            }
+            Some(schema)
+        }
         Some(other) => {
             return Err(unsupported(format!(
                 "`response_format` {other:?} is not supported by Anthropic backends"
             )))
         }
-    }
+    };
 
     let mut out = Map::new();
     out.insert("model".into(), json!(model));
@@ -194,6 +223,13 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
                 .as_array()
                 .is_some_and(|b| b.iter().any(|b| b["type"] == "tool_use"))
         });
+    if let Some(schema) = json_schema {
+        out.insert(
+            "tools".into(),
+            json!([{"name": JSON_TOOL, "description": "Give the final answer as JSON that matches this input schema.", "input_schema": schema}]),
+        );
+        out.insert("tool_choice".into(), json!({"type": "tool", "name": JSON_TOOL}));
+    }
     if let Some(effort) = obj.get("reasoning_effort").and_then(Value::as_str) {
         let budget = thinking_budget(effort)?;
         // While thinking, Anthropic takes only temperature 1 and top_p from 0.95.
@@ -274,6 +310,8 @@ pub fn anthropic_message_to_openai(msg: &Value) -> Value {
     for block in msg["content"].as_array().into_iter().flatten() {
         match block["type"].as_str() {
             Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
+            // The structured answer (JSON mode): its input is the message.
+            Some("tool_use") if block["name"] == JSON_TOOL => text = block["input"].to_string(),
             Some("tool_use") => calls.push(json!({
                 "id": block["id"], "type": "function",
                 "function": {"name": block["name"], "arguments": block["input"].to_string()}
@@ -281,11 +319,15 @@ pub fn anthropic_message_to_openai(msg: &Value) -> Value {
             _ => {}
         }
     }
+    let finish = match msg["stop_reason"].as_str() {
+        Some("tool_use") if calls.is_empty() => json!("stop"),
+        other => finish_reason(other),
+    };
     openai_completion(
         format!("chatcmpl-{}", msg["id"].as_str().unwrap_or("")),
         msg["model"].clone(),
         assistant_message(text, calls),
-        finish_reason(msg["stop_reason"].as_str()),
+        finish,
         openai_usage(usage::anthropic_usage(&msg["usage"])),
     )
 }
@@ -313,6 +355,8 @@ pub struct AnthropicStreamToOpenAi {
     usage: Value,
     /// Anthropic content block index → OpenAI tool call index.
     pub(super) tool_index: std::collections::HashMap<u64, usize>,
+    /// The content block of the structured answer (JSON mode), streamed as text.
+    json_block: Option<u64>,
     done: bool,
     /// The end of every chunk after `choices` (`,"created":…,"object":…}`), rebuilt when
     /// `message_start` names the id and model, so text deltas are written without a `Value`.
@@ -351,6 +395,7 @@ impl AnthropicStreamToOpenAi {
             include_usage,
             usage: json!({}),
             tool_index: Default::default(),
+            json_block: None,
             done: false,
             tail: String::new(),
         }
@@ -399,6 +444,11 @@ impl AnthropicStreamToOpenAi {
                 self.push_delta(out, &delta);
                 true
             }
+            (Some("input_json_delta"), _, Some(args)) if self.json_block == Some(e.index) => {
+                let delta = format!(r#"{{"content":{}}}"#, Value::String(args.into_owned()));
+                self.push_delta(out, &delta);
+                true
+            }
             (Some("input_json_delta"), _, Some(args)) => {
                 let n = self.tool_index.get(&e.index).copied().unwrap_or(0);
                 let delta = format!(
@@ -435,6 +485,11 @@ impl AnthropicStreamToOpenAi {
                     self.set_tail();
                     out += &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
                 }
+                Some("content_block_start")
+                    if v["content_block"]["type"] == "tool_use" && v["content_block"]["name"] == JSON_TOOL =>
+                {
+                    self.json_block = v["index"].as_u64();
+                }
                 Some("content_block_start") if v["content_block"]["type"] == "tool_use" => {
                     let n = self.tool_index.len();
                     self.tool_index.insert(v["index"].as_u64().unwrap_or(0), n);
@@ -446,6 +501,9 @@ impl AnthropicStreamToOpenAi {
                 }
                 Some("content_block_delta") => match v["delta"]["type"].as_str() {
                     Some("text_delta") => out += &self.chunk(json!({"content": v["delta"]["text"]}), Value::Null),
+                    Some("input_json_delta") if self.json_block == v["index"].as_u64() => {
+                        out += &self.chunk(json!({"content": v["delta"]["partial_json"]}), Value::Null)
+                    }
                     Some("input_json_delta") => {
                         let n = self
                             .tool_index
@@ -468,7 +526,11 @@ impl AnthropicStreamToOpenAi {
                             self.usage = json!({"output_tokens": o});
                         }
                     }
-                    out += &self.chunk(json!({}), finish_reason(v["delta"]["stop_reason"].as_str()));
+                    let finish = match v["delta"]["stop_reason"].as_str() {
+                        Some("tool_use") if self.tool_index.is_empty() => json!("stop"),
+                        other => finish_reason(other),
+                    };
+                    out += &self.chunk(json!({}), finish);
                 }
                 Some("message_stop") => {
                     if self.include_usage {

@@ -21,6 +21,12 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
                 .replace("Anthropic backends", "Bedrock backends"),
         )
     };
+    let asked: Value = serde_json::from_slice(body).unwrap_or_default();
+    if let Some(kind) = asked["response_format"]["type"].as_str().filter(|k| *k != "text") {
+        return Err(unsupported(format!(
+            "`response_format` {kind:?} is not supported by Bedrock backends"
+        )));
+    }
     let a = openai_chat_to_anthropic(body, model).map_err(renamed)?;
     if a.get("thinking").is_some() {
         return Err(unsupported("`reasoning_effort` is not supported by Bedrock backends"));
@@ -68,7 +74,6 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
     }
     let mut inference = Map::new();
     // Converse takes the model's own maximum when none is given (Anthropic needed one).
-    let asked: Value = serde_json::from_slice(body).unwrap_or_default();
     if let Some(m) = asked
         .get("max_completion_tokens")
         .or(asked.get("max_tokens"))

@@ -1357,3 +1357,87 @@ fn continuous_usage_and_odd_usage_shapes() {
                event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\n";
     let _ = AnthropicStreamToOpenAi::new(true).feed(odd.as_bytes());
 }
+
+/// JSON mode and structured outputs toward Anthropic: a forced tool whose input schema is the
+/// requested one; its input comes back as the message text, streamed as text deltas, with
+/// finish reason `stop`.
+#[test]
+fn json_mode_goes_through_a_forced_tool_and_comes_back_as_text() {
+    let req = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Weather as JSON"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema":
+            {"type": "object", "properties": {"temp": {"type": "number"}}, "required": ["temp"]}}}});
+    let a = openai_chat_to_anthropic(req.to_string().as_bytes(), "claude-x").unwrap();
+    assert_eq!(a["tool_choice"], json!({"type": "tool", "name": JSON_TOOL}));
+    assert_eq!(a["tools"][0]["input_schema"]["required"], json!(["temp"]));
+    let a = openai_chat_to_anthropic(
+        br#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}"#,
+        "c",
+    )
+    .unwrap();
+    assert_eq!(a["tools"][0]["input_schema"], json!({"type": "object"}));
+    for extra in [
+        r#""tools":[{"type":"function","function":{"name":"f"}}]"#,
+        r#""reasoning_effort":"low""#,
+    ] {
+        let body = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"response_format":{{"type":"json_object"}},{extra}}}"#
+        );
+        let e = openai_chat_to_anthropic(body.as_bytes(), "c").unwrap_err();
+        assert!(e.0.contains("`response_format`"), "{body}: {e}");
+    }
+    let e = openai_chat_to_bedrock(
+        br#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}"#,
+        "m",
+    )
+    .unwrap_err();
+    assert!(e.0.contains("Bedrock"), "{e}");
+    // The answer.
+    let msg = json!({"id": "msg_1", "model": "claude-x", "stop_reason": "tool_use",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL, "input": {"temp": 21}}],
+        "usage": {"input_tokens": 5, "output_tokens": 3}});
+    let o = anthropic_message_to_openai(&msg);
+    assert_eq!(o["choices"][0]["message"]["content"], r#"{"temp":21}"#);
+    assert!(o["choices"][0]["message"].get("tool_calls").is_none());
+    assert_eq!(o["choices"][0]["finish_reason"], "stop");
+    // The stream.
+    let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let mut sse = ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude-x", "usage": {"input_tokens": 5}}}),
+    );
+    sse += &ev(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL, "input": {}}}),
+    );
+    sse += &ev(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"temp\":"}}),
+    );
+    sse += &ev(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": " 21}"}}),
+    );
+    sse += &ev("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
+    sse += &ev(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 3}}),
+    );
+    sse += &ev("message_stop", json!({"type": "message_stop"}));
+    let out = String::from_utf8(AnthropicStreamToOpenAi::new(false).feed(sse.as_bytes()).to_vec()).unwrap();
+    let chunks = openai_chunks(&out);
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, r#"{"temp": 21}"#);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"][0]["delta"].get("tool_calls").is_none()),
+        "{out}"
+    );
+    assert!(
+        chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"),
+        "{out}"
+    );
+}
