@@ -4,14 +4,28 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use tests::{
     fake_llm::{FakeLlm, Script, TestCa},
     l7::{curl, openai_sdk, openai_setup, sdk_json, OpenAiSetup},
-    privileged, run, sdk_python, workspace, Gateway,
+    privileged, run, Gateway,
 };
 
 const ANT_KEY: &str = "sk-ant-real-translate-0042";
+
+/// Backend YAML reaching `fake` over TLS, trusting `ca`; `keys` are its other lines (joined
+/// with `\n    `).
+fn backend_yaml(name: &str, fake: &FakeLlm, ca: &TestCa, keys: &str) -> String {
+    format!(
+        "  - name: {name}\n    url: {}\n    {keys}\n    caFile: {}\n",
+        fake.url(true),
+        ca.pem_path.display()
+    )
+}
+
+/// Credential YAML (continuing a `credentials:` list) reading its value from `file`.
+fn credential_yaml(name: &str, kind: &str, file: &std::path::Path) -> String {
+    format!("  - name: {name}\n    kind: {kind}\n    file: {}\n", file.display())
+}
 
 /// The SDK's tool loop through a translation, streamed and not: the backend calls
 /// `get_weather({"city": "Paris"})`, the SDK sends the result back, the backend answers with
@@ -37,18 +51,11 @@ fn with_claude(n: u8, name: &str, routes: &str) -> (OpenAiSetup, FakeLlm, Gatewa
     let claude = FakeLlm::start("claude", &ip, Some(ca.server_config(&[&ip])));
     let key = ca_dir.join("ant-key");
     std::fs::write(&key, ANT_KEY).unwrap();
-    let backend = format!(
-        "  - name: claude\n    url: {}\n    schema: anthropic\n    credential: ant\n    caFile: {}\n",
-        claude.url(true),
-        ca.pem_path.display()
-    );
+    let backend = backend_yaml("claude", &claude, &ca, "schema: anthropic\n    credential: ant");
     let (s, builder) = openai_setup(n, name, &backend);
     // Continues the `credentials:` list that openai_setup ends with.
     let gw = builder
-        .yaml(&format!(
-            "  - name: ant\n    kind: xApiKey\n    file: {}\n",
-            key.display()
-        ))
+        .yaml(&credential_yaml("ant", "xApiKey", &key))
         .yaml(routes)
         .start();
     (s, claude, gw)
@@ -392,27 +399,18 @@ fn an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key() {
     let azure = FakeLlm::start("azure", "127.20.34.4", Some(ca.server_config(&["127.20.34.4"])));
     let key = dir.path("azure-key");
     std::fs::write(&key, "azure-real-key-77").unwrap();
-    let backend = format!(
-        "  - name: azure\n    url: {}\n    schema: azureOpenai\n    deployment: gpt4o-prod\n    apiVersion: 2024-10-21\n    credential: azure-key\n    caFile: {}\n",
-        azure.url(true),
-        ca.pem_path.display()
+    let backend = backend_yaml(
+        "azure",
+        &azure,
+        &ca,
+        "schema: azureOpenai\n    deployment: gpt4o-prod\n    apiVersion: 2024-10-21\n    credential: azure-key",
     );
     let (s, builder) = openai_setup(34, "tr-azure", &backend);
     let gw = builder
-        .yaml(&format!(
-            "  - name: azure-key\n    kind: apiKey\n    file: {}\n",
-            key.display()
-        ))
+        .yaml(&credential_yaml("azure-key", "apiKey", &key))
         .yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n")
         .start();
-    let mut cmd =
-        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], sdk_python());
-    cmd.env("SSL_CERT_FILE", gw.ca_cert())
-        .arg(workspace().join("tests/clients/openai_client.py"))
-        .args(["chat", "gpt-4o"]);
-    let out = run(cmd, Duration::from_secs(60));
-    let v: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
     assert_eq!(v["content"], "hello from azure", "{v}");
     let r = &azure.received()[0];
     assert_eq!(r.path, "/openai/deployments/gpt4o-prod/chat/completions");
@@ -434,17 +432,10 @@ fn the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not() {
     let gemini = FakeLlm::start("gemini", "127.20.35.4", Some(ca.server_config(&["127.20.35.4"])));
     let key = dir.path("gemini-key");
     std::fs::write(&key, "AIza-real-gemini-key").unwrap();
-    let backend = format!(
-        "  - name: gemini\n    url: {}\n    schema: gemini\n    credential: gemini-key\n    caFile: {}\n",
-        gemini.url(true),
-        ca.pem_path.display()
-    );
+    let backend = backend_yaml("gemini", &gemini, &ca, "schema: gemini\n    credential: gemini-key");
     let (s, builder) = openai_setup(35, "tr-gemini", &backend);
     let gw = builder
-        .yaml(&format!(
-            "  - name: gemini-key\n    kind: xGoogApiKey\n    file: {}\n",
-            key.display()
-        ))
+        .yaml(&credential_yaml("gemini-key", "xGoogApiKey", &key))
         .yaml("routes:\n  - name: to-gemini\n    backends: [{ backend: gemini, model: gemini-2.5-flash }]\n")
         .start();
     let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
@@ -518,14 +509,15 @@ fn the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not(
     let bedrock = FakeLlm::start("bedrock", "127.20.36.4", Some(ca.server_config(&["127.20.36.4"])));
     let keys = dir.path("aws-keys");
     std::fs::write(&keys, tests::fake_llm::BEDROCK_KEYS).unwrap();
-    let backend = format!(
-        "  - name: bedrock\n    url: {}\n    schema: bedrock\n    region: us-east-1\n    credential: aws\n    caFile: {}\n",
-        bedrock.url(true),
-        ca.pem_path.display()
+    let backend = backend_yaml(
+        "bedrock",
+        &bedrock,
+        &ca,
+        "schema: bedrock\n    region: us-east-1\n    credential: aws",
     );
     let (s, builder) = openai_setup(36, "tr-bedrock", &backend);
     let gw = builder
-        .yaml(&format!("  - name: aws\n    kind: awsSigV4\n    file: {}\n", keys.display()))
+        .yaml(&credential_yaml("aws", "awsSigV4", &keys))
         .yaml(
             "routes:\n  - name: titan\n    match: { models: [\"amazon.titan-embed*\"] }\n    backends: [{ backend: bedrock }]\n\
              \x20 - name: to-bedrock\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n",
@@ -705,17 +697,15 @@ fn the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account()
     });
     let key = dir.path("sa.json");
     std::fs::write(&key, sa.to_string()).unwrap();
-    let backend = format!(
-        "  - name: vertex\n    url: {}\n    schema: vertex\n    project: acme-ml\n    region: europe-west4\n    credential: gcp\n    caFile: {}\n",
-        vertex.url(true),
-        ca.pem_path.display()
+    let backend = backend_yaml(
+        "vertex",
+        &vertex,
+        &ca,
+        "schema: vertex\n    project: acme-ml\n    region: europe-west4\n    credential: gcp",
     );
     let (s, builder) = openai_setup(37, "tr-vertex", &backend);
     let gw = builder
-        .yaml(&format!(
-            "  - name: gcp\n    kind: gcpServiceAccount\n    file: {}\n",
-            key.display()
-        ))
+        .yaml(&credential_yaml("gcp", "gcpServiceAccount", &key))
         .yaml(
             "routes:\n  - name: embeddings\n    match: { models: [\"*embedding*\"] }\n    backends: [{ backend: vertex }]\n\
              \x20 - name: to-vertex\n    backends: [{ backend: vertex, model: gemini-2.5-flash }]\n",
@@ -797,17 +787,15 @@ fn an_azure_openai_backend_gets_entra_tokens_for_its_application() {
         ),
     )
     .unwrap();
-    let backend = format!(
-        "  - name: azure\n    url: {}\n    schema: azureOpenai\n    deployment: gpt4o-prod\n    credential: entra\n    caFile: {}\n",
-        azure.url(true),
-        ca.pem_path.display()
+    let backend = backend_yaml(
+        "azure",
+        &azure,
+        &ca,
+        "schema: azureOpenai\n    deployment: gpt4o-prod\n    credential: entra",
     );
     let (s, builder) = openai_setup(38, "tr-entra", &backend);
     let gw = builder
-        .yaml(&format!(
-            "  - name: entra\n    kind: azureEntra\n    file: {}\n",
-            app.display()
-        ))
+        .yaml(&credential_yaml("entra", "azureEntra", &app))
         .yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n")
         .start();
     for _ in 0..2 {
@@ -957,10 +945,11 @@ fn eks_pod_identity_keys_sign_bedrock_requests() {
     let agent = FakeLlm::start("agent", "127.20.41.5", None);
     let token_file = dir.path("eks-pod-identity-token");
     std::fs::write(&token_file, format!("{}\n", tests::fake_llm::EKS_POD_IDENTITY_TOKEN)).unwrap();
-    let backend = format!(
-        "  - name: bedrock\n    url: {}\n    schema: bedrock\n    region: us-west-2\n    credential: pod-role\n    caFile: {}\n",
-        bedrock.url(true),
-        ca.pem_path.display()
+    let backend = backend_yaml(
+        "bedrock",
+        &bedrock,
+        &ca,
+        "schema: bedrock\n    region: us-west-2\n    credential: pod-role",
     );
     let (s, builder) = openai_setup(41, "tr-pod-identity", &backend);
     let gw = builder
@@ -1004,10 +993,11 @@ fn irsa_web_identity_keys_sign_bedrock_requests() {
     let sts = FakeLlm::start("sts", "127.20.42.5", None);
     let token_file = dir.path("web-identity-token");
     std::fs::write(&token_file, tests::fake_llm::EKS_POD_IDENTITY_TOKEN).unwrap();
-    let backend = format!(
-        "  - name: bedrock\n    url: {}\n    schema: bedrock\n    region: eu-west-1\n    credential: sa-role\n    caFile: {}\n",
-        bedrock.url(true),
-        ca.pem_path.display()
+    let backend = backend_yaml(
+        "bedrock",
+        &bedrock,
+        &ca,
+        "schema: bedrock\n    region: eu-west-1\n    credential: sa-role",
     );
     let (s, builder) = openai_setup(42, "tr-irsa", &backend);
     let gw = builder

@@ -5,10 +5,12 @@
 //! Kinds that are not a header value live beside it: [`sigv4`] signs Bedrock requests,
 //! [`oauth`] fetches and caches access tokens for [`gcp`] service accounts (Vertex),
 //! [`entra`] applications (Azure OpenAI) and the node's own identity from its metadata service
-//! (GKE Workload Identity / GCE, Azure managed identity); [`sigv4::Imds`] gets an AWS
-//! instance role's temporary keys.
+//! (GKE Workload Identity / GCE, Azure managed identity); [`sigv4::Imds`] holds an AWS role's
+//! temporary keys. [`fetch`] makes the network calls all of these need, through the backend's
+//! client.
 
 pub mod entra;
+pub mod fetch;
 pub mod gcp;
 pub mod oauth;
 pub mod sigv4;
@@ -67,15 +69,22 @@ pub struct Loaded {
     /// `sha256:` and the first 8 hex digits of the value's SHA-256: tells rotations apart
     /// without revealing anything usable.
     pub fingerprint: String,
-    /// The header carrying the value; none for signed kinds.
-    header: Option<(HeaderName, HeaderValue)>,
-    /// AWS keys of an `awsSigV4` credential.
-    aws: Option<sigv4::AwsKeys>,
-    /// Where an `awsMetadata` credential gets its keys.
-    imds: Option<sigv4::Imds>,
-    /// Where an OAuth credential (`gcpServiceAccount`, `azureEntra`) gets its tokens.
-    oauth: Option<oauth::Source>,
+    presented: Presented,
     secret: Secret,
+}
+
+/// How a credential reaches the backend, by kind.
+#[derive(Debug)]
+enum Presented {
+    /// A header carrying the value (`bearer`, `xApiKey`, `apiKey`, `xGoogApiKey`).
+    Header(HeaderName, HeaderValue),
+    /// Requests signed with these keys (`awsSigV4`).
+    Aws(sigv4::AwsKeys),
+    /// Requests signed with keys the node's AWS role hands out (`awsMetadata`).
+    Imds(sigv4::Imds),
+    /// Bearer tokens from a token source (`gcpServiceAccount`, `azureEntra`, `gcpMetadata`,
+    /// `azureManagedIdentity`).
+    OAuth(oauth::Source),
 }
 
 impl Loaded {
@@ -86,100 +95,40 @@ impl Loaded {
             "sha256:{}",
             digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()
         );
-        if kind == CredentialKind::AwsMetadata {
-            return Ok(Loaded {
-                name: name.to_string(),
-                kind,
-                fingerprint,
-                header: None,
-                aws: None,
-                imds: Some(sigv4::Imds::new(Some(value.as_str()).filter(|v| !v.is_empty()))),
-                oauth: None,
-                secret: Secret(value),
-            });
-        }
-        if kind == CredentialKind::AwsSigV4 {
-            let keys = sigv4::AwsKeys::parse(&value).ok_or_else(|| Error::Value { name: name.to_string() })?;
-            return Ok(Loaded {
-                name: name.to_string(),
-                kind,
-                fingerprint,
-                header: None,
-                aws: Some(keys),
-                imds: None,
-                oauth: None,
-                secret: Secret(value),
-            });
-        }
-        if matches!(
-            kind,
-            CredentialKind::GcpServiceAccount
-                | CredentialKind::AzureEntra
-                | CredentialKind::GcpMetadata
-                | CredentialKind::AzureManagedIdentity
-        ) {
-            // Metadata kinds: `value` is the token URL override, if any.
-            let url = Some(value.as_str()).filter(|v| !v.is_empty());
-            let source = match kind {
-                CredentialKind::GcpServiceAccount => {
-                    gcp::ServiceAccount::parse(&value).map(|sa| oauth::Source::Gcp(Box::new(sa)))
-                }
-                CredentialKind::GcpMetadata => Some(oauth::Source::Metadata(oauth::Metadata::gcp(url))),
-                CredentialKind::AzureManagedIdentity => Some(oauth::Source::Metadata(oauth::Metadata::azure(url))),
-                _ => entra::EntraApp::parse(&value).map(oauth::Source::Entra),
-            };
-            let source = source.ok_or_else(|| Error::Value { name: name.to_string() })?;
-            return Ok(Loaded {
-                name: name.to_string(),
-                kind,
-                fingerprint,
-                header: None,
-                aws: None,
-                imds: None,
-                oauth: Some(source),
-                secret: Secret(value),
-            });
-        }
-        let header_value = match kind {
-            CredentialKind::Bearer => format!("Bearer {value}"),
-            CredentialKind::XApiKey | CredentialKind::ApiKey | CredentialKind::XGoogApiKey => value.clone(),
-            CredentialKind::AwsSigV4
-            | CredentialKind::GcpServiceAccount
-            | CredentialKind::AzureEntra
-            | CredentialKind::GcpMetadata
-            | CredentialKind::AzureManagedIdentity
-            | CredentialKind::AwsMetadata => {
-                unreachable!("handled above")
+        let invalid = || Error::Value { name: name.to_string() };
+        // Metadata kinds: `value` is the endpoint override, if any.
+        let url = Some(value.as_str()).filter(|v| !v.is_empty());
+        let header = |header_name: HeaderName, header_value: String| {
+            if value.is_empty() {
+                return Err(invalid());
             }
+            let mut v = HeaderValue::from_str(&header_value).map_err(|_| invalid())?;
+            v.set_sensitive(true);
+            Ok(Presented::Header(header_name, v))
         };
-        let mut header_value =
-            HeaderValue::from_str(&header_value).map_err(|_| Error::Value { name: name.to_string() })?;
-        if value.is_empty() {
-            return Err(Error::Value { name: name.to_string() });
-        }
-        header_value.set_sensitive(true);
-        let header_name = match kind {
-            CredentialKind::Bearer => http::header::AUTHORIZATION,
-            CredentialKind::XApiKey => HeaderName::from_static("x-api-key"),
-            CredentialKind::ApiKey => HeaderName::from_static("api-key"),
-            CredentialKind::XGoogApiKey => HeaderName::from_static("x-goog-api-key"),
-            CredentialKind::AwsSigV4
-            | CredentialKind::GcpServiceAccount
-            | CredentialKind::AzureEntra
-            | CredentialKind::GcpMetadata
-            | CredentialKind::AzureManagedIdentity
-            | CredentialKind::AwsMetadata => {
-                unreachable!("handled above")
+        let presented = match kind {
+            CredentialKind::Bearer => header(http::header::AUTHORIZATION, format!("Bearer {value}"))?,
+            CredentialKind::XApiKey => header(HeaderName::from_static("x-api-key"), value.clone())?,
+            CredentialKind::ApiKey => header(HeaderName::from_static("api-key"), value.clone())?,
+            CredentialKind::XGoogApiKey => header(HeaderName::from_static("x-goog-api-key"), value.clone())?,
+            CredentialKind::AwsSigV4 => Presented::Aws(sigv4::AwsKeys::parse(&value).ok_or_else(invalid)?),
+            CredentialKind::AwsMetadata => Presented::Imds(sigv4::Imds::new(url)),
+            CredentialKind::GcpServiceAccount => Presented::OAuth(oauth::Source::Gcp(Box::new(
+                gcp::ServiceAccount::parse(&value).ok_or_else(invalid)?,
+            ))),
+            CredentialKind::AzureEntra => Presented::OAuth(oauth::Source::Entra(
+                entra::EntraApp::parse(&value).ok_or_else(invalid)?,
+            )),
+            CredentialKind::GcpMetadata => Presented::OAuth(oauth::Source::Metadata(oauth::Metadata::gcp(url))),
+            CredentialKind::AzureManagedIdentity => {
+                Presented::OAuth(oauth::Source::Metadata(oauth::Metadata::azure(url)))
             }
         };
         Ok(Loaded {
             name: name.to_string(),
             kind,
             fingerprint,
-            header: Some((header_name, header_value)),
-            aws: None,
-            imds: None,
-            oauth: None,
+            presented,
             secret: Secret(value),
         })
     }
@@ -187,24 +136,33 @@ impl Loaded {
     /// Puts the credential on an upstream request.
     /// Signed kinds add nothing here: the request is signed once it is final.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        if let Some((name, value)) = &self.header {
+        if let Presented::Header(name, value) = &self.presented {
             headers.insert(name.clone(), value.clone());
         }
     }
 
-    /// The token source, for OAuth credentials (`gcpServiceAccount`, `azureEntra`).
+    /// The token source, for OAuth and metadata-token credentials.
     pub fn oauth(&self) -> Option<&oauth::Source> {
-        self.oauth.as_ref()
+        match &self.presented {
+            Presented::OAuth(source) => Some(source),
+            _ => None,
+        }
     }
 
-    /// The instance metadata service, for an `awsMetadata` credential.
+    /// Where the node's AWS role hands out keys, for an `awsMetadata` credential.
     pub fn imds(&self) -> Option<&sigv4::Imds> {
-        self.imds.as_ref()
+        match &self.presented {
+            Presented::Imds(imds) => Some(imds),
+            _ => None,
+        }
     }
 
     /// AWS keys, for an `awsSigV4` credential.
     pub fn aws(&self) -> Option<&sigv4::AwsKeys> {
-        self.aws.as_ref()
+        match &self.presented {
+            Presented::Aws(keys) => Some(keys),
+            _ => None,
+        }
     }
 }
 

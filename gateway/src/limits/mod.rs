@@ -21,7 +21,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::invalid, route::glob};
+use crate::{
+    config::invalid,
+    route::{any_glob, workload_matches},
+};
 
 /// Output tokens assumed for a request that does not say (`max_tokens` absent).
 pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 1024;
@@ -210,17 +213,13 @@ pub struct Subject<'a> {
 
 impl Limit {
     fn applies(&self, s: &Subject<'_>) -> bool {
-        let any =
-            |list: &[String], v: Option<&str>| list.is_empty() || v.is_some_and(|v| list.iter().any(|p| glob(p, v)));
-        any(&self.providers, s.provider)
-            && any(&self.routes, s.route)
-            && any(&self.models, s.model)
-            && any(&self.comm, Some(s.comm))
-            && (self.uids.is_empty() || self.uids.contains(&s.uid))
-            && self
-                .cgroup
-                .as_deref()
-                .is_none_or(|p| s.cgroup.is_some_and(|c| glob(p, c)))
+        any_glob(&self.providers, s.provider)
+            && any_glob(&self.routes, s.route)
+            && any_glob(&self.models, s.model)
+            && workload_matches(
+                (&self.comm, &self.uids, self.cgroup.as_deref()),
+                (s.comm, s.uid, s.cgroup),
+            )
     }
 
     fn bucket(&self, s: &Subject<'_>) -> String {

@@ -656,7 +656,7 @@ async fn proxy(
         if let Some(c) = &credential {
             c.inject(&mut headers);
             if let Some(source) = c.oauth() {
-                let token = oauth_token(source, &snapshot.clients[index])
+                let token = auth::fetch::oauth_token(source, &snapshot.clients[index])
                     .await
                     .map_err(|e| ProxyError::Upstream {
                         backend: backend.name.clone(),
@@ -671,7 +671,7 @@ async fn proxy(
         // SigV4 covers the exact bytes sent, so each body of a fan-out is signed on its own.
         let node_keys = match credential.as_ref().and_then(|c| c.imds()) {
             Some(imds) => Some(
-                imds_keys(imds, &snapshot.clients[index])
+                auth::fetch::aws_role_keys(imds, &snapshot.clients[index])
                     .await
                     .map_err(|e| ProxyError::Upstream {
                         backend: backend.name.clone(),
@@ -959,142 +959,6 @@ async fn admit(
 /// An OAuth access token (Vertex, Azure Entra): cached, or fetched from the credential's
 /// token endpoint through the backend's client (marked sockets, the backend's trust), at most
 /// 64 KiB of answer.
-/// The node role's AWS keys from the instance metadata service (IMDSv2), cached for a few
-/// minutes: a session token, the role's name, then its keys.
-async fn imds_keys(
-    imds: &auth::sigv4::Imds,
-    client: &route::UpstreamClient,
-) -> Result<Arc<auth::sigv4::AwsKeys>, String> {
-    if let Some(k) = imds.cached() {
-        return Ok(k);
-    }
-    // IRSA (EKS IAM roles for service accounts): the projected web identity token traded at
-    // STS for the role's keys (an unsigned AssumeRoleWithWebIdentity call).
-    if let (false, Ok(role), Ok(token_file)) = (
-        imds.explicit,
-        std::env::var("AWS_ROLE_ARN"),
-        std::env::var("AWS_WEB_IDENTITY_TOKEN_FILE"),
-    ) {
-        let token =
-            std::fs::read_to_string(&token_file).map_err(|e| format!("web identity token file {token_file}: {e}"))?;
-        let sts = std::env::var("AWS_ENDPOINT_URL_STS").unwrap_or_else(|_| {
-            let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-            format!("https://sts.{region}.amazonaws.com")
-        });
-        let session = std::env::var("AWS_ROLE_SESSION_NAME").unwrap_or_else(|_| "tollgate".into());
-        let form = format!(
-            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&WebIdentityToken={}",
-            auth::oauth::form_encode(&role),
-            auth::oauth::form_encode(&session),
-            auth::oauth::form_encode(token.trim())
-        );
-        let req = Request::post(format!("{}/", sts.trim_end_matches('/')))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json");
-        let answer = metadata_call_with_body(client, req, Bytes::from(form)).await?;
-        return imds.store_sts(&answer);
-    }
-    // EKS Pod Identity / ECS: the container credentials endpoint, with the (rotating) token
-    // from its file, as the AWS SDKs read them.
-    if let (false, Ok(uri)) = (imds.explicit, std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
-        let token = match std::env::var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-            Ok(path) => std::fs::read_to_string(&path)
-                .map_err(|e| format!("container credentials token file {path}: {e}"))?
-                .trim()
-                .to_string(),
-            Err(_) => std::env::var("AWS_CONTAINER_AUTHORIZATION_TOKEN").unwrap_or_default(),
-        };
-        let mut req = Request::get(uri);
-        if !token.is_empty() {
-            let mut v =
-                HeaderValue::from_str(&token).map_err(|_| "container credentials token is not a header value")?;
-            v.set_sensitive(true);
-            req = req.header(header::AUTHORIZATION, v);
-        }
-        let keys = metadata_call(client, req).await?;
-        return imds.store(&keys);
-    }
-    let token = metadata_call(
-        client,
-        Request::put(format!("{}/latest/api/token", imds.base)).header("x-aws-ec2-metadata-token-ttl-seconds", "300"),
-    )
-    .await?;
-    let token = String::from_utf8_lossy(&token).trim().to_string();
-    let roles_url = format!("{}/latest/meta-data/iam/security-credentials/", imds.base);
-    let roles = metadata_call(
-        client,
-        Request::get(&roles_url).header("x-aws-ec2-metadata-token", &token),
-    )
-    .await?;
-    let role = String::from_utf8_lossy(&roles)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    if role.is_empty() || role.contains('/') {
-        return Err("instance metadata names no instance role".into());
-    }
-    let keys = metadata_call(
-        client,
-        Request::get(format!("{roles_url}{role}")).header("x-aws-ec2-metadata-token", &token),
-    )
-    .await?;
-    imds.store(&keys)
-}
-
-/// One call to a metadata service (10 s, 64 KiB at most); non-2xx answers are errors.
-async fn metadata_call(client: &route::UpstreamClient, req: http::request::Builder) -> Result<Bytes, String> {
-    metadata_call_with_body(client, req, Bytes::new()).await
-}
-
-async fn metadata_call_with_body(
-    client: &route::UpstreamClient,
-    req: http::request::Builder,
-    body: Bytes,
-) -> Result<Bytes, String> {
-    let req = req.body(full_req(body)).map_err(|e| format!("metadata request: {e}"))?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
-        .await
-        .map_err(|_| "instance metadata timed out".to_string())?
-        .map_err(|e| format!("instance metadata: {e}"))?;
-    let status = resp.status();
-    let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
-        .collect()
-        .await
-        .map_err(|e| format!("instance metadata: {e}"))?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!("instance metadata answered {status}"));
-    }
-    Ok(body)
-}
-
-async fn oauth_token(source: &auth::oauth::Source, client: &route::UpstreamClient) -> Result<String, String> {
-    if let Some(t) = source.cache().cached() {
-        return Ok(t);
-    }
-    let req = match source.token_request(std::time::SystemTime::now()) {
-        auth::oauth::TokenRequest::Form(form) => Request::post(source.token_uri())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(full_req(Bytes::from(form))),
-        auth::oauth::TokenRequest::Get(name, value) => Request::get(source.token_uri())
-            .header(name, value)
-            .body(full_req(Bytes::new())),
-    }
-    .map_err(|e| format!("token request: {e}"))?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
-        .await
-        .map_err(|_| "token endpoint timed out".to_string())?
-        .map_err(|e| format!("token endpoint: {e}"))?;
-    let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
-        .collect()
-        .await
-        .map_err(|e| format!("token endpoint: {e}"))?
-        .to_bytes();
-    source.cache().store(&body)
-}
-
 fn full_req(b: Bytes) -> route::UpstreamBody {
     Full::new(b).map_err(|never| match never {}).boxed()
 }

@@ -178,6 +178,35 @@ enum Translator {
     },
 }
 
+/// What a translator made of a chunk of the backend's body.
+enum Fed {
+    /// Bytes for the client (possibly none yet: an event is incomplete).
+    Out(Bytes),
+    /// Kept until the body ends (whole JSON answers).
+    Kept,
+}
+
+impl Translator {
+    fn feed(&mut self, data: &Bytes) -> Fed {
+        match self {
+            Translator::ToOpenAiStream(t) => Fed::Out(t.feed(data)),
+            Translator::ToAnthropicStream(t) => Fed::Out(t.feed(data)),
+            Translator::FromGeminiStream(t) => Fed::Out(t.feed(data)),
+            Translator::FromBedrockStream(t) => Fed::Out(t.feed(data)),
+            Translator::GeminiToAnthropicStream(a, b) => Fed::Out(b.feed(&a.feed(data))),
+            Translator::BedrockToAnthropicStream(a, b) => Fed::Out(b.feed(&a.feed(data))),
+            Translator::Json { buf, overflow, .. } => {
+                if buf.len() + data.len() <= crate::llm::usage::MAX_METERED_JSON {
+                    buf.extend_from_slice(data);
+                } else {
+                    *overflow = true;
+                }
+                Fed::Kept
+            }
+        }
+    }
+}
+
 struct Recorded {
     translator: Option<Translator>,
     /// Model named in translated answers when the backend does not say.
@@ -466,57 +495,10 @@ impl Body for Recorded {
             };
             let observed = self.meter.as_mut().and_then(|m| m.observe(data));
             self.note_data(data.len());
-            match self.translator.as_mut() {
-                Some(Translator::ToOpenAiStream(t)) => {
-                    let out = t.feed(data);
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
-                }
-                Some(Translator::FromGeminiStream(t)) => {
-                    let out = t.feed(data);
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
-                }
-                Some(Translator::FromBedrockStream(t)) => {
-                    let out = t.feed(data);
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
-                }
-                Some(Translator::GeminiToAnthropicStream(a, b)) => {
-                    let out = b.feed(&a.feed(data));
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
-                }
-                Some(Translator::BedrockToAnthropicStream(a, b)) => {
-                    let out = b.feed(&a.feed(data));
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
-                }
-                Some(Translator::ToAnthropicStream(t)) => {
-                    let out = t.feed(data);
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
-                }
-                Some(Translator::Json { buf, overflow, .. }) => {
-                    if buf.len() + data.len() <= crate::llm::usage::MAX_METERED_JSON {
-                        buf.extend_from_slice(data);
-                    } else {
-                        *overflow = true;
-                    }
-                    continue;
-                }
+            match self.translator.as_mut().map(|t| t.feed(data)) {
+                Some(Fed::Out(out)) if out.is_empty() => continue,
+                Some(Fed::Out(out)) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                Some(Fed::Kept) => continue,
                 None => {}
             }
             let out = match observed {

@@ -207,13 +207,27 @@ pub fn select_route<'c>(config: &'c Config, input: &RouteInput<'_>) -> Option<&'
     config.routes.iter().find(|r| matches(r, input))
 }
 
+/// Whether `value` matches one of `patterns` (globs); an empty list matches anything.
+pub fn any_glob(patterns: &[String], value: Option<&str>) -> bool {
+    patterns.is_empty() || value.is_some_and(|v| patterns.iter().any(|p| glob(p, v)))
+}
+
+/// The workload conditions routes and limits share: `comm` globs, uids and a cgroup path glob,
+/// each matching anything when unset.
+pub fn workload_matches(
+    (comm, uids, cgroup): (&[String], &[u32], Option<&str>),
+    workload: (&str, u32, Option<&str>),
+) -> bool {
+    any_glob(comm, Some(workload.0))
+        && (uids.is_empty() || uids.contains(&workload.1))
+        && cgroup.is_none_or(|p| workload.2.is_some_and(|c| glob(p, c)))
+}
+
 fn matches(route: &Route, input: &RouteInput<'_>) -> bool {
     let m = &route.matches;
-    let any = |list: &[String], value: Option<&str>| {
-        list.is_empty() || value.is_some_and(|v| list.iter().any(|p| glob(p, v)))
-    };
-    any(&m.providers, input.provider)
-        && any(&m.models, input.model)
+    let w = &input.workload;
+    any_glob(&m.providers, input.provider)
+        && any_glob(&m.models, input.model)
         && m.headers.iter().all(|(name, pattern)| {
             input
                 .headers
@@ -221,11 +235,10 @@ fn matches(route: &Route, input: &RouteInput<'_>) -> bool {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| glob(pattern, v))
         })
-        && any(&m.comm, Some(&input.workload.comm))
-        && (m.uids.is_empty() || m.uids.contains(&input.workload.uid))
-        && m.cgroup
-            .as_deref()
-            .is_none_or(|p| input.workload.cgroup.as_deref().is_some_and(|c| glob(p, c)))
+        && workload_matches(
+            (&m.comm, &m.uids, m.cgroup.as_deref()),
+            (&w.comm, w.uid, w.cgroup.as_deref()),
+        )
 }
 
 /// Every backend ref in the order attempts use them: tiers by ascending priority; within a

@@ -82,6 +82,14 @@ impl Translation {
 #[error("{0}")]
 pub struct Unsupported(pub String);
 
+/// A client's request body as a JSON object.
+fn parse_request(body: &[u8]) -> Result<serde_json::Map<String, Value>, Unsupported> {
+    match serde_json::from_slice(body).map_err(|e| unsupported(format!("request body: {e}")))? {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(unsupported("request body must be a JSON object")),
+    }
+}
+
 fn unsupported(what: impl Into<String>) -> Unsupported {
     Unsupported(what.into())
 }
@@ -259,18 +267,36 @@ fn embedding_inputs(body: &[u8], target: &str) -> Result<(Vec<String>, Option<Va
 /// Texts one embeddings request may hold (OpenAI's own limit).
 pub const MAX_EMBEDDING_INPUTS: usize = 2048;
 
-/// One OpenAI embedding object: float32 values as a JSON list, or their little-endian bytes in
-/// base64 (what the OpenAI API sends for `encoding_format: base64`).
-fn openai_embedding(index: usize, values: &[Value], base64: bool) -> Value {
-    let values: Vec<f32> = values.iter().filter_map(Value::as_f64).map(|f| f as f32).collect();
-    let embedding = if base64 {
-        use base64::Engine as _;
-        let bytes: Vec<u8> = values.iter().flat_map(|f| f.to_le_bytes()).collect();
-        json!(base64::engine::general_purpose::STANDARD.encode(bytes))
-    } else {
-        json!(values)
-    };
-    json!({"object": "embedding", "index": index, "embedding": embedding})
+/// An OpenAI embeddings list from the backend's vectors in input order (JSON number arrays):
+/// float32 values as JSON lists, or their little-endian bytes in base64 (what the OpenAI API
+/// sends for `encoding_format: base64`), with `tokens` as the usage.
+fn openai_embedding_list<'a>(
+    vectors: impl Iterator<Item = &'a Value>,
+    model: &str,
+    base64: bool,
+    tokens: u64,
+) -> Value {
+    let data: Vec<Value> = vectors
+        .enumerate()
+        .map(|(index, v)| {
+            let values: Vec<f32> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .map(|f| f as f32)
+                .collect();
+            let embedding = if base64 {
+                use base64::Engine as _;
+                let bytes: Vec<u8> = values.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(values)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 }
 
 #[cfg(test)]

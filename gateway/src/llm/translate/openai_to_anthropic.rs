@@ -13,10 +13,11 @@ pub const JSON_TOOL: &str = "tollgate_json_response";
 
 /// OpenAI chat request → Anthropic Messages request. `model` is the model the backend serves.
 pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsupported> {
-    let req: Value = serde_json::from_slice(body).map_err(|e| unsupported(format!("request body: {e}")))?;
-    let obj = req
-        .as_object()
-        .ok_or_else(|| unsupported("request body must be a JSON object"))?;
+    openai_request_to_anthropic(&parse_request(body)?, model)
+}
+
+/// [`openai_chat_to_anthropic`] on a parsed request (Bedrock starts from it too).
+pub(super) fn openai_request_to_anthropic(obj: &Map<String, Value>, model: &str) -> Result<Value, Unsupported> {
     for (k, v) in obj {
         let harmless_default = match k.as_str() {
             "frequency_penalty" | "presence_penalty" => v.as_f64() == Some(0.0),

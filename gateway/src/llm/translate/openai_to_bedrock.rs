@@ -21,13 +21,17 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
                 .replace("Anthropic backends", "Bedrock backends"),
         )
     };
-    let asked: Value = serde_json::from_slice(body).unwrap_or_default();
-    if let Some(kind) = asked["response_format"]["type"].as_str().filter(|k| *k != "text") {
+    let asked = parse_request(body)?;
+    if let Some(kind) = asked
+        .get("response_format")
+        .and_then(|f| f["type"].as_str())
+        .filter(|k| *k != "text")
+    {
         return Err(unsupported(format!(
             "`response_format` {kind:?} is not supported by Bedrock backends"
         )));
     }
-    let a = openai_chat_to_anthropic(body, model).map_err(renamed)?;
+    let a = openai_request_to_anthropic(&asked, model).map_err(renamed)?;
     if a.get("thinking").is_some() {
         return Err(unsupported("`reasoning_effort` is not supported by Bedrock backends"));
     }
@@ -235,15 +239,13 @@ pub fn titan_combined(answers: &[Value]) -> Value {
 
 /// [`titan_combined`] → OpenAI embeddings list with `prompt_tokens`.
 pub fn titan_embeddings_to_openai(combined: &Value, model: &str, base64: bool) -> Value {
-    let data: Vec<Value> = combined["embeddings"]
+    let vectors = combined["embeddings"]
         .as_array()
         .into_iter()
         .flatten()
-        .enumerate()
-        .map(|(i, e)| openai_embedding(i, e["embedding"].as_array().map_or(&[], Vec::as_slice), base64))
-        .collect();
+        .map(|e| &e["embedding"]);
     let tokens = combined["usage"]["inputTokens"].as_u64().unwrap_or(0);
-    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    openai_embedding_list(vectors, model, base64, tokens)
 }
 
 /// Bedrock `ConverseStream` (AWS event-stream messages) → OpenAI `chat.completion.chunk`s.

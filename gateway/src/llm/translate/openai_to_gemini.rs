@@ -421,14 +421,12 @@ pub fn openai_embeddings_to_gemini(body: &[u8], model: &str) -> Result<(Value, b
 /// Gemini `batchEmbedContents` answer → OpenAI embeddings list. Gemini reports no token counts
 /// for embeddings, so the usage is zero (and the record's usage stays unknown).
 pub fn gemini_embeddings_to_openai(resp: &Value, model: &str, base64: bool) -> Value {
-    let data: Vec<Value> = resp["embeddings"]
+    let vectors = resp["embeddings"]
         .as_array()
         .into_iter()
         .flatten()
-        .enumerate()
-        .map(|(i, e)| openai_embedding(i, e["values"].as_array().map_or(&[], Vec::as_slice), base64))
-        .collect();
-    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+        .map(|e| &e["values"]);
+    openai_embedding_list(vectors, model, base64, 0)
 }
 
 // === OpenAI embeddings client, Vertex AI text embedding models (`:predict`) ===
@@ -497,19 +495,11 @@ pub fn vertex_combined(answers: &[Value]) -> Value {
 
 /// [`vertex_combined`] → OpenAI embeddings list with `prompt_tokens`.
 pub fn vertex_embeddings_to_openai(combined: &Value, model: &str, base64: bool) -> Value {
-    let data: Vec<Value> = combined["predictions"]
+    let vectors = combined["predictions"]
         .as_array()
         .into_iter()
         .flatten()
-        .enumerate()
-        .map(|(i, p)| {
-            openai_embedding(
-                i,
-                p["embeddings"]["values"].as_array().map_or(&[], Vec::as_slice),
-                base64,
-            )
-        })
-        .collect();
+        .map(|p| &p["embeddings"]["values"]);
     let tokens = combined["usageMetadata"]["promptTokenCount"].as_u64().unwrap_or(0);
-    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    openai_embedding_list(vectors, model, base64, tokens)
 }
