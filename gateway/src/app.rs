@@ -141,10 +141,6 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     // L7: node CA, credentials, routes and clients.
     let ca = Arc::new(tls::NodeCa::load_or_create(&config.tls.ca_cert, &config.tls.ca_key)?);
     tracing::info!(ca = %ca.cert_path.display(), "node CA ready: workloads must trust it (docs/trust.md)");
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::new(tls::LeafResolver::new(
-        ca.clone(),
-        config.tls.leaf_ttl,
-    ))));
     let credentials = Arc::new(auth::Store::default());
     credentials.refresh(&config.credentials, &env_var);
     let (audit, audit_writer) = jsonl::Writer::start("audit", config.audit.clone())
@@ -171,7 +167,18 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         health: Arc::new(crate::route::health::Health::new(config.outlier)),
         limits: Arc::new(crate::limits::Store::new(&config.limit_store)),
     });
+    // Leaves only for intercept hostnames of the config in force.
+    let governed = {
+        let l7 = l7.clone();
+        Box::new(move |name: &str| l7.snapshot.load().config.intercepts(name))
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::new(tls::LeafResolver::new(
+        ca.clone(),
+        config.tls.leaf_ttl,
+        governed,
+    ))));
     let (providers_tx, providers_rx) = watch::channel(Arc::new(config.providers.clone()));
+    let claims = Arc::new(ArcSwap::from_pointee(endpoints::Claims::default()));
 
     // Endpoint maps: one owner task; wait for its first round before attaching.
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
@@ -181,6 +188,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         config.dns.clone(),
         endpoints::AnyResolver::for_config(&config.dns),
         metrics.clone(),
+        claims.clone(),
         first_tx,
         shutdown_rx.clone(),
     ));
@@ -235,6 +243,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     let shared = Arc::new(capture::Shared {
         config: config.clone(),
         conns,
+        claims,
         identity: identity::Resolver::new(cgroup_root, host_netns),
         host_netns_cookie: host_netns,
         metrics: metrics.clone(),
@@ -242,6 +251,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         l7,
         tls: acceptor,
         next_id: 1.into(),
+        slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
     });
     let drain = Drain::new();
     let mut serving = Vec::new();

@@ -64,12 +64,60 @@ pub struct AuditRecord {
     pub error: Option<String>,
     /// `client`, `upstream` or `proxy`.
     pub error_side: Option<String>,
+    /// The error's label (as in `tollgate_request_errors_total{reason}`), e.g. `misdirected`,
+    /// `operation_not_allowed`, `client_gone`.
+    #[serde(default)]
+    pub error_reason: Option<String>,
     pub response_bytes: u64,
     /// Whether the response reached its end (false: client gone or upstream cut).
     pub complete: bool,
     /// What the limits decided, when any limit counts this request.
     #[serde(default)]
-    pub limit: Option<crate::limits::Decision>,
+    pub limit: Option<LimitDecision>,
+}
+
+/// What admission decided.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitOutcome {
+    #[default]
+    Allowed,
+    Denied,
+    /// The shared store could not be asked (and `limitStore.failMode` is `closed`).
+    StoreUnavailable,
+}
+
+/// What a limit counts.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitKind {
+    Requests,
+    Tokens,
+    Budget,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+            LimitKind::Budget => "budget",
+        }
+    }
+}
+
+/// What admission decided, for the audit record.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LimitDecision {
+    pub outcome: LimitOutcome,
+    /// The limit that denied, when one did.
+    pub limit: Option<String>,
+    pub kind: Option<LimitKind>,
+    pub retry_after_s: Option<u64>,
+    /// Limits that counted this request.
+    pub counted: Vec<String>,
+    /// The store answered from local counts (Redis unreachable, fail-open).
+    pub degraded: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -98,6 +146,12 @@ pub struct Destination {
     pub port: u16,
     pub sni: Option<String>,
     pub tls: bool,
+    /// The `Host` the client sent (no port, lowercase).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The providers that claim this destination (the kernel's match).
+    #[serde(default)]
+    pub claimed_by: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -260,6 +260,7 @@ mod tests {
         CredentialConfig {
             name: name.into(),
             kind,
+            source: if file.is_some() { "file" } else { "env" },
             file,
             env: env.map(String::from),
             token_url: None,

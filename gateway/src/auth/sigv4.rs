@@ -1,7 +1,7 @@
 //! AWS Signature Version 4 for Bedrock backends, through AWS's own signer (`aws-sigv4`, the
 //! crate the AWS SDK for Rust signs with). Tollgate keeps the keys (from a credential file or
 //! environment variable, re-read on rotation) and the one rule the signer leaves to its
-//! caller: the model id in the path is percent-encoded on the wire ([`path_segment`]); the
+//! caller: the model id in the path is percent-encoded on the wire (`llm::translate::path_segment`); the
 //! signer then encodes the path once more, as Bedrock expects. A request is signed after every
 //! other change to it (translation, path, headers), so the signature covers exactly the bytes
 //! that leave. The tests check this use of the signer against AWS's SigV4 test-suite vectors.
@@ -134,25 +134,6 @@ impl Imds {
         *self.cache.lock().unwrap() = Some((keys.clone(), std::time::Instant::now()));
         Ok(keys)
     }
-}
-
-/// RFC 3986 percent-encoding (unreserved characters kept; `/` kept when asked).
-fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// One path segment as sent on the wire (a Bedrock model id such as
-/// `anthropic.claude-3-haiku-20240307-v1:0`, or an ARN with `/`).
-pub fn path_segment(s: &str) -> String {
-    uri_encode(s, false)
 }
 
 /// Why a request could not be signed.
@@ -356,7 +337,7 @@ mod tests {
     #[test]
     fn a_bedrock_request_is_signed_over_its_encoded_path_with_the_session_token() {
         assert_eq!(
-            path_segment("anthropic.claude-3-haiku-20240307-v1:0"),
+            crate::llm::translate::path_segment("anthropic.claude-3-haiku-20240307-v1:0"),
             "anthropic.claude-3-haiku-20240307-v1%3A0"
         );
         let keys = AwsKeys::parse("AKID:secret:session").unwrap();

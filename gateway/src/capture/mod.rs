@@ -69,6 +69,8 @@ impl Via {
 pub struct Shared {
     pub config: Arc<Config>,
     pub conns: Arc<ConnTable>,
+    /// Which providers claim which destinations (kept by the endpoint sync task).
+    pub claims: Arc<arc_swap::ArcSwap<crate::ebpf::endpoints::Claims>>,
     pub identity: identity::Resolver,
     pub host_netns_cookie: u64,
     pub metrics: Arc<Metrics>,
@@ -77,6 +79,8 @@ pub struct Shared {
     pub tls: tokio_rustls::TlsAcceptor,
     /// Connection ids, process-unique.
     pub next_id: AtomicU64,
+    /// One permit per open captured connection (`proxy.maxConnections`).
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Lets in-flight connections finish after the listeners stop, up to a deadline.
@@ -154,9 +158,19 @@ pub async fn serve(
                 continue;
             }
         };
+        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+            // Bounded: past the limit a connection costs its record's removal and nothing more.
+            shared.conns.take(&peer_key(ClientAddr(peer), shared.host_netns_cookie));
+            shared.metrics.refused_connection("max_connections");
+            tracing::debug!(component = "capture", %peer, "proxy.maxConnections reached: connection closed");
+            continue;
+        };
         let shared = shared.clone();
         let watcher = watcher.clone();
-        tokio::spawn(async move { handle(stream, ClientAddr(peer), via, shared, watcher).await });
+        tokio::spawn(async move {
+            handle(stream, ClientAddr(peer), via, shared, watcher).await;
+            drop(slot);
+        });
     }
 }
 
@@ -175,7 +189,18 @@ async fn handle(stream: TcpStream, client: ClientAddr, via: Via, shared: Arc<Sha
     ));
     let span = tracing::info_span!("conn", id, %client, orig_dst = %orig);
     async move {
-        let workload = shared.identity.resolve(&record);
+        // /proc reads and, for a process already gone, a bounded walk of the cgroup tree: off
+        // the data-plane runtime.
+        let workload = {
+            let shared = shared.clone();
+            match tokio::task::spawn_blocking(move || shared.identity.resolve(&record)).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(component = "capture", error = %e, "identity resolution failed");
+                    return;
+                }
+            }
+        };
         let provider = shared
             .config
             .providers
@@ -279,12 +304,15 @@ async fn dispatch(
         Verdict::Tls(hello) => hello.sni.clone(),
         _ => None,
     };
+    // TLS is terminated only for an SNI that names an intercepted provider (a leaf is minted
+    // for nothing else); whether that provider may be reached at this destination is the
+    // proxy's first check (421 otherwise). Any other SNI is relayed untouched.
     let intercept = record.action == ACTION_INTERCEPT
         && match &verdict {
             Verdict::Tls(hello) => hello
                 .sni
                 .as_deref()
-                .is_some_and(|s| shared.l7.snapshot.load().intercepts(s)),
+                .is_some_and(|s| shared.l7.snapshot.load().config.intercepts(&s.to_ascii_lowercase())),
             Verdict::Http => true,
             Verdict::NeedMore | Verdict::Other => false,
         };
@@ -307,7 +335,7 @@ async fn dispatch(
         sni: sni.clone(),
         tls: matches!(verdict, Verdict::Tls(_)),
         workload: workload.clone(),
-        kernel_provider: Some(record.provider as usize),
+        claimants: shared.claims.load().claimants(orig.0),
         requests: Default::default(),
     });
     let mut outcome = relay::Outcome::Intercepted;

@@ -73,10 +73,13 @@ impl NodeCa {
     /// Loads the CA from `cert`/`key`, or creates both when neither exists.
     pub fn load_or_create(cert: &Path, key: &Path) -> Result<NodeCa, Error> {
         let (cert_pem, key_pem) = match (cert.exists(), key.exists()) {
-            (true, true) => (
-                std::fs::read_to_string(cert).map_err(|e| ca_err(cert, e))?,
-                std::fs::read_to_string(key).map_err(|e| ca_err(key, e))?,
-            ),
+            (true, true) => {
+                check_private(key)?;
+                (
+                    std::fs::read_to_string(cert).map_err(|e| ca_err(cert, e))?,
+                    std::fs::read_to_string(key).map_err(|e| ca_err(key, e))?,
+                )
+            }
             (false, false) => {
                 let (c, k) = generate_ca()?;
                 write_file(cert, c.as_bytes(), 0o644)?;
@@ -131,6 +134,20 @@ impl NodeCa {
     }
 }
 
+/// Refuses a CA key that anyone but its owner can read: whoever reads it can mint
+/// certificates every workload of the node trusts.
+fn check_private(key: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(key).map_err(|e| ca_err(key, e))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(ca_err(
+            key,
+            format!("the key is readable by group or others (mode {:o}); chmod 600 it", mode & 0o777),
+        ));
+    }
+    Ok(())
+}
+
 fn generate_ca() -> Result<(String, String), Error> {
     let e = |m: rcgen::Error| Error::Ca {
         path: PathBuf::new(),
@@ -170,10 +187,15 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
     f.write_all(data).map_err(|e| ca_err(path, e))
 }
 
-/// rustls hook: the leaf for the ClientHello's SNI, from the cache or freshly minted.
+/// Which names a leaf may be minted for (the intercept hostnames of the current config).
+pub type Governed = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// rustls hook: the leaf for the ClientHello's SNI, from the cache or freshly minted, for
+/// governed names only: whatever a workload sends as SNI, the node CA signs nothing else.
 pub struct LeafResolver {
     ca: Arc<NodeCa>,
     ttl: Duration,
+    governed: Governed,
     cache: Mutex<HashMap<String, (Arc<CertifiedKey>, Instant)>>,
 }
 
@@ -186,15 +208,24 @@ impl fmt::Debug for LeafResolver {
 }
 
 impl LeafResolver {
-    pub fn new(ca: Arc<NodeCa>, ttl: Duration) -> LeafResolver {
+    pub fn new(ca: Arc<NodeCa>, ttl: Duration, governed: Governed) -> LeafResolver {
         LeafResolver {
             ca,
             ttl: ttl.max(LEAF_RENEW_MARGIN * 2),
+            governed,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn leaf(&self, sni: &str) -> Result<Arc<CertifiedKey>, Error> {
+        let sni = sni.to_ascii_lowercase();
+        let sni = sni.as_str();
+        if !(self.governed)(sni) {
+            return Err(Error::Leaf {
+                sni: sni.to_string(),
+                message: "not an intercept hostname of any provider".into(),
+            });
+        }
         let now = Instant::now();
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -281,10 +312,20 @@ mod tests {
             .verify_server_cert(&leaf.cert[0], &[], &other, &[], rustls::pki_types::UnixTime::now())
             .is_err());
 
-        let resolver = LeafResolver::new(Arc::new(again), Duration::from_secs(86_400));
+        let resolver = LeafResolver::new(
+            Arc::new(again),
+            Duration::from_secs(86_400),
+            Box::new(|name| name == "api.openai.com"),
+        );
         let a = resolver.leaf("api.openai.com").unwrap();
-        let b = resolver.leaf("api.openai.com").unwrap();
+        let b = resolver.leaf("API.openai.com").unwrap();
         assert!(Arc::ptr_eq(&a, &b), "cached");
+        let e = resolver.leaf("www.example.com").unwrap_err().to_string();
+        assert!(e.contains("not an intercept hostname"), "{e}");
+
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = NodeCa::load_or_create(&cert, &key).unwrap_err().to_string();
+        assert!(e.contains("readable by group or others"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -19,40 +19,7 @@ pub const DEFAULT_MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 /// Time a route gives a backend to answer with response headers (5 minutes).
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The API a client speaks (and a backend understands).
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, Eq, PartialEq, Hash)]
-#[serde(rename_all = "camelCase")]
-pub enum ApiSchema {
-    /// OpenAI: chat completions, completions, embeddings, responses, models.
-    #[default]
-    Openai,
-    /// Anthropic: messages, count_tokens.
-    Anthropic,
-    /// Azure OpenAI (backends only): OpenAI bodies on deployment paths with `api-version`.
-    AzureOpenai,
-    /// Google Gemini API (backends only): `generateContent`, `streamGenerateContent?alt=sse`.
-    Gemini,
-    /// AWS Bedrock Converse API (backends only): `POST /model/{modelId}/converse`, signed
-    /// with SigV4 (credential kind `awsSigV4`).
-    Bedrock,
-    /// Google Vertex AI (backends only): Gemini bodies on
-    /// `/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:…`, with
-    /// OAuth tokens from a service account (credential kind `gcpServiceAccount`).
-    Vertex,
-}
-
-impl ApiSchema {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApiSchema::Openai => "openai",
-            ApiSchema::Anthropic => "anthropic",
-            ApiSchema::AzureOpenai => "azureOpenai",
-            ApiSchema::Gemini => "gemini",
-            ApiSchema::Bedrock => "bedrock",
-            ApiSchema::Vertex => "vertex",
-        }
-    }
-}
+pub use crate::llm::ApiSchema;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -71,7 +38,18 @@ pub struct RawTls {
 pub struct RawProxy {
     /// Largest request body read to parse it, in bytes. Default 4 MiB; larger bodies get 413.
     pub max_request_body: Option<usize>,
+    /// Time a client has to send a request's headers (HTTP/1.1). Default `10s`.
+    #[serde(default, with = "humantime_serde")]
+    pub header_read_timeout: Option<Duration>,
+    /// Captured connections open at once; beyond, new ones are closed at once and counted.
+    /// Default 16384.
+    pub max_connections: Option<usize>,
 }
+
+/// Time a client has to send a request's headers (10 seconds).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Captured connections open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 /// Where requests can go.
 #[derive(Debug, Deserialize)]
@@ -171,6 +149,14 @@ pub struct RawRouteMatch {
     pub headers: HashMap<String, String>,
     /// Who is calling.
     pub workload: Option<RawWorkloadMatch>,
+    /// Operations this route serves, by name (`chat_completions`, `embeddings`, `files`,
+    /// `batches`, `fine_tuning`, `admin`, `other`, …). Default: the inference operations.
+    /// Anything else gets a credential only when a route lists it here or in `paths`.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// Request path globs this route serves, any method (e.g. `/v1/files*`). Default: none.
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,19 +271,28 @@ pub struct Backend {
 /// `api-version` of Azure OpenAI backends when none is configured.
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
+/// A credential reference. What `/config` shows of it is its name, kind and where its value
+/// comes from (`file`, `env`, `metadata`): never the file path or the variable name.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Credential {
     pub name: String,
     pub kind: CredentialKind,
+    #[serde(skip)]
     pub file: Option<PathBuf>,
+    #[serde(skip)]
     pub env: Option<String>,
     pub token_url: Option<String>,
+    /// `file`, `env` or `metadata`.
+    pub source: &'static str,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteMatch {
+    #[serde(serialize_with = "operation_names")]
+    pub operations: Vec<crate::llm::Operation>,
+    pub paths: Vec<String>,
     pub providers: Vec<String>,
     pub models: Vec<String>,
     pub headers: Vec<(String, String)>,
@@ -345,6 +340,10 @@ pub const DEFAULT_RETRY_ON: [RetryOn; 5] = [
 ];
 /// Most attempts a request makes by default.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+fn operation_names<S: serde::Serializer>(ops: &[crate::llm::Operation], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ops.iter().map(|o| o.as_str()))
+}
 
 fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
@@ -418,12 +417,18 @@ pub(super) fn credentials(raw: Vec<RawCredential>) -> Result<Vec<Credential>, Er
                 }
                 _ => {}
             }
+            let source = match (&c.file, &c.env) {
+                (Some(_), _) => "file",
+                (None, Some(_)) => "env",
+                (None, None) => "metadata",
+            };
             Ok(Credential {
                 name: c.name,
                 kind: c.kind,
                 file: c.file,
                 env: c.env,
                 token_url: c.token_url,
+                source,
             })
         })
         .collect()
@@ -609,6 +614,29 @@ pub(super) fn routes(raw: Vec<RawRoute>, backends: &[Backend], providers: &[Stri
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let w = r.matches.workload.unwrap_or_default();
+            let operations = r
+                .matches
+                .operations
+                .iter()
+                .enumerate()
+                .map(|(j, name)| {
+                    crate::llm::Operation::from_name(name).ok_or_else(|| {
+                        let known: Vec<&str> = crate::llm::Operation::ALL.iter().map(|o| o.as_str()).collect();
+                        invalid(
+                            format!("routes[{i}].match.operations[{j}]"),
+                            format!("unknown operation {name:?} (known: {})", known.join(", ")),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for (j, p) in r.matches.paths.iter().enumerate() {
+                if !p.starts_with('/') {
+                    return Err(invalid(
+                        format!("routes[{i}].match.paths[{j}]"),
+                        format!("{p:?} must start with '/'"),
+                    ));
+                }
+            }
             let mut headers: Vec<(String, String)> = r
                 .matches
                 .headers
@@ -637,6 +665,8 @@ pub(super) fn routes(raw: Vec<RawRoute>, backends: &[Backend], providers: &[Stri
                 retry_statuses: retry.statuses,
                 name: r.name,
                 matches: RouteMatch {
+                    operations,
+                    paths: r.matches.paths,
                     providers: r.matches.providers,
                     models: r.matches.models,
                     headers,

@@ -171,6 +171,9 @@ pub struct RawListener {
 pub struct RawAdmin {
     /// Default `127.0.0.1:15000`. Port 0 picks a free port.
     pub address: Option<SocketAddr>,
+    /// Allow a non-loopback `address` (the admin port has no authentication: metrics,
+    /// config and backend state become readable from the network). Default `false`.
+    pub allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +275,9 @@ pub struct Config {
     pub providers: Vec<Provider>,
     pub tls: Tls,
     pub max_request_body: usize,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
     pub backends: Vec<Backend>,
     pub credentials: Vec<Credential>,
     pub routes: Vec<Route>,
@@ -349,6 +355,20 @@ pub struct Provider {
 }
 
 impl Config {
+    /// The provider one of whose hostnames is `host` (lowercase, no port).
+    pub fn provider_by_hostname(&self, host: &str) -> Option<usize> {
+        self.providers
+            .iter()
+            .position(|p| p.hostnames.iter().any(|h| h.eq_ignore_ascii_case(host)))
+    }
+
+    /// Whether `host` is a hostname of a provider in `intercept` mode: the only names a leaf
+    /// certificate is minted for, and the only SNIs whose connections are terminated.
+    pub fn intercepts(&self, host: &str) -> bool {
+        self.provider_by_hostname(host)
+            .is_some_and(|p| self.providers[p].mode == Mode::Intercept)
+    }
+
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
@@ -372,7 +392,16 @@ impl Config {
 
     pub fn from_raw(raw: RawConfig) -> Result<Config, Error> {
         let listener = Listeners::from_raw(raw.listener.unwrap_or_default())?;
-        let admin_address = raw.admin.and_then(|a| a.address).unwrap_or(DEFAULT_ADMIN);
+        let admin = raw.admin.unwrap_or_default();
+        let admin_address = admin.address.unwrap_or(DEFAULT_ADMIN);
+        if !admin_address.ip().is_loopback() && admin.allow_remote != Some(true) {
+            return Err(invalid(
+                "admin.address",
+                format!(
+                    "{admin_address} is not a loopback address: the admin port has no authentication; set admin.allowRemote: true to expose it"
+                ),
+            ));
+        }
         let capture = raw.capture.unwrap_or_default();
         let mark = capture.mark.unwrap_or(DEFAULT_MARK);
         if mark == 0 {
@@ -433,12 +462,20 @@ impl Config {
         }
         let provider_names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
         let routes = l7::routes(raw.routes, &backends, &provider_names)?;
-        let max_request_body = raw
-            .proxy
-            .and_then(|p| p.max_request_body)
-            .unwrap_or(l7::DEFAULT_MAX_REQUEST_BODY);
+        let proxy = raw.proxy.unwrap_or_default();
+        let max_request_body = proxy.max_request_body.unwrap_or(l7::DEFAULT_MAX_REQUEST_BODY);
         if max_request_body == 0 {
             return Err(invalid("proxy.maxRequestBody", "0 is not allowed"));
+        }
+        let header_read_timeout = proxy
+            .header_read_timeout
+            .unwrap_or(l7::DEFAULT_HEADER_READ_TIMEOUT);
+        if header_read_timeout.is_zero() {
+            return Err(invalid("proxy.headerReadTimeout", "0 is not allowed"));
+        }
+        let max_connections = proxy.max_connections.unwrap_or(l7::DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(invalid("proxy.maxConnections", "0 is not allowed"));
         }
         let prices = crate::accounting::PriceTable::new(&raw.pricing)
             .map_err(|(model, e)| invalid(format!("pricing.{model}"), e.to_string()))?;
@@ -518,6 +555,8 @@ impl Config {
             providers,
             tls: l7::tls(raw.tls),
             max_request_body,
+            header_read_timeout,
+            max_connections,
             backends,
             credentials,
             routes,
@@ -738,6 +777,14 @@ providers:
     fn port_zero_is_rejected() {
         let e = err("providers:\n  - name: x\n    addresses: [127.0.0.1]\n    ports: [443, 0]\n");
         assert!(e.contains("providers[0].ports[1]") && e.contains("port 0"), "{e}");
+    }
+
+    #[test]
+    fn a_remote_admin_address_must_be_asked_for() {
+        let e = err("admin:\n  address: \"0.0.0.0:15000\"\n");
+        assert!(e.contains("admin.address") && e.contains("allowRemote"), "{e}");
+        let cfg = Config::parse("admin:\n  address: \"0.0.0.0:15000\"\n  allowRemote: true\n").unwrap();
+        assert_eq!(cfg.admin_address.port(), 15000);
     }
 
     #[test]

@@ -179,11 +179,7 @@ pub fn wanted_set(providers: &[Provider], resolved: &StdHashMap<String, Vec<IpAd
         };
         let host_ips = p.hostnames.iter().flat_map(|h| resolved.get(h).into_iter().flatten());
         for ip in p.ips.iter().chain(host_ips) {
-            // A v4-mapped IPv6 address is an IPv4 destination to the kernel programs.
-            let ip = match ip {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(*ip),
-                v4 => *v4,
-            };
+            let ip = canonical(*ip);
             for port in &p.ports {
                 set.entry(Entry::Exact(SocketAddr::new(ip, *port))).or_insert(value);
             }
@@ -195,6 +191,60 @@ pub fn wanted_set(providers: &[Provider], resolved: &StdHashMap<String, Vec<IpAd
         }
     }
     set
+}
+
+/// Which providers claim which destinations: every provider whose addresses (resolved
+/// hostnames, IPs, CIDRs) and ports include it, in file order. The kernel's map holds one
+/// provider per entry (the first); the proxy checks a request's SNI or `Host` against all of
+/// them (providers behind one CDN share addresses).
+#[derive(Debug, Default)]
+pub struct Claims {
+    exact: StdHashMap<SocketAddr, Vec<String>>,
+    cidrs: Vec<(IpNet, u16, String)>,
+}
+
+impl Claims {
+    /// From the same inputs as [`wanted_set`].
+    pub fn new(providers: &[Provider], resolved: &StdHashMap<String, Vec<IpAddr>>) -> Claims {
+        let mut claims = Claims::default();
+        for p in providers {
+            let host_ips = p.hostnames.iter().flat_map(|h| resolved.get(h).into_iter().flatten());
+            for ip in p.ips.iter().chain(host_ips) {
+                for port in &p.ports {
+                    let names = claims.exact.entry(SocketAddr::new(canonical(*ip), *port)).or_default();
+                    if !names.contains(&p.name) {
+                        names.push(p.name.clone());
+                    }
+                }
+            }
+            for net in &p.cidrs {
+                for port in &p.ports {
+                    claims.cidrs.push((*net, *port, p.name.clone()));
+                }
+            }
+        }
+        claims
+    }
+
+    /// The providers that claim `dst`, in file order.
+    pub fn claimants(&self, dst: SocketAddr) -> Vec<String> {
+        let dst = SocketAddr::new(canonical(dst.ip()), dst.port());
+        let mut out: Vec<String> = self.exact.get(&dst).cloned().unwrap_or_default();
+        for (net, port, name) in &self.cidrs {
+            if *port == dst.port() && net.contains(&dst.ip()) && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+}
+
+/// A v4-mapped IPv6 address is an IPv4 destination to the kernel programs.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
 }
 
 /// Resolves a hostname to its addresses and how long they may be trusted.
@@ -304,6 +354,7 @@ pub async fn run_sync<R: Resolve>(
     dns: Dns,
     resolver: R,
     metrics: Arc<Metrics>,
+    claims: Arc<arc_swap::ArcSwap<Claims>>,
     first_sync: tokio::sync::oneshot::Sender<Result<SyncStats, Error>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -346,6 +397,8 @@ pub async fn run_sync<R: Resolve>(
         }
         let resolved = hosts.iter().map(|(h, s)| (h.clone(), s.ips.clone())).collect();
         let wanted = wanted_set(&providers, &resolved);
+        // Claims before the maps: a connect the new entries redirect finds its provider.
+        claims.store(Arc::new(Claims::new(&providers, &resolved)));
         match maps.sync(&wanted) {
             Ok(stats) => {
                 metrics.set_endpoints(stats.total);
@@ -434,6 +487,31 @@ providers:
         );
         assert!(set.contains_key(&Entry::Cidr("10.0.0.0/8".parse().unwrap(), 8443)));
         assert_eq!(set.len(), 3 * 2 + 2 + 1);
+    }
+
+    #[test]
+    fn claims_list_every_provider_of_a_shared_address() {
+        let p = providers(
+            r#"
+providers:
+  - name: a
+    hostnames: [api.example]
+    addresses: ["127.10.0.1"]
+  - name: b
+    addresses: ["127.10.0.0/24"]
+  - name: c
+    addresses: ["127.10.0.2"]
+    ports: [8443]
+"#,
+        );
+        let resolved = StdHashMap::from([("api.example".to_string(), vec!["127.10.0.3".parse().unwrap()])]);
+        let claims = Claims::new(&p, &resolved);
+        let at = |s: &str| claims.claimants(s.parse().unwrap());
+        assert_eq!(at("127.10.0.1:443"), vec!["a", "b"]);
+        assert_eq!(at("127.10.0.3:443"), vec!["a", "b"], "resolved hostnames claim too");
+        assert_eq!(at("[::ffff:127.10.0.1]:443"), vec!["a", "b"], "v4-mapped is IPv4");
+        assert_eq!(at("127.10.0.2:8443"), vec!["c"]);
+        assert!(at("127.10.1.1:443").is_empty());
     }
 
     #[tokio::test]

@@ -20,6 +20,9 @@ use serde::Serialize;
 const MAX_WALK_DEPTH: usize = 12;
 /// How many directories the fallback search visits at most.
 const MAX_WALK_DIRS: usize = 50_000;
+/// cgroup paths kept (a few hundred bytes each). When full, entries whose cgroup is gone are
+/// dropped first (short-lived job cgroups come and go by the thousand).
+const MAX_CACHED_CGROUPS: usize = 8192;
 
 /// The workload behind a captured connection.
 #[derive(Clone, Debug, Serialize)]
@@ -142,8 +145,8 @@ impl Resolver {
         }
     }
 
-    /// Blocking file-system reads (a few µs when cached); call from `spawn_blocking` or accept
-    /// the cost on a connection task.
+    /// Blocking file-system reads (a few µs when cached, a bounded directory walk at worst):
+    /// the capture path calls it from `spawn_blocking`, off the data-plane runtime.
     pub fn resolve(&self, record: &ConnRecord) -> Workload {
         let comm_len = record.comm.iter().position(|b| *b == 0).unwrap_or(record.comm.len());
         let exe = std::fs::read_link(format!("/proc/{}/exe", record.tgid))
@@ -171,11 +174,26 @@ impl Resolver {
         }
         let found = from_proc(&self.cgroup_root, id, tgid).or_else(|| walk(&self.cgroup_root, id))?;
         let found: Arc<str> = found.into();
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, found.clone());
+        self.remember(id, found.clone());
         Some(found)
+    }
+
+    /// Caches a cgroup's path, evicting the cgroups that are gone when the cache is full.
+    fn remember(&self, id: u64, path: Arc<str>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED_CGROUPS {
+            let root = &self.cgroup_root;
+            cache.retain(|id, p| inode(&root.join(p.trim_start_matches('/'))) == Some(*id));
+            if cache.len() >= MAX_CACHED_CGROUPS {
+                cache.clear();
+            }
+        }
+        cache.insert(id, path);
+    }
+
+    /// cgroup paths cached now.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -267,6 +285,28 @@ mod tests {
             (Some("nginx.service"), None)
         );
         assert_eq!(parse_cgroup("/"), ContainerInfo::default());
+    }
+
+    #[test]
+    fn ten_thousand_short_lived_cgroups_keep_the_cache_bounded() {
+        let root = std::env::temp_dir().join(format!("tollgate-cgcache-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let r = Resolver::new(root.clone(), 0);
+        let live = root.join("live");
+        std::fs::create_dir(&live).unwrap();
+        r.remember(inode(&live).unwrap(), "/live".into());
+        for i in 0..10_000 {
+            let dir = root.join(format!("job-{i}"));
+            std::fs::create_dir(&dir).unwrap();
+            r.remember(inode(&dir).unwrap(), format!("/job-{i}").into());
+            std::fs::remove_dir(&dir).unwrap();
+            assert!(r.cached() <= MAX_CACHED_CGROUPS);
+        }
+        let cache = r.cache.lock().unwrap();
+        assert!(cache.values().any(|p| &**p == "/live"), "a live cgroup survives eviction");
+        assert!(cache.len() < 10_000 - MAX_CACHED_CGROUPS + 2);
+        drop(cache);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

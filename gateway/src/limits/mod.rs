@@ -15,12 +15,13 @@ pub mod redis;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, SystemTime},
 };
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::accounting::audit::LimitKind;
 use crate::{
     config::invalid,
     route::{any_glob, workload_matches},
@@ -243,27 +244,11 @@ impl Limit {
 pub struct Charge {
     pub key: String,
     pub limit: String,
-    /// `requests`, `tokens` or `budget`.
-    pub kind: &'static str,
+    pub kind: LimitKind,
     pub amount: u64,
     pub max: u64,
     /// Seconds until the window ends (and the counter expires).
     pub window_left: u64,
-}
-
-/// What admission decided, for the audit record.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Decision {
-    /// `allowed`, `denied`, `store_unavailable`.
-    pub outcome: String,
-    /// The limit that denied, when one did.
-    pub limit: Option<String>,
-    pub kind: Option<String>,
-    pub retry_after_s: Option<u64>,
-    /// Limits that counted this request.
-    pub counted: Vec<String>,
-    /// The store answered from local counts (Redis unreachable, fail-open).
-    pub degraded: bool,
 }
 
 /// A request's reservations, to reconcile after the response.
@@ -319,7 +304,7 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
             out.push(Charge {
                 key: format!("tg:{}:r:{bucket}:{w}", l.name),
                 limit: l.name.clone(),
-                kind: "requests",
+                kind: LimitKind::Requests,
                 amount: 1,
                 max,
                 window_left: left,
@@ -330,7 +315,7 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
             out.push(Charge {
                 key: format!("tg:{}:t:{bucket}:{w}", l.name),
                 limit: l.name.clone(),
-                kind: "tokens",
+                kind: LimitKind::Tokens,
                 amount: tokens,
                 max,
                 window_left: left,
@@ -341,7 +326,7 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
             out.push(Charge {
                 key: format!("tg:{}:b:{bucket}:{w}", l.name),
                 limit: l.name.clone(),
-                kind: "budget",
+                kind: LimitKind::Budget,
                 amount: cost,
                 max,
                 window_left: left,
@@ -540,11 +525,6 @@ impl Store {
             tracing::info!(entries = pending.len(), "replayed local limit counts into redis");
         }
     }
-}
-
-/// Everything admission needs, shared by all requests.
-pub struct Limiter {
-    pub store: Arc<Store>,
 }
 
 #[cfg(test)]

@@ -17,9 +17,44 @@ pub mod translate;
 pub mod usage;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::ApiSchema;
+/// The API a client speaks (and a backend understands).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, Eq, PartialEq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum ApiSchema {
+    /// OpenAI: chat completions, completions, embeddings, responses, models.
+    #[default]
+    Openai,
+    /// Anthropic: messages, count_tokens.
+    Anthropic,
+    /// Azure OpenAI (backends only): OpenAI bodies on deployment paths with `api-version`.
+    AzureOpenai,
+    /// Google Gemini API (backends only): `generateContent`, `streamGenerateContent?alt=sse`.
+    Gemini,
+    /// AWS Bedrock Converse API (backends only): `POST /model/{modelId}/converse`, signed
+    /// with SigV4 (credential kind `awsSigV4`).
+    Bedrock,
+    /// Google Vertex AI (backends only): Gemini bodies on
+    /// `/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:…`, with
+    /// OAuth tokens from a service account (credential kind `gcpServiceAccount`).
+    Vertex,
+}
+
+impl ApiSchema {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiSchema::Openai => "openai",
+            ApiSchema::Anthropic => "anthropic",
+            ApiSchema::AzureOpenai => "azureOpenai",
+            ApiSchema::Gemini => "gemini",
+            ApiSchema::Bedrock => "bedrock",
+            ApiSchema::Vertex => "vertex",
+        }
+    }
+}
+
 
 /// The operation a request performs.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -31,31 +66,95 @@ pub enum Operation {
     Models,
     Messages,
     CountTokens,
-    /// Any other path on a governed host: forwarded with credential injection, not parsed.
+    /// `/v1/files`, `/v1/uploads` (not inference: a route must allow it).
+    Files,
+    /// `/v1/batches`, Anthropic's `/v1/messages/batches`.
+    Batches,
+    /// `/v1/fine_tuning/…`.
+    FineTuning,
+    /// `/v1/moderations`.
+    Moderations,
+    /// Organization administration: `/v1/organization/…` (OpenAI), `/v1/organizations/…`
+    /// (Anthropic): admin keys, users, projects.
+    Admin,
+    /// Any other path on a governed host (not inference: a route must allow it).
     Other,
 }
 
 impl Operation {
-    /// From the request path (query excluded), for a client of `schema`.
+    /// Every operation, for config validation and docs.
+    pub const ALL: [Operation; 13] = [
+        Operation::ChatCompletions,
+        Operation::Completions,
+        Operation::Embeddings,
+        Operation::Responses,
+        Operation::Models,
+        Operation::Messages,
+        Operation::CountTokens,
+        Operation::Files,
+        Operation::Batches,
+        Operation::FineTuning,
+        Operation::Moderations,
+        Operation::Admin,
+        Operation::Other,
+    ];
+
+    /// From the request path (query excluded), for a client of `schema`. Paths are matched
+    /// exactly (one trailing `/` allowed); anything else is an operation a route must allow.
     pub fn detect(schema: ApiSchema, path: &str) -> Operation {
-        let path = path.trim_end_matches('/');
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let under = |prefix: &str| path == prefix || path.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'));
+        let model_path = path == "/v1/models"
+            || path
+                .strip_prefix("/v1/models/")
+                .is_some_and(|id| !id.is_empty() && !id.contains('/'));
         match (schema, path) {
             (ApiSchema::Openai, "/v1/chat/completions") => Operation::ChatCompletions,
             (ApiSchema::Openai, "/v1/completions") => Operation::Completions,
             (ApiSchema::Openai, "/v1/embeddings") => Operation::Embeddings,
             (ApiSchema::Openai, "/v1/responses") => Operation::Responses,
-            (ApiSchema::Openai, p) if p == "/v1/models" || p.starts_with("/v1/models/") => Operation::Models,
+            (ApiSchema::Openai, "/v1/moderations") => Operation::Moderations,
             (ApiSchema::Anthropic, "/v1/messages") => Operation::Messages,
             (ApiSchema::Anthropic, "/v1/messages/count_tokens") => Operation::CountTokens,
-            (ApiSchema::Anthropic, p) if p == "/v1/models" || p.starts_with("/v1/models/") => Operation::Models,
+            (ApiSchema::Openai | ApiSchema::Anthropic, _) if model_path => Operation::Models,
+            (ApiSchema::Anthropic, _) if under("/v1/messages/batches") => Operation::Batches,
+            _ if under("/v1/files") || under("/v1/uploads") => Operation::Files,
+            _ if under("/v1/batches") => Operation::Batches,
+            _ if under("/v1/fine_tuning") || under("/v1/fine-tunes") => Operation::FineTuning,
+            _ if under("/v1/organization") || under("/v1/organizations") => Operation::Admin,
             // Azure OpenAI is a backend API here; clients speak OpenAI or Anthropic.
             _ => Operation::Other,
         }
     }
 
+    /// Inference operations get a credential by default; every other one only when a route
+    /// allows it (`match.operations` / `match.paths`).
+    pub fn is_inference(self) -> bool {
+        matches!(
+            self,
+            Operation::ChatCompletions
+                | Operation::Completions
+                | Operation::Embeddings
+                | Operation::Responses
+                | Operation::Models
+                | Operation::Messages
+                | Operation::CountTokens
+        )
+    }
+
+    /// The method an inference operation uses (models are listed and read with GET; the rest
+    /// are POSTs). Any other method (`DELETE /v1/models/{id}`, `GET /v1/chat/completions`)
+    /// is an operation a route must allow.
+    pub fn inference_method(self) -> http::Method {
+        match self {
+            Operation::Models => http::Method::GET,
+            _ => http::Method::POST,
+        }
+    }
+
     /// Whether the body is a JSON object Tollgate reads (`model`, `stream`).
     pub fn has_json_body(self) -> bool {
-        !matches!(self, Operation::Models | Operation::Other)
+        self.is_inference() && self != Operation::Models
     }
 
     pub fn as_str(self) -> &'static str {
@@ -67,8 +166,18 @@ impl Operation {
             Operation::Models => "models",
             Operation::Messages => "messages",
             Operation::CountTokens => "count_tokens",
+            Operation::Files => "files",
+            Operation::Batches => "batches",
+            Operation::FineTuning => "fine_tuning",
+            Operation::Moderations => "moderations",
+            Operation::Admin => "admin",
             Operation::Other => "other",
         }
+    }
+
+    /// The operation named `name` (as in [`Operation::as_str`]).
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.as_str() == name)
     }
 }
 
@@ -181,7 +290,11 @@ pub enum ErrorKind {
     TooLarge,
     NotFound,
     PermissionDenied,
+    /// 421: the name the client used is not served at the address it connected to.
+    Misdirected,
     Upstream,
+    /// 503: nothing can serve the request now.
+    Unavailable,
     Timeout,
     Internal,
     RateLimited,
@@ -196,7 +309,9 @@ pub fn error_body(schema: ApiSchema, kind: ErrorKind, message: &str) -> Bytes {
                 ErrorKind::TooLarge => ("invalid_request_error", "request_too_large"),
                 ErrorKind::NotFound => ("invalid_request_error", "not_found"),
                 ErrorKind::PermissionDenied => ("permission_error", "forbidden"),
+                ErrorKind::Misdirected => ("invalid_request_error", "misdirected_request"),
                 ErrorKind::Upstream => ("api_error", "bad_gateway"),
+                ErrorKind::Unavailable => ("api_error", "service_unavailable"),
                 ErrorKind::Timeout => ("api_error", "timeout"),
                 ErrorKind::Internal => ("api_error", "internal_error"),
                 ErrorKind::RateLimited => ("rate_limit_error", "rate_limit_exceeded"),
@@ -205,11 +320,12 @@ pub fn error_body(schema: ApiSchema, kind: ErrorKind, message: &str) -> Bytes {
         }
         ApiSchema::Anthropic => {
             let typ = match kind {
-                ErrorKind::InvalidRequest => "invalid_request_error",
+                ErrorKind::InvalidRequest | ErrorKind::Misdirected => "invalid_request_error",
                 ErrorKind::TooLarge => "request_too_large",
                 ErrorKind::NotFound => "not_found_error",
                 ErrorKind::PermissionDenied => "permission_error",
                 ErrorKind::Upstream | ErrorKind::Internal => "api_error",
+                ErrorKind::Unavailable => "overloaded_error",
                 ErrorKind::Timeout => "timeout_error",
                 ErrorKind::RateLimited => "rate_limit_error",
             };
@@ -233,7 +349,19 @@ mod tests {
         assert_eq!(o("/v1/embeddings"), Embeddings);
         assert_eq!(o("/v1/responses"), Responses);
         assert_eq!(o("/v1/models/gpt-4o"), Models);
-        assert_eq!(o("/v1/files"), Other);
+        assert_eq!(o("/v1/files"), Files);
+        assert_eq!(o("/v1/files/file-1/content"), Files);
+        assert_eq!(o("/v1/fine_tuning/jobs"), FineTuning);
+        assert_eq!(o("/v1/organization/admin_api_keys"), Admin);
+        assert_eq!(o("/v1/batches"), Batches);
+        assert_eq!(a("/v1/messages/batches/x"), Batches);
+        assert_eq!(o("/v1/models/a/b"), Other, "a model id is one segment");
+        assert_eq!(o("/v1/chat/completions/x"), Other);
+        assert_eq!(o("/v1/filesystem"), Other);
+        assert!(ChatCompletions.is_inference() && !Files.is_inference() && !Other.is_inference());
+        for op in Operation::ALL {
+            assert_eq!(Operation::from_name(op.as_str()), Some(op));
+        }
         assert_eq!(a("/v1/messages"), Messages);
         assert_eq!(a("/v1/messages/count_tokens"), CountTokens);
         assert_eq!(a("/v1/chat/completions"), Other);

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{sse, Operation};
-use crate::config::ApiSchema;
+use super::ApiSchema;
 
 /// Largest JSON response body kept for metering and translation (64 MiB: embeddings of 2,048
 /// inputs fit); larger ones are forwarded unmetered.

@@ -153,6 +153,15 @@ impl Health {
         }
     }
 
+    /// Frees a half-open backend's probe slot whose request ended unanswered (cancelled): the
+    /// next request probes instead. A probe that was answered already updated the state.
+    pub fn release_probe(&self, backend: &str) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = states.get_mut(backend) {
+            s.probing = false;
+        }
+    }
+
     /// `Retry-After`: skip the backend for `delay` (not a failure).
     pub fn cool_down(&self, backend: &str, delay: Duration) {
         let until = Instant::now() + delay;
@@ -190,6 +199,26 @@ impl Health {
             .collect();
         out.sort_by(|a, b| a.backend.cmp(&b.backend));
         out
+    }
+}
+
+/// The probe slot of a half-open backend, held by the request that probes it. Dropping it
+/// frees the slot: a probe whose request was cancelled never blocks the backend for good.
+#[derive(Debug)]
+pub struct ProbeGuard {
+    health: std::sync::Arc<Health>,
+    backend: String,
+}
+
+impl ProbeGuard {
+    pub fn new(health: std::sync::Arc<Health>, backend: String) -> ProbeGuard {
+        ProbeGuard { health, backend }
+    }
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        self.health.release_probe(&self.backend);
     }
 }
 

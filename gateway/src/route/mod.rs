@@ -25,8 +25,9 @@ use tokio::net::TcpStream;
 
 use crate::{
     capture::relay::connect_marked,
-    config::{Backend, BackendRef, Config, Route},
+    config::{Backend, BackendRef, Config, Route, RouteMatch},
     identity::Workload,
+    llm::Operation,
 };
 
 /// Idle upstream connections are kept this long (90 seconds).
@@ -62,31 +63,6 @@ impl Snapshot {
             .map(|b| client_for(b, config.capture.mark, config.capture.connect_timeout))
             .collect::<Result<_, _>>()?;
         Ok(Snapshot { config, clients })
-    }
-
-    /// The provider a request belongs to: by SNI/Host among provider hostnames, else the one
-    /// the kernel matched by destination address.
-    pub fn provider_for(&self, host: Option<&str>, kernel_provider: Option<usize>) -> Option<usize> {
-        if let Some(host) = host {
-            let host = host.split(':').next().unwrap_or(host).trim_end_matches('.');
-            if let Some(i) = self
-                .config
-                .providers
-                .iter()
-                .position(|p| p.hostnames.iter().any(|h| h.eq_ignore_ascii_case(host)))
-            {
-                return Some(i);
-            }
-        }
-        kernel_provider.filter(|i| *i < self.config.providers.len())
-    }
-
-    /// Whether a TLS connection with this SNI is terminated: it names a hostname of a provider
-    /// in `intercept` mode. Any other SNI is relayed untouched.
-    pub fn intercepts(&self, sni: &str) -> bool {
-        self.config.providers.iter().any(|p| {
-            p.mode == crate::config::Mode::Intercept && p.hostnames.iter().any(|h| h.eq_ignore_ascii_case(sni))
-        })
     }
 }
 
@@ -200,11 +176,32 @@ pub struct RouteInput<'a> {
     pub model: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub workload: &'a Workload,
+    pub operation: Operation,
+    pub method: &'a str,
+    pub path: &'a str,
 }
 
-/// The first route whose every condition holds.
-pub fn select_route<'c>(config: &'c Config, input: &RouteInput<'_>) -> Option<&'c Route> {
-    config.routes.iter().find(|r| matches(r, input))
+/// The index of the first route whose every condition holds, the operation included.
+pub fn select_route(config: &Config, input: &RouteInput<'_>) -> Option<usize> {
+    config.routes.iter().position(|r| matches(r, input) && allows(&r.matches, input))
+}
+
+/// Whether a request is an inference operation with its usual method: what a route without
+/// `operations` or `paths` allows, and what a provider's default backend serves.
+pub fn is_default_allowed(input: &RouteInput<'_>) -> bool {
+    input.operation.is_inference() && input.method == input.operation.inference_method().as_str()
+}
+
+/// Whether a route's `operations` and `paths` allow the request. Without either, inference
+/// operations only; with them, exactly what they list (an inference operation listed by name
+/// still needs its usual method; `paths` globs allow any method).
+fn allows(m: &RouteMatch, input: &RouteInput<'_>) -> bool {
+    if m.operations.is_empty() && m.paths.is_empty() {
+        return is_default_allowed(input);
+    }
+    let listed = m.operations.contains(&input.operation)
+        && (!input.operation.is_inference() || is_default_allowed(input));
+    listed || m.paths.iter().any(|p| glob(p, input.path))
 }
 
 /// Whether `value` matches one of `patterns` (globs); an empty list matches anything.
@@ -268,26 +265,6 @@ pub fn plan(route: &Route) -> Vec<&BackendRef> {
         }
     }
     out
-}
-
-/// The backend ref that serves: the lowest priority tier, weighted random within it.
-pub fn pick_backend(route: &Route) -> &BackendRef {
-    let tier = route
-        .backends
-        .iter()
-        .map(|b| b.priority)
-        .min()
-        .expect("validated: at least one backend");
-    let candidates: Vec<&BackendRef> = route.backends.iter().filter(|b| b.priority == tier).collect();
-    let total: u64 = candidates.iter().map(|b| u64::from(b.weight)).sum();
-    let mut roll = fastrand::u64(0..total);
-    for b in &candidates {
-        if roll < u64::from(b.weight) {
-            return b;
-        }
-        roll -= u64::from(b.weight);
-    }
-    candidates[candidates.len() - 1]
 }
 
 #[cfg(test)]
@@ -362,8 +339,11 @@ routes:
                 model,
                 headers,
                 workload: &w,
+                operation: Operation::ChatCompletions,
+                method: "POST",
+                path: "/v1/chat/completions",
             };
-            select_route(&cfg, &i).map(|r| r.name.clone())
+            select_route(&cfg, &i).map(|r| cfg.routes[r].name.clone())
         };
         assert_eq!(input(Some("gpt-4o"), &headers).as_deref(), Some("by-workload"));
         assert_eq!(input(Some("o3"), &headers).as_deref(), Some("fallback"));
@@ -375,15 +355,67 @@ routes:
             model: Some("gpt-4o"),
             headers: &HeaderMap::new(),
             workload: &other,
+            operation: Operation::ChatCompletions,
+            method: "POST",
+            path: "/v1/chat/completions",
         };
-        assert_eq!(select_route(&cfg, &i).map(|r| r.name.as_str()), Some("fallback"));
+        assert_eq!(select_route(&cfg, &i).map(|r| cfg.routes[r].name.as_str()), Some("fallback"));
         let i = RouteInput {
             provider: None,
             model: Some("o3"),
             headers: &HeaderMap::new(),
             workload: &other,
+            operation: Operation::ChatCompletions,
+            method: "POST",
+            path: "/v1/chat/completions",
         };
         assert!(select_route(&cfg, &i).is_none());
+    }
+
+    #[test]
+    fn only_inference_is_allowed_unless_a_route_lists_the_operation_or_path() {
+        let cfg = Config::parse(
+            r#"
+providers:
+  - name: openai
+    hostnames: [api.openai.com]
+backends:
+  - name: a
+    url: https://127.0.0.1:1
+routes:
+  - name: files
+    match: { operations: [files], paths: ["/v1/batches*"] }
+    backends: [{ backend: a }]
+  - name: chat
+    match: { operations: [chat_completions] }
+    backends: [{ backend: a }]
+  - name: any
+    backends: [{ backend: a }]
+"#,
+        )
+        .unwrap();
+        let w = workload();
+        let h = HeaderMap::new();
+        let pick = |operation, method, path| {
+            let i = RouteInput {
+                provider: Some("openai"),
+                model: None,
+                headers: &h,
+                workload: &w,
+                operation,
+                method,
+                path,
+            };
+            select_route(&cfg, &i).map(|r| cfg.routes[r].name.as_str())
+        };
+        assert_eq!(pick(Operation::Files, "POST", "/v1/files"), Some("files"));
+        assert_eq!(pick(Operation::Batches, "POST", "/v1/batches"), Some("files"), "by path glob");
+        assert_eq!(pick(Operation::ChatCompletions, "POST", "/v1/chat/completions"), Some("chat"));
+        assert_eq!(pick(Operation::Embeddings, "POST", "/v1/embeddings"), Some("any"));
+        assert_eq!(pick(Operation::Admin, "POST", "/v1/organization/admin_api_keys"), None);
+        assert_eq!(pick(Operation::FineTuning, "POST", "/v1/fine_tuning/jobs"), None);
+        assert_eq!(pick(Operation::Models, "DELETE", "/v1/models/ft:x"), None, "inference ops keep their method");
+        assert_eq!(pick(Operation::Models, "GET", "/v1/models"), Some("any"));
     }
 
     #[test]
@@ -401,19 +433,5 @@ routes:
         }
         let share = f64::from(first_a) / 2000.0;
         assert!((0.68..0.82).contains(&share), "weight 3:1 first picks gave {share}");
-    }
-
-    #[test]
-    fn weights_split_within_the_lowest_tier() {
-        let cfg = config();
-        let route = &cfg.routes[1];
-        let mut counts = [0u32; 2];
-        for _ in 0..4000 {
-            let b = pick_backend(route);
-            assert_eq!(b.priority, 0, "tier 1 is never picked while tier 0 has backends");
-            counts[b.backend] += 1;
-        }
-        let share = f64::from(counts[0]) / 4000.0;
-        assert!((0.70..0.80).contains(&share), "weight 3:1 gave {share}");
     }
 }

@@ -139,6 +139,7 @@ pub struct Metrics {
     connections: Family<ConnLabels, Counter>,
     bytes: Family<BytesLabels, Counter>,
     unknown_connections: Counter,
+    refused_connections: Family<ReasonLabels, Counter>,
     active: Gauge,
     ebpf_events: Family<EventLabels, Counter>,
     endpoints: Gauge,
@@ -192,6 +193,12 @@ impl Metrics {
             "tollgate_unknown_connections",
             "Connections to the redirect listener with no redirect record (closed at once)",
             unknown_connections.clone(),
+        );
+        let refused_connections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tollgate_refused_connections",
+            "Captured connections closed at once, by reason (max_connections: proxy.maxConnections reached)",
+            refused_connections.clone(),
         );
         let active = Gauge::default();
         registry.register(
@@ -354,6 +361,7 @@ impl Metrics {
             connections,
             bytes,
             unknown_connections,
+            refused_connections,
             active,
             ebpf_events,
             endpoints,
@@ -386,6 +394,10 @@ impl Metrics {
 
     pub fn unknown_connection(&self) {
         self.unknown_connections.inc();
+    }
+
+    pub fn refused_connection(&self, reason: &'static str) {
+        self.refused_connections.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn active(&self) -> &Gauge {

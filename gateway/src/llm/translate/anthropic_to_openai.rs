@@ -435,3 +435,43 @@ impl OpenAiStreamToAnthropic {
         Bytes::from(out)
     }
 }
+
+/// Anthropic Messages served by any OpenAI-compatible backend.
+pub struct AnthropicToOpenAiChat;
+
+impl Direction for AnthropicToOpenAiChat {
+    fn name(&self) -> &'static str {
+        "anthropic_messages->openai_chat"
+    }
+
+    fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
+        (client, op, backend) == (ApiSchema::Anthropic, Operation::Messages, ApiSchema::Openai)
+    }
+
+    fn request(&self, req: &ClientRequest<'_>, _: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
+        let (bytes, parsed) = req.json_body()?;
+        let translated = anthropic_to_openai_chat(bytes, req.model())?;
+        Ok(Upstream {
+            path: "/v1/chat/completions".into(),
+            body: json_body(&translated),
+            json_content_type: true,
+            default_headers: &[],
+            // The translated stream asks for usage (it becomes `message_delta.usage`).
+            usage_requested_by_gateway: parsed.stream,
+            answer: Answer {
+                meter: (ApiSchema::Openai, Operation::ChatCompletions),
+                strip_usage: false,
+                translate: Some(Translate {
+                    stream: Some(Box::new(OpenAiStreamToAnthropic::default())),
+                    json: json_translator(openai_chat_to_anthropic_message, openai_error_to_anthropic),
+                }),
+            },
+        })
+    }
+}
+
+impl StreamTranslator for OpenAiStreamToAnthropic {
+    fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        OpenAiStreamToAnthropic::feed(self, bytes)
+    }
+}

@@ -4,9 +4,13 @@
 //! - [`openai_to_anthropic`]: OpenAI chat completions served by Anthropic Messages;
 //! - [`anthropic_to_openai`]: Anthropic Messages served by any OpenAI-compatible backend;
 //! - [`openai_to_gemini`]: OpenAI chat and embeddings served by the Gemini API or Vertex AI;
-//! - [`openai_to_bedrock`]: OpenAI chat served by Bedrock Converse, embeddings by Titan.
+//! - [`openai_to_bedrock`]: OpenAI chat served by Bedrock Converse, embeddings by Titan;
+//! - [`anthropic_via_openai`]: Anthropic Messages served by Gemini and Bedrock, through OpenAI
+//!   chat;
+//! - [`passthrough`]: the same API on both sides, and OpenAI bodies on Azure deployments.
 //!
-//! This file holds what they share: the [`Translation`] names the audit record uses, the
+//! Each direction implements [`Direction`] (in its file) and is listed in [`DIRECTIONS`];
+//! the proxy picks one per attempt with [`find`]. This file holds what they share: the
 //! refusal type, and the builders of OpenAI answers, chunks, usage and errors. A request
 //! feature the target cannot express is refused with a 400 that names it; nothing is
 //! dropped silently. Request shapes are checked against each target's schema
@@ -15,66 +19,51 @@
 use serde_json::{json, Value};
 
 use super::usage;
+use crate::llm::{ApiSchema, Operation};
 
 mod anthropic_to_openai;
+mod anthropic_via_openai;
+pub mod direction;
 mod openai_to_anthropic;
 mod openai_to_bedrock;
 mod openai_to_gemini;
+mod passthrough;
 
 pub use anthropic_to_openai::*;
+pub use anthropic_via_openai::*;
+pub use direction::*;
 pub use openai_to_anthropic::*;
 pub use openai_to_bedrock::*;
 pub use openai_to_gemini::*;
+pub use passthrough::*;
 
 /// Max tokens sent to Anthropic when the client gave none (Anthropic requires the field).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// `anthropic-version` sent upstream when the client's request has none.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// The translation an attempt applies, as named in the audit record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Translation {
-    None,
-    OpenAiChatToAnthropic,
-    AnthropicToOpenAiChat,
-    /// Same body, Azure's deployment path and `api-version`.
-    OpenAiToAzure,
-    OpenAiChatToGemini,
-    OpenAiChatToBedrock,
-    /// Anthropic Messages → OpenAI chat → Gemini (answers back the same way).
-    AnthropicToGemini,
-    /// Anthropic Messages → OpenAI chat → Bedrock Converse (answers back the same way).
-    AnthropicToBedrock,
-    /// `base64`: the client asked for base64 vectors (the OpenAI SDK's default).
-    OpenAiEmbeddingsToGemini {
-        base64: bool,
-    },
-    /// Vertex AI `:predict` (text embedding models), batched per call as the model allows.
-    OpenAiEmbeddingsToVertex {
-        base64: bool,
-    },
-    /// One Titan `InvokeModel` call per input text, answered as one list.
-    OpenAiEmbeddingsToBedrockTitan {
-        base64: bool,
-    },
-}
+/// Every direction, tried in order: the first that applies serves the attempt. A new
+/// direction is a new file with an `impl Direction` and one line here.
+pub static DIRECTIONS: &[&dyn Direction] = &[
+    &Passthrough,
+    &OpenAiToAzure,
+    &OpenAiChatToAnthropic,
+    &AnthropicToOpenAiChat,
+    &OpenAiChatToGemini,
+    &OpenAiChatToBedrock,
+    &AnthropicToGemini,
+    &AnthropicToBedrock,
+    &OpenAiEmbeddingsToGemini,
+    &OpenAiEmbeddingsToVertex,
+    &OpenAiEmbeddingsToTitan,
+];
 
-impl Translation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Translation::None => "none",
-            Translation::OpenAiChatToAnthropic => "openai_chat->anthropic_messages",
-            Translation::AnthropicToOpenAiChat => "anthropic_messages->openai_chat",
-            Translation::OpenAiToAzure => "openai->azure_openai",
-            Translation::OpenAiChatToGemini => "openai_chat->gemini",
-            Translation::OpenAiChatToBedrock => "openai_chat->bedrock_converse",
-            Translation::AnthropicToGemini => "anthropic_messages->gemini",
-            Translation::AnthropicToBedrock => "anthropic_messages->bedrock_converse",
-            Translation::OpenAiEmbeddingsToGemini { .. } => "openai_embeddings->gemini",
-            Translation::OpenAiEmbeddingsToVertex { .. } => "openai_embeddings->vertex_predict",
-            Translation::OpenAiEmbeddingsToBedrockTitan { .. } => "openai_embeddings->bedrock_titan",
-        }
-    }
+/// The direction that serves `operation` requests of a `client` API from a `backend` API.
+pub fn find(client: ApiSchema, operation: Operation, backend: ApiSchema) -> Option<&'static dyn Direction> {
+    DIRECTIONS
+        .iter()
+        .copied()
+        .find(|d| d.applies(client, operation, backend))
 }
 
 /// Why a request cannot be translated: always a client error naming the feature.

@@ -551,3 +551,42 @@ impl AnthropicStreamToOpenAi {
         Bytes::from(out)
     }
 }
+
+/// OpenAI chat completions served by Anthropic Messages.
+pub struct OpenAiChatToAnthropic;
+
+impl Direction for OpenAiChatToAnthropic {
+    fn name(&self) -> &'static str {
+        "openai_chat->anthropic_messages"
+    }
+
+    fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
+        (client, op, backend) == (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Anthropic)
+    }
+
+    fn request(&self, req: &ClientRequest<'_>, _: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
+        let (bytes, _) = req.json_body()?;
+        let translated = openai_chat_to_anthropic(bytes, req.model())?;
+        Ok(Upstream {
+            path: "/v1/messages".into(),
+            body: json_body(&translated),
+            json_content_type: true,
+            default_headers: &[("anthropic-version", ANTHROPIC_VERSION)],
+            usage_requested_by_gateway: false,
+            answer: Answer {
+                meter: (ApiSchema::Anthropic, Operation::Messages),
+                strip_usage: false,
+                translate: Some(Translate {
+                    stream: Some(Box::new(AnthropicStreamToOpenAi::new(req.include_usage()))),
+                    json: json_translator(anthropic_message_to_openai, |b, _| anthropic_error_to_openai(b)),
+                }),
+            },
+        })
+    }
+}
+
+impl StreamTranslator for AnthropicStreamToOpenAi {
+    fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        AnthropicStreamToOpenAi::feed(self, bytes)
+    }
+}

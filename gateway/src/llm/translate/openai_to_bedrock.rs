@@ -333,3 +333,91 @@ impl BedrockStreamToOpenAi {
         Bytes::from(out)
     }
 }
+
+/// `converse` or `converse-stream` of `model`.
+pub(super) fn converse_path(model: &str, stream: bool) -> String {
+    let op = if stream { "converse-stream" } else { "converse" };
+    format!("/model/{}/{op}", path_segment(model))
+}
+
+/// OpenAI chat completions served by Bedrock Converse (and ConverseStream).
+pub struct OpenAiChatToBedrock;
+
+impl Direction for OpenAiChatToBedrock {
+    fn name(&self) -> &'static str {
+        "openai_chat->bedrock_converse"
+    }
+
+    fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
+        (client, op, backend) == (ApiSchema::Openai, Operation::ChatCompletions, ApiSchema::Bedrock)
+    }
+
+    fn request(&self, req: &ClientRequest<'_>, _: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
+        let (bytes, _) = req.json_body()?;
+        let model = req.model().to_string();
+        let translated = openai_chat_to_bedrock(bytes, &model)?;
+        let name = if model.is_empty() { "bedrock" } else { &model };
+        let stream = BedrockStreamToOpenAi::new(name, req.include_usage());
+        Ok(Upstream {
+            path: converse_path(&model, req.stream()),
+            body: json_body(&translated),
+            json_content_type: true,
+            default_headers: &[],
+            usage_requested_by_gateway: false,
+            answer: Answer {
+                meter: (ApiSchema::Bedrock, Operation::ChatCompletions),
+                strip_usage: false,
+                translate: Some(Translate {
+                    stream: Some(Box::new(stream)),
+                    json: json_translator(move |v| bedrock_to_openai(v, &model), bedrock_error_to_openai),
+                }),
+            },
+        })
+    }
+}
+
+impl StreamTranslator for BedrockStreamToOpenAi {
+    fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        BedrockStreamToOpenAi::feed(self, bytes)
+    }
+}
+
+/// OpenAI embeddings served by Amazon Titan on Bedrock: one `InvokeModel` call per text.
+pub struct OpenAiEmbeddingsToTitan;
+
+impl Direction for OpenAiEmbeddingsToTitan {
+    fn name(&self) -> &'static str {
+        "openai_embeddings->bedrock_titan"
+    }
+
+    fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
+        (client, op, backend) == (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Bedrock)
+    }
+
+    fn request(&self, req: &ClientRequest<'_>, _: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
+        let (bytes, _) = req.json_body()?;
+        let model = req.model().to_string();
+        let (bodies, base64) = openai_embeddings_to_titan(bytes, &model)?;
+        Ok(Upstream {
+            path: format!("/model/{}/invoke", path_segment(&model)),
+            body: UpstreamBody::FanOut {
+                bodies: bodies.iter().map(|b| Bytes::from(b.to_string())).collect(),
+                combine: titan_combined,
+            },
+            json_content_type: true,
+            default_headers: &[],
+            usage_requested_by_gateway: false,
+            answer: Answer {
+                meter: (ApiSchema::Bedrock, Operation::Embeddings),
+                strip_usage: false,
+                translate: Some(Translate {
+                    stream: None,
+                    json: json_translator(
+                        move |v| titan_embeddings_to_openai(v, &model, base64),
+                        bedrock_error_to_openai,
+                    ),
+                }),
+            },
+        })
+    }
+}

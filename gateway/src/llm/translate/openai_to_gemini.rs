@@ -503,3 +503,154 @@ pub fn vertex_embeddings_to_openai(combined: &Value, model: &str, base64: bool) 
     let tokens = combined["usageMetadata"]["promptTokenCount"].as_u64().unwrap_or(0);
     openai_embedding_list(vectors, model, base64, tokens)
 }
+
+/// `generateContent` (or the SSE stream) of `model`: on Vertex's project path when the backend
+/// names a project and region, else the Gemini API's.
+pub(super) fn gemini_path(backend: &BackendSpec<'_>, model: &str, stream: bool) -> String {
+    let method = if stream {
+        "streamGenerateContent?alt=sse"
+    } else {
+        "generateContent"
+    };
+    let model = path_segment(model);
+    match (backend.project, backend.region) {
+        (Some(project), Some(region)) => {
+            format!("/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:{method}")
+        }
+        _ => format!("/v1beta/models/{model}:{method}"),
+    }
+}
+
+/// The model named in translated answers when the backend does not say.
+fn model_or(model: &str, default: &str) -> String {
+    if model.is_empty() { default } else { model }.to_string()
+}
+
+/// OpenAI chat completions served by the Gemini API or Vertex AI.
+pub struct OpenAiChatToGemini;
+
+impl Direction for OpenAiChatToGemini {
+    fn name(&self) -> &'static str {
+        "openai_chat->gemini"
+    }
+
+    fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
+        client == ApiSchema::Openai
+            && op == Operation::ChatCompletions
+            && matches!(backend, ApiSchema::Gemini | ApiSchema::Vertex)
+    }
+
+    fn request(&self, req: &ClientRequest<'_>, backend: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
+        let (bytes, _) = req.json_body()?;
+        let translated = openai_chat_to_gemini(bytes)?;
+        let model = req.model().to_string();
+        let hint = model.clone();
+        Ok(Upstream {
+            path: gemini_path(backend, &model, req.stream()),
+            body: json_body(&translated),
+            json_content_type: true,
+            default_headers: &[],
+            usage_requested_by_gateway: false,
+            answer: Answer {
+                meter: (ApiSchema::Gemini, Operation::ChatCompletions),
+                strip_usage: false,
+                translate: Some(Translate {
+                    stream: Some(Box::new(GeminiStreamToOpenAi::new(
+                        &model_or(&model, "gemini"),
+                        req.include_usage(),
+                    ))),
+                    json: json_translator(move |v| gemini_to_openai(v, &hint), |b, _| gemini_error_to_openai(b)),
+                }),
+            },
+        })
+    }
+}
+
+impl StreamTranslator for GeminiStreamToOpenAi {
+    fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        GeminiStreamToOpenAi::feed(self, bytes)
+    }
+}
+
+/// OpenAI embeddings served by the Gemini API's `batchEmbedContents`.
+pub struct OpenAiEmbeddingsToGemini;
+
+impl Direction for OpenAiEmbeddingsToGemini {
+    fn name(&self) -> &'static str {
+        "openai_embeddings->gemini"
+    }
+
+    fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
+        (client, op, backend) == (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Gemini)
+    }
+
+    fn request(&self, req: &ClientRequest<'_>, _: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
+        let (bytes, _) = req.json_body()?;
+        let model = req.model().to_string();
+        let (translated, base64) = openai_embeddings_to_gemini(bytes, &model)?;
+        Ok(Upstream {
+            path: format!("/v1beta/models/{}:batchEmbedContents", path_segment(&model)),
+            body: json_body(&translated),
+            json_content_type: true,
+            default_headers: &[],
+            usage_requested_by_gateway: false,
+            answer: Answer {
+                meter: (ApiSchema::Gemini, Operation::Embeddings),
+                strip_usage: false,
+                translate: Some(Translate {
+                    stream: None,
+                    json: json_translator(
+                        move |v| gemini_embeddings_to_openai(v, &model, base64),
+                        |b, _| gemini_error_to_openai(b),
+                    ),
+                }),
+            },
+        })
+    }
+}
+
+/// OpenAI embeddings served by Vertex AI text embedding models (`:predict`), batched per call
+/// as the model allows.
+pub struct OpenAiEmbeddingsToVertex;
+
+impl Direction for OpenAiEmbeddingsToVertex {
+    fn name(&self) -> &'static str {
+        "openai_embeddings->vertex_predict"
+    }
+
+    fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
+        (client, op, backend) == (ApiSchema::Openai, Operation::Embeddings, ApiSchema::Vertex)
+    }
+
+    fn request(&self, req: &ClientRequest<'_>, backend: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
+        let (bytes, _) = req.json_body()?;
+        let model = req.model().to_string();
+        let (bodies, base64) = openai_embeddings_to_vertex(bytes, &model)?;
+        Ok(Upstream {
+            path: format!(
+                "/v1/projects/{}/locations/{}/publishers/google/models/{}:predict",
+                backend.project.unwrap_or_default(),
+                backend.region.unwrap_or_default(),
+                path_segment(&model)
+            ),
+            body: UpstreamBody::FanOut {
+                bodies: bodies.iter().map(|b| Bytes::from(b.to_string())).collect(),
+                combine: vertex_combined,
+            },
+            json_content_type: true,
+            default_headers: &[],
+            usage_requested_by_gateway: false,
+            answer: Answer {
+                meter: (ApiSchema::Gemini, Operation::Embeddings),
+                strip_usage: false,
+                translate: Some(Translate {
+                    stream: None,
+                    json: json_translator(
+                        move |v| vertex_embeddings_to_openai(v, &model, base64),
+                        |b, _| gemini_error_to_openai(b),
+                    ),
+                }),
+            },
+        })
+    }
+}

@@ -869,7 +869,7 @@ fn a_bedrock_event_stream_becomes_openai_chunks_at_any_cut() {
     }
     // The meter reads the same frames.
     let mut m = crate::llm::usage::Meter::new(
-        crate::config::ApiSchema::Bedrock,
+        crate::llm::ApiSchema::Bedrock,
         crate::llm::Operation::ChatCompletions,
         true,
         false,
@@ -971,7 +971,7 @@ fn openai_embeddings_become_titan_calls_and_come_back_as_one_list() {
     let combined = titan_combined(&answers);
     assert_eq!(combined["usage"]["inputTokens"], 5);
     let mut meter = usage::Meter::new(
-        crate::config::ApiSchema::Bedrock,
+        crate::llm::ApiSchema::Bedrock,
         crate::llm::Operation::Embeddings,
         false,
         false,
@@ -1021,7 +1021,7 @@ fn openai_embeddings_become_vertex_predict_calls() {
     };
     let combined = vertex_combined(&[answer(json!([0.5, -1.0]), 2), answer(json!([2.0, 0.25]), 1)]);
     let mut meter = usage::Meter::new(
-        crate::config::ApiSchema::Vertex,
+        crate::llm::ApiSchema::Vertex,
         crate::llm::Operation::Embeddings,
         false,
         false,

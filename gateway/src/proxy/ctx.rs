@@ -1,0 +1,188 @@
+//! The per-request context (pingora's `CTX`): what each phase decided, read by the next ones
+//! and, at the end, by `record`. It owns its own ending: however a request ends — its response
+//! body finished, failed or dropped, or the whole request future dropped because the client
+//! went away — exactly one audit record is written, the limit reservation is reconciled or
+//! refunded, a half-open probe slot is released and the metrics are counted.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use http::Request;
+
+use super::{ConnCtx, Side, L7};
+use crate::{
+    accounting::audit::{Attempt, CredentialRef},
+    limits,
+    llm::{translate::Answer, usage::Metered, ApiSchema, Operation},
+    route::{health::ProbeGuard, Snapshot},
+    telemetry::trace::TraceContext,
+};
+
+/// Why routing chose what it chose.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub(crate) enum Rule {
+    /// Nothing was chosen (the request failed before routing).
+    #[default]
+    None,
+    /// A route matched.
+    Route,
+    /// No route matched: the provider's default backend.
+    ProviderDefault,
+}
+
+impl Rule {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Rule::None => "none",
+            Rule::Route => "route",
+            Rule::ProviderDefault => "provider_default",
+        }
+    }
+}
+
+/// What the response phase saw of the answer.
+#[derive(Default)]
+pub(crate) struct Seen {
+    pub(crate) status: u16,
+    pub(crate) bytes: u64,
+    pub(crate) first_byte: Option<Duration>,
+    pub(crate) first_token: Option<Duration>,
+}
+
+/// How a request ended.
+pub(crate) struct Ending {
+    /// The response ran to its end.
+    pub(crate) complete: bool,
+    pub(crate) metered: Metered,
+    pub(crate) error: Option<(String, Side, &'static str)>,
+}
+
+pub(crate) struct RequestCtx {
+    pub(crate) l7: Arc<L7>,
+    pub(crate) conn: Arc<ConnCtx>,
+    /// The configuration, read once for the whole request.
+    pub(crate) snapshot: Arc<Snapshot>,
+    pub(crate) started: Instant,
+    pub(crate) started_at: SystemTime,
+    pub(crate) trace: TraceContext,
+    pub(crate) request_id: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    // identify
+    pub(crate) host: Option<String>,
+    pub(crate) provider: Option<usize>,
+    pub(crate) schema: ApiSchema,
+    pub(crate) operation: Operation,
+    // parse
+    pub(crate) model: Option<String>,
+    pub(crate) stream: bool,
+    // route
+    pub(crate) route: Option<usize>,
+    pub(crate) rule: Rule,
+    pub(crate) timeout: Option<Duration>,
+    /// Deadline of the whole request (`timeouts.total`).
+    pub(crate) total_deadline: Option<Instant>,
+    /// Longest gap between two response chunks (`timeouts.idle`).
+    pub(crate) idle_timeout: Option<Duration>,
+    // admit
+    pub(crate) limit: Option<crate::accounting::audit::LimitDecision>,
+    pub(crate) reservation: Option<limits::Reservation>,
+    // attempt
+    pub(crate) attempts: Vec<Attempt>,
+    pub(crate) backend: Option<usize>,
+    pub(crate) credential: Option<CredentialRef>,
+    pub(crate) served_model: Option<String>,
+    pub(crate) translation: &'static str,
+    pub(crate) usage_requested_by_gateway: bool,
+    /// How the answer of the attempt that answered comes back.
+    pub(crate) answer: Option<Answer>,
+    /// The half-open probe slot this request holds, released however it ends.
+    pub(crate) probe: Option<ProbeGuard>,
+    // respond
+    pub(crate) seen: Seen,
+    /// The first error the request met (message, side, reason).
+    pub(crate) error: Option<(String, Side, &'static str)>,
+    recorded: bool,
+}
+
+impl RequestCtx {
+    pub(crate) fn new<B>(l7: Arc<L7>, conn: Arc<ConnCtx>, req: &Request<B>) -> RequestCtx {
+        let n = conn.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RequestCtx {
+            snapshot: l7.snapshot.load_full(),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            trace: TraceContext::from_headers(req.headers()),
+            request_id: format!("{}-{}", conn.id, n),
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            host: None,
+            provider: None,
+            schema: ApiSchema::default(),
+            operation: Operation::Other,
+            model: None,
+            stream: false,
+            route: None,
+            rule: Rule::None,
+            timeout: None,
+            total_deadline: None,
+            idle_timeout: None,
+            limit: None,
+            reservation: None,
+            attempts: Vec::new(),
+            backend: None,
+            credential: None,
+            served_model: None,
+            translation: "none",
+            usage_requested_by_gateway: false,
+            answer: None,
+            probe: None,
+            seen: Seen::default(),
+            error: None,
+            recorded: false,
+            l7,
+            conn,
+        }
+    }
+
+    /// Notes the first error of the request (later ones do not replace it).
+    pub(crate) fn fail(&mut self, message: String, side: Side, reason: &'static str) {
+        if self.error.is_none() {
+            self.l7.metrics.request_error(reason);
+            self.error = Some((message, side, reason));
+        }
+    }
+
+    /// Ends the request: writes its record (once).
+    pub(crate) fn end(&mut self, ending: Ending) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        if let Some((message, side, reason)) = ending.error.clone() {
+            self.fail(message, side, reason);
+        }
+        super::record::write(self, ending);
+        // A probe still held was never answered: free the slot for the next request.
+        self.probe.take();
+    }
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if !self.recorded {
+            // The request future was dropped before a response existed: hyper does this when
+            // the client goes away (during the upload, or while waiting for the backend).
+            self.end(Ending {
+                complete: false,
+                metered: Metered::default(),
+                error: Some((
+                    "client went away before the response started".into(),
+                    Side::Client,
+                    "client_gone",
+                )),
+            });
+        }
+    }
+}

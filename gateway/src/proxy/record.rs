@@ -1,0 +1,166 @@
+//! Phase 7, record: runs exactly once per request, however it ended (see `ctx`). Writes the
+//! audit record from what the phases decided, counts the metrics and the span, and reconciles
+//! the limit reservation with what the request really used.
+
+use super::ctx::{Ending, RequestCtx};
+use crate::{
+    accounting::{
+        self,
+        audit::{self, AuditRecord, AuditWorkload, Destination, Tokens},
+    },
+    limits::{LimitKind, Reservation},
+    llm::usage::Usage,
+};
+
+/// Status recorded for a request whose client went away before any response was sent
+/// (nginx's "client closed request").
+pub(crate) const CLIENT_CLOSED: u16 = 499;
+
+pub(super) fn write(ctx: &mut RequestCtx, ending: Ending) {
+    let Ending { complete, metered, .. } = ending;
+    if let Some(m) = metered.model.clone() {
+        ctx.served_model = Some(m);
+    }
+    if let Some(reservation) = ctx.reservation.take() {
+        reconcile(ctx, reservation, metered.usage.as_ref());
+    }
+    let config = &ctx.snapshot.config;
+    let priced_model = ctx.served_model.as_deref().or(ctx.model.as_deref());
+    let price = priced_model.and_then(|m| config.prices.get(m));
+    let cost = price.zip(metered.usage.as_ref()).map(|(p, u)| accounting::cost(p, u));
+    let latency = ctx.started.elapsed();
+    let ttft = if ctx.stream {
+        ctx.seen.first_token.or(ctx.seen.first_byte)
+    } else {
+        ctx.seen.first_byte
+    };
+    let a = record(ctx, complete, &metered, cost, latency, ttft);
+    tracing::debug!(target: "tollgate::request", trace_id = %a.trace_id, status = a.status, "request");
+    let l7 = &ctx.l7;
+    if !config.audit_enabled {
+        let backend = a.backend.as_deref().unwrap_or("none");
+        l7.metrics
+            .request_done(a.provider.as_deref().unwrap_or("unknown"), backend, a.status);
+        return;
+    }
+    l7.metrics
+        .request_audit(&a, price.is_some(), latency, ttft, &config.prices);
+    if let Some(spans) = &l7.spans {
+        spans.record(&a, ctx.trace.parent_span_id, ctx.started_at);
+    }
+    l7.audit.write_json(&a);
+}
+
+/// The audit record, from the phases' decisions.
+fn record(
+    ctx: &RequestCtx,
+    complete: bool,
+    metered: &crate::llm::usage::Metered,
+    cost: Option<u64>,
+    latency: std::time::Duration,
+    ttft: Option<std::time::Duration>,
+) -> AuditRecord {
+    let config = &ctx.snapshot.config;
+    let conn = &ctx.conn;
+    let (error, error_side, error_reason) = match &ctx.error {
+        Some((m, side, reason)) => (Some(m.clone()), Some(side.as_str().into()), Some((*reason).into())),
+        None => (None, None, None),
+    };
+    AuditRecord {
+        record: "request".into(),
+        schema_version: audit::SCHEMA_VERSION,
+        time: humantime::format_rfc3339_micros(ctx.started_at).to_string(),
+        trace_id: ctx.trace.trace_id_hex(),
+        span_id: ctx.trace.span_id_hex(),
+        request_id: ctx.request_id.clone(),
+        workload: AuditWorkload::from_workload(&conn.workload),
+        destination: Destination {
+            ip: conn.orig.0.ip().to_string(),
+            port: conn.orig.0.port(),
+            sni: conn.sni.clone(),
+            tls: conn.tls,
+            host: ctx.host.clone(),
+            claimed_by: conn.claimants.to_vec(),
+        },
+        provider: ctx.provider.map(|p| config.providers[p].name.clone()),
+        schema: ctx.schema.as_str().into(),
+        operation: ctx.operation.as_str().into(),
+        method: ctx.method.clone(),
+        path: ctx.path.clone(),
+        route: ctx.route.map(|r| config.routes[r].name.clone()),
+        rule: ctx.rule.as_str().into(),
+        backend: ctx.backend.map(|b| config.backends[b].name.clone()),
+        credential: ctx.credential.clone(),
+        model: ctx.model.clone(),
+        served_model: ctx.served_model.clone(),
+        timeout_ms: ctx.timeout.map(|t| t.as_millis() as u64),
+        attempts: ctx.attempts.clone(),
+        translation: ctx.translation.into(),
+        stream: ctx.stream,
+        usage_requested_by_gateway: ctx.usage_requested_by_gateway,
+        tokens: metered.usage.as_ref().map(Tokens::from),
+        usage_status: match (&metered.usage, metered.complete && complete) {
+            (Some(_), true) => "complete",
+            (Some(_), false) => "partial",
+            (None, _) => "missing",
+        }
+        .into(),
+        cost_usd: cost.map(accounting::usd),
+        cost_nano_usd: cost,
+        latency_ms: latency.as_secs_f64() * 1000.0,
+        ttft_ms: ttft.map(|d| d.as_secs_f64() * 1000.0),
+        status: if ctx.seen.status == 0 {
+            CLIENT_CLOSED
+        } else {
+            ctx.seen.status
+        },
+        error,
+        error_side,
+        error_reason,
+        response_bytes: ctx.seen.bytes,
+        complete,
+        limit: ctx.limit.clone(),
+    }
+}
+
+/// Replaces the admission estimate with what the request really used. A request that got no
+/// answer from any backend gives its tokens and money back; one whose usage is unknown keeps
+/// its reservation.
+fn reconcile(ctx: &RequestCtx, r: Reservation, usage: Option<&Usage>) {
+    let answered = ctx.attempts.iter().any(|a| a.status.is_some());
+    let (tokens, cost) = match usage {
+        Some(u) => {
+            let model = ctx.served_model.as_deref().or(ctx.model.as_deref());
+            let price = model.and_then(|m| ctx.snapshot.config.prices.get(m));
+            (
+                Some(u.total()),
+                Some(price.map(|p| accounting::cost(p, u)).unwrap_or(r.reserved_cost)),
+            )
+        }
+        None if !answered => (Some(0), Some(0)),
+        None => (None, None),
+    };
+    let deltas: Vec<(String, i64, u64)> = r
+        .charges
+        .iter()
+        .filter_map(|c| {
+            let delta = match c.kind {
+                LimitKind::Tokens => tokens? as i64 - r.reserved_tokens as i64,
+                LimitKind::Budget => cost? as i64 - r.reserved_cost as i64,
+                LimitKind::Requests => return None,
+            };
+            (delta != 0).then(|| (c.key.clone(), delta, c.window_left))
+        })
+        .collect();
+    if deltas.is_empty() {
+        return;
+    }
+    // Local counters are adjusted right here; only Redis needs a task.
+    let Some(deltas) = ctx.l7.limits.adjust_local(deltas) else {
+        return;
+    };
+    let store = ctx.l7.limits.clone();
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move { store.adjust(deltas).await });
+    }
+}

@@ -1,0 +1,71 @@
+//! Phase 3, route: the first route whose conditions all hold — operation included: inference
+//! operations are allowed unless a route narrows them, every other operation (`/v1/files`,
+//! `/v1/organization/…`) only where a route lists it — then its backends in the order the
+//! attempts will try them. No route: the provider's default backend for inference, 403 for
+//! anything else.
+
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+
+use super::{attempt::Plan, ctx::{RequestCtx, Rule}, ProxyError};
+use crate::{
+    config::l7::{DEFAULT_RETRY_ON, DEFAULT_ROUTE_TIMEOUT},
+    route::{self, RouteInput},
+};
+
+pub(super) fn route(ctx: &mut RequestCtx, headers: &HeaderMap, streamed: bool) -> Result<Plan, ProxyError> {
+    let snapshot = ctx.snapshot.clone();
+    let config = &snapshot.config;
+    let input = RouteInput {
+        provider: ctx.provider.map(|p| config.providers[p].name.as_str()),
+        model: ctx.model.as_deref(),
+        headers,
+        workload: &ctx.conn.workload,
+        operation: ctx.operation,
+        method: &ctx.method,
+        path: &ctx.path,
+    };
+    let Some(index) = route::select_route(config, &input) else {
+        if !route::is_default_allowed(&input) {
+            return Err(ProxyError::OperationNotAllowed {
+                method: ctx.method.clone(),
+                path: ctx.path.clone(),
+                operation: ctx.operation.as_str(),
+            });
+        }
+        let default = ctx.provider.and_then(|p| config.providers[p].backend).ok_or_else(|| {
+            ProxyError::NoRoute(format!(
+                "provider {}, model {}",
+                input.provider.unwrap_or("unknown"),
+                input.model.unwrap_or("none")
+            ))
+        })?;
+        ctx.rule = Rule::ProviderDefault;
+        ctx.timeout = Some(DEFAULT_ROUTE_TIMEOUT);
+        return Ok(Plan::new(vec![(default, None)], 1, DEFAULT_RETRY_ON.to_vec(), vec![]));
+    };
+    let r = &config.routes[index];
+    ctx.route = Some(index);
+    ctx.rule = Rule::Route;
+    ctx.timeout = Some(r.timeout);
+    ctx.total_deadline = r.total_timeout.map(|t| Instant::now() + t);
+    ctx.idle_timeout = r.idle_timeout;
+    let backends = route::plan(r)
+        .into_iter()
+        .map(|b| (b.backend, b.model.clone()))
+        .collect();
+    // A body streamed through unread cannot be sent twice.
+    let attempts = if streamed { 1 } else { r.retry_attempts };
+    Ok(Plan::new(backends, attempts, r.retry_on.clone(), r.retry_statuses.clone()))
+}
+
+/// How long one attempt may wait for response headers: the route's timeout, cut to what is
+/// left of the whole request's budget.
+pub(super) fn attempt_wait(ctx: &RequestCtx) -> Duration {
+    let timeout = ctx.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+    match ctx.total_deadline {
+        Some(deadline) => timeout.min(deadline.saturating_duration_since(Instant::now())),
+        None => timeout,
+    }
+}
