@@ -187,8 +187,10 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         providers_rx,
         config.dns.clone(),
         endpoints::AnyResolver::for_config(&config.dns),
-        metrics.clone(),
-        claims.clone(),
+        Arc::new(EndpointOutputs {
+            claims: claims.clone(),
+            metrics: metrics.clone(),
+        }),
         first_tx,
         shutdown_rx.clone(),
     ));
@@ -460,6 +462,26 @@ mod erased {
         fn json(&self) -> Option<serde_json::Value> {
             serde_json::to_value(self).ok()
         }
+    }
+}
+
+/// What the endpoint sync task publishes goes to the proxy (claims) and the metrics.
+struct EndpointOutputs {
+    claims: Arc<ArcSwap<endpoints::Claims>>,
+    metrics: Arc<Metrics>,
+}
+
+impl endpoints::Publish for EndpointOutputs {
+    fn claims(&self, claims: endpoints::Claims) {
+        self.claims.store(Arc::new(claims));
+    }
+
+    fn endpoints(&self, total: usize) {
+        self.metrics.set_endpoints(total);
+    }
+
+    fn dns_failure(&self, provider: &str) {
+        self.metrics.dns_failure(provider);
     }
 }
 

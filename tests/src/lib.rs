@@ -316,6 +316,26 @@ impl GatewayBuilder {
         self
     }
 
+    /// A provider with hostnames in any mode (`intercept`, `observe`, `deny`).
+    pub fn named_provider(
+        mut self,
+        name: &str,
+        mode: &'static str,
+        hostnames: &[&str],
+        addresses: &[&str],
+        ports: &[u16],
+    ) -> Self {
+        self.providers.push(ProviderSpec {
+            name: name.into(),
+            mode,
+            addresses: addresses.iter().map(|s| s.to_string()).collect(),
+            hostnames: hostnames.iter().map(|s| s.to_string()).collect(),
+            ports: ports.to_vec(),
+            extra: vec![],
+        });
+        self
+    }
+
     /// Appends raw YAML (top-level sections) to the generated config.
     pub fn yaml(mut self, text: &str) -> Self {
         self.extra.push_str(text);

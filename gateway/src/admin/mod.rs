@@ -147,7 +147,7 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             if let Some(l) = &state.limits {
                 state.metrics.limit_store_degraded.set(i64::from(l.is_degraded()));
             }
-            let mut resp = text(StatusCode::OK, state.metrics.render(state.stats.as_deref()));
+            let mut resp = text(StatusCode::OK, state.metrics.render(state.stats.as_deref().map(|s| s.read())));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

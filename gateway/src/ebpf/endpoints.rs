@@ -28,7 +28,6 @@ use super::Error;
 use crate::{
     config::{Dns, Mode, Provider},
     socket::{ip4_to_word, ip_to_words},
-    telemetry::Metrics,
 };
 
 /// One capture rule as the kernel sees it.
@@ -338,6 +337,16 @@ impl AnyResolver {
     }
 }
 
+/// Where the sync task publishes what it learns: the claims (for the proxy) and its counts
+/// (for metrics). `app` wires it; this module knows neither consumer.
+pub trait Publish: Send + Sync + 'static {
+    fn claims(&self, claims: Claims);
+    /// Entries in the maps after a sync.
+    fn endpoints(&self, total: usize);
+    /// A provider's hostname failed to resolve (its last addresses are kept).
+    fn dns_failure(&self, provider: &str);
+}
+
 /// Hostname state kept by the sync task.
 struct HostState {
     provider: String,
@@ -353,8 +362,7 @@ pub async fn run_sync<R: Resolve>(
     mut providers_rx: watch::Receiver<Arc<Vec<Provider>>>,
     dns: Dns,
     resolver: R,
-    metrics: Arc<Metrics>,
-    claims: Arc<arc_swap::ArcSwap<Claims>>,
+    out: Arc<dyn Publish>,
     first_sync: tokio::sync::oneshot::Sender<Result<SyncStats, Error>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -390,7 +398,7 @@ pub async fn run_sync<R: Resolve>(
                 Err(error) => {
                     // Keep the last known addresses: a resolver hiccup must not uncapture.
                     tracing::warn!(component = "endpoints", host, %error, kept = ?state.ips, "resolution failed");
-                    metrics.dns_failure(&state.provider);
+                    out.dns_failure(&state.provider);
                     state.next = now + dns.min_ttl;
                 }
             }
@@ -398,10 +406,10 @@ pub async fn run_sync<R: Resolve>(
         let resolved = hosts.iter().map(|(h, s)| (h.clone(), s.ips.clone())).collect();
         let wanted = wanted_set(&providers, &resolved);
         // Claims before the maps: a connect the new entries redirect finds its provider.
-        claims.store(Arc::new(Claims::new(&providers, &resolved)));
+        out.claims(Claims::new(&providers, &resolved));
         match maps.sync(&wanted) {
             Ok(stats) => {
-                metrics.set_endpoints(stats.total);
+                out.endpoints(stats.total);
                 if stats.upserted + stats.removed > 0 {
                     tracing::info!(
                         component = "endpoints",

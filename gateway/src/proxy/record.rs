@@ -124,10 +124,13 @@ fn record(
 }
 
 /// Replaces the admission estimate with what the request really used. A request that got no
-/// answer from any backend gives its tokens and money back; one whose usage is unknown keeps
-/// its reservation.
+/// successful answer from any backend (errors are not billed) gives its tokens and money back;
+/// one answered without a usage report keeps its reservation.
 fn reconcile(ctx: &RequestCtx, r: Reservation, usage: Option<&Usage>) {
-    let answered = ctx.attempts.iter().any(|a| a.status.is_some());
+    let answered = ctx
+        .attempts
+        .iter()
+        .any(|a| a.status.is_some_and(|s| (200..300).contains(&s)));
     let (tokens, cost) = match usage {
         Some(u) => {
             let model = ctx.served_model.as_deref().or(ctx.model.as_deref());

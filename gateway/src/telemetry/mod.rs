@@ -15,7 +15,6 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::ebpf::Stats;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnLabels {
@@ -539,10 +538,10 @@ impl Metrics {
         self.config_synchronized.set(i64::from(applied));
     }
 
-    /// Renders the text exposition, first folding in the kernel counters.
-    pub fn render(&self, stats: Option<&Stats>) -> String {
-        if let Some(stats) = stats {
-            let now = stats.read();
+    /// Renders the text exposition, first folding in the kernel counters (their totals, as
+    /// `ebpf::Stats::read` gives them).
+    pub fn render(&self, kernel: Option<[u64; gateway_common::STATS_LEN as usize]>) -> String {
+        if let Some(now) = kernel {
             let mut last = self.last_ebpf.lock().unwrap_or_else(|e| e.into_inner());
             for (i, name) in gateway_common::STAT_NAMES.iter().enumerate() {
                 if name.is_empty() {
