@@ -28,7 +28,7 @@ use crate::{
     config::{Config, FailMode},
     ebpf::{self, endpoints},
     identity, proxy,
-    route::Snapshot,
+    proxy::Snapshot,
     socket::{ip4_to_word, ip_to_words, netns_cookie},
     telemetry::{jsonl, Metrics},
 };

@@ -130,3 +130,20 @@ mod tests {
         assert_eq!(v6.netns, 7);
     }
 }
+
+/// Opens a TCP connection to `dst` on a socket that carries `mark`, so the connect programs
+/// let it through (no loop): the relay's and the upstream clients' connections. A connect
+/// that takes longer than `timeout` fails with `TimedOut`.
+pub async fn connect_marked(dst: SocketAddr, mark: u32, timeout: std::time::Duration) -> io::Result<tokio::net::TcpStream> {
+    let socket = if dst.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    set_mark(&socket, mark)?;
+    let stream = tokio::time::timeout(timeout, socket.connect(dst))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}

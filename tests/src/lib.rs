@@ -112,7 +112,24 @@ pub fn privileged(test: &str) -> bool {
         panic!("{test}: cannot run: {why}, and CI/TOLLGATE_REQUIRE_PRIVILEGED requires privileged tests to run");
     }
     eprintln!("SKIPPING {test}: {why} (set TOLLGATE_REQUIRE_PRIVILEGED=1 to fail instead)");
+    note_skip(test, why);
     false
+}
+
+/// Where skipped tests are listed (one `test<TAB>reason` line each) for `cargo xtask test` to
+/// count and report: a skipped test passes in cargo's eyes, never in ours.
+pub const ENV_SKIP_LOG: &str = "TOLLGATE_SKIP_LOG";
+
+/// Records a skip in the file `TOLLGATE_SKIP_LOG` names, if any.
+pub fn note_skip(test: &str, why: &str) {
+    if let Some(path) = std::env::var_os(ENV_SKIP_LOG) {
+        let line = format!("{test}\t{why}\n");
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
 }
 
 /// The cgroup2 mount point, from /proc/mounts.

@@ -142,7 +142,10 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/metrics" => {
             if let Some(h) = &state.health {
-                state.metrics.set_backend_states(&h.statuses());
+                let statuses = h.statuses();
+                state
+                    .metrics
+                    .set_backend_states(statuses.iter().map(|s| (s.backend.as_str(), s.state != "healthy")));
             }
             if let Some(l) = &state.limits {
                 state.metrics.limit_store_degraded.set(i64::from(l.is_degraded()));

@@ -9,7 +9,7 @@ use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 
 use super::{oauth, sigv4};
-use crate::route::{UpstreamBody, UpstreamClient};
+use crate::client::{UpstreamBody, UpstreamClient};
 
 /// Longest wait for a token or key endpoint.
 const TIMEOUT: Duration = Duration::from_secs(10);

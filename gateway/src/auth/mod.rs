@@ -9,6 +9,7 @@
 //! temporary keys. [`fetch`] makes the network calls all of these need, through the backend's
 //! client.
 
+pub mod config;
 pub mod entra;
 pub mod fetch;
 pub mod gcp;
@@ -25,7 +26,7 @@ use std::{
 use http::{header::HeaderName, HeaderMap, HeaderValue};
 use sha2::{Digest as _, Sha256};
 
-use crate::config::{Credential as CredentialConfig, CredentialKind};
+use self::config::{Credential as CredentialConfig, CredentialKind};
 
 /// Headers a client may use to carry its own (dummy or real) key; all are removed upstream.
 pub const CLIENT_CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];

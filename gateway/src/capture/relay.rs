@@ -1,13 +1,13 @@
 //! Byte relay between a captured client and its original destination.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{io, time::Duration};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
-    net::{TcpSocket, TcpStream},
+    net::TcpStream,
 };
 
-use crate::socket::{set_mark, OrigDstAddr};
+use crate::socket::{connect_marked, OrigDstAddr};
 
 /// Per-direction buffer: one per direction, no copy beyond it.
 const BUF_SIZE: usize = 16 * 1024;
@@ -60,28 +60,6 @@ pub struct Relayed {
     pub error: Option<String>,
 }
 
-/// Opens a socket to `dst` that carries `mark`, so the connect programs let it through.
-pub async fn connect_marked(dst: SocketAddr, mark: u32, timeout: Duration) -> Result<TcpStream, (Outcome, io::Error)> {
-    let socket = if dst.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| (Outcome::UpstreamConnectFailed, e))?;
-    set_mark(&socket, mark).map_err(|e| (Outcome::UpstreamConnectFailed, e))?;
-    let stream = tokio::time::timeout(timeout, socket.connect(dst))
-        .await
-        .map_err(|_| {
-            (
-                Outcome::UpstreamConnectTimeout,
-                io::Error::from(io::ErrorKind::TimedOut),
-            )
-        })?
-        .map_err(|e| (Outcome::UpstreamConnectFailed, e))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
-}
-
 /// Connects to the original destination (with the mark), sends `prefix` (bytes already read
 /// from the client while classifying it), then relays.
 pub async fn relay(
@@ -93,7 +71,12 @@ pub async fn relay(
 ) -> Relayed {
     let mut upstream = match connect_marked(orig.0, mark, connect_timeout).await {
         Ok(upstream) => upstream,
-        Err((outcome, e)) => {
+        Err(e) => {
+            let outcome = if e.kind() == io::ErrorKind::TimedOut {
+                Outcome::UpstreamConnectTimeout
+            } else {
+                Outcome::UpstreamConnectFailed
+            };
             return Relayed {
                 outcome,
                 sent: 0,

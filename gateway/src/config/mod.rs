@@ -54,15 +54,12 @@ pub enum Error {
     },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    #[error(transparent)]
+    Invalid(#[from] crate::validation::Invalid),
 }
 
 pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
+    Error::Invalid(crate::validation::invalid(field, message))
 }
 
 // === raw (user-facing) ===
@@ -450,7 +447,7 @@ impl Config {
             }
             providers.push(provider);
         }
-        let credentials = l7::credentials(raw.credentials)?;
+        let credentials = crate::auth::config::credentials(raw.credentials)?;
         let backends = l7::backends(raw.backends, &credentials)?;
         for (i, p) in providers.iter_mut().enumerate() {
             if let Some(name) = &p.backend_name {

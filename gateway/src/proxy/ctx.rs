@@ -11,12 +11,12 @@ use std::{
 
 use http::Request;
 
-use super::{ConnCtx, Side, L7};
+use super::{ConnCtx, Side, Snapshot, L7};
 use crate::{
     accounting::audit::{Attempt, CredentialRef},
     limits,
     llm::{translate::Answer, usage::Metered, ApiSchema, Operation},
-    route::{health::ProbeGuard, Snapshot},
+    route::health::ProbeGuard,
     telemetry::trace::TraceContext,
 };
 

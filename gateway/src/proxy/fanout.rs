@@ -11,7 +11,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
 
 use super::{full, RespBody};
-use crate::route::{UpstreamBody, UpstreamClient};
+use crate::client::{UpstreamBody, UpstreamClient};
 
 /// Upstream calls of one fan-out in flight at once.
 pub(super) const CONCURRENCY: usize = 8;

@@ -26,15 +26,16 @@ mod parse;
 mod record;
 mod respond;
 mod route;
+mod snapshot;
 mod upstream;
 
 pub use error::{ProxyError, Side};
+pub use snapshot::Snapshot;
 
 use crate::{
     auth,
     identity::Workload,
     limits,
-    route::Snapshot,
     socket::{ClientAddr, OrigDstAddr},
     telemetry::{jsonl, Metrics},
 };

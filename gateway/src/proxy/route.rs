@@ -26,7 +26,7 @@ pub(super) fn route(ctx: &mut RequestCtx, headers: &HeaderMap, streamed: bool) -
         method: &ctx.method,
         path: &ctx.path,
     };
-    let Some(index) = route::select_route(config, &input) else {
+    let Some(index) = route::select_route(&config.routes, &input) else {
         if !route::is_default_allowed(&input) {
             return Err(ProxyError::OperationNotAllowed {
                 method: ctx.method.clone(),

@@ -27,7 +27,7 @@ use crate::{
         translate::{self, BackendSpec, ClientRequest, Upstream, UpstreamBody},
         Parsed,
     },
-    route::{self, UpstreamClient},
+    client::{UpstreamBody as SentBody, UpstreamClient},
 };
 
 /// What every attempt of a request starts from.
@@ -243,9 +243,9 @@ fn build(
     method: &Method,
     uri: &http::Uri,
     mut headers: HeaderMap,
-    (signed, body): (Bytes, route::UpstreamBody),
+    (signed, body): (Bytes, SentBody),
     aws: Option<(&AwsKeys, &str)>,
-) -> Result<Request<route::UpstreamBody>, String> {
+) -> Result<Request<SentBody>, String> {
     if let Some((keys, region)) = aws {
         headers.remove(header::CONTENT_LENGTH);
         let now = std::time::SystemTime::now();
@@ -305,7 +305,7 @@ fn classify(
     }
 }
 
-fn full_req(b: Bytes) -> route::UpstreamBody {
+fn full_req(b: Bytes) -> SentBody {
     Full::new(b).map_err(|never| match never {}).boxed()
 }
 

@@ -1,151 +1,17 @@
-//! Routing: which route a request matches, which backend of it serves, and the pooled upstream
-//! clients (hyper + rustls, h2 when the backend offers it) whose sockets carry Tollgate's mark.
+//! Routing: which route a request matches (its conditions, the operation included) and the
+//! order its backends are tried in; [`health`] keeps which backends are ejected or cooling
+//! down.
 
+pub mod config;
 pub mod health;
 
-use std::{
-    future::Future,
-    io,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use http::HeaderMap;
 
-use bytes::Bytes;
-use http::{HeaderMap, Uri};
-use http_body_util::combinators::BoxBody;
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::Client,
-    rt::{TokioExecutor, TokioIo},
-};
-use tokio::net::TcpStream;
-
+use self::config::{BackendRef, Route, RouteMatch};
 use crate::{
-    capture::relay::connect_marked,
-    config::{Backend, BackendRef, Config, Route, RouteMatch},
     identity::Workload,
     llm::Operation,
 };
-
-/// Idle upstream connections are kept this long (90 seconds).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A request body as the upstream client takes it.
-pub type UpstreamBody = BoxBody<Bytes, hyper::Error>;
-/// One pooled client per backend.
-pub type UpstreamClient = Client<HttpsConnector<MarkedConnector>, UpstreamBody>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("backend {backend}: cannot read caFile {path}: {message}")]
-    CaFile {
-        backend: String,
-        path: String,
-        message: String,
-    },
-}
-
-/// Everything a request needs from the configuration, read once per request.
-pub struct Snapshot {
-    pub config: Arc<Config>,
-    /// Index-aligned with `config.backends`.
-    pub clients: Vec<UpstreamClient>,
-}
-
-impl Snapshot {
-    pub fn build(config: Arc<Config>) -> Result<Snapshot, Error> {
-        let clients = config
-            .backends
-            .iter()
-            .map(|b| client_for(b, config.capture.mark, config.capture.connect_timeout))
-            .collect::<Result<_, _>>()?;
-        Ok(Snapshot { config, clients })
-    }
-}
-
-fn client_for(backend: &Backend, mark: u32, connect_timeout: Duration) -> Result<UpstreamClient, Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &backend.ca_file {
-        let err = |message: String| Error::CaFile {
-            backend: backend.name.clone(),
-            path: path.display().to_string(),
-            message,
-        };
-        use rustls_pki_types::pem::PemObject as _;
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| err(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| err(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(err("no certificate in the file".into()));
-        }
-        for c in certs {
-            roots.add(c).map_err(|e| err(e.to_string()))?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1();
-    let marked = MarkedConnector { mark, connect_timeout };
-    let connector = if backend.http2 {
-        builder.enable_http2().wrap_connector(marked)
-    } else {
-        builder.wrap_connector(marked)
-    };
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(connector))
-}
-
-/// Opens upstream TCP connections carrying `SO_MARK`, so the connect programs never capture the
-/// proxy's own traffic.
-#[derive(Clone, Debug)]
-pub struct MarkedConnector {
-    mark: u32,
-    connect_timeout: Duration,
-}
-
-impl tower_service::Service<Uri> for MarkedConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let (mark, timeout) = (self.mark, self.connect_timeout);
-        Box::pin(async move {
-            let host = uri
-                .host()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-            let port = uri
-                .port_u16()
-                .unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await?.collect();
-            let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} resolved to nothing"));
-            for addr in addrs {
-                match connect_marked(addr, mark, timeout).await {
-                    Ok(s) => return Ok(TokioIo::new(s)),
-                    Err((_, e)) => last = e,
-                }
-            }
-            Err(last)
-        })
-    }
-}
 
 /// `*` matches any run of characters, `?` one character; everything else literally.
 pub fn glob(pattern: &str, text: &str) -> bool {
@@ -182,8 +48,8 @@ pub struct RouteInput<'a> {
 }
 
 /// The index of the first route whose every condition holds, the operation included.
-pub fn select_route(config: &Config, input: &RouteInput<'_>) -> Option<usize> {
-    config.routes.iter().position(|r| matches(r, input) && allows(&r.matches, input))
+pub fn select_route(routes: &[Route], input: &RouteInput<'_>) -> Option<usize> {
+    routes.iter().position(|r| matches(r, input) && allows(&r.matches, input))
 }
 
 /// Whether a request is an inference operation with its usual method: what a route without
@@ -270,6 +136,7 @@ pub fn plan(route: &Route) -> Vec<&BackendRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn glob_matches_like_a_shell() {
@@ -343,7 +210,7 @@ routes:
                 method: "POST",
                 path: "/v1/chat/completions",
             };
-            select_route(&cfg, &i).map(|r| cfg.routes[r].name.clone())
+            select_route(&cfg.routes, &i).map(|r| cfg.routes[r].name.clone())
         };
         assert_eq!(input(Some("gpt-4o"), &headers).as_deref(), Some("by-workload"));
         assert_eq!(input(Some("o3"), &headers).as_deref(), Some("fallback"));
@@ -359,7 +226,7 @@ routes:
             method: "POST",
             path: "/v1/chat/completions",
         };
-        assert_eq!(select_route(&cfg, &i).map(|r| cfg.routes[r].name.as_str()), Some("fallback"));
+        assert_eq!(select_route(&cfg.routes, &i).map(|r| cfg.routes[r].name.as_str()), Some("fallback"));
         let i = RouteInput {
             provider: None,
             model: Some("o3"),
@@ -369,7 +236,7 @@ routes:
             method: "POST",
             path: "/v1/chat/completions",
         };
-        assert!(select_route(&cfg, &i).is_none());
+        assert!(select_route(&cfg.routes, &i).is_none());
     }
 
     #[test]
@@ -406,7 +273,7 @@ routes:
                 method,
                 path,
             };
-            select_route(&cfg, &i).map(|r| cfg.routes[r].name.as_str())
+            select_route(&cfg.routes, &i).map(|r| cfg.routes[r].name.as_str())
         };
         assert_eq!(pick(Operation::Files, "POST", "/v1/files"), Some("files"));
         assert_eq!(pick(Operation::Batches, "POST", "/v1/batches"), Some("files"), "by path glob");

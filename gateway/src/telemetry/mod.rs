@@ -443,14 +443,13 @@ impl Metrics {
     }
 
     /// Backend states, refreshed at scrape time.
-    pub fn set_backend_states(&self, states: &[crate::route::health::Status]) {
-        for s in states {
-            let out = i64::from(s.state != "healthy");
+    pub fn set_backend_states<'a>(&self, states: impl IntoIterator<Item = (&'a str, bool)>) {
+        for (backend, out) in states {
             self.backend_ejected
                 .get_or_create(&BackendLabels {
-                    backend: s.backend.clone(),
+                    backend: backend.to_string(),
                 })
-                .set(out);
+                .set(i64::from(out));
         }
     }
 
