@@ -95,55 +95,61 @@ async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<Tcp
         .with_context(|| format!("cannot bind the {what} listener on {addr}"))
 }
 
-async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = Arc::new(config);
-    let metrics = Arc::new(Metrics::new());
-    let readiness = Arc::new(admin::Readiness::default());
+/// The redirect listeners, bound before anything is attached.
+struct Bound {
+    host4: TcpListener,
+    host6: Option<TcpListener>,
+    node4: Option<TcpListener>,
+    node6: Option<TcpListener>,
+}
 
-    let host4 = bind(config.listener.host4, "host IPv4")
-        .await?
-        .context("no IPv4 listener")?;
-    let host6 = bind(config.listener.host6, "host IPv6").await?;
-    let node4 = bind(config.listener.node4, "node IPv4").await?;
-    let node6 = bind(config.listener.node6, "node IPv6").await?;
-    let host_netns = netns_cookie(&host4).context("reading SO_NETNS_COOKIE (needs Linux 5.14+)")?;
-
-    let cgroup = match &config.capture.cgroup_path {
-        Some(p) => p.clone(),
-        None => ebpf::cgroup2_root()?,
-    };
-    let cgroup_root = ebpf::cgroup2_root().unwrap_or_else(|_| cgroup.clone());
-
-    let (mut loaded, maps) = ebpf::Loaded::load()?;
-    let redirect = redirect_config(
-        &config,
-        &host4,
-        host6.as_ref(),
-        node4.as_ref(),
-        node6.as_ref(),
-        host_netns,
-    )?;
-    loaded.set_config(&redirect)?;
-    for (slot, listener) in [
-        (LISTENER_HOST4, Some(&host4)),
-        (LISTENER_HOST6, host6.as_ref()),
-        (LISTENER_NODE4, node4.as_ref()),
-        (LISTENER_NODE6, node6.as_ref()),
-    ] {
-        if let Some(l) = listener {
-            loaded.register_listener(slot, l)?;
-        }
+impl Bound {
+    async fn bind(config: &Config) -> anyhow::Result<Bound> {
+        Ok(Bound {
+            host4: bind(config.listener.host4, "host IPv4")
+                .await?
+                .context("no IPv4 listener")?,
+            host6: bind(config.listener.host6, "host IPv6").await?,
+            node4: bind(config.listener.node4, "node IPv4").await?,
+            node6: bind(config.listener.node6, "node IPv6").await?,
+        })
     }
-    readiness.listeners_registered.store(true, Ordering::Release);
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    /// Puts the listeners in the kernel's `LISTENERS` map: a connect program redirects only
+    /// to a listener that is there (and alive).
+    fn register(&self, loaded: &mut ebpf::Loaded) -> anyhow::Result<()> {
+        for (slot, listener) in [
+            (LISTENER_HOST4, Some(&self.host4)),
+            (LISTENER_HOST6, self.host6.as_ref()),
+            (LISTENER_NODE4, self.node4.as_ref()),
+            (LISTENER_NODE6, self.node6.as_ref()),
+        ] {
+            if let Some(l) = listener {
+                loaded.register_listener(slot, l)?;
+            }
+        }
+        Ok(())
+    }
+}
 
-    // L7: node CA, credentials, routes and clients.
+/// What the L7 side is made of: shared state, the TLS acceptor, and the tasks and writers to
+/// finish on shutdown.
+struct L7Parts {
+    l7: Arc<proxy::L7>,
+    ca: Arc<tls::NodeCa>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    audit_writer: jsonl::Writer,
+    span_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Node CA, credentials, audit log, span export, routes and clients.
+fn start_l7(config: &Arc<Config>, metrics: &Arc<Metrics>, shutdown: &watch::Receiver<bool>) -> anyhow::Result<L7Parts> {
     let ca = Arc::new(tls::NodeCa::load_or_create(&config.tls.ca_cert, &config.tls.ca_key)?);
     tracing::info!(ca = %ca.cert_path.display(), "node CA ready: workloads must trust it (docs/trust.md)");
     let credentials = Arc::new(auth::Store::default());
     credentials.refresh(&config.credentials, &env_var);
-    let (audit, audit_writer) = jsonl::Writer::start("audit", config.audit.clone())
+    let full = metrics.log_queue_full("audit");
+    let (audit, audit_writer) = jsonl::Writer::start("audit", config.audit.clone(), jsonl::WhenFull::Wait, full)
         .with_context(|| format!("cannot open the audit log {:?}", config.audit.path))?;
     let (spans, span_task) = match &config.otlp_endpoint {
         Some(endpoint) => {
@@ -152,7 +158,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
                 endpoint.clone(),
                 config.service_name.clone(),
                 metrics.spans_dropped.clone(),
-                shutdown_rx.clone(),
+                shutdown.clone(),
             );
             (Some(sink), Some(task))
         }
@@ -160,7 +166,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     };
     let l7 = Arc::new(proxy::L7 {
         snapshot: ArcSwap::from_pointee(Snapshot::build(config.clone())?),
-        credentials: credentials.clone(),
+        credentials,
         metrics: metrics.clone(),
         audit,
         spans,
@@ -172,18 +178,35 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         let l7 = l7.clone();
         Box::new(move |name: &str| l7.snapshot.load().config.intercepts(name))
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::new(tls::LeafResolver::new(
-        ca.clone(),
-        config.tls.leaf_ttl,
-        governed,
-    ))));
-    let (providers_tx, providers_rx) = watch::channel(Arc::new(config.providers.clone()));
-    let claims = Arc::new(ArcSwap::from_pointee(endpoints::Claims::default()));
+    let resolver = tls::LeafResolver::new(ca.clone(), config.tls.leaf_ttl, governed);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(Arc::new(resolver)));
+    Ok(L7Parts {
+        l7,
+        ca,
+        acceptor,
+        audit_writer,
+        span_task,
+    })
+}
 
-    // Endpoint maps: one owner task; wait for its first round before attaching.
+/// The endpoint sync task, after its first round (readiness means "maps synced").
+struct Endpoints {
+    task: tokio::task::JoinHandle<()>,
+    claims: Arc<ArcSwap<endpoints::Claims>>,
+    providers: watch::Sender<Arc<Vec<crate::config::Provider>>>,
+}
+
+async fn sync_endpoints(
+    config: &Config,
+    maps: endpoints::EndpointMaps,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Endpoints> {
+    let (providers, providers_rx) = watch::channel(Arc::new(config.providers.clone()));
+    let claims = Arc::new(ArcSwap::from_pointee(endpoints::Claims::default()));
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let sync_task = tokio::spawn(endpoints::run_sync(
-        maps.endpoints,
+    let task = tokio::spawn(endpoints::run_sync(
+        maps,
         providers_rx,
         config.dns.clone(),
         endpoints::AnyResolver::for_config(&config.dns),
@@ -192,85 +215,37 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
             metrics: metrics.clone(),
         }),
         first_tx,
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
     let stats = first_rx.await.context("endpoint sync task ended")??;
     tracing::info!(component = "endpoints", entries = stats.total, "endpoint maps synced");
-    readiness.maps_synced.store(true, Ordering::Release);
+    Ok(Endpoints { task, claims, providers })
+}
 
-    loaded.attach(&cgroup, config.capture.fail_mode, &config.capture.pin_path)?;
-    readiness.programs_attached.store(true, Ordering::Release);
-    tracing::info!(
-        cgroup = %cgroup.display(),
-        fail_mode = ?config.capture.fail_mode,
-        "programs attached"
-    );
-
-    // Admin.
-    let admin_listener = std::net::TcpListener::bind(config.admin_address)
-        .with_context(|| format!("cannot bind the admin listener on {}", config.admin_address))?;
-    let admin_addr = admin_listener.local_addr()?;
-    let conns = Arc::new(maps.conns);
-    let stats = Arc::new(maps.stats);
-    let admin_state = Arc::new(admin::State {
-        metrics: metrics.clone(),
-        readiness: readiness.clone(),
-        stats: Some(stats),
-        config_json: ArcSwap::from_pointee(serde_json::to_string_pretty(&*config).unwrap_or_default()),
-        ca_pem: Some(ca.cert_pem.clone()),
-        credentials: Some(credentials.clone()),
-        health: Some(l7.health.clone()),
-        limits: Some(l7.limits.clone()),
-    });
-    let admin_thread = admin::spawn(admin_listener, admin_state.clone(), shutdown_rx.clone())?;
-    let reload_task = tokio::spawn(watch_config(
-        config_path,
-        config.clone(),
-        l7.clone(),
-        providers_tx,
-        admin_state,
-        shutdown_rx.clone(),
-    ));
-
-    // Data plane.
-    let conn_target = match &config.connection_log {
+/// The connection log's target.
+fn connection_log(config: &Config) -> jsonl::Target {
+    match &config.connection_log {
         crate::config::LogTarget::Stdout => jsonl::Target::stdout(),
         crate::config::LogTarget::File(p) => jsonl::Target {
             path: Some(p.clone()),
             ..jsonl::Target::stdout()
         },
-    };
-    let (log, log_writer) = jsonl::Writer::start("connlog", conn_target)
-        .with_context(|| format!("cannot open the connection log {}", config.connection_log))?;
-    let shared = Arc::new(capture::Shared {
-        config: config.clone(),
-        conns,
-        claims,
-        identity: identity::Resolver::new(cgroup_root, host_netns),
-        host_netns_cookie: host_netns,
-        metrics: metrics.clone(),
-        log,
-        l7,
-        tls: acceptor,
-        next_id: 1.into(),
-        slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
-    });
-    let drain = Drain::new();
+    }
+}
+
+/// One accept loop per listener.
+fn serve(
+    bound: Bound,
+    shared: Arc<capture::Shared>,
+    drain: &Drain,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut serving = Vec::new();
-    let info = ReadyInfo {
-        pid: std::process::id(),
-        listener4: Some(host4.local_addr()?),
-        listener6: host6.as_ref().map(|l| l.local_addr()).transpose()?,
-        node4: node4.as_ref().map(|l| l.local_addr()).transpose()?,
-        node6: node6.as_ref().map(|l| l.local_addr()).transpose()?,
-        admin: admin_addr,
-        cgroup: cgroup.clone(),
-    };
     for (listener, via) in [
-        (Some(host4), Via::Host),
-        (host6, Via::Host),
-        (node4, Via::Node),
-        (node6, Via::Node),
+        (Some(bound.host4), Via::Host),
+        (bound.host6, Via::Host),
+        (bound.node4, Via::Node),
+        (bound.node6, Via::Node),
     ] {
         if let Some(listener) = listener {
             tracing::info!(addr = %listener.local_addr()?, via = via.as_str(), "listening");
@@ -279,11 +254,88 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
                 via,
                 shared.clone(),
                 drain.watcher(),
-                shutdown_rx.clone(),
+                shutdown.clone(),
             )));
         }
     }
-    drop(shared);
+    Ok(serving)
+}
+
+async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(admin::Readiness::default());
+    let bound = Bound::bind(&config).await?;
+    let host_netns = netns_cookie(&bound.host4).context("reading SO_NETNS_COOKIE (needs Linux 5.14+)")?;
+    let cgroup = match &config.capture.cgroup_path {
+        Some(p) => p.clone(),
+        None => ebpf::cgroup2_root()?,
+    };
+    let cgroup_root = ebpf::cgroup2_root().unwrap_or_else(|_| cgroup.clone());
+
+    let (mut loaded, maps) = ebpf::Loaded::load()?;
+    loaded.set_config(&redirect_config(&config, &bound, host_netns)?)?;
+    bound.register(&mut loaded)?;
+    readiness.listeners_registered.store(true, Ordering::Release);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let parts = start_l7(&config, &metrics, &shutdown_rx)?;
+    let endpoints = sync_endpoints(&config, maps.endpoints, &metrics, &shutdown_rx).await?;
+    readiness.maps_synced.store(true, Ordering::Release);
+    loaded.attach(&cgroup, config.capture.fail_mode, &config.capture.pin_path)?;
+    readiness.programs_attached.store(true, Ordering::Release);
+    tracing::info!(cgroup = %cgroup.display(), fail_mode = ?config.capture.fail_mode, "programs attached");
+
+    let admin_listener = std::net::TcpListener::bind(config.admin_address)
+        .with_context(|| format!("cannot bind the admin listener on {}", config.admin_address))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin_state = Arc::new(admin::State {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        stats: Some(Arc::new(maps.stats)),
+        config_json: ArcSwap::from_pointee(serde_json::to_string_pretty(&*config).unwrap_or_default()),
+        ca_pem: Some(parts.ca.cert_pem.clone()),
+        credentials: Some(parts.l7.credentials.clone()),
+        health: Some(parts.l7.health.clone()),
+        limits: Some(parts.l7.limits.clone()),
+    });
+    let admin_thread = admin::spawn(admin_listener, admin_state.clone(), shutdown_rx.clone())?;
+    let reload_task = tokio::spawn(watch_config(
+        config_path,
+        config.clone(),
+        parts.l7.clone(),
+        endpoints.providers,
+        admin_state,
+        shutdown_rx.clone(),
+    ));
+
+    let full = metrics.log_queue_full("connlog");
+    let (log, log_writer) = jsonl::Writer::start("connlog", connection_log(&config), jsonl::WhenFull::Drop, full)
+        .with_context(|| format!("cannot open the connection log {}", config.connection_log))?;
+    let info = ReadyInfo {
+        pid: std::process::id(),
+        listener4: Some(bound.host4.local_addr()?),
+        listener6: bound.host6.as_ref().map(|l| l.local_addr()).transpose()?,
+        node4: bound.node4.as_ref().map(|l| l.local_addr()).transpose()?,
+        node6: bound.node6.as_ref().map(|l| l.local_addr()).transpose()?,
+        admin: admin_addr,
+        cgroup: cgroup.clone(),
+    };
+    let shared = Arc::new(capture::Shared {
+        config: config.clone(),
+        conns: Arc::new(maps.conns),
+        claims: endpoints.claims,
+        identity: identity::Resolver::new(cgroup_root, host_netns),
+        host_netns_cookie: host_netns,
+        metrics: metrics.clone(),
+        log,
+        l7: parts.l7,
+        tls: parts.acceptor,
+        next_id: 1.into(),
+        slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
+    });
+    let drain = Drain::new();
+    let serving = serve(bound, shared, &drain, &shutdown_rx)?;
     tracing::info!(admin = %admin_addr, "ready");
     if let Some(path) = ready_file {
         write_ready_file(&path, &info)?;
@@ -296,15 +348,21 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         let _ = task.await;
     }
     drain.drain(DRAIN_DEADLINE).await;
-    let _ = sync_task.await;
+    let _ = endpoints.task.await;
     let _ = reload_task.await;
-    if let Some(t) = span_task {
+    if let Some(t) = parts.span_task {
         let _ = t.await;
     }
     let _ = admin_thread.join();
     // Every sink is gone with the connection tasks: flush the logs.
     log_writer.finish();
-    audit_writer.finish();
+    parts.audit_writer.finish();
+    detach(&config, loaded);
+    Ok(())
+}
+
+/// Fail-open: the programs go with the process. Fail-closed: they stay pinned.
+fn detach(config: &Config, loaded: ebpf::Loaded) {
     match config.capture.fail_mode {
         FailMode::Open => {
             tracing::info!("detaching programs: captured workloads now connect directly")
@@ -315,17 +373,10 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         ),
     }
     drop(loaded);
-    Ok(())
 }
 
-fn redirect_config(
-    config: &Config,
-    host4: &TcpListener,
-    host6: Option<&TcpListener>,
-    node4: Option<&TcpListener>,
-    node6: Option<&TcpListener>,
-    host_netns_cookie: u64,
-) -> anyhow::Result<RedirectConfig> {
+fn redirect_config(config: &Config, bound: &Bound, host_netns_cookie: u64) -> anyhow::Result<RedirectConfig> {
+    let (host4, host6, node4, node6) = (&bound.host4, bound.host6.as_ref(), bound.node4.as_ref(), bound.node6.as_ref());
     let mut rc = RedirectConfig {
         host_netns_cookie,
         mark: config.capture.mark,

@@ -388,65 +388,7 @@ impl Config {
     }
 
     pub fn from_raw(raw: RawConfig) -> Result<Config, Error> {
-        let listener = Listeners::from_raw(raw.listener.unwrap_or_default())?;
-        let admin = raw.admin.unwrap_or_default();
-        let admin_address = admin.address.unwrap_or(DEFAULT_ADMIN);
-        if !admin_address.ip().is_loopback() && admin.allow_remote != Some(true) {
-            return Err(invalid(
-                "admin.address",
-                format!(
-                    "{admin_address} is not a loopback address: the admin port has no authentication; set admin.allowRemote: true to expose it"
-                ),
-            ));
-        }
-        let capture = raw.capture.unwrap_or_default();
-        let mark = capture.mark.unwrap_or(DEFAULT_MARK);
-        if mark == 0 {
-            return Err(invalid(
-                "capture.mark",
-                "0 is not allowed: the proxy's own sockets must be told apart",
-            ));
-        }
-        let capture = Capture {
-            cgroup_path: capture.cgroup_path,
-            fail_mode: capture.fail_mode.unwrap_or_default(),
-            mark,
-            pin_path: capture.pin_path.unwrap_or_else(|| DEFAULT_PIN_PATH.into()),
-            connect_timeout: capture.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        };
-        if let Some(path) = &capture.cgroup_path {
-            if !path.is_absolute() {
-                return Err(invalid(
-                    "capture.cgroupPath",
-                    format!("{:?} is not an absolute path", path.display()),
-                ));
-            }
-        }
-        let connection_log = match raw.connection_log.as_deref() {
-            None | Some("-") => LogTarget::Stdout,
-            Some("") => return Err(invalid("connectionLog", "empty path (use \"-\" for stdout)")),
-            Some(path) => LogTarget::File(path.into()),
-        };
-        let dns = raw.dns.unwrap_or_default();
-        let dns = Dns {
-            min_ttl: dns.min_ttl.unwrap_or(DEFAULT_DNS_MIN_TTL),
-            max_ttl: dns.max_ttl.unwrap_or(DEFAULT_DNS_MAX_TTL),
-            hosts_file: dns.hosts_file,
-        };
-        if dns.min_ttl.is_zero() || dns.min_ttl > dns.max_ttl {
-            return Err(invalid("dns", "need 0 < minTtl <= maxTtl"));
-        }
-        let mut providers = Vec::with_capacity(raw.providers.len());
-        for (i, p) in raw.providers.into_iter().enumerate() {
-            let provider = Provider::from_raw(i, p)?;
-            if providers.iter().any(|q: &Provider| q.name == provider.name) {
-                return Err(invalid(
-                    format!("providers[{i}].name"),
-                    format!("duplicate provider name {:?}", provider.name),
-                ));
-            }
-            providers.push(provider);
-        }
+        let mut providers = providers_from_raw(raw.providers)?;
         let credentials = crate::auth::config::credentials(raw.credentials)?;
         let backends = l7::backends(raw.backends, &credentials)?;
         for (i, p) in providers.iter_mut().enumerate() {
@@ -459,106 +401,233 @@ impl Config {
         }
         let provider_names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
         let routes = l7::routes(raw.routes, &backends, &provider_names)?;
-        let proxy = raw.proxy.unwrap_or_default();
-        let max_request_body = proxy.max_request_body.unwrap_or(l7::DEFAULT_MAX_REQUEST_BODY);
-        if max_request_body == 0 {
-            return Err(invalid("proxy.maxRequestBody", "0 is not allowed"));
-        }
-        let header_read_timeout = proxy
-            .header_read_timeout
-            .unwrap_or(l7::DEFAULT_HEADER_READ_TIMEOUT);
-        if header_read_timeout.is_zero() {
-            return Err(invalid("proxy.headerReadTimeout", "0 is not allowed"));
-        }
-        let max_connections = proxy.max_connections.unwrap_or(l7::DEFAULT_MAX_CONNECTIONS);
-        if max_connections == 0 {
-            return Err(invalid("proxy.maxConnections", "0 is not allowed"));
-        }
+        let proxy = ProxySettings::from_raw(raw.proxy.unwrap_or_default())?;
         let prices = crate::accounting::PriceTable::new(&raw.pricing)
             .map_err(|(model, e)| invalid(format!("pricing.{model}"), e.to_string()))?;
         let audit = raw.audit.unwrap_or_default();
-        let audit_enabled = audit.enabled.unwrap_or(true);
         let traces = raw.traces.unwrap_or_default();
-        let otlp_endpoint = match traces.otlp_endpoint {
-            None => None,
-            Some(text) => {
-                let uri: http::Uri = text
-                    .parse()
-                    .map_err(|e| invalid("traces.otlpEndpoint", format!("{text:?}: {e}")))?;
-                if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                    return Err(invalid(
-                        "traces.otlpEndpoint",
-                        format!("{text:?}: an http:// URL is needed"),
-                    ));
-                }
-                Some(uri)
-            }
-        };
-        let service_name = traces.service_name.unwrap_or_else(|| "tollgate".into());
-        let audit = crate::telemetry::jsonl::Target {
-            path: match audit.path.as_deref() {
-                Some("-") => None,
-                Some("") => return Err(invalid("audit.path", "empty path (use \"-\" for stdout)")),
-                Some(p) => Some(p.into()),
-                None => Some(DEFAULT_AUDIT_PATH.into()),
-            },
-            max_bytes: audit.max_bytes.unwrap_or(DEFAULT_AUDIT_MAX_BYTES),
-            max_files: audit.max_files.unwrap_or(DEFAULT_AUDIT_MAX_FILES),
-            fsync: audit.fsync.unwrap_or(crate::telemetry::jsonl::Fsync::Second),
-        };
-        // Half the CPUs: the proxy shares the node with the workloads it serves, and on a
-        // 2-vCPU node one worker added less latency and CPU per request than two at the same
-        // c=16 throughput (docs/benchmarks.md).
-        let worker_threads = raw.worker_threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| (n.get() / 2).max(1))
-                .unwrap_or(1)
-        });
-        if worker_threads == 0 {
-            return Err(invalid("workerThreads", "0 is not allowed"));
-        }
-        let limits = crate::limits::limits_from_raw(raw.limits)?;
-        let limit_store = crate::limits::store_from_raw(raw.limit_store)?;
-        let o = raw.outlier_detection.unwrap_or_default();
-        let outlier = crate::route::health::Policy {
-            consecutive_failures: o
-                .consecutive_failures
-                .unwrap_or(crate::route::health::DEFAULT_CONSECUTIVE_FAILURES),
-            base_ejection: o.base_ejection.unwrap_or(crate::route::health::DEFAULT_BASE_EJECTION),
-            max_ejection: o.max_ejection.unwrap_or(crate::route::health::DEFAULT_MAX_EJECTION),
-        };
-        if outlier.consecutive_failures == 0 || outlier.base_ejection > outlier.max_ejection {
-            return Err(invalid(
-                "outlierDetection",
-                "need consecutiveFailures >= 1 and baseEjection <= maxEjection",
-            ));
-        }
         Ok(Config {
-            limits,
-            limit_store,
-            outlier,
-            audit,
-            audit_enabled,
-            worker_threads,
-            otlp_endpoint,
-            service_name,
+            limits: crate::limits::limits_from_raw(raw.limits)?,
+            limit_store: crate::limits::store_from_raw(raw.limit_store)?,
+            outlier: outlier_from_raw(raw.outlier_detection.unwrap_or_default())?,
+            audit_enabled: audit.enabled.unwrap_or(true),
+            audit: audit_from_raw(audit)?,
+            worker_threads: worker_threads(raw.worker_threads)?,
+            otlp_endpoint: otlp_from_raw(traces.otlp_endpoint)?,
+            service_name: traces.service_name.unwrap_or_else(|| "tollgate".into()),
             pricing: raw.pricing,
             prices: std::sync::Arc::new(prices),
-            listener,
-            admin_address,
-            capture,
-            connection_log,
-            dns,
+            listener: Listeners::from_raw(raw.listener.unwrap_or_default())?,
+            admin_address: admin_from_raw(raw.admin.unwrap_or_default())?,
+            capture: Capture::from_raw(raw.capture.unwrap_or_default())?,
+            connection_log: match raw.connection_log.as_deref() {
+                None | Some("-") => LogTarget::Stdout,
+                Some("") => return Err(invalid("connectionLog", "empty path (use \"-\" for stdout)")),
+                Some(path) => LogTarget::File(path.into()),
+            },
+            dns: Dns::from_raw(raw.dns.unwrap_or_default())?,
             providers,
             tls: l7::tls(raw.tls),
-            max_request_body,
-            header_read_timeout,
-            max_connections,
+            max_request_body: proxy.max_request_body,
+            header_read_timeout: proxy.header_read_timeout,
+            max_connections: proxy.max_connections,
             backends,
             credentials,
             routes,
         })
     }
+}
+
+fn admin_from_raw(admin: RawAdmin) -> Result<SocketAddr, Error> {
+    let address = admin.address.unwrap_or(DEFAULT_ADMIN);
+    if !address.ip().is_loopback() && admin.allow_remote != Some(true) {
+        return Err(invalid(
+            "admin.address",
+            format!(
+                "{address} is not a loopback address: the admin port has no authentication; set admin.allowRemote: true to expose it"
+            ),
+        ));
+    }
+    Ok(address)
+}
+
+impl Capture {
+    fn from_raw(capture: RawCapture) -> Result<Capture, Error> {
+        let mark = capture.mark.unwrap_or(DEFAULT_MARK);
+        if mark == 0 {
+            return Err(invalid(
+                "capture.mark",
+                "0 is not allowed: the proxy's own sockets must be told apart",
+            ));
+        }
+        if let Some(path) = &capture.cgroup_path {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    "capture.cgroupPath",
+                    format!("{:?} is not an absolute path", path.display()),
+                ));
+            }
+            if let Some(false) = is_cgroup2(path) {
+                return Err(invalid(
+                    "capture.cgroupPath",
+                    format!(
+                        "{} is not on a cgroup2 file system (the connect programs attach to cgroup v2 only; on hybrid hosts cgroup2 is often at /sys/fs/cgroup/unified)",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(Capture {
+            cgroup_path: capture.cgroup_path,
+            fail_mode: capture.fail_mode.unwrap_or_default(),
+            mark,
+            pin_path: capture.pin_path.unwrap_or_else(|| DEFAULT_PIN_PATH.into()),
+            connect_timeout: capture.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        })
+    }
+}
+
+/// Whether `path` is on a cgroup2 file system (`None`: it cannot be checked, e.g. it does not
+/// exist yet on the machine that validates).
+fn is_cgroup2(path: &Path) -> Option<bool> {
+    /// `CGROUP2_SUPER_MAGIC` from linux/magic.h.
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let stat = nix_statfs(path)?;
+    Some(stat == CGROUP2_SUPER_MAGIC)
+}
+
+/// `statfs(2)`'s `f_type` of `path`.
+fn nix_statfs(path: &Path) -> Option<i64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut buf = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    #[expect(unsafe_code, reason = "statfs has no safe wrapper in std")]
+    // SAFETY: a NUL-terminated path and a buffer of the right type, read only on success.
+    let rc = unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    #[expect(unsafe_code, reason = "initialised by a successful statfs")]
+    // SAFETY: statfs returned 0, so it filled the buffer.
+    let stat = unsafe { buf.assume_init() };
+    Some(stat.f_type as i64)
+}
+
+impl Dns {
+    fn from_raw(dns: RawDns) -> Result<Dns, Error> {
+        let dns = Dns {
+            min_ttl: dns.min_ttl.unwrap_or(DEFAULT_DNS_MIN_TTL),
+            max_ttl: dns.max_ttl.unwrap_or(DEFAULT_DNS_MAX_TTL),
+            hosts_file: dns.hosts_file,
+        };
+        if dns.min_ttl.is_zero() || dns.min_ttl > dns.max_ttl {
+            return Err(invalid("dns", "need 0 < minTtl <= maxTtl"));
+        }
+        Ok(dns)
+    }
+}
+
+fn providers_from_raw(raw: Vec<RawProvider>) -> Result<Vec<Provider>, Error> {
+    let mut providers: Vec<Provider> = Vec::with_capacity(raw.len());
+    for (i, p) in raw.into_iter().enumerate() {
+        let provider = Provider::from_raw(i, p)?;
+        if providers.iter().any(|q| q.name == provider.name) {
+            return Err(invalid(
+                format!("providers[{i}].name"),
+                format!("duplicate provider name {:?}", provider.name),
+            ));
+        }
+        providers.push(provider);
+    }
+    Ok(providers)
+}
+
+/// The `proxy` section, validated.
+struct ProxySettings {
+    max_request_body: usize,
+    header_read_timeout: Duration,
+    max_connections: usize,
+}
+
+impl ProxySettings {
+    fn from_raw(proxy: l7::RawProxy) -> Result<ProxySettings, Error> {
+        let settings = ProxySettings {
+            max_request_body: proxy.max_request_body.unwrap_or(l7::DEFAULT_MAX_REQUEST_BODY),
+            header_read_timeout: proxy
+                .header_read_timeout
+                .unwrap_or(l7::DEFAULT_HEADER_READ_TIMEOUT),
+            max_connections: proxy.max_connections.unwrap_or(l7::DEFAULT_MAX_CONNECTIONS),
+        };
+        if settings.max_request_body == 0 {
+            return Err(invalid("proxy.maxRequestBody", "0 is not allowed"));
+        }
+        if settings.header_read_timeout.is_zero() {
+            return Err(invalid("proxy.headerReadTimeout", "0 is not allowed"));
+        }
+        if settings.max_connections == 0 {
+            return Err(invalid("proxy.maxConnections", "0 is not allowed"));
+        }
+        Ok(settings)
+    }
+}
+
+fn otlp_from_raw(endpoint: Option<String>) -> Result<Option<http::Uri>, Error> {
+    let Some(text) = endpoint else { return Ok(None) };
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| invalid("traces.otlpEndpoint", format!("{text:?}: {e}")))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(invalid(
+            "traces.otlpEndpoint",
+            format!("{text:?}: an http:// URL is needed"),
+        ));
+    }
+    Ok(Some(uri))
+}
+
+fn audit_from_raw(audit: RawAudit) -> Result<crate::telemetry::jsonl::Target, Error> {
+    Ok(crate::telemetry::jsonl::Target {
+        path: match audit.path.as_deref() {
+            Some("-") => None,
+            Some("") => return Err(invalid("audit.path", "empty path (use \"-\" for stdout)")),
+            Some(p) => Some(p.into()),
+            None => Some(DEFAULT_AUDIT_PATH.into()),
+        },
+        max_bytes: audit.max_bytes.unwrap_or(DEFAULT_AUDIT_MAX_BYTES),
+        max_files: audit.max_files.unwrap_or(DEFAULT_AUDIT_MAX_FILES),
+        fsync: audit.fsync.unwrap_or(crate::telemetry::jsonl::Fsync::Second),
+    })
+}
+
+/// Half the CPUs by default: the proxy shares the node with the workloads it serves, and on a
+/// 2-vCPU node one worker added less latency and CPU per request than two at the same c=16
+/// throughput (docs/benchmarks.md).
+fn worker_threads(raw: Option<usize>) -> Result<usize, Error> {
+    let n = raw.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| (n.get() / 2).max(1))
+            .unwrap_or(1)
+    });
+    if n == 0 {
+        return Err(invalid("workerThreads", "0 is not allowed"));
+    }
+    Ok(n)
+}
+
+fn outlier_from_raw(o: RawOutlier) -> Result<crate::route::health::Policy, Error> {
+    use crate::route::health::{DEFAULT_BASE_EJECTION, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MAX_EJECTION};
+    let outlier = crate::route::health::Policy {
+        consecutive_failures: o.consecutive_failures.unwrap_or(DEFAULT_CONSECUTIVE_FAILURES),
+        base_ejection: o.base_ejection.unwrap_or(DEFAULT_BASE_EJECTION),
+        max_ejection: o.max_ejection.unwrap_or(DEFAULT_MAX_EJECTION),
+    };
+    if outlier.consecutive_failures == 0 || outlier.base_ejection > outlier.max_ejection {
+        return Err(invalid(
+            "outlierDetection",
+            "need consecutiveFailures >= 1 and baseEjection <= maxEjection",
+        ));
+    }
+    Ok(outlier)
 }
 
 impl Listeners {
@@ -774,6 +843,14 @@ providers:
     fn port_zero_is_rejected() {
         let e = err("providers:\n  - name: x\n    addresses: [127.0.0.1]\n    ports: [443, 0]\n");
         assert!(e.contains("providers[0].ports[1]") && e.contains("port 0"), "{e}");
+    }
+
+    #[test]
+    fn a_cgroup_path_that_is_not_cgroup2_is_refused() {
+        let e = err("capture:\n  cgroupPath: /tmp\n");
+        assert!(e.contains("capture.cgroupPath") && e.contains("not on a cgroup2"), "{e}");
+        // A path that does not exist here cannot be checked: it is left to start-up.
+        Config::parse("capture:\n  cgroupPath: /nonexistent/cgroup\n").unwrap();
     }
 
     #[test]

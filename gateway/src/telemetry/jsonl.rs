@@ -17,6 +17,18 @@ use serde::{Deserialize, Serialize};
 /// How often the writer thread takes what is queued (20 ms): records reach the file within
 /// that, and a burst is written in one batch.
 const BATCH_INTERVAL: Duration = Duration::from_millis(20);
+/// Lines queued at most (a few KiB each): 16,384 is 800,000 lines a second at the writer's
+/// pace, far beyond what the node serves, so the queue fills only when the disk stalls.
+pub const QUEUE_CAPACITY: usize = 16_384;
+
+/// What a sink does when the queue is full (the disk is not keeping up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Wait for room: back-pressure on the data plane rather than a lost line (audit log).
+    Wait,
+    /// Drop the line (connection log); either way the metric and the log say so.
+    Drop,
+}
 
 /// When written lines are forced to disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,17 +67,44 @@ impl Target {
     }
 }
 
-/// Cheap handle that queues lines for the writer thread.
+/// Cheap handle that queues lines for the writer thread (a bounded queue).
 #[derive(Clone)]
-pub struct Sink(mpsc::Sender<String>);
+pub struct Sink {
+    tx: mpsc::SyncSender<String>,
+    name: &'static str,
+    when_full: WhenFull,
+    /// Times a line found the queue full.
+    full: prometheus_client::metrics::counter::Counter,
+    /// When the last "queue full" line was logged (seconds since the Unix epoch).
+    warned: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
 
 impl Sink {
     pub fn write_json(&self, value: &impl Serialize) {
-        match serde_json::to_string(value) {
-            Ok(json) => {
-                let _ = self.0.send(json);
+        let json = match serde_json::to_string(value) {
+            Ok(json) => json,
+            Err(e) => return tracing::error!(error = %e, "cannot serialize a log record"),
+        };
+        match self.tx.try_send(json) {
+            Ok(()) | Err(mpsc::TrySendError::Disconnected(_)) => {}
+            Err(mpsc::TrySendError::Full(json)) => {
+                self.full.inc();
+                self.warn_full();
+                if self.when_full == WhenFull::Wait {
+                    let _ = self.tx.send(json);
+                }
             }
-            Err(e) => tracing::error!(error = %e, "cannot serialize a log record"),
+        }
+    }
+
+    /// At most one log line a second while the queue stays full.
+    fn warn_full(&self) {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.warned.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(log = self.name, when_full = ?self.when_full, "log queue full: the disk is not keeping up");
         }
     }
 }
@@ -162,10 +201,26 @@ fn rotate(path: &Path, keep: u32) -> io::Result<()> {
 }
 
 impl Writer {
-    /// Opens the target (append) and starts the thread.
-    pub fn start(name: &str, target: Target) -> io::Result<(Sink, Writer)> {
+    /// Opens the target (append) and starts the thread. `full` counts lines that found the
+    /// queue full.
+    pub fn start(
+        name: &'static str,
+        target: Target,
+        when_full: WhenFull,
+        full: prometheus_client::metrics::counter::Counter,
+    ) -> io::Result<(Sink, Writer)> {
+        Writer::with_capacity(name, target, when_full, full, QUEUE_CAPACITY)
+    }
+
+    fn with_capacity(
+        name: &'static str,
+        target: Target,
+        when_full: WhenFull,
+        full: prometheus_client::metrics::counter::Counter,
+        capacity: usize,
+    ) -> io::Result<(Sink, Writer)> {
         let mut out = Out::open(&target)?;
-        let (tx, rx) = mpsc::channel::<String>();
+        let (tx, rx) = mpsc::sync_channel::<String>(capacity);
         let thread_name = format!("tollgate-{name}");
         let handle = thread::Builder::new().name(thread_name).spawn(move || {
             let mut last_sync = Instant::now();
@@ -208,7 +263,14 @@ impl Writer {
                 thread::sleep(BATCH_INTERVAL);
             }
         })?;
-        Ok((Sink(tx), Writer(handle)))
+        let sink = Sink {
+            tx,
+            name,
+            when_full,
+            full,
+            warned: Default::default(),
+        };
+        Ok((sink, Writer(handle)))
     }
 
     /// Waits until every sink is dropped and all lines are written.
@@ -232,7 +294,7 @@ mod tests {
             max_files: 2,
             fsync: Fsync::Always,
         };
-        let (sink, writer) = Writer::start("test", target).unwrap();
+        let (sink, writer) = Writer::start("test", target, WhenFull::Wait, Default::default()).unwrap();
         for i in 0..40 {
             sink.write_json(&serde_json::json!({"n": i, "pad": "xxxxxxxxxxxxxxxxxxxx"}));
         }
@@ -262,6 +324,35 @@ mod tests {
             numbers.windows(2).all(|w| w[1] == w[0] + 1),
             "no line lost or reordered within what is kept"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_waits_for_audit_and_drops_for_the_connection_log() {
+        let dir = std::env::temp_dir().join(format!("tollgate-jsonl-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let target = |name: &str| Target {
+            path: Some(dir.join(name)),
+            max_bytes: 0,
+            max_files: 0,
+            fsync: Fsync::Never,
+        };
+        for (when_full, name) in [(WhenFull::Wait, "audit.jsonl"), (WhenFull::Drop, "conn.jsonl")] {
+            let full = prometheus_client::metrics::counter::Counter::default();
+            let (sink, writer) = Writer::with_capacity("test", target(name), when_full, full.clone(), 4).unwrap();
+            // The writer takes the queue every 20 ms: a burst of 200 overflows a queue of 4.
+            for i in 0..200 {
+                sink.write_json(&serde_json::json!({ "n": i }));
+            }
+            drop(sink);
+            writer.finish();
+            let lines = std::fs::read_to_string(dir.join(name)).unwrap().lines().count();
+            assert!(full.get() > 0, "{name}: the full queue is counted");
+            match when_full {
+                WhenFull::Wait => assert_eq!(lines, 200, "audit: nothing lost"),
+                WhenFull::Drop => assert!(lines < 200, "connection log: dropped, counted"),
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -123,6 +123,11 @@ pub const MAX_MODEL_LABELS: usize = 100;
 pub const MAX_WORKLOAD_LABELS: usize = 100;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LogLabels {
+    pub log: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub event: &'static str,
 }
@@ -130,6 +135,26 @@ pub struct EventLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
     pub provider: String,
+}
+
+/// Registers a metric of its default value under `name`.
+fn reg<M: prometheus_client::metrics::TypedMetric + prometheus_client::encoding::EncodeMetric + Clone + Default + std::fmt::Debug + Send + Sync + 'static>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+) -> M {
+    reg_with(r, name, help, M::default())
+}
+
+/// Registers `metric` under `name`.
+fn reg_with<M: prometheus_client::metrics::TypedMetric + prometheus_client::encoding::EncodeMetric + Clone + std::fmt::Debug + Send + Sync + 'static>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    r.register(name, help, metric.clone());
+    metric
 }
 
 /// All of Tollgate's metrics.
@@ -156,6 +181,8 @@ pub struct Metrics {
     attempts: Family<AttemptLabels, Counter>,
     /// Spans dropped because the export queue was full.
     pub spans_dropped: Counter,
+    /// Lines that found a log's queue full, by log (`audit`: waited; `connlog`: dropped).
+    log_queue_full: Family<LogLabels, Counter>,
     limit_decisions: Family<LimitLabels, Counter>,
     /// 1 while the Redis limit store is unreachable.
     pub limit_store_degraded: Gauge,
@@ -175,197 +202,55 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-        let connections = Family::<ConnLabels, Counter>::default();
-        registry.register(
-            "tollgate_captured_connections",
-            "Captured connections handled by the proxy, by provider, mode and outcome",
-            connections.clone(),
-        );
-        let bytes = Family::<BytesLabels, Counter>::default();
-        registry.register(
-            "tollgate_relayed_bytes",
-            "Bytes relayed for captured connections",
-            bytes.clone(),
-        );
-        let unknown_connections = Counter::default();
-        registry.register(
-            "tollgate_unknown_connections",
-            "Connections to the redirect listener with no redirect record (closed at once)",
-            unknown_connections.clone(),
-        );
-        let refused_connections = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "tollgate_refused_connections",
-            "Captured connections closed at once, by reason (max_connections: proxy.maxConnections reached)",
-            refused_connections.clone(),
-        );
-        let active = Gauge::default();
-        registry.register(
-            "tollgate_active_connections",
-            "Captured connections open now",
-            active.clone(),
-        );
-        let ebpf_events = Family::<EventLabels, Counter>::default();
-        registry.register(
-            "tollgate_ebpf_connect_events",
-            "Decisions of the kernel programs (redirected, skipped_own, skipped_no_listener, denied, failed_closed, record_failed, peername_restored)",
-            ebpf_events.clone(),
-        );
-        let endpoints = Gauge::default();
-        registry.register(
-            "tollgate_endpoint_entries",
-            "Entries in the endpoint maps",
-            endpoints.clone(),
-        );
-        let dns_failures = Family::<ProviderLabels, Counter>::default();
-        registry.register(
-            "tollgate_dns_resolution_failures",
-            "Failed resolutions of provider hostnames (last addresses kept)",
-            dns_failures.clone(),
-        );
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "tollgate_requests",
-            "L7 requests by provider, backend and status class",
-            requests.clone(),
-        );
-        let request_errors = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "tollgate_request_errors",
-            "L7 requests that failed before a response, by reason",
-            request_errors.clone(),
-        );
-        let config_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "tollgate_config_reloads",
-            "Configuration reloads by result (applied, rejected)",
-            config_reloads.clone(),
-        );
-        let config_synchronized = Gauge::default();
-        registry.register(
+        let r = &mut registry;
+        let config_synchronized: Gauge = reg(
+            r,
             "tollgate_config_synchronized",
             "1 when the running configuration is the file's current content, 0 after a rejected reload",
-            config_synchronized.clone(),
         );
         config_synchronized.set(1);
-        // Bucket boundaries from the OpenTelemetry GenAI metric conventions.
-        let token_usage = Family::<TokenLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(
-                [
-                    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-                ]
-                .into_iter(),
-            )
-        });
-        registry.register(
-            "gen_ai_client_token_usage",
-            "Tokens used per request, by token type",
-            token_usage.clone(),
-        );
-        let request_duration = Family::<GenAiLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(
-                [
-                    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-                ]
-                .into_iter(),
-            )
-        });
-        registry.register(
-            "gen_ai_server_request_duration",
-            "Request duration in seconds",
-            request_duration.clone(),
-        );
-        let time_to_first_token = Family::<GenAiLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(
-                [
-                    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-                ]
-                .into_iter(),
-            )
-        });
-        registry.register(
-            "gen_ai_server_time_to_first_token",
-            "Seconds to the first content token (streams) or first response byte",
-            time_to_first_token.clone(),
-        );
-        let time_per_output_token = Family::<GenAiLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5].into_iter())
-        });
-        registry.register(
-            "gen_ai_server_time_per_output_token",
-            "Seconds per output token after the first",
-            time_per_output_token.clone(),
-        );
-        let cost = Family::<GenAiLabels, Counter>::default();
-        registry.register(
-            "tollgate_cost_nanodollars",
-            "Cost of requests in nano-dollars (exact)",
-            cost.clone(),
-        );
-        let cost_unknown = Family::<ProviderLabels, Counter>::default();
-        registry.register(
-            "tollgate_cost_unknown_model",
-            "Requests with usage whose model has no price (cost null in the audit record)",
-            cost_unknown.clone(),
-        );
-        let attempts = Family::<AttemptLabels, Counter>::default();
-        registry.register(
-            "tollgate_upstream_attempts",
-            "Upstream attempts by backend and result",
-            attempts.clone(),
-        );
-        let limit_decisions = Family::<LimitLabels, Counter>::default();
-        registry.register(
-            "tollgate_limit_decisions",
-            "Admission decisions per limit",
-            limit_decisions.clone(),
-        );
-        let limit_store_degraded = Gauge::default();
-        registry.register(
-            "tollgate_limit_store_degraded",
-            "1 while the Redis limit store is unreachable (fail-open counts locally)",
-            limit_store_degraded.clone(),
-        );
-        let backend_ejected = Family::<BackendLabels, Gauge>::default();
-        registry.register(
-            "tollgate_backend_ejected",
-            "1 while a backend is ejected or cooling down",
-            backend_ejected.clone(),
-        );
-        let spans_dropped = Counter::default();
-        registry.register(
-            "tollgate_spans_dropped",
-            "Trace spans dropped (export queue full)",
-            spans_dropped.clone(),
-        );
+        // Histogram buckets follow the OpenTelemetry GenAI metric conventions.
         Metrics {
-            limit_decisions,
-            limit_store_degraded,
-            backend_ejected,
-            spans_dropped,
-            token_usage,
-            request_duration,
-            time_to_first_token,
-            time_per_output_token,
-            cost,
-            cost_unknown,
-            attempts,
+            connections: reg(r, "tollgate_captured_connections", "Captured connections handled by the proxy, by provider, mode and outcome"),
+            bytes: reg(r, "tollgate_relayed_bytes", "Bytes relayed for captured connections"),
+            unknown_connections: reg(r, "tollgate_unknown_connections", "Connections to the redirect listener with no redirect record (closed at once)"),
+            refused_connections: reg(r, "tollgate_refused_connections", "Captured connections closed at once, by reason (max_connections: proxy.maxConnections reached)"),
+            active: reg(r, "tollgate_active_connections", "Captured connections open now"),
+            ebpf_events: reg(r, "tollgate_ebpf_connect_events", "Decisions of the kernel programs (redirected, skipped_own, skipped_no_listener, denied, failed_closed, record_failed, peername_restored)"),
+            endpoints: reg(r, "tollgate_endpoint_entries", "Entries in the endpoint maps"),
+            dns_failures: reg(r, "tollgate_dns_resolution_failures", "Failed resolutions of provider hostnames (last addresses kept)"),
+            requests: reg(r, "tollgate_requests", "L7 requests by provider, backend and status class"),
+            request_errors: reg(r, "tollgate_request_errors", "L7 requests that failed before a response, by reason"),
+            config_reloads: reg(r, "tollgate_config_reloads", "Configuration reloads by result (applied, rejected)"),
+            token_usage: reg_with(r, "gen_ai_client_token_usage", "Tokens used per request, by token type", Family::new_with_constructor(|| {
+                Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0].into_iter())
+            })),
+            request_duration: reg_with(r, "gen_ai_server_request_duration", "Request duration in seconds", Family::new_with_constructor(|| {
+                Histogram::new([0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92].into_iter())
+            })),
+            time_to_first_token: reg_with(r, "gen_ai_server_time_to_first_token", "Seconds to the first content token (streams) or first response byte", Family::new_with_constructor(|| {
+                Histogram::new([0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0].into_iter())
+            })),
+            time_per_output_token: reg_with(r, "gen_ai_server_time_per_output_token", "Seconds per output token after the first", Family::new_with_constructor(|| {
+                Histogram::new([0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5].into_iter())
+            })),
+            cost: reg(r, "tollgate_cost_nanodollars", "Cost of requests in nano-dollars (exact)"),
+            cost_unknown: reg(r, "tollgate_cost_unknown_model", "Requests with usage whose model has no price (cost null in the audit record)"),
+            attempts: reg(r, "tollgate_upstream_attempts", "Upstream attempts by backend and result"),
+            limit_decisions: reg(r, "tollgate_limit_decisions", "Admission decisions per limit"),
+            limit_store_degraded: reg(r, "tollgate_limit_store_degraded", "1 while the Redis limit store is unreachable (fail-open counts locally)"),
+            backend_ejected: reg(r, "tollgate_backend_ejected", "1 while a backend is ejected or cooling down"),
+            spans_dropped: reg(r, "tollgate_spans_dropped", "Trace spans dropped (export queue full)"),
+            log_queue_full: reg(
+                r,
+                "tollgate_log_queue_full",
+                "Lines that found a log's queue full (audit: the request waited; connlog: the line was dropped)",
+            ),
+            config_synchronized,
             models: Bounded::new(MAX_MODEL_LABELS),
             workloads: Bounded::new(MAX_WORKLOAD_LABELS),
-            registry,
-            requests,
-            request_errors,
-            config_reloads,
-            config_synchronized,
-            connections,
-            bytes,
-            unknown_connections,
-            refused_connections,
-            active,
-            ebpf_events,
-            endpoints,
-            dns_failures,
             last_ebpf: Mutex::new([0; gateway_common::STATS_LEN as usize]),
+            registry,
         }
     }
 
@@ -393,6 +278,11 @@ impl Metrics {
 
     pub fn unknown_connection(&self) {
         self.unknown_connections.inc();
+    }
+
+    /// The counter of lines that found log `log`'s queue full.
+    pub fn log_queue_full(&self, log: &'static str) -> Counter {
+        self.log_queue_full.get_or_create(&LogLabels { log }).clone()
     }
 
     pub fn refused_connection(&self, reason: &'static str) {
