@@ -21,6 +21,18 @@ pub struct Splitter {
     buf: BytesMut,
     limit: usize,
     overflowed: bool,
+    /// How far the pending bytes were scanned: each byte is looked at once, however the
+    /// stream is cut (an event trickled a byte at a time costs linear time, not quadratic).
+    scan: Scan,
+}
+
+/// Where the search for the end of the pending event resumes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scan {
+    /// Next byte to look at.
+    i: usize,
+    /// Start of the line being scanned.
+    line_start: usize,
 }
 
 impl Splitter {
@@ -29,6 +41,7 @@ impl Splitter {
             buf: BytesMut::new(),
             limit,
             overflowed: false,
+            scan: Scan::default(),
         }
     }
 
@@ -44,6 +57,7 @@ impl Splitter {
 
     /// Takes whatever is pending (at the end of the stream).
     pub fn take_pending(&mut self) -> Bytes {
+        self.scan = Scan::default();
         self.buf.split().freeze()
     }
 
@@ -54,7 +68,7 @@ impl Splitter {
         }
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some(end) = event_end(&self.buf) {
+        while let Some(end) = event_end(&self.buf, &mut self.scan) {
             let raw = self.buf.split_to(end).freeze();
             events.push(parse_event(raw));
         }
@@ -65,21 +79,22 @@ impl Splitter {
     }
 }
 
-/// Index just past the blank line that ends the first event, if complete.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    let mut line_start = 0;
+/// Index just past the blank line that ends the first event, if complete. Resumes where the
+/// last call stopped (`scan`), and resets it when an event ends.
+fn event_end(buf: &[u8], scan: &mut Scan) -> Option<usize> {
+    let Scan { mut i, mut line_start } = *scan;
     while i < buf.len() {
         let eol = match buf[i] {
             b'\n' => Some(i + 1),
             b'\r' if i + 1 < buf.len() && buf[i + 1] == b'\n' => Some(i + 2),
             // A lone \r at the end may be the first half of \r\n: wait for more.
-            b'\r' if i + 1 == buf.len() => return None,
+            b'\r' if i + 1 == buf.len() => break,
             b'\r' => Some(i + 1),
             _ => None,
         };
         if let Some(next) = eol {
             if i == line_start {
+                *scan = Scan::default();
                 return Some(next); // an empty line: end of event
             }
             i = next;
@@ -88,6 +103,7 @@ fn event_end(buf: &[u8]) -> Option<usize> {
             i += 1;
         }
     }
+    *scan = Scan { i, line_start };
     None
 }
 
@@ -144,6 +160,22 @@ mod tests {
             assert_eq!(got, whole, "cut at {cut}");
             assert!(s.pending().is_empty());
         }
+    }
+
+    #[test]
+    fn a_large_event_trickled_byte_by_byte_is_scanned_once() {
+        let data = "x".repeat(512 * 1024);
+        let stream = format!("data: {data}\n\ndata: y\n\n");
+        let mut s = Splitter::new(1 << 20);
+        let started = std::time::Instant::now();
+        let mut got = Vec::new();
+        for b in stream.as_bytes() {
+            got.extend(s.feed(std::slice::from_ref(b)));
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].data.len(), data.len());
+        // Rescanning from the start at every byte would take minutes here.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]
