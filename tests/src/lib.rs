@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 pub mod fake_llm;
 pub mod l7;
+pub mod pipeline;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
