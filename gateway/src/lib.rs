@@ -28,6 +28,7 @@ pub mod ebpf;
 pub mod identity;
 pub mod limits;
 pub mod llm;
+pub mod matching;
 pub mod proxy;
 pub mod route;
 pub mod socket;

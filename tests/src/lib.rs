@@ -23,6 +23,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 pub mod fake_llm;
 pub mod l7;
 pub mod pipeline;
+pub mod redis;
+
+pub use redis::RedisServer;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -536,6 +539,31 @@ impl Gateway {
         std::fs::rename(&tmp, &self.config).unwrap();
     }
 
+    /// Replaces the config file and waits until the gateway has read it (its reload counter,
+    /// applied or rejected, goes up): no guessing how long a reload takes.
+    pub fn reload(&self, yaml: &str) {
+        let before = self.metric("tollgate_config_reloads_total");
+        self.write_config(yaml);
+        let start = Instant::now();
+        while self.metric("tollgate_config_reloads_total") == before {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "config not reloaded after 10s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `pred` holds, polling every 20 ms, for at most `within`.
+    pub fn wait_until(&self, what: &str, within: Duration, pred: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !pred() {
+            assert!(start.elapsed() < within, "{what}: not after {within:?}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn ready(&self) -> &Value {
         &self.ready
     }
@@ -900,81 +928,5 @@ impl Drop for Pod {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["link", "del", &self.host_if]).status();
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
-    }
-}
-
-// === redis ===
-
-/// A real `redis-server` on a free loopback port, stopped on drop.
-pub struct RedisServer {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = RedisServer { port, child: None };
-        r.restart();
-        r
-    }
-
-    /// `127.0.0.1:port`.
-    pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server (a crash, as far as clients can tell).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts it again on the same port, empty (no persistence).
-    pub fn restart(&mut self) {
-        self.stop();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (cargo xtask setup installs it)");
-        self.child = Some(child);
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Runs `redis-cli` against this server.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

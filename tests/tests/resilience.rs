@@ -171,7 +171,10 @@ fn an_ejected_backend_is_not_tried_until_its_probe_succeeds() {
     assert_eq!(gw.metric("tollgate_backend_ejected{backend=\"primary\"}"), 1);
     // After the ejection period, one request probes the (now healthy) primary.
     s.primary.set_script(Script::default());
-    std::thread::sleep(Duration::from_millis(1200));
+    // The ejection period ends: the admin port says the backend is half-open.
+    gw.wait_until("primary half-open", Duration::from_secs(10), || {
+        gw.admin_get("/backends").1.contains("\"half_open\"")
+    });
     let (_, v) = chat(&s, &gw, &[]);
     assert_eq!(v["choices"][0]["message"]["content"], "hello from primary", "the probe");
     let (_, v) = chat(&s, &gw, &[]);
@@ -316,13 +319,13 @@ fn two_nodes_share_one_budget_through_redis_and_survive_its_outage() {
     // It returns (empty): the counts taken meanwhile are replayed into it.
     redis.restart();
     chat(&a, &gw_a, &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    let keys = redis.cli(&["--scan", "--pattern", "tg:cluster-rpm:*"]);
-    let total: i64 = keys
-        .lines()
-        .map(|k| redis.cli(&["GET", k]).parse::<i64>().unwrap_or(0))
-        .sum();
-    assert!(total >= 1, "local counts replayed into redis (keys: {keys})");
+    let replayed = || -> i64 {
+        let keys = redis.cli(&["--scan", "--pattern", "tg:*cluster-rpm*"]);
+        keys.lines()
+            .map(|k| redis.cli(&["GET", k]).parse::<i64>().unwrap_or(0))
+            .sum()
+    };
+    gw_a.wait_until("local counts replayed into redis", Duration::from_secs(10), || replayed() >= 1);
     assert_eq!(gw_a.metric("tollgate_limit_store_degraded"), 0);
     assert!(!gw_a.log().contains("panicked"));
 

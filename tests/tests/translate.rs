@@ -160,8 +160,7 @@ fn a_failing_openai_backend_falls_back_to_anthropic_within_one_request() {
     let routes_only_claude =
         "routes:\n  - name: only-claude\n    backends: [{ backend: claude, model: claude-haiku-4-5 }]\n";
     let cfg = gw.config_yaml().replace(routes, routes_only_claude);
-    gw.write_config(&cfg);
-    std::thread::sleep(Duration::from_millis(1500));
+    gw.reload(&cfg);
     let (status, v) = curl(
         &s.cg,
         &s.dir,
