@@ -235,135 +235,148 @@ pub fn backends(raw: Vec<RawBackend>, credentials: &[Credential]) -> Result<Vec<
     unique("backends", raw.iter().map(|b| b.name.as_str()))?;
     raw.into_iter()
         .enumerate()
-        .map(|(i, b)| {
-            check_name(&format!("backends[{i}].name"), &b.name)?;
-            let field = format!("backends[{i}].url");
-            let url: http::Uri = b
-                .url
-                .parse()
-                .map_err(|e| invalid(&field, format!("{:?}: {e}", b.url)))?;
-            match url.scheme_str() {
-                Some("http") | Some("https") => {}
-                _ => return Err(invalid(&field, format!("{:?}: scheme must be http or https", b.url))),
-            }
-            if url.host().is_none() {
-                return Err(invalid(&field, format!("{:?} has no host", b.url)));
-            }
-            if url.query().is_some() {
-                return Err(invalid(&field, format!("{:?}: no query string allowed", b.url)));
-            }
-            let prefix = url.path().trim_end_matches('/').to_string();
-            if let Some(c) = &b.credential {
-                if !credentials.iter().any(|k| &k.name == c) {
-                    return Err(invalid(
-                        format!("backends[{i}].credential"),
-                        format!("no credential named {c:?}"),
-                    ));
-                }
-            }
-            if let Some(ca) = &b.ca_file {
-                if !ca.exists() {
-                    return Err(invalid(
-                        format!("backends[{i}].caFile"),
-                        format!("{} does not exist", ca.display()),
-                    ));
-                }
-            }
-            let schema = b.schema.unwrap_or_default();
-            let host = url.host().unwrap_or_default();
-            let region_in_host = match schema {
-                ApiSchema::Bedrock => host
-                    .strip_prefix("bedrock-runtime.")
-                    .and_then(|h| h.strip_suffix(".amazonaws.com")),
-                ApiSchema::Vertex => host.strip_suffix("-aiplatform.googleapis.com"),
-                _ => None,
-            }
-            .filter(|r| !r.is_empty() && !r.contains('.'));
-            let region = match (schema, b.region) {
-                (ApiSchema::Bedrock | ApiSchema::Vertex, Some(r)) => Some(r),
-                (ApiSchema::Bedrock | ApiSchema::Vertex, None) => match region_in_host {
-                    Some(r) => Some(r.to_string()),
-                    None => {
-                        return Err(invalid(
-                            format!("backends[{i}].region"),
-                            format!(
-                                "a {} backend needs a region (none in the host {host:?})",
-                                schema.as_str()
-                            ),
-                        ))
-                    }
-                },
-                (_, Some(_)) => {
-                    return Err(invalid(
-                        format!("backends[{i}].region"),
-                        "only bedrock and vertex backends take a region",
-                    ))
-                }
-                (_, None) => None,
-            };
-            let project = match (schema, b.project) {
-                (ApiSchema::Vertex, Some(p)) => Some(p),
-                (ApiSchema::Vertex, None) => {
-                    return Err(invalid(
-                        format!("backends[{i}].project"),
-                        "a vertex backend needs a project",
-                    ))
-                }
-                (_, Some(_)) => {
-                    return Err(invalid(
-                        format!("backends[{i}].project"),
-                        "only vertex backends take a project",
-                    ))
-                }
-                (_, None) => None,
-            };
-            if let Some(c) = &b.credential {
-                let kind = credentials.iter().find(|k| &k.name == c).map(|k| k.kind);
-                let aws = matches!(kind, Some(CredentialKind::AwsSigV4 | CredentialKind::AwsMetadata));
-                if (schema == ApiSchema::Bedrock) != aws {
-                    return Err(invalid(
-                        format!("backends[{i}].credential"),
-                        format!(
-                            "{c:?}: bedrock backends, and only they, use a credential of kind awsSigV4 or awsMetadata"
-                        ),
-                    ));
-                }
-                if matches!(
-                    kind,
-                    Some(CredentialKind::GcpServiceAccount | CredentialKind::GcpMetadata)
-                ) && schema != ApiSchema::Vertex
-                {
-                    return Err(invalid(
-                        format!("backends[{i}].credential"),
-                        format!("{c:?}: gcpServiceAccount and gcpMetadata credentials are for vertex backends"),
-                    ));
-                }
-                if matches!(
-                    kind,
-                    Some(CredentialKind::AzureEntra | CredentialKind::AzureManagedIdentity)
-                ) && schema != ApiSchema::AzureOpenai
-                {
-                    return Err(invalid(
-                        format!("backends[{i}].credential"),
-                        format!("{c:?}: azureEntra and azureManagedIdentity credentials are for azureOpenai backends"),
-                    ));
-                }
-            }
-            Ok(Backend {
-                name: b.name,
-                url,
-                prefix,
-                schema,
-                credential: b.credential,
-                ca_file: b.ca_file,
-                http2: b.http2.unwrap_or(false),
-                api_version: b.api_version.unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.into()),
-                deployment: b.deployment,
-                region,
-                project,
-            })
-        })
+        .map(|(i, b)| backend(i, b, credentials))
         .collect()
+}
+
+/// Validates `backends[i]`, the checks in the order their errors are reported.
+fn backend(i: usize, b: RawBackend, credentials: &[Credential]) -> Result<Backend, Invalid> {
+    check_name(&format!("backends[{i}].name"), &b.name)?;
+    let url = backend_url(i, &b.url)?;
+    let prefix = url.path().trim_end_matches('/').to_string();
+    if let Some(c) = &b.credential {
+        if !credentials.iter().any(|k| &k.name == c) {
+            return Err(invalid(
+                format!("backends[{i}].credential"),
+                format!("no credential named {c:?}"),
+            ));
+        }
+    }
+    if let Some(ca) = &b.ca_file {
+        if !ca.exists() {
+            return Err(invalid(
+                format!("backends[{i}].caFile"),
+                format!("{} does not exist", ca.display()),
+            ));
+        }
+    }
+    let schema = b.schema.unwrap_or_default();
+    let region = backend_region(i, schema, url.host().unwrap_or_default(), b.region)?;
+    let project = backend_project(i, schema, b.project)?;
+    if let Some(c) = &b.credential {
+        check_credential_kind(i, schema, c, credentials)?;
+    }
+    Ok(Backend {
+        name: b.name,
+        url,
+        prefix,
+        schema,
+        credential: b.credential,
+        ca_file: b.ca_file,
+        http2: b.http2.unwrap_or(false),
+        api_version: b.api_version.unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.into()),
+        deployment: b.deployment,
+        region,
+        project,
+    })
+}
+
+/// Parses `backends[i].url`: an http or https URL with a host and no query string.
+fn backend_url(i: usize, raw: &str) -> Result<http::Uri, Invalid> {
+    let field = format!("backends[{i}].url");
+    let url: http::Uri = raw.parse().map_err(|e| invalid(&field, format!("{raw:?}: {e}")))?;
+    match url.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(invalid(&field, format!("{raw:?}: scheme must be http or https"))),
+    }
+    if url.host().is_none() {
+        return Err(invalid(&field, format!("{raw:?} has no host")));
+    }
+    if url.query().is_some() {
+        return Err(invalid(&field, format!("{raw:?}: no query string allowed")));
+    }
+    Ok(url)
+}
+
+/// The region of a bedrock or vertex backend: the configured one, else the one in its host;
+/// other schemas take none.
+fn backend_region(i: usize, schema: ApiSchema, host: &str, region: Option<String>) -> Result<Option<String>, Invalid> {
+    let region_in_host = match schema {
+        ApiSchema::Bedrock => host
+            .strip_prefix("bedrock-runtime.")
+            .and_then(|h| h.strip_suffix(".amazonaws.com")),
+        ApiSchema::Vertex => host.strip_suffix("-aiplatform.googleapis.com"),
+        _ => None,
+    }
+    .filter(|r| !r.is_empty() && !r.contains('.'));
+    match (schema, region) {
+        (ApiSchema::Bedrock | ApiSchema::Vertex, Some(r)) => Ok(Some(r)),
+        (ApiSchema::Bedrock | ApiSchema::Vertex, None) => match region_in_host {
+            Some(r) => Ok(Some(r.to_string())),
+            None => Err(invalid(
+                format!("backends[{i}].region"),
+                format!(
+                    "a {} backend needs a region (none in the host {host:?})",
+                    schema.as_str()
+                ),
+            )),
+        },
+        (_, Some(_)) => Err(invalid(
+            format!("backends[{i}].region"),
+            "only bedrock and vertex backends take a region",
+        )),
+        (_, None) => Ok(None),
+    }
+}
+
+/// The Google Cloud project, which vertex backends need and no other backend takes.
+fn backend_project(i: usize, schema: ApiSchema, project: Option<String>) -> Result<Option<String>, Invalid> {
+    match (schema, project) {
+        (ApiSchema::Vertex, Some(p)) => Ok(Some(p)),
+        (ApiSchema::Vertex, None) => Err(invalid(
+            format!("backends[{i}].project"),
+            "a vertex backend needs a project",
+        )),
+        (_, Some(_)) => Err(invalid(
+            format!("backends[{i}].project"),
+            "only vertex backends take a project",
+        )),
+        (_, None) => Ok(None),
+    }
+}
+
+/// Refuses a credential whose kind signs for another provider than the backend's schema
+/// (AWS kinds for bedrock only, GCP kinds for vertex, Azure kinds for azureOpenai).
+fn check_credential_kind(i: usize, schema: ApiSchema, c: &str, credentials: &[Credential]) -> Result<(), Invalid> {
+    let kind = credentials.iter().find(|k| k.name == c).map(|k| k.kind);
+    let aws = matches!(kind, Some(CredentialKind::AwsSigV4 | CredentialKind::AwsMetadata));
+    if (schema == ApiSchema::Bedrock) != aws {
+        return Err(invalid(
+            format!("backends[{i}].credential"),
+            format!("{c:?}: bedrock backends, and only they, use a credential of kind awsSigV4 or awsMetadata"),
+        ));
+    }
+    if matches!(
+        kind,
+        Some(CredentialKind::GcpServiceAccount | CredentialKind::GcpMetadata)
+    ) && schema != ApiSchema::Vertex
+    {
+        return Err(invalid(
+            format!("backends[{i}].credential"),
+            format!("{c:?}: gcpServiceAccount and gcpMetadata credentials are for vertex backends"),
+        ));
+    }
+    if matches!(
+        kind,
+        Some(CredentialKind::AzureEntra | CredentialKind::AzureManagedIdentity)
+    ) && schema != ApiSchema::AzureOpenai
+    {
+        return Err(invalid(
+            format!("backends[{i}].credential"),
+            format!("{c:?}: azureEntra and azureManagedIdentity credentials are for azureOpenai backends"),
+        ));
+    }
+    Ok(())
 }
 
 /// Validates the `routes` section against the backends and providers it names.
@@ -371,108 +384,120 @@ pub fn routes(raw: Vec<RawRoute>, backends: &[Backend], providers: &[String]) ->
     unique("routes", raw.iter().map(|r| r.name.as_str()))?;
     raw.into_iter()
         .enumerate()
-        .map(|(i, r)| {
-            check_name(&format!("routes[{i}].name"), &r.name)?;
-            for (j, p) in r.matches.providers.iter().enumerate() {
-                if !providers.contains(p) {
-                    return Err(invalid(
-                        format!("routes[{i}].match.providers[{j}]"),
-                        format!("no provider named {p:?}"),
-                    ));
-                }
-            }
-            if r.backends.is_empty() {
-                return Err(invalid(
-                    format!("routes[{i}].backends"),
-                    "a route needs at least one backend",
-                ));
-            }
-            let refs = r
-                .backends
-                .into_iter()
-                .enumerate()
-                .map(|(j, b)| {
-                    let field = format!("routes[{i}].backends[{j}]");
-                    let backend = backends.iter().position(|x| x.name == b.backend).ok_or_else(|| {
-                        invalid(format!("{field}.backend"), format!("no backend named {:?}", b.backend))
-                    })?;
-                    let weight = b.weight.unwrap_or(1);
-                    if weight == 0 {
-                        return Err(invalid(
-                            format!("{field}.weight"),
-                            "0 is not allowed (remove the backend instead)",
-                        ));
-                    }
-                    Ok(BackendRef {
-                        backend,
-                        weight,
-                        priority: b.priority.unwrap_or(0),
-                        model: b.model,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let w = r.matches.workload.unwrap_or_default();
-            let operations = r
-                .matches
-                .operations
+        .map(|(i, r)| route(i, r, backends, providers))
+        .collect()
+}
+
+/// Validates `routes[i]`, the checks in the order their errors are reported.
+fn route(i: usize, r: RawRoute, backends: &[Backend], providers: &[String]) -> Result<Route, Invalid> {
+    check_name(&format!("routes[{i}].name"), &r.name)?;
+    for (j, p) in r.matches.providers.iter().enumerate() {
+        if !providers.contains(p) {
+            return Err(invalid(
+                format!("routes[{i}].match.providers[{j}]"),
+                format!("no provider named {p:?}"),
+            ));
+        }
+    }
+    if r.backends.is_empty() {
+        return Err(invalid(
+            format!("routes[{i}].backends"),
+            "a route needs at least one backend",
+        ));
+    }
+    let refs = backend_refs(i, r.backends, backends)?;
+    let w = r.matches.workload.unwrap_or_default();
+    let operations = route_operations(i, &r.matches.operations)?;
+    for (j, p) in r.matches.paths.iter().enumerate() {
+        if !p.starts_with('/') {
+            return Err(invalid(
+                format!("routes[{i}].match.paths[{j}]"),
+                format!("{p:?} must start with '/'"),
+            ));
+        }
+    }
+    let mut headers: Vec<(String, String)> = r
+        .matches
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    headers.sort();
+    let timeouts = r.timeouts.unwrap_or_default();
+    if r.timeout.is_some() && timeouts.first_byte.is_some() {
+        return Err(invalid(
+            format!("routes[{i}].timeout"),
+            "set either timeout or timeouts.firstByte",
+        ));
+    }
+    let retry = r.retry.unwrap_or_default();
+    let retry_attempts = retry.attempts.unwrap_or((refs.len() as u32).min(DEFAULT_MAX_ATTEMPTS));
+    if retry_attempts == 0 {
+        return Err(invalid(format!("routes[{i}].retry.attempts"), "at least 1"));
+    }
+    Ok(Route {
+        timeout: timeouts.first_byte.or(r.timeout).unwrap_or(DEFAULT_ROUTE_TIMEOUT),
+        idle_timeout: timeouts.idle,
+        total_timeout: timeouts.total,
+        retry_attempts,
+        retry_on: retry.on.unwrap_or_else(|| DEFAULT_RETRY_ON.to_vec()),
+        retry_statuses: retry.statuses,
+        name: r.name,
+        matches: RouteMatch {
+            operations,
+            paths: r.matches.paths,
+            providers: r.matches.providers,
+            models: r.matches.models,
+            headers,
+            comm: w.comm,
+            uids: w.uids,
+            cgroup: w.cgroup,
+        },
+        backends: refs,
+    })
+}
+
+/// Resolves `routes[i].backends` to indexes into the backends, with their weight (never 0),
+/// priority and model.
+fn backend_refs(i: usize, raw: Vec<RawBackendRef>, backends: &[Backend]) -> Result<Vec<BackendRef>, Invalid> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(j, b)| {
+            let field = format!("routes[{i}].backends[{j}]");
+            let backend = backends
                 .iter()
-                .enumerate()
-                .map(|(j, name)| {
-                    crate::llm::Operation::from_name(name).ok_or_else(|| {
-                        let known: Vec<&str> = crate::llm::Operation::ALL.iter().map(|o| o.as_str()).collect();
-                        invalid(
-                            format!("routes[{i}].match.operations[{j}]"),
-                            format!("unknown operation {name:?} (known: {})", known.join(", ")),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            for (j, p) in r.matches.paths.iter().enumerate() {
-                if !p.starts_with('/') {
-                    return Err(invalid(
-                        format!("routes[{i}].match.paths[{j}]"),
-                        format!("{p:?} must start with '/'"),
-                    ));
-                }
-            }
-            let mut headers: Vec<(String, String)> = r
-                .matches
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect();
-            headers.sort();
-            let timeouts = r.timeouts.unwrap_or_default();
-            if r.timeout.is_some() && timeouts.first_byte.is_some() {
+                .position(|x| x.name == b.backend)
+                .ok_or_else(|| invalid(format!("{field}.backend"), format!("no backend named {:?}", b.backend)))?;
+            let weight = b.weight.unwrap_or(1);
+            if weight == 0 {
                 return Err(invalid(
-                    format!("routes[{i}].timeout"),
-                    "set either timeout or timeouts.firstByte",
+                    format!("{field}.weight"),
+                    "0 is not allowed (remove the backend instead)",
                 ));
             }
-            let retry = r.retry.unwrap_or_default();
-            let retry_attempts = retry.attempts.unwrap_or((refs.len() as u32).min(DEFAULT_MAX_ATTEMPTS));
-            if retry_attempts == 0 {
-                return Err(invalid(format!("routes[{i}].retry.attempts"), "at least 1"));
-            }
-            Ok(Route {
-                timeout: timeouts.first_byte.or(r.timeout).unwrap_or(DEFAULT_ROUTE_TIMEOUT),
-                idle_timeout: timeouts.idle,
-                total_timeout: timeouts.total,
-                retry_attempts,
-                retry_on: retry.on.unwrap_or_else(|| DEFAULT_RETRY_ON.to_vec()),
-                retry_statuses: retry.statuses,
-                name: r.name,
-                matches: RouteMatch {
-                    operations,
-                    paths: r.matches.paths,
-                    providers: r.matches.providers,
-                    models: r.matches.models,
-                    headers,
-                    comm: w.comm,
-                    uids: w.uids,
-                    cgroup: w.cgroup,
-                },
-                backends: refs,
+            Ok(BackendRef {
+                backend,
+                weight,
+                priority: b.priority.unwrap_or(0),
+                model: b.model,
+            })
+        })
+        .collect()
+}
+
+/// Parses the operation names of `routes[i].match.operations`, naming the known ones when a
+/// name is unknown.
+fn route_operations(i: usize, names: &[String]) -> Result<Vec<crate::llm::Operation>, Invalid> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            crate::llm::Operation::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = crate::llm::Operation::ALL.iter().map(|o| o.as_str()).collect();
+                invalid(
+                    format!("routes[{i}].match.operations[{j}]"),
+                    format!("unknown operation {name:?} (known: {})", known.join(", ")),
+                )
             })
         })
         .collect()

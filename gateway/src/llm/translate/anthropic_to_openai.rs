@@ -38,14 +38,8 @@ pub fn anthropic_to_openai_chat(body: &[u8], model: &str) -> Result<Value, Unsup
         }
     }
     let mut messages = Vec::new();
-    match obj.get("system") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
-        Some(Value::Array(blocks)) => {
-            let text: Vec<&str> = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
-            messages.push(json!({"role": "system", "content": text.join("\n\n")}));
-        }
-        Some(_) => return Err(unsupported("`system` must be a string or text blocks")),
+    if let Some(system) = system_message(obj)? {
+        messages.push(system);
     }
     for (i, m) in obj
         .get("messages")
@@ -54,84 +48,123 @@ pub fn anthropic_to_openai_chat(body: &[u8], model: &str) -> Result<Value, Unsup
         .flatten()
         .enumerate()
     {
-        let role = m["role"].as_str().unwrap_or("");
-        let blocks = match &m["content"] {
-            Value::String(s) => vec![json!({"type": "text", "text": s})],
-            Value::Array(b) => b.clone(),
-            _ => return Err(unsupported(format!("messages[{i}].content must be a string or blocks"))),
-        };
-        let mut parts = Vec::new();
-        let mut calls = Vec::new();
-        for (j, b) in blocks.iter().enumerate() {
-            match b["type"].as_str() {
-                Some("text") => parts.push(json!({"type": "text", "text": b["text"]})),
-                Some("image") => {
-                    let src = &b["source"];
-                    let url = match src["type"].as_str() {
-                        Some("base64") => format!(
-                            "data:{};base64,{}",
-                            src["media_type"].as_str().unwrap_or("image/png"),
-                            src["data"].as_str().unwrap_or("")
-                        ),
-                        Some("url") => src["url"].as_str().unwrap_or("").to_string(),
-                        _ => {
-                            return Err(unsupported(format!(
-                                "messages[{i}].content[{j}]: image source not supported"
-                            )))
-                        }
-                    };
-                    parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
-                }
-                Some("tool_use") => calls.push(json!({
-                    "id": b["id"], "type": "function",
-                    "function": {"name": b["name"], "arguments": b["input"].to_string()}
-                })),
-                Some("tool_result") => {
-                    let content = match &b["content"] {
-                        Value::String(s) => s.clone(),
-                        Value::Array(a) if a.iter().all(|c| c["type"] == "text") => {
-                            a.iter().filter_map(|c| c["text"].as_str()).collect::<Vec<_>>().join("")
-                        }
-                        Value::Array(_) => {
-                            return Err(unsupported(format!(
-                                "messages[{i}].content[{j}]: a tool_result holding images is not supported by OpenAI-compatible backends"
-                            )))
-                        }
-                        _ => String::new(),
-                    };
-                    // OpenAI tool messages have no error flag: `is_error` is said in the text.
-                    let content = if b["is_error"] == Value::Bool(true) {
-                        format!("Error: {content}")
-                    } else {
-                        content
-                    };
-                    messages.push(json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": content}));
-                }
-                other => {
-                    return Err(unsupported(format!(
-                    "messages[{i}].content[{j}]: block type {other:?} is not supported by OpenAI-compatible backends"
-                )))
-                }
-            }
-        }
-        match role {
-            "user" if !parts.is_empty() => messages.push(json!({"role": "user", "content": parts})),
-            "user" => {}
-            "assistant" => {
-                let text: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-                let mut msg =
-                    json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
-                if !calls.is_empty() {
-                    msg["tool_calls"] = Value::Array(calls);
-                }
-                messages.push(msg);
-            }
-            other => return Err(unsupported(format!("messages[{i}]: role {other:?} is not supported"))),
-        }
+        push_openai_messages(m, i, &mut messages)?;
     }
     let mut out = Map::new();
     out.insert("model".into(), json!(model));
     out.insert("messages".into(), Value::Array(messages));
+    insert_sampling_options(obj, &mut out);
+    if let Some(tools) = openai_tools(obj)? {
+        out.insert("tools".into(), tools);
+    }
+    if let Some(effort) = reasoning_effort(obj)? {
+        out.insert("reasoning_effort".into(), json!(effort));
+    }
+    insert_tool_choice(obj, &mut out)?;
+    Ok(Value::Object(out))
+}
+
+/// Anthropic `system` (a string or text blocks) → the leading OpenAI system message.
+fn system_message(obj: &Map<String, Value>) -> Result<Option<Value>, Unsupported> {
+    match obj.get("system") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(json!({"role": "system", "content": s}))),
+        Some(Value::Array(blocks)) => {
+            let text: Vec<&str> = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
+            Ok(Some(json!({"role": "system", "content": text.join("\n\n")})))
+        }
+        Some(_) => Err(unsupported("`system` must be a string or text blocks")),
+    }
+}
+
+/// One Anthropic message → OpenAI messages: its tool results first, as `tool` messages, then
+/// the user or assistant message with the rest of its blocks.
+fn push_openai_messages(m: &Value, i: usize, messages: &mut Vec<Value>) -> Result<(), Unsupported> {
+    let role = m["role"].as_str().unwrap_or("");
+    let blocks = match &m["content"] {
+        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::Array(b) => b.clone(),
+        _ => return Err(unsupported(format!("messages[{i}].content must be a string or blocks"))),
+    };
+    let mut parts = Vec::new();
+    let mut calls = Vec::new();
+    for (j, b) in blocks.iter().enumerate() {
+        match b["type"].as_str() {
+            Some("text") => parts.push(json!({"type": "text", "text": b["text"]})),
+            Some("image") => parts.push(image_part(b, i, j)?),
+            Some("tool_use") => calls.push(json!({
+                "id": b["id"], "type": "function",
+                "function": {"name": b["name"], "arguments": b["input"].to_string()}
+            })),
+            Some("tool_result") => messages.push(tool_message(b, i, j)?),
+            other => {
+                return Err(unsupported(format!(
+                    "messages[{i}].content[{j}]: block type {other:?} is not supported by OpenAI-compatible backends"
+                )))
+            }
+        }
+    }
+    match role {
+        "user" if !parts.is_empty() => messages.push(json!({"role": "user", "content": parts})),
+        "user" => {}
+        "assistant" => {
+            let text: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+            let mut msg =
+                json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
+            if !calls.is_empty() {
+                msg["tool_calls"] = Value::Array(calls);
+            }
+            messages.push(msg);
+        }
+        other => return Err(unsupported(format!("messages[{i}]: role {other:?} is not supported"))),
+    }
+    Ok(())
+}
+
+/// An Anthropic image block → an OpenAI `image_url` part (base64 sources become data URLs).
+fn image_part(b: &Value, i: usize, j: usize) -> Result<Value, Unsupported> {
+    let src = &b["source"];
+    let url = match src["type"].as_str() {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            src["media_type"].as_str().unwrap_or("image/png"),
+            src["data"].as_str().unwrap_or("")
+        ),
+        Some("url") => src["url"].as_str().unwrap_or("").to_string(),
+        _ => {
+            return Err(unsupported(format!(
+                "messages[{i}].content[{j}]: image source not supported"
+            )))
+        }
+    };
+    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+/// An Anthropic `tool_result` block → an OpenAI `tool` message (text only).
+fn tool_message(b: &Value, i: usize, j: usize) -> Result<Value, Unsupported> {
+    let content = match &b["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.iter().all(|c| c["type"] == "text") => {
+            a.iter().filter_map(|c| c["text"].as_str()).collect::<Vec<_>>().join("")
+        }
+        Value::Array(_) => {
+            return Err(unsupported(format!(
+            "messages[{i}].content[{j}]: a tool_result holding images is not supported by OpenAI-compatible backends"
+        )))
+        }
+        _ => String::new(),
+    };
+    // OpenAI tool messages have no error flag: `is_error` is said in the text.
+    let content = if b["is_error"] == Value::Bool(true) {
+        format!("Error: {content}")
+    } else {
+        content
+    };
+    Ok(json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": content}))
+}
+
+/// Copies the length, sampling, stop, stream and user options into their OpenAI members.
+fn insert_sampling_options(obj: &Map<String, Value>, out: &mut Map<String, Value>) {
     // Reasoning models take `max_completion_tokens` (and refuse `max_tokens`); other
     // OpenAI-compatible servers (vLLM, Ollama) know `max_tokens` best.
     if let Some(m) = obj.get("max_tokens") {
@@ -161,38 +194,50 @@ pub fn anthropic_to_openai_chat(body: &[u8], model: &str) -> Result<Value, Unsup
     {
         out.insert("user".into(), json!(user));
     }
-    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
-        let mut list = Vec::new();
-        for (i, t) in tools.iter().enumerate() {
-            if t.get("input_schema").is_none() {
-                return Err(unsupported(format!(
-                    "tools[{i}]: only custom tools with an input_schema are supported"
-                )));
-            }
-            let mut f = json!({"name": t["name"], "parameters": t["input_schema"]});
-            if let Some(d) = t.get("description") {
-                f["description"] = d.clone();
-            }
-            list.push(json!({"type": "function", "function": f}));
+}
+
+/// Anthropic custom tools → OpenAI function tools (None when the request has no `tools`
+/// list); tools without an input schema (server tools) are refused.
+fn openai_tools(obj: &Map<String, Value>) -> Result<Option<Value>, Unsupported> {
+    let Some(tools) = obj.get("tools").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let mut list = Vec::new();
+    for (i, t) in tools.iter().enumerate() {
+        if t.get("input_schema").is_none() {
+            return Err(unsupported(format!(
+                "tools[{i}]: only custom tools with an input_schema are supported"
+            )));
         }
-        out.insert("tools".into(), Value::Array(list));
+        let mut f = json!({"name": t["name"], "parameters": t["input_schema"]});
+        if let Some(d) = t.get("description") {
+            f["description"] = d.clone();
+        }
+        list.push(json!({"type": "function", "function": f}));
     }
+    Ok(Some(Value::Array(list)))
+}
+
+/// Anthropic `thinking` → OpenAI `reasoning_effort` (None when thinking is off or absent).
+fn reasoning_effort(obj: &Map<String, Value>) -> Result<Option<&'static str>, Unsupported> {
     // Thinking budget → reasoning effort: the inverse of the budgets the other direction sends.
     match obj.get("thinking") {
-        None | Some(Value::Null) => {}
+        None | Some(Value::Null) => Ok(None),
         Some(t) => match t["type"].as_str() {
-            Some("disabled") => {}
-            Some("enabled") => {
-                let effort = match t["budget_tokens"].as_u64().unwrap_or(0) {
-                    0..=2048 => "low",
-                    2049..=8192 => "medium",
-                    _ => "high",
-                };
-                out.insert("reasoning_effort".into(), json!(effort));
-            }
-            other => return Err(unsupported(format!("`thinking` type {other:?} is not supported"))),
+            Some("disabled") => Ok(None),
+            Some("enabled") => Ok(Some(match t["budget_tokens"].as_u64().unwrap_or(0) {
+                0..=2048 => "low",
+                2049..=8192 => "medium",
+                _ => "high",
+            })),
+            other => Err(unsupported(format!("`thinking` type {other:?} is not supported"))),
         },
     }
+}
+
+/// Anthropic `tool_choice` → OpenAI `tool_choice`, and `parallel_tool_calls` false when the
+/// choice disables parallel tool use.
+fn insert_tool_choice(obj: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<(), Unsupported> {
     if let Some(choice) = obj.get("tool_choice").filter(|v| !v.is_null()) {
         let mapped = match choice["type"].as_str() {
             Some("auto") => json!("auto"),
@@ -206,7 +251,7 @@ pub fn anthropic_to_openai_chat(body: &[u8], model: &str) -> Result<Value, Unsup
             out.insert("parallel_tool_calls".into(), json!(false));
         }
     }
-    Ok(Value::Object(out))
+    Ok(())
 }
 
 fn stop_reason(finish: Option<&str>) -> Value {
@@ -341,6 +386,53 @@ impl OpenAiStreamToAnthropic {
         self.finished = true;
     }
 
+    /// A text delta as a `text_delta` event, opening a text block first unless one is open.
+    fn text_delta(&mut self, text: &str, out: &mut String) {
+        if !matches!(self.open, Some((_, true))) {
+            self.close_block(out);
+            let index = self.next_index;
+            self.next_index += 1;
+            self.open = Some((index, true));
+            *out += &event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+            );
+        }
+        let index = self.open.map(|o| o.0).unwrap_or(0);
+        *out += &event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+        );
+    }
+
+    /// A tool call delta as an `input_json_delta` event, opening the call's `tool_use` block
+    /// the first time its index is seen.
+    fn tool_call_delta(&mut self, call: &Value, out: &mut String) {
+        let k = call["index"].as_u64().unwrap_or(0);
+        let index = match self.tools.get(&k) {
+            Some(i) => *i,
+            None => {
+                self.close_block(out);
+                let index = self.next_index;
+                self.next_index += 1;
+                self.tools.insert(k, index);
+                self.open = Some((index, false));
+                *out += &event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index,
+                           "content_block": {"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}}}),
+                );
+                index
+            }
+        };
+        if let Some(args) = call["function"]["arguments"].as_str().filter(|a| !a.is_empty()) {
+            *out += &event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": args}}),
+            );
+        }
+    }
+
     /// Feeds upstream bytes; returns the client's bytes.
     pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
         let mut out = String::new();
@@ -376,46 +468,10 @@ impl OpenAiStreamToAnthropic {
             let choice = &v["choices"][0];
             let delta = &choice["delta"];
             if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
-                if !matches!(self.open, Some((_, true))) {
-                    self.close_block(&mut out);
-                    let index = self.next_index;
-                    self.next_index += 1;
-                    self.open = Some((index, true));
-                    out += &event(
-                        "content_block_start",
-                        json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
-                    );
-                }
-                let index = self.open.map(|o| o.0).unwrap_or(0);
-                out += &event(
-                    "content_block_delta",
-                    json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
-                );
+                self.text_delta(text, &mut out);
             }
             for call in delta["tool_calls"].as_array().into_iter().flatten() {
-                let k = call["index"].as_u64().unwrap_or(0);
-                let index = match self.tools.get(&k) {
-                    Some(i) => *i,
-                    None => {
-                        self.close_block(&mut out);
-                        let index = self.next_index;
-                        self.next_index += 1;
-                        self.tools.insert(k, index);
-                        self.open = Some((index, false));
-                        out += &event(
-                            "content_block_start",
-                            json!({"type": "content_block_start", "index": index,
-                                   "content_block": {"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}}}),
-                        );
-                        index
-                    }
-                };
-                if let Some(args) = call["function"]["arguments"].as_str().filter(|a| !a.is_empty()) {
-                    out += &event(
-                        "content_block_delta",
-                        json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": args}}),
-                    );
-                }
+                self.tool_call_delta(call, &mut out);
             }
             if let Some(f) = choice["finish_reason"].as_str() {
                 self.stop = stop_reason(Some(f));

@@ -18,6 +18,54 @@ pub fn openai_chat_to_anthropic(body: &[u8], model: &str) -> Result<Value, Unsup
 
 /// [`openai_chat_to_anthropic`] on a parsed request (Bedrock starts from it too).
 pub(super) fn openai_request_to_anthropic(obj: &Map<String, Value>, model: &str) -> Result<Value, Unsupported> {
+    refuse_unsupported_members(obj)?;
+    let json_schema = json_mode_schema(obj)?;
+
+    let mut out = Map::new();
+    out.insert("model".into(), json!(model));
+    let max_tokens = obj
+        .get("max_completion_tokens")
+        .or(obj.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    out.insert("max_tokens".into(), json!(max_tokens));
+
+    let (system, converted) = anthropic_turns(obj)?;
+    if !system.is_empty() {
+        out.insert("system".into(), json!(system.join("\n\n")));
+    }
+    let no_turns = converted.is_empty();
+    out.insert("messages".into(), Value::Array(converted));
+
+    insert_sampling_options(obj, &mut out)?;
+    if let Some(tools) = anthropic_tools(obj)? {
+        out.insert("tools".into(), tools);
+    }
+    if let Some(choice) = anthropic_tool_choice(obj)? {
+        out.insert("tool_choice".into(), choice);
+    }
+    let continues_tool_call = last_assistant_turn_calls_tool(&out["messages"]);
+    if let Some(schema) = json_schema {
+        out.insert(
+            "tools".into(),
+            json!([{"name": JSON_TOOL, "description": "Give the final answer as JSON that matches this input schema.", "input_schema": schema}]),
+        );
+        out.insert("tool_choice".into(), json!({"type": "tool", "name": JSON_TOOL}));
+    }
+    if let Some(effort) = obj.get("reasoning_effort").and_then(Value::as_str) {
+        insert_thinking(obj, &mut out, effort, max_tokens, continues_tool_call)?;
+    }
+    if no_turns {
+        return Err(unsupported(
+            "`messages` must hold at least one non-blank user or assistant message for Anthropic backends",
+        ));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Refuses request members Anthropic has no meaning for (unless they hold a harmless
+/// default), and `n` other than 1, before anything is translated.
+fn refuse_unsupported_members(obj: &Map<String, Value>) -> Result<(), Unsupported> {
     for (k, v) in obj {
         let harmless_default = match k.as_str() {
             "frequency_penalty" | "presence_penalty" => v.as_f64() == Some(0.0),
@@ -34,15 +82,21 @@ pub(super) fn openai_request_to_anthropic(obj: &Map<String, Value>, model: &str)
     if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
         return Err(unsupported("`n` other than 1 is not supported by Anthropic backends"));
     }
+    Ok(())
+}
+
+/// The schema of the forced JSON tool when `response_format` asks for JSON (None for text),
+/// refusing what cannot go with it.
+fn json_mode_schema(obj: &Map<String, Value>) -> Result<Option<Value>, Unsupported> {
     // JSON mode and structured outputs go through a tool Claude is made to call with the
     // answer as its input (Anthropic's documented way to get JSON); the answer comes back as the
     // message's text. That leaves no room for the client's own tools or thinking.
-    let json_schema = match obj
+    match obj
         .get("response_format")
         .and_then(|f| f.get("type"))
         .and_then(Value::as_str)
     {
-        None | Some("text") => None,
+        None | Some("text") => Ok(None),
         Some(kind @ ("json_object" | "json_schema")) => {
             for (k, why) in [
                 ("tools", "tools"),
@@ -64,24 +118,17 @@ pub(super) fn openai_request_to_anthropic(obj: &Map<String, Value>, model: &str)
                     "`response_format` schemas must describe an object for Anthropic backends",
                 ));
             }
-            Some(schema)
+            Ok(Some(schema))
         }
-        Some(other) => {
-            return Err(unsupported(format!(
-                "`response_format` {other:?} is not supported by Anthropic backends"
-            )))
-        }
-    };
+        Some(other) => Err(unsupported(format!(
+            "`response_format` {other:?} is not supported by Anthropic backends"
+        ))),
+    }
+}
 
-    let mut out = Map::new();
-    out.insert("model".into(), json!(model));
-    let max_tokens = obj
-        .get("max_completion_tokens")
-        .or(obj.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_MAX_TOKENS);
-    out.insert("max_tokens".into(), json!(max_tokens));
-
+/// OpenAI `messages` → the Anthropic system texts and alternating turns (Anthropic keeps the
+/// system prompt out of the turns).
+fn anthropic_turns(obj: &Map<String, Value>) -> Result<(Vec<String>, Vec<Value>), Unsupported> {
     let messages = obj
         .get("messages")
         .and_then(Value::as_array)
@@ -100,20 +147,7 @@ pub(super) fn openai_request_to_anthropic(obj: &Map<String, Value>, model: &str)
                 continue;
             }
             "user" => ("user", content_blocks(&m["content"], i)?),
-            "assistant" => {
-                let mut blocks = match &m["content"] {
-                    Value::Null => Vec::new(),
-                    c => content_blocks(c, i)?,
-                };
-                for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                    let f = &call["function"];
-                    let args = f["arguments"].as_str().unwrap_or("{}");
-                    let input: Value = serde_json::from_str(args)
-                        .map_err(|_| unsupported(format!("messages[{i}].tool_calls: arguments are not JSON")))?;
-                    blocks.push(json!({"type": "tool_use", "id": call["id"], "name": f["name"], "input": input}));
-                }
-                ("assistant", blocks)
-            }
+            "assistant" => ("assistant", assistant_blocks(m, i)?),
             "tool" => {
                 let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
                 let content = text_of(&m["content"]).unwrap_or_default();
@@ -137,12 +171,28 @@ pub(super) fn openai_request_to_anthropic(obj: &Map<String, Value>, model: &str)
             _ => converted.push(json!({"role": role, "content": blocks})),
         }
     }
-    if !system.is_empty() {
-        out.insert("system".into(), json!(system.join("\n\n")));
-    }
-    let no_turns = converted.is_empty();
-    out.insert("messages".into(), Value::Array(converted));
+    Ok((system, converted))
+}
 
+/// An assistant message's content and tool calls as Anthropic blocks (calls become `tool_use`).
+fn assistant_blocks(m: &Value, i: usize) -> Result<Vec<Value>, Unsupported> {
+    let mut blocks = match &m["content"] {
+        Value::Null => Vec::new(),
+        c => content_blocks(c, i)?,
+    };
+    for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        let f = &call["function"];
+        let args = f["arguments"].as_str().unwrap_or("{}");
+        let input: Value = serde_json::from_str(args)
+            .map_err(|_| unsupported(format!("messages[{i}].tool_calls: arguments are not JSON")))?;
+        blocks.push(json!({"type": "tool_use", "id": call["id"], "name": f["name"], "input": input}));
+    }
+    Ok(blocks)
+}
+
+/// Copies temperature, top_p, stream, stop and user into their Anthropic members, refusing a
+/// temperature outside Anthropic's range.
+fn insert_sampling_options(obj: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<(), Unsupported> {
     if let Some(t) = obj.get("temperature").and_then(Value::as_f64).filter(|t| *t > 1.0) {
         return Err(unsupported(format!(
             "`temperature` {t} is not supported by Anthropic backends (their range is 0 to 1)"
@@ -165,23 +215,35 @@ pub(super) fn openai_request_to_anthropic(obj: &Map<String, Value>, model: &str)
     if let Some(user) = obj.get("user").and_then(Value::as_str) {
         out.insert("metadata".into(), json!({"user_id": user}));
     }
-    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
-        let mut list = Vec::new();
-        for (i, t) in tools.iter().enumerate() {
-            if t["type"] != "function" {
-                return Err(unsupported(format!(
-                    "tools[{i}]: only function tools are supported by Anthropic backends"
-                )));
-            }
-            let f = &t["function"];
-            let mut tool = json!({"name": f["name"], "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"}))});
-            if let Some(d) = f.get("description") {
-                tool["description"] = d.clone();
-            }
-            list.push(tool);
+    Ok(())
+}
+
+/// OpenAI function tools → Anthropic tools (None when the request has no `tools` list);
+/// other tool types are refused.
+fn anthropic_tools(obj: &Map<String, Value>) -> Result<Option<Value>, Unsupported> {
+    let Some(tools) = obj.get("tools").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let mut list = Vec::new();
+    for (i, t) in tools.iter().enumerate() {
+        if t["type"] != "function" {
+            return Err(unsupported(format!(
+                "tools[{i}]: only function tools are supported by Anthropic backends"
+            )));
         }
-        out.insert("tools".into(), Value::Array(list));
+        let f = &t["function"];
+        let mut tool = json!({"name": f["name"], "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"}))});
+        if let Some(d) = f.get("description") {
+            tool["description"] = d.clone();
+        }
+        list.push(tool);
     }
+    Ok(Some(Value::Array(list)))
+}
+
+/// OpenAI `tool_choice` and `parallel_tool_calls` → Anthropic `tool_choice`, which carries
+/// both (None when neither asks for anything).
+fn anthropic_tool_choice(obj: &Map<String, Value>) -> Result<Option<Value>, Unsupported> {
     let disable_parallel = obj.get("parallel_tool_calls") == Some(&Value::Bool(false));
     let choice = match obj.get("tool_choice") {
         None | Some(Value::Null) => None,
@@ -193,78 +255,72 @@ pub(super) fn openai_request_to_anthropic(obj: &Map<String, Value>, model: &str)
         }),
         Some(v) => Some(json!({"type": "tool", "name": v["function"]["name"]})),
     };
-    match (choice, disable_parallel) {
+    Ok(match (choice, disable_parallel) {
         // `none` calls no tool, so there is nothing to keep from running in parallel (and
         // Anthropic's `none` choice takes no other member).
         (Some(mut c), true) => {
             if c["type"] != "none" {
                 c["disable_parallel_tool_use"] = json!(true);
             }
-            out.insert("tool_choice".into(), c);
+            Some(c)
         }
-        (Some(c), false) => {
-            out.insert("tool_choice".into(), c);
-        }
-        (None, true) => {
-            out.insert(
-                "tool_choice".into(),
-                json!({"type": "auto", "disable_parallel_tool_use": true}),
-            );
-        }
-        (None, false) => {}
-    }
-    // Thinking continues a tool call only with the thinking block of the turn that made the
-    // call, which an OpenAI client cannot send back (it never saw it): such a turn goes
-    // without thinking, as Anthropic requires, rather than failing.
-    let continues_tool_call = out["messages"]
+        (Some(c), false) => Some(c),
+        (None, true) => Some(json!({"type": "auto", "disable_parallel_tool_use": true})),
+        (None, false) => None,
+    })
+}
+
+/// Whether the last assistant turn called a tool, so the next turn continues that call.
+fn last_assistant_turn_calls_tool(messages: &Value) -> bool {
+    messages
         .as_array()
         .and_then(|m| m.iter().rev().find(|t| t["role"] == "assistant"))
         .is_some_and(|t| {
             t["content"]
                 .as_array()
                 .is_some_and(|b| b.iter().any(|b| b["type"] == "tool_use"))
-        });
-    if let Some(schema) = json_schema {
-        out.insert(
-            "tools".into(),
-            json!([{"name": JSON_TOOL, "description": "Give the final answer as JSON that matches this input schema.", "input_schema": schema}]),
-        );
-        out.insert("tool_choice".into(), json!({"type": "tool", "name": JSON_TOOL}));
+        })
+}
+
+/// `reasoning_effort` → Anthropic thinking with its budget (raising `max_tokens` above it),
+/// refusing the sampling options and tool choices thinking cannot take.
+fn insert_thinking(
+    obj: &Map<String, Value>,
+    out: &mut Map<String, Value>,
+    effort: &str,
+    max_tokens: u64,
+    continues_tool_call: bool,
+) -> Result<(), Unsupported> {
+    let budget = thinking_budget(effort)?;
+    // While thinking, Anthropic takes only temperature 1 and top_p from 0.95.
+    if let Some(t) = obj.get("temperature").and_then(Value::as_f64).filter(|t| *t != 1.0) {
+        return Err(unsupported(format!(
+            "`temperature` {t} cannot be combined with `reasoning_effort` on Anthropic backends (thinking takes only 1)"
+        )));
     }
-    if let Some(effort) = obj.get("reasoning_effort").and_then(Value::as_str) {
-        let budget = thinking_budget(effort)?;
-        // While thinking, Anthropic takes only temperature 1 and top_p from 0.95.
-        if let Some(t) = obj.get("temperature").and_then(Value::as_f64).filter(|t| *t != 1.0) {
-            return Err(unsupported(format!(
-                "`temperature` {t} cannot be combined with `reasoning_effort` on Anthropic backends (thinking takes only 1)"
-            )));
-        }
-        if let Some(p) = obj.get("top_p").and_then(Value::as_f64).filter(|p| *p < 0.95) {
-            return Err(unsupported(format!(
-                "`top_p` {p} cannot be combined with `reasoning_effort` on Anthropic backends (thinking takes 0.95 to 1)"
-            )));
-        }
-        if out
-            .get("tool_choice")
-            .is_some_and(|c| c["type"] == "any" || c["type"] == "tool")
-        {
-            return Err(unsupported(
-                "a `tool_choice` that forces a tool cannot be combined with `reasoning_effort` on Anthropic backends",
-            ));
-        }
-        if !continues_tool_call {
-            out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
-            if max_tokens <= budget {
-                out.insert("max_tokens".into(), json!(budget + max_tokens));
-            }
-        }
+    if let Some(p) = obj.get("top_p").and_then(Value::as_f64).filter(|p| *p < 0.95) {
+        return Err(unsupported(format!(
+            "`top_p` {p} cannot be combined with `reasoning_effort` on Anthropic backends (thinking takes 0.95 to 1)"
+        )));
     }
-    if no_turns {
+    if out
+        .get("tool_choice")
+        .is_some_and(|c| c["type"] == "any" || c["type"] == "tool")
+    {
         return Err(unsupported(
-            "`messages` must hold at least one non-blank user or assistant message for Anthropic backends",
+            "a `tool_choice` that forces a tool cannot be combined with `reasoning_effort` on Anthropic backends",
         ));
     }
-    Ok(Value::Object(out))
+    // Thinking continues a tool call only with the thinking block of the turn that made the
+    // call, which an OpenAI client cannot send back (it never saw it): such a turn goes
+    // without thinking, as Anthropic requires, rather than failing.
+    if !continues_tool_call {
+        out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
+        if max_tokens <= budget {
+            out.insert("max_tokens".into(), json!(budget + max_tokens));
+        }
+    }
+    Ok(())
 }
 
 fn content_blocks(content: &Value, i: usize) -> Result<Vec<Value>, Unsupported> {
@@ -467,6 +523,24 @@ impl AnthropicStreamToOpenAi {
         openai_chunk(&self.id, self.created, &self.model, delta, finish)
     }
 
+    /// The chunk that ends the choice on `message_delta`, keeping its output token count for
+    /// the usage chunk sent at `message_stop`.
+    fn message_delta(&mut self, v: &Value) -> String {
+        if let Some(o) = v["usage"]["output_tokens"].as_u64() {
+            // (The usage kept from message_start may be anything the upstream sent.)
+            if let Some(u) = self.usage.as_object_mut() {
+                u.insert("output_tokens".into(), json!(o));
+            } else {
+                self.usage = json!({"output_tokens": o});
+            }
+        }
+        let finish = match v["delta"]["stop_reason"].as_str() {
+            Some("tool_use") if self.tool_index.is_empty() => json!("stop"),
+            other => finish_reason(other),
+        };
+        self.chunk(json!({}), finish)
+    }
+
     /// Feeds upstream bytes; returns the client's bytes.
     pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
         let mut out = String::new();
@@ -518,21 +592,7 @@ impl AnthropicStreamToOpenAi {
                     }
                     _ => {}
                 },
-                Some("message_delta") => {
-                    if let Some(o) = v["usage"]["output_tokens"].as_u64() {
-                        // (The usage kept from message_start may be anything the upstream sent.)
-                        if let Some(u) = self.usage.as_object_mut() {
-                            u.insert("output_tokens".into(), json!(o));
-                        } else {
-                            self.usage = json!({"output_tokens": o});
-                        }
-                    }
-                    let finish = match v["delta"]["stop_reason"].as_str() {
-                        Some("tool_use") if self.tool_index.is_empty() => json!("stop"),
-                        other => finish_reason(other),
-                    };
-                    out += &self.chunk(json!({}), finish);
-                }
+                Some("message_delta") => out += &self.message_delta(&v),
                 Some("message_stop") => {
                     if self.include_usage {
                         let u = openai_usage(usage::anthropic_usage(&self.usage));

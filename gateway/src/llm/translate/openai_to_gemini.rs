@@ -15,6 +15,35 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
     let obj = req
         .as_object()
         .ok_or_else(|| unsupported("request body must be a JSON object"))?;
+    refuse_unsupported_members(obj)?;
+    let mut out = Map::new();
+    let (system, contents) = gemini_contents(obj)?;
+    let no_turns = contents.is_empty();
+    out.insert("contents".into(), Value::Array(contents));
+    if !system.is_empty() {
+        out.insert("systemInstruction".into(), json!({"parts": system}));
+    }
+    let config = generation_config(obj)?;
+    if !config.is_empty() {
+        out.insert("generationConfig".into(), Value::Object(config));
+    }
+    if let Some(tools) = gemini_tools(obj)? {
+        out.insert("tools".into(), tools);
+    }
+    if let Some(tool_config) = gemini_tool_config(obj)? {
+        out.insert("toolConfig".into(), tool_config);
+    }
+    if no_turns {
+        return Err(unsupported(
+            "`messages` must hold at least one non-blank user or assistant message for Gemini backends",
+        ));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Refuses request members Gemini has no meaning for, and `n` other than 1, before anything
+/// is translated.
+fn refuse_unsupported_members(obj: &Map<String, Value>) -> Result<(), Unsupported> {
     for (k, v) in obj {
         // `user` has no Gemini field and does not change the answer: it is not forwarded
         // (docs/config.md says so). Gemini cannot be told not to call tools in parallel.
@@ -28,7 +57,12 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
     if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
         return Err(unsupported("`n` other than 1 is not supported by Gemini backends"));
     }
-    let mut out = Map::new();
+    Ok(())
+}
+
+/// OpenAI `messages` → the Gemini system instruction parts and `contents` (Gemini keeps the
+/// system prompt out of the turns and wants consecutive turns of one role merged).
+fn gemini_contents(obj: &Map<String, Value>) -> Result<(Vec<Value>, Vec<Value>), Unsupported> {
     let mut system = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
     // Gemini answers a function call by name; OpenAI by call id.
@@ -49,39 +83,8 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
                 continue;
             }
             "user" => ("user", gemini_parts(&m["content"], i)?),
-            "assistant" => {
-                let mut parts = match &m["content"] {
-                    Value::Null => Vec::new(),
-                    c => gemini_parts(c, i)?,
-                };
-                for call in m["tool_calls"].as_array().into_iter().flatten() {
-                    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))
-                        .map_err(|_| unsupported(format!("messages[{i}].tool_calls: arguments are not JSON")))?;
-                    call_names.insert(
-                        call["id"].as_str().unwrap_or("").to_string(),
-                        call["function"]["name"].clone(),
-                    );
-                    let mut part = json!({"functionCall": {"name": call["function"]["name"], "args": args}});
-                    if let Some((_, sig)) = call["id"].as_str().and_then(|id| id.split_once(SIGNATURE_IN_ID)) {
-                        part["thoughtSignature"] = json!(sig);
-                    }
-                    parts.push(part);
-                }
-                ("model", parts)
-            }
-            "tool" => {
-                let id = m["tool_call_id"].as_str().unwrap_or("");
-                let name = call_names.get(id).cloned().unwrap_or(json!(id));
-                let content = text_of(&m["content"]).unwrap_or_default();
-                let response = serde_json::from_str::<Value>(&content)
-                    .ok()
-                    .filter(Value::is_object)
-                    .unwrap_or(json!({"result": content}));
-                (
-                    "user",
-                    vec![json!({"functionResponse": {"name": name, "response": response}})],
-                )
-            }
+            "assistant" => ("model", gemini_model_parts(m, i, &mut call_names)?),
+            "tool" => ("user", vec![gemini_function_response(m, &call_names)]),
             other => return Err(unsupported(format!("messages[{i}]: role {other:?} is not supported"))),
         };
         if parts.is_empty() {
@@ -96,11 +99,52 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
             _ => contents.push(json!({"role": role, "parts": parts})),
         }
     }
-    let no_turns = contents.is_empty();
-    out.insert("contents".into(), Value::Array(contents));
-    if !system.is_empty() {
-        out.insert("systemInstruction".into(), json!({"parts": system}));
+    Ok((system, contents))
+}
+
+/// An assistant message's content and tool calls as Gemini `model` parts, noting each call's
+/// function name under its id for the tool messages that answer it.
+fn gemini_model_parts(
+    m: &Value,
+    i: usize,
+    call_names: &mut std::collections::HashMap<String, Value>,
+) -> Result<Vec<Value>, Unsupported> {
+    let mut parts = match &m["content"] {
+        Value::Null => Vec::new(),
+        c => gemini_parts(c, i)?,
+    };
+    for call in m["tool_calls"].as_array().into_iter().flatten() {
+        let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))
+            .map_err(|_| unsupported(format!("messages[{i}].tool_calls: arguments are not JSON")))?;
+        call_names.insert(
+            call["id"].as_str().unwrap_or("").to_string(),
+            call["function"]["name"].clone(),
+        );
+        let mut part = json!({"functionCall": {"name": call["function"]["name"], "args": args}});
+        if let Some((_, sig)) = call["id"].as_str().and_then(|id| id.split_once(SIGNATURE_IN_ID)) {
+            part["thoughtSignature"] = json!(sig);
+        }
+        parts.push(part);
     }
+    Ok(parts)
+}
+
+/// A tool message as a Gemini `functionResponse` part, named after the call it answers
+/// (Gemini's responses are objects: other content is wrapped in `result`).
+fn gemini_function_response(m: &Value, call_names: &std::collections::HashMap<String, Value>) -> Value {
+    let id = m["tool_call_id"].as_str().unwrap_or("");
+    let name = call_names.get(id).cloned().unwrap_or(json!(id));
+    let content = text_of(&m["content"]).unwrap_or_default();
+    let response = serde_json::from_str::<Value>(&content)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or(json!({"result": content}));
+    json!({"functionResponse": {"name": name, "response": response}})
+}
+
+/// Sampling, length, stop, JSON mode and thinking options → Gemini `generationConfig`
+/// members (empty when the request sets none).
+fn generation_config(obj: &Map<String, Value>) -> Result<Map<String, Value>, Unsupported> {
     let mut config = Map::new();
     if let Some(t) = obj.get("temperature").filter(|v| !v.is_null()) {
         config.insert("temperature".into(), t.clone());
@@ -151,31 +195,39 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
             json!({"thinkingBudget": thinking_budget(effort)?}),
         );
     }
-    if !config.is_empty() {
-        out.insert("generationConfig".into(), Value::Object(config));
-    }
-    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
-        let mut decls = Vec::new();
-        for (i, t) in tools.iter().enumerate() {
-            if t["type"] != "function" {
-                return Err(unsupported(format!(
-                    "tools[{i}]: only function tools are supported by Gemini backends"
-                )));
-            }
-            let f = &t["function"];
-            let mut d = json!({"name": f["name"]});
-            if let Some(desc) = f.get("description") {
-                d["description"] = desc.clone();
-            }
-            if let Some(p) = f.get("parameters") {
-                d["parametersJsonSchema"] = p.clone();
-            }
-            decls.push(d);
+    Ok(config)
+}
+
+/// OpenAI function tools → one Gemini tool of function declarations (None when the request
+/// has no `tools` list); other tool types are refused.
+fn gemini_tools(obj: &Map<String, Value>) -> Result<Option<Value>, Unsupported> {
+    let Some(tools) = obj.get("tools").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let mut decls = Vec::new();
+    for (i, t) in tools.iter().enumerate() {
+        if t["type"] != "function" {
+            return Err(unsupported(format!(
+                "tools[{i}]: only function tools are supported by Gemini backends"
+            )));
         }
-        out.insert("tools".into(), json!([{"functionDeclarations": decls}]));
+        let f = &t["function"];
+        let mut d = json!({"name": f["name"]});
+        if let Some(desc) = f.get("description") {
+            d["description"] = desc.clone();
+        }
+        if let Some(p) = f.get("parameters") {
+            d["parametersJsonSchema"] = p.clone();
+        }
+        decls.push(d);
     }
-    match obj.get("tool_choice") {
-        None | Some(Value::Null) => {}
+    Ok(Some(json!([{"functionDeclarations": decls}])))
+}
+
+/// OpenAI `tool_choice` → Gemini `toolConfig` (None when the request has no choice).
+fn gemini_tool_config(obj: &Map<String, Value>) -> Result<Option<Value>, Unsupported> {
+    Ok(match obj.get("tool_choice") {
+        None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
             let mode = match s.as_str() {
                 "auto" => "AUTO",
@@ -183,21 +235,12 @@ pub fn openai_chat_to_gemini(body: &[u8]) -> Result<Value, Unsupported> {
                 "required" => "ANY",
                 other => return Err(unsupported(format!("`tool_choice` {other:?} is not supported"))),
             };
-            out.insert("toolConfig".into(), json!({"functionCallingConfig": {"mode": mode}}));
+            Some(json!({"functionCallingConfig": {"mode": mode}}))
         }
         Some(v) => {
-            out.insert(
-                "toolConfig".into(),
-                json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [v["function"]["name"]]}}),
-            );
+            Some(json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [v["function"]["name"]]}}))
         }
-    }
-    if no_turns {
-        return Err(unsupported(
-            "`messages` must hold at least one non-blank user or assistant message for Gemini backends",
-        ));
-    }
-    Ok(Value::Object(out))
+    })
 }
 
 fn gemini_parts(content: &Value, i: usize) -> Result<Vec<Value>, Unsupported> {
