@@ -103,6 +103,23 @@ pub fn netns_cookie(socket: &impl AsFd) -> io::Result<u64> {
     Ok(cookie)
 }
 
+/// Opens a TCP connection to `dst` on a socket that carries `mark`, so the connect programs
+/// let it through (no loop): the relay's and the upstream clients' connections. A connect
+/// that takes longer than `timeout` fails with `TimedOut`.
+pub async fn connect_marked(dst: SocketAddr, mark: u32, timeout: std::time::Duration) -> io::Result<tokio::net::TcpStream> {
+    let socket = if dst.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    set_mark(&socket, mark)?;
+    let stream = tokio::time::timeout(timeout, socket.connect(dst))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,19 +148,3 @@ mod tests {
     }
 }
 
-/// Opens a TCP connection to `dst` on a socket that carries `mark`, so the connect programs
-/// let it through (no loop): the relay's and the upstream clients' connections. A connect
-/// that takes longer than `timeout` fails with `TimedOut`.
-pub async fn connect_marked(dst: SocketAddr, mark: u32, timeout: std::time::Duration) -> io::Result<tokio::net::TcpStream> {
-    let socket = if dst.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }?;
-    set_mark(&socket, mark)?;
-    let stream = tokio::time::timeout(timeout, socket.connect(dst))
-        .await
-        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
-}

@@ -39,7 +39,8 @@ pub struct RawTls {
 pub struct RawProxy {
     /// Largest request body read to parse it, in bytes. Default 4 MiB; larger bodies get 413.
     pub max_request_body: Option<usize>,
-    /// Time a client has to send a request's headers (HTTP/1.1). Default `10s`.
+    /// Time a client has to send a request's headers (HTTP/1.1), and the longest a keep-alive
+    /// connection may sit idle between requests. Default `30s`.
     #[serde(default, with = "humantime_serde")]
     pub header_read_timeout: Option<Duration>,
     /// Captured connections open at once; beyond, new ones are closed at once and counted.
@@ -47,8 +48,9 @@ pub struct RawProxy {
     pub max_connections: Option<usize>,
 }
 
-/// Time a client has to send a request's headers (10 seconds).
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's headers, and the longest an HTTP/1.1 keep-alive
+/// connection may sit idle between requests (30 seconds; nginx's `client_header_timeout` is 60).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Captured connections open at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 

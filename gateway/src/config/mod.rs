@@ -377,7 +377,7 @@ impl Config {
 
     /// Parses and validates YAML text.
     pub fn parse(text: &str) -> Result<Config, Error> {
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| Error::Parse {
+        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| Error::Parse {
             path: e
                 .location()
                 .map(|l| format!("line {} column {}", l.line(), l.column()))
@@ -510,7 +510,9 @@ fn nix_statfs(path: &Path) -> Option<i64> {
     #[expect(unsafe_code, reason = "initialised by a successful statfs")]
     // SAFETY: statfs returned 0, so it filled the buffer.
     let stat = unsafe { buf.assume_init() };
-    Some(stat.f_type as i64)
+    #[expect(clippy::unnecessary_cast, reason = "f_type is i64 on x86_64 but not on every target")]
+    let f_type = stat.f_type as i64;
+    Some(f_type)
 }
 
 impl Dns {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::config::{Credential, CredentialKind},
+    matching::{globs, Glob, WorkloadMatch},
     llm::ApiSchema,
     validation::{check_name, invalid, unique, Invalid},
 };
@@ -173,13 +174,12 @@ pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 pub struct RouteMatch {
     #[serde(serialize_with = "operation_names")]
     pub operations: Vec<crate::llm::Operation>,
-    pub paths: Vec<String>,
+    pub paths: Vec<Glob>,
     pub providers: Vec<String>,
-    pub models: Vec<String>,
-    pub headers: Vec<(String, String)>,
-    pub comm: Vec<String>,
-    pub uids: Vec<u32>,
-    pub cgroup: Option<String>,
+    pub models: Vec<Glob>,
+    pub headers: Vec<(String, Glob)>,
+    #[serde(flatten)]
+    pub workload: WorkloadMatch,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -445,13 +445,15 @@ fn route(i: usize, r: RawRoute, backends: &[Backend], providers: &[String]) -> R
         name: r.name,
         matches: RouteMatch {
             operations,
-            paths: r.matches.paths,
+            paths: globs(&r.matches.paths),
             providers: r.matches.providers,
-            models: r.matches.models,
-            headers,
-            comm: w.comm,
-            uids: w.uids,
-            cgroup: w.cgroup,
+            models: globs(&r.matches.models),
+            headers: headers.into_iter().map(|(k, v)| (k, Glob::new(&v))).collect(),
+            workload: WorkloadMatch {
+                comm: globs(&w.comm),
+                uids: w.uids,
+                cgroup: w.cgroup.as_deref().map(Glob::new),
+            },
         },
         backends: refs,
     })
