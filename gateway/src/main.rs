@@ -38,9 +38,13 @@ enum Command {
     },
     /// Requests, tokens and cost per workload, model, route or provider, from the audit log.
     Usage {
-        /// The audit log (its rotated files `.1`, `.2`, … are read too).
-        #[arg(long, default_value = gateway::config::DEFAULT_AUDIT_PATH)]
-        audit_log: PathBuf,
+        /// The audit log (its rotated files `.1`, `.2`, … are read too). Default: the
+        /// `audit.path` of `--config`, else /var/log/tollgate/audit.jsonl.
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+        /// The configuration whose `audit.path` to read.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// How far back to look, e.g. `1h`, `30m`, `7d`.
         #[arg(long, default_value = "24h")]
         since: humantime::Duration,
@@ -79,11 +83,20 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Usage {
             audit_log,
+            config,
             since,
             by,
             json,
         } => {
             use gateway::accounting::report;
+            let audit_log = match (audit_log, config) {
+                (Some(path), _) => path,
+                (None, Some(file)) => {
+                    let cfg = Config::load(&file).with_context(|| format!("invalid config {}", file.display()))?;
+                    cfg.audit.path.context("audit.path is stdout (\"-\"): pass --audit-log")?
+                }
+                (None, None) => PathBuf::from(gateway::config::DEFAULT_AUDIT_PATH),
+            };
             let since = std::time::SystemTime::now() - *since;
             let records =
                 report::read(&audit_log, since).with_context(|| format!("reading {}", audit_log.display()))?;
