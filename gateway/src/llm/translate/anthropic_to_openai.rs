@@ -508,20 +508,15 @@ impl Direction for AnthropicToOpenAiChat {
         let (bytes, parsed) = req.json_body()?;
         let translated = anthropic_to_openai_chat(bytes, req.model())?;
         Ok(Upstream {
-            path: "/v1/chat/completions".into(),
-            body: json_body(&translated),
-            json_content_type: true,
-            default_headers: &[],
             // The translated stream asks for usage (it becomes `message_delta.usage`).
             usage_requested_by_gateway: parsed.stream,
-            answer: Answer {
-                meter: (ApiSchema::Openai, Operation::ChatCompletions),
-                strip_usage: false,
-                translate: Some(Translate {
-                    stream: Some(Box::new(OpenAiStreamToAnthropic::default())),
-                    json: json_translator(openai_chat_to_anthropic_message, openai_error_to_anthropic),
-                }),
-            },
+            ..Upstream::translated(
+                "/v1/chat/completions".into(),
+                json_body(&translated),
+                (ApiSchema::Openai, Operation::ChatCompletions),
+                Some(Box::new(OpenAiStreamToAnthropic::default())),
+                json_translator(openai_chat_to_anthropic_message, openai_error_to_anthropic),
+            )
         })
     }
 }

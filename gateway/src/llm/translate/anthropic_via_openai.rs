@@ -14,7 +14,9 @@ impl Direction for AnthropicToGemini {
     }
 
     fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
-        client == ApiSchema::Anthropic && op == Operation::Messages && matches!(backend, ApiSchema::Gemini | ApiSchema::Vertex)
+        client == ApiSchema::Anthropic
+            && op == Operation::Messages
+            && matches!(backend, ApiSchema::Gemini | ApiSchema::Vertex)
     }
 
     fn request(&self, req: &ClientRequest<'_>, backend: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
@@ -23,25 +25,20 @@ impl Direction for AnthropicToGemini {
         let via = anthropic_to_openai_chat(bytes, &model)?.to_string();
         let translated = openai_chat_to_gemini(via.as_bytes())?;
         let name = if model.is_empty() { "gemini" } else { &model };
-        let stream = Chained(GeminiStreamToOpenAi::new(name, true), OpenAiStreamToAnthropic::default());
-        Ok(Upstream {
-            path: gemini_path(backend, &model, req.stream()),
-            body: json_body(&translated),
-            json_content_type: true,
-            default_headers: &[],
-            usage_requested_by_gateway: false,
-            answer: Answer {
-                meter: (ApiSchema::Gemini, Operation::ChatCompletions),
-                strip_usage: false,
-                translate: Some(Translate {
-                    stream: Some(Box::new(stream)),
-                    json: json_translator(
-                        move |v| openai_chat_to_anthropic_message(&gemini_to_openai(v, &model)),
-                        |b, status| openai_error_to_anthropic(gemini_error_to_openai(b).to_string().as_bytes(), status),
-                    ),
-                }),
-            },
-        })
+        let stream = Chained(
+            GeminiStreamToOpenAi::new(name, true),
+            OpenAiStreamToAnthropic::default(),
+        );
+        Ok(Upstream::translated(
+            gemini_path(backend, &model, req.stream()),
+            json_body(&translated),
+            (ApiSchema::Gemini, Operation::ChatCompletions),
+            Some(Box::new(stream)),
+            json_translator(
+                move |v| openai_chat_to_anthropic_message(&gemini_to_openai(v, &model)),
+                |b, status| openai_error_to_anthropic(gemini_error_to_openai(b).to_string().as_bytes(), status),
+            ),
+        ))
     }
 }
 
@@ -63,26 +60,21 @@ impl Direction for AnthropicToBedrock {
         let via = anthropic_to_openai_chat(bytes, &model)?.to_string();
         let translated = openai_chat_to_bedrock(via.as_bytes(), &model)?;
         let name = if model.is_empty() { "bedrock" } else { &model };
-        let stream = Chained(BedrockStreamToOpenAi::new(name, true), OpenAiStreamToAnthropic::default());
-        Ok(Upstream {
-            path: converse_path(&model, req.stream()),
-            body: json_body(&translated),
-            json_content_type: true,
-            default_headers: &[],
-            usage_requested_by_gateway: false,
-            answer: Answer {
-                meter: (ApiSchema::Bedrock, Operation::ChatCompletions),
-                strip_usage: false,
-                translate: Some(Translate {
-                    stream: Some(Box::new(stream)),
-                    json: json_translator(
-                        move |v| openai_chat_to_anthropic_message(&bedrock_to_openai(v, &model)),
-                        |b, status| {
-                            openai_error_to_anthropic(bedrock_error_to_openai(b, status).to_string().as_bytes(), status)
-                        },
-                    ),
-                }),
-            },
-        })
+        let stream = Chained(
+            BedrockStreamToOpenAi::new(name, true),
+            OpenAiStreamToAnthropic::default(),
+        );
+        Ok(Upstream::translated(
+            converse_path(&model, req.stream()),
+            json_body(&translated),
+            (ApiSchema::Bedrock, Operation::ChatCompletions),
+            Some(Box::new(stream)),
+            json_translator(
+                move |v| openai_chat_to_anthropic_message(&bedrock_to_openai(v, &model)),
+                |b, status| {
+                    openai_error_to_anthropic(bedrock_error_to_openai(b, status).to_string().as_bytes(), status)
+                },
+            ),
+        ))
     }
 }

@@ -130,6 +130,32 @@ pub struct Upstream {
     pub answer: Answer,
 }
 
+impl Upstream {
+    /// A translated call: a JSON body sent to `path`, the backend's bytes metered as `meter`
+    /// and turned into the client's schema by `stream` (successful streams) and `json`
+    /// (answers and errors).
+    pub fn translated(
+        path: String,
+        body: UpstreamBody,
+        meter: (ApiSchema, Operation),
+        stream: Option<Box<dyn StreamTranslator>>,
+        json: JsonTranslator,
+    ) -> Upstream {
+        Upstream {
+            path,
+            body,
+            json_content_type: true,
+            default_headers: &[],
+            usage_requested_by_gateway: false,
+            answer: Answer {
+                meter,
+                strip_usage: false,
+                translate: Some(Translate { stream, json }),
+            },
+        }
+    }
+}
+
 /// One way of serving a client's API from a backend's.
 pub trait Direction: Sync {
     /// As named in the audit record (`translation`).
@@ -146,12 +172,12 @@ pub fn json_translator(
     ok: impl Fn(&Value) -> Value + Send + Sync + 'static,
     err: impl Fn(&[u8], u16) -> Value + Send + Sync + 'static,
 ) -> JsonTranslator {
-    Box::new(move |body, status| {
-        match ((200..300).contains(&status), serde_json::from_slice::<Value>(body)) {
+    Box::new(
+        move |body, status| match ((200..300).contains(&status), serde_json::from_slice::<Value>(body)) {
             (true, Ok(v)) => ok(&v),
             _ => err(body, status),
-        }
-    })
+        },
+    )
 }
 
 /// A path segment, percent-encoded (RFC 3986 unreserved characters kept): model and

@@ -628,19 +628,14 @@ impl Direction for OpenAiChatToAnthropic {
         let (bytes, _) = req.json_body()?;
         let translated = openai_chat_to_anthropic(bytes, req.model())?;
         Ok(Upstream {
-            path: "/v1/messages".into(),
-            body: json_body(&translated),
-            json_content_type: true,
             default_headers: &[("anthropic-version", ANTHROPIC_VERSION)],
-            usage_requested_by_gateway: false,
-            answer: Answer {
-                meter: (ApiSchema::Anthropic, Operation::Messages),
-                strip_usage: false,
-                translate: Some(Translate {
-                    stream: Some(Box::new(AnthropicStreamToOpenAi::new(req.include_usage()))),
-                    json: json_translator(anthropic_message_to_openai, |b, _| anthropic_error_to_openai(b)),
-                }),
-            },
+            ..Upstream::translated(
+                "/v1/messages".into(),
+                json_body(&translated),
+                (ApiSchema::Anthropic, Operation::Messages),
+                Some(Box::new(AnthropicStreamToOpenAi::new(req.include_usage()))),
+                json_translator(anthropic_message_to_openai, |b, _| anthropic_error_to_openai(b)),
+            )
         })
     }
 }

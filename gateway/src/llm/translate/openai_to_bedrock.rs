@@ -358,21 +358,13 @@ impl Direction for OpenAiChatToBedrock {
         let translated = openai_chat_to_bedrock(bytes, &model)?;
         let name = if model.is_empty() { "bedrock" } else { &model };
         let stream = BedrockStreamToOpenAi::new(name, req.include_usage());
-        Ok(Upstream {
-            path: converse_path(&model, req.stream()),
-            body: json_body(&translated),
-            json_content_type: true,
-            default_headers: &[],
-            usage_requested_by_gateway: false,
-            answer: Answer {
-                meter: (ApiSchema::Bedrock, Operation::ChatCompletions),
-                strip_usage: false,
-                translate: Some(Translate {
-                    stream: Some(Box::new(stream)),
-                    json: json_translator(move |v| bedrock_to_openai(v, &model), bedrock_error_to_openai),
-                }),
-            },
-        })
+        Ok(Upstream::translated(
+            converse_path(&model, req.stream()),
+            json_body(&translated),
+            (ApiSchema::Bedrock, Operation::ChatCompletions),
+            Some(Box::new(stream)),
+            json_translator(move |v| bedrock_to_openai(v, &model), bedrock_error_to_openai),
+        ))
     }
 }
 
@@ -398,26 +390,18 @@ impl Direction for OpenAiEmbeddingsToTitan {
         let (bytes, _) = req.json_body()?;
         let model = req.model().to_string();
         let (bodies, base64) = openai_embeddings_to_titan(bytes, &model)?;
-        Ok(Upstream {
-            path: format!("/model/{}/invoke", path_segment(&model)),
-            body: UpstreamBody::FanOut {
+        Ok(Upstream::translated(
+            format!("/model/{}/invoke", path_segment(&model)),
+            UpstreamBody::FanOut {
                 bodies: bodies.iter().map(|b| Bytes::from(b.to_string())).collect(),
                 combine: titan_combined,
             },
-            json_content_type: true,
-            default_headers: &[],
-            usage_requested_by_gateway: false,
-            answer: Answer {
-                meter: (ApiSchema::Bedrock, Operation::Embeddings),
-                strip_usage: false,
-                translate: Some(Translate {
-                    stream: None,
-                    json: json_translator(
-                        move |v| titan_embeddings_to_openai(v, &model, base64),
-                        bedrock_error_to_openai,
-                    ),
-                }),
-            },
-        })
+            (ApiSchema::Bedrock, Operation::Embeddings),
+            None,
+            json_translator(
+                move |v| titan_embeddings_to_openai(v, &model, base64),
+                bedrock_error_to_openai,
+            ),
+        ))
     }
 }

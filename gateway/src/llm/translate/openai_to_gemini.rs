@@ -588,24 +588,16 @@ impl Direction for OpenAiChatToGemini {
         let translated = openai_chat_to_gemini(bytes)?;
         let model = req.model().to_string();
         let hint = model.clone();
-        Ok(Upstream {
-            path: gemini_path(backend, &model, req.stream()),
-            body: json_body(&translated),
-            json_content_type: true,
-            default_headers: &[],
-            usage_requested_by_gateway: false,
-            answer: Answer {
-                meter: (ApiSchema::Gemini, Operation::ChatCompletions),
-                strip_usage: false,
-                translate: Some(Translate {
-                    stream: Some(Box::new(GeminiStreamToOpenAi::new(
-                        &model_or(&model, "gemini"),
-                        req.include_usage(),
-                    ))),
-                    json: json_translator(move |v| gemini_to_openai(v, &hint), |b, _| gemini_error_to_openai(b)),
-                }),
-            },
-        })
+        Ok(Upstream::translated(
+            gemini_path(backend, &model, req.stream()),
+            json_body(&translated),
+            (ApiSchema::Gemini, Operation::ChatCompletions),
+            Some(Box::new(GeminiStreamToOpenAi::new(
+                &model_or(&model, "gemini"),
+                req.include_usage(),
+            ))),
+            json_translator(move |v| gemini_to_openai(v, &hint), |b, _| gemini_error_to_openai(b)),
+        ))
     }
 }
 
@@ -631,24 +623,16 @@ impl Direction for OpenAiEmbeddingsToGemini {
         let (bytes, _) = req.json_body()?;
         let model = req.model().to_string();
         let (translated, base64) = openai_embeddings_to_gemini(bytes, &model)?;
-        Ok(Upstream {
-            path: format!("/v1beta/models/{}:batchEmbedContents", path_segment(&model)),
-            body: json_body(&translated),
-            json_content_type: true,
-            default_headers: &[],
-            usage_requested_by_gateway: false,
-            answer: Answer {
-                meter: (ApiSchema::Gemini, Operation::Embeddings),
-                strip_usage: false,
-                translate: Some(Translate {
-                    stream: None,
-                    json: json_translator(
-                        move |v| gemini_embeddings_to_openai(v, &model, base64),
-                        |b, _| gemini_error_to_openai(b),
-                    ),
-                }),
-            },
-        })
+        Ok(Upstream::translated(
+            format!("/v1beta/models/{}:batchEmbedContents", path_segment(&model)),
+            json_body(&translated),
+            (ApiSchema::Gemini, Operation::Embeddings),
+            None,
+            json_translator(
+                move |v| gemini_embeddings_to_openai(v, &model, base64),
+                |b, _| gemini_error_to_openai(b),
+            ),
+        ))
     }
 }
 
@@ -669,31 +653,23 @@ impl Direction for OpenAiEmbeddingsToVertex {
         let (bytes, _) = req.json_body()?;
         let model = req.model().to_string();
         let (bodies, base64) = openai_embeddings_to_vertex(bytes, &model)?;
-        Ok(Upstream {
-            path: format!(
+        Ok(Upstream::translated(
+            format!(
                 "/v1/projects/{}/locations/{}/publishers/google/models/{}:predict",
                 backend.project.unwrap_or_default(),
                 backend.region.unwrap_or_default(),
                 path_segment(&model)
             ),
-            body: UpstreamBody::FanOut {
+            UpstreamBody::FanOut {
                 bodies: bodies.iter().map(|b| Bytes::from(b.to_string())).collect(),
                 combine: vertex_combined,
             },
-            json_content_type: true,
-            default_headers: &[],
-            usage_requested_by_gateway: false,
-            answer: Answer {
-                meter: (ApiSchema::Gemini, Operation::Embeddings),
-                strip_usage: false,
-                translate: Some(Translate {
-                    stream: None,
-                    json: json_translator(
-                        move |v| vertex_embeddings_to_openai(v, &model, base64),
-                        |b, _| gemini_error_to_openai(b),
-                    ),
-                }),
-            },
-        })
+            (ApiSchema::Gemini, Operation::Embeddings),
+            None,
+            json_translator(
+                move |v| vertex_embeddings_to_openai(v, &model, base64),
+                |b, _| gemini_error_to_openai(b),
+            ),
+        ))
     }
 }
