@@ -7,20 +7,40 @@
 //! request's own reservation. After the response, the reservation is reconciled with the real
 //! usage (a retried request is reserved once, whatever its attempts).
 //!
-//! Counters live in memory (per node) or in Redis (shared by every node), with fixed windows
-//! aligned to UTC. When Redis is unreachable, `failMode: open` counts locally and replays those
-//! counts into Redis when it returns; `closed` refuses requests.
+//! Counters live in memory (per node) or in Redis (shared by every node: one server, or a Redis
+//! Cluster), with fixed windows aligned to UTC.
+//!
+//! In Redis a reservation is one Lua script call, atomic. Every key has a hash tag around its
+//! limit and bucket (`tg:{<limit>:<bucket>}:r:<window>`), so the counters of one limit and bucket
+//! share a cluster slot. A request under several limits may touch several slots: in a cluster
+//! the script runs once per slot, in slot order, and when a later slot refuses, what the earlier
+//! slots took is given back (the adjust script, with negative amounts). So reservations are
+//! all-or-nothing per request, with compensation across slots: between the take and the give
+//! back, a concurrent request may see the earlier slots' counters briefly high. The charge
+//! reported as exceeding is the first one over its limit in the first slot that refuses.
+//!
+//! An admission runs in a task of its own: a caller that goes away (client gone, timeout around
+//! the admission) does not cut a Redis call short, and a reservation taken for a caller that is
+//! gone is given back at once.
+//!
+//! Redis is unreachable when it cannot be connected to, or a call does not finish within
+//! `timeout`. Then `failMode: open` counts locally and replays those counts into Redis when it
+//! returns (before the next reservation); `closed` refuses requests. Counts waiting for replay
+//! (and give-backs that could not be sent) are merged per key and bounded to 100,000 keys: when
+//! full, the oldest are dropped, and counted ([`Store::dropped_pending`]).
 
-pub mod redis;
+mod redis;
 
 use std::{
-    collections::HashMap,
-    sync::Mutex,
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{atomic::AtomicBool, Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
 
 use serde::{Deserialize, Serialize};
 
+use self::redis::Unreachable;
 pub use crate::accounting::audit::LimitKind;
 use crate::{
     config::invalid,
@@ -108,9 +128,30 @@ pub enum StoreFailMode {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawStore {
-    /// `host:port` of a Redis server; absent: counters are local to this node.
+    /// `host:port` of the Redis server (with `cluster: true`: of one seed node of the cluster).
+    /// Default: absent, and with `nodes` absent too, counters are local to this node.
     pub redis: Option<String>,
+    /// Seed nodes (`host:port`) of a Redis Cluster, instead of `redis`; needs `cluster: true`.
+    /// Default: absent.
+    pub nodes: Option<Vec<String>>,
+    /// `redis` or `nodes` is a Redis Cluster. Default `false`.
+    #[serde(default)]
+    pub cluster: bool,
+    /// ACL user to authenticate as (needs a password). Default: absent (the `default` user).
+    pub username: Option<String>,
+    /// File holding the password to authenticate with (a trailing newline is ignored), read
+    /// when the config is loaded. Default: absent (no AUTH, unless `passwordEnv`).
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password to authenticate with. Default: absent.
+    pub password_env: Option<String>,
+    /// TLS (`rediss`) to every node, certificates checked against the system's trust store.
+    /// Default `false`.
+    #[serde(default)]
+    pub tls: bool,
+    /// What admission does while Redis is unreachable. Default `open`.
     pub fail_mode: Option<StoreFailMode>,
+    /// Time one Redis call may take (connecting included) before Redis counts as unreachable.
+    /// Default `250ms`.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
 }
@@ -136,10 +177,37 @@ pub struct Limit {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreConfig {
+    /// The Redis server, or the one seed node of a cluster.
     pub redis: Option<String>,
+    /// Seed nodes of a cluster (when `redis` is absent).
+    pub nodes: Vec<String>,
+    pub cluster: bool,
+    pub username: Option<String>,
+    /// Where the password comes from (shown); the password itself is never shown.
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    #[serde(skip)]
+    pub(crate) password: Option<Password>,
+    pub tls: bool,
     pub fail_mode: StoreFailMode,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+/// A secret: never printed, never serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Password(String);
+
+impl Password {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
 }
 
 pub fn limits_from_raw(raw: Vec<RawLimit>) -> Result<Vec<Limit>, crate::config::Error> {
@@ -187,16 +255,118 @@ pub fn limits_from_raw(raw: Vec<RawLimit>) -> Result<Vec<Limit>, crate::config::
 
 pub fn store_from_raw(raw: Option<RawStore>) -> Result<StoreConfig, crate::config::Error> {
     let raw = raw.unwrap_or_default();
+    let address = |field: String, addr: &str| match split_host_port(addr) {
+        Some(_) => Ok(()),
+        None => Err(invalid(field, format!("{addr:?}: expected host:port"))),
+    };
     if let Some(addr) = &raw.redis {
-        if !addr.contains(':') || addr.contains('/') {
-            return Err(invalid("limitStore.redis", format!("{addr:?}: expected host:port")));
+        address("limitStore.redis".into(), addr)?;
+    }
+    match (raw.cluster, &raw.redis, &raw.nodes) {
+        (_, Some(_), Some(_)) => {
+            return Err(invalid("limitStore.nodes", "give redis or nodes, not both"));
         }
+        (false, _, Some(_)) => {
+            return Err(invalid(
+                "limitStore.nodes",
+                "seed nodes are for a Redis Cluster: set cluster: true (or give one server as redis)",
+            ));
+        }
+        (true, None, None) => {
+            return Err(invalid(
+                "limitStore.cluster",
+                "needs the cluster's seed nodes: nodes (or one as redis)",
+            ));
+        }
+        (true, None, Some(nodes)) if nodes.is_empty() => {
+            return Err(invalid(
+                "limitStore.nodes",
+                "empty: list one or more seed nodes (host:port)",
+            ));
+        }
+        _ => {}
+    }
+    let nodes = raw.nodes.unwrap_or_default();
+    for (i, node) in nodes.iter().enumerate() {
+        address(format!("limitStore.nodes[{i}]"), node)?;
+    }
+    if raw.redis.is_none() && nodes.is_empty() {
+        let set = [
+            ("username", raw.username.is_some()),
+            ("passwordFile", raw.password_file.is_some()),
+            ("passwordEnv", raw.password_env.is_some()),
+            ("tls", raw.tls),
+        ];
+        if let Some((field, _)) = set.iter().find(|(_, on)| *on) {
+            return Err(invalid(
+                format!("limitStore.{field}"),
+                "is for Redis: set redis (or nodes), or remove it",
+            ));
+        }
+    }
+    let nonempty = |field: &str, p: String| {
+        if p.is_empty() {
+            Err(invalid(format!("limitStore.{field}"), "the password is empty"))
+        } else {
+            Ok(Password(p))
+        }
+    };
+    let password = match (&raw.password_file, &raw.password_env) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "limitStore.passwordEnv",
+                "give passwordFile or passwordEnv, not both",
+            ));
+        }
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("limitStore.passwordFile", format!("{}: {e}", path.display())))?;
+            Some(nonempty(
+                "passwordFile",
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            )?)
+        }
+        (None, Some(var)) => {
+            let value = std::env::var(var)
+                .map_err(|_| invalid("limitStore.passwordEnv", format!("{var:?} is not set (or not UTF-8)")))?;
+            Some(nonempty("passwordEnv", value)?)
+        }
+        (None, None) => None,
+    };
+    match &raw.username {
+        Some(u) if u.is_empty() => return Err(invalid("limitStore.username", "empty")),
+        Some(_) if password.is_none() => {
+            return Err(invalid(
+                "limitStore.username",
+                "needs a password: passwordFile or passwordEnv",
+            ));
+        }
+        _ => {}
     }
     Ok(StoreConfig {
         redis: raw.redis,
+        nodes,
+        cluster: raw.cluster,
+        username: raw.username,
+        password_file: raw.password_file,
+        password_env: raw.password_env,
+        password,
+        tls: raw.tls,
         fail_mode: raw.fail_mode.unwrap_or_default(),
         timeout: raw.timeout.unwrap_or(DEFAULT_REDIS_TIMEOUT),
     })
+}
+
+/// `host:port` (an IPv6 host in brackets) split in two.
+fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let bracketed = host.len() > 2 && host.starts_with('[') && host.ends_with(']');
+    let bad = host.is_empty()
+        || host.contains(['/', '@', '{', '}'])
+        || host.contains(char::is_whitespace)
+        || (host.contains(':') && !bracketed);
+    (!bad).then_some((host, port))
 }
 
 // === requests ===
@@ -302,7 +472,7 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
         if let Some(max) = l.requests_per_minute {
             let (w, left) = window(now, None);
             out.push(Charge {
-                key: format!("tg:{}:r:{bucket}:{w}", l.name),
+                key: format!("tg:{{{}:{bucket}}}:r:{w}", l.name),
                 limit: l.name.clone(),
                 kind: LimitKind::Requests,
                 amount: 1,
@@ -313,7 +483,7 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
         if let Some(max) = l.tokens_per_minute {
             let (w, left) = window(now, None);
             out.push(Charge {
-                key: format!("tg:{}:t:{bucket}:{w}", l.name),
+                key: format!("tg:{{{}:{bucket}}}:t:{w}", l.name),
                 limit: l.name.clone(),
                 kind: LimitKind::Tokens,
                 amount: tokens,
@@ -324,7 +494,7 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
         if let (Some((max, period)), Some(cost)) = (l.budget, cost) {
             let (w, left) = window(now, Some(period));
             out.push(Charge {
-                key: format!("tg:{}:b:{bucket}:{w}", l.name),
+                key: format!("tg:{{{}:{bucket}}}:b:{w}", l.name),
                 limit: l.name.clone(),
                 kind: LimitKind::Budget,
                 amount: cost,
@@ -398,14 +568,299 @@ impl Local {
     }
 }
 
+/// A signed move of one counter: key, delta, seconds to live.
+type Delta = (String, i64, u64);
+
+/// Keys sent in one adjust script call (replays can hold many).
+const ADJUST_BATCH: usize = 500;
+
+/// Most keys waiting for replay; past that the oldest are dropped.
+const MAX_PENDING: usize = 100_000;
+
+/// Indices of `keys` in groups, one script call each: one group on a single server; one per
+/// slot in a cluster, in slot order. Groups of more than `max` keys are split.
+fn groups<'a>(cluster: bool, keys: impl Iterator<Item = &'a str>, max: usize) -> Vec<Vec<usize>> {
+    let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, key) in keys.enumerate() {
+        let slot = if cluster { self::redis::slot(key) } else { 0 };
+        by_slot.entry(slot).or_default().push(i);
+    }
+    by_slot
+        .into_values()
+        .flat_map(|g| g.chunks(max.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Counts not in Redis yet: taken locally while Redis was away, or given back while it could
+/// not be told. Merged per key, oldest first, at most `cap` keys (then the oldest are dropped).
+struct Pending {
+    /// key → (delta, ttl, position in `order`)
+    by_key: HashMap<String, (i64, u64, i64)>,
+    /// position → key, oldest first
+    order: BTreeMap<i64, String>,
+    /// Last positions used at the back (new keys) and at the front (keys put back).
+    back: i64,
+    front: i64,
+    cap: usize,
+    dropped: u64,
+}
+
+impl Pending {
+    fn new(cap: usize) -> Pending {
+        Pending {
+            by_key: HashMap::new(),
+            order: BTreeMap::new(),
+            back: 0,
+            front: 0,
+            cap: cap.max(1),
+            dropped: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    fn add(&mut self, (key, delta, ttl): Delta) {
+        self.insert(key, delta, ttl, false);
+    }
+
+    fn insert(&mut self, key: String, delta: i64, ttl: u64, at_front: bool) {
+        if let Some(e) = self.by_key.get_mut(&key) {
+            e.0 += delta;
+            e.1 = e.1.max(ttl);
+            if e.0 == 0 {
+                let position = e.2;
+                self.by_key.remove(&key);
+                self.order.remove(&position);
+            }
+            return;
+        }
+        if delta == 0 {
+            return;
+        }
+        if self.by_key.len() >= self.cap {
+            if at_front {
+                // Older than everything kept: it is the one to drop.
+                self.count_dropped();
+                return;
+            }
+            if let Some((_, oldest)) = self.order.pop_first() {
+                self.by_key.remove(&oldest);
+                self.count_dropped();
+            }
+        }
+        let position = if at_front {
+            self.front -= 1;
+            self.front
+        } else {
+            self.back += 1;
+            self.back
+        };
+        self.order.insert(position, key.clone());
+        self.by_key.insert(key, (delta, ttl, position));
+    }
+
+    fn count_dropped(&mut self) {
+        self.dropped += 1;
+        if self.dropped == 1 || self.dropped.is_multiple_of(10_000) {
+            tracing::warn!(
+                dropped = self.dropped,
+                kept = self.cap,
+                "limit store: too many counts waiting for redis; dropping the oldest"
+            );
+        }
+    }
+
+    /// Everything, oldest first.
+    fn take(&mut self) -> Vec<Delta> {
+        let mut by_key = std::mem::take(&mut self.by_key);
+        std::mem::take(&mut self.order)
+            .into_values()
+            .filter_map(|k| by_key.remove(&k).map(|(d, ttl, _)| (k, d, ttl)))
+            .collect()
+    }
+
+    /// Puts back (in front, order kept) what `take` gave and could not be sent.
+    fn restore(&mut self, deltas: Vec<Delta>) {
+        for (key, delta, ttl) in deltas.into_iter().rev() {
+            self.insert(key, delta, ttl, true);
+        }
+    }
+}
+
+/// The Redis side of a store, shared with admission tasks.
+struct Shared {
+    remote: self::redis::Remote,
+    pending: Mutex<Pending>,
+    /// One replay at a time (the others wait for it, then find nothing to send).
+    replaying: tokio::sync::Mutex<()>,
+}
+
+/// What an admission task answers.
+enum Answer {
+    Reserved(Taken),
+    Denied(usize),
+    Failed(Unreachable),
+}
+
+/// A reservation taken in Redis. Dropped without being received (the caller went away), it is
+/// given back through the replay backlog.
+struct Taken {
+    shared: Arc<Shared>,
+    charges: Vec<Charge>,
+    received: bool,
+}
+
+impl Taken {
+    fn give_back(&self) -> Vec<Delta> {
+        give_back(&self.charges, 0..self.charges.len())
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if !self.received {
+            self.shared.keep(self.give_back());
+        }
+    }
+}
+
+fn give_back(charges: &[Charge], which: impl IntoIterator<Item = usize>) -> Vec<Delta> {
+    which
+        .into_iter()
+        .map(|i| {
+            let c = &charges[i];
+            (c.key.clone(), -(c.amount as i64), c.window_left)
+        })
+        .collect()
+}
+
+impl Shared {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn keep(&self, deltas: Vec<Delta>) {
+        let mut pending = self.lock_pending();
+        for d in deltas {
+            pending.add(d);
+        }
+    }
+
+    /// Reserves in a task of its own, so that the caller going away cuts no call short; what
+    /// was taken for a caller that is gone is given back.
+    async fn admit(self: &Arc<Self>, charges: Vec<Charge>) -> Result<Option<usize>, Unreachable> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let answer = match shared.reserve(&charges).await {
+                Ok(None) => Answer::Reserved(Taken {
+                    shared: Arc::clone(&shared),
+                    charges,
+                    received: false,
+                }),
+                Ok(Some(i)) => Answer::Denied(i),
+                Err(e) => Answer::Failed(e),
+            };
+            if let Err(Answer::Reserved(mut taken)) = tx.send(answer) {
+                taken.received = true;
+                tracing::debug!("limit store: admission cancelled; giving its reservation back");
+                shared.adjust_or_keep(taken.give_back()).await;
+            }
+        });
+        match rx.await {
+            Ok(Answer::Reserved(mut taken)) => {
+                taken.received = true;
+                Ok(None)
+            }
+            Ok(Answer::Denied(i)) => Ok(Some(i)),
+            Ok(Answer::Failed(e)) => Err(e),
+            Err(_) => Err(Unreachable(
+                "limit store: the admission task ended without answer".into(),
+            )),
+        }
+    }
+
+    /// Replays, then reserves all `charges` or none (per slot in a cluster, giving back what
+    /// earlier slots took when a later one refuses).
+    async fn reserve(&self, charges: &[Charge]) -> Result<Option<usize>, Unreachable> {
+        self.replay().await?;
+        let keys = charges.iter().map(|c| c.key.as_str());
+        let mut taken: Vec<usize> = Vec::new();
+        for group in groups(self.remote.is_cluster(), keys, usize::MAX) {
+            let part: Vec<&Charge> = group.iter().map(|&i| &charges[i]).collect();
+            match self.remote.reserve(&part).await {
+                Ok(None) => taken.extend_from_slice(&group),
+                Ok(Some(j)) => {
+                    if !taken.is_empty() {
+                        self.adjust_or_keep(give_back(charges, taken)).await;
+                    }
+                    return Ok(Some(group[j]));
+                }
+                Err(e) => {
+                    // Redis is away: no waiting for it again; the give-back goes with the replay.
+                    self.keep(give_back(charges, taken));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies deltas (per slot in a cluster, in batches); on failure, returns those not sent.
+    async fn adjust(&self, deltas: Vec<Delta>) -> Result<(), (Unreachable, Vec<Delta>)> {
+        let groups = groups(
+            self.remote.is_cluster(),
+            deltas.iter().map(|d| d.0.as_str()),
+            ADJUST_BATCH,
+        );
+        for (n, group) in groups.iter().enumerate() {
+            let part: Vec<&Delta> = group.iter().map(|&i| &deltas[i]).collect();
+            if let Err(e) = self.remote.adjust(&part).await {
+                let left = groups[n..].iter().flatten().map(|&i| deltas[i].clone()).collect();
+                return Err((e, left));
+            }
+        }
+        Ok(())
+    }
+
+    async fn adjust_or_keep(&self, deltas: Vec<Delta>) {
+        if let Err((_, left)) = self.adjust(deltas).await {
+            self.keep(left);
+        }
+    }
+
+    /// Pushes the counts waiting for Redis.
+    async fn replay(&self) -> Result<(), Unreachable> {
+        if self.lock_pending().is_empty() {
+            return Ok(());
+        }
+        let _one = self.replaying.lock().await;
+        let batch = self.lock_pending().take();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let entries = batch.len();
+        match self.adjust(batch).await {
+            Ok(()) => {
+                tracing::info!(entries, "replayed local limit counts into redis");
+                Ok(())
+            }
+            Err((e, left)) => {
+                self.lock_pending().restore(left);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Where counters live.
 pub struct Store {
     local: Mutex<Local>,
-    redis: Option<redis::Client>,
+    shared: Option<Arc<Shared>>,
     fail_mode: StoreFailMode,
-    /// Counts taken locally while Redis was away, replayed when it returns.
-    pending: Mutex<Vec<(String, i64, u64)>>,
-    degraded: std::sync::atomic::AtomicBool,
+    degraded: AtomicBool,
 }
 
 /// Why admission could not decide.
@@ -417,15 +872,29 @@ impl Store {
     pub fn new(cfg: &StoreConfig) -> Store {
         Store {
             local: Mutex::new(Local::default()),
-            redis: cfg.redis.clone().map(|a| redis::Client::new(a, cfg.timeout)),
+            shared: self::redis::Remote::new(cfg, RESERVE_LUA, ADJUST_LUA).map(|remote| {
+                Arc::new(Shared {
+                    remote,
+                    pending: Mutex::new(Pending::new(MAX_PENDING)),
+                    replaying: tokio::sync::Mutex::new(()),
+                })
+            }),
             fail_mode: cfg.fail_mode,
-            pending: Mutex::new(Vec::new()),
             degraded: Default::default(),
         }
     }
 
     pub fn is_degraded(&self) -> bool {
         self.degraded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts (one per counter key) dropped unreplayed because too many were waiting for Redis.
+    pub fn dropped_pending(&self) -> u64 {
+        self.shared.as_ref().map_or(0, |s| s.lock_pending().dropped)
+    }
+
+    fn lock_local(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set_degraded(&self, on: bool, why: &str) {
@@ -443,37 +912,27 @@ impl Store {
         if charges.is_empty() {
             return Ok((None, false));
         }
-        let Some(redis) = &self.redis else {
-            return Ok((
-                self.local.lock().unwrap_or_else(|e| e.into_inner()).reserve(charges),
-                false,
-            ));
+        let Some(shared) = &self.shared else {
+            return Ok((self.lock_local().reserve(charges), false));
         };
-        self.replay(redis).await;
-        let keys: Vec<String> = charges.iter().map(|c| c.key.clone()).collect();
-        let args: Vec<String> = charges
-            .iter()
-            .flat_map(|c| [c.amount.to_string(), c.max.to_string(), c.window_left.to_string()])
-            .collect();
-        match redis.eval(RESERVE_LUA, &keys, &args).await {
-            Ok(redis::Resp::Int(0)) => {
+        match shared.admit(charges.to_vec()).await {
+            Ok(denied) => {
                 self.set_degraded(false, "");
-                Ok((None, false))
+                Ok((denied, false))
             }
-            Ok(redis::Resp::Int(i)) => {
-                self.set_degraded(false, "");
-                Ok((Some(i as usize - 1), false))
-            }
-            Ok(other) => Err(StoreUnavailable(format!("unexpected reply {other:?}"))),
             Err(e) => {
-                self.set_degraded(true, &e.to_string());
+                self.set_degraded(true, &e.0);
                 match self.fail_mode {
-                    StoreFailMode::Closed => Err(StoreUnavailable(e.to_string())),
+                    StoreFailMode::Closed => Err(StoreUnavailable(e.0)),
                     StoreFailMode::Open => {
-                        let denied = self.local.lock().unwrap_or_else(|e| e.into_inner()).reserve(charges);
+                        let denied = self.lock_local().reserve(charges);
                         if denied.is_none() {
-                            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                            p.extend(charges.iter().map(|c| (c.key.clone(), c.amount as i64, c.window_left)));
+                            shared.keep(
+                                charges
+                                    .iter()
+                                    .map(|c| (c.key.clone(), c.amount as i64, c.window_left))
+                                    .collect(),
+                            );
                         }
                         Ok((denied, true))
                     }
@@ -485,10 +944,10 @@ impl Store {
     /// Applies deltas at once when counters are local, without a task or a wake-up; returns
     /// them when they must go to Redis (`adjust`).
     pub fn adjust_local(&self, deltas: Vec<(String, i64, u64)>) -> Option<Vec<(String, i64, u64)>> {
-        if self.redis.is_some() {
+        if self.shared.is_some() {
             return Some(deltas);
         }
-        self.local.lock().unwrap_or_else(|e| e.into_inner()).adjust(&deltas);
+        self.lock_local().adjust(&deltas);
         None
     }
 
@@ -497,32 +956,14 @@ impl Store {
         if deltas.is_empty() {
             return;
         }
-        let Some(redis) = &self.redis else {
-            self.local.lock().unwrap_or_else(|e| e.into_inner()).adjust(&deltas);
+        let Some(shared) = &self.shared else {
+            self.lock_local().adjust(&deltas);
             return;
         };
-        if self.send_adjust(redis, &deltas).await.is_err() {
-            self.local.lock().unwrap_or_else(|e| e.into_inner()).adjust(&deltas);
-            self.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(deltas);
-        }
-    }
-
-    async fn send_adjust(&self, redis: &redis::Client, deltas: &[(String, i64, u64)]) -> std::io::Result<()> {
-        let keys: Vec<String> = deltas.iter().map(|d| d.0.clone()).collect();
-        let args: Vec<String> = deltas.iter().flat_map(|d| [d.1.to_string(), d.2.to_string()]).collect();
-        redis.eval(ADJUST_LUA, &keys, &args).await.map(|_| ())
-    }
-
-    /// Pushes counts taken while Redis was away.
-    async fn replay(&self, redis: &redis::Client) {
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        if pending.is_empty() {
-            return;
-        }
-        if self.send_adjust(redis, &pending).await.is_err() {
-            self.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(pending);
-        } else {
-            tracing::info!(entries = pending.len(), "replayed local limit counts into redis");
+        if let Err((e, left)) = shared.adjust(deltas).await {
+            tracing::debug!(error = %e, entries = left.len(), "limit store: adjustment kept for replay");
+            self.lock_local().adjust(&left);
+            shared.keep(left);
         }
     }
 }
@@ -532,7 +973,7 @@ mod tests {
     use super::*;
 
     fn limit(yaml: &str) -> Vec<Limit> {
-        let raw: Vec<RawLimit> = serde_yaml::from_str(yaml).unwrap();
+        let raw: Vec<RawLimit> = serde_yaml_ng::from_str(yaml).unwrap();
         limits_from_raw(raw).unwrap()
     }
 
@@ -555,19 +996,15 @@ mod tests {
         );
         let c = charges(&limits, &subject("python3", "gpt-4o"), 30, None);
         assert_eq!(c.len(), 2);
-        assert!(c[0].key.starts_with("tg:tpm:t:python3:1000:m"));
-        assert!(c[1].key.starts_with("tg:rpm:r:r:m"));
+        assert!(c[0].key.starts_with("tg:{tpm:python3:1000}:t:m"), "{}", c[0].key);
+        assert!(c[1].key.starts_with("tg:{rpm:r}:r:m"), "{}", c[1].key);
         assert_eq!(charges(&limits, &subject("python3", "claude-x"), 30, None).len(), 1);
     }
 
     #[test]
     fn local_reservations_are_all_or_nothing() {
         let limits = limit("- { name: rpm, requestsPerMinute: 2, tokensPerMinute: 100 }\n");
-        let store = Store::new(&StoreConfig {
-            redis: None,
-            fail_mode: StoreFailMode::Open,
-            timeout: DEFAULT_REDIS_TIMEOUT,
-        });
+        let store = Store::new(&store_from_raw(None).unwrap());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -593,6 +1030,135 @@ mod tests {
                 None
             );
         });
+    }
+
+    #[test]
+    fn keys_of_one_limit_and_bucket_share_a_slot() {
+        let limits = limit(
+            "- { name: all, requestsPerMinute: 5, tokensPerMinute: 100, budget: { usd: \"1\", period: day }, key: [workload, model] }\n- { name: other, requestsPerMinute: 5 }\n",
+        );
+        let c = charges(&limits, &subject("py}{thon", "m{x}"), 30, Some(5));
+        assert_eq!(c.len(), 4);
+        assert!(c[0].key.starts_with("tg:{all:py}{thon:1000|m{x}}:r:m"), "{}", c[0].key);
+        let slot = |i: usize| self::redis::slot(&c[i].key);
+        assert_eq!((slot(0), slot(0)), (slot(1), slot(2)));
+        let cluster = groups(true, c.iter().map(|c| c.key.as_str()), usize::MAX);
+        assert!(cluster.iter().any(|g| g == &[0, 1, 2]), "{cluster:?}");
+        assert!(cluster.iter().any(|g| g == &[3]), "{cluster:?}");
+        assert_eq!(
+            groups(false, c.iter().map(|c| c.key.as_str()), 3),
+            vec![vec![0, 1, 2], vec![3]]
+        );
+    }
+
+    fn raw_store(yaml: &str) -> Result<StoreConfig, String> {
+        store_from_raw(Some(serde_yaml_ng::from_str(yaml).map_err(|e| e.to_string())?)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn store_config_is_checked() {
+        let c = raw_store("redis: \"10.0.0.1:6379\"").unwrap();
+        assert_eq!(
+            (c.redis.as_deref(), c.cluster, c.timeout),
+            (Some("10.0.0.1:6379"), false, DEFAULT_REDIS_TIMEOUT)
+        );
+        let c = raw_store("cluster: true\nnodes: [\"a:7000\", \"[::1]:7001\"]\ntls: true\ntimeout: 1s").unwrap();
+        assert_eq!(c.nodes, ["a:7000", "[::1]:7001"]);
+        assert!(c.cluster && c.tls);
+        raw_store("cluster: true\nredis: \"a:7000\"").unwrap();
+        for (yaml, error) in [
+            ("redis: x", "limitStore.redis: \"x\": expected host:port"),
+            (
+                "redis: \"redis://a:1\"",
+                "limitStore.redis: \"redis://a:1\": expected host:port",
+            ),
+            (
+                "cluster: true\nnodes: [\"a:1\", x]",
+                "limitStore.nodes[1]: \"x\": expected host:port",
+            ),
+            (
+                "cluster: true\nnodes: [\"a:1\", \"b:0\"]",
+                "limitStore.nodes[1]: \"b:0\": expected host:port",
+            ),
+            (
+                "nodes: [\"a:1\"]",
+                "limitStore.nodes: seed nodes are for a Redis Cluster",
+            ),
+            (
+                "cluster: true\nnodes: [\"a:1\"]\nredis: \"a:1\"",
+                "limitStore.nodes: give redis or nodes, not both",
+            ),
+            ("cluster: true", "limitStore.cluster: needs"),
+            ("cluster: true\nnodes: []", "limitStore.nodes: empty"),
+            ("tls: true", "limitStore.tls: is for Redis"),
+            ("redis: \"a:1\"\nusername: u", "limitStore.username: needs a password"),
+            (
+                "redis: \"a:1\"\npasswordEnv: TOLLGATE_TEST_SURELY_UNSET",
+                "limitStore.passwordEnv: \"TOLLGATE_TEST_SURELY_UNSET\" is not set",
+            ),
+            (
+                "redis: \"a:1\"\npasswordFile: /nonexistent/tollgate",
+                "limitStore.passwordFile: /nonexistent/tollgate:",
+            ),
+            (
+                "redis: \"a:1\"\npasswordFile: /x\npasswordEnv: Y",
+                "limitStore.passwordEnv: give passwordFile or passwordEnv",
+            ),
+            ("redis: \"a:1\"\ncluser: true", "unknown field `cluser`"),
+        ] {
+            let e = raw_store(yaml).unwrap_err();
+            assert!(e.contains(error), "{yaml:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_password_is_never_shown() {
+        let dir = std::env::temp_dir().join(format!("tollgate-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "s3cr3t-value\n").unwrap();
+        let c = raw_store(&format!(
+            "redis: \"a:1\"\nusername: u\npasswordFile: {}",
+            file.display()
+        ))
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.password.as_ref().map(Password::expose), Some("s3cr3t-value"));
+        let shown = format!("{c:?} {}", serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("passwordFile") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn pending_merges_and_drops_the_oldest() {
+        let d = |k: &str, n: i64, ttl: u64| (k.to_string(), n, ttl);
+        let mut p = Pending::new(3);
+        p.add(d("a", 1, 60));
+        p.add(d("b", 1, 60));
+        p.add(d("a", 2, 50));
+        p.add(d("c", 5, 60));
+        p.add(d("c", -5, 60)); // back to nothing: gone
+        p.add(d("d", 1, 60));
+        assert_eq!(p.dropped, 0);
+        p.add(d("e", 1, 60)); // full: "a" (the oldest) goes
+        assert_eq!(p.dropped, 1);
+        assert_eq!(p.take(), vec![d("b", 1, 60), d("d", 1, 60), d("e", 1, 60)]);
+        assert!(p.is_empty());
+        // Put back in front, order kept, merged with what came meanwhile.
+        p.add(d("x", 1, 60));
+        p.add(d("d", 1, 60));
+        p.restore(vec![d("b", 1, 60), d("d", 1, 60)]);
+        assert_eq!(p.take(), vec![d("b", 1, 60), d("x", 1, 60), d("d", 2, 60)]);
+        // Full when putting back: what is put back is the oldest, so it is what is dropped.
+        p.add(d("x", 1, 60));
+        p.add(d("y", 1, 60));
+        p.add(d("z", 1, 60));
+        p.restore(vec![d("a", 1, 60)]);
+        assert_eq!(p.dropped, 2);
+        assert_eq!(p.take().len(), 3);
     }
 
     #[test]
