@@ -29,6 +29,7 @@ fn request(limits: &[Limit], comm: &str, tokens: u64) -> Vec<Charge> {
         route: Some("r"),
         provider: Some("openai"),
         model: Some("gpt-4o"),
+        model_known: true,
         backend: Some("b"),
     };
     let mut c = charges(limits, &subject, tokens, None);

@@ -149,6 +149,7 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             }
             if let Some(l) = &state.limits {
                 state.metrics.limit_store_degraded.set(i64::from(l.is_degraded()));
+                state.metrics.limit_store_dropped.set(l.dropped_pending() as i64);
             }
             let mut resp = text(StatusCode::OK, state.metrics.render(state.stats.as_deref().map(|s| s.read())));
             resp.headers_mut().insert(

@@ -43,8 +43,8 @@ use serde::{Deserialize, Serialize};
 use self::redis::Unreachable;
 pub use crate::accounting::audit::LimitKind;
 use crate::{
-    config::invalid,
-    route::{any_glob, workload_matches},
+    matching::{any, globs, Glob, WorkloadMatch},
+    validation::{invalid, Invalid},
 };
 
 /// Output tokens assumed for a request that does not say (`max_tokens` absent).
@@ -160,12 +160,11 @@ pub struct RawStore {
 #[serde(rename_all = "camelCase")]
 pub struct Limit {
     pub name: String,
-    pub providers: Vec<String>,
-    pub routes: Vec<String>,
-    pub models: Vec<String>,
-    pub comm: Vec<String>,
-    pub uids: Vec<u32>,
-    pub cgroup: Option<String>,
+    pub providers: Vec<Glob>,
+    pub routes: Vec<Glob>,
+    pub models: Vec<Glob>,
+    #[serde(flatten)]
+    pub workload: WorkloadMatch,
     pub key: Vec<KeyPart>,
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
@@ -210,7 +209,7 @@ impl std::fmt::Debug for Password {
     }
 }
 
-pub fn limits_from_raw(raw: Vec<RawLimit>) -> Result<Vec<Limit>, crate::config::Error> {
+pub fn limits_from_raw(raw: Vec<RawLimit>) -> Result<Vec<Limit>, Invalid> {
     let mut names = std::collections::HashSet::new();
     raw.into_iter()
         .enumerate()
@@ -237,12 +236,14 @@ pub fn limits_from_raw(raw: Vec<RawLimit>) -> Result<Vec<Limit>, crate::config::
             };
             Ok(Limit {
                 name: l.name,
-                providers: l.matches.providers,
-                routes: l.matches.routes,
-                models: l.matches.models,
-                comm: l.matches.comm,
-                uids: l.matches.uids,
-                cgroup: l.matches.cgroup,
+                providers: globs(&l.matches.providers),
+                routes: globs(&l.matches.routes),
+                models: globs(&l.matches.models),
+                workload: WorkloadMatch {
+                    comm: globs(&l.matches.comm),
+                    uids: l.matches.uids,
+                    cgroup: l.matches.cgroup.as_deref().map(Glob::new),
+                },
                 key: l.key.unwrap_or_else(|| vec![KeyPart::Workload]),
                 requests_per_minute: l.requests_per_minute,
                 tokens_per_minute: l.tokens_per_minute,
@@ -253,7 +254,7 @@ pub fn limits_from_raw(raw: Vec<RawLimit>) -> Result<Vec<Limit>, crate::config::
         .collect()
 }
 
-pub fn store_from_raw(raw: Option<RawStore>) -> Result<StoreConfig, crate::config::Error> {
+pub fn store_from_raw(raw: Option<RawStore>) -> Result<StoreConfig, Invalid> {
     let raw = raw.unwrap_or_default();
     let address = |field: String, addr: &str| match split_host_port(addr) {
         Some(_) => Ok(()),
@@ -379,18 +380,17 @@ pub struct Subject<'a> {
     pub route: Option<&'a str>,
     pub provider: Option<&'a str>,
     pub model: Option<&'a str>,
+    /// The model has a price (shipped or configured): it may key a bucket of its own.
+    pub model_known: bool,
     pub backend: Option<&'a str>,
 }
 
 impl Limit {
     fn applies(&self, s: &Subject<'_>) -> bool {
-        any_glob(&self.providers, s.provider)
-            && any_glob(&self.routes, s.route)
-            && any_glob(&self.models, s.model)
-            && workload_matches(
-                (&self.comm, &self.uids, self.cgroup.as_deref()),
-                (s.comm, s.uid, s.cgroup),
-            )
+        any(&self.providers, s.provider)
+            && any(&self.routes, s.route)
+            && any(&self.models, s.model)
+            && self.workload.matches(s.comm, s.uid, s.cgroup)
     }
 
     fn bucket(&self, s: &Subject<'_>) -> String {
@@ -401,7 +401,14 @@ impl Limit {
                 KeyPart::Cgroup => s.cgroup.unwrap_or("-").to_string(),
                 KeyPart::Route => s.route.unwrap_or("-").to_string(),
                 KeyPart::Provider => s.provider.unwrap_or("-").to_string(),
-                KeyPart::Model => s.model.unwrap_or("-").to_string(),
+                // The model is the client's to write: only names the node knows (priced, or
+                // matched by this limit's own `models`) get a bucket of their own, so a flood of
+                // invented names shares one (`other`) instead of growing the counters.
+                KeyPart::Model => match s.model {
+                    Some(m) if s.model_known || !self.models.is_empty() => m.to_string(),
+                    Some(_) => "other".to_string(),
+                    None => "-".to_string(),
+                },
                 KeyPart::Backend => s.backend.unwrap_or("-").to_string(),
             })
             .collect::<Vec<_>>()
@@ -985,8 +992,27 @@ mod tests {
             route: Some("r"),
             provider: Some("openai"),
             model: Some(model),
+            model_known: true,
             backend: Some("b"),
         }
+    }
+
+    #[test]
+    fn invented_model_names_share_one_bucket() {
+        let limits = limit("- { name: per-model, requestsPerMinute: 5, key: [model] }\n");
+        let mut keys = std::collections::HashSet::new();
+        for i in 0..2000 {
+            let name = format!("made-up-{i}");
+            let s = Subject {
+                model_known: false,
+                ..subject("python3", &name)
+            };
+            keys.extend(charges(&limits, &s, 1, None).into_iter().map(|c| c.key));
+        }
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(keys.iter().next().unwrap().contains("other"));
+        let known = charges(&limits, &subject("python3", "gpt-4o"), 1, None);
+        assert!(known[0].key.contains("gpt-4o"), "a priced model keeps its own bucket");
     }
 
     #[test]

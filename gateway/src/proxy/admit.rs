@@ -22,6 +22,7 @@ pub(super) async fn admit(ctx: &mut RequestCtx, body: &ClientBody, first_backend
         route: ctx.route.map(|r| config.routes[r].name.as_str()),
         provider: ctx.provider.map(|p| config.providers[p].name.as_str()),
         model: ctx.model.as_deref(),
+        model_known: ctx.model.as_deref().is_some_and(|m| config.prices.knows(m)),
         backend: first_backend.map(|b| config.backends[b].name.as_str()),
     };
     // Tokens: the output the request allows (or the limits' estimate) plus ~4 bytes per input

@@ -155,17 +155,19 @@ impl RequestCtx {
         }
     }
 
-    /// Ends the request: writes its record (once).
-    pub(crate) fn end(&mut self, ending: Ending) {
-        if std::mem::replace(&mut self.recorded, true) {
-            return;
+    /// How long one attempt may wait for response headers: the route's timeout, cut to what
+    /// is left of the whole request's budget.
+    pub(crate) fn attempt_wait(&self) -> Duration {
+        let timeout = self.timeout.unwrap_or(crate::config::l7::DEFAULT_ROUTE_TIMEOUT);
+        match self.total_deadline {
+            Some(deadline) => timeout.min(deadline.saturating_duration_since(Instant::now())),
+            None => timeout,
         }
-        if let Some((message, side, reason)) = ending.error.clone() {
-            self.fail(message, side, reason);
-        }
-        super::record::write(self, ending);
-        // A probe still held was never answered: free the slot for the next request.
-        self.probe.take();
+    }
+
+    /// Marks the request ended; `false` when it had ended already (`record` writes once).
+    pub(crate) fn take_ending(&mut self) -> bool {
+        !std::mem::replace(&mut self.recorded, true)
     }
 }
 

@@ -2,9 +2,9 @@
 //! model; docs/phases.md draws it), each in the file named after it:
 //!
 //! [`identify`] (provider from the kernel's match, operation) → [`parse`] (bounded body,
-//! `model`, `stream`) → [`route`] (route, operation allowed, backends in order) → [`admit`]
-//! (limits) → [`attempt`] (fallback over backends; [`upstream`] makes each call) →
-//! [`respond`] (stream back, metered and translated) → [`record`] (always, exactly once).
+//! `model`, `stream`) → [`routing`] (route, operation allowed, backends in order: a [`plan`])
+//! → [`admit`] (limits) → [`attempt`] (fallback over backends; [`upstream`] makes each call)
+//! → [`respond`] (stream back, metered and translated) → [`record`] (always, exactly once).
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -23,9 +23,10 @@ mod error;
 mod fanout;
 mod identify;
 mod parse;
+mod plan;
 mod record;
 mod respond;
-mod route;
+mod routing;
 mod snapshot;
 mod upstream;
 
@@ -115,7 +116,7 @@ async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<R
     identify::identify(ctx, &req)?;
     let (parts, body) = req.into_parts();
     let body = parse::parse(ctx, &parts, body).await?;
-    let mut plan = route::route(ctx, &parts.headers, body.read().is_none())?;
+    let mut plan = routing::route(ctx, &parts.headers, body.read().is_none())?;
     let snapshot = ctx.snapshot.clone();
     plan.prune(&ctx.l7.health, |b| snapshot.config.backends[b].name.clone());
     admit::admit(ctx, &body, plan.first()).await?;

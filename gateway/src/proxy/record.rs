@@ -16,7 +16,22 @@ use crate::{
 /// (nginx's "client closed request").
 pub(crate) const CLIENT_CLOSED: u16 = 499;
 
-pub(super) fn write(ctx: &mut RequestCtx, ending: Ending) {
+impl RequestCtx {
+    /// Ends the request: writes its record, once, however many paths try.
+    pub(crate) fn end(&mut self, ending: Ending) {
+        if !self.take_ending() {
+            return;
+        }
+        if let Some((message, side, reason)) = ending.error.clone() {
+            self.fail(message, side, reason);
+        }
+        write(self, ending);
+        // A probe still held was never answered: free the slot for the next request.
+        self.probe.take();
+    }
+}
+
+fn write(ctx: &mut RequestCtx, ending: Ending) {
     let Ending { complete, metered, .. } = ending;
     if let Some(m) = metered.model.clone() {
         ctx.served_model = Some(m);

@@ -12,11 +12,10 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 
 use super::{
-    attempt::{Outcome, Step},
     ctx::RequestCtx,
     fanout,
     parse::ClientBody,
-    route::attempt_wait,
+    plan::{Outcome, Step},
     BoxError, ProxyError, RespBody,
 };
 use crate::{
@@ -116,7 +115,7 @@ impl Call {
         }
         let signing = inject(&mut headers, credential, backend, client).await?;
         let aws = signing.keys().zip(backend.region.as_deref());
-        let wait = attempt_wait(ctx);
+        let wait = ctx.attempt_wait();
         let Upstream { body, answer, .. } = upstream;
         // A fan-out's requests are built (and signed) as each call starts, so a signature is
         // never older than the wait for its turn.

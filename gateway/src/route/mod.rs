@@ -13,11 +13,6 @@ use crate::{
     llm::Operation,
 };
 
-/// `*` matches any run of characters, `?` one character; everything else literally.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    crate::matching::Glob::new(pattern).matches(text)
-}
-
 /// What routing looks at.
 pub struct RouteInput<'a> {
     pub provider: Option<&'a str>,
@@ -50,22 +45,6 @@ fn allows(m: &RouteMatch, input: &RouteInput<'_>) -> bool {
     let listed = m.operations.contains(&input.operation)
         && (!input.operation.is_inference() || is_default_allowed(input));
     listed || m.paths.iter().any(|p| p.matches(input.path))
-}
-
-/// Whether `value` matches one of `patterns` (globs); an empty list matches anything.
-pub fn any_glob(patterns: &[String], value: Option<&str>) -> bool {
-    patterns.is_empty() || value.is_some_and(|v| patterns.iter().any(|p| glob(p, v)))
-}
-
-/// The workload conditions routes and limits share: `comm` globs, uids and a cgroup path glob,
-/// each matching anything when unset.
-pub fn workload_matches(
-    (comm, uids, cgroup): (&[String], &[u32], Option<&str>),
-    workload: (&str, u32, Option<&str>),
-) -> bool {
-    any_glob(comm, Some(workload.0))
-        && (uids.is_empty() || uids.contains(&workload.1))
-        && cgroup.is_none_or(|p| workload.2.is_some_and(|c| glob(p, c)))
 }
 
 fn matches(route: &Route, input: &RouteInput<'_>) -> bool {

@@ -186,6 +186,8 @@ pub struct Metrics {
     limit_decisions: Family<LimitLabels, Counter>,
     /// 1 while the Redis limit store is unreachable.
     pub limit_store_degraded: Gauge,
+    /// Counts taken while Redis was away that the bounded backlog had to drop (never replayed).
+    pub limit_store_dropped: Gauge,
     backend_ejected: Family<BackendLabels, Gauge>,
     models: Bounded,
     workloads: Bounded,
@@ -241,6 +243,11 @@ impl Metrics {
             limit_store_degraded: reg(r, "tollgate_limit_store_degraded", "1 while the Redis limit store is unreachable (fail-open counts locally)"),
             backend_ejected: reg(r, "tollgate_backend_ejected", "1 while a backend is ejected or cooling down"),
             spans_dropped: reg(r, "tollgate_spans_dropped", "Trace spans dropped (export queue full)"),
+            limit_store_dropped: reg(
+                r,
+                "tollgate_limit_store_dropped_counts",
+                "Counts taken while Redis was unreachable that the bounded replay backlog dropped",
+            ),
             log_queue_full: reg(
                 r,
                 "tollgate_log_queue_full",

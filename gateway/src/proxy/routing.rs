@@ -4,11 +4,15 @@
 //! attempts will try them. No route: the provider's default backend for inference, 403 for
 //! anything else.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::HeaderMap;
 
-use super::{attempt::Plan, ctx::{RequestCtx, Rule}, ProxyError};
+use super::{
+    ctx::{RequestCtx, Rule},
+    plan::Plan,
+    ProxyError,
+};
 use crate::{
     config::l7::{DEFAULT_RETRY_ON, DEFAULT_ROUTE_TIMEOUT},
     route::{self, RouteInput},
@@ -58,14 +62,4 @@ pub(super) fn route(ctx: &mut RequestCtx, headers: &HeaderMap, streamed: bool) -
     // A body streamed through unread cannot be sent twice.
     let attempts = if streamed { 1 } else { r.retry_attempts };
     Ok(Plan::new(backends, attempts, r.retry_on.clone(), r.retry_statuses.clone()))
-}
-
-/// How long one attempt may wait for response headers: the route's timeout, cut to what is
-/// left of the whole request's budget.
-pub(super) fn attempt_wait(ctx: &RequestCtx) -> Duration {
-    let timeout = ctx.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
-    match ctx.total_deadline {
-        Some(deadline) => timeout.min(deadline.saturating_duration_since(Instant::now())),
-        None => timeout,
-    }
 }
