@@ -32,5 +32,6 @@ pub mod matching;
 pub mod proxy;
 pub mod route;
 pub mod socket;
+pub mod sysfs;
 pub mod telemetry;
 pub mod validation;

@@ -136,13 +136,9 @@ pub fn note_skip(test: &str, why: &str) {
     }
 }
 
-/// The cgroup2 mount point, from /proc/mounts.
+/// The cgroup2 mount point: the daemon's own helper (`/proc/self/mountinfo`).
 pub fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
-    })
+    gateway::sysfs::cgroup2_root()
 }
 
 fn unique(name: &str) -> String {

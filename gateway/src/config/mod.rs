@@ -467,7 +467,7 @@ impl Capture {
                     format!("{:?} is not an absolute path", path.display()),
                 ));
             }
-            if let Some(false) = is_cgroup2(path) {
+            if let Some(false) = crate::sysfs::is_cgroup2(path) {
                 return Err(invalid(
                     "capture.cgroupPath",
                     format!(
@@ -485,34 +485,6 @@ impl Capture {
             connect_timeout: capture.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         })
     }
-}
-
-/// Whether `path` is on a cgroup2 file system (`None`: it cannot be checked, e.g. it does not
-/// exist yet on the machine that validates).
-fn is_cgroup2(path: &Path) -> Option<bool> {
-    /// `CGROUP2_SUPER_MAGIC` from linux/magic.h.
-    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    let stat = nix_statfs(path)?;
-    Some(stat == CGROUP2_SUPER_MAGIC)
-}
-
-/// `statfs(2)`'s `f_type` of `path`.
-fn nix_statfs(path: &Path) -> Option<i64> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut buf = std::mem::MaybeUninit::<libc::statfs>::zeroed();
-    #[expect(unsafe_code, reason = "statfs has no safe wrapper in std")]
-    // SAFETY: a NUL-terminated path and a buffer of the right type, read only on success.
-    let rc = unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    #[expect(unsafe_code, reason = "initialised by a successful statfs")]
-    // SAFETY: statfs returned 0, so it filled the buffer.
-    let stat = unsafe { buf.assume_init() };
-    #[expect(clippy::unnecessary_cast, reason = "f_type is i64 on x86_64 but not on every target")]
-    let f_type = stat.f_type as i64;
-    Some(f_type)
 }
 
 impl Dns {

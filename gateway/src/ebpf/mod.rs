@@ -33,7 +33,6 @@ use crate::config::FailMode;
 /// The object `build.rs` produced from `gateway-ebpf`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tollgate"));
 
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 const BPFFS_MOUNT: &str = "/sys/fs/bpf";
 
 /// Every program, in attach order: connect last, so that by the time a connect is redirected
@@ -73,7 +72,7 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("no cgroup2 mount found in /proc/mounts: mount one or set capture.cgroupPath")]
+    #[error("no cgroup2 mount found in /proc/self/mountinfo: mount one or set capture.cgroupPath")]
     NoCgroup2,
     #[error("pinning under {path:?}: {message}")]
     Pin { path: PathBuf, message: String },
@@ -237,7 +236,7 @@ pub fn remove_pins(pin_dir: &Path) -> Result<usize, Error> {
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there (fail-closed needs it).
 fn ensure_bpffs() -> Result<(), Error> {
     let path = Path::new(BPFFS_MOUNT);
-    if statfs_type(path) == Some(BPF_FS_MAGIC) {
+    if crate::sysfs::statfs_type(path) == Some(crate::sysfs::BPF_FS_MAGIC) {
         return Ok(());
     }
     fs::create_dir_all(path).map_err(|e| pin_error(path, e))?;
@@ -254,32 +253,9 @@ fn ensure_bpffs() -> Result<(), Error> {
     Ok(())
 }
 
-fn statfs_type(path: &Path) -> Option<i64> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    #[expect(unsafe_code, reason = "statfs(2) has no safe wrapper in std")]
-    // SAFETY: valid NUL-terminated path and a zeroed out-struct.
-    unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        if libc::statfs(c.as_ptr(), &mut st) != 0 {
-            return None;
-        }
-        Some(st.f_type as i64)
-    }
-}
-
-/// The cgroup2 mount point, from /proc/mounts (on these machines `/sys/fs/cgroup/unified`
-/// beside v1 controllers; on most current distributions `/sys/fs/cgroup`).
+/// The cgroup2 mount point (see [`crate::sysfs::cgroup2_root`]).
 pub fn cgroup2_root() -> Result<PathBuf, Error> {
-    let mounts = fs::read_to_string("/proc/mounts").map_err(|_| Error::NoCgroup2)?;
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (_dev, path, fstype) = (fields.next()?, fields.next()?, fields.next()?);
-            (fstype == "cgroup2").then(|| PathBuf::from(path))
-        })
-        .next()
-        .ok_or(Error::NoCgroup2)
+    crate::sysfs::cgroup2_root().ok_or(Error::NoCgroup2)
 }
 
 /// Maps handed to their owners after loading.
