@@ -199,3 +199,34 @@ fn a_client_gone_while_the_backend_thinks_leaves_one_record_and_its_reservation(
     let (status, v) = p.request("POST", "/v1/chat/completions", &[auth()], body);
     assert_eq!(status, 200, "{v}");
 }
+
+#[test]
+fn a_backend_whose_token_cannot_be_fetched_is_skipped_for_the_next() {
+    let vertex = FakeLlm::start("vertex", "127.0.0.1", None);
+    let fallback = FakeLlm::start("fallback", "127.0.0.1", None);
+    // Nothing listens on port 9 (discard): the metadata token fetch is refused.
+    let yaml = format!(
+        "providers:\n  - name: openai\n    hostnames: [api.openai.com]\n\
+         backends:\n  - name: vertex\n    url: {}\n    schema: vertex\n    project: p\n    region: r\n    credential: node\n  - name: fallback\n    url: {}\n\
+         credentials:\n  - name: node\n    kind: gcpMetadata\n    tokenUrl: http://127.0.0.1:9/token\n\
+         routes:\n  - name: ha\n    backends: [{{ backend: vertex }}, {{ backend: fallback, priority: 1 }}]\n",
+        vertex.url(false),
+        fallback.url(false)
+    );
+    let p = Pipeline::start(
+        &yaml,
+        Conn {
+            orig: "127.0.0.9:443".parse().unwrap(),
+            claimants: vec!["openai".into()],
+            comm: "python3".into(),
+        },
+    );
+    let (status, v) = p.request("POST", "/v1/chat/completions", &[auth()], CHAT);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "hello from fallback");
+    assert!(vertex.received().is_empty(), "nothing went out without a token");
+    let r = p.wait_records(1);
+    let attempts = r[0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{:#?}", r[0]);
+    assert!(attempts[0]["error"].as_str().unwrap().contains("credential node"), "{:#?}", attempts[0]);
+}

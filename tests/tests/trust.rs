@@ -261,3 +261,44 @@ fn a_client_trickling_its_headers_is_cut_off() {
     assert!((1.5..8.0).contains(&after), "closed after {after}s: {v}");
     assert!(s.primary.received().is_empty());
 }
+
+#[test]
+fn connections_beyond_max_connections_are_closed_at_once_and_counted() {
+    if !privileged("connections_beyond_max_connections_are_closed_at_once_and_counted") {
+        return;
+    }
+    let (s, builder) = openai_setup(64, "trust-maxconn", "");
+    let gw = builder.yaml("proxy:\n  maxConnections: 2\n").start();
+    // Two connections held open (the proxy waits for their first bytes), then a third.
+    let script = format!(
+        "import socket, time, json\n\
+         held = [socket.create_connection(('{ip}', 443), timeout=10) for _ in range(2)]\n\
+         time.sleep(0.5)\n\
+         third = socket.create_connection(('{ip}', 443), timeout=10)\n\
+         t = time.monotonic()\n\
+         data = third.recv(1)\n\
+         print(json.dumps({{'closed_after': time.monotonic() - t, 'data': data.decode('latin-1')}}))\n",
+        ip = s.captured_ip
+    );
+    let mut cmd = s.cg.command("python3");
+    cmd.args(["-c", &script]);
+    let out = run(cmd, Duration::from_secs(30));
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["data"], "", "closed, nothing sent: {v}");
+    assert!(v["closed_after"].as_f64().unwrap() < 2.0, "at once, not after the first-bytes wait: {v}");
+    assert_eq!(gw.metric("tollgate_refused_connections_total{reason=\"max_connections\"}"), 1);
+    // The slots free up with their connections: a request later is served.
+    gw.wait_until("held connections gone", Duration::from_secs(15), || {
+        gw.metric("tollgate_active_connections") == 0
+    });
+    let (status, _) = curl(
+        &s.cg,
+        &s.dir,
+        "api.openai.com",
+        &s.captured_ip,
+        &gw.ca_cert(),
+        &["-H", "content-type: application/json", "-d", chat_body(), "https://api.openai.com/v1/chat/completions"],
+    );
+    assert_eq!(status, "200 2");
+}
