@@ -5,8 +5,8 @@
 //! - `bench`: measure capture overhead against direct connections; results in `bench/results/`.
 
 mod bench;
-mod bench_l7;
 mod demo;
+mod fuzz;
 mod setup;
 mod util;
 
@@ -37,6 +37,12 @@ enum Task {
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
     },
+    /// Fuzz every parser of workload and provider bytes, then replay fuzz/regressions (nightly).
+    Fuzz {
+        /// Seconds of fuzzing per target (0: only run the seed corpora once).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// Internal: the benchmark client, run inside the captured cgroup.
     #[command(hide = true)]
     BenchClient { args: Vec<String> },
@@ -48,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo::demo(),
         Task::Test { args } => test(&args),
         Task::Bench { iterations } => bench::bench(iterations),
+        Task::Fuzz { seconds } => fuzz::fuzz(seconds),
         Task::BenchClient { args } => bench::client(&args),
     }
 }

@@ -343,7 +343,7 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
         anyhow::Ok(all)
     })?;
     let elapsed = started.elapsed().as_secs_f64();
-    let mut v = crate::bench::percentiles(samples.clone());
+    let mut v = super::common::percentiles(samples.clone());
     v["rps"] = json!(samples.len() as f64 / elapsed);
     println!("{v}");
     Ok(())

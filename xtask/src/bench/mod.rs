@@ -13,6 +13,11 @@
 //!
 //! Results: `bench/results/capture-<unix time>.json`, and a table on stdout.
 
+
+mod common;
+mod l7;
+
+use common::percentiles;
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -25,7 +30,7 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use crate::{
-    bench_l7, setup,
+    setup,
     util::{self, start_tollgate, Cgroup},
 };
 
@@ -46,7 +51,7 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
-    let fake = bench_l7::start_fake("127.10.101.2")?;
+    let fake = l7::start_fake("127.10.101.2")?;
     let fake_ca = dir.join("fake-ca.pem");
     std::fs::write(&fake_ca, &fake.ca_pem)?;
     let key_file = dir.join("openai-key");
@@ -482,7 +487,7 @@ fn serve(addr: &str, mode: Mode) -> anyhow::Result<SocketAddr> {
 /// The client side, run inside the cgroup. Prints one JSON object.
 pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     if args.first().is_some_and(|m| m == "l7") {
-        return bench_l7::client(&args[1..]);
+        return l7::client(&args[1..]);
     }
     let [mode, addr, n] = args else {
         bail!("usage: bench-client connect|rr|tput ADDR N | l7 ADDR CAFILE N CONCURRENCY [stream]")
@@ -565,11 +570,4 @@ fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-pub(crate) fn percentiles(mut samples: Vec<Duration>) -> Value {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
-    let mean = samples.iter().map(Duration::as_secs_f64).sum::<f64>() / samples.len() as f64 * 1e6;
-    json!({ "n": samples.len(), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "mean": mean })
 }
