@@ -12,19 +12,119 @@ use tests::{
 
 const ANT_KEY: &str = "sk-ant-real-translate-0042";
 
-/// Backend YAML reaching `fake` over TLS, trusting `ca`; `keys` are its other lines (joined
-/// with `\n    `).
-fn backend_yaml(name: &str, fake: &FakeLlm, ca: &TestCa, keys: &str) -> String {
-    format!(
-        "  - name: {name}\n    url: {}\n    {keys}\n    caFile: {}\n",
-        fake.url(true),
-        ca.pem_path.display()
-    )
+/// One scenario: `openai_setup(n)` plus fake backends at `127.20.<n>.4` onwards (over TLS with
+/// the scenario's CA, or plain HTTP for metadata services), their backend and credential
+/// entries, routes and environment — built the same way for every test.
+struct Scenario {
+    n: u8,
+    name: &'static str,
+    dir: tests::TempDir,
+    ca: TestCa,
+    next: u8,
+    backends: String,
+    credentials: String,
+    yaml: String,
+    envs: Vec<(String, String)>,
+    anthropic: bool,
 }
 
-/// Credential YAML (continuing a `credentials:` list) reading its value from `file`.
-fn credential_yaml(name: &str, kind: &str, file: &std::path::Path) -> String {
-    format!("  - name: {name}\n    kind: {kind}\n    file: {}\n", file.display())
+impl Scenario {
+    fn new(n: u8, name: &'static str) -> Scenario {
+        let dir = tests::TempDir::new(name);
+        let ca = TestCa::new(&dir.0, name);
+        Scenario {
+            n,
+            name,
+            dir,
+            ca,
+            next: 4,
+            backends: String::new(),
+            credentials: String::new(),
+            yaml: String::new(),
+            envs: Vec::new(),
+            anthropic: false,
+        }
+    }
+
+    /// The next free address of the scenario.
+    fn ip(&mut self) -> String {
+        self.next += 1;
+        format!("127.20.{}.{}", self.n, self.next - 1)
+    }
+
+    /// A fake provider over TLS (its certificate from the scenario's CA).
+    fn tls(&mut self, name: &str) -> FakeLlm {
+        let ip = self.ip();
+        FakeLlm::start(name, &ip, Some(self.ca.server_config(&[&ip])))
+    }
+
+    /// A fake over plain HTTP (metadata services and STS answer so on a node).
+    fn plain(&mut self, name: &str) -> FakeLlm {
+        let ip = self.ip();
+        FakeLlm::start(name, &ip, None)
+    }
+
+    /// A file of the scenario's.
+    fn file(&self, name: &str, contents: &str) -> std::path::PathBuf {
+        let path = self.dir.path(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// A backend reaching `fake` over TLS; `keys` are its other lines.
+    fn backend(&mut self, name: &str, fake: &FakeLlm, keys: &[&str]) {
+        self.backends += &format!("  - name: {name}\n    url: {}\n", fake.url(true));
+        for k in keys {
+            self.backends += &format!("    {k}\n");
+        }
+        self.backends += &format!("    caFile: {}\n", self.ca.pem_path.display());
+    }
+
+    /// A credential whose value is in a file.
+    fn credential(&mut self, name: &str, kind: &str, value: &str) {
+        let file = self.file(&format!("{name}.secret"), value);
+        self.credentials += &format!("  - name: {name}\n    kind: {kind}\n    file: {}\n", file.display());
+    }
+
+    /// A credential with no file (metadata kinds); `keys` are its other lines.
+    fn node_credential(&mut self, name: &str, kind: &str, keys: &[&str]) {
+        self.credentials += &format!("  - name: {name}\n    kind: {kind}\n");
+        for k in keys {
+            self.credentials += &format!("    {k}\n");
+        }
+    }
+
+    /// Top-level YAML (routes).
+    fn yaml(&mut self, yaml: &str) {
+        self.yaml += yaml;
+    }
+
+    /// An `anthropic` provider (`api.anthropic.com`, Anthropic clients) at the next address.
+    fn anthropic_provider(&mut self) -> String {
+        self.anthropic = true;
+        self.ip()
+    }
+
+    fn env(&mut self, key: &str, value: &str) {
+        self.envs.push((key.into(), value.into()));
+    }
+
+    /// Starts the gateway. The scenario's directory (CA, secrets) lives as long as the
+    /// returned value.
+    fn start(mut self) -> (tests::TempDir, OpenAiSetup, Gateway) {
+        let (s, mut builder) = openai_setup(self.n, self.name, &self.backends);
+        // Continues the `credentials:` list that openai_setup ends with.
+        builder = builder.yaml(&self.credentials);
+        if self.anthropic {
+            let ip = format!("127.20.{}.{}", self.n, self.next - 1);
+            builder = builder.llm_provider("anthropic", &["api.anthropic.com"], &[&ip], &[443], &["schema: anthropic"]);
+        }
+        for (k, v) in std::mem::take(&mut self.envs) {
+            builder = builder.env(&k, &v);
+        }
+        let gw = builder.yaml(&self.yaml).start();
+        (self.dir, s, gw)
+    }
 }
 
 /// The SDK's tool loop through a translation, streamed and not: the backend calls
@@ -44,21 +144,14 @@ fn tool_loop(s: &OpenAiSetup, gw: &Gateway) {
 }
 
 /// `openai_setup` plus a fake Anthropic backend `claude` with its own key, and `routes`.
-fn with_claude(n: u8, name: &str, routes: &str) -> (OpenAiSetup, FakeLlm, Gateway) {
-    let ip = format!("127.20.{n}.4");
-    let ca_dir = std::env::temp_dir().join(format!("tollgate-test-claude-{}-{n}", std::process::id()));
-    let ca = TestCa::new(&ca_dir, "claude");
-    let claude = FakeLlm::start("claude", &ip, Some(ca.server_config(&[&ip])));
-    let key = ca_dir.join("ant-key");
-    std::fs::write(&key, ANT_KEY).unwrap();
-    let backend = backend_yaml("claude", &claude, &ca, "schema: anthropic\n    credential: ant");
-    let (s, builder) = openai_setup(n, name, &backend);
-    // Continues the `credentials:` list that openai_setup ends with.
-    let gw = builder
-        .yaml(&credential_yaml("ant", "xApiKey", &key))
-        .yaml(routes)
-        .start();
-    (s, claude, gw)
+fn with_claude(n: u8, name: &'static str, routes: &str) -> (tests::TempDir, OpenAiSetup, FakeLlm, Gateway) {
+    let mut sc = Scenario::new(n, name);
+    let claude = sc.tls("claude");
+    sc.backend("claude", &claude, &["schema: anthropic", "credential: ant"]);
+    sc.credential("ant", "xApiKey", ANT_KEY);
+    sc.yaml(routes);
+    let (dir, s, gw) = sc.start();
+    (dir, s, claude, gw)
 }
 
 #[test]
@@ -67,7 +160,7 @@ fn the_openai_sdk_is_served_by_an_anthropic_backend_streaming_and_not() {
         return;
     }
     let routes = "routes:\n  - name: to-claude\n    match: { models: [\"gpt-4o*\"] }\n    backends: [{ backend: claude, model: claude-sonnet-4-5 }]\n";
-    let (s, claude, gw) = with_claude(31, "tr-sdk", routes);
+    let (_dir, s, claude, gw) = with_claude(31, "tr-sdk", routes);
     let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
     assert_eq!(v["content"], "hello from claude", "{v}");
     assert_eq!(v["usage"]["prompt_tokens"], 10);
@@ -132,7 +225,7 @@ fn a_failing_openai_backend_falls_back_to_anthropic_within_one_request() {
         return;
     }
     let routes = "routes:\n  - name: cross\n    backends: [{ backend: primary, priority: 0 }, { backend: claude, priority: 1, model: claude-haiku-4-5 }]\n";
-    let (s, claude, gw) = with_claude(32, "tr-fallback", routes);
+    let (_dir, s, claude, gw) = with_claude(32, "tr-fallback", routes);
     s.primary.set_script(Script {
         status: Some(503),
         ..Default::default()
@@ -289,40 +382,25 @@ fn the_anthropic_sdk_is_served_by_bedrock_and_gemini_backends() {
     if !privileged("the_anthropic_sdk_is_served_by_bedrock_and_gemini_backends") {
         return;
     }
-    let dir = tests::TempDir::new("anthropic-cross");
-    let ca = TestCa::new(&dir.0, "cross");
-    let bedrock = FakeLlm::start("bedrock", "127.20.39.4", Some(ca.server_config(&["127.20.39.4"])));
-    let gemini = FakeLlm::start("gemini", "127.20.39.5", Some(ca.server_config(&["127.20.39.5"])));
-    let keys = dir.path("aws-keys");
-    std::fs::write(&keys, tests::fake_llm::BEDROCK_KEYS).unwrap();
-    let gkey = dir.path("gemini-key");
-    std::fs::write(&gkey, "AIza-real-gemini-key").unwrap();
-    let backends = format!(
-        "  - name: bedrock\n    url: {}\n    schema: bedrock\n    region: us-east-1\n    credential: aws\n    caFile: {ca}\n\
-         \x20 - name: gemini\n    url: {}\n    schema: gemini\n    credential: gemini-key\n    caFile: {ca}\n",
-        bedrock.url(true),
-        gemini.url(true),
-        ca = ca.pem_path.display()
+    let mut sc = Scenario::new(39, "tr-anthropic-cross");
+    let bedrock = sc.tls("bedrock");
+    let gemini = sc.tls("gemini");
+    let anthropic_ip = sc.anthropic_provider();
+    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: us-east-1", "credential: aws"]);
+    sc.backend("gemini", &gemini, &["schema: gemini", "credential: gemini-key"]);
+    sc.credential("aws", "awsSigV4", tests::fake_llm::BEDROCK_KEYS);
+    sc.credential("gemini-key", "xGoogApiKey", "AIza-real-gemini-key");
+    sc.yaml(
+        "routes:\n  - name: claude-on-bedrock\n    match: { models: [\"claude-*\"] }\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n\
+         \x20 - name: gemini\n    match: { models: [\"gemini-*\"] }\n    backends: [{ backend: gemini }]\n",
     );
-    let (s, builder) = openai_setup(39, "tr-anthropic-cross", &backends);
-    let gw = builder
-        .yaml(&format!(
-            "  - name: aws\n    kind: awsSigV4\n    file: {}\n  - name: gemini-key\n    kind: xGoogApiKey\n    file: {}\n",
-            keys.display(),
-            gkey.display()
-        ))
-        .llm_provider("anthropic", &["api.anthropic.com"], &["127.20.39.6"], &[443], &["schema: anthropic"])
-        .yaml(
-            "routes:\n  - name: claude-on-bedrock\n    match: { models: [\"claude-*\"] }\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n\
-             \x20 - name: gemini\n    match: { models: [\"gemini-*\"] }\n    backends: [{ backend: gemini }]\n",
-        )
-        .start();
+    let (_dir, s, gw) = sc.start();
     let sdk = |mode: &str, model: &str| {
         sdk_json(
             &s,
             &gw,
             "api.anthropic.com",
-            "127.20.39.6",
+            &anthropic_ip,
             "anthropic_client.py",
             &[mode, model],
         )
@@ -393,22 +471,16 @@ fn an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key() {
     if !privileged("an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key") {
         return;
     }
-    let dir = tests::TempDir::new("azure");
-    let ca = TestCa::new(&dir.0, "azure");
-    let azure = FakeLlm::start("azure", "127.20.34.4", Some(ca.server_config(&["127.20.34.4"])));
-    let key = dir.path("azure-key");
-    std::fs::write(&key, "azure-real-key-77").unwrap();
-    let backend = backend_yaml(
+    let mut sc = Scenario::new(34, "tr-azure");
+    let azure = sc.tls("azure");
+    sc.backend(
         "azure",
         &azure,
-        &ca,
-        "schema: azureOpenai\n    deployment: gpt4o-prod\n    apiVersion: 2024-10-21\n    credential: azure-key",
+        &["schema: azureOpenai", "deployment: gpt4o-prod", "apiVersion: 2024-10-21", "credential: azure-key"],
     );
-    let (s, builder) = openai_setup(34, "tr-azure", &backend);
-    let gw = builder
-        .yaml(&credential_yaml("azure-key", "apiKey", &key))
-        .yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n")
-        .start();
+    sc.credential("azure-key", "apiKey", "azure-real-key-77");
+    sc.yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n");
+    let (_dir, s, gw) = sc.start();
     let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
     assert_eq!(v["content"], "hello from azure", "{v}");
     let r = &azure.received()[0];
@@ -426,17 +498,12 @@ fn the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not() {
     if !privileged("the_openai_sdk_is_served_by_a_gemini_backend_streaming_and_not") {
         return;
     }
-    let dir = tests::TempDir::new("gemini");
-    let ca = TestCa::new(&dir.0, "gemini");
-    let gemini = FakeLlm::start("gemini", "127.20.35.4", Some(ca.server_config(&["127.20.35.4"])));
-    let key = dir.path("gemini-key");
-    std::fs::write(&key, "AIza-real-gemini-key").unwrap();
-    let backend = backend_yaml("gemini", &gemini, &ca, "schema: gemini\n    credential: gemini-key");
-    let (s, builder) = openai_setup(35, "tr-gemini", &backend);
-    let gw = builder
-        .yaml(&credential_yaml("gemini-key", "xGoogApiKey", &key))
-        .yaml("routes:\n  - name: to-gemini\n    backends: [{ backend: gemini, model: gemini-2.5-flash }]\n")
-        .start();
+    let mut sc = Scenario::new(35, "tr-gemini");
+    let gemini = sc.tls("gemini");
+    sc.backend("gemini", &gemini, &["schema: gemini", "credential: gemini-key"]);
+    sc.credential("gemini-key", "xGoogApiKey", "AIza-real-gemini-key");
+    sc.yaml("routes:\n  - name: to-gemini\n    backends: [{ backend: gemini, model: gemini-2.5-flash }]\n");
+    let (_dir, s, gw) = sc.start();
     let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
     assert_eq!(v["content"], "hello from gemini", "{v}");
     assert_eq!(v["usage"]["total_tokens"], 13);
@@ -503,25 +570,15 @@ fn the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not(
     if !privileged("the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not") {
         return;
     }
-    let dir = tests::TempDir::new("bedrock");
-    let ca = TestCa::new(&dir.0, "bedrock");
-    let bedrock = FakeLlm::start("bedrock", "127.20.36.4", Some(ca.server_config(&["127.20.36.4"])));
-    let keys = dir.path("aws-keys");
-    std::fs::write(&keys, tests::fake_llm::BEDROCK_KEYS).unwrap();
-    let backend = backend_yaml(
-        "bedrock",
-        &bedrock,
-        &ca,
-        "schema: bedrock\n    region: us-east-1\n    credential: aws",
+    let mut sc = Scenario::new(36, "tr-bedrock");
+    let bedrock = sc.tls("bedrock");
+    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: us-east-1", "credential: aws"]);
+    sc.credential("aws", "awsSigV4", tests::fake_llm::BEDROCK_KEYS);
+    sc.yaml(
+        "routes:\n  - name: titan\n    match: { models: [\"amazon.titan-embed*\"] }\n    backends: [{ backend: bedrock }]\n\
+         \x20 - name: to-bedrock\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n",
     );
-    let (s, builder) = openai_setup(36, "tr-bedrock", &backend);
-    let gw = builder
-        .yaml(&credential_yaml("aws", "awsSigV4", &keys))
-        .yaml(
-            "routes:\n  - name: titan\n    match: { models: [\"amazon.titan-embed*\"] }\n    backends: [{ backend: bedrock }]\n\
-             \x20 - name: to-bedrock\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n",
-        )
-        .start();
+    let (_dir, s, gw) = sc.start();
     // The fake answers 403 unless the signature covers what arrived, as Bedrock does.
     let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
     assert_eq!(v["content"], "hello from bedrock", "{v}");
@@ -647,13 +704,12 @@ fn the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account()
     if !privileged("the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account") {
         return;
     }
-    let dir = tests::TempDir::new("vertex");
-    let ca = TestCa::new(&dir.0, "vertex");
-    let vertex = FakeLlm::start("vertex", "127.20.37.4", Some(ca.server_config(&["127.20.37.4"])));
+    let mut sc = Scenario::new(37, "tr-vertex");
+    let vertex = sc.tls("vertex");
     // A throwaway service-account key, as GCP hands them out; the fake token endpoint trusts
     // its public half only.
-    let pem = dir.path("sa.pem");
-    let der = dir.path("sa.der");
+    let pem = sc.dir.path("sa.pem");
+    let der = sc.dir.path("sa.der");
     for args in [
         vec![
             "genpkey",
@@ -694,22 +750,17 @@ fn the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account()
         "private_key": private_key, "client_email": "tollgate@acme-ml.iam.gserviceaccount.com",
         "token_uri": format!("{}/token", vertex.url(true)),
     });
-    let key = dir.path("sa.json");
-    std::fs::write(&key, sa.to_string()).unwrap();
-    let backend = backend_yaml(
+    sc.backend(
         "vertex",
         &vertex,
-        &ca,
-        "schema: vertex\n    project: acme-ml\n    region: europe-west4\n    credential: gcp",
+        &["schema: vertex", "project: acme-ml", "region: europe-west4", "credential: gcp"],
     );
-    let (s, builder) = openai_setup(37, "tr-vertex", &backend);
-    let gw = builder
-        .yaml(&credential_yaml("gcp", "gcpServiceAccount", &key))
-        .yaml(
-            "routes:\n  - name: embeddings\n    match: { models: [\"*embedding*\"] }\n    backends: [{ backend: vertex }]\n\
-             \x20 - name: to-vertex\n    backends: [{ backend: vertex, model: gemini-2.5-flash }]\n",
-        )
-        .start();
+    sc.credential("gcp", "gcpServiceAccount", &sa.to_string());
+    sc.yaml(
+        "routes:\n  - name: embeddings\n    match: { models: [\"*embedding*\"] }\n    backends: [{ backend: vertex }]\n\
+         \x20 - name: to-vertex\n    backends: [{ backend: vertex, model: gemini-2.5-flash }]\n",
+    );
+    let (_dir, s, gw) = sc.start();
     let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
     assert_eq!(v["content"], "hello from vertex", "{v}");
     let v = openai_sdk(&s, &gw, &["stream_usage", "gpt-4o"]);
@@ -773,30 +824,17 @@ fn an_azure_openai_backend_gets_entra_tokens_for_its_application() {
     if !privileged("an_azure_openai_backend_gets_entra_tokens_for_its_application") {
         return;
     }
-    let dir = tests::TempDir::new("entra");
-    let ca = TestCa::new(&dir.0, "entra");
-    let azure = FakeLlm::start("azure", "127.20.38.4", Some(ca.server_config(&["127.20.38.4"])));
-    let app = dir.path("entra-app.json");
-    std::fs::write(
-        &app,
-        format!(
-            "{{{}, \"authorityHost\": \"{}\"}}",
-            tests::fake_llm::ENTRA_APP,
-            azure.url(true)
-        ),
-    )
-    .unwrap();
-    let backend = backend_yaml(
-        "azure",
-        &azure,
-        &ca,
-        "schema: azureOpenai\n    deployment: gpt4o-prod\n    credential: entra",
+    let mut sc = Scenario::new(38, "tr-entra");
+    let azure = sc.tls("azure");
+    let app = format!(
+        "{{{}, \"authorityHost\": \"{}\"}}",
+        tests::fake_llm::ENTRA_APP,
+        azure.url(true)
     );
-    let (s, builder) = openai_setup(38, "tr-entra", &backend);
-    let gw = builder
-        .yaml(&credential_yaml("entra", "azureEntra", &app))
-        .yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n")
-        .start();
+    sc.backend("azure", &azure, &["schema: azureOpenai", "deployment: gpt4o-prod", "credential: entra"]);
+    sc.credential("entra", "azureEntra", &app);
+    sc.yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n");
+    let (_dir, s, gw) = sc.start();
     for _ in 0..2 {
         let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
         assert_eq!(v["content"], "hello from azure", "{v}");
@@ -832,40 +870,34 @@ fn node_identities_from_metadata_services_serve_vertex_and_azure() {
     if !privileged("node_identities_from_metadata_services_serve_vertex_and_azure") {
         return;
     }
-    let dir = tests::TempDir::new("metadata");
-    let ca = TestCa::new(&dir.0, "metadata");
-    let vertex = FakeLlm::start("vertex", "127.20.40.4", Some(ca.server_config(&["127.20.40.4"])));
-    let azure = FakeLlm::start("azure", "127.20.40.5", Some(ca.server_config(&["127.20.40.5"])));
-    // The metadata services answer on plain HTTP, as on a node.
-    let gce = FakeLlm::start("gce", "127.20.40.6", None);
-    let imds = FakeLlm::start("imds", "127.20.40.7", None);
-    let ec2 = FakeLlm::start("ec2", "127.20.40.8", None);
-    let bedrock = FakeLlm::start("bedrock", "127.20.40.9", Some(ca.server_config(&["127.20.40.9"])));
-    let backends = format!(
-        "  - name: vertex\n    url: {}\n    schema: vertex\n    project: acme-ml\n    region: us-central1\n    credential: node-gcp\n    caFile: {ca}\n\
-         \x20 - name: azure\n    url: {}\n    schema: azureOpenai\n    deployment: gpt4o-prod\n    credential: node-azure\n    caFile: {ca}\n\
-         \x20 - name: bedrock\n    url: {}\n    schema: bedrock\n    region: us-east-1\n    credential: node-aws\n    caFile: {ca}\n",
-        vertex.url(true),
-        azure.url(true),
-        bedrock.url(true),
-        ca = ca.pem_path.display()
+    let mut sc = Scenario::new(40, "tr-metadata");
+    let vertex = sc.tls("vertex");
+    let azure = sc.tls("azure");
+    let gce = sc.plain("gce");
+    let imds = sc.plain("imds");
+    let ec2 = sc.plain("ec2");
+    let bedrock = sc.tls("bedrock");
+    sc.backend(
+        "vertex",
+        &vertex,
+        &["schema: vertex", "project: acme-ml", "region: us-central1", "credential: node-gcp"],
     );
-    let (s, builder) = openai_setup(40, "tr-metadata", &backends);
-    let gw = builder
-        .yaml(&format!(
-            "  - name: node-gcp\n    kind: gcpMetadata\n    tokenUrl: {}/computeMetadata/v1/instance/service-accounts/default/token\n\
-             \x20 - name: node-azure\n    kind: azureManagedIdentity\n    tokenUrl: \"{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fcognitiveservices.azure.com\"\n\
-             \x20 - name: node-aws\n    kind: awsMetadata\n    tokenUrl: {}\n",
-            gce.url(false),
-            imds.url(false),
-            ec2.url(false)
-        ))
-        .yaml(
-            "routes:\n  - name: gemini\n    match: { models: [\"gemini-*\"] }\n    backends: [{ backend: vertex }]\n\
-             \x20 - name: claude\n    match: { models: [\"claude-*\"] }\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n\
-             \x20 - name: azure\n    backends: [{ backend: azure }]\n",
-        )
-        .start();
+    sc.backend("azure", &azure, &["schema: azureOpenai", "deployment: gpt4o-prod", "credential: node-azure"]);
+    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: us-east-1", "credential: node-aws"]);
+    let gce_url = format!("tokenUrl: {}/computeMetadata/v1/instance/service-accounts/default/token", gce.url(false));
+    sc.node_credential("node-gcp", "gcpMetadata", &[&gce_url]);
+    let imds_url = format!(
+        "tokenUrl: \"{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fcognitiveservices.azure.com\"",
+        imds.url(false)
+    );
+    sc.node_credential("node-azure", "azureManagedIdentity", &[&imds_url]);
+    sc.node_credential("node-aws", "awsMetadata", &[&format!("tokenUrl: {}", ec2.url(false))]);
+    sc.yaml(
+        "routes:\n  - name: gemini\n    match: { models: [\"gemini-*\"] }\n    backends: [{ backend: vertex }]\n\
+         \x20 - name: claude\n    match: { models: [\"claude-*\"] }\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n\
+         \x20 - name: azure\n    backends: [{ backend: azure }]\n",
+    );
+    let (_dir, s, gw) = sc.start();
     for _ in 0..2 {
         assert_eq!(
             openai_sdk(&s, &gw, &["chat", "gemini-2.5-flash"])["content"],
@@ -938,25 +970,19 @@ fn eks_pod_identity_keys_sign_bedrock_requests() {
     if !privileged("eks_pod_identity_keys_sign_bedrock_requests") {
         return;
     }
-    let dir = tests::TempDir::new("pod-identity");
-    let ca = TestCa::new(&dir.0, "pod-identity");
-    let bedrock = FakeLlm::start("bedrock", "127.20.41.4", Some(ca.server_config(&["127.20.41.4"])));
-    let agent = FakeLlm::start("agent", "127.20.41.5", None);
-    let token_file = dir.path("eks-pod-identity-token");
-    std::fs::write(&token_file, format!("{}\n", tests::fake_llm::EKS_POD_IDENTITY_TOKEN)).unwrap();
-    let backend = backend_yaml(
-        "bedrock",
-        &bedrock,
-        &ca,
-        "schema: bedrock\n    region: us-west-2\n    credential: pod-role",
+    let mut sc = Scenario::new(41, "tr-pod-identity");
+    let bedrock = sc.tls("bedrock");
+    let agent = sc.plain("agent");
+    let token_file = sc.file(
+        "eks-pod-identity-token",
+        &format!("{}\n", tests::fake_llm::EKS_POD_IDENTITY_TOKEN),
     );
-    let (s, builder) = openai_setup(41, "tr-pod-identity", &backend);
-    let gw = builder
-        .yaml("  - name: pod-role\n    kind: awsMetadata\n")
-        .yaml("routes:\n  - name: claude\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n")
-        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &format!("{}/v1/credentials", agent.url(false)))
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.to_str().unwrap())
-        .start();
+    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: us-west-2", "credential: pod-role"]);
+    sc.node_credential("pod-role", "awsMetadata", &[]);
+    sc.yaml("routes:\n  - name: claude\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n");
+    sc.env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &format!("{}/v1/credentials", agent.url(false)));
+    sc.env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.to_str().unwrap());
+    let (_dir, s, gw) = sc.start();
     for _ in 0..2 {
         let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
         assert_eq!(v["content"], "hello from bedrock", "the fake checks the signature: {v}");
@@ -986,26 +1012,17 @@ fn irsa_web_identity_keys_sign_bedrock_requests() {
     if !privileged("irsa_web_identity_keys_sign_bedrock_requests") {
         return;
     }
-    let dir = tests::TempDir::new("irsa");
-    let ca = TestCa::new(&dir.0, "irsa");
-    let bedrock = FakeLlm::start("bedrock", "127.20.42.4", Some(ca.server_config(&["127.20.42.4"])));
-    let sts = FakeLlm::start("sts", "127.20.42.5", None);
-    let token_file = dir.path("web-identity-token");
-    std::fs::write(&token_file, tests::fake_llm::EKS_POD_IDENTITY_TOKEN).unwrap();
-    let backend = backend_yaml(
-        "bedrock",
-        &bedrock,
-        &ca,
-        "schema: bedrock\n    region: eu-west-1\n    credential: sa-role",
-    );
-    let (s, builder) = openai_setup(42, "tr-irsa", &backend);
-    let gw = builder
-        .yaml("  - name: sa-role\n    kind: awsMetadata\n")
-        .yaml("routes:\n  - name: claude\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n")
-        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/tollgate")
-        .env("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap())
-        .env("AWS_ENDPOINT_URL_STS", &sts.url(false))
-        .start();
+    let mut sc = Scenario::new(42, "tr-irsa");
+    let bedrock = sc.tls("bedrock");
+    let sts = sc.plain("sts");
+    let token_file = sc.file("web-identity-token", tests::fake_llm::EKS_POD_IDENTITY_TOKEN);
+    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: eu-west-1", "credential: sa-role"]);
+    sc.node_credential("sa-role", "awsMetadata", &[]);
+    sc.yaml("routes:\n  - name: claude\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n");
+    sc.env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/tollgate");
+    sc.env("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap());
+    sc.env("AWS_ENDPOINT_URL_STS", &sts.url(false));
+    let (_dir, s, gw) = sc.start();
     for _ in 0..2 {
         let v = openai_sdk(&s, &gw, &["chat", "gpt-4o"]);
         assert_eq!(v["content"], "hello from bedrock", "the fake checks the signature: {v}");
