@@ -208,11 +208,16 @@ pub fn cost(price: &Price, u: &Usage) -> u64 {
     let uncached = u.input.saturating_sub(u.cached_input).saturating_sub(u.cache_write);
     let plain_output = u.output.saturating_sub(u.reasoning);
     let n = |tokens: u64, rate: u64| u128::from(tokens) * u128::from(rate);
-    let total = n(uncached, price.input)
-        + n(u.cached_input, price.cached_input.unwrap_or(price.input))
-        + n(u.cache_write, price.cache_write.unwrap_or(price.input))
-        + n(plain_output, price.output)
-        + n(u.reasoning, price.reasoning.unwrap_or(price.output));
+    // Token counts come from the provider: sums saturate rather than overflow.
+    let total = [
+        n(uncached, price.input),
+        n(u.cached_input, price.cached_input.unwrap_or(price.input)),
+        n(u.cache_write, price.cache_write.unwrap_or(price.input)),
+        n(plain_output, price.output),
+        n(u.reasoning, price.reasoning.unwrap_or(price.output)),
+    ]
+    .into_iter()
+    .fold(0u128, u128::saturating_add);
     u64::try_from(total).unwrap_or(u64::MAX)
 }
 

@@ -549,7 +549,7 @@ impl Local {
         self.counters.retain(|_, (_, exp)| *exp > now);
         for (i, c) in charges.iter().enumerate() {
             let cur = self.counters.get(&c.key).map(|(v, _)| *v).unwrap_or(0).max(0) as u64;
-            if cur + c.amount > c.max {
+            if cur.saturating_add(c.amount) > c.max {
                 return Some(i);
             }
         }
@@ -558,7 +558,7 @@ impl Local {
                 .counters
                 .entry(c.key.clone())
                 .or_insert((0, now + Duration::from_secs(c.window_left)));
-            e.0 += c.amount as i64;
+            e.0 = e.0.saturating_add(i64::try_from(c.amount).unwrap_or(i64::MAX));
         }
         None
     }
@@ -570,7 +570,7 @@ impl Local {
                 .counters
                 .entry(k.clone())
                 .or_insert((0, now + Duration::from_secs(*ttl)));
-            e.0 += d;
+            e.0 = e.0.saturating_add(*d);
         }
     }
 }
@@ -634,7 +634,7 @@ impl Pending {
 
     fn insert(&mut self, key: String, delta: i64, ttl: u64, at_front: bool) {
         if let Some(e) = self.by_key.get_mut(&key) {
-            e.0 += delta;
+            e.0 = e.0.saturating_add(delta);
             e.1 = e.1.max(ttl);
             if e.0 == 0 {
                 let position = e.2;
@@ -738,7 +738,7 @@ fn give_back(charges: &[Charge], which: impl IntoIterator<Item = usize>) -> Vec<
         .into_iter()
         .map(|i| {
             let c = &charges[i];
-            (c.key.clone(), -(c.amount as i64), c.window_left)
+            (c.key.clone(), -i64::try_from(c.amount).unwrap_or(i64::MAX), c.window_left)
         })
         .collect()
 }
@@ -937,7 +937,7 @@ impl Store {
                             shared.keep(
                                 charges
                                     .iter()
-                                    .map(|c| (c.key.clone(), c.amount as i64, c.window_left))
+                                    .map(|c| (c.key.clone(), i64::try_from(c.amount).unwrap_or(i64::MAX), c.window_left))
                                     .collect(),
                             );
                         }

@@ -35,7 +35,7 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.input + self.output
+        self.input.saturating_add(self.output)
     }
 }
 
@@ -76,7 +76,7 @@ pub fn anthropic_usage(u: &Value) -> Option<Usage> {
         n("cache_creation_input_tokens"),
     );
     Some(Usage {
-        input: input + read + write,
+        input: input.saturating_add(read).saturating_add(write),
         output: n("output_tokens"),
         cached_input: read,
         cache_write: write,
@@ -91,7 +91,7 @@ pub fn gemini_usage(u: &Value) -> Option<Usage> {
     let thoughts = n("thoughtsTokenCount");
     Some(Usage {
         input: n("promptTokenCount"),
-        output: n("candidatesTokenCount") + thoughts,
+        output: n("candidatesTokenCount").saturating_add(thoughts),
         cached_input: n("cachedContentTokenCount"),
         cache_write: 0,
         reasoning: thoughts,
@@ -105,7 +105,7 @@ pub fn bedrock_usage(u: &Value) -> Option<Usage> {
     let n = |k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(0);
     let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
     Some(Usage {
-        input: n("inputTokens") + read + write,
+        input: n("inputTokens").saturating_add(read).saturating_add(write),
         output: n("outputTokens"),
         cached_input: read,
         cache_write: write,

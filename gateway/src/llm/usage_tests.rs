@@ -142,3 +142,19 @@ fn a_stream_cut_short_yields_partial_usage() {
     assert!(!got.complete);
     assert_eq!(got.usage, None);
 }
+
+#[test]
+fn huge_counts_from_a_provider_saturate_instead_of_overflowing() {
+    // Found by the usage_meter fuzz target (fuzz/regressions/usage_meter): counts near
+    // u64::MAX made the sums overflow (a panic in debug builds, wrapped totals in release).
+    let max = u64::MAX;
+    let a = anthropic_usage(&serde_json::json!({"input_tokens": max, "cache_read_input_tokens": max, "cache_creation_input_tokens": 1})).unwrap();
+    assert_eq!((a.input, a.total()), (max, max));
+    let b = bedrock_usage(&serde_json::json!({"inputTokens": max, "cacheReadInputTokens": 5})).unwrap();
+    assert_eq!(b.input, max);
+    let g = gemini_usage(&serde_json::json!({"candidatesTokenCount": max, "thoughtsTokenCount": max})).unwrap();
+    assert_eq!(g.output, max);
+    let price = crate::accounting::PriceTable::new(&Default::default()).unwrap();
+    let p = price.get("gpt-4o").unwrap();
+    assert!(crate::accounting::cost(p, &a) > 0, "cost saturates too");
+}

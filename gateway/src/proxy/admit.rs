@@ -37,7 +37,8 @@ pub(super) async fn admit(ctx: &mut RequestCtx, body: &ClientBody, first_backend
             .unwrap_or(limits::DEFAULT_OUTPUT_ESTIMATE)
     });
     let estimate_in = read.map(|(b, _)| (b.len() as u64).div_ceil(4)).unwrap_or(0);
-    let tokens = estimate_in + estimate_out;
+    // `max_tokens` is the client's to write: saturate rather than overflow.
+    let tokens = estimate_in.saturating_add(estimate_out);
     let cost = ctx.model.as_deref().and_then(|m| config.prices.get(m)).map(|price| {
         let u = llm::usage::Usage {
             input: estimate_in,

@@ -138,6 +138,11 @@ fn record(
     }
 }
 
+/// A count as a signed delta's operand (counts beyond `i64::MAX` are capped there).
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Replaces the admission estimate with what the request really used. A request that got no
 /// successful answer from any backend (errors are not billed) gives its tokens and money back;
 /// one answered without a usage report keeps its reservation.
@@ -163,8 +168,8 @@ fn reconcile(ctx: &RequestCtx, r: Reservation, usage: Option<&Usage>) {
         .iter()
         .filter_map(|c| {
             let delta = match c.kind {
-                LimitKind::Tokens => tokens? as i64 - r.reserved_tokens as i64,
-                LimitKind::Budget => cost? as i64 - r.reserved_cost as i64,
+                LimitKind::Tokens => signed(tokens?).saturating_sub(signed(r.reserved_tokens)),
+                LimitKind::Budget => signed(cost?).saturating_sub(signed(r.reserved_cost)),
                 LimitKind::Requests => return None,
             };
             (delta != 0).then(|| (c.key.clone(), delta, c.window_left))

@@ -231,7 +231,10 @@ pub fn openai_embeddings_to_titan(body: &[u8], model: &str) -> Result<(Vec<Value
 /// Titan answers, in input order, as one body: `embeddings` plus a Converse-shaped `usage`
 /// (the sum of `inputTextTokenCount`), which the usage meter reads like any Bedrock answer.
 pub fn titan_combined(answers: &[Value]) -> Value {
-    let tokens: u64 = answers.iter().filter_map(|a| a["inputTextTokenCount"].as_u64()).sum();
+    let tokens = answers
+        .iter()
+        .filter_map(|a| a["inputTextTokenCount"].as_u64())
+        .fold(0u64, u64::saturating_add);
     // Only the vectors: `embeddingsByType` repeats them.
     let embeddings: Vec<Value> = answers.iter().map(|a| json!({"embedding": a["embedding"]})).collect();
     json!({"embeddings": embeddings, "usage": {"inputTokens": tokens, "outputTokens": 0, "totalTokens": tokens}})

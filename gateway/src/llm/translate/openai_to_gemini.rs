@@ -529,10 +529,10 @@ pub fn vertex_combined(answers: &[Value]) -> Value {
         .iter()
         .flat_map(|a| a["predictions"].as_array().into_iter().flatten())
         .collect();
-    let tokens: u64 = predictions
+    let tokens = predictions
         .iter()
         .filter_map(|p| p["embeddings"]["statistics"]["token_count"].as_u64())
-        .sum();
+        .fold(0u64, u64::saturating_add);
     json!({"predictions": predictions, "usageMetadata": {"promptTokenCount": tokens, "totalTokenCount": tokens}})
 }
 
