@@ -16,16 +16,16 @@ use anyhow::{bail, Context as _};
 
 use crate::util;
 
-/// Every target in `fuzz/Cargo.toml`.
-const TARGETS: [&str; 8] = [
-    "client_hello",
-    "request_body",
-    "sse",
-    "eventstream",
-    "usage_meter",
-    "translate_request",
-    "translate_answer",
-    "config",
+/// Every target in `fuzz/Cargo.toml`, with its libFuzzer dictionary (in `fuzz/dict/`), if any.
+const TARGETS: [(&str, Option<&str>); 8] = [
+    ("client_hello", None),
+    ("request_body", Some("json.dict")),
+    ("sse", None),
+    ("eventstream", None),
+    ("usage_meter", Some("json.dict")),
+    ("translate_request", Some("json.dict")),
+    ("translate_answer", Some("json.dict")),
+    ("config", None),
 ];
 
 /// The toolchain cargo-fuzz needs (`-Zsanitizer`).
@@ -33,16 +33,38 @@ const TOOLCHAIN: &str = "+nightly";
 /// An input slower than this counts as a failure (a hang), not a slow pass.
 const TIMEOUT_SECONDS: u64 = 20;
 
+/// How the targets are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Optimised, with AddressSanitizer (`cargo xtask fuzz`): many inputs a second.
+    Thorough,
+    /// Unoptimised, no sanitizer (`cargo xtask test`): a cold build about half as long, and
+    /// still every panic and overflow check (the gateway has no unsafe code to sanitise but a
+    /// few syscall wrappers).
+    Quick,
+}
+
+impl Mode {
+    /// The cargo-fuzz options of this mode, for `build` and `run` alike.
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Mode::Thorough => &[],
+            Mode::Quick => &["--dev", "--sanitizer", "none"],
+        }
+    }
+}
+
 /// Fuzzes each target for `seconds_per_target` (0: only runs the seeds once), then replays
 /// the regressions.
-pub(crate) fn fuzz(seconds_per_target: u64) -> anyhow::Result<()> {
+pub(crate) fn fuzz(seconds_per_target: u64, mode: Mode) -> anyhow::Result<()> {
     let root = util::workspace();
     let dir = root.join("fuzz");
     install_cargo_fuzz()?;
+    check_targets(&root)?;
     let env = ebpf_object_env(&root)?;
     let started = std::time::Instant::now();
     // One build for every target (the runs below then find them fresh).
-    let status = cargo_fuzz(&root, &env, &["build".to_string()])?;
+    let status = cargo_fuzz(&root, &env, mode, &["build".to_string()])?;
     if !status.success() {
         bail!("cargo {TOOLCHAIN} fuzz build failed ({status})");
     }
@@ -50,7 +72,7 @@ pub(crate) fn fuzz(seconds_per_target: u64) -> anyhow::Result<()> {
 
     let mut failures = Vec::new();
     let limits = ["-rss_limit_mb=2048".to_string(), format!("-timeout={TIMEOUT_SECONDS}")];
-    for target in TARGETS {
+    for (target, dict) in TARGETS {
         let seeds = dir.join("corpus").join(target);
         let grown = dir.join("target/corpus").join(target);
         std::fs::create_dir_all(&grown).with_context(|| format!("mkdir {}", grown.display()))?;
@@ -62,13 +84,16 @@ pub(crate) fn fuzz(seconds_per_target: u64) -> anyhow::Result<()> {
             "--".to_string(),
         ];
         args.extend(limits.iter().cloned());
+        if let Some(dict) = dict {
+            args.push(format!("-dict={}", dir.join("dict").join(dict).display()));
+        }
         if seconds_per_target == 0 {
             args.push("-runs=0".into()); // read and run the corpus once, nothing more
         } else {
             args.push(format!("-max_total_time={seconds_per_target}"));
         }
         let before = artifacts(&dir, target);
-        let status = cargo_fuzz(&root, &env, &args)?;
+        let status = cargo_fuzz(&root, &env, mode, &args)?;
         if !status.success() {
             let found: Vec<String> = artifacts(&dir, target)
                 .difference(&before)
@@ -86,17 +111,26 @@ pub(crate) fn fuzz(seconds_per_target: u64) -> anyhow::Result<()> {
         }
     }
 
-    // Each checked-in crash input, run once: it fails until the bug is fixed.
-    for target in TARGETS {
-        for input in files(&dir.join("regressions").join(target)) {
-            let mut args = vec![
-                "run".to_string(),
-                target.to_string(),
-                input.display().to_string(),
-                "--".to_string(),
-            ];
+    // Each checked-in crash input, run once: it fails until the bug is fixed. One run per
+    // target; when it fails, one per input to name the failing ones (libFuzzer stops at the
+    // first crash).
+    for (target, _) in TARGETS {
+        let inputs = files(&dir.join("regressions").join(target));
+        if inputs.is_empty() {
+            continue;
+        }
+        let replay = |inputs: &[PathBuf]| -> anyhow::Result<ExitStatus> {
+            let mut args = vec!["run".to_string(), target.to_string()];
+            args.extend(inputs.iter().map(|p| p.display().to_string()));
+            args.push("--".into());
             args.extend(limits.iter().cloned());
-            let status = cargo_fuzz(&root, &env, &args)?;
+            cargo_fuzz(&root, &env, mode, &args)
+        };
+        if replay(&inputs)?.success() {
+            continue;
+        }
+        for input in &inputs {
+            let status = replay(std::slice::from_ref(input))?;
             if !status.success() {
                 failures.push(format!("{target}: regression {} fails ({status})", input.display()));
             }
@@ -109,6 +143,33 @@ pub(crate) fn fuzz(seconds_per_target: u64) -> anyhow::Result<()> {
             eprintln!("fuzz: {f}");
         }
         bail!("{} fuzz run(s) failed", failures.len());
+    }
+    Ok(())
+}
+
+/// A target added to `fuzz/Cargo.toml` but not to [`TARGETS`] would never run: refuse.
+fn check_targets(root: &Path) -> anyhow::Result<()> {
+    let out = Command::new("cargo")
+        .args([TOOLCHAIN, "fuzz", "list"])
+        .current_dir(root)
+        .output()
+        .context("running cargo fuzz list")?;
+    if !out.status.success() {
+        bail!(
+            "cargo {TOOLCHAIN} fuzz list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = listed
+        .split_whitespace()
+        .filter(|t| !TARGETS.iter().any(|(name, _)| name == t))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "fuzz targets missing from TARGETS in xtask/src/fuzz.rs: {}",
+            missing.join(", ")
+        );
     }
     Ok(())
 }
@@ -153,12 +214,15 @@ fn ebpf_object_env(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
 
 /// `cargo +nightly fuzz ARGS` in the workspace (cargo-fuzz finds `fuzz/` there). The rustup
 /// proxy `cargo` is run, not `$CARGO`: only the proxy understands `+nightly`.
-fn cargo_fuzz(root: &Path, env: &[(String, String)], args: &[String]) -> anyhow::Result<ExitStatus> {
-    println!("fuzz: cargo {TOOLCHAIN} fuzz {}", args.join(" "));
+fn cargo_fuzz(root: &Path, env: &[(String, String)], mode: Mode, args: &[String]) -> anyhow::Result<ExitStatus> {
+    let (command, rest) = args.split_first().context("a cargo fuzz subcommand")?;
+    println!("fuzz: cargo {TOOLCHAIN} fuzz {command} {} {}", mode.args().join(" "), rest.join(" "));
     Command::new("cargo")
         .arg(TOOLCHAIN)
         .arg("fuzz")
-        .args(args)
+        .arg(command)
+        .args(mode.args())
+        .args(rest)
         .current_dir(root)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .status()

@@ -1,7 +1,8 @@
 //! Developer tasks. `cargo xtask <task>`:
 //! - `setup`: install what the build needs (nightly rust-src, bpf-linker, Debian packages).
 //! - `demo`: show transparent capture of an unmodified curl, end to end.
-//! - `test`: setup, build, and run the whole test suite (what CI runs).
+//! - `test`: setup, build, fuzz briefly, and run the whole test suite (what CI runs).
+//! - `fuzz`: run the fuzz targets of `fuzz/` (docs/fuzzing.md).
 //! - `bench`: measure capture overhead against direct connections; results in `bench/results/`.
 
 mod bench;
@@ -42,6 +43,9 @@ enum Task {
         /// Seconds of fuzzing per target (0: only run the seed corpora once).
         #[arg(long, default_value_t = 30)]
         seconds: u64,
+        /// Unoptimised targets without AddressSanitizer (what `cargo xtask test` runs).
+        #[arg(long)]
+        quick: bool,
     },
     /// Internal: the benchmark client, run inside the captured cgroup.
     #[command(hide = true)]
@@ -54,14 +58,23 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo::demo(),
         Task::Test { args } => test(&args),
         Task::Bench { iterations } => bench::bench(iterations),
-        Task::Fuzz { seconds } => fuzz::fuzz(seconds),
+        Task::Fuzz { seconds, quick } => {
+            let mode = if quick { fuzz::Mode::Quick } else { fuzz::Mode::Thorough };
+            fuzz::fuzz(seconds, mode)
+        }
         Task::BenchClient { args } => bench::client(&args),
     }
 }
 
+/// Seconds each fuzz target runs in `cargo xtask test` (eight targets: about a minute).
+const TEST_FUZZ_SECONDS: u64 = 7;
+
 fn test(args: &[String]) -> anyhow::Result<()> {
     let env = setup::setup()?;
     util::cargo(&env, &["build", "-p", "gateway", "--bin", "tollgate"])?;
+    // Briefly, and before the suite so that the suite's summary is the last line; a crash is
+    // a failure with its input named (docs/fuzzing.md).
+    fuzz::fuzz(TEST_FUZZ_SECONDS, fuzz::Mode::Quick)?;
     let mut test_args = vec!["test", "--workspace", "--exclude", "gateway-ebpf"];
     test_args.extend(args.iter().map(String::as_str));
     util::cargo_test(&env, &test_args)
