@@ -219,7 +219,11 @@ async fn sync_endpoints(
     ));
     let stats = first_rx.await.context("endpoint sync task ended")??;
     tracing::info!(component = "endpoints", entries = stats.total, "endpoint maps synced");
-    Ok(Endpoints { task, claims, providers })
+    Ok(Endpoints {
+        task,
+        claims,
+        providers,
+    })
 }
 
 /// The connection log's target.
@@ -376,7 +380,12 @@ fn detach(config: &Config, loaded: ebpf::Loaded) {
 }
 
 fn redirect_config(config: &Config, bound: &Bound, host_netns_cookie: u64) -> anyhow::Result<RedirectConfig> {
-    let (host4, host6, node4, node6) = (&bound.host4, bound.host6.as_ref(), bound.node4.as_ref(), bound.node6.as_ref());
+    let (host4, host6, node4, node6) = (
+        &bound.host4,
+        bound.host6.as_ref(),
+        bound.node4.as_ref(),
+        bound.node6.as_ref(),
+    );
     let mut rc = RedirectConfig {
         host_netns_cookie,
         mark: config.capture.mark,

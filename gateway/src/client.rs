@@ -139,4 +139,3 @@ impl tower_service::Service<Uri> for MarkedConnector {
         })
     }
 }
-

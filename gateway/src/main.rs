@@ -93,7 +93,9 @@ fn main() -> anyhow::Result<()> {
                 (Some(path), _) => path,
                 (None, Some(file)) => {
                     let cfg = Config::load(&file).with_context(|| format!("invalid config {}", file.display()))?;
-                    cfg.audit.path.context("audit.path is stdout (\"-\"): pass --audit-log")?
+                    cfg.audit
+                        .path
+                        .context("audit.path is stdout (\"-\"): pass --audit-log")?
                 }
                 (None, None) => PathBuf::from(gateway::config::DEFAULT_AUDIT_PATH),
             };

@@ -106,7 +106,11 @@ pub fn netns_cookie(socket: &impl AsFd) -> io::Result<u64> {
 /// Opens a TCP connection to `dst` on a socket that carries `mark`, so the connect programs
 /// let it through (no loop): the relay's and the upstream clients' connections. A connect
 /// that takes longer than `timeout` fails with `TimedOut`.
-pub async fn connect_marked(dst: SocketAddr, mark: u32, timeout: std::time::Duration) -> io::Result<tokio::net::TcpStream> {
+pub async fn connect_marked(
+    dst: SocketAddr,
+    mark: u32,
+    timeout: std::time::Duration,
+) -> io::Result<tokio::net::TcpStream> {
     let socket = if dst.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
@@ -147,4 +151,3 @@ mod tests {
         assert_eq!(v6.netns, 7);
     }
 }
-

@@ -81,7 +81,10 @@ mod tests {
         assert_eq!(cgroup2_in(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
         let optional_fields = "30 1 0:26 / /my\\040cgroups rw shared:1 master:2 - cgroup2 none rw\n";
         assert_eq!(cgroup2_in(optional_fields), Some(PathBuf::from("/my cgroups")));
-        assert_eq!(cgroup2_in("25 30 0:23 / /sys/fs/cgroup rw - cgroup cgroup rw,cpu\n"), None);
+        assert_eq!(
+            cgroup2_in("25 30 0:23 / /sys/fs/cgroup rw - cgroup cgroup rw,cpu\n"),
+            None
+        );
     }
 
     #[test]

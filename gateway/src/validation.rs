@@ -38,4 +38,3 @@ pub fn unique<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<()
     }
     Ok(())
 }
-

@@ -82,7 +82,9 @@ impl Pipeline {
         let ids = Arc::new(AtomicU64::new(1));
         let task = runtime().spawn(async move {
             loop {
-                let Ok((stream, peer)) = listener.accept().await else { continue };
+                let Ok((stream, peer)) = listener.accept().await else {
+                    continue;
+                };
                 let ctx = Arc::new(ConnCtx {
                     id: ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     client: ClientAddr(peer),
@@ -130,7 +132,10 @@ impl Pipeline {
     /// Sends one HTTP/1.1 request and returns (status, body as JSON or a string).
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
         let addr = self.addr;
-        let mut req = format!("{method} {path} HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+            body.len()
+        );
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             req += "host: api.openai.com\r\n";
         }
@@ -172,8 +177,12 @@ fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     loop {
-        let Some((size, after)) = rest.split_once("\r\n") else { return body.to_string() };
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_string();
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_string();
+        };
         if n == 0 {
             return out;
         }

@@ -54,7 +54,10 @@ fn a_chat_completion_gets_the_backends_key_and_one_record() {
     assert_eq!(got[0].headers["authorization"], format!("Bearer {KEY}"));
     let r = p.wait_records(1);
     assert_eq!(r.len(), 1);
-    assert_eq!((r[0]["provider"].as_str(), r[0]["backend"].as_str()), (Some("openai"), Some("primary")));
+    assert_eq!(
+        (r[0]["provider"].as_str(), r[0]["backend"].as_str()),
+        (Some("openai"), Some("primary"))
+    );
     assert_eq!(r[0]["rule"], "provider_default");
     assert_eq!(r[0]["destination"]["claimed_by"], json!(["openai"]));
     assert!(r[0]["tokens"]["total"].as_u64().unwrap() > 0);
@@ -67,7 +70,12 @@ fn a_host_of_a_provider_that_does_not_claim_the_destination_is_misdirected() {
     let (status, v) = p.request("POST", "/v1/chat/completions", &[auth()], CHAT);
     assert_eq!(status, 421, "{v}");
     assert_eq!(v["error"]["code"], "misdirected_request");
-    let (status, _) = p.request("POST", "/v1/chat/completions", &[auth(), ("host", "llm.local:8000")], CHAT);
+    let (status, _) = p.request(
+        "POST",
+        "/v1/chat/completions",
+        &[auth(), ("host", "llm.local:8000")],
+        CHAT,
+    );
     assert_eq!(status, 200);
     assert!(primary.received().is_empty());
     assert_eq!(secondary.received().len(), 1);
@@ -100,7 +108,13 @@ fn operations_beyond_inference_need_a_route_and_ambiguous_paths_are_refused() {
     let reasons: Vec<&str> = r.iter().map(|r| r["error_reason"].as_str().unwrap_or("-")).collect();
     assert_eq!(
         reasons,
-        ["operation_not_allowed", "operation_not_allowed", "operation_not_allowed", "bad_path", "-"]
+        [
+            "operation_not_allowed",
+            "operation_not_allowed",
+            "operation_not_allowed",
+            "bad_path",
+            "-"
+        ]
     );
 }
 
@@ -164,7 +178,10 @@ fn openai_chat_is_translated_for_an_anthropic_backend() {
     let got = anthropic.received();
     assert_eq!(got[0].path, "/v1/messages");
     assert_eq!(got[0].headers["x-api-key"], "sk-ant-real");
-    assert!(!got[0].headers.contains_key("authorization"), "the client's key never leaves");
+    assert!(
+        !got[0].headers.contains_key("authorization"),
+        "the client's key never leaves"
+    );
     let r = p.wait_records(1);
     assert_eq!(r[0]["translation"], "openai_chat->anthropic_messages");
 }
@@ -191,7 +208,10 @@ fn a_client_gone_while_the_backend_thinks_leaves_one_record_and_its_reservation(
     });
     let r = p.wait_records(1);
     assert_eq!(r.len(), 1, "one record for the abandoned request");
-    assert_eq!((r[0]["status"].as_u64(), r[0]["error_reason"].as_str()), (Some(499), Some("client_gone")));
+    assert_eq!(
+        (r[0]["status"].as_u64(), r[0]["error_reason"].as_str()),
+        (Some(499), Some("client_gone"))
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(p.records().len(), 1, "exactly one");
     // The reservation (900 + input) came back: another such request fits in the window.
@@ -228,5 +248,9 @@ fn a_backend_whose_token_cannot_be_fetched_is_skipped_for_the_next() {
     let r = p.wait_records(1);
     let attempts = r[0]["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2, "{:#?}", r[0]);
-    assert!(attempts[0]["error"].as_str().unwrap().contains("credential node"), "{:#?}", attempts[0]);
+    assert!(
+        attempts[0]["error"].as_str().unwrap().contains("credential node"),
+        "{:#?}",
+        attempts[0]
+    );
 }

@@ -325,7 +325,9 @@ fn two_nodes_share_one_budget_through_redis_and_survive_its_outage() {
             .map(|k| redis.cli(&["GET", k]).parse::<i64>().unwrap_or(0))
             .sum()
     };
-    gw_a.wait_until("local counts replayed into redis", Duration::from_secs(10), || replayed() >= 1);
+    gw_a.wait_until("local counts replayed into redis", Duration::from_secs(10), || {
+        replayed() >= 1
+    });
     assert_eq!(gw_a.metric("tollgate_limit_store_degraded"), 0);
     assert!(!gw_a.log().contains("panicked"));
 

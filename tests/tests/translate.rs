@@ -117,7 +117,13 @@ impl Scenario {
         builder = builder.yaml(&self.credentials);
         if self.anthropic {
             let ip = format!("127.20.{}.{}", self.n, self.next - 1);
-            builder = builder.llm_provider("anthropic", &["api.anthropic.com"], &[&ip], &[443], &["schema: anthropic"]);
+            builder = builder.llm_provider(
+                "anthropic",
+                &["api.anthropic.com"],
+                &[&ip],
+                &[443],
+                &["schema: anthropic"],
+            );
         }
         for (k, v) in std::mem::take(&mut self.envs) {
             builder = builder.env(&k, &v);
@@ -386,7 +392,11 @@ fn the_anthropic_sdk_is_served_by_bedrock_and_gemini_backends() {
     let bedrock = sc.tls("bedrock");
     let gemini = sc.tls("gemini");
     let anthropic_ip = sc.anthropic_provider();
-    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: us-east-1", "credential: aws"]);
+    sc.backend(
+        "bedrock",
+        &bedrock,
+        &["schema: bedrock", "region: us-east-1", "credential: aws"],
+    );
     sc.backend("gemini", &gemini, &["schema: gemini", "credential: gemini-key"]);
     sc.credential("aws", "awsSigV4", tests::fake_llm::BEDROCK_KEYS);
     sc.credential("gemini-key", "xGoogApiKey", "AIza-real-gemini-key");
@@ -476,7 +486,12 @@ fn an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key() {
     sc.backend(
         "azure",
         &azure,
-        &["schema: azureOpenai", "deployment: gpt4o-prod", "apiVersion: 2024-10-21", "credential: azure-key"],
+        &[
+            "schema: azureOpenai",
+            "deployment: gpt4o-prod",
+            "apiVersion: 2024-10-21",
+            "credential: azure-key",
+        ],
     );
     sc.credential("azure-key", "apiKey", "azure-real-key-77");
     sc.yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n");
@@ -572,7 +587,11 @@ fn the_openai_sdk_is_served_by_a_sigv4_signed_bedrock_backend_streaming_and_not(
     }
     let mut sc = Scenario::new(36, "tr-bedrock");
     let bedrock = sc.tls("bedrock");
-    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: us-east-1", "credential: aws"]);
+    sc.backend(
+        "bedrock",
+        &bedrock,
+        &["schema: bedrock", "region: us-east-1", "credential: aws"],
+    );
     sc.credential("aws", "awsSigV4", tests::fake_llm::BEDROCK_KEYS);
     sc.yaml(
         "routes:\n  - name: titan\n    match: { models: [\"amazon.titan-embed*\"] }\n    backends: [{ backend: bedrock }]\n\
@@ -753,7 +772,12 @@ fn the_openai_sdk_is_served_by_vertex_with_oauth_tokens_from_a_service_account()
     sc.backend(
         "vertex",
         &vertex,
-        &["schema: vertex", "project: acme-ml", "region: europe-west4", "credential: gcp"],
+        &[
+            "schema: vertex",
+            "project: acme-ml",
+            "region: europe-west4",
+            "credential: gcp",
+        ],
     );
     sc.credential("gcp", "gcpServiceAccount", &sa.to_string());
     sc.yaml(
@@ -831,7 +855,11 @@ fn an_azure_openai_backend_gets_entra_tokens_for_its_application() {
         tests::fake_llm::ENTRA_APP,
         azure.url(true)
     );
-    sc.backend("azure", &azure, &["schema: azureOpenai", "deployment: gpt4o-prod", "credential: entra"]);
+    sc.backend(
+        "azure",
+        &azure,
+        &["schema: azureOpenai", "deployment: gpt4o-prod", "credential: entra"],
+    );
     sc.credential("entra", "azureEntra", &app);
     sc.yaml("routes:\n  - name: to-azure\n    backends: [{ backend: azure }]\n");
     let (_dir, s, gw) = sc.start();
@@ -880,11 +908,31 @@ fn node_identities_from_metadata_services_serve_vertex_and_azure() {
     sc.backend(
         "vertex",
         &vertex,
-        &["schema: vertex", "project: acme-ml", "region: us-central1", "credential: node-gcp"],
+        &[
+            "schema: vertex",
+            "project: acme-ml",
+            "region: us-central1",
+            "credential: node-gcp",
+        ],
     );
-    sc.backend("azure", &azure, &["schema: azureOpenai", "deployment: gpt4o-prod", "credential: node-azure"]);
-    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: us-east-1", "credential: node-aws"]);
-    let gce_url = format!("tokenUrl: {}/computeMetadata/v1/instance/service-accounts/default/token", gce.url(false));
+    sc.backend(
+        "azure",
+        &azure,
+        &[
+            "schema: azureOpenai",
+            "deployment: gpt4o-prod",
+            "credential: node-azure",
+        ],
+    );
+    sc.backend(
+        "bedrock",
+        &bedrock,
+        &["schema: bedrock", "region: us-east-1", "credential: node-aws"],
+    );
+    let gce_url = format!(
+        "tokenUrl: {}/computeMetadata/v1/instance/service-accounts/default/token",
+        gce.url(false)
+    );
     sc.node_credential("node-gcp", "gcpMetadata", &[&gce_url]);
     let imds_url = format!(
         "tokenUrl: \"{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fcognitiveservices.azure.com\"",
@@ -977,10 +1025,17 @@ fn eks_pod_identity_keys_sign_bedrock_requests() {
         "eks-pod-identity-token",
         &format!("{}\n", tests::fake_llm::EKS_POD_IDENTITY_TOKEN),
     );
-    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: us-west-2", "credential: pod-role"]);
+    sc.backend(
+        "bedrock",
+        &bedrock,
+        &["schema: bedrock", "region: us-west-2", "credential: pod-role"],
+    );
     sc.node_credential("pod-role", "awsMetadata", &[]);
     sc.yaml("routes:\n  - name: claude\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n");
-    sc.env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &format!("{}/v1/credentials", agent.url(false)));
+    sc.env(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        &format!("{}/v1/credentials", agent.url(false)),
+    );
     sc.env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.to_str().unwrap());
     let (_dir, s, gw) = sc.start();
     for _ in 0..2 {
@@ -1016,7 +1071,11 @@ fn irsa_web_identity_keys_sign_bedrock_requests() {
     let bedrock = sc.tls("bedrock");
     let sts = sc.plain("sts");
     let token_file = sc.file("web-identity-token", tests::fake_llm::EKS_POD_IDENTITY_TOKEN);
-    sc.backend("bedrock", &bedrock, &["schema: bedrock", "region: eu-west-1", "credential: sa-role"]);
+    sc.backend(
+        "bedrock",
+        &bedrock,
+        &["schema: bedrock", "region: eu-west-1", "credential: sa-role"],
+    );
     sc.node_credential("sa-role", "awsMetadata", &[]);
     sc.yaml("routes:\n  - name: claude\n    backends: [{ backend: bedrock, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n");
     sc.env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/tollgate");

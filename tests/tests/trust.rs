@@ -59,7 +59,15 @@ fn a_host_or_sni_of_a_provider_that_does_not_claim_the_destination_gets_421() {
             "llm.local",
             &format!("127.20.{n}.4"),
             &gw.ca_cert(),
-            &["-H", &format!("host: {host}"), "-H", ct, "-d", chat_body(), "http://llm.local:8000/v1/chat/completions"],
+            &[
+                "-H",
+                &format!("host: {host}"),
+                "-H",
+                ct,
+                "-d",
+                chat_body(),
+                "http://llm.local:8000/v1/chat/completions",
+            ],
         );
         assert_eq!(status, "421 1.1", "{host}: {v}");
         assert_eq!(v["error"]["code"], "misdirected_request", "OpenAI's error shape: {v}");
@@ -84,7 +92,13 @@ fn a_host_or_sni_of_a_provider_that_does_not_claim_the_destination_gets_421() {
         "api.openai.com",
         &format!("127.20.{n}.4"),
         &gw.ca_cert(),
-        &["-H", ct, "-d", chat_body(), "https://api.openai.com/v1/chat/completions"],
+        &[
+            "-H",
+            ct,
+            "-d",
+            chat_body(),
+            "https://api.openai.com/v1/chat/completions",
+        ],
     );
     assert_eq!(status, "421 2", "{v}");
     // Domain fronting: OpenAI's SNI at OpenAI's address, another provider's Host.
@@ -94,7 +108,16 @@ fn a_host_or_sni_of_a_provider_that_does_not_claim_the_destination_gets_421() {
         "api.openai.com",
         &s.captured_ip,
         &gw.ca_cert(),
-        &["--http1.1", "-H", "host: llm.local", "-H", ct, "-d", chat_body(), "https://api.openai.com/v1/chat/completions"],
+        &[
+            "--http1.1",
+            "-H",
+            "host: llm.local",
+            "-H",
+            ct,
+            "-d",
+            chat_body(),
+            "https://api.openai.com/v1/chat/completions",
+        ],
     );
     assert_eq!(status, "421 1.1");
     assert!(s.primary.received().is_empty(), "OpenAI's backend never saw a request");
@@ -111,7 +134,10 @@ fn a_host_or_sni_of_a_provider_that_does_not_claim_the_destination_gets_421() {
     assert!(first["credential"].is_null() && first["backend"].is_null());
     let e = first["error"].as_str().unwrap();
     assert!(e.contains("api.openai.com") && e.contains("local"), "both names: {e}");
-    let tls = refused.iter().find(|r| r["destination"]["tls"] == true && r["destination"]["claimed_by"] == serde_json::json!(["local"])).unwrap();
+    let tls = refused
+        .iter()
+        .find(|r| r["destination"]["tls"] == true && r["destination"]["claimed_by"] == serde_json::json!(["local"]))
+        .unwrap();
     assert_eq!(tls["destination"]["sni"], "api.openai.com");
 }
 
@@ -144,19 +170,33 @@ fn operations_other_than_inference_get_no_credential_unless_a_route_allows_them(
     assert!(s.primary.received().is_empty() && s.secondary.received().is_empty());
     // The route that lists `files` lets uploads through, with the real key.
     let (status, _) = call(&["-X", "POST", "-H", "authorization: Bearer sk-dummy", &url("/v1/files")]);
-    assert_ne!(status, "403 2", "the fake answers what it answers; Tollgate let it through");
+    assert_ne!(
+        status, "403 2",
+        "the fake answers what it answers; Tollgate let it through"
+    );
     let got = s.secondary.received();
     assert_eq!((got.len(), got[0].path.as_str()), (1, "/v1/files"));
-    assert_eq!(got[0].headers["authorization"], format!("Bearer {}", tests::l7::SECRET_1));
+    assert_eq!(
+        got[0].headers["authorization"],
+        format!("Bearer {}", tests::l7::SECRET_1)
+    );
 
     let records = gw.wait_audit(8);
     let denied: Vec<&Value> = records.iter().filter(|r| r["status"] == 403).collect();
     assert_eq!(denied.len(), 6, "{records:#?}");
-    assert!(denied.iter().all(|r| r["error_reason"] == "operation_not_allowed" && r["credential"].is_null()));
+    assert!(denied
+        .iter()
+        .all(|r| r["error_reason"] == "operation_not_allowed" && r["credential"].is_null()));
     let ops: Vec<&str> = denied.iter().map(|r| r["operation"].as_str().unwrap()).collect();
-    assert_eq!(ops, ["admin", "fine_tuning", "batches", "models", "chat_completions", "other"]);
+    assert_eq!(
+        ops,
+        ["admin", "fine_tuning", "batches", "models", "chat_completions", "other"]
+    );
     let files = records.iter().find(|r| r["operation"] == "files").unwrap();
-    assert_eq!((files["route"].as_str(), files["backend"].as_str()), (Some("files"), Some("secondary")));
+    assert_eq!(
+        (files["route"].as_str(), files["backend"].as_str()),
+        (Some("files"), Some("secondary"))
+    );
     // `/config` names credentials, never where their secrets live.
     let (_, config) = gw.admin_get("/config");
     assert!(!config.contains(&s.secret_file.display().to_string()), "{config}");
@@ -165,13 +205,19 @@ fn operations_other_than_inference_get_no_credential_unless_a_route_allows_them(
 
 /// Runs `hangup.py PHASE` in the setup's cgroup against api.openai.com.
 fn hang_up(s: &OpenAiSetup, gw: &Gateway, phase: &str) -> Value {
-    let mut cmd = s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], "python3");
+    let mut cmd =
+        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", &s.captured_ip)], "python3");
     cmd.env("SSL_CERT_FILE", gw.ca_cert())
         .arg(tests::workspace().join("tests/clients/hangup.py"))
         .args([phase, "api.openai.com", "443"]);
     let out = run(cmd, Duration::from_secs(40));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 #[test]
@@ -194,7 +240,10 @@ fn a_client_that_goes_away_at_any_phase_leaves_one_record_and_its_reservation_ba
     assert_eq!(v["got"], "", "nothing answered within a second");
     let r = wait_for(&gw, 1);
     assert_eq!(r[0]["error_reason"], "client_gone", "{:#?}", r[0]);
-    assert_eq!((r[0]["error_side"].as_str(), r[0]["status"].as_u64()), (Some("client"), Some(499)));
+    assert_eq!(
+        (r[0]["error_side"].as_str(), r[0]["status"].as_u64()),
+        (Some("client"), Some(499))
+    );
     assert_eq!(r[0]["limit"]["outcome"], "allowed");
 
     // During the body upload.
@@ -202,7 +251,10 @@ fn a_client_that_goes_away_at_any_phase_leaves_one_record_and_its_reservation_ba
     hang_up(&s, &gw, "upload");
     let r = wait_for(&gw, 2);
     assert_eq!(r[1]["error_side"], "client", "{:#?}", r[1]);
-    assert!(r[1]["attempts"].as_array().unwrap().is_empty(), "nothing was sent upstream");
+    assert!(
+        r[1]["attempts"].as_array().unwrap().is_empty(),
+        "nothing was sent upstream"
+    );
 
     // During a fallback: the primary fails, the secondary is slow, the client leaves.
     s.primary.set_script(Script {
@@ -224,7 +276,12 @@ fn a_client_that_goes_away_at_any_phase_leaves_one_record_and_its_reservation_ba
     let v = hang_up(&s, &gw, "stream");
     assert!(v["got"].as_str().unwrap().contains("200"), "{v}");
     let r = wait_for(&gw, 4);
-    assert_eq!((r[3]["complete"].as_bool(), r[3]["status"].as_u64()), (Some(false), Some(200)), "{:#?}", r[3]);
+    assert_eq!(
+        (r[3]["complete"].as_bool(), r[3]["status"].as_u64()),
+        (Some(false), Some(200)),
+        "{:#?}",
+        r[3]
+    );
 
     // Exactly one record each, and the token window is whole again: a full request fits.
     let (status, v) = curl(
@@ -233,7 +290,13 @@ fn a_client_that_goes_away_at_any_phase_leaves_one_record_and_its_reservation_ba
         "api.openai.com",
         &s.captured_ip,
         &gw.ca_cert(),
-        &["-H", "content-type: application/json", "-d", r#"{"model":"gpt-4o-mini","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#, "https://api.openai.com/v1/chat/completions"],
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"model":"gpt-4o-mini","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#,
+            "https://api.openai.com/v1/chat/completions",
+        ],
     );
     assert_eq!(status, "200 2", "a refunded window admits a full request: {v}");
     assert_eq!(gw.wait_audit(5).len(), 5);
@@ -283,11 +346,17 @@ fn connections_beyond_max_connections_are_closed_at_once_and_counted() {
     let mut cmd = s.cg.command("python3");
     cmd.args(["-c", &script]);
     let out = run(cmd, Duration::from_secs(30));
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(v["data"], "", "closed, nothing sent: {v}");
-    assert!(v["closed_after"].as_f64().unwrap() < 2.0, "at once, not after the first-bytes wait: {v}");
-    assert_eq!(gw.metric("tollgate_refused_connections_total{reason=\"max_connections\"}"), 1);
+    assert!(
+        v["closed_after"].as_f64().unwrap() < 2.0,
+        "at once, not after the first-bytes wait: {v}"
+    );
+    assert_eq!(
+        gw.metric("tollgate_refused_connections_total{reason=\"max_connections\"}"),
+        1
+    );
     // The slots free up with their connections: a request later is served.
     gw.wait_until("held connections gone", Duration::from_secs(15), || {
         gw.metric("tollgate_active_connections") == 0
@@ -298,7 +367,13 @@ fn connections_beyond_max_connections_are_closed_at_once_and_counted() {
         "api.openai.com",
         &s.captured_ip,
         &gw.ca_cert(),
-        &["-H", "content-type: application/json", "-d", chat_body(), "https://api.openai.com/v1/chat/completions"],
+        &[
+            "-H",
+            "content-type: application/json",
+            "-d",
+            chat_body(),
+            "https://api.openai.com/v1/chat/completions",
+        ],
     );
     assert_eq!(status, "200 2");
 }

@@ -216,7 +216,11 @@ fn ebpf_object_env(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
 /// proxy `cargo` is run, not `$CARGO`: only the proxy understands `+nightly`.
 fn cargo_fuzz(root: &Path, env: &[(String, String)], mode: Mode, args: &[String]) -> anyhow::Result<ExitStatus> {
     let (command, rest) = args.split_first().context("a cargo fuzz subcommand")?;
-    println!("fuzz: cargo {TOOLCHAIN} fuzz {command} {} {}", mode.args().join(" "), rest.join(" "));
+    println!(
+        "fuzz: cargo {TOOLCHAIN} fuzz {command} {} {}",
+        mode.args().join(" "),
+        rest.join(" ")
+    );
     Command::new("cargo")
         .arg(TOOLCHAIN)
         .arg("fuzz")

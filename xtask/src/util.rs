@@ -85,7 +85,10 @@ pub(crate) fn cargo_test(env: &BuildEnv, args: &[&str]) -> anyhow::Result<()> {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     if !skipped.is_empty() && std::env::var_os("CI").is_some() {
-        bail!("{} tests skipped under CI=true: every test must run in CI", skipped.len());
+        bail!(
+            "{} tests skipped under CI=true: every test must run in CI",
+            skipped.len()
+        );
     }
     Ok(())
 }

@@ -151,7 +151,10 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 state.metrics.limit_store_degraded.set(i64::from(l.is_degraded()));
                 state.metrics.limit_store_dropped.set(l.dropped_pending() as i64);
             }
-            let mut resp = text(StatusCode::OK, state.metrics.render(state.stats.as_deref().map(|s| s.read())));
+            let mut resp = text(
+                StatusCode::OK,
+                state.metrics.render(state.stats.as_deref().map(|s| s.read())),
+            );
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

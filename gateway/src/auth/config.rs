@@ -136,4 +136,3 @@ pub fn credentials(raw: Vec<RawCredential>) -> Result<Vec<Credential>, Invalid> 
         })
         .collect()
 }
-

@@ -82,7 +82,7 @@ pub async fn relay(
                 sent: 0,
                 received: 0,
                 error: Some(e.to_string()),
-            }
+            };
         }
     };
     if let Err(e) = upstream.write_all(prefix).await {

@@ -142,7 +142,10 @@ fn check_private(key: &Path) -> Result<(), Error> {
     if mode & 0o077 != 0 {
         return Err(ca_err(
             key,
-            format!("the key is readable by group or others (mode {:o}); chmod 600 it", mode & 0o777),
+            format!(
+                "the key is readable by group or others (mode {:o}); chmod 600 it",
+                mode & 0o777
+            ),
         ));
     }
     Ok(())

@@ -73,4 +73,3 @@ pub(super) fn tls(raw: Option<RawTls>) -> Tls {
         leaf_ttl: raw.leaf_ttl.unwrap_or(DEFAULT_LEAF_TTL),
     }
 }
-

@@ -527,9 +527,7 @@ impl ProxySettings {
     fn from_raw(proxy: l7::RawProxy) -> Result<ProxySettings, Error> {
         let settings = ProxySettings {
             max_request_body: proxy.max_request_body.unwrap_or(l7::DEFAULT_MAX_REQUEST_BODY),
-            header_read_timeout: proxy
-                .header_read_timeout
-                .unwrap_or(l7::DEFAULT_HEADER_READ_TIMEOUT),
+            header_read_timeout: proxy.header_read_timeout.unwrap_or(l7::DEFAULT_HEADER_READ_TIMEOUT),
             max_connections: proxy.max_connections.unwrap_or(l7::DEFAULT_MAX_CONNECTIONS),
         };
         if settings.max_request_body == 0 {
@@ -822,7 +820,10 @@ providers:
     #[test]
     fn a_cgroup_path_that_is_not_cgroup2_is_refused() {
         let e = err("capture:\n  cgroupPath: /tmp\n");
-        assert!(e.contains("capture.cgroupPath") && e.contains("not on a cgroup2"), "{e}");
+        assert!(
+            e.contains("capture.cgroupPath") && e.contains("not on a cgroup2"),
+            "{e}"
+        );
         // A path that does not exist here cannot be checked: it is left to start-up.
         Config::parse("capture:\n  cgroupPath: /nonexistent/cgroup\n").unwrap();
     }

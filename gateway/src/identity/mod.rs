@@ -303,7 +303,10 @@ mod tests {
             assert!(r.cached() <= MAX_CACHED_CGROUPS);
         }
         let cache = r.cache.lock().unwrap();
-        assert!(cache.values().any(|p| &**p == "/live"), "a live cgroup survives eviction");
+        assert!(
+            cache.values().any(|p| &**p == "/live"),
+            "a live cgroup survives eviction"
+        );
         assert!(cache.len() < 10_000 - MAX_CACHED_CGROUPS + 2);
         drop(cache);
         std::fs::remove_dir_all(&root).unwrap();

@@ -738,7 +738,11 @@ fn give_back(charges: &[Charge], which: impl IntoIterator<Item = usize>) -> Vec<
         .into_iter()
         .map(|i| {
             let c = &charges[i];
-            (c.key.clone(), -i64::try_from(c.amount).unwrap_or(i64::MAX), c.window_left)
+            (
+                c.key.clone(),
+                -i64::try_from(c.amount).unwrap_or(i64::MAX),
+                c.window_left,
+            )
         })
         .collect()
 }
@@ -937,7 +941,13 @@ impl Store {
                             shared.keep(
                                 charges
                                     .iter()
-                                    .map(|c| (c.key.clone(), i64::try_from(c.amount).unwrap_or(i64::MAX), c.window_left))
+                                    .map(|c| {
+                                        (
+                                            c.key.clone(),
+                                            i64::try_from(c.amount).unwrap_or(i64::MAX),
+                                            c.window_left,
+                                        )
+                                    })
                                     .collect(),
                             );
                         }

@@ -55,7 +55,6 @@ impl ApiSchema {
     }
 }
 
-
 /// The operation a request performs.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum Operation {

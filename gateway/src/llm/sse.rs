@@ -175,7 +175,11 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].data.len(), data.len());
         // Rescanning from the start at every byte would take minutes here.
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

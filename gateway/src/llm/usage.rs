@@ -15,8 +15,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{sse, Operation};
 use super::ApiSchema;
+use super::{sse, Operation};
 
 /// Largest JSON response body kept for metering and translation (64 MiB: embeddings of 2,048
 /// inputs fit); larger ones are forwarded unmetered.

@@ -148,7 +148,10 @@ fn huge_counts_from_a_provider_saturate_instead_of_overflowing() {
     // Found by the usage_meter fuzz target (fuzz/regressions/usage_meter): counts near
     // u64::MAX made the sums overflow (a panic in debug builds, wrapped totals in release).
     let max = u64::MAX;
-    let a = anthropic_usage(&serde_json::json!({"input_tokens": max, "cache_read_input_tokens": max, "cache_creation_input_tokens": 1})).unwrap();
+    let a = anthropic_usage(
+        &serde_json::json!({"input_tokens": max, "cache_read_input_tokens": max, "cache_creation_input_tokens": 1}),
+    )
+    .unwrap();
     assert_eq!((a.input, a.total()), (max, max));
     let b = bedrock_usage(&serde_json::json!({"inputTokens": max, "cacheReadInputTokens": 5})).unwrap();
     assert_eq!(b.input, max);

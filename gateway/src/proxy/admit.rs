@@ -8,7 +8,11 @@ use crate::{
     limits, llm,
 };
 
-pub(super) async fn admit(ctx: &mut RequestCtx, body: &ClientBody, first_backend: Option<usize>) -> Result<(), ProxyError> {
+pub(super) async fn admit(
+    ctx: &mut RequestCtx,
+    body: &ClientBody,
+    first_backend: Option<usize>,
+) -> Result<(), ProxyError> {
     let snapshot = ctx.snapshot.clone();
     let config = &snapshot.config;
     if config.limits.is_empty() {

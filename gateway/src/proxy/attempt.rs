@@ -67,4 +67,3 @@ fn attempt_record(backend: &str, outcome: &Outcome, ms: f64) -> Attempt {
         duration_ms,
     }
 }
-

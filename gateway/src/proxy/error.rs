@@ -149,9 +149,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => ErrorKind::TooLarge,
             ProxyError::BadBody(_) | ProxyError::ClientBody(_) | ProxyError::BadPath(_) => ErrorKind::InvalidRequest,
             ProxyError::Misdirected { .. } => ErrorKind::Misdirected,
-            ProxyError::NotIntercepted { .. } | ProxyError::OperationNotAllowed { .. } => {
-                ErrorKind::PermissionDenied
-            }
+            ProxyError::NotIntercepted { .. } | ProxyError::OperationNotAllowed { .. } => ErrorKind::PermissionDenied,
             ProxyError::NoRoute(_) => ErrorKind::NotFound,
             ProxyError::CredentialMissing(_) | ProxyError::Internal(_) => ErrorKind::Internal,
             ProxyError::Upstream { .. } => ErrorKind::Upstream,

@@ -87,7 +87,11 @@ fn misdirected(ctx: &RequestCtx, name: &str, named: usize, claimants: &[usize]) 
         named: name.to_string(),
         provider: config.providers[named].name.clone(),
         destination: ctx.conn.orig.0.to_string(),
-        claimed_by: if claimed_by.is_empty() { "none".into() } else { claimed_by },
+        claimed_by: if claimed_by.is_empty() {
+            "none".into()
+        } else {
+            claimed_by
+        },
     }
 }
 
@@ -136,7 +140,12 @@ mod tests {
         ] {
             assert!(ambiguous(p), "{p}");
         }
-        for p in ["/v1/chat/completions", "/v1/chat/completions/", "/v1/models/gpt-4o", "/"] {
+        for p in [
+            "/v1/chat/completions",
+            "/v1/chat/completions/",
+            "/v1/models/gpt-4o",
+            "/",
+        ] {
             assert!(!ambiguous(p), "{p}");
         }
     }

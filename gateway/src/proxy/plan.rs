@@ -112,7 +112,12 @@ impl Plan {
 
     /// Books an outcome against the backend's health and decides what follows. Returns the
     /// attempt's metric label too (`None` when nothing was sent).
-    pub(super) fn judge(&mut self, outcome: Outcome, health: &Health, backend: &str) -> (Verdict, Option<&'static str>) {
+    pub(super) fn judge(
+        &mut self,
+        outcome: Outcome,
+        health: &Health,
+        backend: &str,
+    ) -> (Verdict, Option<&'static str>) {
         let (condition, error, label) = match outcome {
             Outcome::NotSent(e) => {
                 // Nothing left the node: the next backend is always safe to try.
@@ -131,7 +136,16 @@ impl Plan {
                 health.failure(backend);
                 (condition, e, "error")
             }
-            Outcome::Answered { status, retry_after } => return (self.answered(status, retry_after, health, backend), Some(if (200..300).contains(&status) { "ok" } else { "error_status" })),
+            Outcome::Answered { status, retry_after } => {
+                return (
+                    self.answered(status, retry_after, health, backend),
+                    Some(if (200..300).contains(&status) {
+                        "ok"
+                    } else {
+                        "error_status"
+                    }),
+                )
+            }
         };
         let retryable = self.retry_on.contains(&condition);
         if retryable {
@@ -159,8 +173,7 @@ impl Plan {
                 None
             }
         };
-        let retryable =
-            condition.is_some_and(|c| self.retry_on.contains(&c)) || self.retry_statuses.contains(&status);
+        let retryable = condition.is_some_and(|c| self.retry_on.contains(&c)) || self.retry_statuses.contains(&status);
         if retryable && self.attempts_left > 0 {
             Verdict::Next
         } else {
@@ -220,13 +233,19 @@ mod tests {
             status: 503,
             retry_after: None,
         };
-        assert!(matches!(p.judge(answered, &h, "b1").0, Verdict::Next), "5xx with attempts left");
+        assert!(
+            matches!(p.judge(answered, &h, "b1").0, Verdict::Next),
+            "5xx with attempts left"
+        );
         let s = p.next(&h, name).unwrap();
         let answered = Outcome::Answered {
             status: 500,
             retry_after: None,
         };
-        assert!(matches!(p.judge(answered, &h, "b2").0, Verdict::Deliver), "the last attempt's answer is delivered");
+        assert!(
+            matches!(p.judge(answered, &h, "b2").0, Verdict::Deliver),
+            "the last attempt's answer is delivered"
+        );
         assert_eq!(s.backend, 2);
         assert!(p.next(&h, name).is_none());
     }
@@ -236,7 +255,10 @@ mod tests {
         let h = health();
         let mut p = Plan::new(vec![(0, None), (1, None)], 2, vec![RetryOn::ServerError], vec![]);
         p.next(&h, name).unwrap();
-        assert!(matches!(p.judge(down(), &h, "b0").0, Verdict::Stop(_)), "connect is not in retry_on");
+        assert!(
+            matches!(p.judge(down(), &h, "b0").0, Verdict::Stop(_)),
+            "connect is not in retry_on"
+        );
         let mut p = plan(2, 2);
         p.next(&h, name).unwrap();
         let bad = Outcome::Answered {
@@ -268,7 +290,11 @@ mod tests {
         h.failure("b0");
         let mut p = plan(2, 2);
         p.prune(&h, name);
-        assert_eq!(p.first(), Some(1), "the ejected backend is left out while another is in");
+        assert_eq!(
+            p.first(),
+            Some(1),
+            "the ejected backend is left out while another is in"
+        );
         tokio::time::advance(Duration::from_secs(11)).await;
         let mut p = plan(1, 1);
         p.prune(&h, name);

@@ -35,9 +35,10 @@ pub(super) fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> Response<Re
     let answer = ctx.answer.take();
     // Usage is read from what the backend sent, in the backend's own schema. Errors pass
     // through unmetered; so does everything when accounting is off.
-    let meter = answer.as_ref().filter(|_| ok && ctx.snapshot.config.audit_enabled).map(|a| {
-        Meter::new(a.meter.0, a.meter.1, ctx.stream, a.strip_usage)
-    });
+    let meter = answer
+        .as_ref()
+        .filter(|_| ok && ctx.snapshot.config.audit_enabled)
+        .map(|a| Meter::new(a.meter.0, a.meter.1, ctx.stream, a.strip_usage));
     let translator = answer.and_then(|a| a.translate).map(|t| {
         parts.headers.remove(header::CONTENT_LENGTH);
         match t.stream {
@@ -64,7 +65,9 @@ pub(super) fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> Response<Re
     let recorded = Recorded {
         translator,
         idle: ctx.idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
-        total: ctx.total_deadline.map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
+        total: ctx
+            .total_deadline
+            .map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
         inner: body,
         meter,
         metered: None,
@@ -246,7 +249,10 @@ impl Body for Recorded {
                     continue;
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    self.finish(false, Some((format!("upstream body: {e}"), Side::Upstream, "upstream_body")));
+                    self.finish(
+                        false,
+                        Some((format!("upstream body: {e}"), Side::Upstream, "upstream_body")),
+                    );
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(Some(Ok(frame))) => frame,

@@ -61,5 +61,10 @@ pub(super) fn route(ctx: &mut RequestCtx, headers: &HeaderMap, streamed: bool) -
         .collect();
     // A body streamed through unread cannot be sent twice.
     let attempts = if streamed { 1 } else { r.retry_attempts };
-    Ok(Plan::new(backends, attempts, r.retry_on.clone(), r.retry_statuses.clone()))
+    Ok(Plan::new(
+        backends,
+        attempts,
+        r.retry_on.clone(),
+        r.retry_statuses.clone(),
+    ))
 }

@@ -33,4 +33,3 @@ impl Snapshot {
         Ok(Snapshot { config, clients })
     }
 }
-

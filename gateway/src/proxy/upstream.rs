@@ -21,12 +21,12 @@ use super::{
 use crate::{
     accounting::audit::CredentialRef,
     auth::{self, sigv4::AwsKeys, Loaded},
+    client::{UpstreamBody as SentBody, UpstreamClient},
     config::{l7::RetryOn, Backend},
     llm::{
         translate::{self, BackendSpec, ClientRequest, Upstream, UpstreamBody},
         Parsed,
     },
-    client::{UpstreamBody as SentBody, UpstreamClient},
 };
 
 /// What every attempt of a request starts from.
@@ -228,7 +228,9 @@ async fn inject(
         headers.insert(header::AUTHORIZATION, v);
     }
     if let Some(imds) = c.imds() {
-        return Ok(Signing::Role(auth::fetch::aws_role_keys(imds, client).await.map_err(failed)?));
+        return Ok(Signing::Role(
+            auth::fetch::aws_role_keys(imds, client).await.map_err(failed)?,
+        ));
     }
     Ok(if c.aws().is_some() {
         Signing::Static(c)

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::config::{Credential, CredentialKind},
-    matching::{globs, Glob, WorkloadMatch},
     llm::ApiSchema,
+    matching::{globs, Glob, WorkloadMatch},
     validation::{check_name, invalid, unique, Invalid},
 };
 

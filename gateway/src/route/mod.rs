@@ -8,10 +8,7 @@ pub mod health;
 use http::HeaderMap;
 
 use self::config::{BackendRef, Route, RouteMatch};
-use crate::{
-    identity::Workload,
-    llm::Operation,
-};
+use crate::{identity::Workload, llm::Operation};
 
 /// What routing looks at.
 pub struct RouteInput<'a> {
@@ -26,7 +23,9 @@ pub struct RouteInput<'a> {
 
 /// The index of the first route whose every condition holds, the operation included.
 pub fn select_route(routes: &[Route], input: &RouteInput<'_>) -> Option<usize> {
-    routes.iter().position(|r| matches(r, input) && allows(&r.matches, input))
+    routes
+        .iter()
+        .position(|r| matches(r, input) && allows(&r.matches, input))
 }
 
 /// Whether a request is an inference operation with its usual method: what a route without
@@ -42,8 +41,8 @@ fn allows(m: &RouteMatch, input: &RouteInput<'_>) -> bool {
     if m.operations.is_empty() && m.paths.is_empty() {
         return is_default_allowed(input);
     }
-    let listed = m.operations.contains(&input.operation)
-        && (!input.operation.is_inference() || is_default_allowed(input));
+    let listed =
+        m.operations.contains(&input.operation) && (!input.operation.is_inference() || is_default_allowed(input));
     listed || m.paths.iter().any(|p| p.matches(input.path))
 }
 
@@ -172,7 +171,10 @@ routes:
             method: "POST",
             path: "/v1/chat/completions",
         };
-        assert_eq!(select_route(&cfg.routes, &i).map(|r| cfg.routes[r].name.as_str()), Some("fallback"));
+        assert_eq!(
+            select_route(&cfg.routes, &i).map(|r| cfg.routes[r].name.as_str()),
+            Some("fallback")
+        );
         let i = RouteInput {
             provider: None,
             model: Some("o3"),
@@ -222,12 +224,23 @@ routes:
             select_route(&cfg.routes, &i).map(|r| cfg.routes[r].name.as_str())
         };
         assert_eq!(pick(Operation::Files, "POST", "/v1/files"), Some("files"));
-        assert_eq!(pick(Operation::Batches, "POST", "/v1/batches"), Some("files"), "by path glob");
-        assert_eq!(pick(Operation::ChatCompletions, "POST", "/v1/chat/completions"), Some("chat"));
+        assert_eq!(
+            pick(Operation::Batches, "POST", "/v1/batches"),
+            Some("files"),
+            "by path glob"
+        );
+        assert_eq!(
+            pick(Operation::ChatCompletions, "POST", "/v1/chat/completions"),
+            Some("chat")
+        );
         assert_eq!(pick(Operation::Embeddings, "POST", "/v1/embeddings"), Some("any"));
         assert_eq!(pick(Operation::Admin, "POST", "/v1/organization/admin_api_keys"), None);
         assert_eq!(pick(Operation::FineTuning, "POST", "/v1/fine_tuning/jobs"), None);
-        assert_eq!(pick(Operation::Models, "DELETE", "/v1/models/ft:x"), None, "inference ops keep their method");
+        assert_eq!(
+            pick(Operation::Models, "DELETE", "/v1/models/ft:x"),
+            None,
+            "inference ops keep their method"
+        );
         assert_eq!(pick(Operation::Models, "GET", "/v1/models"), Some("any"));
     }
 

@@ -15,7 +15,6 @@ use prometheus_client::{
     registry::Registry,
 };
 
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnLabels {
     pub provider: String,
@@ -138,7 +137,16 @@ pub struct ProviderLabels {
 }
 
 /// Registers a metric of its default value under `name`.
-fn reg<M: prometheus_client::metrics::TypedMetric + prometheus_client::encoding::EncodeMetric + Clone + Default + std::fmt::Debug + Send + Sync + 'static>(
+fn reg<
+    M: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Clone
+        + Default
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+>(
     r: &mut Registry,
     name: &str,
     help: &str,
@@ -147,7 +155,15 @@ fn reg<M: prometheus_client::metrics::TypedMetric + prometheus_client::encoding:
 }
 
 /// Registers `metric` under `name`.
-fn reg_with<M: prometheus_client::metrics::TypedMetric + prometheus_client::encoding::EncodeMetric + Clone + std::fmt::Debug + Send + Sync + 'static>(
+fn reg_with<
+    M: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+>(
     r: &mut Registry,
     name: &str,
     help: &str,

@@ -13,7 +13,6 @@
 //!
 //! Results: `bench/results/capture-<unix time>.json`, and a table on stdout.
 
-
 mod common;
 mod l7;
 
