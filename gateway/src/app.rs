@@ -510,6 +510,21 @@ fn static_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if !same(&old.tls, &new.tls) {
         changed.push("tls");
     }
+    if !same(&old.limit_store, &new.limit_store) {
+        changed.push("limitStore");
+    }
+    if old.max_connections != new.max_connections {
+        changed.push("proxy.maxConnections");
+    }
+    if old.worker_threads != new.worker_threads {
+        changed.push("workerThreads");
+    }
+    if old.otlp_endpoint != new.otlp_endpoint || old.service_name != new.service_name {
+        changed.push("traces");
+    }
+    if old.audit != new.audit {
+        changed.push("audit");
+    }
     changed
 }
 
@@ -570,4 +585,23 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_names_every_setting_that_needs_a_restart() {
+        let old = Config::parse("{}").unwrap();
+        let new = Config::parse(
+            "limitStore:\n  redis: \"127.0.0.1:6379\"\nproxy:\n  maxConnections: 10\nworkerThreads: 7\ntraces:\n  serviceName: x\naudit:\n  path: \"-\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            static_changes(&old, &new),
+            ["limitStore", "proxy.maxConnections", "workerThreads", "traces", "audit"]
+        );
+        assert!(static_changes(&old, &Config::parse("{}").unwrap()).is_empty());
+    }
 }
