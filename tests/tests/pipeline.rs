@@ -187,7 +187,7 @@ fn openai_chat_is_translated_for_an_anthropic_backend() {
 }
 
 #[test]
-fn a_client_gone_while_the_backend_thinks_leaves_one_record_and_its_reservation() {
+fn a_client_gone_while_the_backend_thinks_leaves_one_record_and_keeps_its_reservation() {
     let (p, primary, _) = setup("limits:\n  - name: tpm\n    tokensPerMinute: 1000\n", &["openai"]);
     primary.set_script(Script {
         delay: Some(Duration::from_secs(2)),
@@ -214,10 +214,43 @@ fn a_client_gone_while_the_backend_thinks_leaves_one_record_and_its_reservation(
     );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(p.records().len(), 1, "exactly one");
-    // The reservation (900 + input) came back: another such request fits in the window.
+    // The backend may still serve (and bill) it: the reservation (900 + input) is kept, so a
+    // client that hangs up early cannot spend past the limit. Another such request is refused.
     primary.set_script(Script::default());
     let (status, v) = p.request("POST", "/v1/chat/completions", &[auth()], body);
-    assert_eq!(status, 200, "{v}");
+    assert_eq!(status, 429, "{v}");
+}
+
+#[test]
+fn a_request_no_backend_could_serve_gives_its_reservation_back() {
+    let key_dir = tests::TempDir::new("pipeline-refund");
+    std::fs::write(key_dir.path("key"), KEY).unwrap();
+    // Nothing listens on port 9: every attempt fails to connect, nothing is billed.
+    let yaml = format!(
+        "providers:\n  - name: openai\n    hostnames: [api.openai.com]\n    backend: gone\n\
+         backends:\n  - name: gone\n    url: http://127.0.0.1:9\n    credential: key\n\
+         credentials:\n  - name: key\n    kind: bearer\n    file: {}\n\
+         limits:\n  - name: tpm\n    tokensPerMinute: 1000\n",
+        key_dir.path("key").display()
+    );
+    let p = Pipeline::start(
+        &yaml,
+        Conn {
+            orig: "127.0.0.9:443".parse().unwrap(),
+            claimants: vec!["openai".into()],
+            comm: "python3".into(),
+        },
+    );
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":900,"messages":[{"role":"user","content":"hi"}]}"#;
+    for _ in 0..3 {
+        let (status, v) = p.request("POST", "/v1/chat/completions", &[auth()], body);
+        assert_eq!(
+            status, 502,
+            "admitted each time (the last one's reservation came back): {v}"
+        );
+    }
+    let r = p.wait_records(3);
+    assert!(r.iter().all(|r| r["limit"]["outcome"] == "allowed"), "{r:#?}");
 }
 
 #[test]

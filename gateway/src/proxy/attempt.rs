@@ -24,6 +24,9 @@ pub(super) async fn run(
     let snapshot = ctx.snapshot.clone();
     let name = |b: usize| snapshot.config.backends[b].name.clone();
     let mut call = upstream::Call::new(ctx, parts, body);
+    // The last answer a retry passed over: the client gets it (and its translation) when no
+    // later attempt delivers, rather than a gateway error that hides what the backend said.
+    let mut passed_over = None;
     while let Some(mut step) = plan.next(&health, name) {
         ctx.probe = step.probe.take();
         let started = std::time::Instant::now();
@@ -47,11 +50,34 @@ pub(super) async fn run(
         ctx.probe = None;
         match (verdict, resp) {
             (Verdict::Deliver, Some(resp)) => return Ok(resp),
-            (Verdict::Stop(e), _) => return Err(e),
-            _ => continue,
+            (Verdict::Next, Some(resp)) => passed_over = Some((resp, ctx.answer.take())),
+            (verdict, _) => {
+                // An answer that is not delivered must not translate what comes instead.
+                ctx.answer = None;
+                if let Verdict::Stop(e) = verdict {
+                    return deliver_passed_over(ctx, passed_over, e);
+                }
+            }
         }
     }
-    Err(plan.give_up())
+    let e = plan.give_up();
+    deliver_passed_over(ctx, passed_over, e)
+}
+
+/// The answer a retry passed over, with its translation, or the error.
+fn deliver_passed_over(
+    ctx: &mut RequestCtx,
+    passed_over: Option<(Response<RespBody>, Option<crate::llm::translate::Answer>)>,
+    e: ProxyError,
+) -> Result<Response<RespBody>, ProxyError> {
+    match passed_over {
+        Some((resp, answer)) => {
+            ctx.answer = answer;
+            ctx.seen.status = resp.status().as_u16();
+            Ok(resp)
+        }
+        None => Err(e),
+    }
 }
 
 fn attempt_record(backend: &str, outcome: &Outcome, ms: f64) -> Attempt {

@@ -98,6 +98,9 @@ pub(crate) struct RequestCtx {
     pub(crate) usage_requested_by_gateway: bool,
     /// How the answer of the attempt that answered comes back.
     pub(crate) answer: Option<Answer>,
+    /// Some attempt may have been served (and billed) by its backend: it was sent and neither
+    /// failed to connect nor got an error status. A request that was not keeps no reservation.
+    pub(crate) billable: bool,
     /// The half-open probe slot this request holds, released however it ends.
     pub(crate) probe: Option<ProbeGuard>,
     // respond
@@ -138,6 +141,7 @@ impl RequestCtx {
             translation: "none",
             usage_requested_by_gateway: false,
             answer: None,
+            billable: false,
             probe: None,
             seen: Seen::default(),
             error: None,

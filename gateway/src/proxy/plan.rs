@@ -100,7 +100,7 @@ impl Plan {
             } else {
                 match health.check(&name(backend)) {
                     Availability::Unavailable(_) => continue,
-                    Availability::Probe => Some(ProbeGuard::new(health.clone(), name(backend))),
+                    Availability::Probe(probe) => Some(ProbeGuard::new(health.clone(), name(backend), probe)),
                     Availability::Available => None,
                 }
             };

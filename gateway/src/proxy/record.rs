@@ -143,14 +143,13 @@ fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Replaces the admission estimate with what the request really used. A request that got no
-/// successful answer from any backend (errors are not billed) gives its tokens and money back;
-/// one answered without a usage report keeps its reservation.
+/// Replaces the admission estimate with what the request really used. A request no backend
+/// can have served (never sent, connect failures, error statuses: not billed) gives its tokens
+/// and money back; one that may have been served without a usage report — answered, timed
+/// out, or abandoned by its client while a backend worked on it — keeps its reservation, so a
+/// client that hangs up early cannot spend past a budget.
 fn reconcile(ctx: &RequestCtx, r: Reservation, usage: Option<&Usage>) {
-    let answered = ctx
-        .attempts
-        .iter()
-        .any(|a| a.status.is_some_and(|s| (200..300).contains(&s)));
+    let answered = ctx.billable;
     let (tokens, cost) = match usage {
         Some(u) => {
             let model = ctx.served_model.as_deref().or(ctx.model.as_deref());

@@ -143,8 +143,20 @@ impl Call {
                 }
             }
         };
+        // From here the backend may serve (and bill) the request, even if this future is
+        // dropped before an answer: only a connect failure or an error status says it did not.
+        let billable_before = ctx.billable;
+        ctx.billable = true;
         let sent = tokio::time::timeout(wait, send).await;
-        let resp = classify(ctx, backend, wait, sent)?;
+        let resp = classify(ctx, backend, wait, sent).inspect_err(|outcome| {
+            if matches!(outcome, Outcome::Unreachable(..)) {
+                ctx.billable = billable_before;
+            }
+        });
+        let resp = resp?;
+        if !resp.status().is_success() {
+            ctx.billable = billable_before;
+        }
         ctx.answer = Some(answer);
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -187,6 +199,8 @@ impl Call {
 
 /// The backend's credential, held for the request (a rotation never changes it midway).
 fn credential(ctx: &mut RequestCtx, backend: &Backend) -> Result<Option<Arc<Loaded>>, Outcome> {
+    // The record names the credential of the attempt that served, not of an earlier one.
+    ctx.credential = None;
     let Some(name) = &backend.credential else {
         return Ok(None);
     };

@@ -40,8 +40,8 @@ impl Default for Policy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Availability {
     Available,
-    /// Half-open: this request is the probe.
-    Probe,
+    /// Half-open: this request is the probe (the number names this probe, to release it).
+    Probe(u64),
     /// Ejected or cooling down until then.
     Unavailable(Instant),
 }
@@ -53,6 +53,8 @@ struct State {
     ejected_until: Option<Instant>,
     /// A probe is in flight (half-open).
     probing: bool,
+    /// Which probe holds the slot (each claim gets the next number).
+    probe: u64,
     cooldown_until: Option<Instant>,
 }
 
@@ -107,7 +109,8 @@ impl Health {
             Some(_) if s.probing => Availability::Unavailable(now + Duration::from_secs(1)),
             Some(_) => {
                 s.probing = true;
-                Availability::Probe
+                s.probe += 1;
+                Availability::Probe(s.probe)
             }
             None => Availability::Available,
         }
@@ -130,6 +133,7 @@ impl Health {
             }
             *s = State {
                 cooldown_until: s.cooldown_until,
+                probe: s.probe,
                 ..State::default()
             };
         }
@@ -155,9 +159,10 @@ impl Health {
 
     /// Frees a half-open backend's probe slot whose request ended unanswered (cancelled): the
     /// next request probes instead. A probe that was answered already updated the state.
-    pub fn release_probe(&self, backend: &str) {
+    pub fn release_probe(&self, backend: &str, probe: u64) {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = states.get_mut(backend) {
+        // Only the probe that holds the slot frees it: a later probe's slot is not ours.
+        if let Some(s) = states.get_mut(backend).filter(|s| s.probing && s.probe == probe) {
             s.probing = false;
         }
     }
@@ -208,17 +213,18 @@ impl Health {
 pub struct ProbeGuard {
     health: std::sync::Arc<Health>,
     backend: String,
+    probe: u64,
 }
 
 impl ProbeGuard {
-    pub fn new(health: std::sync::Arc<Health>, backend: String) -> ProbeGuard {
-        ProbeGuard { health, backend }
+    pub fn new(health: std::sync::Arc<Health>, backend: String, probe: u64) -> ProbeGuard {
+        ProbeGuard { health, backend, probe }
     }
 }
 
 impl Drop for ProbeGuard {
     fn drop(&mut self) {
-        self.health.release_probe(&self.backend);
+        self.health.release_probe(&self.backend, self.probe);
     }
 }
 
@@ -255,7 +261,10 @@ mod tests {
             "ejected at the threshold"
         );
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(h.check("a"), Availability::Probe, "half-open after the period");
+        assert!(
+            matches!(h.check("a"), Availability::Probe(_)),
+            "half-open after the period"
+        );
         assert!(
             matches!(h.check("a"), Availability::Unavailable(_)),
             "one probe at a time"
@@ -267,7 +276,7 @@ mod tests {
             "second ejection is longer (20s)"
         );
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(h.check("a"), Availability::Probe);
+        assert!(matches!(h.check("a"), Availability::Probe(_)));
         h.failure("a");
         tokio::time::advance(Duration::from_secs(24)).await;
         assert!(
@@ -275,11 +284,32 @@ mod tests {
             "capped at 25s, not 40s"
         );
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(h.check("a"), Availability::Probe);
+        assert!(matches!(h.check("a"), Availability::Probe(_)));
         h.success("a");
         assert_eq!(h.check("a"), Availability::Available);
         assert_eq!(h.statuses()[0].state, "healthy");
         assert_eq!(h.statuses()[0].ejections, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_released_probe_frees_only_its_own_slot() {
+        let h = Health::new(policy());
+        for _ in 0..3 {
+            h.failure("a");
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let Availability::Probe(first) = h.check("a") else {
+            panic!("probe")
+        };
+        h.failure("a"); // the first probe failed: ejected again
+        tokio::time::advance(Duration::from_secs(21)).await;
+        let Availability::Probe(second) = h.check("a") else {
+            panic!("probe")
+        };
+        h.release_probe("a", first); // the first request ends late
+        assert!(h.is_out("a"), "the second probe still holds the slot");
+        h.release_probe("a", second);
+        assert!(!h.is_out("a"));
     }
 
     #[tokio::test(start_paused = true)]
