@@ -700,7 +700,9 @@ impl Pending {
 struct Shared {
     remote: self::redis::Remote,
     pending: Mutex<Pending>,
-    /// One replay at a time (the others wait for it, then find nothing to send).
+    /// One replay at a time; admissions that find one running go on without waiting (while
+    /// Redis is away a failed replay puts its counts back, so waiting in turn would queue
+    /// every admission behind one timeout after another).
     replaying: tokio::sync::Mutex<()>,
 }
 
@@ -847,7 +849,9 @@ impl Shared {
         if self.lock_pending().is_empty() {
             return Ok(());
         }
-        let _one = self.replaying.lock().await;
+        let Ok(_one) = self.replaying.try_lock() else {
+            return Ok(());
+        };
         let batch = self.lock_pending().take();
         if batch.is_empty() {
             return Ok(());
