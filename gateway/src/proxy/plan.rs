@@ -120,7 +120,9 @@ impl Plan {
     ) -> (Verdict, Option<&'static str>) {
         let (condition, error, label) = match outcome {
             Outcome::NotSent(e) => {
-                // Nothing left the node: the next backend is always safe to try.
+                // Nothing left the node: the next backend is always safe to try, and this one
+                // does not use up an attempt (a streamed body was not touched either).
+                self.attempts_left += 1;
                 self.last_error = Some(e);
                 return (Verdict::Next, None);
             }
@@ -279,8 +281,19 @@ mod tests {
         p.next(&h, name).unwrap();
         let (v, _) = p.judge(Outcome::NotSent(ProxyError::Untranslatable("no".into())), &h, "b1");
         assert!(matches!(v, Verdict::Next));
-        assert!(p.next(&h, name).is_none());
+        assert!(p.next(&h, name).is_none(), "no backend left");
         assert!(matches!(p.give_up(), ProxyError::Untranslatable(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_never_left_the_node_does_not_use_up_the_budget() {
+        let h = health();
+        // One attempt (a streamed body): the first backend lacks its credential.
+        let mut p = plan(2, 1);
+        p.next(&h, name).unwrap();
+        p.judge(Outcome::NotSent(ProxyError::CredentialMissing("k".into())), &h, "b0");
+        let s = p.next(&h, name).expect("the next backend still gets the one attempt");
+        assert_eq!(s.backend, 1);
     }
 
     #[tokio::test(start_paused = true)]

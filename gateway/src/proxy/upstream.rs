@@ -113,7 +113,17 @@ impl Call {
                 headers.insert(*name, HeaderValue::from_static(value));
             }
         }
-        let signing = inject(&mut headers, credential, backend, client).await?;
+        // A token or key fetch counts against the attempt's wait (and the request's budget).
+        let fetch_wait = ctx.attempt_wait();
+        let signing = match tokio::time::timeout(fetch_wait, inject(&mut headers, credential, backend, client)).await {
+            Ok(signing) => signing?,
+            Err(_) => {
+                return Err(Outcome::NotSent(ProxyError::Upstream {
+                    backend: backend.name.clone(),
+                    message: format!("credential token or keys not fetched within {fetch_wait:?}"),
+                }))
+            }
+        };
         let aws = signing.keys().zip(backend.region.as_deref());
         let wait = ctx.attempt_wait();
         let Upstream { body, answer, .. } = upstream;
