@@ -206,6 +206,7 @@ fn token_and_money_limits_hold_under_a_burst_and_spare_other_workloads() {
     let (s, builder) = openai_setup(24, "res-limits", "");
     let limits = "limits:\n  - name: team-tpm\n    match: { comm: [python3] }\n    tokensPerMinute: 200\n  - name: team-money\n    match: { comm: [curl] }\n    budget: { usd: \"0.00001\", period: day }\n";
     let gw = builder.yaml(limits).start();
+    fresh_minute_window();
     // Each request reserves max_tokens (10) + its input estimate (body bytes / 4).
     let body = r#"{"model":"gpt-4o-mini","max_tokens":10,"messages":[{"role":"user","content":"hello there"}]}"#;
     let reservation = 10 + (body.len() as u64).div_ceil(4);
@@ -281,6 +282,7 @@ fn two_nodes_share_one_budget_through_redis_and_survive_its_outage() {
     let gw_a = builder_a.yaml(&shared).start();
     let (b, builder_b) = openai_setup(26, "res-node-b", "");
     let gw_b = builder_b.yaml(&shared).start();
+    fresh_minute_window();
     let mut ok = 0;
     for i in 0..16 {
         let (s, gw) = if i % 2 == 0 { (&a, &gw_a) } else { (&b, &gw_b) };
@@ -378,4 +380,17 @@ fn a_quiet_stream_hits_the_idle_timeout_with_its_own_error_kind() {
         gw.metric("tollgate_request_errors_total{reason=\"stream_idle_timeout\"}"),
         1
     );
+}
+
+/// Limits count in windows aligned to UTC minutes: a burst that straddles a minute boundary is
+/// counted in two windows. Waits, when less than 20 seconds of the current minute are left,
+/// for the next one to begin.
+fn fresh_minute_window() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into = now.as_secs_f64() % 60.0;
+    if into > 40.0 {
+        std::thread::sleep(Duration::from_secs_f64(60.0 - into + 0.2));
+    }
 }
