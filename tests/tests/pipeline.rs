@@ -38,6 +38,15 @@ fn setup(extra: &str, claimants: &[&str]) -> (Pipeline, FakeLlm, FakeLlm) {
     (p, primary, secondary)
 }
 
+/// A connection to `openai`'s (only) captured address from a `python3` workload.
+fn openai_conn() -> Conn {
+    Conn {
+        orig: "127.0.0.9:443".parse().unwrap(),
+        claimants: vec!["openai".into()],
+        comm: "python3".into(),
+    }
+}
+
 const CHAT: &str = r#"{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#;
 
 fn auth() -> (&'static str, &'static str) {
@@ -133,14 +142,7 @@ fn a_backend_whose_credential_is_missing_is_skipped_for_the_next() {
         fallback.url(false),
         key_dir.path("key").display()
     );
-    let p = Pipeline::start(
-        &yaml,
-        Conn {
-            orig: "127.0.0.9:443".parse().unwrap(),
-            claimants: vec!["openai".into()],
-            comm: "python3".into(),
-        },
-    );
+    let p = Pipeline::start(&yaml, openai_conn());
     let (status, v) = p.request("POST", "/v1/chat/completions", &[auth()], CHAT);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["choices"][0]["message"]["content"], "hello from fallback");
@@ -164,14 +166,7 @@ fn openai_chat_is_translated_for_an_anthropic_backend() {
         anthropic.url(false),
         key_dir.path("key").display()
     );
-    let p = Pipeline::start(
-        &yaml,
-        Conn {
-            orig: "127.0.0.9:443".parse().unwrap(),
-            claimants: vec!["openai".into()],
-            comm: "python3".into(),
-        },
-    );
+    let p = Pipeline::start(&yaml, openai_conn());
     let (status, v) = p.request("POST", "/v1/chat/completions", &[auth()], CHAT);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["object"], "chat.completion", "an OpenAI answer: {v}");
@@ -242,14 +237,7 @@ fn a_request_no_backend_could_serve_gives_its_reservation_back() {
          limits:\n  - name: tpm\n    tokensPerMinute: 1000\n",
         key_dir.path("key").display()
     );
-    let p = Pipeline::start(
-        &yaml,
-        Conn {
-            orig: "127.0.0.9:443".parse().unwrap(),
-            claimants: vec!["openai".into()],
-            comm: "python3".into(),
-        },
-    );
+    let p = Pipeline::start(&yaml, openai_conn());
     let body = r#"{"model":"gpt-4o-mini","max_tokens":900,"messages":[{"role":"user","content":"hi"}]}"#;
     for _ in 0..3 {
         let (status, v) = p.request("POST", "/v1/chat/completions", &[auth()], body);
@@ -275,14 +263,7 @@ fn a_backend_whose_token_cannot_be_fetched_is_skipped_for_the_next() {
         vertex.url(false),
         fallback.url(false)
     );
-    let p = Pipeline::start(
-        &yaml,
-        Conn {
-            orig: "127.0.0.9:443".parse().unwrap(),
-            claimants: vec!["openai".into()],
-            comm: "python3".into(),
-        },
-    );
+    let p = Pipeline::start(&yaml, openai_conn());
     let (status, v) = p.request("POST", "/v1/chat/completions", &[auth()], CHAT);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["choices"][0]["message"]["content"], "hello from fallback");

@@ -237,6 +237,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cost_of_huge_counts_saturates() {
+        let max = u64::MAX;
+        let u = Usage {
+            input: max,
+            output: max,
+            cached_input: 0,
+            cache_write: 0,
+            reasoning: max,
+        };
+        let prices = PriceTable::new(&Default::default()).unwrap();
+        assert_eq!(cost(prices.get("gpt-4o").unwrap(), &u), u64::MAX);
+    }
+
+    #[test]
     fn prices_parse_exactly() {
         assert_eq!(parse_price("2.50"), Ok(2500));
         assert_eq!(parse_price("0.075"), Ok(75));

@@ -157,7 +157,4 @@ fn huge_counts_from_a_provider_saturate_instead_of_overflowing() {
     assert_eq!(b.input, max);
     let g = gemini_usage(&serde_json::json!({"candidatesTokenCount": max, "thoughtsTokenCount": max})).unwrap();
     assert_eq!(g.output, max);
-    let price = crate::accounting::PriceTable::new(&Default::default()).unwrap();
-    let p = price.get("gpt-4o").unwrap();
-    assert!(crate::accounting::cost(p, &a) > 0, "cost saturates too");
 }
