@@ -18,8 +18,10 @@ pub fn statfs_type(path: &Path) -> Option<i64> {
         if libc::statfs(c.as_ptr(), &mut st) != 0 {
             return None;
         }
-        // `__fsword_t` (a C `long`): i64 on the 64-bit Linux targets Tollgate runs on.
-        Some(st.f_type)
+        // `__fsword_t`: a C `long` with glibc, an unsigned one with musl; the magic numbers fit
+        // either way.
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        Some(st.f_type as i64)
     }
 }
 

@@ -90,7 +90,7 @@ impl NodeCa {
             (true, false) => return Err(ca_err(key, "certificate exists but its key does not")),
             (false, true) => return Err(ca_err(cert, "key exists but its certificate does not")),
         };
-        let key_pair = KeyPair::from_pem(&key_pem).map_err(|e| ca_err(key, e))?;
+        let key_pair = key_pair_from_pem(&key_pem).map_err(|e| ca_err(key, e))?;
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key_pair).map_err(|e| ca_err(cert, e))?;
         let ca_der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e: rustls_pki_types::pem::Error| ca_err(cert, e))?;
@@ -132,6 +132,59 @@ impl NodeCa {
             self.leaf_signing.clone(),
         )))
     }
+}
+
+/// Reads a CA key in any of the PEM forms CA tooling writes: PKCS#8 (`PRIVATE KEY`), SEC1
+/// (`EC PRIVATE KEY`: Helm's `genPrivateKey "ecdsa"`, openssl ecparam) and PKCS#1
+/// (`RSA PRIVATE KEY`: Helm's `genCA`, older cert-manager). ring signs only from PKCS#8, so the
+/// other two are wrapped in a PKCS#8 envelope first.
+fn key_pair_from_pem(pem: &str) -> Result<KeyPair, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("not a PEM private key: {e}"))?;
+    let pkcs8 = match &der {
+        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+        PrivateKeyDer::Sec1(k) => {
+            let inner = k.secret_sec1_der();
+            // The curve is named in the SEC1 parameters; P-256 and P-384 are what ring signs.
+            let curve = if contains(inner, OID_P384) { OID_P384 } else { OID_P256 };
+            pkcs8_envelope(&[OID_EC_PUBLIC_KEY, curve].concat(), inner)
+        }
+        PrivateKeyDer::Pkcs1(k) => pkcs8_envelope(&[OID_RSA_ENCRYPTION, &[0x05, 0x00]].concat(), k.secret_pkcs1_der()),
+        _ => return Err("unsupported private key format".into()),
+    };
+    KeyPair::try_from(pkcs8.as_slice()).map_err(|e| format!("unusable CA key: {e}"))
+}
+
+/// DER of the object identifiers (tag and length included).
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_RSA_ENCRYPTION: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// PrivateKeyInfo ::= SEQUENCE { version 0, AlgorithmIdentifier, OCTET STRING key }
+fn pkcs8_envelope(algorithm: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x02, 0x01, 0x00];
+    body.extend(der_tlv(0x30, algorithm));
+    body.extend(der_tlv(0x04, key));
+    der_tlv(0x30, &body)
+}
+
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
 }
 
 /// Refuses a CA key that anyone but its owner can read: whoever reads it can mint
@@ -339,6 +392,34 @@ mod tests {
         std::fs::write(dir.join("ca.crt"), "x").unwrap();
         let e = NodeCa::load_or_create(&dir.join("ca.crt"), &dir.join("ca.key")).unwrap_err();
         assert!(e.to_string().contains("ca.key"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cas_with_sec1_and_pkcs1_keys_load_and_mint() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("tollgate-ca-forms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (cert_pem, key_pem) in [
+            (
+                include_str!("testdata/ca-sec1.crt"),
+                include_str!("testdata/ca-sec1.key"),
+            ),
+            (
+                include_str!("testdata/ca-pkcs1.crt"),
+                include_str!("testdata/ca-pkcs1.key"),
+            ),
+        ] {
+            let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+            std::fs::write(&cert, cert_pem).unwrap();
+            std::fs::write(&key, key_pem).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+            let ca = NodeCa::load_or_create(&cert, &key).unwrap_or_else(|e| panic!("{}: {e}", &key_pem[..31]));
+            let leaf = ca.mint("api.openai.com", Duration::from_secs(60)).unwrap();
+            assert_eq!(leaf.cert.len(), 2, "leaf and CA");
+            std::fs::remove_file(&key).unwrap();
+        }
+        assert!(key_pair_from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -157,17 +157,19 @@ pub struct RawListener {
     /// port. Default: `127.0.0.1:15001` and `[::1]:15001`.
     pub addresses: Option<Vec<SocketAddr>>,
     /// IPv4 node address that sockets of other network namespaces (pods) are redirected to.
-    /// Default: none (pods are not captured).
-    pub node_address4: Option<SocketAddr>,
-    /// IPv6 node address for pods. Default: none.
-    pub node_address6: Option<SocketAddr>,
+    /// `${VAR}` is replaced by that environment variable (a DaemonSet passes the node's
+    /// `status.hostIP`). Default: none (pods are not captured).
+    pub node_address4: Option<String>,
+    /// IPv6 node address for pods (`${VAR}` expanded). Default: none.
+    pub node_address6: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawAdmin {
-    /// Default `127.0.0.1:15000`. Port 0 picks a free port.
-    pub address: Option<SocketAddr>,
+    /// Default `127.0.0.1:15000`. Port 0 picks a free port. `${VAR}` is replaced by that
+    /// environment variable.
+    pub address: Option<String>,
     /// Allow a non-loopback `address` (the admin port has no authentication: metrics,
     /// config and backend state become readable from the network). Default `false`.
     pub allow_remote: Option<bool>,
@@ -438,8 +440,40 @@ impl Config {
     }
 }
 
+/// Parses an address after replacing each `${NAME}` with the environment variable `NAME`
+/// (so one ConfigMap serves every node: `"${TOLLGATE_NODE_IP}:15001"`). An unset variable is
+/// an error naming it; IPv6 values are bracketed when the text does not bracket them.
+fn socket_addr_with_env(field: &str, text: &str) -> Result<SocketAddr, Error> {
+    let mut expanded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        expanded.push_str(&rest[..start]);
+        let Some(len) = rest[start + 2..].find('}') else {
+            return Err(invalid(field, format!("{text:?}: unclosed ${{")));
+        };
+        let name = &rest[start + 2..start + 2 + len];
+        let value = std::env::var(name)
+            .map_err(|_| invalid(field, format!("{text:?}: environment variable {name} is not set")))?;
+        if value.parse::<std::net::Ipv6Addr>().is_ok() && !expanded.ends_with('[') {
+            expanded.push('[');
+            expanded.push_str(&value);
+            expanded.push(']');
+        } else {
+            expanded.push_str(&value);
+        }
+        rest = &rest[start + 2 + len + 1..];
+    }
+    expanded.push_str(rest);
+    expanded
+        .parse()
+        .map_err(|e| invalid(field, format!("{expanded:?} is not an ip:port address: {e}")))
+}
+
 fn admin_from_raw(admin: RawAdmin) -> Result<SocketAddr, Error> {
-    let address = admin.address.unwrap_or(DEFAULT_ADMIN);
+    let address = match admin.address {
+        Some(text) => socket_addr_with_env("admin.address", &text)?,
+        None => DEFAULT_ADMIN,
+    };
     if !address.ip().is_loopback() && admin.allow_remote != Some(true) {
         return Err(invalid(
             "admin.address",
@@ -627,7 +661,10 @@ impl Listeners {
                 "an IPv4 loopback listener is required (IPv4 and v4-mapped destinations go there)",
             ));
         }
-        let node4 = raw.node_address4;
+        let node4 = raw
+            .node_address4
+            .map(|text| socket_addr_with_env("listener.nodeAddress4", &text))
+            .transpose()?;
         if let Some(addr) = node4 {
             if !addr.is_ipv4() || addr.ip().is_unspecified() || addr.ip().is_loopback() {
                 return Err(invalid(
@@ -636,7 +673,10 @@ impl Listeners {
                 ));
             }
         }
-        let node6 = raw.node_address6;
+        let node6 = raw
+            .node_address6
+            .map(|text| socket_addr_with_env("listener.nodeAddress6", &text))
+            .transpose()?;
         if let Some(addr) = node6 {
             if !addr.is_ipv6() || addr.ip().is_unspecified() || addr.ip().is_loopback() {
                 return Err(invalid(
@@ -826,6 +866,27 @@ providers:
         );
         // A path that does not exist here cannot be checked: it is left to start-up.
         Config::parse("capture:\n  cgroupPath: /nonexistent/cgroup\n").unwrap();
+    }
+
+    #[test]
+    fn node_and_admin_addresses_take_environment_variables() {
+        // Names only this test sets; the process environment is shared by the test threads.
+        std::env::set_var("TG_TEST_NODE_IP4", "10.1.2.3");
+        std::env::set_var("TG_TEST_NODE_IP6", "fd00::5");
+        let cfg = Config::parse(
+            "listener:\n  nodeAddress4: \"${TG_TEST_NODE_IP4}:15001\"\n  nodeAddress6: \"${TG_TEST_NODE_IP6}:15001\"\nadmin:\n  address: \"${TG_TEST_NODE_IP4}:15000\"\n  allowRemote: true\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.listener.node4, Some("10.1.2.3:15001".parse().unwrap()));
+        assert_eq!(cfg.listener.node6, Some("[fd00::5]:15001".parse().unwrap()));
+        assert_eq!(cfg.admin_address, "10.1.2.3:15000".parse().unwrap());
+        let e = err("listener:\n  nodeAddress4: \"${TG_TEST_UNSET_VARIABLE}:15001\"\n");
+        assert!(
+            e.contains("listener.nodeAddress4") && e.contains("TG_TEST_UNSET_VARIABLE is not set"),
+            "{e}"
+        );
+        let e = err("listener:\n  nodeAddress4: \"${TG_TEST_NODE_IP4:15001\"\n");
+        assert!(e.contains("unclosed"), "{e}");
     }
 
     #[test]
