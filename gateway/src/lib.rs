@@ -34,4 +34,5 @@ pub mod route;
 pub mod socket;
 pub mod sysfs;
 pub mod telemetry;
+pub mod truststore;
 pub mod validation;

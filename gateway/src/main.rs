@@ -55,12 +55,54 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add the node CA to this host's system trust store (creating the CA if it does not
+    /// exist yet), or remove it: host workloads then accept intercepted TLS.
+    Trust {
+        #[command(subcommand)]
+        action: TrustAction,
+        /// The configuration whose `tls.caCert`/`tls.caKey` to use.
+        #[arg(long, short, global = true, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Remove programs that a fail-closed instance left attached (pinned on bpffs).
     Detach {
         /// The `capture.pinPath` of that instance.
         #[arg(long, default_value = gateway::config::DEFAULT_PIN_PATH)]
         pin_path: PathBuf,
     },
+}
+
+/// Where the host agent package puts the configuration.
+const DEFAULT_CONFIG: &str = "/etc/tollgate/tollgate.yaml";
+
+#[derive(Subcommand)]
+enum TrustAction {
+    /// Add the CA certificate to the system store.
+    Install,
+    /// Remove it from the system store.
+    Remove,
+}
+
+fn trust(action: TrustAction, config: &std::path::Path) -> anyhow::Result<()> {
+    use gateway::truststore::Store;
+    let store = Store::detect()?;
+    match action {
+        TrustAction::Install => {
+            let cfg = Config::load(config).with_context(|| format!("invalid config {}", config.display()))?;
+            gateway::capture::tls::NodeCa::load_or_create(&cfg.tls.ca_cert, &cfg.tls.ca_key)?;
+            let anchor = store.install(&cfg.tls.ca_cert)?;
+            println!(
+                "{} is trusted by this host: installed as {}",
+                cfg.tls.ca_cert.display(),
+                anchor.display()
+            );
+        }
+        TrustAction::Remove => match store.remove()? {
+            true => println!("removed the Tollgate CA from {}", store.anchors.display()),
+            false => println!("the Tollgate CA was not in {}", store.anchors.display()),
+        },
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +152,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Trust { action, config } => trust(action, &config),
         Command::Detach { pin_path } => {
             let n = ebpf::remove_pins(&pin_path)?;
             println!("removed {n} pinned programs from {}", pin_path.display());

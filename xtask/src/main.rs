@@ -4,9 +4,12 @@
 //! - `test`: setup, build, fuzz briefly, and run the whole test suite (what CI runs).
 //! - `fuzz`: run the fuzz targets of `fuzz/` (docs/fuzzing.md).
 //! - `bench`: measure capture overhead against direct connections; results in `bench/results/`.
+//! - `image`, `deb`: the container image and the host-agent package (docs/kubernetes.md,
+//!   docs/host-agent.md).
 
 mod bench;
 mod demo;
+mod deploy;
 mod fuzz;
 mod setup;
 mod util;
@@ -47,6 +50,10 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Build the container image (static binary, OCI archive in target/image/).
+    Image,
+    /// Build the host-agent Debian package (target/debian/).
+    Deb,
     /// Internal: the benchmark client, run inside the captured cgroup.
     #[command(hide = true)]
     BenchClient { args: Vec<String> },
@@ -62,6 +69,8 @@ fn main() -> anyhow::Result<()> {
             let mode = if quick { fuzz::Mode::Quick } else { fuzz::Mode::Thorough };
             fuzz::fuzz(seconds, mode)
         }
+        Task::Image => deploy::image(&setup::setup()?).map(|_| ()),
+        Task::Deb => deploy::deb(&setup::setup()?).map(|_| ()),
         Task::BenchClient { args } => bench::client(&args),
     }
 }
@@ -72,6 +81,9 @@ const TEST_FUZZ_SECONDS: u64 = 7;
 fn test(args: &[String]) -> anyhow::Result<()> {
     let env = setup::setup()?;
     util::cargo(&env, &["build", "-p", "gateway", "--bin", "tollgate"])?;
+    // What the deployment tests install: the image (run by containerd) and the package.
+    deploy::image(&env)?;
+    deploy::deb(&env)?;
     // Briefly, and before the suite so that the suite's summary is the last line; a crash is
     // a failure with its input named (docs/fuzzing.md).
     fuzz::fuzz(TEST_FUZZ_SECONDS, fuzz::Mode::Quick)?;

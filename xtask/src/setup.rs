@@ -24,14 +24,25 @@ const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
 /// The SDKs the tests drive, pinned so that a new release cannot change a test's meaning.
 const PYTHON_SDKS: [&str; 3] = ["openai==3.57.0", "anthropic==2.14.0", "jsonschema==4.26.0"];
 
-/// (command that must exist, Debian package that provides it)
-const PACKAGES: [(&str, &str); 6] = [
+/// (command or absolute path that must exist, Debian package that provides it)
+const PACKAGES: [(&str, &str); 15] = [
     ("redis-server", "redis-server"),
     ("openssl", "openssl"),
     ("curl", "curl"),
     ("ip", "iproute2"),
     ("python3", "python3"),
     ("unshare", "util-linux"),
+    // The deployment tests: a real container runtime, images built without an engine, pod
+    // networks, a workload image's userland, the CRI client's protobuf build, musl builds.
+    ("containerd", "containerd"),
+    ("runc", "runc"),
+    ("umoci", "umoci"),
+    ("/usr/lib/cni/ptp", "containernetworking-plugins"),
+    ("/bin/busybox", "busybox-static"),
+    ("protoc", "protobuf-compiler"),
+    ("musl-gcc", "musl-tools"),
+    ("update-ca-certificates", "ca-certificates"),
+    ("systemd-analyze", "systemd"),
 ];
 
 pub(crate) fn setup() -> anyhow::Result<BuildEnv> {
@@ -41,6 +52,7 @@ pub(crate) fn setup() -> anyhow::Result<BuildEnv> {
     rust_src(&toolchain)?;
     bpf_linker()?;
     python_sdks()?;
+    crate::deploy::tools()?;
     println!("xtask setup: done (eBPF toolchain {toolchain})");
     Ok(BuildEnv {
         vars: vec![("TOLLGATE_EBPF_TOOLCHAIN".into(), toolchain)],
@@ -48,6 +60,9 @@ pub(crate) fn setup() -> anyhow::Result<BuildEnv> {
 }
 
 fn have(command: &str) -> bool {
+    if command.starts_with('/') {
+        return std::path::Path::new(command).exists();
+    }
     output("sh", &["-c", &format!("command -v {command}")]).is_some()
 }
 
@@ -58,7 +73,8 @@ fn debian_packages() -> anyhow::Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        println!("  packages: curl, iproute2, python3, util-linux, redis-server, openssl present");
+        let names: Vec<&str> = PACKAGES.iter().map(|(_, pkg)| *pkg).collect();
+        println!("  packages: {} present", names.join(", "));
         return Ok(());
     }
     if !have("apt-get") {

@@ -444,6 +444,10 @@ impl Config {
 /// (so one ConfigMap serves every node: `"${TOLLGATE_NODE_IP}:15001"`). An unset variable is
 /// an error naming it; IPv6 values are bracketed when the text does not bracket them.
 fn socket_addr_with_env(field: &str, text: &str) -> Result<SocketAddr, Error> {
+    socket_addr_expanded(field, text, |name| std::env::var(name).ok())
+}
+
+fn socket_addr_expanded(field: &str, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<SocketAddr, Error> {
     let mut expanded = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -452,8 +456,8 @@ fn socket_addr_with_env(field: &str, text: &str) -> Result<SocketAddr, Error> {
             return Err(invalid(field, format!("{text:?}: unclosed ${{")));
         };
         let name = &rest[start + 2..start + 2 + len];
-        let value = std::env::var(name)
-            .map_err(|_| invalid(field, format!("{text:?}: environment variable {name} is not set")))?;
+        let value =
+            lookup(name).ok_or_else(|| invalid(field, format!("{text:?}: environment variable {name} is not set")))?;
         if value.parse::<std::net::Ipv6Addr>().is_ok() && !expanded.ends_with('[') {
             expanded.push('[');
             expanded.push_str(&value);
@@ -870,16 +874,16 @@ providers:
 
     #[test]
     fn node_and_admin_addresses_take_environment_variables() {
-        // Names only this test sets; the process environment is shared by the test threads.
-        std::env::set_var("TG_TEST_NODE_IP4", "10.1.2.3");
-        std::env::set_var("TG_TEST_NODE_IP6", "fd00::5");
-        let cfg = Config::parse(
-            "listener:\n  nodeAddress4: \"${TG_TEST_NODE_IP4}:15001\"\n  nodeAddress6: \"${TG_TEST_NODE_IP6}:15001\"\nadmin:\n  address: \"${TG_TEST_NODE_IP4}:15000\"\n  allowRemote: true\n",
-        )
-        .unwrap();
-        assert_eq!(cfg.listener.node4, Some("10.1.2.3:15001".parse().unwrap()));
-        assert_eq!(cfg.listener.node6, Some("[fd00::5]:15001".parse().unwrap()));
-        assert_eq!(cfg.admin_address, "10.1.2.3:15000".parse().unwrap());
+        let env = |name: &str| match name {
+            "NODE_IP4" => Some("10.1.2.3".to_string()),
+            "NODE_IP6" => Some("fd00::5".to_string()),
+            _ => None,
+        };
+        let addr = |text| socket_addr_expanded("f", text, env).unwrap();
+        assert_eq!(addr("${NODE_IP4}:15001"), "10.1.2.3:15001".parse().unwrap());
+        assert_eq!(addr("${NODE_IP6}:15001"), "[fd00::5]:15001".parse().unwrap());
+        assert_eq!(addr("[${NODE_IP6}]:15001"), "[fd00::5]:15001".parse().unwrap());
+        assert_eq!(addr("127.0.0.1:1"), "127.0.0.1:1".parse().unwrap());
         let e = err("listener:\n  nodeAddress4: \"${TG_TEST_UNSET_VARIABLE}:15001\"\n");
         assert!(
             e.contains("listener.nodeAddress4") && e.contains("TG_TEST_UNSET_VARIABLE is not set"),
