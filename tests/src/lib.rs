@@ -20,6 +20,7 @@ use std::{
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+pub mod deploy;
 pub mod fake_llm;
 pub mod l7;
 pub mod pipeline;

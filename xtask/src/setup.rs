@@ -25,7 +25,7 @@ const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
 const PYTHON_SDKS: [&str; 3] = ["openai==3.57.0", "anthropic==2.14.0", "jsonschema==4.26.0"];
 
 /// (command or absolute path that must exist, Debian package that provides it)
-const PACKAGES: [(&str, &str); 15] = [
+const PACKAGES: [(&str, &str); 16] = [
     ("redis-server", "redis-server"),
     ("openssl", "openssl"),
     ("curl", "curl"),
@@ -43,6 +43,7 @@ const PACKAGES: [(&str, &str); 15] = [
     ("musl-gcc", "musl-tools"),
     ("update-ca-certificates", "ca-certificates"),
     ("systemd-analyze", "systemd"),
+    ("logrotate", "logrotate"),
 ];
 
 pub(crate) fn setup() -> anyhow::Result<BuildEnv> {
