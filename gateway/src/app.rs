@@ -330,6 +330,12 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         conns: Arc::new(maps.conns),
         claims: endpoints.claims,
         identity: identity::Resolver::new(cgroup_root, host_netns),
+        pods: match &config.cri_socket {
+            Some(socket) => {
+                Some(identity::cri::Pods::new(socket).map_err(|e| anyhow::anyhow!("identity.criSocket: {e}"))?)
+            }
+            None => None,
+        },
         host_netns_cookie: host_netns,
         metrics: metrics.clone(),
         log,
@@ -518,6 +524,9 @@ fn static_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.worker_threads != new.worker_threads {
         changed.push("workerThreads");
+    }
+    if old.cri_socket != new.cri_socket {
+        changed.push("identity.criSocket");
     }
     if old.otlp_endpoint != new.otlp_endpoint || old.service_name != new.service_name {
         changed.push("traces");

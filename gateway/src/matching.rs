@@ -2,7 +2,9 @@
 //! at config load, and the workload conditions routes and limits share. A leaf: it imports
 //! nothing of the crate.
 
-use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, Serializer};
 
 /// A compiled glob.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,24 +93,84 @@ pub fn any(patterns: &[Glob], value: Option<&str>) -> bool {
     patterns.is_empty() || value.is_some_and(|v| patterns.iter().any(|p| p.matches(v)))
 }
 
-/// The workload conditions routes and limits share: `comm` globs, uids and a cgroup path glob,
-/// each matching anything when unset.
+/// The workload conditions routes and limits share: `comm` globs, uids, a cgroup path glob,
+/// and, for pods (identity from the container runtime), namespace globs, pod name globs and
+/// label globs. Each matches anything when unset; a pod condition never matches a workload
+/// that is not in a known pod.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct WorkloadMatch {
     pub comm: Vec<Glob>,
     pub uids: Vec<u32>,
     pub cgroup: Option<Glob>,
+    pub namespaces: Vec<Glob>,
+    pub pods: Vec<Glob>,
+    /// Label name → value glob; every one must match.
+    pub labels: BTreeMap<String, Glob>,
+}
+
+/// The workload conditions as configured (`match.workload` of routes; inline in `match` of
+/// limits).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawWorkloadMatch {
+    /// Process names (`comm`) globs; empty matches any.
+    #[serde(default)]
+    pub comm: Vec<String>,
+    /// uids; empty matches any.
+    #[serde(default)]
+    pub uids: Vec<u32>,
+    /// cgroup path glob (relative to the cgroup2 root, e.g. `/kubepods*`).
+    pub cgroup: Option<String>,
+    /// Kubernetes namespace globs (pod identity from `identity.criSocket`); empty matches any.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Pod name globs; empty matches any.
+    #[serde(default)]
+    pub pods: Vec<String>,
+    /// Pod label → value glob; all must match.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RawWorkloadMatch {
+    pub fn compile(self) -> WorkloadMatch {
+        WorkloadMatch {
+            comm: globs(&self.comm),
+            uids: self.uids,
+            cgroup: self.cgroup.as_deref().map(Glob::new),
+            namespaces: globs(&self.namespaces),
+            pods: globs(&self.pods),
+            labels: self.labels.iter().map(|(k, v)| (k.clone(), Glob::new(v))).collect(),
+        }
+    }
+}
+
+/// What a workload is matched on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WorkloadFacts<'a> {
+    pub comm: &'a str,
+    pub uid: u32,
+    pub cgroup: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub pod: Option<&'a str>,
+    pub labels: Option<&'a BTreeMap<String, String>>,
 }
 
 impl WorkloadMatch {
-    /// Whether a workload (`comm`, uid, cgroup path) meets every condition.
-    pub fn matches(&self, comm: &str, uid: u32, cgroup: Option<&str>) -> bool {
-        any(&self.comm, Some(comm))
-            && (self.uids.is_empty() || self.uids.contains(&uid))
+    /// Whether a workload meets every condition.
+    pub fn matches(&self, w: &WorkloadFacts<'_>) -> bool {
+        any(&self.comm, Some(w.comm))
+            && (self.uids.is_empty() || self.uids.contains(&w.uid))
             && self
                 .cgroup
                 .as_ref()
-                .is_none_or(|p| cgroup.is_some_and(|c| p.matches(c)))
+                .is_none_or(|p| w.cgroup.is_some_and(|c| p.matches(c)))
+            && any(&self.namespaces, w.namespace)
+            && any(&self.pods, w.pod)
+            && self
+                .labels
+                .iter()
+                .all(|(k, p)| w.labels.and_then(|l| l.get(k)).is_some_and(|v| p.matches(v)))
     }
 }
 
@@ -140,11 +202,55 @@ mod tests {
             comm: globs(&["python*".into()]),
             uids: vec![1000],
             cgroup: Some(Glob::new("/team-a/*")),
+            ..Default::default()
         };
-        assert!(w.matches("python3", 1000, Some("/team-a/job")));
-        assert!(!w.matches("curl", 1000, Some("/team-a/job")));
-        assert!(!w.matches("python3", 0, Some("/team-a/job")));
-        assert!(!w.matches("python3", 1000, None));
-        assert!(WorkloadMatch::default().matches("anything", 0, None));
+        let facts = |comm, uid, cgroup| WorkloadFacts {
+            comm,
+            uid,
+            cgroup,
+            ..Default::default()
+        };
+        assert!(w.matches(&facts("python3", 1000, Some("/team-a/job"))));
+        assert!(!w.matches(&facts("curl", 1000, Some("/team-a/job"))));
+        assert!(!w.matches(&facts("python3", 0, Some("/team-a/job"))));
+        assert!(!w.matches(&facts("python3", 1000, None)));
+        assert!(WorkloadMatch::default().matches(&facts("anything", 0, None)));
+    }
+
+    #[test]
+    fn pods_match_on_namespace_name_and_labels() {
+        let w = WorkloadMatch {
+            namespaces: globs(&["team-*".into()]),
+            pods: globs(&["notebook-*".into()]),
+            labels: [("app".to_string(), Glob::new("jupyter*"))].into(),
+            ..Default::default()
+        };
+        let labels: BTreeMap<String, String> = [("app".to_string(), "jupyterlab".to_string())].into();
+        let pod = WorkloadFacts {
+            comm: "python3",
+            namespace: Some("team-a"),
+            pod: Some("notebook-7f9c"),
+            labels: Some(&labels),
+            ..Default::default()
+        };
+        assert!(w.matches(&pod));
+        assert!(!w.matches(&WorkloadFacts {
+            namespace: Some("default"),
+            ..pod
+        }));
+        assert!(!w.matches(&WorkloadFacts {
+            pod: Some("api-1"),
+            ..pod
+        }));
+        let other: BTreeMap<String, String> = [("app".to_string(), "api".to_string())].into();
+        assert!(!w.matches(&WorkloadFacts {
+            labels: Some(&other),
+            ..pod
+        }));
+        // Not in a known pod (a host process, or the runtime did not answer): no match.
+        assert!(!w.matches(&WorkloadFacts {
+            comm: "python3",
+            ..Default::default()
+        }));
     }
 }

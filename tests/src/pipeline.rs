@@ -207,5 +207,7 @@ fn workload(comm: &str) -> Workload {
         netns_cookie: 1,
         host_netns: true,
         container: Default::default(),
+        pod: None,
+        pod_error: None,
     }
 }

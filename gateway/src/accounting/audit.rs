@@ -133,9 +133,17 @@ pub struct AuditWorkload {
     pub container_id: Option<String>,
     pub container_runtime: Option<String>,
     pub pod_uid: Option<String>,
-    /// Pod name and namespace arrive with the Kubernetes integration.
+    /// Pod name, namespace, container name and labels, from the node's container runtime
+    /// (`identity.criSocket`); null outside a pod or when the runtime did not answer.
     pub pod: Option<String>,
     pub namespace: Option<String>,
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub pod_labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Why a container's pod is not named: the runtime's error.
+    #[serde(default)]
+    pub pod_error: Option<String>,
     pub systemd_unit: Option<String>,
     pub host_netns: bool,
 }
@@ -205,8 +213,11 @@ impl AuditWorkload {
             container_id: w.container.container_id.clone(),
             container_runtime: w.container.container_runtime.clone(),
             pod_uid: w.container.pod_uid.clone(),
-            pod: None,
-            namespace: None,
+            pod: w.pod.as_ref().map(|p| p.name.clone()),
+            namespace: w.pod.as_ref().map(|p| p.namespace.clone()),
+            container: w.pod.as_ref().and_then(|p| p.container.clone()),
+            pod_labels: w.pod.as_ref().map(|p| p.labels.clone()),
+            pod_error: w.pod_error.as_deref().map(str::to_string),
             systemd_unit: w.container.systemd_unit.clone(),
             host_netns: w.host_netns,
         }

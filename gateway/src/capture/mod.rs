@@ -72,6 +72,8 @@ pub struct Shared {
     /// Which providers claim which destinations (kept by the endpoint sync task).
     pub claims: Arc<arc_swap::ArcSwap<crate::ebpf::endpoints::Claims>>,
     pub identity: identity::Resolver,
+    /// Pod identity from the container runtime (`identity.criSocket`).
+    pub pods: Option<identity::cri::Pods>,
     pub host_netns_cookie: u64,
     pub metrics: Arc<Metrics>,
     pub log: ConnLogSink,
@@ -191,7 +193,7 @@ async fn handle(stream: TcpStream, client: ClientAddr, via: Via, shared: Arc<Sha
     async move {
         // /proc reads and, for a process already gone, a bounded walk of the cgroup tree: off
         // the data-plane runtime.
-        let workload = {
+        let mut workload = {
             let shared = shared.clone();
             match tokio::task::spawn_blocking(move || shared.identity.resolve(&record)).await {
                 Ok(w) => w,
@@ -201,6 +203,14 @@ async fn handle(stream: TcpStream, client: ClientAddr, via: Via, shared: Arc<Sha
                 }
             }
         };
+        // The pod around a container: cached per container, bounded in time when the
+        // runtime does not answer.
+        if let (Some(pods), Some(id)) = (&shared.pods, &workload.container.container_id) {
+            match pods.lookup(id).await {
+                Ok(pod) => workload.pod = Some(pod),
+                Err(why) => workload.pod_error = Some(why),
+            }
+        }
         let provider = shared
             .config
             .providers

@@ -107,9 +107,20 @@ pub struct RawConfig {
     pub outlier_detection: Option<RawOutlier>,
     /// Proxy worker threads. Default: half the CPUs, at least one (docs/config.md).
     pub worker_threads: Option<usize>,
+    /// Where workload identity comes from beyond the kernel and /proc.
+    pub identity: Option<RawIdentity>,
     /// Prices per model (USD per 1M tokens), on top of the shipped table.
     #[serde(default)]
     pub pricing: std::collections::HashMap<String, crate::accounting::RawPrice>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawIdentity {
+    /// The container runtime's CRI socket (containerd: `/run/containerd/containerd.sock`,
+    /// CRI-O: `/var/run/crio/crio.sock`): captured containers get their pod's namespace, name,
+    /// uid, labels and container name. Default: none (the cgroup path's facts only).
+    pub cri_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +294,8 @@ pub struct Config {
     pub audit: crate::telemetry::jsonl::Target,
     pub audit_enabled: bool,
     pub worker_threads: usize,
+    /// The CRI socket pod identity comes from, if any.
+    pub cri_socket: Option<PathBuf>,
     pub limits: Vec<crate::limits::Limit>,
     pub limit_store: crate::limits::StoreConfig,
     pub outlier: crate::route::health::Policy,
@@ -415,6 +428,7 @@ impl Config {
             audit_enabled: audit.enabled.unwrap_or(true),
             audit: audit_from_raw(audit)?,
             worker_threads: worker_threads(raw.worker_threads)?,
+            cri_socket: cri_socket(raw.identity.unwrap_or_default())?,
             otlp_endpoint: otlp_from_raw(traces.otlp_endpoint)?,
             service_name: traces.service_name.unwrap_or_else(|| "tollgate".into()),
             pricing: raw.pricing,
@@ -437,6 +451,16 @@ impl Config {
             credentials,
             routes,
         })
+    }
+}
+
+fn cri_socket(raw: RawIdentity) -> Result<Option<PathBuf>, Error> {
+    match raw.cri_socket {
+        Some(path) if !path.is_absolute() => Err(invalid(
+            "identity.criSocket",
+            format!("{} is not an absolute path", path.display()),
+        )),
+        other => Ok(other),
     }
 }
 

@@ -13,6 +13,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+pub mod cri;
+
 use gateway_common::ConnRecord;
 use serde::Serialize;
 
@@ -43,6 +45,26 @@ pub struct Workload {
     /// Parsed from the cgroup path (containerd, CRI-O, Docker, kubepods, systemd).
     #[serde(flatten)]
     pub container: ContainerInfo,
+    /// The pod, from the container runtime (`identity.criSocket`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Arc<cri::PodInfo>>,
+    /// Why the runtime could not say which pod (the cgroup's facts stand alone then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_error: Option<Arc<str>>,
+}
+
+impl Workload {
+    /// What routes and limits match a workload on.
+    pub fn facts(&self) -> crate::matching::WorkloadFacts<'_> {
+        crate::matching::WorkloadFacts {
+            comm: &self.comm,
+            uid: self.uid,
+            cgroup: self.cgroup.as_deref(),
+            namespace: self.pod.as_ref().map(|p| p.namespace.as_str()),
+            pod: self.pod.as_ref().map(|p| p.name.as_str()),
+            labels: self.pod.as_ref().map(|p| &p.labels),
+        }
+    }
 }
 
 /// What a cgroup path says about the container around a process.
@@ -165,6 +187,8 @@ impl Resolver {
             cgroup,
             netns_cookie: record.netns_cookie,
             host_netns: record.netns_cookie == self.host_netns_cookie,
+            pod: None,
+            pod_error: None,
         }
     }
 

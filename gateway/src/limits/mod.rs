@@ -61,6 +61,10 @@ pub enum KeyPart {
     Workload,
     /// The cgroup path.
     Cgroup,
+    /// The pod's namespace (`-` outside a known pod).
+    Namespace,
+    /// The pod, as `namespace/name` (`-` outside a known pod).
+    Pod,
     Route,
     Provider,
     Model,
@@ -97,6 +101,15 @@ pub struct RawLimitMatch {
     #[serde(default)]
     pub uids: Vec<u32>,
     pub cgroup: Option<String>,
+    /// Kubernetes namespace globs (pod identity from `identity.criSocket`).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Pod name globs.
+    #[serde(default)]
+    pub pods: Vec<String>,
+    /// Pod label → value glob; all must match.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,11 +252,15 @@ pub fn limits_from_raw(raw: Vec<RawLimit>) -> Result<Vec<Limit>, Invalid> {
                 providers: globs(&l.matches.providers),
                 routes: globs(&l.matches.routes),
                 models: globs(&l.matches.models),
-                workload: WorkloadMatch {
-                    comm: globs(&l.matches.comm),
+                workload: crate::matching::RawWorkloadMatch {
+                    comm: l.matches.comm,
                     uids: l.matches.uids,
-                    cgroup: l.matches.cgroup.as_deref().map(Glob::new),
-                },
+                    cgroup: l.matches.cgroup,
+                    namespaces: l.matches.namespaces,
+                    pods: l.matches.pods,
+                    labels: l.matches.labels,
+                }
+                .compile(),
                 key: l.key.unwrap_or_else(|| vec![KeyPart::Workload]),
                 requests_per_minute: l.requests_per_minute,
                 tokens_per_minute: l.tokens_per_minute,
@@ -374,9 +391,7 @@ fn split_host_port(addr: &str) -> Option<(&str, u16)> {
 
 /// What a limit looks at in a request.
 pub struct Subject<'a> {
-    pub comm: &'a str,
-    pub uid: u32,
-    pub cgroup: Option<&'a str>,
+    pub workload: crate::matching::WorkloadFacts<'a>,
     pub route: Option<&'a str>,
     pub provider: Option<&'a str>,
     pub model: Option<&'a str>,
@@ -390,15 +405,20 @@ impl Limit {
         any(&self.providers, s.provider)
             && any(&self.routes, s.route)
             && any(&self.models, s.model)
-            && self.workload.matches(s.comm, s.uid, s.cgroup)
+            && self.workload.matches(&s.workload)
     }
 
     fn bucket(&self, s: &Subject<'_>) -> String {
         self.key
             .iter()
             .map(|k| match k {
-                KeyPart::Workload => format!("{}:{}", s.comm, s.uid),
-                KeyPart::Cgroup => s.cgroup.unwrap_or("-").to_string(),
+                KeyPart::Workload => format!("{}:{}", s.workload.comm, s.workload.uid),
+                KeyPart::Cgroup => s.workload.cgroup.unwrap_or("-").to_string(),
+                KeyPart::Namespace => s.workload.namespace.unwrap_or("-").to_string(),
+                KeyPart::Pod => match (s.workload.namespace, s.workload.pod) {
+                    (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
+                    _ => "-".to_string(),
+                },
                 KeyPart::Route => s.route.unwrap_or("-").to_string(),
                 KeyPart::Provider => s.provider.unwrap_or("-").to_string(),
                 // The model is the client's to write: only names the node knows (priced, or
@@ -1000,9 +1020,12 @@ mod tests {
 
     fn subject<'a>(comm: &'a str, model: &'a str) -> Subject<'a> {
         Subject {
-            comm,
-            uid: 1000,
-            cgroup: Some("/a"),
+            workload: crate::matching::WorkloadFacts {
+                comm,
+                uid: 1000,
+                cgroup: Some("/a"),
+                ..Default::default()
+            },
             route: Some("r"),
             provider: Some("openai"),
             model: Some(model),
@@ -1039,6 +1062,32 @@ mod tests {
         assert!(c[0].key.starts_with("tg:{tpm:python3:1000}:t:m"), "{}", c[0].key);
         assert!(c[1].key.starts_with("tg:{rpm:r}:r:m"), "{}", c[1].key);
         assert_eq!(charges(&limits, &subject("python3", "claude-x"), 30, None).len(), 1);
+    }
+
+    #[test]
+    fn pods_are_matched_and_keyed_by_namespace_and_name() {
+        let limits = limit(
+            "- { name: ns, tokensPerMinute: 100, match: { namespaces: [\"team-*\"], labels: { tier: gold } }, key: [namespace] }\n- { name: pod, requestsPerMinute: 2, key: [pod] }\n",
+        );
+        let labels: std::collections::BTreeMap<String, String> = [("tier".to_string(), "gold".to_string())].into();
+        let in_pod = Subject {
+            workload: crate::matching::WorkloadFacts {
+                comm: "python3",
+                namespace: Some("team-a"),
+                pod: Some("nb-1"),
+                labels: Some(&labels),
+                ..Default::default()
+            },
+            ..subject("python3", "gpt-4o")
+        };
+        let c = charges(&limits, &in_pod, 30, None);
+        assert_eq!(c.len(), 2);
+        assert!(c[0].key.starts_with("tg:{ns:team-a}:t:m"), "{}", c[0].key);
+        assert!(c[1].key.starts_with("tg:{pod:team-a/nb-1}:r:m"), "{}", c[1].key);
+        // A host process: no namespace limit, and one shared `-` pod bucket.
+        let host = charges(&limits, &subject("python3", "gpt-4o"), 30, None);
+        assert_eq!(host.len(), 1);
+        assert!(host[0].key.starts_with("tg:{pod:-}:r:m"), "{}", host[0].key);
     }
 
     #[test]

@@ -20,9 +20,7 @@ pub(super) async fn admit(
     }
     let w = &ctx.conn.workload;
     let subject = limits::Subject {
-        comm: &w.comm,
-        uid: w.uid,
-        cgroup: w.cgroup.as_deref(),
+        workload: w.facts(),
         route: ctx.route.map(|r| config.routes[r].name.as_str()),
         provider: ctx.provider.map(|p| config.providers[p].name.as_str()),
         model: ctx.model.as_deref(),

@@ -6,11 +6,12 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::matching::RawWorkloadMatch;
+use crate::validation::{check_name, invalid, unique, Invalid};
 use crate::{
     auth::config::{Credential, CredentialKind},
     llm::ApiSchema,
     matching::{globs, Glob, WorkloadMatch},
-    validation::{check_name, invalid, unique, Invalid},
 };
 
 /// Time a route gives a backend to answer with response headers (5 minutes).
@@ -66,19 +67,6 @@ pub struct RawRouteMatch {
     /// Request path globs this route serves, any method (e.g. `/v1/files*`). Default: none.
     #[serde(default)]
     pub paths: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RawWorkloadMatch {
-    /// Process names (`comm`) globs; empty matches any.
-    #[serde(default)]
-    pub comm: Vec<String>,
-    /// uids; empty matches any.
-    #[serde(default)]
-    pub uids: Vec<u32>,
-    /// cgroup path glob (relative to the cgroup2 root, e.g. `/kubepods*`).
-    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,11 +437,7 @@ fn route(i: usize, r: RawRoute, backends: &[Backend], providers: &[String]) -> R
             providers: r.matches.providers,
             models: globs(&r.matches.models),
             headers: headers.into_iter().map(|(k, v)| (k, Glob::new(&v))).collect(),
-            workload: WorkloadMatch {
-                comm: globs(&w.comm),
-                uids: w.uids,
-                cgroup: w.cgroup.as_deref().map(Glob::new),
-            },
+            workload: w.compile(),
         },
         backends: refs,
     })

@@ -58,7 +58,7 @@ fn matches(route: &Route, input: &RouteInput<'_>) -> bool {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| pattern.matches(v))
         })
-        && m.workload.matches(&w.comm, w.uid, w.cgroup.as_deref())
+        && m.workload.matches(&w.facts())
 }
 
 /// Every backend ref in the order attempts use them: tiers by ascending priority; within a
@@ -108,6 +108,8 @@ mod tests {
             netns_cookie: 1,
             host_netns: true,
             container: Default::default(),
+            pod: None,
+            pod_error: None,
         }
     }
 

@@ -58,6 +58,10 @@ pub struct GenAiLabels {
     pub backend: String,
     /// The process name (`comm`), bounded.
     pub workload: String,
+    /// The pod's namespace (`none` outside a known pod), bounded.
+    pub namespace: String,
+    /// The pod (`none` outside a known pod), bounded: pods come and go by the thousand.
+    pub pod: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +124,10 @@ impl Bounded {
 pub const MAX_MODEL_LABELS: usize = 100;
 /// Distinct workload label values kept.
 pub const MAX_WORKLOAD_LABELS: usize = 100;
+/// Distinct namespace label values kept.
+pub const MAX_NAMESPACE_LABELS: usize = 100;
+/// Distinct pod label values kept.
+pub const MAX_POD_LABELS: usize = 200;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LogLabels {
@@ -207,6 +215,8 @@ pub struct Metrics {
     backend_ejected: Family<BackendLabels, Gauge>,
     models: Bounded,
     workloads: Bounded,
+    namespaces: Bounded,
+    pods: Bounded,
     /// Last kernel counter values seen, to turn the map's totals into counter increments.
     last_ebpf: Mutex<[u64; gateway_common::STATS_LEN as usize]>,
 }
@@ -272,6 +282,8 @@ impl Metrics {
             config_synchronized,
             models: Bounded::new(MAX_MODEL_LABELS),
             workloads: Bounded::new(MAX_WORKLOAD_LABELS),
+            namespaces: Bounded::new(MAX_NAMESPACE_LABELS),
+            pods: Bounded::new(MAX_POD_LABELS),
             last_ebpf: Mutex::new([0; gateway_common::STATS_LEN as usize]),
             registry,
         }
@@ -399,6 +411,14 @@ impl Metrics {
             route: a.route.clone().unwrap_or_else(|| "none".into()),
             backend: a.backend.clone().unwrap_or_else(|| "none".into()),
             workload: self.workloads.label(&a.workload.comm),
+            namespace: match &a.workload.namespace {
+                Some(ns) => self.namespaces.label(ns),
+                None => "none".into(),
+            },
+            pod: match &a.workload.pod {
+                Some(pod) => self.pods.label(pod),
+                None => "none".into(),
+            },
         };
         self.request_duration
             .get_or_create(&labels)

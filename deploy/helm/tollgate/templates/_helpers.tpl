@@ -77,5 +77,8 @@ Secret.
 {{- if $credentials -}}
 {{- $_ := set $owned "credentials" $credentials -}}
 {{- end -}}
+{{- with .Values.criSocket -}}
+{{- $_ := set $owned "identity" (dict "criSocket" .) -}}
+{{- end -}}
 {{- toYaml (mergeOverwrite $user $owned) -}}
 {{- end -}}

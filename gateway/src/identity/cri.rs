@@ -1,0 +1,216 @@
+//! Pod identity from the node's container runtime: container id (from the cgroup path) →
+//! CRI `ListContainers` (its sandbox, its name) → `PodSandboxStatus` (pod name, namespace, uid,
+//! labels, annotations). No Kubernetes API server is asked: the runtime on the node already
+//! knows every pod it runs (containerd and CRI-O both serve the CRI over a Unix socket).
+//!
+//! Answers are cached by container id (random, never reused): a pod's CRI metadata does not
+//! change while its containers live. The cache is bounded; when it is full the entries used
+//! least recently go first, so containers that exited age out. A failed lookup (runtime down,
+//! container unknown) is remembered briefly so that a flood of connections does not become a
+//! flood of calls; the record then keeps the cgroup-derived fields and says why.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use k8s_cri::v1::{
+    runtime_service_client::RuntimeServiceClient, ContainerFilter, ListContainersRequest, PodSandboxStatusRequest,
+};
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+/// Longest a lookup may take (both calls) before the connection goes on without a pod.
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a failed lookup is remembered before the runtime is asked again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Containers remembered (a few hundred bytes each, labels included).
+const MAX_CACHED: usize = 4096;
+/// Labels and annotations kept per pod; the runtime's own (`io.kubernetes.*`) are dropped.
+const MAX_LABELS: usize = 64;
+
+/// The pod around a workload's container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// The container's name in the pod spec.
+    pub container: Option<String>,
+    /// The pod's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+struct Cached {
+    answer: Result<Arc<PodInfo>, Arc<str>>,
+    at: Instant,
+    used: Instant,
+}
+
+/// CRI lookups with their cache. Cheap to share (`Arc`).
+pub struct Pods {
+    socket: PathBuf,
+    client: RuntimeServiceClient<Channel>,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl Pods {
+    /// A client of the runtime at `socket`. Connects lazily (and again after a failure): a
+    /// runtime that starts after Tollgate is found once it is up.
+    pub fn new(socket: &Path) -> Result<Pods, String> {
+        let path = socket.to_owned();
+        let channel = Endpoint::try_from("http://cri.invalid")
+            .map_err(|e| e.to_string())?
+            .connect_timeout(LOOKUP_TIMEOUT)
+            .connect_with_connector_lazy(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }));
+        Ok(Pods {
+            socket: socket.to_owned(),
+            client: RuntimeServiceClient::new(channel),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The pod of container `id`, or why it is not known.
+    pub async fn lookup(&self, id: &str) -> Result<Arc<PodInfo>, Arc<str>> {
+        let now = Instant::now();
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = cache.get_mut(id) {
+                if c.answer.is_ok() || now.duration_since(c.at) < RETRY_AFTER {
+                    c.used = now;
+                    return c.answer.clone();
+                }
+            }
+        }
+        let answer = match tokio::time::timeout(LOOKUP_TIMEOUT, self.query(id)).await {
+            Ok(Ok(pod)) => Ok(Arc::new(pod)),
+            Ok(Err(why)) => Err(format!("container runtime {}: {why}", self.socket.display()).into()),
+            Err(_) => Err(format!(
+                "container runtime {}: no answer within {LOOKUP_TIMEOUT:?}",
+                self.socket.display()
+            )
+            .into()),
+        };
+        self.remember(id, answer.clone(), now);
+        answer
+    }
+
+    fn remember(&self, id: &str, answer: Result<Arc<PodInfo>, Arc<str>>, now: Instant) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED && !cache.contains_key(id) {
+            // Drop the quarter used least recently (exited containers are never used again).
+            let mut used: Vec<Instant> = cache.values().map(|c| c.used).collect();
+            used.sort_unstable();
+            let cutoff = used[used.len() / 4];
+            cache.retain(|_, c| c.used > cutoff);
+        }
+        cache.insert(
+            id.to_string(),
+            Cached {
+                answer,
+                at: now,
+                used: now,
+            },
+        );
+    }
+
+    /// Containers remembered now.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    async fn query(&self, id: &str) -> Result<PodInfo, String> {
+        let mut client = self.client.clone();
+        let request = ListContainersRequest {
+            filter: Some(ContainerFilter {
+                id: id.to_string(),
+                ..Default::default()
+            }),
+        };
+        let containers = client
+            .list_containers(request)
+            .await
+            .map_err(|s| format!("ListContainers: {}", s.message()))?
+            .into_inner()
+            .containers;
+        let container = containers
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| format!("no container {id}"))?;
+        let sandbox = client
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: container.pod_sandbox_id.clone(),
+                verbose: false,
+            })
+            .await
+            .map_err(|s| format!("PodSandboxStatus: {}", s.message()))?
+            .into_inner()
+            .status
+            .ok_or("PodSandboxStatus: no status")?;
+        let meta = sandbox.metadata.ok_or("PodSandboxStatus: no metadata")?;
+        Ok(PodInfo {
+            namespace: meta.namespace,
+            name: meta.name,
+            uid: meta.uid,
+            container: container.metadata.map(|m| m.name),
+            labels: user_labels(sandbox.labels),
+        })
+    }
+}
+
+/// The pod's own labels: what the kubelet adds for itself (`io.kubernetes.*`) is dropped, and
+/// at most [`MAX_LABELS`] are kept.
+fn user_labels(labels: HashMap<String, String>) -> BTreeMap<String, String> {
+    labels
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("io.kubernetes."))
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .take(MAX_LABELS)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_labels_are_dropped_and_user_labels_kept_and_bounded() {
+        let mut raw: HashMap<String, String> = (0..100).map(|i| (format!("l{i:03}"), "v".to_string())).collect();
+        raw.insert("io.kubernetes.pod.name".into(), "p".into());
+        let kept = user_labels(raw);
+        assert_eq!(kept.len(), MAX_LABELS);
+        assert!(!kept.keys().any(|k| k.starts_with("io.kubernetes.")));
+        assert!(kept.contains_key("l000"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_runtime_is_an_answer_remembered_for_a_while() {
+        let pods = Pods::new(Path::new("/nonexistent/cri.sock")).unwrap();
+        let e = pods.lookup("abc").await.unwrap_err();
+        assert!(e.contains("/nonexistent/cri.sock"), "{e}");
+        let started = Instant::now();
+        let again = pods.lookup("abc").await.unwrap_err();
+        assert_eq!(e, again);
+        assert!(started.elapsed() < Duration::from_millis(50), "answered from the cache");
+        assert_eq!(pods.cached(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let pods = Pods::new(Path::new("/nonexistent/cri.sock")).unwrap();
+        let now = Instant::now();
+        for i in 0..MAX_CACHED * 2 {
+            pods.remember(&format!("{i}"), Err("x".into()), now + Duration::from_micros(i as u64));
+        }
+        assert!(pods.cached() <= MAX_CACHED, "{}", pods.cached());
+    }
+}
