@@ -20,6 +20,7 @@ use std::{
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+pub mod cri;
 pub mod deploy;
 pub mod fake_llm;
 pub mod l7;
@@ -142,7 +143,7 @@ pub fn cgroup2_root() -> Option<PathBuf> {
     gateway::sysfs::cgroup2_root()
 }
 
-fn unique(name: &str) -> String {
+pub fn unique(name: &str) -> String {
     format!(
         "{name}-{}-{}",
         std::process::id(),

@@ -23,9 +23,11 @@ fn store(v: Value) -> Store {
 /// One request's charges, as admission makes them, for workload `comm` (uid 1000).
 fn request(limits: &[Limit], comm: &str, tokens: u64) -> Vec<Charge> {
     let subject = Subject {
-        comm,
-        uid: 1000,
-        cgroup: None,
+        workload: gateway::matching::WorkloadFacts {
+            comm,
+            uid: 1000,
+            ..Default::default()
+        },
         route: Some("r"),
         provider: Some("openai"),
         model: Some("gpt-4o"),

@@ -59,7 +59,7 @@ Secret.
 {{- if include "tollgate.adminRemote" . -}}
 {{- $admin = dict "address" (printf "${TOLLGATE_NODE_IP}:%d" (int .Values.admin.port)) "allowRemote" true -}}
 {{- end -}}
-{{- $capture := dict "failMode" .Values.capture.failMode "pinPath" (printf "%s/tollgate" .Values.hostPaths.bpf) -}}
+{{- $capture := dict "failMode" .Values.capture.failMode "pinPath" "/sys/fs/bpf/tollgate" -}}
 {{- with .Values.capture.cgroupPath -}}
 {{- $_ := set $capture "cgroupPath" . -}}
 {{- end -}}
@@ -68,12 +68,12 @@ Secret.
 {{- with (get $user "tls") -}}
 {{- $_ := set $tls "leafTtl" (get . "leafTtl" | default "24h") -}}
 {{- end -}}
-{{- $audit := mergeOverwrite (dict "path" (printf "%s/audit.jsonl" .Values.hostPaths.logs)) (default dict (get $user "audit")) -}}
+{{- $audit := mergeOverwrite (dict "path" "/var/log/tollgate/audit.jsonl") (default dict (get $user "audit")) -}}
 {{- $credentials := default list (get $user "credentials") -}}
 {{- range .Values.credentials -}}
 {{- $credentials = append $credentials (dict "name" .name "kind" .kind "file" (printf "%s/%s" (include "tollgate.credentialDir" .) .key)) -}}
 {{- end -}}
-{{- $owned := dict "listener" $listener "admin" $admin "capture" $capture "tls" $tls "audit" $audit "connectionLog" (printf "%s/connections.jsonl" .Values.hostPaths.logs) -}}
+{{- $owned := dict "listener" $listener "admin" $admin "capture" $capture "tls" $tls "audit" $audit "connectionLog" "/var/log/tollgate/connections.jsonl" -}}
 {{- if $credentials -}}
 {{- $_ := set $owned "credentials" $credentials -}}
 {{- end -}}
