@@ -18,6 +18,24 @@ pub mod program {
     pub const SOCK_RELEASE: &str = "forget_sock_release";
 }
 
+/// Version of the maps' layout (names, types, key and value structs, sizes). Instances with
+/// the same version share their maps across an upgrade (pinned under
+/// `<pinPath>/maps-v<MAPS_ABI>`); bump it whenever any map changes.
+pub const MAPS_ABI: u32 = 1;
+
+/// Every map, by name.
+pub const ALL_MAPS: [&str; 9] = [
+    CONFIG_MAP,
+    ENDPOINTS4_MAP,
+    ENDPOINTS6_MAP,
+    CIDRS4_MAP,
+    CIDRS6_MAP,
+    SOCKETS_MAP,
+    CONNS_MAP,
+    LISTENERS_MAP,
+    STATS_MAP,
+];
+
 /// Single-entry array holding [`RedirectConfig`]; written by the daemon before attaching.
 pub const CONFIG_MAP: &str = "CONFIG";
 /// Exact IPv4 endpoints: [`Endpoint4Key`] → [`EndpointValue`].

@@ -27,7 +27,7 @@ use crate::{
     capture::{self, tls, Drain, Via},
     config::{Config, FailMode},
     ebpf::{self, endpoints},
-    identity, proxy,
+    handover, identity, proxy,
     proxy::Snapshot,
     socket::{ip4_to_word, ip_to_words, netns_cookie},
     telemetry::{jsonl, Metrics},
@@ -78,8 +78,24 @@ pub fn run(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) ->
 /// hundreds of simultaneous connects from one workload are normal for agents.
 const LISTEN_BACKLOG: u32 = 4096;
 
-async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<TcpListener>> {
+/// A listener for `addr`: the predecessor's socket for `slot` when it handed one over for
+/// that address (port 0 takes whatever port it had), else a new one. New ones set
+/// SO_REUSEPORT, so that a successor can bind beside a predecessor that cannot hand over.
+async fn bind(
+    addr: Option<SocketAddr>,
+    slot: &str,
+    inherited: Option<&mut handover::Inherited>,
+) -> anyhow::Result<Option<TcpListener>> {
     let Some(addr) = addr else { return Ok(None) };
+    if let Some(socket) = inherited.and_then(|i| i.take(slot)) {
+        let local = socket.local_addr()?;
+        if local.ip() == addr.ip() && (addr.port() == 0 || addr.port() == local.port()) {
+            socket.set_nonblocking(true)?;
+            tracing::info!(%local, slot, "listening on the socket the predecessor handed over");
+            return Ok(Some(TcpListener::from_std(socket)?));
+        }
+        tracing::warn!(%local, configured = %addr, slot, "the handed-over socket is not the configured address: binding anew");
+    }
     let listen = || -> std::io::Result<TcpListener> {
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
@@ -87,12 +103,13 @@ async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<Tcp
             tokio::net::TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
         socket.bind(addr)?;
         socket.listen(LISTEN_BACKLOG)
     };
     listen()
         .map(Some)
-        .with_context(|| format!("cannot bind the {what} listener on {addr}"))
+        .with_context(|| format!("cannot bind the {slot} listener on {addr}"))
 }
 
 /// The redirect listeners, bound before anything is attached.
@@ -104,15 +121,30 @@ struct Bound {
 }
 
 impl Bound {
-    async fn bind(config: &Config) -> anyhow::Result<Bound> {
+    async fn bind(config: &Config, mut inherited: Option<&mut handover::Inherited>) -> anyhow::Result<Bound> {
+        let l = &config.listener;
         Ok(Bound {
-            host4: bind(config.listener.host4, "host IPv4")
+            host4: bind(l.host4, "host4", inherited.as_deref_mut())
                 .await?
                 .context("no IPv4 listener")?,
-            host6: bind(config.listener.host6, "host IPv6").await?,
-            node4: bind(config.listener.node4, "node IPv4").await?,
-            node6: bind(config.listener.node6, "node IPv6").await?,
+            host6: bind(l.host6, "host6", inherited.as_deref_mut()).await?,
+            node4: bind(l.node4, "node4", inherited.as_deref_mut()).await?,
+            node6: bind(l.node6, "node6", inherited).await?,
         })
+    }
+
+    /// The listening sockets by handover slot (valid while `self` lives).
+    fn slots(&self) -> Vec<(&'static str, std::os::fd::RawFd)> {
+        use std::os::fd::AsRawFd as _;
+        [
+            ("host4", Some(&self.host4)),
+            ("host6", self.host6.as_ref()),
+            ("node4", self.node4.as_ref()),
+            ("node6", self.node6.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(slot, l)| l.map(|l| (slot, l.as_raw_fd())))
+        .collect()
     }
 
     /// Puts the listeners in the kernel's `LISTENERS` map: a connect program redirects only
@@ -269,7 +301,9 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(admin::Readiness::default());
-    let bound = Bound::bind(&config).await?;
+    // A running predecessor hands its listening sockets over (docs/upgrades.md).
+    let mut inherited = take_over(&config);
+    let bound = Bound::bind(&config, inherited.as_mut()).await?;
     let host_netns = netns_cookie(&bound.host4).context("reading SO_NETNS_COOKIE (needs Linux 5.14+)")?;
     let cgroup = match &config.capture.cgroup_path {
         Some(p) => p.clone(),
@@ -277,18 +311,28 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     };
     let cgroup_root = ebpf::cgroup2_root().unwrap_or_else(|_| cgroup.clone());
 
-    let (mut loaded, maps) = ebpf::Loaded::load()?;
+    // The maps a predecessor pinned are opened and shared: its redirect records stay valid
+    // for whichever instance accepts their connection.
+    let (mut loaded, maps) = ebpf::Loaded::load(&config.capture.pin_path)?;
     loaded.set_config(&redirect_config(&config, &bound, host_netns)?)?;
     bound.register(&mut loaded)?;
     readiness.listeners_registered.store(true, Ordering::Release);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The admin server outlives the data plane after a handover (alive, not ready).
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let parts = start_l7(&config, &metrics, &shutdown_rx)?;
     let endpoints = sync_endpoints(&config, maps.endpoints, &metrics, &shutdown_rx).await?;
     readiness.maps_synced.store(true, Ordering::Release);
-    loaded.attach(&cgroup, config.capture.fail_mode, &config.capture.pin_path)?;
+    let attached = loaded.attach(&cgroup, &config.capture.pin_path)?;
     readiness.programs_attached.store(true, Ordering::Release);
-    tracing::info!(cgroup = %cgroup.display(), fail_mode = ?config.capture.fail_mode, "programs attached");
+    tracing::info!(
+        cgroup = %cgroup.display(),
+        fail_mode = ?config.capture.fail_mode,
+        replaced = attached.replaced,
+        created = attached.created,
+        "programs attached"
+    );
 
     let admin_listener = std::net::TcpListener::bind(config.admin_address)
         .with_context(|| format!("cannot bind the admin listener on {}", config.admin_address))?;
@@ -303,7 +347,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         health: Some(parts.l7.health.clone()),
         limits: Some(parts.l7.limits.clone()),
     });
-    let admin_thread = admin::spawn(admin_listener, admin_state.clone(), shutdown_rx.clone())?;
+    let admin_thread = admin::spawn(admin_listener, admin_state.clone(), admin_stop_rx)?;
     let reload_task = tokio::spawn(watch_config(
         config_path,
         config.clone(),
@@ -344,15 +388,37 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         next_id: 1.into(),
         slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
     });
+    let slots = bound.slots();
     let drain = Drain::new();
     let serving = serve(bound, shared, &drain, &shutdown_rx)?;
+    if let Some(predecessor) = inherited {
+        let pid = predecessor.pid;
+        match predecessor.ready() {
+            Ok(()) => tracing::info!(predecessor = pid, "took over: the previous instance drains"),
+            Err(e) => tracing::warn!(predecessor = pid, error = %e, "could not tell the previous instance to drain"),
+        }
+    }
+    let mut handover = config
+        .capture
+        .handover_path
+        .clone()
+        .map(|path| tokio::spawn(handover::serve(path, slots, shutdown_rx.clone())));
     tracing::info!(admin = %admin_addr, "ready");
     if let Some(path) = ready_file {
         write_ready_file(&path, &info)?;
     }
 
-    wait_for_signal().await?;
-    tracing::info!("stopping: draining connections");
+    let successor = tokio::select! {
+        r = wait_for_signal() => { r?; None }
+        pid = handed_over(&mut handover) => pid,
+    };
+    match successor {
+        Some(pid) => {
+            readiness.handed_over_to.store(pid, Ordering::Release);
+            tracing::info!(successor = pid, "handed over: no new connections here; draining")
+        }
+        None => tracing::info!("stopping: draining connections"),
+    }
     let _ = shutdown_tx.send(true);
     for task in serving {
         let _ = task.await;
@@ -363,26 +429,80 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     if let Some(t) = parts.span_task {
         let _ = t.await;
     }
-    let _ = admin_thread.join();
     // Every sink is gone with the connection tasks: flush the logs.
     log_writer.finish();
     parts.audit_writer.finish();
-    detach(&config, loaded);
+    if successor.is_some() {
+        // Exiting now would look like a crash to a supervisor, which would start us again
+        // (and we would take over back): wait to be stopped, alive and not ready.
+        tracing::info!("drained; waiting to be stopped");
+        wait_for_signal().await?;
+    }
+    let _ = admin_stop_tx.send(true);
+    let _ = admin_thread.join();
+    detach(&config, loaded, successor.is_some());
     Ok(())
 }
 
-/// Fail-open: the programs go with the process. Fail-closed: they stay pinned.
-fn detach(config: &Config, loaded: ebpf::Loaded) {
+/// The predecessor's listeners, if one serves the handover socket.
+fn take_over(config: &Config) -> Option<handover::Inherited> {
+    let path = config.capture.handover_path.as_ref()?;
+    match handover::take_over(path) {
+        Ok(Some(inherited)) => {
+            tracing::info!(predecessor = inherited.pid, path = %path.display(), "taking over from a running instance");
+            Some(inherited)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no handover from the previous instance: binding anew");
+            None
+        }
+    }
+}
+
+/// Resolves with the successor's pid once one took the listeners over; never without one.
+async fn handed_over(task: &mut Option<tokio::task::JoinHandle<std::io::Result<Option<u32>>>>) -> Option<u32> {
+    let Some(t) = task.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = t.await;
+    *task = None;
+    match result {
+        Ok(Ok(Some(pid))) => Some(pid),
+        Ok(Ok(None)) => std::future::pending().await,
+        Ok(Err(e)) => {
+            tracing::warn!(component = "handover", error = %e, "cannot serve handovers: upgrades will bind anew");
+            std::future::pending().await
+        }
+        Err(e) => {
+            tracing::warn!(component = "handover", error = %e, "the handover task failed");
+            std::future::pending().await
+        }
+    }
+}
+
+/// After a handover the programs and maps belong to the successor: nothing is touched.
+/// Otherwise fail-open removes the pins (the programs detach, captured workloads connect
+/// directly) and fail-closed keeps them (captured connects are refused until an instance runs
+/// again or `tollgate detach` removes them).
+fn detach(config: &Config, loaded: ebpf::Loaded, handed_over: bool) {
+    drop(loaded);
+    if handed_over {
+        tracing::info!("programs and maps stay with the instance that took over");
+        return;
+    }
     match config.capture.fail_mode {
         FailMode::Open => {
-            tracing::info!("detaching programs: captured workloads now connect directly")
+            tracing::info!("detaching programs: captured workloads now connect directly");
+            if let Err(e) = ebpf::remove_pins(&config.capture.pin_path) {
+                tracing::warn!(error = %e, "could not remove the pins: `tollgate detach` removes them");
+            }
         }
         FailMode::Closed => tracing::warn!(
             pins = %config.capture.pin_path.display(),
             "fail-closed: programs stay attached and captured connects fail until tollgate runs again or `tollgate detach` removes them"
         ),
     }
-    drop(loaded);
 }
 
 fn redirect_config(config: &Config, bound: &Bound, host_netns_cookie: u64) -> anyhow::Result<RedirectConfig> {

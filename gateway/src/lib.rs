@@ -25,6 +25,7 @@ pub mod capture;
 pub mod client;
 pub mod config;
 pub mod ebpf;
+pub mod handover;
 pub mod identity;
 pub mod limits;
 pub mod llm;

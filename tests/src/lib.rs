@@ -281,6 +281,8 @@ pub struct GatewayBuilder {
     run_in: Option<PathBuf>,
     /// Environment variables of the tollgate process.
     envs: Vec<(String, String)>,
+    /// A running instance to take over from (its pins and handover socket).
+    predecessor: Option<(PathBuf, PathBuf)>,
 }
 
 impl GatewayBuilder {
@@ -293,6 +295,7 @@ impl GatewayBuilder {
             node_address4: None,
             run_in: None,
             envs: Vec::new(),
+            predecessor: None,
         }
     }
 
@@ -376,6 +379,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Starts as the successor of `running`: same pins and handover socket, so that it takes
+    /// the listeners, maps and links over (an upgrade).
+    pub fn take_over_from(mut self, running: &Gateway) -> Self {
+        self.predecessor = Some((running.pin_path.clone(), running.handover_path()));
+        self
+    }
+
     pub fn fail_closed(mut self) -> Self {
         self.fail_closed = true;
         self
@@ -396,7 +406,12 @@ impl GatewayBuilder {
         let dir = std::env::temp_dir().join(format!("tollgate-test-{}", unique("gw")));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let conn_log = dir.join("connections.jsonl");
-        let pin_path = PathBuf::from("/sys/fs/bpf").join(format!("tollgate-test-{}", unique("pins")));
+        let (pin_path, handover) = self.predecessor.clone().unwrap_or_else(|| {
+            (
+                PathBuf::from("/sys/fs/bpf").join(format!("tollgate-test-{}", unique("pins"))),
+                dir.join("handover.sock"),
+            )
+        });
         let mut yaml = String::new();
         yaml += "listener:\n  addresses: [\"127.0.0.1:0\", \"[::1]:0\"]\n";
         if let Some(node) = &self.node_address4 {
@@ -406,6 +421,7 @@ impl GatewayBuilder {
         yaml += &format!("capture:\n  cgroupPath: {}\n", self.cgroup.display());
         yaml += &format!("  failMode: {}\n", if self.fail_closed { "closed" } else { "open" });
         yaml += &format!("  pinPath: {}\n", pin_path.display());
+        yaml += &format!("  handoverPath: {}\n", handover.display());
         yaml += &format!("connectionLog: {}\n", conn_log.display());
         yaml += "providers:\n";
         for p in &self.providers {
@@ -475,6 +491,8 @@ impl GatewayBuilder {
             ready: Value::Null,
             conn_log,
             pin_path,
+            handover,
+            owns_pins: true,
             config_yaml: yaml,
             config,
         };
@@ -510,11 +528,24 @@ pub struct Gateway {
     ready: Value,
     conn_log: PathBuf,
     pin_path: PathBuf,
+    handover: PathBuf,
+    /// Whether dropping this gateway removes the pins (not once a successor took them).
+    owns_pins: bool,
     config_yaml: String,
     config: PathBuf,
 }
 
 impl Gateway {
+    /// The socket a successor takes the listeners over from.
+    pub fn handover_path(&self) -> PathBuf {
+        self.handover.clone()
+    }
+
+    /// The pins now belong to a successor: dropping this gateway leaves them.
+    pub fn handed_over(&mut self) {
+        self.owns_pins = false;
+    }
+
     /// The node CA certificate clients must trust.
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.crt")
@@ -728,7 +759,7 @@ impl Drop for Gateway {
         if !std::thread::panicking() {
             self.validate_audit();
         }
-        if self.pin_path.exists() {
+        if self.owns_pins && self.pin_path.exists() {
             self.detach_pins();
         }
         if !std::thread::panicking() {

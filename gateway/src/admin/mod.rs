@@ -26,6 +26,9 @@ pub struct Readiness {
     pub listeners_registered: AtomicBool,
     pub maps_synced: AtomicBool,
     pub programs_attached: AtomicBool,
+    /// The pid of the instance this one handed its listeners to (0: none). A handed-over
+    /// instance is alive (`/healthz`) but not ready: it drains and waits to be stopped.
+    pub handed_over_to: std::sync::atomic::AtomicU32,
     /// Why the last config reload was rejected (the previous config still serves).
     pub config_error: std::sync::Mutex<Option<String>>,
 }
@@ -38,6 +41,8 @@ struct ReadyBody {
     maps_synced: bool,
     programs_attached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    handed_over_to: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     config_error: Option<String>,
     #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
     credential_errors: std::collections::HashMap<String, String>,
@@ -48,11 +53,13 @@ impl Readiness {
         let listeners_registered = self.listeners_registered.load(Ordering::Acquire);
         let maps_synced = self.maps_synced.load(Ordering::Acquire);
         let programs_attached = self.programs_attached.load(Ordering::Acquire);
+        let handed_over_to = Some(self.handed_over_to.load(Ordering::Acquire)).filter(|pid| *pid != 0);
         ReadyBody {
-            ready: listeners_registered && maps_synced && programs_attached,
+            ready: listeners_registered && maps_synced && programs_attached && handed_over_to.is_none(),
             listeners_registered,
             maps_synced,
             programs_attached,
+            handed_over_to,
             config_error: self.config_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             credential_errors: Default::default(),
         }

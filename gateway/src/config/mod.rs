@@ -28,6 +28,8 @@ pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCAL
 pub const DEFAULT_MARK: u32 = 0x7467;
 /// Where fail-closed pins its links on bpffs.
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/tollgate";
+/// Where a new instance finds the running one (docs/upgrades.md).
+pub const DEFAULT_HANDOVER_PATH: &str = "/var/lib/tollgate/handover.sock";
 /// Provider ports when none are listed.
 pub const DEFAULT_PORTS: [u16; 1] = [443];
 /// Lower bound on how often a hostname is re-resolved, whatever its TTL says (5 seconds).
@@ -195,8 +197,12 @@ pub struct RawCapture {
     pub fail_mode: Option<FailMode>,
     /// `SO_MARK` of the proxy's own sockets. Default `0x7467`.
     pub mark: Option<u32>,
-    /// bpffs directory for fail-closed links. Default `/sys/fs/bpf/tollgate`.
+    /// bpffs directory of the pinned maps and program links (shared with the next instance
+    /// across an upgrade). Default `/sys/fs/bpf/tollgate`.
     pub pin_path: Option<PathBuf>,
+    /// Unix socket a new instance takes the listeners over from (docs/upgrades.md). Default
+    /// `/var/lib/tollgate/handover.sock`; `""` turns handovers off.
+    pub handover_path: Option<PathBuf>,
     /// Connect timeout towards the original destination. Default `10s`.
     #[serde(default, with = "humantime_serde")]
     pub connect_timeout: Option<Duration>,
@@ -326,6 +332,8 @@ pub struct Capture {
     pub fail_mode: FailMode,
     pub mark: u32,
     pub pin_path: PathBuf,
+    /// `None`: no handovers.
+    pub handover_path: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
 }
@@ -544,6 +552,17 @@ impl Capture {
             fail_mode: capture.fail_mode.unwrap_or_default(),
             mark,
             pin_path: capture.pin_path.unwrap_or_else(|| DEFAULT_PIN_PATH.into()),
+            handover_path: match capture.handover_path {
+                None => Some(DEFAULT_HANDOVER_PATH.into()),
+                Some(p) if p.as_os_str().is_empty() => None,
+                Some(p) if p.is_relative() => {
+                    return Err(invalid(
+                        "capture.handoverPath",
+                        format!("{} is not an absolute path", p.display()),
+                    ))
+                }
+                Some(p) => Some(p),
+            },
             connect_timeout: capture.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         })
     }

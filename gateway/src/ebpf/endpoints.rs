@@ -68,13 +68,45 @@ pub struct SyncStats {
 impl EndpointMaps {
     pub(super) fn take(take: &mut impl FnMut(&'static str) -> Result<Map, Error>) -> Result<Self, Error> {
         let e = |name: &'static str| move |source| Error::Map { name, source };
-        Ok(EndpointMaps {
+        let mut maps = EndpointMaps {
             exact4: HashMap::try_from(take(ENDPOINTS4_MAP)?).map_err(e(ENDPOINTS4_MAP))?,
             exact6: HashMap::try_from(take(ENDPOINTS6_MAP)?).map_err(e(ENDPOINTS6_MAP))?,
             cidr4: LpmTrie::try_from(take(CIDRS4_MAP)?).map_err(e(CIDRS4_MAP))?,
             cidr6: LpmTrie::try_from(take(CIDRS6_MAP)?).map_err(e(CIDRS6_MAP))?,
             current: EndpointSet::new(),
-        })
+        };
+        // Pinned maps may arrive filled (a predecessor's, or a fail-closed instance's): start
+        // from what is there, so that the first sync removes what this config does not want
+        // and rewrites nothing that is already right.
+        maps.current = maps.existing();
+        Ok(maps)
+    }
+
+    /// What the maps hold now.
+    fn existing(&self) -> EndpointSet {
+        let mut set = EndpointSet::new();
+        for (k, v) in self.exact4.iter().flatten() {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(k.ip.to_ne_bytes()));
+            set.insert(Entry::Exact(SocketAddr::new(ip, u16::from_be(k.port))), v);
+        }
+        for (k, v) in self.exact6.iter().flatten() {
+            let ip = crate::socket::words_to_ip(k.ip);
+            set.insert(Entry::Exact(SocketAddr::new(ip, u16::from_be(k.port))), v);
+        }
+        let prefix = |key_len: u32| key_len.saturating_sub(lpm_prefix_len(0)) as u8;
+        for (k, v) in self.cidr4.iter().flatten() {
+            let d = k.data();
+            if let Ok(net) = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(d.addr), prefix(k.prefix_len())) {
+                set.insert(Entry::Cidr(IpNet::V4(net), u16::from_be_bytes(d.port)), v);
+            }
+        }
+        for (k, v) in self.cidr6.iter().flatten() {
+            let d = k.data();
+            if let Ok(net) = ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(d.addr), prefix(k.prefix_len())) {
+                set.insert(Entry::Cidr(IpNet::V6(net), u16::from_be_bytes(d.port)), v);
+            }
+        }
+        set
     }
 
     /// Makes the maps hold exactly `wanted`, touching only what differs.

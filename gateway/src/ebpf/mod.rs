@@ -1,13 +1,17 @@
 //! Loads the embedded eBPF object, fills its maps, attaches its programs to a cgroup, and owns
 //! the handles the rest of the daemon uses (endpoint maps, connection records, counters).
 //!
-//! Lifetime: in fail-open mode the links are owned by this process, so they detach when it
-//! exits for any reason, a crash included, and workloads then connect directly. In fail-closed
-//! mode the links are pinned on bpffs and outlive the process; the connect programs then find
-//! no live listener in `LISTENERS` and refuse captured connects until a new instance replaces
-//! the pins (or `tollgate detach` removes them).
+//! Lifetime: the maps and the program links are pinned under `capture.pinPath`, so that a new
+//! instance can take over from a running one with no gap (docs/upgrades.md): it opens the same
+//! maps (`maps-v<MAPS_ABI>/`) and swaps its programs into the pinned links with
+//! `BPF_LINK_UPDATE`. When no live listener sits in `LISTENERS` (the proxy is gone: stopped,
+//! crashed), the connect programs let captured connects through in fail-open mode and refuse
+//! them in fail-closed mode. A fail-open instance that stops without a successor removes its
+//! pins (the programs detach); a fail-closed one leaves them until a new instance replaces them
+//! or `tollgate detach` removes them.
 
 pub mod endpoints;
+mod sys;
 
 use std::{
     fs, io,
@@ -25,10 +29,9 @@ use aya::{
     Ebpf,
 };
 use gateway_common::{
-    program, ConnRecord, PeerKey, RedirectConfig, CONFIG_MAP, CONNS_MAP, LISTENERS_MAP, STATS_LEN, STATS_MAP,
+    program, ConnRecord, PeerKey, RedirectConfig, ALL_MAPS, CONFIG_MAP, CONNS_MAP, LISTENERS_MAP, MAPS_ABI, STATS_LEN,
+    STATS_MAP,
 };
-
-use crate::config::FailMode;
 
 /// The object `build.rs` produced from `gateway-ebpf`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tollgate"));
@@ -87,15 +90,42 @@ pub struct Loaded {
     ebpf: Ebpf,
     listeners: SockMap<MapData>,
     config: Array<MapData, RedirectConfig>,
-    /// Fail-open links, owned here so that they detach with the process.
-    links: Vec<(&'static str, FdLink)>,
+}
+
+/// Where the maps of this layout version are pinned.
+fn maps_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join(format!("maps-v{MAPS_ABI}"))
+}
+
+/// How `attach` found the hooks.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Attached {
+    /// Programs swapped into links a predecessor pinned (an upgrade or a restart).
+    pub replaced: usize,
+    /// Links created.
+    pub created: usize,
 }
 
 impl Loaded {
-    /// Loads the object into the kernel. Nothing is attached yet. The maps that other
-    /// components own from then on come back separately.
-    pub fn load() -> Result<(Loaded, Maps), Error> {
-        let mut ebpf = Ebpf::load(OBJECT)?;
+    /// Loads the object into the kernel with its maps pinned under `pin_dir`: maps already
+    /// pinned there (by a running predecessor, or one that stopped in fail-closed mode) are
+    /// opened and shared, so records, listeners and counters carry over. Nothing is attached
+    /// yet. The maps that other components own from then on come back separately.
+    pub fn load(pin_dir: &Path) -> Result<(Loaded, Maps), Error> {
+        ensure_bpffs()?;
+        let dir = maps_dir(pin_dir);
+        fs::create_dir_all(&dir).map_err(|e| pin_error(&dir, e))?;
+        if crate::sysfs::statfs_type(&dir) != Some(crate::sysfs::BPF_FS_MAGIC) {
+            return Err(pin_error(
+                &dir,
+                "capture.pinPath must be on a bpf file system (e.g. under /sys/fs/bpf)",
+            ));
+        }
+        let mut loader = aya::EbpfLoader::new();
+        for name in ALL_MAPS {
+            loader.map_pin_path(name, dir.join(name));
+        }
+        let mut ebpf = loader.load(OBJECT)?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap(name));
         let config = Array::try_from(take(CONFIG_MAP)?).map_err(map_err(CONFIG_MAP))?;
         let conns = HashMap::try_from(take(CONNS_MAP)?).map_err(map_err(CONNS_MAP))?;
@@ -112,7 +142,6 @@ impl Loaded {
                 ebpf,
                 listeners,
                 config,
-                links: Vec::new(),
             },
             maps,
         ))
@@ -129,59 +158,70 @@ impl Loaded {
         self.listeners.set(slot, socket, 0).map_err(map_err(LISTENERS_MAP))
     }
 
-    /// Attaches every program to `cgroup`. In fail-closed mode the links are pinned under
-    /// `pin_dir`, replacing (after the new ones are attached) any left by an earlier instance;
-    /// in fail-open mode stale pins are removed so they cannot refuse connects.
-    pub fn attach(&mut self, cgroup: &Path, fail_mode: FailMode, pin_dir: &Path) -> Result<(), Error> {
+    /// Attaches every program to `cgroup`, each through a link pinned under `pin_dir`. Where a
+    /// predecessor's link to the same cgroup is pinned, the program inside it is swapped
+    /// (`BPF_LINK_UPDATE`): the hook is never empty and never runs both. A pin on another
+    /// cgroup (the config changed) is replaced after the new link is attached.
+    pub fn attach(&mut self, cgroup: &Path, pin_dir: &Path) -> Result<Attached, Error> {
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::MetadataExt as _;
         let cgroup_file = fs::File::open(cgroup).map_err(|source| Error::Cgroup {
             path: cgroup.to_owned(),
             source,
         })?;
-        let mut fresh: Vec<(&'static str, FdLink)> = Vec::new();
+        let cgroup_id = cgroup_file
+            .metadata()
+            .map_err(|source| Error::Cgroup {
+                path: cgroup.to_owned(),
+                source,
+            })?
+            .ino();
+        fs::create_dir_all(pin_dir).map_err(|e| pin_error(pin_dir, e))?;
+        let mut attached = Attached::default();
         for name in PROGRAMS {
+            let path = pin_dir.join(name);
             let prog = self.ebpf.program_mut(name).ok_or(Error::MissingProgram(name))?;
             let perr = |source| Error::Program { program: name, source };
-            let link: FdLink = match prog {
-                aya::programs::Program::CgroupSockAddr(p) => {
-                    load_once(p.load()).map_err(perr)?;
-                    let id = p.attach(&cgroup_file, CgroupAttachMode::Single).map_err(perr)?;
-                    take_fd_link(p.take_link(id).map_err(perr)?, name, pin_dir)?
-                }
-                aya::programs::Program::SockOps(p) => {
-                    load_once(p.load()).map_err(perr)?;
-                    let id = p.attach(&cgroup_file, CgroupAttachMode::Single).map_err(perr)?;
-                    take_fd_link(p.take_link(id).map_err(perr)?, name, pin_dir)?
-                }
-                aya::programs::Program::CgroupSock(p) => {
-                    load_once(p.load()).map_err(perr)?;
-                    let id = p.attach(&cgroup_file, CgroupAttachMode::Single).map_err(perr)?;
-                    take_fd_link(p.take_link(id).map_err(perr)?, name, pin_dir)?
-                }
+            let previous = sys::obj_get(&path).ok();
+            let same_cgroup = previous
+                .as_ref()
+                .is_some_and(|link| sys::link_cgroup_id(link.as_fd()).ok() == Some(cgroup_id));
+            // The same steps for each program type (aya has no trait over their `attach`).
+            macro_rules! hook {
+                ($p:expr) => {{
+                    load_once($p.load()).map_err(perr)?;
+                    match (same_cgroup, &previous) {
+                        (true, Some(link)) => {
+                            sys::link_update(link.as_fd(), $p.fd().map_err(perr)?.as_fd())
+                                .map_err(|e| pin_error(&path, format!("BPF_LINK_UPDATE: {e}")))?;
+                            None
+                        }
+                        _ => {
+                            let id = $p.attach(&cgroup_file, CgroupAttachMode::Single).map_err(perr)?;
+                            Some(take_fd_link($p.take_link(id).map_err(perr)?, name, pin_dir)?)
+                        }
+                    }
+                }};
+            }
+            let link: Option<FdLink> = match prog {
+                aya::programs::Program::CgroupSockAddr(p) => hook!(p),
+                aya::programs::Program::SockOps(p) => hook!(p),
+                aya::programs::Program::CgroupSock(p) => hook!(p),
                 _ => return Err(Error::MissingProgram(name)),
             };
-            fresh.push((name, link));
-        }
-        match fail_mode {
-            FailMode::Open => {
-                remove_pins(pin_dir)?;
-                self.links = fresh;
+            let Some(link) = link else {
+                attached.replaced += 1;
+                continue;
+            };
+            // A pin on another cgroup detaches only once ours is in place.
+            if path.exists() {
+                let old = PinnedLink::from_pin(&path).map_err(|e| pin_error(&path, e))?;
+                drop(old.unpin().map_err(|e| pin_error(&path, e))?);
             }
-            FailMode::Closed => {
-                ensure_bpffs()?;
-                fs::create_dir_all(pin_dir).map_err(|e| pin_error(pin_dir, e))?;
-                for (name, link) in fresh {
-                    let path = pin_dir.join(name);
-                    // The old link (if any) detaches only after ours is attached: during the
-                    // overlap both run, and a dead predecessor refuses, as fail-closed should.
-                    if path.exists() {
-                        let old = PinnedLink::from_pin(&path).map_err(|e| pin_error(&path, e))?;
-                        drop(old.unpin().map_err(|e| pin_error(&path, e))?);
-                    }
-                    link.pin(&path).map_err(|e| pin_error(&path, e))?;
-                }
-            }
+            drop(link.pin(&path).map_err(|e| pin_error(&path, e))?);
+            attached.created += 1;
         }
-        Ok(())
+        Ok(attached)
     }
 }
 
@@ -211,7 +251,7 @@ fn pin_error(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Removes the links an earlier fail-closed instance pinned under `pin_dir` (detaching them).
+/// Removes the links and maps pinned under `pin_dir` (detaching the programs).
 pub fn remove_pins(pin_dir: &Path) -> Result<usize, Error> {
     let Ok(entries) = fs::read_dir(pin_dir) else {
         return Ok(0);
@@ -220,6 +260,14 @@ pub fn remove_pins(pin_dir: &Path) -> Result<usize, Error> {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
+        if name.to_string_lossy().starts_with("maps-v") && path.is_dir() {
+            // Maps go when their last user does: unpinning cannot break a running instance.
+            for map in fs::read_dir(&path).map_err(|e| pin_error(&path, e))?.flatten() {
+                fs::remove_file(map.path()).map_err(|e| pin_error(&map.path(), e))?;
+            }
+            fs::remove_dir(&path).map_err(|e| pin_error(&path, e))?;
+            continue;
+        }
         if !PROGRAMS.iter().any(|p| name == *p) {
             continue;
         }
