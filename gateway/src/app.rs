@@ -334,9 +334,9 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         "programs attached"
     );
 
-    let admin_listener = std::net::TcpListener::bind(config.admin_address)
-        .with_context(|| format!("cannot bind the admin listener on {}", config.admin_address))?;
+    let admin_listener = admin_listener(&config, inherited.as_mut())?;
     let admin_addr = admin_listener.local_addr()?;
+    let admin_fd = std::os::fd::AsRawFd::as_raw_fd(&admin_listener);
     let admin_state = Arc::new(admin::State {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
@@ -388,7 +388,8 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         next_id: 1.into(),
         slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
     });
-    let slots = bound.slots();
+    let mut slots = bound.slots();
+    slots.push(("admin", admin_fd));
     let drain = Drain::new();
     let serving = serve(bound, shared, &drain, &shutdown_rx)?;
     if let Some(predecessor) = inherited {
@@ -415,6 +416,8 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     match successor {
         Some(pid) => {
             readiness.handed_over_to.store(pid, Ordering::Release);
+            // The successor answers on the admin socket from now on (probes included).
+            let _ = admin_stop_tx.send(true);
             tracing::info!(successor = pid, "handed over: no new connections here; draining")
         }
         None => tracing::info!("stopping: draining connections"),
@@ -442,6 +445,22 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     let _ = admin_thread.join();
     detach(&config, loaded, successor.is_some());
     Ok(())
+}
+
+/// The admin listener: the predecessor's when it handed one over for this address (the
+/// kubelet's probes of both pods go to one port), else a new one.
+fn admin_listener(
+    config: &Config,
+    inherited: Option<&mut handover::Inherited>,
+) -> anyhow::Result<std::net::TcpListener> {
+    let addr = config.admin_address;
+    if let Some(socket) = inherited.and_then(|i| i.take("admin")) {
+        let local = socket.local_addr()?;
+        if local.ip() == addr.ip() && (addr.port() == 0 || addr.port() == local.port()) {
+            return Ok(socket);
+        }
+    }
+    std::net::TcpListener::bind(addr).with_context(|| format!("cannot bind the admin listener on {addr}"))
 }
 
 /// The predecessor's listeners, if one serves the handover socket.

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 
 const HELLO: &str = "TOLLGATE-HANDOVER 1\n";
 const READY: &str = "READY\n";
-/// How many sockets one message carries at most (host4, host6, node4, node6).
-const MAX_FDS: usize = 4;
+/// How many sockets one message carries at most (host4, host6, node4, node6, admin).
+const MAX_FDS: usize = 5;
 /// How long the new instance waits for the old one's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the old instance waits for `READY` (the new one syncs endpoints and attaches).
@@ -59,7 +59,8 @@ impl std::fmt::Debug for Inherited {
 }
 
 impl Inherited {
-    /// Takes the listening socket of `slot` (`host4`, `host6`, `node4`, `node6`), if handed over.
+    /// Takes the listening socket of `slot` (`host4`, `host6`, `node4`, `node6`, `admin`), if
+    /// handed over.
     pub fn take(&mut self, slot: &str) -> Option<std::net::TcpListener> {
         let at = self.sockets.iter().position(|(s, _)| s == slot)?;
         let (_, fd) = self.sockets.remove(at);
@@ -205,11 +206,12 @@ fn send_with_fds(socket: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
         msg.msg_iovlen = 1;
         if !fds.is_empty() {
             msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = control.len();
+            // The field widths differ between glibc and musl: `as _` fits either.
+            msg.msg_controllen = control.len() as _;
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as usize;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
             std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
         }
         if libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL) < 0 {
@@ -235,7 +237,7 @@ fn recv_with_fds(socket: RawFd) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len();
+        msg.msg_controllen = control.len() as _;
         let n = libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC);
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -244,7 +246,7 @@ fn recv_with_fds(socket: RawFd) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let bytes = (*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize;
+                let bytes = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
                 let count = bytes / std::mem::size_of::<RawFd>();
                 let first = libc::CMSG_DATA(cmsg).cast::<RawFd>();
                 for i in 0..count {

@@ -199,31 +199,34 @@ config:
     // (1) An unmodified curl on the host, in the captured subtree.
     let job = captured.0.join("host-job");
     std::fs::create_dir(&job).unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("echo $$ > \"$0\"/cgroup.procs && exec \"$@\"")
-        .arg(&job)
-        .args([
-            "curl",
-            "-sS",
-            "--max-time",
-            "20",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            body,
-            &endpoint,
-        ])
-        .output()
-        .unwrap();
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(answer["choices"][0]["message"]["content"].is_string(), "{answer}");
+    let host_curl = || {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("echo $$ > \"$0\"/cgroup.procs && exec \"$@\"")
+            .arg(&job)
+            .args([
+                "curl",
+                "-sS",
+                "--max-time",
+                "20",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                body,
+            ])
+            .arg(&endpoint)
+            .output()
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert!(answer["choices"][0]["message"]["content"].is_string(), "{answer}");
+    };
+    host_curl();
 
     // (2) busybox wget in a pod of its own network namespace, created through CRI.
     let out_dir = dir.join("out");
@@ -289,5 +292,37 @@ config:
     assert!(models.contains(&"team-a-model".to_string()), "{models:?}");
     assert!(models.contains(&"llama-3".to_string()), "{models:?}");
 
+    // A rolling update with maxSurge: the new pod starts beside the old one on the node and
+    // takes its listeners, maps and programs over; then the old pod is deleted.
+    let surge_uid = pod_uid();
+    let surge = kubelet.pod(
+        &daemonset["spec"]["template"],
+        "tg-tollgate-node1-surge",
+        "tollgate",
+        &surge_uid,
+        &format!("/{name}-system/kubepods/pod{surge_uid}"),
+    );
+    containerd.run_pod(&surge);
+    wait_for("the old pod to hand over", Duration::from_secs(60), || {
+        containerd
+            .container_log(&gateway, "tollgate")
+            .contains("handed over")
+            .then_some(())
+    });
+    let surge_log = containerd.container_log(&surge, "tollgate");
+    assert!(surge_log.contains("took over"), "{surge_log}");
     containerd.remove_pod(&gateway_sandbox);
+    assert_eq!(probe(probe_addr, &path), Some(200), "the new pod answers the probes");
+    host_curl();
+    wait_for(
+        "the record of the request after the update",
+        Duration::from_secs(20),
+        || {
+            let curls = records(&audit)
+                .iter()
+                .filter(|r| r["workload"]["comm"] == "curl")
+                .count();
+            (curls == 2).then_some(())
+        },
+    );
 }

@@ -37,6 +37,8 @@ pub struct Readiness {
 #[serde(rename_all = "camelCase")]
 struct ReadyBody {
     ready: bool,
+    /// Which instance answered (after a handover the successor answers on the same port).
+    pid: u32,
     listeners_registered: bool,
     maps_synced: bool,
     programs_attached: bool,
@@ -55,6 +57,7 @@ impl Readiness {
         let programs_attached = self.programs_attached.load(Ordering::Acquire);
         let handed_over_to = Some(self.handed_over_to.load(Ordering::Acquire)).filter(|pid| *pid != 0);
         ReadyBody {
+            pid: std::process::id(),
             ready: listeners_registered && maps_synced && programs_attached && handed_over_to.is_none(),
             listeners_registered,
             maps_synced,
