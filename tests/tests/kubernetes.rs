@@ -20,6 +20,8 @@ const POD_SUBNET: &str = "10.213.0.0/24";
 const NODE_IP: &str = "10.213.255.1";
 /// A provider address nothing listens on: connects to it are caught by the programs.
 const PROVIDER_IP: &str = "10.96.213.20";
+/// Where `api.openai.com` resolves for Tollgate (its hosts file) and for curl (`--resolve`).
+const TLS_PROVIDER_IP: &str = "10.96.213.21";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -136,9 +138,13 @@ admin: {{port: {admin}}}
 capture: {{cgroupPath: {cgroup}}}
 criSocket: {socket}
 hostPaths: {{cgroup: /sys/fs/cgroup, bpf: /sys/fs/bpf/{name}, state: {dir}/state, logs: {dir}/records}}
+configFiles:
+  hosts: "{TLS_PROVIDER_IP} api.openai.com\n"
 config:
+  dns: {{hostsFile: /etc/tollgate/config/hosts}}
   providers:
     - {{name: vllm, addresses: ["{PROVIDER_IP}/32"], ports: [8000], backend: vllm}}
+    - {{name: openai, hostnames: [api.openai.com], ports: [443], backend: vllm}}
   backends:
     - {{name: vllm, url: "{url}"}}
   routes:
@@ -228,6 +234,34 @@ config:
     };
     host_curl();
 
+    // (1b) Intercepted TLS: the workload trusts the cluster CA the chart published.
+    let ca_map = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "tg-tollgate-ca")
+        .expect("the published CA");
+    let ca_file = dir.join("cluster-ca.crt");
+    std::fs::write(&ca_file, ca_map["data"]["ca.crt"].as_str().unwrap()).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("echo $$ > \"$0\"/cgroup.procs && exec \"$@\"")
+        .arg(&job)
+        .args(["curl", "-sS", "--max-time", "20", "--resolve"])
+        .arg(format!("api.openai.com:443:{TLS_PROVIDER_IP}"))
+        .arg("--cacert")
+        .arg(&ca_file)
+        .args(["-H", "content-type: application/json", "-d", body])
+        .arg("https://api.openai.com/v1/chat/completions")
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "TLS through the cluster CA: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(answer["choices"][0]["message"]["content"].is_string(), "{answer}");
+
     // (2) busybox wget in a pod of its own network namespace, created through CRI.
     let out_dir = dir.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -272,6 +306,12 @@ config:
     assert_eq!(host["workload"]["namespace"], Value::Null, "{host}");
     assert_eq!(host["route"], Value::Null, "the host process is in no pod: {host}");
     assert_eq!(host["model"], "llama-3");
+    let tls = records(&audit)
+        .into_iter()
+        .find(|r| r["destination"]["sni"] == "api.openai.com")
+        .expect("a record of the TLS request");
+    assert_eq!(tls["destination"]["tls"], true, "{tls}");
+    assert_eq!(tls["status"], 200, "{tls}");
 
     let w = &pod["workload"];
     assert_eq!(pod["status"], 200, "{pod}");
@@ -313,16 +353,17 @@ config:
     assert!(surge_log.contains("took over"), "{surge_log}");
     containerd.remove_pod(&gateway_sandbox);
     assert_eq!(probe(probe_addr, &path), Some(200), "the new pod answers the probes");
+    let curls = || {
+        records(&audit)
+            .iter()
+            .filter(|r| r["workload"]["comm"] == "curl")
+            .count()
+    };
+    let before = curls();
     host_curl();
     wait_for(
         "the record of the request after the update",
         Duration::from_secs(20),
-        || {
-            let curls = records(&audit)
-                .iter()
-                .filter(|r| r["workload"]["comm"] == "curl")
-                .count();
-            (curls == 2).then_some(())
-        },
+        || (curls() == before + 1).then_some(()),
     );
 }
