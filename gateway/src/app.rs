@@ -133,6 +133,19 @@ impl Bound {
         })
     }
 
+    /// What the ready file says.
+    fn ready_info(&self, admin: SocketAddr, cgroup: PathBuf) -> anyhow::Result<ReadyInfo> {
+        Ok(ReadyInfo {
+            pid: std::process::id(),
+            listener4: Some(self.host4.local_addr()?),
+            listener6: self.host6.as_ref().map(|l| l.local_addr()).transpose()?,
+            node4: self.node4.as_ref().map(|l| l.local_addr()).transpose()?,
+            node6: self.node6.as_ref().map(|l| l.local_addr()).transpose()?,
+            admin,
+            cgroup,
+        })
+    }
+
     /// The listening sockets by handover slot (valid while `self` lives).
     fn slots(&self) -> Vec<(&'static str, std::os::fd::RawFd)> {
         use std::os::fd::AsRawFd as _;
@@ -360,26 +373,18 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     let full = metrics.log_queue_full("connlog");
     let (log, log_writer) = jsonl::Writer::start("connlog", connection_log(&config), jsonl::WhenFull::Drop, full)
         .with_context(|| format!("cannot open the connection log {}", config.connection_log))?;
-    let info = ReadyInfo {
-        pid: std::process::id(),
-        listener4: Some(bound.host4.local_addr()?),
-        listener6: bound.host6.as_ref().map(|l| l.local_addr()).transpose()?,
-        node4: bound.node4.as_ref().map(|l| l.local_addr()).transpose()?,
-        node6: bound.node6.as_ref().map(|l| l.local_addr()).transpose()?,
-        admin: admin_addr,
-        cgroup: cgroup.clone(),
-    };
+    let info = bound.ready_info(admin_addr, cgroup.clone())?;
     let shared = Arc::new(capture::Shared {
         config: config.clone(),
         conns: Arc::new(maps.conns),
         claims: endpoints.claims,
         identity: identity::Resolver::new(cgroup_root, host_netns),
-        pods: match &config.cri_socket {
-            Some(socket) => {
-                Some(identity::cri::Pods::new(socket).map_err(|e| anyhow::anyhow!("identity.criSocket: {e}"))?)
-            }
-            None => None,
-        },
+        pods: config
+            .cri_socket
+            .as_deref()
+            .map(identity::cri::Pods::new)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("identity.criSocket: {e}"))?,
         host_netns_cookie: host_netns,
         metrics: metrics.clone(),
         log,
@@ -392,13 +397,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     slots.push(("admin", admin_fd));
     let drain = Drain::new();
     let serving = serve(bound, shared, &drain, &shutdown_rx)?;
-    if let Some(predecessor) = inherited {
-        let pid = predecessor.pid;
-        match predecessor.ready() {
-            Ok(()) => tracing::info!(predecessor = pid, "took over: the previous instance drains"),
-            Err(e) => tracing::warn!(predecessor = pid, error = %e, "could not tell the previous instance to drain"),
-        }
-    }
+    release_predecessor(inherited);
     let mut handover = config
         .capture
         .handover_path
@@ -413,38 +412,69 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         r = wait_for_signal() => { r?; None }
         pid = handed_over(&mut handover) => pid,
     };
-    match successor {
-        Some(pid) => {
-            readiness.handed_over_to.store(pid, Ordering::Release);
-            // The successor answers on the admin socket from now on (probes included).
-            let _ = admin_stop_tx.send(true);
-            tracing::info!(successor = pid, "handed over: no new connections here; draining")
-        }
-        None => tracing::info!("stopping: draining connections"),
+    Running {
+        shutdown: shutdown_tx,
+        serving,
+        drain,
+        tasks: [Some(endpoints.task), Some(reload_task), parts.span_task],
+        writers: [log_writer, parts.audit_writer],
+        admin_stop: admin_stop_tx,
+        admin_thread,
     }
-    let _ = shutdown_tx.send(true);
-    for task in serving {
-        let _ = task.await;
-    }
-    drain.drain(DRAIN_DEADLINE).await;
-    let _ = endpoints.task.await;
-    let _ = reload_task.await;
-    if let Some(t) = parts.span_task {
-        let _ = t.await;
-    }
-    // Every sink is gone with the connection tasks: flush the logs.
-    log_writer.finish();
-    parts.audit_writer.finish();
-    if successor.is_some() {
-        // Exiting now would look like a crash to a supervisor, which would start us again
-        // (and we would take over back): wait to be stopped, alive and not ready.
-        tracing::info!("drained; waiting to be stopped");
-        wait_for_signal().await?;
-    }
-    let _ = admin_stop_tx.send(true);
-    let _ = admin_thread.join();
+    .stop(&readiness, successor)
+    .await?;
     detach(&config, loaded, successor.is_some());
     Ok(())
+}
+
+/// What runs once the instance serves, in the order it stops.
+struct Running {
+    shutdown: watch::Sender<bool>,
+    serving: Vec<tokio::task::JoinHandle<()>>,
+    drain: Drain,
+    /// Endpoint sync, config watcher, span export.
+    tasks: [Option<tokio::task::JoinHandle<()>>; 3],
+    /// Connection log and audit log.
+    writers: [jsonl::Writer; 2],
+    admin_stop: watch::Sender<bool>,
+    admin_thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains the connections and flushes the logs. After a handover to
+    /// `successor`, waits for SIGTERM before stopping the admin server's thread: exiting at once
+    /// would look like a crash to a supervisor, which would start us again (and we would take
+    /// over back).
+    async fn stop(self, readiness: &admin::Readiness, successor: Option<u32>) -> anyhow::Result<()> {
+        match successor {
+            Some(pid) => {
+                readiness.handed_over_to.store(pid, Ordering::Release);
+                // The successor answers on the admin socket from now on (probes included).
+                let _ = self.admin_stop.send(true);
+                tracing::info!(successor = pid, "handed over: no new connections here; draining")
+            }
+            None => tracing::info!("stopping: draining connections"),
+        }
+        let _ = self.shutdown.send(true);
+        for task in self.serving {
+            let _ = task.await;
+        }
+        self.drain.drain(DRAIN_DEADLINE).await;
+        for task in self.tasks.into_iter().flatten() {
+            let _ = task.await;
+        }
+        // Every sink is gone with the connection tasks: flush the logs.
+        for writer in self.writers {
+            writer.finish();
+        }
+        if successor.is_some() {
+            tracing::info!("drained; waiting to be stopped");
+            wait_for_signal().await?;
+        }
+        let _ = self.admin_stop.send(true);
+        let _ = self.admin_thread.join();
+        Ok(())
+    }
 }
 
 /// The admin listener: the predecessor's when it handed one over for this address (the
@@ -461,6 +491,16 @@ fn admin_listener(
         }
     }
     std::net::TcpListener::bind(addr).with_context(|| format!("cannot bind the admin listener on {addr}"))
+}
+
+/// Tells the predecessor (if any) that this instance serves: it stops accepting and drains.
+fn release_predecessor(inherited: Option<handover::Inherited>) {
+    let Some(predecessor) = inherited else { return };
+    let pid = predecessor.pid;
+    match predecessor.ready() {
+        Ok(()) => tracing::info!(predecessor = pid, "took over: the previous instance drains"),
+        Err(e) => tracing::warn!(predecessor = pid, error = %e, "could not tell the previous instance to drain"),
+    }
 }
 
 /// The predecessor's listeners, if one serves the handover socket.
