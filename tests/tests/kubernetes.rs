@@ -205,7 +205,9 @@ config:
     // (1) An unmodified curl on the host, in the captured subtree.
     let job = captured.0.join("host-job");
     std::fs::create_dir(&job).unwrap();
-    let host_curl = || {
+    // An unmodified curl in the captured subtree, with `args` before the URL; the answer
+    // must be a chat completion.
+    let curl = |args: &[&std::ffi::OsStr], url: &str| {
         let out = Command::new("sh")
             .arg("-c")
             .arg("echo $$ > \"$0\"/cgroup.procs && exec \"$@\"")
@@ -220,18 +222,20 @@ config:
                 "-d",
                 body,
             ])
-            .arg(&endpoint)
+            .args(args)
+            .arg(url)
             .output()
             .unwrap();
         let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
-                "{e}: {}{}",
+                "{url}: {e}: {}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             )
         });
         assert!(answer["choices"][0]["message"]["content"].is_string(), "{answer}");
     };
+    let host_curl = || curl(&[], &endpoint);
     host_curl();
 
     // (1b) Intercepted TLS: the workload trusts the cluster CA the chart published.
@@ -241,26 +245,16 @@ config:
         .expect("the published CA");
     let ca_file = dir.join("cluster-ca.crt");
     std::fs::write(&ca_file, ca_map["data"]["ca.crt"].as_str().unwrap()).unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("echo $$ > \"$0\"/cgroup.procs && exec \"$@\"")
-        .arg(&job)
-        .args(["curl", "-sS", "--max-time", "20", "--resolve"])
-        .arg(format!("api.openai.com:443:{TLS_PROVIDER_IP}"))
-        .arg("--cacert")
-        .arg(&ca_file)
-        .args(["-H", "content-type: application/json", "-d", body])
-        .arg("https://api.openai.com/v1/chat/completions")
-        .output()
-        .unwrap();
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "TLS through the cluster CA: {e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(answer["choices"][0]["message"]["content"].is_string(), "{answer}");
+    let resolve = format!("api.openai.com:443:{TLS_PROVIDER_IP}");
+    curl(
+        &[
+            "--resolve".as_ref(),
+            resolve.as_ref(),
+            "--cacert".as_ref(),
+            ca_file.as_os_str(),
+        ],
+        "https://api.openai.com/v1/chat/completions",
+    );
 
     // (2) busybox wget in a pod of its own network namespace, created through CRI.
     let out_dir = dir.join("out");
