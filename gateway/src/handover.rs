@@ -119,7 +119,11 @@ pub async fn serve(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => accepted?.0,
-            _ = stop.changed() => return Ok(None),
+            _ = stop.changed() => {
+                // Stopping without a successor: the socket file goes with us.
+                let _ = std::fs::remove_file(&path);
+                return Ok(None);
+            }
         };
         match offer(stream, &slots).await {
             Ok(pid) => {

@@ -59,7 +59,7 @@ pub(crate) fn demo() -> anyhow::Result<()> {
         &config,
         format!(
             "listener:\n  addresses: [\"127.0.0.1:0\", \"[::1]:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\n\
-             capture:\n  cgroupPath: {cg}\nconnectionLog: {log}\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\n\
+             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-demo\n  handoverPath: {dir}/handover.sock\nconnectionLog: {log}\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\n\
              dns:\n  hostsFile: {dir}/hosts\n\
              providers:\n  - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"{CAPTURED}\"]\n    backend: fake-openai\n\
              backends:\n  - name: fake-openai\n    url: http://{BACKEND}\n    credential: openai-key\n\

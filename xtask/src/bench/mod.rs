@@ -105,7 +105,7 @@ pub(crate) fn bench(iterations: usize) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "{workers}listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\ncapture:\n  cgroupPath: {}\n\
+            "{workers}listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\ncapture:\n  cgroupPath: {}\n  pinPath: /sys/fs/bpf/tollgate-bench\n  handoverPath: {dir}/handover.sock\n\
              connectionLog: {}\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\ndns:\n  hostsFile: {dir}/hosts\n\
              providers:\n  - name: bench\n    addresses: [\"{}\", \"{}\"]\n    ports: [{}, {}]\n\
              \x20 - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"127.10.101.1\"]\n    backend: fake\n\
