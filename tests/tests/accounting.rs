@@ -215,7 +215,7 @@ fn metrics_count_known_requests_and_model_labels_stay_bounded() {
     let input_count = input_sum.replace("_sum{", "_count{");
     assert_eq!(line(&input_count), 3.0);
     let cost = format!(
-        "tollgate_cost_nanodollars_total{{gen_ai_operation_name=\"chat_completions\",gen_ai_provider_name=\"openai\",{mini},route=\"none\",backend=\"primary\",workload=\"python3\"}}"
+        "tollgate_cost_nanodollars_total{{gen_ai_operation_name=\"chat_completions\",gen_ai_provider_name=\"openai\",{mini},route=\"none\",backend=\"primary\",workload=\"python3\",namespace=\"none\",pod=\"none\"}}"
     );
     assert_eq!(line(&cost), (3 * MINI_COST_NANO) as f64);
     assert_eq!(line("tollgate_cost_unknown_model_total{provider=\"openai\"}"), 150.0);
