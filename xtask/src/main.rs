@@ -40,6 +40,13 @@ enum Task {
         /// Iterations per latency measurement.
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
+        /// Instead: Tollgate beside a bare relay and nginx, interleaved in one run
+        /// (docs/benchmarks.md).
+        #[arg(long)]
+        peers: bool,
+        /// With `--peers`: requests per concurrency-16 run (a quarter of them at concurrency 1).
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
     },
     /// Fuzz every parser of workload and provider bytes, then replay fuzz/regressions (nightly).
     Fuzz {
@@ -64,7 +71,10 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup::setup().map(|_| ()),
         Task::Demo => demo::demo(),
         Task::Test { args } => test(&args),
-        Task::Bench { iterations } => bench::bench(iterations),
+        Task::Bench {
+            peers: true, requests, ..
+        } => bench::peers(requests),
+        Task::Bench { iterations, .. } => bench::bench(iterations),
         Task::Fuzz { seconds, quick } => {
             let mode = if quick { fuzz::Mode::Quick } else { fuzz::Mode::Thorough };
             fuzz::fuzz(seconds, mode)

@@ -62,59 +62,96 @@ pub(crate) fn start_fake(ip: &str) -> anyhow::Result<Fake> {
         )?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    // One worker: the fake is the same for both variants, and leaves a core to the rest.
+    let (addr, rt) = serve_fake(&addr, Some(acceptor))?;
+    Ok(Fake {
+        addr,
+        ca_pem: ca_cert.pem(),
+        _rt: rt,
+    })
+}
+
+/// The same fake over plaintext HTTP (an in-cluster model server, or nginx's plain upstream).
+pub(crate) fn start_plain_fake(ip: &str) -> anyhow::Result<Fake> {
+    let (addr, rt) = serve_fake(&format!("{ip}:0"), None)?;
+    Ok(Fake {
+        addr,
+        ca_pem: String::new(),
+        _rt: rt,
+    })
+}
+
+fn serve_fake(
+    addr: &str,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<(SocketAddr, tokio::runtime::Runtime)> {
+    // One worker: the fake is the same for every variant, and leaves a core to the rest.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let listener = rt.block_on(tokio::net::TcpListener::bind(&addr))?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
     let local = listener.local_addr()?;
     rt.spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else { return };
-                let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let path = req.uri().path().to_string();
-                    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                    let stream = body.windows(13).any(|w| w == b"\"stream\":true");
-                    let resp = if path == "/v1/messages" {
-                        anthropic_answer(stream)
-                    } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
-                        gemini_answer(path.contains(":stream"))
-                    } else if path.starts_with("/model/") {
-                        bedrock_answer(path.ends_with("/converse-stream"))
-                    } else if stream {
-                        let mut sse = String::new();
-                        for i in 0..STREAM_CHUNKS {
-                            sse += &format!(
-                                "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1764100000,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"t{i} \"}},\"finish_reason\":null}}]}}\n\n"
-                            );
-                        }
-                        sse += "data: [DONE]\n\n";
-                        hyper::Response::builder().header("content-type", "text/event-stream").body(Full::new(Bytes::from(sse)))
-                    } else {
-                        hyper::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(RESPONSE.as_bytes())))
-                    };
-                    let (parts, body) = resp.expect("static response").into_parts();
-                    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                    Ok::<_, Infallible>(hyper::Response::from_parts(parts, Paced::new(body, stream || path.contains(":stream") || path.ends_with("-stream"))))
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let service = hyper::service::service_fn(answer);
+                match acceptor {
+                    Some(a) => {
+                        let Ok(tls) = a.accept(stream).await else { return };
+                        let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                    }
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
             });
         }
     });
-    Ok(Fake {
-        addr: local,
-        ca_pem: ca_cert.pem(),
-        _rt: rt,
-    })
+    Ok((local, rt))
+}
+
+/// The fake's answer to one request, in the API its path names.
+async fn answer(req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Paced>, Infallible> {
+    let path = req.uri().path().to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let stream = body.windows(13).any(|w| w == b"\"stream\":true");
+    let resp = if path == "/v1/messages" {
+        anthropic_answer(stream)
+    } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+        gemini_answer(path.contains(":stream"))
+    } else if path.starts_with("/model/") {
+        bedrock_answer(path.ends_with("/converse-stream"))
+    } else if stream {
+        let mut sse = String::new();
+        for i in 0..STREAM_CHUNKS {
+            sse += &format!(
+                "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1764100000,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"t{i} \"}},\"finish_reason\":null}}]}}\n\n"
+            );
+        }
+        sse += "data: [DONE]\n\n";
+        hyper::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Full::new(Bytes::from(sse)))
+    } else {
+        hyper::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(RESPONSE.as_bytes())))
+    };
+    let (parts, body) = resp.expect("static response").into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let paced = Paced::new(body, stream || path.contains(":stream") || path.ends_with("-stream"));
+    Ok(hyper::Response::from_parts(parts, paced))
 }
 
 /// A response body sent as providers stream: up to the end of the event or frame that carries
@@ -300,11 +337,11 @@ fn bedrock_answer(stream: bool) -> Result<hyper::Response<Full<Bytes>>, hyper::h
         .body(Full::new(Bytes::from(frames)))
 }
 
-/// `bench-client l7 ADDR CAFILE N CONCURRENCY [stream] [anthropic]`: N requests over
-/// CONCURRENCY kept-alive HTTP/1.1 connections to ADDR with SNI and Host `api.openai.com`
-/// (OpenAI chat completions), or `api.anthropic.com` (Anthropic Messages) with `anthropic`.
-/// Prints percentiles of the request latency (or of the time to the first body chunk, for
-/// `stream`) and the request rate.
+/// `bench-client l7 ADDR CAFILE N CONCURRENCY [stream] [anthropic] [host=NAME]`: N requests
+/// over CONCURRENCY kept-alive HTTP/1.1 connections to ADDR with SNI and Host
+/// `api.openai.com` (OpenAI chat completions), or `api.anthropic.com` (Anthropic Messages) with
+/// `anthropic`, or NAME; CAFILE `-` means plaintext HTTP. Prints percentiles of the request
+/// latency (or of the time to the first body chunk, for `stream`) and the request rate.
 pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     let [addr, ca, n, concurrency, rest @ ..] = args else {
         bail!("usage: bench-client l7 ADDR CAFILE N CONCURRENCY [stream] [anthropic]");
@@ -314,17 +351,25 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     let concurrency: usize = concurrency.parse()?;
     let stream = rest.iter().any(|s| s == "stream");
     let anthropic = rest.iter().any(|s| s == "anthropic");
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::pem::PemObject as _;
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {ca}"))? {
-        roots.add(cert?)?;
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let host: Option<&'static str> = rest
+        .iter()
+        .find_map(|s| s.strip_prefix("host="))
+        .map(|h| &*Box::leak(h.to_string().into_boxed_str()));
+    let connector = if ca == "-" {
+        None
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject as _;
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {ca}"))? {
+            roots.add(cert?)?;
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(tokio_rustls::TlsConnector::from(Arc::new(tls)))
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
     let samples = rt.block_on(async move {
@@ -333,7 +378,7 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
         for _ in 0..concurrency {
             let connector = connector.clone();
             tasks.push(tokio::spawn(async move {
-                one_connection(addr, connector, per_task, stream, anthropic).await
+                one_connection(addr, connector, per_task, stream, anthropic, host).await
             }));
         }
         let mut all = Vec::new();
@@ -351,10 +396,11 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
 
 async fn one_connection(
     addr: SocketAddr,
-    connector: tokio_rustls::TlsConnector,
+    connector: Option<tokio_rustls::TlsConnector>,
     n: usize,
     stream: bool,
     anthropic: bool,
+    host_override: Option<&'static str>,
 ) -> anyhow::Result<Vec<Duration>> {
     let (host, path, body, key_header, key) = if anthropic {
         let body = if stream {
@@ -373,13 +419,24 @@ async fn one_connection(
             "Bearer sk-bench-dummy",
         )
     };
+    let host = host_override.unwrap_or(host);
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let tls = connector
-        .connect(rustls::pki_types::ServerName::try_from(host)?, tcp)
-        .await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
+    let mut sender = match connector {
+        Some(connector) => {
+            let tls = connector
+                .connect(rustls::pki_types::ServerName::try_from(host)?, tcp)
+                .await?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(conn);
+            sender
+        }
+        None => {
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+            tokio::spawn(conn);
+            sender
+        }
+    };
     let mut samples = Vec::with_capacity(n);
     // One warm-up request (TLS session, pools on the proxy side).
     for i in 0..=n {

@@ -15,6 +15,9 @@
 
 mod common;
 mod l7;
+mod peers;
+
+pub(crate) use peers::peers;
 
 use common::percentiles;
 use std::{
@@ -487,6 +490,9 @@ fn serve(addr: &str, mode: Mode) -> anyhow::Result<SocketAddr> {
 pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     if args.first().is_some_and(|m| m == "l7") {
         return l7::client(&args[1..]);
+    }
+    if args.first().is_some_and(|m| m == "relay") {
+        return peers::relay(&args[1..]);
     }
     let [mode, addr, n] = args else {
         bail!("usage: bench-client connect|rr|tput ADDR N | l7 ADDR CAFILE N CONCURRENCY [stream]")

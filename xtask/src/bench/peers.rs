@@ -1,0 +1,494 @@
+//! `cargo xtask bench --peers`: Tollgate beside the proxies people would otherwise run, every
+//! figure measured in the same run, systems interleaved round by round (direct, relay, nginx,
+//! Tollgate, direct, …) so that the machine's noise falls on all of them alike.
+//!
+//! Systems, all on loopback against the same fake provider (`l7`), one worker each:
+//! - `direct`: the client talks to the fake;
+//! - `relay`: a bare tokio relay in between (one extra loopback hop: the floor for any proxy);
+//! - `nginx`: Debian's nginx as an L7 reverse proxy (upstream keep-alive, access log on, the
+//!   credential header set), plaintext to plaintext;
+//! - `tollgate`: an unmodified client captured by eBPF, plaintext L7 (parse, route, credential,
+//!   usage, audit record) to the plaintext fake;
+//! - and with TLS: `direct-tls`, `nginx-tls` (terminating TLS, TLS upstream), `tollgate-tls`
+//!   (interception with the node CA, TLS upstream).
+//!
+//! For each: p50/p99 at concurrency 1, requests/s at concurrency 16, the proxy's CPU µs per
+//! request at concurrency 16 (from /proc, every process of the proxy), RSS idle and peak, and
+//! the ratios to nginx. Results in `bench/results/peers-<time>.json`, a table on stdout, and a
+//! chart (`bench/results/peers-<time>.png`, matplotlib in the project's virtualenv).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use super::l7;
+use crate::util::{self, start_tollgate, Cgroup, Daemon};
+
+/// Rounds of the interleaved measurements; each figure is the median over rounds.
+const ROUNDS: usize = 3;
+
+struct System {
+    name: &'static str,
+    /// Where the client connects.
+    addr: SocketAddr,
+    /// The CA the client trusts (`-`: plaintext).
+    ca: String,
+    /// SNI and Host.
+    host: &'static str,
+    /// The proxy's processes (none for `direct`).
+    pids: Vec<u32>,
+}
+
+pub(crate) fn peers(requests: usize) -> anyhow::Result<()> {
+    let env = crate::setup::setup()?;
+    if util::output("sh", &["-c", "command -v nginx"]).is_none() {
+        util::run(
+            "apt-get",
+            &["install", "-y", "-q", "--no-install-recommends", "nginx-light"],
+        )?;
+    }
+    util::cargo(&env, &["build", "--release", "-p", "gateway", "--bin", "tollgate"])?;
+    util::cargo(&env, &["build", "--release", "-p", "xtask"])?;
+    let ws = util::workspace();
+    let xtask_bin = ws.join("target/release/xtask");
+    let dir = std::env::temp_dir().join(format!("tollgate-peers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    let plain = l7::start_plain_fake("127.10.102.2")?;
+    let tls = l7::start_fake("127.10.102.2")?;
+    let fake_ca = dir.join("fake-ca.pem");
+    std::fs::write(&fake_ca, &tls.ca_pem)?;
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, "sk-bench-real-key")?;
+
+    // The relay and nginx, each in its own process.
+    let relay_addr: SocketAddr = "127.10.102.6:18080".parse()?;
+    let relay = Daemon(
+        Command::new(&xtask_bin)
+            .args([
+                "bench-client",
+                "relay",
+                &relay_addr.to_string(),
+                &plain.addr.to_string(),
+            ])
+            .spawn()
+            .context("relay")?,
+    );
+    let (nginx, nginx_plain, nginx_tls, nginx_ca) = start_nginx(&dir, plain.addr, tls.addr, &fake_ca)?;
+
+    // Tollgate capturing the client's cgroup.
+    let cgroup = Cgroup::create(&format!("tollgate-peers-{}", std::process::id()))?;
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\n\
+             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-peers\n  handoverPath: {d}/handover.sock\n\
+             connectionLog: {d}/connections.jsonl\ntls:\n  caCert: {d}/ca.crt\n  caKey: {d}/ca.key\n\
+             dns:\n  hostsFile: {d}/hosts\naudit:\n  path: {d}/audit.jsonl\n\
+             providers:\n  - name: vllm\n    addresses: [\"127.10.102.3\"]\n    ports: [8000]\n    backend: plain\n\
+             \x20 - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"127.10.102.4\"]\n    backend: tls\n\
+             backends:\n  - name: plain\n    url: http://{plain}\n    credential: key\n\
+             \x20 - name: tls\n    url: https://{tls}\n    credential: key\n    caFile: {ca}\n\
+             credentials:\n  - name: key\n    kind: bearer\n    file: {key}\n",
+            cg = cgroup.0.display(),
+            d = dir.display(),
+            plain = plain.addr,
+            tls = tls.addr,
+            ca = fake_ca.display(),
+            key = key_file.display(),
+        ),
+    )?;
+    std::fs::write(dir.join("hosts"), "127.10.102.4 api.openai.com\n")?;
+    let tollgate_bin = ws.join("target/release/tollgate");
+    let (tollgate, ready) = start_tollgate(
+        &tollgate_bin,
+        &config,
+        &dir.join("ready.json"),
+        &dir.join("tollgate.log"),
+    )?;
+    let tollgate_pid = ready["pid"].as_u64().context("pid")? as u32;
+    let node_ca = dir.join("ca.crt").display().to_string();
+
+    let fake_ca_s = fake_ca.display().to_string();
+    let systems = [
+        System {
+            name: "direct",
+            addr: plain.addr,
+            ca: "-".into(),
+            host: "vllm.local",
+            pids: vec![],
+        },
+        System {
+            name: "relay",
+            addr: relay_addr,
+            ca: "-".into(),
+            host: "vllm.local",
+            pids: vec![relay.0.id()],
+        },
+        System {
+            name: "nginx",
+            addr: nginx_plain,
+            ca: "-".into(),
+            host: "vllm.local",
+            pids: process_tree(nginx.0.id()),
+        },
+        System {
+            name: "tollgate",
+            addr: "127.10.102.3:8000".parse()?,
+            ca: "-".into(),
+            host: "vllm.local",
+            pids: vec![tollgate_pid],
+        },
+        System {
+            name: "direct-tls",
+            addr: tls.addr,
+            ca: fake_ca_s.clone(),
+            host: "api.openai.com",
+            pids: vec![],
+        },
+        System {
+            name: "nginx-tls",
+            addr: nginx_tls,
+            ca: nginx_ca.display().to_string(),
+            host: "api.openai.com",
+            pids: process_tree(nginx.0.id()),
+        },
+        System {
+            name: "tollgate-tls",
+            addr: "127.10.102.4:443".parse()?,
+            ca: node_ca,
+            host: "api.openai.com",
+            pids: vec![tollgate_pid],
+        },
+    ];
+    let idle: Vec<u64> = systems.iter().map(|s| rss_kib(&s.pids, "VmRSS")).collect();
+
+    let client = |s: &System, n: usize, c: usize| -> anyhow::Result<Value> {
+        let out = cgroup
+            .command(&xtask_bin)
+            .args([
+                "bench-client",
+                "l7",
+                &s.addr.to_string(),
+                &s.ca,
+                &n.to_string(),
+                &c.to_string(),
+            ])
+            .arg(format!("host={}", s.host))
+            .stdout(Stdio::piped())
+            .output()?;
+        if !out.status.success() {
+            bail!("{}: {}", s.name, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let mut rounds: Vec<Vec<(Value, Value, f64)>> = vec![Vec::new(); systems.len()];
+    for round in 0..ROUNDS {
+        println!("== round {} of {ROUNDS}", round + 1);
+        for (i, s) in systems.iter().enumerate() {
+            let c1 = client(s, requests / 4, 1)?;
+            let before = cpu_us(&s.pids);
+            let c16 = client(s, requests, 16)?;
+            let cpu = (cpu_us(&s.pids) - before) / requests as f64;
+            println!(
+                "  {:<13} c=1 p50 {:>7.1} µs   c=16 {:>7.0} rps   proxy CPU {:>6.1} µs/request",
+                s.name,
+                c1["p50"].as_f64().unwrap_or(f64::NAN),
+                c16["rps"].as_f64().unwrap_or(f64::NAN),
+                cpu
+            );
+            rounds[i].push((c1, c16, cpu));
+        }
+    }
+    let peak: Vec<u64> = systems.iter().map(|s| rss_kib(&s.pids, "VmHWM")).collect();
+    drop(tollgate);
+    drop(nginx);
+    drop(relay);
+    drop(cgroup);
+
+    let median = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let mut rows = serde_json::Map::new();
+    for (i, s) in systems.iter().enumerate() {
+        let r = &rounds[i];
+        rows.insert(
+            s.name.to_string(),
+            json!({
+                "c1_p50_us": median(r.iter().map(|x| x.0["p50"].as_f64().unwrap_or(f64::NAN)).collect()),
+                "c1_p99_us": median(r.iter().map(|x| x.0["p99"].as_f64().unwrap_or(f64::NAN)).collect()),
+                "c16_rps": median(r.iter().map(|x| x.1["rps"].as_f64().unwrap_or(f64::NAN)).collect()),
+                "c16_p50_us": median(r.iter().map(|x| x.1["p50"].as_f64().unwrap_or(f64::NAN)).collect()),
+                "cpu_us_per_request": if s.pids.is_empty() { Value::Null } else { json!(median(r.iter().map(|x| x.2).collect())) },
+                "rss_idle_kib": idle[i],
+                "rss_peak_kib": peak[i],
+                "rounds": r.iter().map(|x| json!({"c1": x.0, "c16": x.1, "cpu_us_per_request": x.2})).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    // Added latency against the direct run of the same transport, and ratios to nginx.
+    let get = |name: &str, key: &str| rows[name][key].as_f64().unwrap_or(f64::NAN);
+    let mut table = Vec::new();
+    for (name, base, peer) in [
+        ("relay", "direct", "nginx"),
+        ("nginx", "direct", "nginx"),
+        ("tollgate", "direct", "nginx"),
+        ("nginx-tls", "direct-tls", "nginx-tls"),
+        ("tollgate-tls", "direct-tls", "nginx-tls"),
+    ] {
+        let added = get(name, "c1_p50_us") - get(base, "c1_p50_us");
+        let added_peer = get(peer, "c1_p50_us") - get(base, "c1_p50_us");
+        let row = json!({
+            "system": name,
+            "added_p50_us": added,
+            "added_p99_us": get(name, "c1_p99_us") - get(base, "c1_p99_us"),
+            "rps_c16": get(name, "c16_rps"),
+            "cpu_us_per_request": get(name, "cpu_us_per_request"),
+            "rss_idle_mib": get(name, "rss_idle_kib") / 1024.0,
+            "rss_peak_mib": get(name, "rss_peak_kib") / 1024.0,
+            "cpu_vs_nginx": get(name, "cpu_us_per_request") / get(peer, "cpu_us_per_request"),
+            "rps_vs_nginx": get(name, "c16_rps") / get(peer, "c16_rps"),
+            "added_p50_vs_nginx": added / added_peer,
+        });
+        table.push(row);
+    }
+    for row in &table {
+        let name = row["system"].as_str().unwrap_or_default().to_string();
+        if let Some(r) = rows.get_mut(&name) {
+            r["vs"] = row.clone();
+        }
+    }
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_secs();
+    let results_dir = ws.join("bench/results");
+    std::fs::create_dir_all(&results_dir)?;
+    let file = results_dir.join(format!("peers-{secs}.json"));
+    let results = json!({
+        "time": super::humantime_now(),
+        "machine": super::machine(),
+        "requests_c16": requests,
+        "requests_c1": requests / 4,
+        "rounds": ROUNDS,
+        "systems": rows,
+        "table": table,
+    });
+    std::fs::write(&file, serde_json::to_string_pretty(&results)?)?;
+    println!("\n| system | added p50 µs (c=1) | added p99 µs | rps (c=16) | CPU µs/request | RSS idle MiB | RSS peak MiB | CPU ÷ nginx | rps ÷ nginx |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in &table {
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            r["system"].as_str().unwrap_or(""),
+            f("added_p50_us"),
+            f("added_p99_us"),
+            f("rps_c16"),
+            f("cpu_us_per_request"),
+            f("rss_idle_mib"),
+            f("rss_peak_mib"),
+            f("cpu_vs_nginx"),
+            f("rps_vs_nginx"),
+        );
+    }
+    println!("\nresults: {}", file.display());
+    match chart(&file) {
+        Ok(png) => println!("chart: {}", png.display()),
+        Err(e) => println!("chart: not drawn ({e:#})"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// nginx (Debian's) with one worker: a plaintext L7 proxy and a TLS-terminating one with a TLS
+/// upstream. Returns the daemon, both listen addresses and the CA its certificate chains to.
+fn start_nginx(
+    dir: &Path,
+    plain: SocketAddr,
+    tls: SocketAddr,
+    fake_ca: &Path,
+) -> anyhow::Result<(Daemon, SocketAddr, SocketAddr, PathBuf)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench nginx CA");
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate()?;
+    let leaf = rcgen::CertificateParams::new(vec!["api.openai.com".to_string()])?.signed_by(&key, &issuer)?;
+    let nginx_dir = dir.join("nginx");
+    std::fs::create_dir_all(nginx_dir.join("logs"))?;
+    std::fs::write(nginx_dir.join("cert.pem"), leaf.pem() + &ca_cert.pem())?;
+    std::fs::write(nginx_dir.join("key.pem"), key.serialize_pem())?;
+    let ca = nginx_dir.join("ca.pem");
+    std::fs::write(&ca, ca_cert.pem())?;
+    let (plain_addr, tls_addr): (SocketAddr, SocketAddr) =
+        ("127.10.102.7:18081".parse()?, "127.10.102.7:18443".parse()?);
+    let d = nginx_dir.display();
+    let conf = format!(
+        r#"worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {d}/logs/access.log combined buffer=64k flush=1s;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    upstream plain {{ server {plain}; keepalive 64; }}
+    upstream tls {{ server {tls}; keepalive 64; }}
+    server {{
+        listen {plain_addr};
+        location / {{
+            proxy_pass http://plain;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer sk-bench-real-key";
+        }}
+    }}
+    server {{
+        listen {tls_addr} ssl;
+        ssl_certificate {d}/cert.pem;
+        ssl_certificate_key {d}/key.pem;
+        location / {{
+            proxy_pass https://tls;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer sk-bench-real-key";
+            proxy_ssl_server_name on;
+            proxy_ssl_name api.openai.com;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_session_reuse on;
+        }}
+    }}
+}}
+"#,
+        ca = fake_ca.display(),
+    );
+    let conf_file = nginx_dir.join("nginx.conf");
+    std::fs::write(&conf_file, conf)?;
+    let child: Child = Command::new("nginx")
+        .arg("-p")
+        .arg(&nginx_dir)
+        .arg("-c")
+        .arg(&conf_file)
+        .args(["-g", "daemon off;"])
+        .stderr(Stdio::null())
+        .spawn()
+        .context("nginx")?;
+    let daemon = Daemon(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(tls_addr).is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "nginx did not start: {}",
+                std::fs::read_to_string(nginx_dir.join("logs/error.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((daemon, plain_addr, tls_addr, ca))
+}
+
+/// `pid` and its children (nginx: the master and its worker).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    // The worker may take a moment to appear.
+    std::thread::sleep(Duration::from_millis(200));
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                pids.push(child);
+            }
+        }
+    }
+    pids
+}
+
+/// User + system CPU of `pids`, in µs.
+fn cpu_us(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|p| super::cpu_time(*p).ok())
+        .map(|d| d.as_secs_f64() * 1e6)
+        .sum()
+}
+
+/// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`) summed over `pids`, in KiB.
+fn rss_kib(pids: &[u32], field: &str) -> u64 {
+    pids.iter()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Draws the added latency and CPU per request per system (matplotlib, installed into the
+/// project's virtualenv on first use).
+fn chart(results: &Path) -> anyhow::Result<PathBuf> {
+    let python = util::workspace().join("target/pyvenv/bin/python");
+    let py = python.to_string_lossy();
+    if util::output(&py, &["-c", "import matplotlib"]).is_none() {
+        util::run(
+            &py,
+            &[
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "matplotlib==3.10.7",
+            ],
+        )?;
+    }
+    let png = results.with_extension("png");
+    util::run(
+        &py,
+        &[
+            &util::workspace().join("bench/chart.py").to_string_lossy(),
+            &results.to_string_lossy(),
+            &png.to_string_lossy(),
+        ],
+    )?;
+    Ok(png)
+}
+
+/// `bench-client relay LISTEN TARGET`: a bare relay (the floor any proxy is compared with):
+/// one current-thread runtime, `copy_bidirectional` per connection.
+pub(crate) fn relay(args: &[String]) -> anyhow::Result<()> {
+    let [listen, target] = args else {
+        bail!("usage: bench-client relay LISTEN TARGET");
+    };
+    let target: SocketAddr = target.parse()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        loop {
+            let (mut client, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                let _ = client.set_nodelay(true);
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = upstream.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    })
+}
