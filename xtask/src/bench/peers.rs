@@ -340,10 +340,13 @@ error_log {d}/logs/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log {d}/logs/access.log combined buffer=64k flush=1s;
+    # The clients keep their connections for the whole run (nginx closes after 1000 by default).
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
     client_body_temp_path {d}/body;
     proxy_temp_path {d}/proxy;
-    upstream plain {{ server {plain}; keepalive 64; }}
-    upstream tls {{ server {tls}; keepalive 64; }}
+    upstream plain {{ server {plain}; keepalive 64; keepalive_requests 10000000; }}
+    upstream tls {{ server {tls}; keepalive 64; keepalive_requests 10000000; }}
     server {{
         listen {plain_addr};
         location / {{
