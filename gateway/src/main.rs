@@ -6,6 +6,13 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gateway::{app, config::Config, ebpf, telemetry};
 
+/// With the `mimalloc` feature (the static musl build of the image and the package), mimalloc
+/// instead of the C library's allocator: musl's costs the L7 path over a third more CPU
+/// (docs/benchmarks.md). glibc builds keep glibc's, which measured the same as mimalloc.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Env-filter directive for logs (e.g. `info`, `gateway=debug`).
 const ENV_LOG: &str = "TOLLGATE_LOG";
 

@@ -110,6 +110,8 @@ os.chmod(sys.argv[2], 0o755)
 
 /// Builds the static binary (release, musl) and returns its path.
 pub(crate) fn static_binary(env: &BuildEnv) -> anyhow::Result<PathBuf> {
+    // mimalloc: musl's allocator costs the L7 path over a third more CPU per request
+    // (docs/benchmarks.md, "Levers").
     crate::util::cargo(
         env,
         &[
@@ -121,6 +123,8 @@ pub(crate) fn static_binary(env: &BuildEnv) -> anyhow::Result<PathBuf> {
             "tollgate",
             "--target",
             MUSL_TARGET,
+            "--features",
+            "mimalloc",
         ],
     )?;
     let binary = workspace().join(format!("target/{MUSL_TARGET}/release/tollgate"));
@@ -178,6 +182,10 @@ pub(crate) fn image(env: &BuildEnv) -> anyhow::Result<PathBuf> {
         "--config.workingdir=/".into(),
         "--clear=config.env".into(),
         "--config.env=TOLLGATE_LOG=info".into(),
+        // mimalloc returns freed memory at once and commits arenas lazily: idle RSS ~11 MiB
+        // instead of ~37 (docs/benchmarks.md).
+        "--config.env=MIMALLOC_PURGE_DELAY=0".into(),
+        "--config.env=MIMALLOC_ARENA_EAGER_COMMIT=0".into(),
     ];
     for label in [
         "org.opencontainers.image.title=tollgate".to_string(),

@@ -47,6 +47,10 @@ enum Task {
         /// With `--peers`: requests per concurrency-16 run (a quarter of them at concurrency 1).
         #[arg(long, default_value_t = 20_000)]
         requests: usize,
+        /// With `--peers`: another Tollgate binary measured beside this tree's in the same run
+        /// (`NAME=PATH`, repeatable), e.g. a build with another allocator.
+        #[arg(long = "variant")]
+        variants: Vec<String>,
     },
     /// Fuzz every parser of workload and provider bytes, then replay fuzz/regressions (nightly).
     Fuzz {
@@ -72,8 +76,11 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo::demo(),
         Task::Test { args } => test(&args),
         Task::Bench {
-            peers: true, requests, ..
-        } => bench::peers(requests),
+            peers: true,
+            requests,
+            variants,
+            ..
+        } => bench::peers(requests, &variants),
         Task::Bench { iterations, .. } => bench::bench(iterations),
         Task::Fuzz { seconds, quick } => {
             let mode = if quick { fuzz::Mode::Quick } else { fuzz::Mode::Thorough };

@@ -45,7 +45,7 @@ struct System {
     pids: Vec<u32>,
 }
 
-pub(crate) fn peers(requests: usize) -> anyhow::Result<()> {
+pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> {
     let env = crate::setup::setup()?;
     if util::output("sh", &["-c", "command -v nginx"]).is_none() {
         util::run(
@@ -82,39 +82,37 @@ pub(crate) fn peers(requests: usize) -> anyhow::Result<()> {
     );
     let (nginx, nginx_plain, nginx_tls, nginx_ca) = start_nginx(&dir, plain.addr, tls.addr, &fake_ca)?;
 
-    // Tollgate capturing the client's cgroup.
+    // Tollgate capturing the client's cgroup: the build of this tree, and each `--variant`
+    // binary beside it (its own provider addresses, pins and files), all in the same run.
     let cgroup = Cgroup::create(&format!("tollgate-peers-{}", std::process::id()))?;
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\n\
-             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-peers\n  handoverPath: {d}/handover.sock\n\
-             connectionLog: {d}/connections.jsonl\ntls:\n  caCert: {d}/ca.crt\n  caKey: {d}/ca.key\n\
-             dns:\n  hostsFile: {d}/hosts\naudit:\n  path: {d}/audit.jsonl\n\
-             providers:\n  - name: vllm\n    addresses: [\"127.10.102.3\"]\n    ports: [8000]\n    backend: plain\n\
-             \x20 - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"127.10.102.4\"]\n    backend: tls\n\
-             backends:\n  - name: plain\n    url: http://{plain}\n    credential: key\n\
-             \x20 - name: tls\n    url: https://{tls}\n    credential: key\n    caFile: {ca}\n\
-             credentials:\n  - name: key\n    kind: bearer\n    file: {key}\n",
-            cg = cgroup.0.display(),
-            d = dir.display(),
-            plain = plain.addr,
-            tls = tls.addr,
-            ca = fake_ca.display(),
-            key = key_file.display(),
-        ),
-    )?;
-    std::fs::write(dir.join("hosts"), "127.10.102.4 api.openai.com\n")?;
-    let tollgate_bin = ws.join("target/release/tollgate");
-    let (tollgate, ready) = start_tollgate(
-        &tollgate_bin,
-        &config,
-        &dir.join("ready.json"),
-        &dir.join("tollgate.log"),
-    )?;
-    let tollgate_pid = ready["pid"].as_u64().context("pid")? as u32;
-    let node_ca = dir.join("ca.crt").display().to_string();
+    let backends = Backends {
+        plain: plain.addr,
+        tls: tls.addr,
+        fake_ca: fake_ca.clone(),
+        key: key_file.clone(),
+    };
+    let mut instances = vec![start_instance(
+        0,
+        "tollgate",
+        &ws.join("target/release/tollgate"),
+        &cgroup,
+        &dir,
+        &backends,
+    )?];
+    for (k, variant) in variants.iter().enumerate() {
+        let (name, binary) = variant
+            .split_once('=')
+            .with_context(|| format!("--variant {variant}: expected NAME=PATH"))?;
+        let name: &'static str = Box::leak(format!("tollgate-{name}").into_boxed_str());
+        instances.push(start_instance(
+            k + 1,
+            name,
+            Path::new(binary),
+            &cgroup,
+            &dir,
+            &backends,
+        )?);
+    }
 
     let fake_ca_s = fake_ca.display().to_string();
     let systems = [
@@ -140,13 +138,6 @@ pub(crate) fn peers(requests: usize) -> anyhow::Result<()> {
             pids: process_tree(nginx.0.id()),
         },
         System {
-            name: "tollgate",
-            addr: "127.10.102.3:8000".parse()?,
-            ca: "-".into(),
-            host: "vllm.local",
-            pids: vec![tollgate_pid],
-        },
-        System {
             name: "direct-tls",
             addr: tls.addr,
             ca: fake_ca_s.clone(),
@@ -160,14 +151,31 @@ pub(crate) fn peers(requests: usize) -> anyhow::Result<()> {
             host: "api.openai.com",
             pids: process_tree(nginx.0.id()),
         },
-        System {
-            name: "tollgate-tls",
-            addr: "127.10.102.4:443".parse()?,
-            ca: node_ca,
-            host: "api.openai.com",
-            pids: vec![tollgate_pid],
-        },
     ];
+    let mut systems: Vec<System> = systems.into_iter().collect();
+    for i in &instances {
+        let at = systems
+            .iter()
+            .position(|s| s.name == "direct-tls")
+            .unwrap_or(systems.len());
+        systems.insert(
+            at,
+            System {
+                name: i.name,
+                addr: i.plain,
+                ca: "-".into(),
+                host: "vllm.local",
+                pids: vec![i.pid],
+            },
+        );
+        systems.push(System {
+            name: Box::leak(format!("{}-tls", i.name).into_boxed_str()),
+            addr: i.tls,
+            ca: i.node_ca.clone(),
+            host: "api.openai.com",
+            pids: vec![i.pid],
+        });
+    }
     let idle: Vec<u64> = systems.iter().map(|s| rss_kib(&s.pids, "VmRSS")).collect();
 
     let client = |s: &System, n: usize, c: usize| -> anyhow::Result<Value> {
@@ -208,7 +216,7 @@ pub(crate) fn peers(requests: usize) -> anyhow::Result<()> {
         }
     }
     let peak: Vec<u64> = systems.iter().map(|s| rss_kib(&s.pids, "VmHWM")).collect();
-    drop(tollgate);
+    drop(instances);
     drop(nginx);
     drop(relay);
     drop(cgroup);
@@ -237,13 +245,21 @@ pub(crate) fn peers(requests: usize) -> anyhow::Result<()> {
     // Added latency against the direct run of the same transport, and ratios to nginx.
     let get = |name: &str, key: &str| rows[name][key].as_f64().unwrap_or(f64::NAN);
     let mut table = Vec::new();
-    for (name, base, peer) in [
-        ("relay", "direct", "nginx"),
-        ("nginx", "direct", "nginx"),
-        ("tollgate", "direct", "nginx"),
-        ("nginx-tls", "direct-tls", "nginx-tls"),
-        ("tollgate-tls", "direct-tls", "nginx-tls"),
-    ] {
+    let mut compared: Vec<(&str, &str, &str)> = vec![("relay", "direct", "nginx"), ("nginx", "direct", "nginx")];
+    compared.extend(
+        systems
+            .iter()
+            .filter(|s| s.name.starts_with("tollgate") && !s.name.ends_with("-tls"))
+            .map(|s| (s.name, "direct", "nginx")),
+    );
+    compared.push(("nginx-tls", "direct-tls", "nginx-tls"));
+    compared.extend(
+        systems
+            .iter()
+            .filter(|s| s.name.starts_with("tollgate") && s.name.ends_with("-tls"))
+            .map(|s| (s.name, "direct-tls", "nginx-tls")),
+    );
+    for (name, base, peer) in compared {
         let added = get(name, "c1_p50_us") - get(base, "c1_p50_us");
         let added_peer = get(peer, "c1_p50_us") - get(base, "c1_p50_us");
         let row = json!({
@@ -304,6 +320,74 @@ pub(crate) fn peers(requests: usize) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Where the instances send requests.
+struct Backends {
+    plain: SocketAddr,
+    tls: SocketAddr,
+    fake_ca: PathBuf,
+    key: PathBuf,
+}
+
+/// A running Tollgate of the comparison.
+struct Instance {
+    name: &'static str,
+    pid: u32,
+    /// The captured addresses its clients call (plaintext provider, TLS provider).
+    plain: SocketAddr,
+    tls: SocketAddr,
+    node_ca: String,
+    _daemon: Daemon,
+}
+
+/// Starts instance `k` (`binary`) capturing `cgroup`: provider addresses 127.10.102.(3+10k)
+/// (plaintext, port 8000) and .(4+10k) (TLS, `api.openai.com`), its own pins and files.
+fn start_instance(
+    k: usize,
+    name: &'static str,
+    binary: &Path,
+    cgroup: &Cgroup,
+    dir: &Path,
+    b: &Backends,
+) -> anyhow::Result<Instance> {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir)?;
+    let (plain_ip, tls_ip) = (
+        format!("127.10.102.{}", 3 + 10 * k),
+        format!("127.10.102.{}", 4 + 10 * k),
+    );
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\n\
+             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-peers-{k}\n  handoverPath: {d}/handover.sock\n\
+             connectionLog: {d}/connections.jsonl\ntls:\n  caCert: {d}/ca.crt\n  caKey: {d}/ca.key\n\
+             dns:\n  hostsFile: {d}/hosts\naudit:\n  path: {d}/audit.jsonl\n\
+             providers:\n  - name: vllm\n    addresses: [\"{plain_ip}\"]\n    ports: [8000]\n    backend: plain\n\
+             \x20 - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"{tls_ip}\"]\n    backend: tls\n\
+             backends:\n  - name: plain\n    url: http://{plain}\n    credential: key\n\
+             \x20 - name: tls\n    url: https://{tls}\n    credential: key\n    caFile: {ca}\n\
+             credentials:\n  - name: key\n    kind: bearer\n    file: {key}\n",
+            cg = cgroup.0.display(),
+            d = dir.display(),
+            plain = b.plain,
+            tls = b.tls,
+            ca = b.fake_ca.display(),
+            key = b.key.display(),
+        ),
+    )?;
+    std::fs::write(dir.join("hosts"), format!("{tls_ip} api.openai.com\n"))?;
+    let (daemon, ready) = start_tollgate(binary, &config, &dir.join("ready.json"), &dir.join("tollgate.log"))?;
+    Ok(Instance {
+        name,
+        pid: ready["pid"].as_u64().context("pid")? as u32,
+        plain: format!("{plain_ip}:8000").parse()?,
+        tls: format!("{tls_ip}:443").parse()?,
+        node_ca: dir.join("ca.crt").display().to_string(),
+        _daemon: daemon,
+    })
 }
 
 /// nginx (Debian's) with one worker: a plaintext L7 proxy and a TLS-terminating one with a TLS
