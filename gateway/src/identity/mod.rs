@@ -4,7 +4,8 @@
 //! The cgroup path is taken from `/proc/<tgid>/cgroup` and checked against the kernel's cgroup
 //! id (the inode number of the cgroup directory); when the process is already gone, the cgroup
 //! tree is searched for that inode. Paths are cached by cgroup id, which the kernel never
-//! reuses.
+//! reuses. For containers, [`cri`] asks the node's container runtime for the pod (namespace,
+//! name, uid, labels, container name).
 
 use std::{
     collections::HashMap,
@@ -62,7 +63,7 @@ impl Workload {
             cgroup: self.cgroup.as_deref(),
             namespace: self.pod.as_ref().map(|p| p.namespace.as_str()),
             pod: self.pod.as_ref().map(|p| p.name.as_str()),
-            labels: self.pod.as_ref().map(|p| &p.labels),
+            labels: self.pod.as_ref().map(|p| &*p.labels),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Limits: requests per minute, tokens per minute, and money per hour/day/month, each counted
-//! per bucket (a key made of any of workload, route, provider, model, backend).
+//! per bucket (a key made of any of workload, cgroup, namespace, pod, route, provider, model,
+//! backend).
 //!
 //! Admission reserves before the call: one request, the tokens it may use (`max_tokens` or the
 //! limit's estimate, plus the input size), and their price. All reservations of a request are

@@ -43,16 +43,8 @@ pub(crate) struct Fake {
 /// Starts the fake on `ip:0` with a certificate for `api.openai.com` and for `ip`.
 pub(crate) fn start_fake(ip: &str) -> anyhow::Result<Fake> {
     let addr = format!("{ip}:0");
-    let ca_key = rcgen::KeyPair::generate()?;
-    let mut ca_params = rcgen::CertificateParams::default();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "bench fake provider CA");
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate()?;
-    let leaf = rcgen::CertificateParams::new(vec![HOST.to_string(), ip.to_string()])?.signed_by(&key, &issuer)?;
+    let super::common::Throwaway { ca: ca_cert, leaf, key } =
+        super::common::throwaway_ca("bench fake provider CA", vec![HOST.to_string(), ip.to_string()])?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -351,10 +343,7 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     let concurrency: usize = concurrency.parse()?;
     let stream = rest.iter().any(|s| s == "stream");
     let anthropic = rest.iter().any(|s| s == "anthropic");
-    let host: Option<&'static str> = rest
-        .iter()
-        .find_map(|s| s.strip_prefix("host="))
-        .map(|h| &*Box::leak(h.to_string().into_boxed_str()));
+    let host: Option<Arc<str>> = rest.iter().find_map(|s| s.strip_prefix("host=")).map(Arc::from);
     let connector = if ca == "-" {
         None
     } else {
@@ -376,7 +365,7 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
         let per_task = n.div_ceil(concurrency);
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
-            let connector = connector.clone();
+            let (connector, host) = (connector.clone(), host.clone());
             tasks.push(tokio::spawn(async move {
                 one_connection(addr, connector, per_task, stream, anthropic, host).await
             }));
@@ -400,7 +389,7 @@ async fn one_connection(
     n: usize,
     stream: bool,
     anthropic: bool,
-    host_override: Option<&'static str>,
+    host_override: Option<Arc<str>>,
 ) -> anyhow::Result<Vec<Duration>> {
     let (host, path, body, key_header, key) = if anthropic {
         let body = if stream {
@@ -419,13 +408,13 @@ async fn one_connection(
             "Bearer sk-bench-dummy",
         )
     };
-    let host = host_override.unwrap_or(host);
+    let host = host_override.as_deref().unwrap_or(host);
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let mut sender = match connector {
         Some(connector) => {
             let tls = connector
-                .connect(rustls::pki_types::ServerName::try_from(host)?, tcp)
+                .connect(rustls::pki_types::ServerName::try_from(host.to_string())?, tcp)
                 .await?;
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
             tokio::spawn(conn);

@@ -34,7 +34,7 @@ use crate::util::{self, start_tollgate, Cgroup, Daemon};
 const ROUNDS: usize = 3;
 
 struct System {
-    name: &'static str,
+    name: String,
     /// Where the client connects.
     addr: SocketAddr,
     /// The CA the client trusts (`-`: plaintext).
@@ -115,41 +115,42 @@ pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> 
     }
 
     let fake_ca_s = fake_ca.display().to_string();
+    let nginx_pids = process_tree(nginx.0.id());
     let systems = [
         System {
-            name: "direct",
+            name: "direct".into(),
             addr: plain.addr,
             ca: "-".into(),
             host: "vllm.local",
             pids: vec![],
         },
         System {
-            name: "relay",
+            name: "relay".into(),
             addr: relay_addr,
             ca: "-".into(),
             host: "vllm.local",
             pids: vec![relay.0.id()],
         },
         System {
-            name: "nginx",
+            name: "nginx".into(),
             addr: nginx_plain,
             ca: "-".into(),
             host: "vllm.local",
-            pids: process_tree(nginx.0.id()),
+            pids: nginx_pids.clone(),
         },
         System {
-            name: "direct-tls",
+            name: "direct-tls".into(),
             addr: tls.addr,
             ca: fake_ca_s.clone(),
             host: "api.openai.com",
             pids: vec![],
         },
         System {
-            name: "nginx-tls",
+            name: "nginx-tls".into(),
             addr: nginx_tls,
             ca: nginx_ca.display().to_string(),
             host: "api.openai.com",
-            pids: process_tree(nginx.0.id()),
+            pids: nginx_pids.clone(),
         },
     ];
     let mut systems: Vec<System> = systems.into_iter().collect();
@@ -161,7 +162,7 @@ pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> 
         systems.insert(
             at,
             System {
-                name: i.name,
+                name: i.name.clone(),
                 addr: i.plain,
                 ca: "-".into(),
                 host: "vllm.local",
@@ -169,7 +170,7 @@ pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> 
             },
         );
         systems.push(System {
-            name: Box::leak(format!("{}-tls", i.name).into_boxed_str()),
+            name: format!("{}-tls", i.name),
             addr: i.tls,
             ca: i.node_ca.clone(),
             host: "api.openai.com",
@@ -250,14 +251,14 @@ pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> 
         systems
             .iter()
             .filter(|s| s.name.starts_with("tollgate") && !s.name.ends_with("-tls"))
-            .map(|s| (s.name, "direct", "nginx")),
+            .map(|s| (s.name.as_str(), "direct", "nginx")),
     );
     compared.push(("nginx-tls", "direct-tls", "nginx-tls"));
     compared.extend(
         systems
             .iter()
             .filter(|s| s.name.starts_with("tollgate") && s.name.ends_with("-tls"))
-            .map(|s| (s.name, "direct-tls", "nginx-tls")),
+            .map(|s| (s.name.as_str(), "direct-tls", "nginx-tls")),
     );
     for (name, base, peer) in compared {
         let added = get(name, "c1_p50_us") - get(base, "c1_p50_us");
@@ -332,7 +333,7 @@ struct Backends {
 
 /// A running Tollgate of the comparison.
 struct Instance {
-    name: &'static str,
+    name: String,
     pid: u32,
     /// The captured addresses its clients call (plaintext provider, TLS provider).
     plain: SocketAddr,
@@ -345,7 +346,7 @@ struct Instance {
 /// (plaintext, port 8000) and .(4+10k) (TLS, `api.openai.com`), its own pins and files.
 fn start_instance(
     k: usize,
-    name: &'static str,
+    name: &str,
     binary: &Path,
     cgroup: &Cgroup,
     dir: &Path,
@@ -381,7 +382,7 @@ fn start_instance(
     std::fs::write(dir.join("hosts"), format!("{tls_ip} api.openai.com\n"))?;
     let (daemon, ready) = start_tollgate(binary, &config, &dir.join("ready.json"), &dir.join("tollgate.log"))?;
     Ok(Instance {
-        name,
+        name: name.to_string(),
         pid: ready["pid"].as_u64().context("pid")? as u32,
         plain: format!("{plain_ip}:8000").parse()?,
         tls: format!("{tls_ip}:443").parse()?,
@@ -398,16 +399,8 @@ fn start_nginx(
     tls: SocketAddr,
     fake_ca: &Path,
 ) -> anyhow::Result<(Daemon, SocketAddr, SocketAddr, PathBuf)> {
-    let ca_key = rcgen::KeyPair::generate()?;
-    let mut ca_params = rcgen::CertificateParams::default();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "bench nginx CA");
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate()?;
-    let leaf = rcgen::CertificateParams::new(vec!["api.openai.com".to_string()])?.signed_by(&key, &issuer)?;
+    let super::common::Throwaway { ca: ca_cert, leaf, key } =
+        super::common::throwaway_ca("bench nginx CA", vec!["api.openai.com".to_string()])?;
     let nginx_dir = dir.join("nginx");
     std::fs::create_dir_all(nginx_dir.join("logs"))?;
     std::fs::write(nginx_dir.join("cert.pem"), leaf.pem() + &ca_cert.pem())?;
@@ -529,20 +522,9 @@ fn rss_kib(pids: &[u32], field: &str) -> u64 {
 /// Draws the added latency and CPU per request per system (matplotlib, installed into the
 /// project's virtualenv on first use).
 fn chart(results: &Path) -> anyhow::Result<PathBuf> {
-    let python = util::workspace().join("target/pyvenv/bin/python");
-    let py = python.to_string_lossy();
+    let py = util::venv_python();
     if util::output(&py, &["-c", "import matplotlib"]).is_none() {
-        util::run(
-            &py,
-            &[
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "matplotlib==3.10.7",
-            ],
-        )?;
+        util::pip_install(&["matplotlib==3.10.7"])?;
     }
     let png = results.with_extension("png");
     util::run(
