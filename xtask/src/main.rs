@@ -51,6 +51,13 @@ enum Task {
         /// (`NAME=PATH`, repeatable), e.g. a build with another allocator.
         #[arg(long = "variant")]
         variants: Vec<String>,
+        /// With `--peers`: measure only these systems (comma-separated names, e.g.
+        /// `tollgate,nginx`; the direct runs are always measured), for profiling loops.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// With `--peers`: rounds (each figure is the median over rounds).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Fuzz every parser of workload and provider bytes, then replay fuzz/regressions (nightly).
     Fuzz {
@@ -79,8 +86,15 @@ fn main() -> anyhow::Result<()> {
             peers: true,
             requests,
             variants,
+            only,
+            rounds,
             ..
-        } => bench::peers(requests, &variants),
+        } => bench::peers(&bench::PeersRun {
+            requests,
+            variants,
+            only,
+            rounds,
+        }),
         Task::Bench { iterations, .. } => bench::bench(iterations),
         Task::Fuzz { seconds, quick } => {
             let mode = if quick { fuzz::Mode::Quick } else { fuzz::Mode::Thorough };

@@ -109,7 +109,7 @@ async fn handle(l7: Arc<L7>, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Resp
             e.to_response(ctx.schema)
         }
     };
-    respond::wrap(resp, ctx)
+    respond::respond(resp, ctx).await
 }
 
 async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<Response<RespBody>, ProxyError> {

@@ -27,8 +27,81 @@ use crate::llm::{
     ErrorKind,
 };
 
-/// Wraps the response so that it is metered, translated and recorded.
-pub(super) fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> Response<RespBody> {
+/// Phase 6: the response, metered, translated and recorded. A whole answer (not an event
+/// stream) is read whole, up to `GATHER_MAX`, before its head leaves: the client then gets
+/// head, body and end in one write with a `content-length`, where hyper would otherwise write
+/// the head, the body and the end of a chunked body one by one (each write a wake-up of the
+/// client, the costliest part of a proxied request on loopback).
+pub(super) async fn respond(resp: Response<RespBody>, ctx: RequestCtx) -> Response<RespBody> {
+    let (resp, whole) = wrap(resp, ctx);
+    if whole {
+        gather(resp).await
+    } else {
+        resp
+    }
+}
+
+/// Reads the body of `resp` while it fits in `GATHER_MAX`. All of it: the response gets a
+/// full body; more: what was read goes first, the rest follows as it comes.
+async fn gather(resp: Response<RespBody>) -> Response<RespBody> {
+    let (mut parts, mut body) = resp.into_parts();
+    let mut gathered = Gathered::Nothing;
+    let after = loop {
+        match body.frame().await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    gathered.push(data);
+                    if gathered.len() >= GATHER_MAX {
+                        break None;
+                    }
+                }
+                Err(trailers) => break Some(Ok(trailers)),
+            },
+            Some(Err(e)) => break Some(Err(e)),
+            None => {
+                let data = gathered.take().and_then(|f| f.into_data().ok()).unwrap_or_default();
+                if !parts.headers.contains_key(header::CONTENT_LENGTH) {
+                    // hyper writes the length of the full body (none where the status or the
+                    // method allow no body).
+                    parts.headers.remove(header::TRANSFER_ENCODING);
+                }
+                return Response::from_parts(parts, super::full(data));
+            }
+        }
+    };
+    let first = gathered.take().map(Ok).into_iter().chain(after);
+    let body = Resumed {
+        first: first.collect(),
+        rest: body,
+    };
+    Response::from_parts(parts, body.boxed())
+}
+
+/// A body whose first frames were read already.
+struct Resumed {
+    first: std::collections::VecDeque<Result<Frame<Bytes>, BoxError>>,
+    rest: RespBody,
+}
+
+impl Body for Resumed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.first.pop_front() {
+            Some(frame) => Poll::Ready(Some(frame)),
+            None => Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_empty() && self.rest.is_end_stream()
+    }
+}
+
+/// Wraps the response so that it is metered, translated and recorded; says whether it is a
+/// whole answer rather than an event stream.
+fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> (Response<RespBody>, bool) {
     let (mut parts, body) = resp.into_parts();
     ctx.seen.status = parts.status.as_u16();
     let ok = parts.status.is_success();
@@ -62,6 +135,11 @@ pub(super) fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> Response<Re
     if meter.as_ref().is_some_and(Meter::rewrites) {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
+    let whole = !ctx.stream
+        && !parts.headers.get(header::CONTENT_TYPE).is_some_and(|t| {
+            let t = t.as_bytes();
+            t.starts_with(b"text/event-stream") || t.starts_with(b"application/vnd.amazon.eventstream")
+        });
     let recorded = Recorded {
         translator,
         idle: ctx.idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
@@ -73,9 +151,11 @@ pub(super) fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> Response<Re
         metered: None,
         held: None,
         inner_done: false,
+        stashed: None,
+        gathered: Gathered::Nothing,
         ctx: Some(ctx),
     };
-    Response::from_parts(parts, recorded.boxed())
+    (Response::from_parts(parts, recorded.boxed()), whole)
 }
 
 /// Turns the backend's answer into the client's schema.
@@ -105,6 +185,10 @@ struct Recorded {
     /// Bytes held back until the end (translated JSON, or the meter's rewritten rest).
     held: Option<Bytes>,
     inner_done: bool,
+    /// A frame read while joining ready data, handed out next.
+    stashed: Option<Result<Frame<Bytes>, BoxError>>,
+    /// Data read from the backend, not yet handed to hyper.
+    gathered: Gathered,
     /// `None` once the request has ended.
     ctx: Option<RequestCtx>,
 }
@@ -229,11 +313,13 @@ impl Recorded {
     }
 }
 
-impl Body for Recorded {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+impl Recorded {
+    /// The next frame for the client: one data frame of the backend after metering and
+    /// translation, trailers, the held rest, or the end.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(stashed) = self.stashed.take() {
+            return Poll::Ready(Some(stashed));
+        }
         loop {
             if self.inner_done {
                 if let Some(rest) = self.held.take() {
@@ -272,11 +358,111 @@ impl Body for Recorded {
         }
     }
 
+    /// The request has ended and nothing is left to send.
+    fn ended(&self) -> bool {
+        self.ctx.is_none()
+            && self.inner_done
+            && self.held.is_none()
+            && self.stashed.is_none()
+            && matches!(self.gathered, Gathered::Nothing)
+    }
+}
+
+/// At most this many bytes are gathered into one frame for the client.
+const GATHER_MAX: usize = 64 * 1024;
+
+/// Data gathered for one write to the client.
+#[derive(Default)]
+enum Gathered {
+    #[default]
+    Nothing,
+    One(Bytes),
+    Many(bytes::BytesMut),
+}
+
+impl Gathered {
+    fn len(&self) -> usize {
+        match self {
+            Gathered::Nothing => 0,
+            Gathered::One(b) => b.len(),
+            Gathered::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        *self = match std::mem::take(self) {
+            Gathered::Nothing => Gathered::One(data),
+            Gathered::One(first) => {
+                let mut many = bytes::BytesMut::with_capacity(first.len() + data.len());
+                many.extend_from_slice(&first);
+                many.extend_from_slice(&data);
+                Gathered::Many(many)
+            }
+            Gathered::Many(mut many) => {
+                many.extend_from_slice(&data);
+                Gathered::Many(many)
+            }
+        }
+    }
+
+    /// The gathered data as one frame, if any.
+    fn take(&mut self) -> Option<Frame<Bytes>> {
+        match std::mem::take(self) {
+            Gathered::Nothing => None,
+            Gathered::One(b) => Some(Frame::data(b)),
+            Gathered::Many(b) => Some(Frame::data(b.freeze())),
+        }
+    }
+}
+
+impl Body for Recorded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    /// Frames that are ready together leave together (up to `GATHER_MAX`): hyper then makes
+    /// one write, and wakes the client once, where it would make one per frame and one more
+    /// for the end of a chunked body.
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.gathered.len() >= GATHER_MAX {
+                return Poll::Ready(this.gathered.take().map(Ok));
+            }
+            let next = match this.poll_next(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        this.gathered.push(data);
+                        continue;
+                    }
+                    Err(trailers) => Some(Ok(trailers)),
+                },
+                Poll::Ready(Some(Err(e))) => Some(Err(e)),
+                Poll::Ready(None) => None,
+                Poll::Pending => match this.gathered.take() {
+                    Some(data) => return Poll::Ready(Some(Ok(data))),
+                    None => return Poll::Pending,
+                },
+            };
+            // The end, trailers or an error: gathered data goes first.
+            return match this.gathered.take() {
+                Some(data) => {
+                    if let Some(next) = next {
+                        this.stashed = Some(next);
+                    }
+                    Poll::Ready(Some(Ok(data)))
+                }
+                None => Poll::Ready(next),
+            };
+        }
+    }
+
     fn is_end_stream(&self) -> bool {
-        if self.rewrites() {
-            self.inner_done && self.held.is_none() && self.ctx.is_none()
+        if self.ended() {
+            true
+        } else if self.rewrites() {
+            false
         } else {
-            self.inner.is_end_stream()
+            self.stashed.is_none() && self.inner.is_end_stream()
         }
     }
 

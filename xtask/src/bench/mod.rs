@@ -17,7 +17,7 @@ mod common;
 mod l7;
 mod peers;
 
-pub(crate) use peers::peers;
+pub(crate) use peers::{peers, PeersRun};
 
 use common::percentiles;
 use std::{

@@ -30,8 +30,17 @@ use serde_json::{json, Value};
 use super::l7;
 use crate::util::{self, start_tollgate, Cgroup, Daemon};
 
-/// Rounds of the interleaved measurements; each figure is the median over rounds.
-const ROUNDS: usize = 3;
+/// What `cargo xtask bench --peers` was asked for.
+pub(crate) struct PeersRun {
+    /// Requests per concurrency-16 run (a quarter of them at concurrency 1).
+    pub(crate) requests: usize,
+    /// `NAME=PATH`: other Tollgate binaries measured beside this tree's.
+    pub(crate) variants: Vec<String>,
+    /// Only these systems (and the direct runs); empty: all.
+    pub(crate) only: Vec<String>,
+    /// Rounds of the interleaved measurements; each figure is the median over rounds.
+    pub(crate) rounds: usize,
+}
 
 struct System {
     name: String,
@@ -45,7 +54,8 @@ struct System {
     pids: Vec<u32>,
 }
 
-pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> {
+pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
+    let (requests, variants, rounds_n) = (run.requests, &run.variants, run.rounds.max(1));
     let env = crate::setup::setup()?;
     if util::output("sh", &["-c", "command -v nginx"]).is_none() {
         util::run(
@@ -177,6 +187,9 @@ pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> 
             pids: vec![i.pid],
         });
     }
+    if !run.only.is_empty() {
+        systems.retain(|s| s.name.starts_with("direct") || run.only.contains(&s.name));
+    }
     let idle: Vec<u64> = systems.iter().map(|s| rss_kib(&s.pids, "VmRSS")).collect();
 
     let client = |s: &System, n: usize, c: usize| -> anyhow::Result<Value> {
@@ -199,8 +212,8 @@ pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> 
         Ok(serde_json::from_slice(&out.stdout)?)
     };
     let mut rounds: Vec<Vec<(Value, Value, f64)>> = vec![Vec::new(); systems.len()];
-    for round in 0..ROUNDS {
-        println!("== round {} of {ROUNDS}", round + 1);
+    for round in 0..rounds_n {
+        println!("== round {} of {rounds_n}", round + 1);
         for (i, s) in systems.iter().enumerate() {
             let c1 = client(s, requests / 4, 1)?;
             let before = cpu_us(&s.pids);
@@ -244,7 +257,11 @@ pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> 
         );
     }
     // Added latency against the direct run of the same transport, and ratios to nginx.
-    let get = |name: &str, key: &str| rows[name][key].as_f64().unwrap_or(f64::NAN);
+    let get = |name: &str, key: &str| {
+        rows.get(name)
+            .and_then(|r| r[key].as_f64())
+            .unwrap_or(f64::NAN)
+    };
     let mut table = Vec::new();
     let mut compared: Vec<(&str, &str, &str)> = vec![("relay", "direct", "nginx"), ("nginx", "direct", "nginx")];
     compared.extend(
@@ -260,7 +277,7 @@ pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> 
             .filter(|s| s.name.starts_with("tollgate") && s.name.ends_with("-tls"))
             .map(|s| (s.name.as_str(), "direct-tls", "nginx-tls")),
     );
-    for (name, base, peer) in compared {
+    for (name, base, peer) in compared.into_iter().filter(|c| rows.contains_key(c.0)) {
         let added = get(name, "c1_p50_us") - get(base, "c1_p50_us");
         let added_peer = get(peer, "c1_p50_us") - get(base, "c1_p50_us");
         let row = json!({
@@ -292,7 +309,7 @@ pub(crate) fn peers(requests: usize, variants: &[String]) -> anyhow::Result<()> 
         "machine": super::machine(),
         "requests_c16": requests,
         "requests_c1": requests / 4,
-        "rounds": ROUNDS,
+        "rounds": rounds_n,
         "systems": rows,
         "table": table,
     });
