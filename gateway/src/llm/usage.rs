@@ -395,15 +395,25 @@ impl Meter {
             Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson
                 if ended && !self.json_overflow =>
             {
-                if let Ok(v) = serde_json::from_slice::<Value>(&self.json) {
-                    if let Some(m) = v.get("model").or(v.get("modelVersion")).and_then(Value::as_str) {
-                        self.metered.model = Some(m.to_string());
+                // Only the members that matter are read (the rest of the answer is skipped
+                // unparsed); an answer that does not fit that shape (a repeated member, a
+                // model that is not a string) is read whole, as before.
+                let answer = serde_json::from_slice::<Answer>(&self.json).or_else(|_| {
+                    serde_json::from_slice::<Value>(&self.json).map(|v| Answer {
+                        model: v.get("model").and_then(Value::as_str).map(|m| m.to_string().into()),
+                        model_version: v.get("modelVersion").and_then(Value::as_str).map(|m| m.to_string().into()),
+                        usage: v.get("usage").cloned(),
+                        usage_metadata: v.get("usageMetadata").cloned(),
+                    })
+                });
+                if let Ok(a) = answer {
+                    if let Some(m) = a.model.or(a.model_version) {
+                        self.metered.model = Some(m.into_owned());
                     }
-                    // `response` wraps the usage of a non-streamed /v1/responses call too.
-                    let u = v.get("usage").filter(|u| !u.is_null());
+                    let u = a.usage.as_ref().filter(|u| !u.is_null());
                     self.metered.usage = match self.kind {
                         Kind::AnthropicJson => u.and_then(anthropic_usage),
-                        Kind::GeminiJson => v.get("usageMetadata").and_then(gemini_usage),
+                        Kind::GeminiJson => a.usage_metadata.as_ref().and_then(gemini_usage),
                         Kind::BedrockJson => u.and_then(bedrock_usage),
                         _ => u.and_then(openai_usage),
                     };
@@ -421,6 +431,19 @@ impl Meter {
         }
         (rest, self.metered.clone())
     }
+}
+
+/// The members of a whole JSON answer that metering reads.
+#[derive(serde::Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "modelVersion", borrow, default)]
+    model_version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(rename = "usageMetadata", default)]
+    usage_metadata: Option<Value>,
 }
 
 /// Removes the `"usage":null` member that `stream_options.include_usage` adds to every chunk.

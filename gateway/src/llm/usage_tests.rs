@@ -44,6 +44,17 @@ fn openai_chat_json() {
 }
 
 #[test]
+fn a_json_answer_outside_the_fast_shape_is_still_metered() {
+    // A repeated member defeats the typed reader; the whole-value reader takes the last one,
+    // as it always did.
+    let body = br#"{"model":"a","model":"gpt-4o","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+    let mut m = Meter::new(ApiSchema::Openai, Operation::ChatCompletions, false, false);
+    let (_, got) = run(&mut m, body, 64, true);
+    assert_eq!(got.usage, usage(3, 4, 0, 0, 0));
+    assert_eq!(got.model.as_deref(), Some("gpt-4o"));
+}
+
+#[test]
 fn openai_cached_and_reasoning_tokens_are_parts_of_input_and_output() {
     let mut m = Meter::new(ApiSchema::Openai, Operation::ChatCompletions, false, false);
     let (_, got) = run(

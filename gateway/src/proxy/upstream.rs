@@ -336,23 +336,28 @@ fn full_req(b: Bytes) -> SentBody {
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1) and the names listed in `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
-    for name in listed {
-        headers.remove(name.as_str());
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<String> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+            .collect();
+        for name in listed {
+            headers.remove(name.as_str());
+        }
     }
+    // Header names, not strings: `remove(&str)` parses the name on every call.
+    static KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+    static PROXY_CONNECTION: header::HeaderName = header::HeaderName::from_static("proxy-connection");
     for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TRANSFER_ENCODING,
+        &header::TE,
+        &header::TRAILER,
+        &header::UPGRADE,
     ] {
         headers.remove(name);
     }
