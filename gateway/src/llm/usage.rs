@@ -398,10 +398,13 @@ impl Meter {
                 // Only the members that matter are read (the rest of the answer is skipped
                 // unparsed); an answer that does not fit that shape (a repeated member, a
                 // model that is not a string) is read whole, as before.
-                let answer = serde_json::from_slice::<Answer>(&self.json).or_else(|_| {
+                let answer = serde_json::from_slice::<Answer<'_>>(&self.json).or_else(|_| {
                     serde_json::from_slice::<Value>(&self.json).map(|v| Answer {
                         model: v.get("model").and_then(Value::as_str).map(|m| m.to_string().into()),
-                        model_version: v.get("modelVersion").and_then(Value::as_str).map(|m| m.to_string().into()),
+                        model_version: v
+                            .get("modelVersion")
+                            .and_then(Value::as_str)
+                            .map(|m| m.to_string().into()),
                         usage: v.get("usage").cloned(),
                         usage_metadata: v.get("usageMetadata").cloned(),
                     })

@@ -257,11 +257,7 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
         );
     }
     // Added latency against the direct run of the same transport, and ratios to nginx.
-    let get = |name: &str, key: &str| {
-        rows.get(name)
-            .and_then(|r| r[key].as_f64())
-            .unwrap_or(f64::NAN)
-    };
+    let get = |name: &str, key: &str| rows.get(name).and_then(|r| r[key].as_f64()).unwrap_or(f64::NAN);
     let mut table = Vec::new();
     let mut compared: Vec<(&str, &str, &str)> = vec![("relay", "direct", "nginx"), ("nginx", "direct", "nginx")];
     compared.extend(
