@@ -41,45 +41,33 @@ pub(super) async fn respond(resp: Response<RespBody>, ctx: RequestCtx) -> Respon
     }
 }
 
-/// Reads the body of `resp` while it fits in `GATHER_MAX`. All of it: the response gets a
-/// full body; more: what was read goes first, the rest follows as it comes.
+/// Reads the first frame of a whole answer: `Recorded` gathers up to `GATHER_MAX` into it.
+/// The whole answer: the response gets a full body (hyper writes its length); more: that
+/// frame goes first, the rest follows as it comes.
 async fn gather(resp: Response<RespBody>) -> Response<RespBody> {
     let (mut parts, mut body) = resp.into_parts();
-    let mut gathered = Gathered::Nothing;
-    let after = loop {
-        match body.frame().await {
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    gathered.push(data);
-                    if gathered.len() >= GATHER_MAX {
-                        break None;
-                    }
-                }
-                Err(trailers) => break Some(Ok(trailers)),
-            },
-            Some(Err(e)) => break Some(Err(e)),
-            None => {
-                let data = gathered.take().and_then(|f| f.into_data().ok()).unwrap_or_default();
-                if !parts.headers.contains_key(header::CONTENT_LENGTH) {
-                    // hyper writes the length of the full body (none where the status or the
-                    // method allow no body).
-                    parts.headers.remove(header::TRANSFER_ENCODING);
-                }
-                return Response::from_parts(parts, super::full(data));
+    let first = body.frame().await;
+    if body.is_end_stream() {
+        let data = match &first {
+            None => Some(Bytes::new()),
+            Some(Ok(frame)) => frame.data_ref().cloned(), // trailers: None
+            Some(Err(_)) => None,
+        };
+        if let Some(data) = data {
+            if !parts.headers.contains_key(header::CONTENT_LENGTH) {
+                // hyper writes the length of the full body (none where the status or the
+                // method allow no body).
+                parts.headers.remove(header::TRANSFER_ENCODING);
             }
+            return Response::from_parts(parts, super::full(data));
         }
-    };
-    let first = gathered.take().map(Ok).into_iter().chain(after);
-    let body = Resumed {
-        first: first.collect(),
-        rest: body,
-    };
-    Response::from_parts(parts, body.boxed())
+    }
+    Response::from_parts(parts, Resumed { first, rest: body }.boxed())
 }
 
-/// A body whose first frames were read already.
+/// A body whose first frame was read already.
 struct Resumed {
-    first: std::collections::VecDeque<Result<Frame<Bytes>, BoxError>>,
+    first: Option<Result<Frame<Bytes>, BoxError>>,
     rest: RespBody,
 }
 
@@ -88,14 +76,14 @@ impl Body for Resumed {
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.first.pop_front() {
+        match self.first.take() {
             Some(frame) => Poll::Ready(Some(frame)),
             None => Pin::new(&mut self.rest).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_empty() && self.rest.is_end_stream()
+        self.first.is_none() && self.rest.is_end_stream()
     }
 }
 
@@ -153,6 +141,7 @@ fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> (Response<RespBody>, b
         inner_done: false,
         stashed: None,
         gathered: Gathered::Nothing,
+        whole,
         ctx: Some(ctx),
     };
     (Response::from_parts(parts, recorded.boxed()), whole)
@@ -189,6 +178,8 @@ struct Recorded {
     stashed: Option<Result<Frame<Bytes>, BoxError>>,
     /// Data read from the backend, not yet handed to hyper.
     gathered: Gathered,
+    /// A whole answer (not an event stream): gathered until it ends or fills `GATHER_MAX`.
+    whole: bool,
     /// `None` once the request has ended.
     ctx: Option<RequestCtx>,
 }
@@ -419,9 +410,9 @@ impl Body for Recorded {
     type Data = Bytes;
     type Error = BoxError;
 
-    /// Frames that are ready together leave together (up to `GATHER_MAX`): hyper then makes
-    /// one write, and wakes the client once, where it would make one per frame and one more
-    /// for the end of a chunked body.
+    /// Frames that are ready together leave together, and a whole answer leaves whole (up to
+    /// `GATHER_MAX`): hyper then makes one write, and wakes the client once, where it would
+    /// make one per frame and one more for the end of a chunked body.
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
@@ -438,6 +429,8 @@ impl Body for Recorded {
                 },
                 Poll::Ready(Some(Err(e))) => Some(Err(e)),
                 Poll::Ready(None) => None,
+                // A whole answer waits for the rest (timers armed: `poll_next` polled them).
+                Poll::Pending if this.whole => return Poll::Pending,
                 Poll::Pending => match this.gathered.take() {
                     Some(data) => return Poll::Ready(Some(Ok(data))),
                     None => return Poll::Pending,
