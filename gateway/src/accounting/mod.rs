@@ -145,6 +145,12 @@ impl PriceTable {
 
     /// The price of `model`: exact name first, then the normalised name.
     pub fn get(&self, model: &str) -> Option<&Price> {
+        // Most requests name a model exactly as the table does: no allocation for those.
+        if !model.bytes().any(|b| b.is_ascii_uppercase()) {
+            if let Some(p) = self.prices.get(model) {
+                return Some(p);
+            }
+        }
         let lower = model.to_ascii_lowercase();
         self.prices.get(&lower).or_else(|| self.prices.get(&normalize(&lower)))
     }

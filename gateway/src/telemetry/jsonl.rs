@@ -70,7 +70,7 @@ impl Target {
 /// Cheap handle that queues lines for the writer thread (a bounded queue).
 #[derive(Clone)]
 pub struct Sink {
-    tx: mpsc::SyncSender<String>,
+    tx: mpsc::SyncSender<Vec<u8>>,
     name: &'static str,
     when_full: WhenFull,
     /// Times a line found the queue full.
@@ -81,10 +81,17 @@ pub struct Sink {
 
 impl Sink {
     pub fn write_json(&self, value: &impl Serialize) {
-        let json = match serde_json::to_string(value) {
-            Ok(json) => json,
-            Err(e) => return tracing::error!(error = %e, "cannot serialize a log record"),
-        };
+        thread_local! {
+            /// The length of this thread's last line: the next one is written into a buffer of
+            /// about that size (one allocation, no growing and copying on the way).
+            static LAST_LEN: std::cell::Cell<usize> = const { std::cell::Cell::new(512) };
+        }
+        let mut buf = Vec::with_capacity(LAST_LEN.get() + 64);
+        if let Err(e) = serde_json::to_writer(&mut buf, value) {
+            return tracing::error!(error = %e, "cannot serialize a log record");
+        }
+        LAST_LEN.set(buf.len());
+        let json = buf;
         match self.tx.try_send(json) {
             Ok(()) | Err(mpsc::TrySendError::Disconnected(_)) => {}
             Err(mpsc::TrySendError::Full(json)) => {
@@ -140,11 +147,16 @@ impl Out {
         }
     }
 
-    fn write_line(&mut self, line: &str) -> io::Result<()> {
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         match self {
-            Out::Stdout(s) => writeln!(s, "{line}"),
+            Out::Stdout(s) => {
+                let mut s = s.lock();
+                s.write_all(line)?;
+                s.write_all(b"\n")
+            }
             Out::File { file, size, .. } => {
-                writeln!(file, "{line}")?;
+                file.write_all(line)?;
+                file.write_all(b"\n")?;
                 *size += line.len() as u64 + 1;
                 Ok(())
             }
@@ -220,7 +232,7 @@ impl Writer {
         capacity: usize,
     ) -> io::Result<(Sink, Writer)> {
         let mut out = Out::open(&target)?;
-        let (tx, rx) = mpsc::sync_channel::<String>(capacity);
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(capacity);
         let thread_name = format!("tollgate-{name}");
         let handle = thread::Builder::new().name(thread_name).spawn(move || {
             let mut last_sync = Instant::now();

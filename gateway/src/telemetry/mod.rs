@@ -5,6 +5,7 @@
 
 pub mod jsonl;
 pub mod otlp;
+mod series;
 pub mod trace;
 
 use std::sync::Mutex;
@@ -107,16 +108,17 @@ impl Bounded {
         }
     }
 
-    pub fn label(&self, value: &str) -> String {
+    /// `value` if it is one of the values kept, else `other`. A value's answer never changes.
+    pub fn label<'a>(&self, value: &'a str) -> &'a str {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.contains(value) {
-            return value.to_string();
+            return value;
         }
         if seen.len() < self.max {
             seen.insert(value.to_string());
-            return value.to_string();
+            return value;
         }
-        "other".to_string()
+        "other"
     }
 }
 
@@ -213,6 +215,8 @@ pub struct Metrics {
     /// Counts taken while Redis was away that the bounded backlog had to drop (never replayed).
     pub limit_store_dropped: Gauge,
     backend_ejected: Family<BackendLabels, Gauge>,
+    /// The per-request series of each label combination seen.
+    series: series::SeriesCache,
     models: Bounded,
     workloads: Bounded,
     namespaces: Bounded,
@@ -280,6 +284,7 @@ impl Metrics {
                 "Lines that found a log's queue full (audit: the request waited; connlog: the line was dropped)",
             ),
             config_synchronized,
+            series: Default::default(),
             models: Bounded::new(MAX_MODEL_LABELS),
             workloads: Bounded::new(MAX_WORKLOAD_LABELS),
             namespaces: Bounded::new(MAX_NAMESPACE_LABELS),
@@ -341,19 +346,11 @@ impl Metrics {
     }
 
     pub fn request_done(&self, provider: &str, backend: &str, status: u16) {
-        let status = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            500..=599 => "5xx",
-            _ => "other",
-        };
         self.requests
             .get_or_create(&RequestLabels {
                 provider: provider.to_owned(),
                 backend: backend.to_owned(),
-                status,
+                status: series::status_class(status).1,
             })
             .inc();
     }
@@ -396,68 +393,37 @@ impl Metrics {
         ttft: Option<std::time::Duration>,
         prices: &crate::accounting::PriceTable,
     ) {
-        let provider = a.provider.clone().unwrap_or_else(|| "unknown".into());
-        self.request_done(&provider, a.backend.as_deref().unwrap_or("none"), a.status);
-        // Only priced models (the shipped table and config) get their own label value.
-        let model = match a.model.as_deref() {
-            Some(m) if prices.knows(m) => self.models.label(m),
-            Some(_) => "other".to_string(),
-            None => "none".to_string(),
-        };
-        let labels = GenAiLabels {
-            gen_ai_operation_name: a.operation.clone(),
-            gen_ai_provider_name: provider.clone(),
-            gen_ai_request_model: model.clone(),
-            route: a.route.clone().unwrap_or_else(|| "none".into()),
-            backend: a.backend.clone().unwrap_or_else(|| "none".into()),
-            workload: self.workloads.label(&a.workload.comm),
-            namespace: match &a.workload.namespace {
-                Some(ns) => self.namespaces.label(ns),
-                None => "none".into(),
-            },
-            pod: match &a.workload.pod {
-                Some(pod) => self.pods.label(pod),
-                None => "none".into(),
-            },
-        };
-        self.request_duration
-            .get_or_create(&labels)
-            .observe(latency.as_secs_f64());
+        let series = self.series(a, prices);
+        series.request(self, a.status).inc();
+        series.duration(self).observe(latency.as_secs_f64());
         if let Some(t) = ttft {
-            self.time_to_first_token.get_or_create(&labels).observe(t.as_secs_f64());
+            series.ttft(self).observe(t.as_secs_f64());
         }
-        if let Some(tokens) = &a.tokens {
-            for (kind, n) in [
-                ("input", tokens.input),
-                ("output", tokens.output),
-                ("cached_input", tokens.cached_input),
-                ("cache_write", tokens.cache_write),
-                ("reasoning", tokens.reasoning),
-            ] {
-                if n > 0 || kind == "input" || kind == "output" {
-                    let l = TokenLabels {
-                        gen_ai_operation_name: a.operation.clone(),
-                        gen_ai_provider_name: provider.clone(),
-                        gen_ai_request_model: model.clone(),
-                        gen_ai_token_type: kind,
-                    };
-                    self.token_usage.get_or_create(&l).observe(n as f64);
-                }
-            }
-            if let (Some(t), true) = (ttft, tokens.output > 1) {
-                let per = (latency.saturating_sub(t)).as_secs_f64() / (tokens.output - 1) as f64;
-                self.time_per_output_token.get_or_create(&labels).observe(per);
-            }
-            match a.cost_nano_usd {
-                Some(nano) => {
-                    self.cost.get_or_create(&labels).inc_by(nano);
-                }
-                None if !priced => {
-                    self.cost_unknown.get_or_create(&ProviderLabels { provider }).inc();
-                }
-                None => {}
+        let Some(tokens) = &a.tokens else {
+            return;
+        };
+        let counts = [
+            tokens.input,
+            tokens.output,
+            tokens.cached_input,
+            tokens.cache_write,
+            tokens.reasoning,
+        ];
+        for (i, n) in counts.into_iter().enumerate() {
+            // Input and output always; the others when the provider reported some.
+            if n > 0 || i < 2 {
+                series.tokens(self, i).observe(n as f64);
             }
         }
+        if let (Some(t), true) = (ttft, tokens.output > 1) {
+            let per = (latency.saturating_sub(t)).as_secs_f64() / (tokens.output - 1) as f64;
+            series.per_token(self).observe(per);
+        }
+        match a.cost_nano_usd {
+            Some(nano) => series.cost(self).inc_by(nano),
+            None if !priced => series.cost_unknown(self).inc(),
+            None => 0,
+        };
     }
 
     pub fn request_error(&self, reason: &'static str) {
