@@ -3,6 +3,8 @@
 //! used and what it cost. Its JSON Schema is `docs/audit.schema.json` (described in
 //! `docs/audit.md`); tests validate every record they produce against it.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::llm::usage::Usage;
@@ -13,7 +15,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Always `request`.
-    pub record: String,
+    pub record: Cow<'static, str>,
     pub schema_version: u32,
     /// Start of the request, RFC 3339 UTC.
     pub time: String,
@@ -27,14 +29,14 @@ pub struct AuditRecord {
     pub destination: Destination,
     pub provider: Option<String>,
     /// API schema the client spoke.
-    pub schema: String,
-    pub operation: String,
+    pub schema: Cow<'static, str>,
+    pub operation: Cow<'static, str>,
     pub method: String,
     pub path: String,
     pub route: Option<String>,
     /// Why this route: `route` (matched a route), `provider_default` (the provider's
     /// backend), or `none`.
-    pub rule: String,
+    pub rule: Cow<'static, str>,
     pub backend: Option<String>,
     pub credential: Option<CredentialRef>,
     /// Model the client asked for.
@@ -45,14 +47,14 @@ pub struct AuditRecord {
     pub timeout_ms: Option<u64>,
     pub attempts: Vec<Attempt>,
     /// Schema translation applied (`none` until translation exists).
-    pub translation: String,
+    pub translation: Cow<'static, str>,
     pub stream: bool,
     /// Whether Tollgate asked upstream for stream usage the client had not asked for (and
     /// removed it from what the client saw).
     pub usage_requested_by_gateway: bool,
     pub tokens: Option<Tokens>,
     /// `complete`, `partial` (stream cut short: counts seen so far), `missing`.
-    pub usage_status: String,
+    pub usage_status: Cow<'static, str>,
     /// Exact cost as a decimal string of USD; null when the model has no price.
     pub cost_usd: Option<String>,
     /// The same in nano-dollars.
@@ -63,11 +65,11 @@ pub struct AuditRecord {
     pub status: u16,
     pub error: Option<String>,
     /// `client`, `upstream` or `proxy`.
-    pub error_side: Option<String>,
+    pub error_side: Option<Cow<'static, str>>,
     /// The error's label (as in `tollgate_request_errors_total{reason}`), e.g. `misdirected`,
     /// `operation_not_allowed`, `client_gone`.
     #[serde(default)]
-    pub error_reason: Option<String>,
+    pub error_reason: Option<Cow<'static, str>>,
     pub response_bytes: u64,
     /// Whether the response reached its end (false: client gone or upstream cut).
     pub complete: bool,

@@ -95,15 +95,8 @@ impl Call {
         ctx.served_model = step.model.clone().or_else(|| ctx.model.clone());
         let credential = credential(ctx, backend)?;
         let upstream = self.translate(ctx, backend, step.model.as_deref())?;
-        let uri: http::Uri = format!(
-            "{}://{}{}{}",
-            backend.url.scheme_str().unwrap_or("https"),
-            backend.url.authority().map(|a| a.as_str()).unwrap_or_default(),
-            backend.prefix,
-            upstream.path
-        )
-        .parse()
-        .map_err(|e| Outcome::NotSent(ProxyError::Internal(format!("upstream uri: {e}"))))?;
+        let uri = upstream_uri(&backend.url, &backend.prefix, upstream.path)
+            .map_err(|e| Outcome::NotSent(ProxyError::Internal(format!("upstream uri: {e}"))))?;
         let mut headers = self.headers.clone();
         if upstream.json_content_type {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -361,4 +354,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
+}
+
+/// The backend's scheme and authority with `prefix` + `path` (the scheme and authority are
+/// parsed once, at config load; only the path is parsed here).
+fn upstream_uri(url: &http::Uri, prefix: &str, path: String) -> Result<http::Uri, http::Error> {
+    let path = if prefix.is_empty() {
+        path
+    } else {
+        format!("{prefix}{path}")
+    };
+    let mut parts = url.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(path)?);
+    Ok(http::Uri::from_parts(parts)?)
 }

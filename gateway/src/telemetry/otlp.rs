@@ -32,7 +32,7 @@ impl SpanSink {
     pub fn record(&self, a: &AuditRecord, parent_span_id: Option<u64>, started: SystemTime) {
         let start = started.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         let end = start + Duration::from_secs_f64(a.latency_ms / 1000.0);
-        let operation = match a.operation.as_str() {
+        let operation = match &*a.operation {
             "chat_completions" | "messages" => "chat",
             "completions" => "text_completion",
             "embeddings" => "embeddings",
@@ -54,18 +54,18 @@ impl SpanSink {
                 json!({"intValue": a.workload.tgid.to_string()}),
             ),
         ];
-        let mut opt = |key: &str, v: &Option<String>| {
+        let mut opt = |key: &str, v: Option<&str>| {
             if let Some(v) = v {
                 attrs.push(kv(key, json!({"stringValue": v})));
             }
         };
-        opt("gen_ai.provider.name", &a.provider);
-        opt("gen_ai.request.model", &a.model);
-        opt("gen_ai.response.model", &a.served_model);
-        opt("tollgate.route", &a.route);
-        opt("tollgate.backend", &a.backend);
-        opt("tollgate.cost_usd", &a.cost_usd);
-        opt("error.type", &a.error_side);
+        opt("gen_ai.provider.name", a.provider.as_deref());
+        opt("gen_ai.request.model", a.model.as_deref());
+        opt("gen_ai.response.model", a.served_model.as_deref());
+        opt("tollgate.route", a.route.as_deref());
+        opt("tollgate.backend", a.backend.as_deref());
+        opt("tollgate.cost_usd", a.cost_usd.as_deref());
+        opt("error.type", a.error_side.as_deref());
         if let Some(t) = &a.tokens {
             attrs.push(kv(
                 "gen_ai.usage.input_tokens",

@@ -70,7 +70,7 @@ fn key(buf: &mut Vec<u8>, a: &AuditRecord, model_priced: bool) {
     buf.clear();
     let w = &a.workload;
     for part in [
-        Some(a.operation.as_str()),
+        Some(&*a.operation),
         a.provider.as_deref(),
         a.model.as_deref(),
         a.route.as_deref(),
@@ -117,7 +117,7 @@ impl Metrics {
             None => "none",
         };
         GenAiLabels {
-            gen_ai_operation_name: a.operation.clone(),
+            gen_ai_operation_name: a.operation.to_string(),
             gen_ai_provider_name: a.provider.clone().unwrap_or_else(|| "unknown".into()),
             gen_ai_request_model: model.to_string(),
             route: a.route.clone().unwrap_or_else(|| "none".into()),
