@@ -6,6 +6,7 @@
 //! integer number of nano-dollars: no float is ever accumulated.
 
 pub mod audit;
+mod audit_line;
 pub mod report;
 
 use std::collections::HashMap;

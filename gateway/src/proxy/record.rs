@@ -63,7 +63,7 @@ fn write(ctx: &mut RequestCtx, ending: Ending) {
     if let Some(spans) = &l7.spans {
         spans.record(&a, ctx.trace.parent_span_id, ctx.started_at);
     }
-    l7.audit.write_json(&a);
+    l7.audit.write_with(|line| a.write_line(line));
 }
 
 /// The audit record, from the phases' decisions.

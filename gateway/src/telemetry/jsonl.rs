@@ -81,17 +81,27 @@ pub struct Sink {
 
 impl Sink {
     pub fn write_json(&self, value: &impl Serialize) {
+        self.write_with(|buf| {
+            if let Err(e) = serde_json::to_writer(&mut *buf, value) {
+                buf.clear();
+                tracing::error!(error = %e, "cannot serialize a log record");
+            }
+        });
+    }
+
+    /// Queues the line `write` puts in the buffer it is given (no newline; nothing if empty).
+    pub fn write_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
         thread_local! {
             /// The length of this thread's last line: the next one is written into a buffer of
             /// about that size (one allocation, no growing and copying on the way).
             static LAST_LEN: std::cell::Cell<usize> = const { std::cell::Cell::new(512) };
         }
-        let mut buf = Vec::with_capacity(LAST_LEN.get() + 64);
-        if let Err(e) = serde_json::to_writer(&mut buf, value) {
-            return tracing::error!(error = %e, "cannot serialize a log record");
+        let mut json = Vec::with_capacity(LAST_LEN.get() + 64);
+        write(&mut json);
+        if json.is_empty() {
+            return;
         }
-        LAST_LEN.set(buf.len());
-        let json = buf;
+        LAST_LEN.set(json.len());
         match self.tx.try_send(json) {
             Ok(()) | Err(mpsc::TrySendError::Disconnected(_)) => {}
             Err(mpsc::TrySendError::Full(json)) => {
