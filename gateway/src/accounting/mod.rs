@@ -230,13 +230,23 @@ pub fn cost(price: &Price, u: &Usage) -> u64 {
 
 /// Nano-dollars as an exact decimal string of dollars (`2100` → `"0.0000021"`).
 pub fn usd(nano: u64) -> String {
-    let int = nano / 1_000_000_000;
-    let frac = nano % 1_000_000_000;
-    if frac == 0 {
-        return format!("{int}");
+    let (int, frac) = (nano / 1_000_000_000, nano % 1_000_000_000);
+    let mut s = String::with_capacity(32);
+    s.push_str(itoa::Buffer::new().format(int));
+    if frac != 0 {
+        // Nine digits, zero-padded, trailing zeros dropped.
+        let mut digits = [b'0'; 9];
+        let (mut f, mut i) = (frac, 9);
+        while f > 0 {
+            i -= 1;
+            digits[i] = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        let end = digits.iter().rposition(|&d| d != b'0').map_or(0, |p| p + 1);
+        s.push('.');
+        s.extend(digits[..end].iter().map(|&d| char::from(d)));
     }
-    let frac = format!("{frac:09}");
-    format!("{int}.{}", frac.trim_end_matches('0'))
+    s
 }
 
 #[cfg(test)]
@@ -340,6 +350,31 @@ mod tests {
         assert_eq!(parse_usd("0.000000001"), Ok(1));
         assert!(parse_usd("1.0000000001").is_err());
         assert!(parse_usd("-1").is_err());
+    }
+
+    #[test]
+    fn usd_strings_match_the_decimal_formatting() {
+        for nano in [
+            0,
+            1,
+            9,
+            10,
+            100_000_000,
+            999_999_999,
+            1_000_000_000,
+            1_000_000_001,
+            1_500_000_000,
+            123_456_789_012,
+            u64::MAX,
+        ] {
+            let (int, frac) = (nano / 1_000_000_000, nano % 1_000_000_000);
+            let want = if frac == 0 {
+                format!("{int}")
+            } else {
+                format!("{int}.{}", format!("{frac:09}").trim_end_matches('0'))
+            };
+            assert_eq!(usd(nano), want);
+        }
     }
 
     #[test]

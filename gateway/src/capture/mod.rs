@@ -342,6 +342,7 @@ async fn dispatch(
         id,
         client,
         orig,
+        orig_ip: orig.0.ip().to_string(),
         sni: sni.clone(),
         tls: matches!(verdict, Verdict::Tls(_)),
         workload: workload.clone(),

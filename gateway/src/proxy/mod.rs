@@ -63,6 +63,8 @@ pub struct ConnCtx {
     pub id: u64,
     pub client: ClientAddr,
     pub orig: OrigDstAddr,
+    /// The original destination's address as the records write it (formatted once).
+    pub orig_ip: String,
     pub sni: Option<String>,
     pub tls: bool,
     pub workload: Workload,

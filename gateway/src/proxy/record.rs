@@ -90,7 +90,7 @@ fn record(
         request_id: ctx.request_id.clone(),
         workload: AuditWorkload::from_workload(&conn.workload),
         destination: Destination {
-            ip: conn.orig.0.ip().to_string(),
+            ip: conn.orig_ip.clone(),
             port: conn.orig.0.port(),
             sni: conn.sni.clone(),
             tls: conn.tls,

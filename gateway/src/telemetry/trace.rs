@@ -72,11 +72,11 @@ impl TraceContext {
     }
 
     pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        hex(self.trace_id, 32)
     }
 
     pub fn span_id_hex(&self) -> String {
-        format!("{:016x}", self.span_id)
+        hex(u128::from(self.span_id), 16)
     }
 
     /// The header for the upstream request: same trace, Tollgate's span as parent.
@@ -90,8 +90,35 @@ impl TraceContext {
     }
 }
 
+/// The low `digits` hex digits of `v`, lower case, zero-padded (`format!("{v:032x}")` without
+/// the formatting machinery: every request writes two of these).
+fn hex(v: u128, digits: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..digits)
+        .rev()
+        .map(|i| char::from(HEX[((v >> (4 * i)) & 0xf) as usize]))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_are_zero_padded_lower_hex() {
+        for v in [
+            0u128,
+            1,
+            0xf,
+            0xabcdef,
+            u128::from(u64::MAX),
+            u128::MAX,
+            0x0af7651916cd43dd8448eb211c80319c,
+        ] {
+            assert_eq!(super::hex(v, 32), format!("{v:032x}"));
+            let low = v & u128::from(u64::MAX);
+            assert_eq!(super::hex(low, 16), format!("{low:016x}"));
+        }
+    }
+
     use super::*;
 
     #[test]
