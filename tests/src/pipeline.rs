@@ -89,6 +89,7 @@ impl Pipeline {
                     id: ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     client: ClientAddr(peer),
                     orig: OrigDstAddr(conn.orig),
+                    orig_ip: conn.orig.ip().to_string(),
                     sni: None,
                     tls: false,
                     workload: workload(&conn.comm),
