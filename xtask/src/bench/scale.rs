@@ -71,7 +71,17 @@ struct Bench {
 
 pub(crate) fn scale(run: &ScaleRun) -> anyhow::Result<()> {
     peers::prepare()?;
-    raise_nofile(NOFILE)?;
+    let nofile = raise_nofile(NOFILE)?;
+    // A proxy holds two descriptors per stream (client and upstream): more streams than fit
+    // under the limit cannot be opened, so the memory run is capped there (and says so).
+    let fits = (nofile.saturating_sub(256) / 2 / 100 * 100) as usize;
+    let connections = run.connections.min(fits);
+    if connections < run.connections {
+        println!(
+            "RLIMIT_NOFILE is {nofile} here (the hard limit cannot be raised): {connections} open streams instead of {}",
+            run.connections
+        );
+    }
     let ws = util::workspace();
     let dir = std::env::temp_dir().join(format!("tollgate-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -99,7 +109,7 @@ pub(crate) fn scale(run: &ScaleRun) -> anyhow::Result<()> {
     let wanted = |part: &str| run.only.is_empty() || run.only.iter().any(|o| o == part);
 
     let memory = if wanted("memory") {
-        Some(memory(&bench, run.connections)?)
+        Some(memory(&bench, connections)?)
     } else {
         None
     };
@@ -135,6 +145,8 @@ pub(crate) fn scale(run: &ScaleRun) -> anyhow::Result<()> {
         "rounds": run.rounds.max(1),
         "endpoint_map_capacity": ENDPOINT_CAPACITY,
         "identity_cache_capacity": IDENTITY_CACHE,
+        "rlimit_nofile": nofile,
+        "connections_requested": run.connections,
         "memory": memory,
         "growth": growth,
     });
@@ -149,19 +161,29 @@ pub(crate) fn scale(run: &ScaleRun) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raises this process's RLIMIT_NOFILE (soft and hard; children inherit it).
-fn raise_nofile(n: u64) -> anyhow::Result<()> {
-    let lim = libc::rlimit {
+/// Raises this process's RLIMIT_NOFILE (soft and hard; children inherit it) to `n`, or, where
+/// the hard limit cannot be raised (no CAP_SYS_RESOURCE, as in some containers), the soft one
+/// to the hard one. Returns the limit now in force.
+fn raise_nofile(n: u64) -> anyhow::Result<u64> {
+    let mut lim = libc::rlimit {
         rlim_cur: n,
         rlim_max: n,
     };
-    #[expect(unsafe_code, reason = "setrlimit has no safe wrapper in std")]
-    // SAFETY: a pointer to a valid rlimit that outlives the call.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    if rc != 0 {
-        bail!("setrlimit(RLIMIT_NOFILE, {n}): {}", std::io::Error::last_os_error());
+    #[expect(unsafe_code, reason = "getrlimit/setrlimit have no safe wrapper in std")]
+    // SAFETY: pointers to a valid rlimit that outlives each call.
+    unsafe {
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            return Ok(n);
+        }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            bail!("getrlimit(RLIMIT_NOFILE): {}", std::io::Error::last_os_error());
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            bail!("setrlimit(RLIMIT_NOFILE): {}", std::io::Error::last_os_error());
+        }
     }
-    Ok(())
+    Ok(lim.rlim_max)
 }
 
 // === memory ===
@@ -208,10 +230,11 @@ fn hold_streams(b: &Bench, name: &str, pids: &[u32], addr: SocketAddr, n: usize)
     child.wait()?;
     std::thread::sleep(Duration::from_secs(2));
     let after = rss_kib(pids, "VmRSS");
+    let held_after = l7::HELD_STREAMS.load(std::sync::atomic::Ordering::Relaxed);
     let peak = rss_kib(pids, "VmHWM");
     let per_conn = (open as f64 - idle as f64) * 1024.0 / n as f64;
     println!(
-        "  {name:<9} idle {:>6.1} MiB   {} open streams {:>6.1} MiB ({per_conn:.0} B/connection, {held} held at the fake)   closed {:>6.1} MiB   peak {:>6.1} MiB",
+        "  {name:<9} idle {:>6.1} MiB   {} open streams {:>6.1} MiB ({per_conn:.0} B/connection, {held} held at the fake)   closed {:>6.1} MiB ({held_after} still held)   peak {:>6.1} MiB",
         idle as f64 / 1024.0,
         opened["opened"],
         open as f64 / 1024.0,
@@ -225,6 +248,7 @@ fn hold_streams(b: &Bench, name: &str, pids: &[u32], addr: SocketAddr, n: usize)
         "rss_peak_kib": peak,
         "bytes_per_connection": per_conn,
         "held_at_fake": held,
+        "held_at_fake_after_close": held_after,
         "client": opened,
     }))
 }
