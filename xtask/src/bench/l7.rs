@@ -121,12 +121,12 @@ async fn answer(req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Res
             .map(str::to_string)
     };
     // `x-bench-pace: delta`: every event of a stream in its own write (as a provider sends
-    // tokens); `x-bench-hold: SECONDS`: the first event, then nothing until then or until the
-    // client goes (idle open streams).
+    // tokens); `x-bench-hold-ms: MS`: the first event, then the rest after MS or when the
+    // client goes (a gap after the first token; idle open streams).
     let each_delta = header(PACE_HEADER).is_some_and(|v| v == "delta");
     let hold = header(HOLD_HEADER)
         .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .map(Duration::from_millis);
     let body = req
         .into_body()
         .collect()
@@ -170,8 +170,8 @@ async fn answer(req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Res
 
 /// Request header: `delta` paces every event of a stream into its own write.
 pub(crate) const PACE_HEADER: &str = "x-bench-pace";
-/// Request header: seconds to hold a stream open after its first event.
-pub(crate) const HOLD_HEADER: &str = "x-bench-hold";
+/// Request header: milliseconds to hold a stream after its first event.
+pub(crate) const HOLD_HEADER: &str = "x-bench-hold-ms";
 
 /// Streams the fakes hold open now (`x-bench-hold`), over every fake of this process.
 pub(crate) static HELD_STREAMS: AtomicUsize = AtomicUsize::new(0);

@@ -201,7 +201,7 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
     }
     let idle: Vec<u64> = systems.iter().map(|s| rss_kib(&s.pids, "VmRSS")).collect();
 
-    let client = |s: &System, n: usize, c: usize, stream: bool| -> anyhow::Result<Value> {
+    let client = |s: &System, n: usize, c: usize, stream: Option<&str>| -> anyhow::Result<Value> {
         let mut cmd = cgroup.command(&xtask_bin);
         cmd.args([
             "bench-client",
@@ -212,9 +212,8 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
             &c.to_string(),
         ])
         .arg(format!("host={}", s.host));
-        if stream {
-            // Every delta in its own write, as a provider sends tokens.
-            cmd.args(["stream", &format!("header={}:delta", l7::PACE_HEADER)]);
+        if let Some(header) = stream {
+            cmd.args(["stream", &format!("header={header}")]);
         }
         let out = cmd.stdout(Stdio::piped()).output()?;
         if !out.status.success() {
@@ -222,20 +221,24 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
         }
         Ok(serde_json::from_slice(&out.stdout)?)
     };
-    // Streams: time to first token at c=1 over an eighth of the requests, CPU per delta at
-    // c=16 over a quarter of them (64 deltas each).
+    // Streams: time to first token at c=1 over an eighth of the requests, the rest of each
+    // stream 1 ms after its first event (as tokens come: the rest does not compete with the
+    // first for the two cores); CPU per delta at c=16 over a quarter of them (64 deltas each,
+    // every delta in its own write, back to back).
+    let ttft_pace = format!("{}:1", l7::HOLD_HEADER);
+    let delta_pace = format!("{}:delta", l7::PACE_HEADER);
     let (ttft_n, streams_n) = ((requests / 8).max(1), (requests / 4).max(1));
     let mut rounds: Vec<Vec<Round>> = (0..systems.len()).map(|_| Vec::new()).collect();
     for round in 0..rounds_n {
         println!("== round {} of {rounds_n}", round + 1);
         for (i, s) in systems.iter().enumerate() {
-            let c1 = client(s, requests / 4, 1, false)?;
+            let c1 = client(s, requests / 4, 1, None)?;
             let before = cpu_us(&s.pids);
-            let c16 = client(s, requests, 16, false)?;
+            let c16 = client(s, requests, 16, None)?;
             let cpu = (cpu_us(&s.pids) - before) / requests as f64;
-            let ttft = client(s, ttft_n, 1, true)?;
+            let ttft = client(s, ttft_n, 1, Some(&ttft_pace))?;
             let before = cpu_us(&s.pids);
-            let streams = client(s, streams_n, 16, true)?;
+            let streams = client(s, streams_n, 16, Some(&delta_pace))?;
             let cpu_delta = (cpu_us(&s.pids) - before) / (streams_n * l7::STREAM_CHUNKS) as f64;
             let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
             println!(
@@ -455,7 +458,7 @@ pub(super) fn start_instance(
         &config,
         format!(
             "listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\n\
-             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-peers-{k}\n  handoverPath: {d}/handover.sock\n\
+             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-peers-{run}-{k}\n  handoverPath: {d}/handover.sock\n\
              connectionLog: {d}/connections.jsonl\ntls:\n  caCert: {d}/ca.crt\n  caKey: {d}/ca.key\n\
              dns:\n  hostsFile: {d}/hosts\naudit:\n  path: {d}/audit.jsonl\n\
              providers:\n  - name: vllm\n    addresses: [\"{plain_ip}\"]\n    ports: [8000]\n    backend: plain\n\
@@ -464,6 +467,8 @@ pub(super) fn start_instance(
              \x20 - name: tls\n    url: https://{tls}\n    credential: key\n    caFile: {ca}\n\
              credentials:\n  - name: key\n    kind: bearer\n    file: {key}\n{routes}{tail}",
             cg = cgroup.0.display(),
+            // Pins of this run only: another run on the machine keeps its own.
+            run = std::process::id(),
             d = dir.display(),
             plain = b.plain,
             tls = b.tls,

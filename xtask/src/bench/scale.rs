@@ -265,7 +265,7 @@ pub(crate) fn hold_client(args: &[String]) -> anyhow::Result<()> {
     let body = l7::request_body("gpt-4o-mini", true);
     let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n\
-         authorization: Bearer sk-bench-dummy\r\n{}: 3600\r\ncontent-length: {}\r\n\r\n{body}",
+         authorization: Bearer sk-bench-dummy\r\n{}: 3600000\r\ncontent-length: {}\r\n\r\n{body}",
         l7::HOLD_HEADER,
         body.len()
     );
