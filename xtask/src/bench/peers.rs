@@ -14,7 +14,8 @@
 //!
 //! For each: p50/p99 at concurrency 1, requests/s at concurrency 16, the proxy's CPU µs per
 //! request at concurrency 16 (from /proc, every process of the proxy), RSS idle and peak, and
-//! the ratios to nginx. Results in `bench/results/peers-<time>.json`, a table on stdout, and a
+//! the ratios to nginx; and for streams (64 deltas), the time to first token at concurrency 1 and
+//! the proxy's CPU µs per delta at concurrency 16. Results in `bench/results/peers-<time>.json`, a table on stdout, and a
 //! chart (`bench/results/peers-<time>.png`, matplotlib in the project's virtualenv).
 
 use std::{

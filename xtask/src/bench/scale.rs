@@ -460,7 +460,7 @@ fn growth_point(b: &Bench, dim: &str, size: usize, run: &ScaleRun) -> anyhow::Re
     drop(inst);
     drop(children);
     let at = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    let of = |pick: &dyn Fn(&(Value, Value, Value, f64)) -> f64| median(rounds.iter().map(pick).collect());
+    let of = |pick: &dyn Fn(&Measured) -> f64| median(rounds.iter().map(pick).collect());
     Ok(json!({
         "size": size,
         "direct_c1_p50_us": of(&|r| at(&r.0, "p50")),
@@ -476,6 +476,9 @@ fn growth_point(b: &Bench, dim: &str, size: usize, run: &ScaleRun) -> anyhow::Re
         "rounds": rounds.iter().map(|r| json!({"direct_c1": r.0, "c1": r.1, "c16": r.2, "cpu_us_per_request": r.3})).collect::<Vec<_>>(),
     }))
 }
+
+/// One measurement of a point: direct at c=1, Tollgate at c=1 and at c=16, its CPU µs/request.
+type Measured = (Value, Value, Value, f64);
 
 /// A few of the instance's gauges (endpoint entries, open connections), from its admin port.
 fn admin_metrics(inst: &Instance) -> Value {
