@@ -3,7 +3,8 @@
 //! - `demo`: show transparent capture of an unmodified curl, end to end.
 //! - `test`: setup, build, fuzz briefly, and run the whole test suite (what CI runs).
 //! - `fuzz`: run the fuzz targets of `fuzz/` (docs/fuzzing.md).
-//! - `bench`: measure capture overhead against direct connections; results in `bench/results/`.
+//! - `bench`: measure capture overhead against direct connections (`--peers`: beside nginx;
+//!   `--scale`: open streams and growing configs); results in `bench/results/`.
 //! - `image`, `deb`: the container image and the host-agent package (docs/kubernetes.md,
 //!   docs/host-agent.md).
 
@@ -44,18 +45,28 @@ enum Task {
         /// (docs/benchmarks.md).
         #[arg(long)]
         peers: bool,
-        /// With `--peers`: requests per concurrency-16 run (a quarter of them at concurrency 1).
-        #[arg(long, default_value_t = 20_000)]
-        requests: usize,
+        /// Instead: streams held open (memory at `--connections`) and the cost growth curves
+        /// of routes, endpoints, cgroups and limit buckets (docs/benchmarks.md).
+        #[arg(long)]
+        scale: bool,
+        /// With `--peers` or `--scale`: requests per concurrency-16 run (a quarter of them at
+        /// concurrency 1); default 20,000 (`--peers`), 10,000 per point (`--scale`).
+        #[arg(long)]
+        requests: Option<usize>,
+        /// With `--scale`: open streams in the memory measurement.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
         /// With `--peers`: another Tollgate binary measured beside this tree's in the same run
         /// (`NAME=PATH`, repeatable), e.g. a build with another allocator.
         #[arg(long = "variant")]
         variants: Vec<String>,
         /// With `--peers`: measure only these systems (comma-separated names, e.g.
-        /// `tollgate,nginx`; the direct runs are always measured), for profiling loops.
+        /// `tollgate,nginx`; the direct runs are always measured), for profiling loops. With
+        /// `--scale`: only these parts (`memory`, `routes`, `endpoints`, `cgroups`, `limits`).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        /// With `--peers`: rounds (each figure is the median over rounds).
+        /// With `--peers`: rounds (each figure is the median over rounds); with `--scale`:
+        /// measurements per point.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
@@ -90,8 +101,21 @@ fn main() -> anyhow::Result<()> {
             rounds,
             ..
         } => bench::peers(&bench::PeersRun {
-            requests,
+            requests: requests.unwrap_or(20_000),
             variants,
+            only,
+            rounds,
+        }),
+        Task::Bench {
+            scale: true,
+            requests,
+            connections,
+            only,
+            rounds,
+            ..
+        } => bench::scale(&bench::ScaleRun {
+            requests: requests.unwrap_or(10_000),
+            connections,
             only,
             rounds,
         }),

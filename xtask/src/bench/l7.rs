@@ -12,7 +12,10 @@
 use std::{
     convert::Infallible,
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -111,6 +114,19 @@ fn serve_fake(
 /// The fake's answer to one request, in the API its path names.
 async fn answer(req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Paced>, Infallible> {
     let path = req.uri().path().to_string();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    // `x-bench-pace: delta`: every event of a stream in its own write (as a provider sends
+    // tokens); `x-bench-hold-ms: MS`: the first event, then the rest after MS or when the
+    // client goes (a gap after the first token; idle open streams).
+    let each_delta = header(PACE_HEADER).is_some_and(|v| v == "delta");
+    let hold = header(HOLD_HEADER)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
     let body = req
         .into_body()
         .collect()
@@ -142,29 +158,95 @@ async fn answer(req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Res
     };
     let (parts, body) = resp.expect("static response").into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    let paced = Paced::new(body, stream || path.contains(":stream") || path.ends_with("-stream"));
-    Ok(hyper::Response::from_parts(parts, paced))
+    let stream = stream || path.contains(":stream") || path.ends_with("-stream");
+    let pacing = match (stream, hold) {
+        (false, _) => Pacing::Whole,
+        (true, Some(d)) => Pacing::Hold(d),
+        (true, None) if each_delta => Pacing::EachEvent,
+        (true, None) => Pacing::FirstToken,
+    };
+    Ok(hyper::Response::from_parts(parts, Paced::new(body, pacing)))
+}
+
+/// Request header: `delta` paces every event of a stream into its own write.
+pub(crate) const PACE_HEADER: &str = "x-bench-pace";
+/// Request header: milliseconds to hold a stream after its first event.
+pub(crate) const HOLD_HEADER: &str = "x-bench-hold-ms";
+
+/// Streams the fakes hold open now (`x-bench-hold`), over every fake of this process.
+pub(crate) static HELD_STREAMS: AtomicUsize = AtomicUsize::new(0);
+
+/// How the fake hands a body to its connection.
+enum Pacing {
+    /// All at once.
+    Whole,
+    /// Up to the end of the event that carries the first token, then the rest.
+    FirstToken,
+    /// Every event (SSE) in its own frame, flushed before the next.
+    EachEvent,
+    /// The first token's event, then the rest after this long (or never, if the client goes).
+    Hold(Duration),
 }
 
 /// A response body sent as providers stream: up to the end of the event or frame that carries
 /// the first token (`t0 `), then, once the connection has flushed it, the rest. So a stream's first token
 /// reaches a proxy in its own read, as with a real provider, and "time to first token" measures
-/// what happens to that first event rather than to the whole stream at once.
+/// what happens to that first event rather than to the whole stream at once. With
+/// [`Pacing::EachEvent`] every event is flushed on its own (a proxy's cost per delta); with
+/// [`Pacing::Hold`] the rest waits (an idle open stream).
 struct Paced {
-    first: Option<Bytes>,
-    rest: Option<Bytes>,
+    frames: std::collections::VecDeque<Bytes>,
+    sent_first: bool,
     yielded: bool,
+    hold: Option<HeldStream>,
+}
+
+/// The timer of a held stream, counted in [`HELD_STREAMS`] while it lives.
+struct HeldStream(std::pin::Pin<Box<tokio::time::Sleep>>);
+
+impl HeldStream {
+    fn new(d: Duration) -> HeldStream {
+        HELD_STREAMS.fetch_add(1, Ordering::Relaxed);
+        HeldStream(Box::pin(tokio::time::sleep(d)))
+    }
+}
+
+impl Drop for HeldStream {
+    fn drop(&mut self) {
+        HELD_STREAMS.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Paced {
-    fn new(body: Bytes, stream: bool) -> Paced {
-        let split = if stream { first_token_end(&body) } else { body.len() };
-        let mut first = body;
-        let rest = first.split_off(split.min(first.len()));
+    fn new(mut body: Bytes, pacing: Pacing) -> Paced {
+        let mut frames = std::collections::VecDeque::new();
+        let mut hold = None;
+        match pacing {
+            Pacing::Whole => frames.push_back(body),
+            Pacing::FirstToken | Pacing::Hold(_) => {
+                let rest = body.split_off(first_token_end(&body).min(body.len()));
+                frames.push_back(body);
+                if !rest.is_empty() {
+                    frames.push_back(rest);
+                }
+                if let Pacing::Hold(d) = pacing {
+                    hold = Some(HeldStream::new(d));
+                }
+            }
+            Pacing::EachEvent => {
+                while let Some(end) = body.windows(2).position(|w| w == b"\n\n") {
+                    frames.push_back(body.split_to(end + 2));
+                }
+                if !body.is_empty() {
+                    frames.push_back(body);
+                }
+            }
+        }
         Paced {
-            first: Some(first),
-            rest: (!rest.is_empty()).then_some(rest),
+            frames,
+            sent_first: false,
             yielded: false,
+            hold,
         }
     }
 }
@@ -204,24 +286,30 @@ impl hyper::body::Body for Paced {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        use std::task::Poll;
-        if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(Ok(hyper::body::Frame::data(first))));
-        }
-        if self.rest.is_none() {
+        use std::{future::Future as _, task::Poll};
+        if self.frames.is_empty() {
             return Poll::Ready(None);
         }
-        if !self.yielded {
-            // Let the connection flush the first token before the rest is queued.
-            self.yielded = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+        if self.sent_first {
+            if let Some(hold) = &mut self.hold {
+                if hold.0.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.hold = None;
+            } else if !self.yielded {
+                // Let the connection flush what went before the next frame is queued.
+                self.yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
-        Poll::Ready(self.rest.take().map(|r| Ok(hyper::body::Frame::data(r))))
+        self.sent_first = true;
+        self.yielded = false;
+        Poll::Ready(self.frames.pop_front().map(|f| Ok(hyper::body::Frame::data(f))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_none()
+        self.frames.is_empty()
     }
 }
 
@@ -329,45 +417,45 @@ fn bedrock_answer(stream: bool) -> Result<hyper::Response<Full<Bytes>>, hyper::h
         .body(Full::new(Bytes::from(frames)))
 }
 
-/// `bench-client l7 ADDR CAFILE N CONCURRENCY [stream] [anthropic] [host=NAME]`: N requests
-/// over CONCURRENCY kept-alive HTTP/1.1 connections to ADDR with SNI and Host
-/// `api.openai.com` (OpenAI chat completions), or `api.anthropic.com` (Anthropic Messages) with
-/// `anthropic`, or NAME; CAFILE `-` means plaintext HTTP. Prints percentiles of the request
+/// `bench-client l7 ADDR CAFILE N CONCURRENCY [stream] [anthropic] [host=NAME]
+/// [header=NAME:VALUE]… [models=M]`: N requests over CONCURRENCY kept-alive HTTP/1.1
+/// connections to ADDR with SNI and Host `api.openai.com` (OpenAI chat completions), or
+/// `api.anthropic.com` (Anthropic Messages) with `anthropic`, or NAME; CAFILE `-` means
+/// plaintext HTTP. `header=` adds a request header; `models=M` names the model of request `i`
+/// `bench-<i mod M>` (to fill limit buckets keyed by model). Prints percentiles of the request
 /// latency (or of the time to the first body chunk, for `stream`) and the request rate.
 pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     let [addr, ca, n, concurrency, rest @ ..] = args else {
-        bail!("usage: bench-client l7 ADDR CAFILE N CONCURRENCY [stream] [anthropic]");
+        bail!("usage: bench-client l7 ADDR CAFILE N CONCURRENCY [stream] [anthropic] [host=NAME] [header=NAME:VALUE] [models=M]");
     };
     let addr: SocketAddr = addr.parse()?;
     let n: usize = n.parse()?;
     let concurrency: usize = concurrency.parse()?;
-    let stream = rest.iter().any(|s| s == "stream");
-    let anthropic = rest.iter().any(|s| s == "anthropic");
-    let host: Option<Arc<str>> = rest.iter().find_map(|s| s.strip_prefix("host=")).map(Arc::from);
-    let connector = if ca == "-" {
-        None
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        use rustls::pki_types::pem::PemObject as _;
-        for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {ca}"))? {
-            roots.add(cert?)?;
-        }
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Some(tokio_rustls::TlsConnector::from(Arc::new(tls)))
-    };
+    let opts = Arc::new(Options {
+        stream: rest.iter().any(|s| s == "stream"),
+        anthropic: rest.iter().any(|s| s == "anthropic"),
+        host: rest.iter().find_map(|s| s.strip_prefix("host=")).map(str::to_string),
+        headers: rest
+            .iter()
+            .filter_map(|s| s.strip_prefix("header=")?.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect(),
+        models: rest
+            .iter()
+            .find_map(|s| s.strip_prefix("models="))
+            .map(str::parse)
+            .transpose()?,
+    });
+    let connector = if ca == "-" { None } else { Some(tls_connector(ca)?) };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
     let samples = rt.block_on(async move {
         let per_task = n.div_ceil(concurrency);
         let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let (connector, host) = (connector.clone(), host.clone());
+        for t in 0..concurrency {
+            let (connector, opts) = (connector.clone(), opts.clone());
             tasks.push(tokio::spawn(async move {
-                one_connection(addr, connector, per_task, stream, anthropic, host).await
+                one_connection(addr, connector, t * per_task, per_task, &opts).await
             }));
         }
         let mut all = Vec::new();
@@ -383,15 +471,46 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A TLS client trusting only the certificates of `ca` (a PEM file), speaking HTTP/1.1.
+pub(crate) fn tls_connector(ca: &str) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject as _;
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {ca}"))? {
+        roots.add(cert?)?;
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(tls)))
+}
+
+/// What every request of an `l7` client run looks like.
+struct Options {
+    stream: bool,
+    anthropic: bool,
+    host: Option<String>,
+    headers: Vec<(String, String)>,
+    models: Option<usize>,
+}
+
+/// The OpenAI request body (`stream` or not) naming `model`.
+pub(crate) fn request_body(model: &str, stream: bool) -> String {
+    let body = if stream { STREAM_REQUEST } else { REQUEST };
+    body.replace("gpt-4o-mini", model)
+}
+
+/// `n` requests (plus one warm-up) on one connection; request `first + i` is the `i`th.
 async fn one_connection(
     addr: SocketAddr,
     connector: Option<tokio_rustls::TlsConnector>,
+    first: usize,
     n: usize,
-    stream: bool,
-    anthropic: bool,
-    host_override: Option<Arc<str>>,
+    opts: &Options,
 ) -> anyhow::Result<Vec<Duration>> {
-    let (host, path, body, key_header, key) = if anthropic {
+    let stream = opts.stream;
+    let (host, path, fixed_body, key_header, key) = if opts.anthropic {
         let body = if stream {
             ANTHROPIC_STREAM_REQUEST
         } else {
@@ -408,7 +527,7 @@ async fn one_connection(
             "Bearer sk-bench-dummy",
         )
     };
-    let host = host_override.as_deref().unwrap_or(host);
+    let host = opts.host.as_deref().unwrap_or(host);
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let mut sender = match connector {
@@ -429,11 +548,18 @@ async fn one_connection(
     let mut samples = Vec::with_capacity(n);
     // One warm-up request (TLS session, pools on the proxy side).
     for i in 0..=n {
-        let req = hyper::Request::post(path)
+        let body = match opts.models {
+            Some(m) => Bytes::from(request_body(&format!("bench-{}", (first + i) % m.max(1)), stream)),
+            None => Bytes::from_static(fixed_body.as_bytes()),
+        };
+        let mut req = hyper::Request::post(path)
             .header("host", host)
             .header("content-type", "application/json")
-            .header(key_header, key)
-            .body(Full::new(Bytes::from_static(body.as_bytes())))?;
+            .header(key_header, key);
+        for (k, v) in &opts.headers {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(body))?;
         let start = Instant::now();
         let resp = sender.send_request(req).await?;
         if resp.status() != 200 {

@@ -16,8 +16,10 @@
 mod common;
 mod l7;
 mod peers;
+mod scale;
 
 pub(crate) use peers::{peers, PeersRun};
+pub(crate) use scale::{scale, ScaleRun};
 
 use common::percentiles;
 use std::{
@@ -491,8 +493,11 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     if args.first().is_some_and(|m| m == "l7") {
         return l7::client(&args[1..]);
     }
-    if args.first().is_some_and(|m| m == "relay") {
-        return peers::relay(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("relay") => return peers::relay(&args[1..]),
+        Some("hold") => return scale::hold_client(&args[1..]),
+        Some("cgroups") => return scale::cgroup_client(&args[1..]),
+        _ => {}
     }
     let [mode, addr, n] = args else {
         bail!("usage: bench-client connect|rr|tput ADDR N | l7 ADDR CAFILE N CONCURRENCY [stream]")
@@ -554,7 +559,7 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
+pub(crate) fn socket_linger_zero(s: &TcpStream) -> std::io::Result<()> {
     use std::os::fd::AsRawFd as _;
     let linger = libc::linger {
         l_onoff: 1,

@@ -14,20 +14,24 @@
 //!
 //! For each: p50/p99 at concurrency 1, requests/s at concurrency 16, the proxy's CPU µs per
 //! request at concurrency 16 (from /proc, every process of the proxy), RSS idle and peak, and
-//! the ratios to nginx. Results in `bench/results/peers-<time>.json`, a table on stdout, and a
+//! the ratios to nginx; and for streams (64 deltas), the time to first token at concurrency 1 and
+//! the proxy's CPU µs per delta at concurrency 16. Results in `bench/results/peers-<time>.json`, a table on stdout, and a
 //! chart (`bench/results/peers-<time>.png`, matplotlib in the project's virtualenv).
 
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
-use super::l7;
+use super::{
+    common::{cpu_us, median, process_tree, rss_kib, write_results},
+    l7,
+};
 use crate::util::{self, start_tollgate, Cgroup, Daemon};
 
 /// What `cargo xtask bench --peers` was asked for.
@@ -54,17 +58,21 @@ struct System {
     pids: Vec<u32>,
 }
 
+/// One system's measurements in one round.
+struct Round {
+    /// Chat completions at c=1 and c=16, the proxy's CPU µs per request over the latter.
+    c1: Value,
+    c16: Value,
+    cpu: f64,
+    /// Streams: time to first token at c=1; streams at c=16, the proxy's CPU µs per delta.
+    ttft: Value,
+    streams: Value,
+    cpu_delta: f64,
+}
+
 pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
     let (requests, variants, rounds_n) = (run.requests, &run.variants, run.rounds.max(1));
-    let env = crate::setup::setup()?;
-    if util::output("sh", &["-c", "command -v nginx"]).is_none() {
-        util::run(
-            "apt-get",
-            &["install", "-y", "-q", "--no-install-recommends", "nginx-light"],
-        )?;
-    }
-    util::cargo(&env, &["build", "--release", "-p", "gateway", "--bin", "tollgate"])?;
-    util::cargo(&env, &["build", "--release", "-p", "xtask"])?;
+    prepare()?;
     let ws = util::workspace();
     let xtask_bin = ws.join("target/release/xtask");
     let dir = std::env::temp_dir().join(format!("tollgate-peers-{}", std::process::id()));
@@ -90,7 +98,7 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
             .spawn()
             .context("relay")?,
     );
-    let (nginx, nginx_plain, nginx_tls, nginx_ca) = start_nginx(&dir, plain.addr, tls.addr, &fake_ca)?;
+    let (nginx, nginx_plain, nginx_tls, nginx_ca) = start_nginx(&dir, plain.addr, tls.addr, &fake_ca, 4096)?;
 
     // Tollgate capturing the client's cgroup: the build of this tree, and each `--variant`
     // binary beside it (its own provider addresses, pins and files), all in the same run.
@@ -108,6 +116,7 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
         &cgroup,
         &dir,
         &backends,
+        &Extra::default(),
     )?];
     for (k, variant) in variants.iter().enumerate() {
         let (name, binary) = variant
@@ -121,6 +130,7 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
             &cgroup,
             &dir,
             &backends,
+            &Extra::default(),
         )?);
     }
 
@@ -192,41 +202,63 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
     }
     let idle: Vec<u64> = systems.iter().map(|s| rss_kib(&s.pids, "VmRSS")).collect();
 
-    let client = |s: &System, n: usize, c: usize| -> anyhow::Result<Value> {
-        let out = cgroup
-            .command(&xtask_bin)
-            .args([
-                "bench-client",
-                "l7",
-                &s.addr.to_string(),
-                &s.ca,
-                &n.to_string(),
-                &c.to_string(),
-            ])
-            .arg(format!("host={}", s.host))
-            .stdout(Stdio::piped())
-            .output()?;
+    let client = |s: &System, n: usize, c: usize, stream: Option<&str>| -> anyhow::Result<Value> {
+        let mut cmd = cgroup.command(&xtask_bin);
+        cmd.args([
+            "bench-client",
+            "l7",
+            &s.addr.to_string(),
+            &s.ca,
+            &n.to_string(),
+            &c.to_string(),
+        ])
+        .arg(format!("host={}", s.host));
+        if let Some(header) = stream {
+            cmd.args(["stream", &format!("header={header}")]);
+        }
+        let out = cmd.stdout(Stdio::piped()).output()?;
         if !out.status.success() {
             bail!("{}: {}", s.name, String::from_utf8_lossy(&out.stderr));
         }
         Ok(serde_json::from_slice(&out.stdout)?)
     };
-    let mut rounds: Vec<Vec<(Value, Value, f64)>> = vec![Vec::new(); systems.len()];
+    // Streams: time to first token at c=1 over an eighth of the requests, the rest of each
+    // stream 1 ms after its first event (as tokens come: the rest does not compete with the
+    // first for the two cores); CPU per delta at c=16 over a quarter of them (64 deltas each,
+    // every delta in its own write, back to back).
+    let ttft_pace = format!("{}:1", l7::HOLD_HEADER);
+    let delta_pace = format!("{}:delta", l7::PACE_HEADER);
+    let (ttft_n, streams_n) = ((requests / 8).max(1), (requests / 4).max(1));
+    let mut rounds: Vec<Vec<Round>> = (0..systems.len()).map(|_| Vec::new()).collect();
     for round in 0..rounds_n {
         println!("== round {} of {rounds_n}", round + 1);
         for (i, s) in systems.iter().enumerate() {
-            let c1 = client(s, requests / 4, 1)?;
+            let c1 = client(s, requests / 4, 1, None)?;
             let before = cpu_us(&s.pids);
-            let c16 = client(s, requests, 16)?;
+            let c16 = client(s, requests, 16, None)?;
             let cpu = (cpu_us(&s.pids) - before) / requests as f64;
+            let ttft = client(s, ttft_n, 1, Some(&ttft_pace))?;
+            let before = cpu_us(&s.pids);
+            let streams = client(s, streams_n, 16, Some(&delta_pace))?;
+            let cpu_delta = (cpu_us(&s.pids) - before) / (streams_n * l7::STREAM_CHUNKS) as f64;
+            let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
             println!(
-                "  {:<13} c=1 p50 {:>7.1} µs   c=16 {:>7.0} rps   proxy CPU {:>6.1} µs/request",
+                "  {:<13} c=1 p50 {:>7.1} µs   c=16 {:>7.0} rps   proxy CPU {:>6.1} µs/request   TTFT p50 {:>7.1} µs   CPU {:>5.2} µs/delta",
                 s.name,
-                c1["p50"].as_f64().unwrap_or(f64::NAN),
-                c16["rps"].as_f64().unwrap_or(f64::NAN),
-                cpu
+                f(&c1, "p50"),
+                f(&c16, "rps"),
+                cpu,
+                f(&ttft, "p50"),
+                cpu_delta,
             );
-            rounds[i].push((c1, c16, cpu));
+            rounds[i].push(Round {
+                c1,
+                c16,
+                cpu,
+                ttft,
+                streams,
+                cpu_delta,
+            });
         }
     }
     let peak: Vec<u64> = systems.iter().map(|s| rss_kib(&s.pids, "VmHWM")).collect();
@@ -235,24 +267,30 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
     drop(relay);
     drop(cgroup);
 
-    let median = |mut v: Vec<f64>| -> f64 {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
     let mut rows = serde_json::Map::new();
     for (i, s) in systems.iter().enumerate() {
         let r = &rounds[i];
+        let of = |pick: &dyn Fn(&Round) -> f64| median(r.iter().map(pick).collect());
+        let at = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let proxy = |x: f64| if s.pids.is_empty() { Value::Null } else { json!(x) };
         rows.insert(
             s.name.to_string(),
             json!({
-                "c1_p50_us": median(r.iter().map(|x| x.0["p50"].as_f64().unwrap_or(f64::NAN)).collect()),
-                "c1_p99_us": median(r.iter().map(|x| x.0["p99"].as_f64().unwrap_or(f64::NAN)).collect()),
-                "c16_rps": median(r.iter().map(|x| x.1["rps"].as_f64().unwrap_or(f64::NAN)).collect()),
-                "c16_p50_us": median(r.iter().map(|x| x.1["p50"].as_f64().unwrap_or(f64::NAN)).collect()),
-                "cpu_us_per_request": if s.pids.is_empty() { Value::Null } else { json!(median(r.iter().map(|x| x.2).collect())) },
+                "c1_p50_us": of(&|x| at(&x.c1, "p50")),
+                "c1_p99_us": of(&|x| at(&x.c1, "p99")),
+                "c16_rps": of(&|x| at(&x.c16, "rps")),
+                "c16_p50_us": of(&|x| at(&x.c16, "p50")),
+                "cpu_us_per_request": proxy(of(&|x| x.cpu)),
+                "ttft_p50_us": of(&|x| at(&x.ttft, "p50")),
+                "ttft_p99_us": of(&|x| at(&x.ttft, "p99")),
+                "streams_c16_per_s": of(&|x| at(&x.streams, "rps")),
+                "cpu_us_per_delta": proxy(of(&|x| x.cpu_delta)),
                 "rss_idle_kib": idle[i],
                 "rss_peak_kib": peak[i],
-                "rounds": r.iter().map(|x| json!({"c1": x.0, "c16": x.1, "cpu_us_per_request": x.2})).collect::<Vec<_>>(),
+                "rounds": r.iter().map(|x| json!({
+                    "c1": x.c1, "c16": x.c16, "cpu_us_per_request": x.cpu,
+                    "ttft_c1": x.ttft, "streams_c16": x.streams, "cpu_us_per_delta": x.cpu_delta,
+                })).collect::<Vec<_>>(),
             }),
         );
     }
@@ -287,6 +325,11 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
             "cpu_vs_nginx": get(name, "cpu_us_per_request") / get(peer, "cpu_us_per_request"),
             "rps_vs_nginx": get(name, "c16_rps") / get(peer, "c16_rps"),
             "added_p50_vs_nginx": added / added_peer,
+            "ttft_added_p50_us": get(name, "ttft_p50_us") - get(base, "ttft_p50_us"),
+            "ttft_added_p99_us": get(name, "ttft_p99_us") - get(base, "ttft_p99_us"),
+            "streams_c16_per_s": get(name, "streams_c16_per_s"),
+            "cpu_us_per_delta": get(name, "cpu_us_per_delta"),
+            "cpu_per_delta_vs_nginx": get(name, "cpu_us_per_delta") / get(peer, "cpu_us_per_delta"),
         });
         table.push(row);
     }
@@ -296,20 +339,19 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
             r["vs"] = row.clone();
         }
     }
-    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_secs();
-    let results_dir = ws.join("bench/results");
-    std::fs::create_dir_all(&results_dir)?;
-    let file = results_dir.join(format!("peers-{secs}.json"));
     let results = json!({
         "time": super::humantime_now(),
         "machine": super::machine(),
         "requests_c16": requests,
         "requests_c1": requests / 4,
         "rounds": rounds_n,
+        "streams_c1": ttft_n,
+        "streams_c16": streams_n,
+        "deltas_per_stream": l7::STREAM_CHUNKS,
         "systems": rows,
         "table": table,
     });
-    std::fs::write(&file, serde_json::to_string_pretty(&results)?)?;
+    let file = write_results("peers", &results)?;
     println!("\n| system | added p50 µs (c=1) | added p99 µs | rps (c=16) | CPU µs/request | RSS idle MiB | RSS peak MiB | CPU ÷ nginx | rps ÷ nginx |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &table {
@@ -327,8 +369,22 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
             f("rps_vs_nginx"),
         );
     }
+    println!("\n| system | TTFT added p50 µs (c=1) | TTFT added p99 µs | streams/s (c=16) | CPU µs/delta | CPU/delta ÷ nginx |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for r in &table {
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            r["system"].as_str().unwrap_or(""),
+            f("ttft_added_p50_us"),
+            f("ttft_added_p99_us"),
+            f("streams_c16_per_s"),
+            f("cpu_us_per_delta"),
+            f("cpu_per_delta_vs_nginx"),
+        );
+    }
     println!("\nresults: {}", file.display());
-    match chart(&file) {
+    match super::common::chart("chart.py", &file) {
         Ok(png) => println!("chart: {}", png.display()),
         Err(e) => println!("chart: not drawn ({e:#})"),
     }
@@ -336,34 +392,61 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs nginx when missing and builds the release binaries the comparisons run.
+pub(super) fn prepare() -> anyhow::Result<()> {
+    let env = crate::setup::setup()?;
+    if util::output("sh", &["-c", "command -v nginx"]).is_none() {
+        util::run(
+            "apt-get",
+            &["install", "-y", "-q", "--no-install-recommends", "nginx-light"],
+        )?;
+    }
+    util::cargo(&env, &["build", "--release", "-p", "gateway", "--bin", "tollgate"])?;
+    util::cargo(&env, &["build", "--release", "-p", "xtask"])
+}
+
 /// Where the instances send requests.
-struct Backends {
-    plain: SocketAddr,
-    tls: SocketAddr,
-    fake_ca: PathBuf,
-    key: PathBuf,
+pub(super) struct Backends {
+    pub(super) plain: SocketAddr,
+    pub(super) tls: SocketAddr,
+    pub(super) fake_ca: PathBuf,
+    pub(super) key: PathBuf,
 }
 
 /// A running Tollgate of the comparison.
-struct Instance {
-    name: String,
-    pid: u32,
+pub(super) struct Instance {
+    pub(super) name: String,
+    pub(super) pid: u32,
     /// The captured addresses its clients call (plaintext provider, TLS provider).
-    plain: SocketAddr,
-    tls: SocketAddr,
-    node_ca: String,
-    _daemon: Daemon,
+    pub(super) plain: SocketAddr,
+    pub(super) tls: SocketAddr,
+    pub(super) node_ca: String,
+    /// Its admin address (`/metrics`).
+    pub(super) admin: Option<String>,
+    pub(super) _daemon: Daemon,
+}
+
+/// Configuration added to an instance's (the scale runs' generated parts).
+#[derive(Default)]
+pub(super) struct Extra {
+    /// More `providers` items, after the instance's own two (YAML list items).
+    pub(super) providers: String,
+    /// `routes` items, before any the instance has (YAML list items).
+    pub(super) routes: String,
+    /// More top-level keys (e.g. `limits:`).
+    pub(super) tail: String,
 }
 
 /// Starts instance `k` (`binary`) capturing `cgroup`: provider addresses 127.10.102.(3+10k)
 /// (plaintext, port 8000) and .(4+10k) (TLS, `api.openai.com`), its own pins and files.
-fn start_instance(
+pub(super) fn start_instance(
     k: usize,
     name: &str,
     binary: &Path,
     cgroup: &Cgroup,
     dir: &Path,
     b: &Backends,
+    extra: &Extra,
 ) -> anyhow::Result<Instance> {
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir)?;
@@ -376,20 +459,25 @@ fn start_instance(
         &config,
         format!(
             "listener:\n  addresses: [\"127.0.0.1:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\n\
-             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-peers-{k}\n  handoverPath: {d}/handover.sock\n\
+             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-peers-{run}-{k}\n  handoverPath: {d}/handover.sock\n\
              connectionLog: {d}/connections.jsonl\ntls:\n  caCert: {d}/ca.crt\n  caKey: {d}/ca.key\n\
              dns:\n  hostsFile: {d}/hosts\naudit:\n  path: {d}/audit.jsonl\n\
              providers:\n  - name: vllm\n    addresses: [\"{plain_ip}\"]\n    ports: [8000]\n    backend: plain\n\
-             \x20 - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"{tls_ip}\"]\n    backend: tls\n\
+             \x20 - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"{tls_ip}\"]\n    backend: tls\n{more_providers}\
              backends:\n  - name: plain\n    url: http://{plain}\n    credential: key\n\
              \x20 - name: tls\n    url: https://{tls}\n    credential: key\n    caFile: {ca}\n\
-             credentials:\n  - name: key\n    kind: bearer\n    file: {key}\n",
+             credentials:\n  - name: key\n    kind: bearer\n    file: {key}\n{routes}{tail}",
             cg = cgroup.0.display(),
+            // Pins of this run only: another run on the machine keeps its own.
+            run = std::process::id(),
             d = dir.display(),
             plain = b.plain,
             tls = b.tls,
             ca = b.fake_ca.display(),
             key = b.key.display(),
+            more_providers = extra.providers,
+            routes = if extra.routes.is_empty() { String::new() } else { format!("routes:\n{}", extra.routes) },
+            tail = extra.tail,
         ),
     )?;
     std::fs::write(dir.join("hosts"), format!("{tls_ip} api.openai.com\n"))?;
@@ -400,17 +488,21 @@ fn start_instance(
         plain: format!("{plain_ip}:8000").parse()?,
         tls: format!("{tls_ip}:443").parse()?,
         node_ca: dir.join("ca.crt").display().to_string(),
+        admin: ready["admin"].as_str().map(str::to_string),
         _daemon: daemon,
     })
 }
 
 /// nginx (Debian's) with one worker: a plaintext L7 proxy and a TLS-terminating one with a TLS
-/// upstream. Returns the daemon, both listen addresses and the CA its certificate chains to.
-fn start_nginx(
+/// upstream, configured as an operator would for SSE (`proxy_buffering off`: events go out as
+/// they come), `worker_connections` per worker. Returns the daemon, both listen addresses and
+/// the CA its certificate chains to.
+pub(super) fn start_nginx(
     dir: &Path,
     plain: SocketAddr,
     tls: SocketAddr,
     fake_ca: &Path,
+    worker_connections: usize,
 ) -> anyhow::Result<(Daemon, SocketAddr, SocketAddr, PathBuf)> {
     let super::common::Throwaway { ca: ca_cert, leaf, key } =
         super::common::throwaway_ca("bench nginx CA", vec!["api.openai.com".to_string()])?;
@@ -427,7 +519,7 @@ fn start_nginx(
         r#"worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/logs/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log {d}/logs/access.log combined buffer=64k flush=1s;
     # The clients keep their connections for the whole run (nginx closes after 1000 by default).
@@ -435,6 +527,9 @@ http {{
     keepalive_timeout 300s;
     client_body_temp_path {d}/body;
     proxy_temp_path {d}/proxy;
+    # Streams (SSE): pass every event on as it comes, as an LLM gateway must.
+    proxy_buffering off;
+    proxy_read_timeout 600s;
     upstream plain {{ server {plain}; keepalive 64; keepalive_requests 10000000; }}
     upstream tls {{ server {tls}; keepalive 64; keepalive_requests 10000000; }}
     server {{
@@ -489,66 +584,6 @@ http {{
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok((daemon, plain_addr, tls_addr, ca))
-}
-
-/// `pid` and its children (nginx: the master and its worker).
-fn process_tree(pid: u32) -> Vec<u32> {
-    let mut pids = vec![pid];
-    // The worker may take a moment to appear.
-    std::thread::sleep(Duration::from_millis(200));
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-            if ppid == Some(pid) {
-                pids.push(child);
-            }
-        }
-    }
-    pids
-}
-
-/// User + system CPU of `pids`, in µs.
-fn cpu_us(pids: &[u32]) -> f64 {
-    pids.iter()
-        .filter_map(|p| super::cpu_time(*p).ok())
-        .map(|d| d.as_secs_f64() * 1e6)
-        .sum()
-}
-
-/// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`) summed over `pids`, in KiB.
-fn rss_kib(pids: &[u32], field: &str) -> u64 {
-    pids.iter()
-        .filter_map(|p| {
-            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            let line = status.lines().find(|l| l.starts_with(field))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
-/// Draws the added latency and CPU per request per system (matplotlib, installed into the
-/// project's virtualenv on first use).
-fn chart(results: &Path) -> anyhow::Result<PathBuf> {
-    let py = util::venv_python();
-    if util::output(&py, &["-c", "import matplotlib"]).is_none() {
-        util::pip_install(&["matplotlib==3.10.7"])?;
-    }
-    let png = results.with_extension("png");
-    util::run(
-        &py,
-        &[
-            &util::workspace().join("bench/chart.py").to_string_lossy(),
-            &results.to_string_lossy(),
-            &png.to_string_lossy(),
-        ],
-    )?;
-    Ok(png)
 }
 
 /// `bench-client relay LISTEN TARGET`: a bare relay (the floor any proxy is compared with):
