@@ -44,6 +44,19 @@ impl Glob {
         &self.text
     }
 
+    /// The text a pattern without wildcards equals.
+    pub fn literal(&self) -> Option<&str> {
+        matches!(self.kind, Kind::Literal).then_some(self.text.as_str())
+    }
+
+    /// The prefix of a `prefix*` pattern.
+    pub fn prefix(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Prefix(p) => Some(p),
+            _ => None,
+        }
+    }
+
     pub fn matches(&self, text: &str) -> bool {
         match &self.kind {
             Kind::Literal => self.text == text,

@@ -296,7 +296,7 @@ pub struct Config {
     pub max_connections: usize,
     pub backends: Vec<Backend>,
     pub credentials: Vec<Credential>,
-    pub routes: Vec<Route>,
+    pub routes: crate::route::Routes,
     pub audit: crate::telemetry::jsonl::Target,
     pub audit_enabled: bool,
     pub worker_threads: usize,
@@ -423,7 +423,7 @@ impl Config {
             }
         }
         let provider_names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
-        let routes = l7::routes(raw.routes, &backends, &provider_names)?;
+        let routes = crate::route::Routes::new(l7::routes(raw.routes, &backends, &provider_names)?);
         let proxy = ProxySettings::from_raw(raw.proxy.unwrap_or_default())?;
         let prices = crate::accounting::PriceTable::new(&raw.pricing)
             .map_err(|(model, e)| invalid(format!("pricing.{model}"), e.to_string()))?;

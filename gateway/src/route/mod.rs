@@ -4,10 +4,12 @@
 
 pub mod config;
 pub mod health;
+mod index;
 
 use http::HeaderMap;
 
 use self::config::{BackendRef, Route, RouteMatch};
+pub use self::index::Routes;
 use crate::{identity::Workload, llm::Operation};
 
 /// What routing looks at.
@@ -22,10 +24,11 @@ pub struct RouteInput<'a> {
 }
 
 /// The index of the first route whose every condition holds, the operation included.
-pub fn select_route(routes: &[Route], input: &RouteInput<'_>) -> Option<usize> {
+pub fn select_route(routes: &Routes, input: &RouteInput<'_>) -> Option<usize> {
     routes
-        .iter()
-        .position(|r| matches(r, input) && allows(&r.matches, input))
+        .candidates(input.model)
+        .into_iter()
+        .find(|&i| matches(&routes[i], input) && allows(&routes[i].matches, input))
 }
 
 /// Whether a request is an inference operation with its usual method: what a route without
@@ -140,6 +143,56 @@ routes:
 "#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_model_index_picks_what_the_plain_scan_picks() {
+        // Generated routes mixing exact names, prefixes, other globs and no models, two
+        // patterns per route sometimes, and providers; every model tried against both.
+        fastrand::seed(7);
+        let pattern = |_: usize| match fastrand::u8(0..5) {
+            0 => format!("m{}", fastrand::u8(0..6)),
+            1 => format!("m{}*", fastrand::u8(0..6)),
+            2 => "m*".to_string(),
+            3 => format!("*{}", fastrand::u8(0..6)),
+            _ => format!("m{}?", fastrand::u8(0..6)),
+        };
+        for round in 0..50 {
+            let mut yaml = String::from(
+                "providers:\n  - name: openai\n    hostnames: [api.openai.com]\n  - name: other\n    hostnames: [api.other.test]\nbackends:\n  - name: a\n    url: https://127.0.0.1:1\nroutes:\n",
+            );
+            for r in 0..fastrand::usize(1..30) {
+                let models: Vec<String> = (0..fastrand::usize(0..3)).map(pattern).collect();
+                let providers = if fastrand::bool() { "[openai]" } else { "[other]" };
+                yaml += &format!(
+                    "  - name: r{r}\n    match: {{ models: {models:?}, providers: {providers} }}\n    backends: [{{ backend: a }}]\n"
+                );
+            }
+            let cfg = Config::parse(&yaml).unwrap_or_else(|e| panic!("round {round}: {e}\n{yaml}"));
+            let w = workload();
+            let headers = HeaderMap::new();
+            let models = ["m0", "m1", "m12", "m5x", "m55", "x1", "m", ""];
+            for model in models.iter().map(|m| Some(*m)).chain([None]) {
+                let input = RouteInput {
+                    provider: Some("openai"),
+                    model,
+                    headers: &headers,
+                    workload: &w,
+                    operation: Operation::ChatCompletions,
+                    method: "POST",
+                    path: "/v1/chat/completions",
+                };
+                let scan = cfg
+                    .routes
+                    .iter()
+                    .position(|r| matches(r, &input) && allows(&r.matches, &input));
+                assert_eq!(
+                    select_route(&cfg.routes, &input),
+                    scan,
+                    "round {round}, model {model:?}\n{yaml}"
+                );
+            }
+        }
     }
 
     #[test]
