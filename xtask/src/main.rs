@@ -57,7 +57,8 @@ enum Task {
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
         /// With `--peers`: another Tollgate binary measured beside this tree's in the same run
-        /// (`NAME=PATH`, repeatable), e.g. a build with another allocator.
+        /// (`NAME=PATH`, repeatable), e.g. a build with another allocator; with `--scale`, in
+        /// the memory part.
         #[arg(long = "variant")]
         variants: Vec<String>,
         /// With `--peers`: measure only these systems (comma-separated names, e.g.
@@ -110,12 +111,14 @@ fn main() -> anyhow::Result<()> {
             scale: true,
             requests,
             connections,
+            variants,
             only,
             rounds,
             ..
         } => bench::scale(&bench::ScaleRun {
             requests: requests.unwrap_or(10_000),
             connections,
+            variants,
             only,
             rounds,
         }),

@@ -39,6 +39,8 @@ pub(crate) struct ScaleRun {
     pub(crate) requests: usize,
     /// Open streams in the memory measurement.
     pub(crate) connections: usize,
+    /// `NAME=PATH`: other Tollgate binaries whose memory is measured beside this tree's.
+    pub(crate) variants: Vec<String>,
     /// Only these parts (`memory`, `routes`, `endpoints`, `cgroups`, `limits`); empty: all.
     pub(crate) only: Vec<String>,
     /// Measurements per point; each figure is the median.
@@ -109,7 +111,7 @@ pub(crate) fn scale(run: &ScaleRun) -> anyhow::Result<()> {
     let wanted = |part: &str| run.only.is_empty() || run.only.iter().any(|o| o == part);
 
     let memory = if wanted("memory") {
-        Some(memory(&bench, connections)?)
+        Some(memory(&bench, connections, &run.variants)?)
     } else {
         None
     };
@@ -189,15 +191,19 @@ fn raise_nofile(n: u64) -> anyhow::Result<u64> {
 // === memory ===
 
 /// RSS of Tollgate and of nginx idle, with `n` open streams, and after they closed.
-fn memory(b: &Bench, n: usize) -> anyhow::Result<Value> {
+fn memory(b: &Bench, n: usize, variants: &[String]) -> anyhow::Result<Value> {
     let mut systems = serde_json::Map::new();
     println!("== memory: {n} idle kept-alive connections with open streams");
-    {
-        let inst = b.instance(&Extra::default())?;
-        systems.insert(
-            "tollgate".into(),
-            hold_streams(b, "tollgate", &[inst.pid], inst.plain, n)?,
-        );
+    let mut binaries = vec![("tollgate".to_string(), b.tollgate.clone())];
+    for v in variants {
+        let (name, path) = v
+            .split_once('=')
+            .with_context(|| format!("--variant {v}: expected NAME=PATH"))?;
+        binaries.push((format!("tollgate-{name}"), PathBuf::from(path)));
+    }
+    for (name, binary) in &binaries {
+        let inst = peers::start_instance(0, name, binary, &b.cgroup, &b.dir, &b.backends, &Extra::default())?;
+        systems.insert(name.clone(), hold_streams(b, name, &[inst.pid], inst.plain, n)?);
     }
     {
         let (nginx, addr, _, _) =
