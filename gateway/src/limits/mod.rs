@@ -559,27 +559,38 @@ end
 return 0
 "#;
 
+/// Expired counters are dropped at most this often (a pass over all of them), so a request's
+/// cost does not grow with the number of buckets; until then an expired counter reads as zero
+/// and starts afresh when charged.
+const LOCAL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Counters kept in this process (no `limitStore`, or Redis unreachable and failing open).
 #[derive(Default)]
 struct Local {
     counters: HashMap<String, (i64, SystemTime)>,
+    /// When expired counters are next dropped.
+    next_sweep: Option<SystemTime>,
+    /// Counters looked at by sweeps (for tests: a request must not visit every bucket).
+    #[cfg(test)]
+    swept: usize,
 }
 
 impl Local {
     fn reserve(&mut self, charges: &[Charge]) -> Option<usize> {
-        let now = SystemTime::now();
-        self.counters.retain(|_, (_, exp)| *exp > now);
+        self.reserve_at(charges, SystemTime::now())
+    }
+
+    fn reserve_at(&mut self, charges: &[Charge], now: SystemTime) -> Option<usize> {
+        self.sweep(now);
         for (i, c) in charges.iter().enumerate() {
-            let cur = self.counters.get(&c.key).map(|(v, _)| *v).unwrap_or(0).max(0) as u64;
+            let cur = self.live(&c.key, now).max(0) as u64;
             if cur.saturating_add(c.amount) > c.max {
                 return Some(i);
             }
         }
         for c in charges {
-            let e = self
-                .counters
-                .entry(c.key.clone())
-                .or_insert((0, now + Duration::from_secs(c.window_left)));
-            e.0 = e.0.saturating_add(i64::try_from(c.amount).unwrap_or(i64::MAX));
+            let amount = i64::try_from(c.amount).unwrap_or(i64::MAX);
+            self.charge(&c.key, amount, c.window_left, now);
         }
         None
     }
@@ -587,12 +598,44 @@ impl Local {
     fn adjust(&mut self, deltas: &[(String, i64, u64)]) {
         let now = SystemTime::now();
         for (k, d, ttl) in deltas {
-            let e = self
-                .counters
-                .entry(k.clone())
-                .or_insert((0, now + Duration::from_secs(*ttl)));
-            e.0 = e.0.saturating_add(*d);
+            self.charge(k, *d, *ttl, now);
         }
+    }
+
+    /// The count of `key`'s window, zero once it expired.
+    fn live(&self, key: &str, now: SystemTime) -> i64 {
+        self.counters
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map_or(0, |(v, _)| *v)
+    }
+
+    /// Adds `amount` to `key`'s window (a new one, `ttl` seconds long, if it had expired).
+    fn charge(&mut self, key: &str, amount: i64, ttl: u64, now: SystemTime) {
+        let fresh = (0, now + Duration::from_secs(ttl));
+        if !self.counters.contains_key(key) {
+            self.counters.insert(key.to_string(), fresh);
+        }
+        let Some(e) = self.counters.get_mut(key) else {
+            return;
+        };
+        if e.1 <= now {
+            *e = fresh;
+        }
+        e.0 = e.0.saturating_add(amount);
+    }
+
+    /// Drops expired counters, at most once per `LOCAL_SWEEP_INTERVAL`.
+    fn sweep(&mut self, now: SystemTime) {
+        if self.next_sweep.is_some_and(|at| now < at) {
+            return;
+        }
+        #[cfg(test)]
+        {
+            self.swept += self.counters.len();
+        }
+        self.counters.retain(|_, (_, exp)| *exp > now);
+        self.next_sweep = Some(now + LOCAL_SWEEP_INTERVAL);
     }
 }
 
@@ -1012,6 +1055,56 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+
+    fn charge(key: &str, amount: u64, max: u64, window_left: u64) -> Charge {
+        Charge {
+            key: key.into(),
+            limit: "l".into(),
+            kind: LimitKind::Requests,
+            amount,
+            max,
+            window_left,
+        }
+    }
+
+    #[test]
+    fn local_counters_expire_without_visiting_every_bucket_per_request() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut local = Local::default();
+        // 10,000 buckets, each with a 60 s window.
+        for i in 0..10_000 {
+            assert_eq!(local.reserve_at(&[charge(&format!("k{i}"), 1, 5, 60)], t0), None);
+        }
+        assert_eq!(local.swept, 0, "the first sweep ran on an empty map");
+        // A burst of requests within a second visits the buckets at most once.
+        for n in 0..1_000 {
+            let now = t0 + Duration::from_millis(n);
+            local.reserve_at(&[charge("k1", 1, 1_000_000, 60)], now);
+        }
+        assert!(
+            local.swept <= 10_000,
+            "visited {} counters for 1,000 requests",
+            local.swept
+        );
+        // Limits still hold and windows still end.
+        let late = t0 + Duration::from_secs(2);
+        assert_eq!(local.reserve_at(&[charge("k7", 4, 5, 60)], late), None);
+        assert_eq!(
+            local.reserve_at(&[charge("k7", 1, 5, 60)], late),
+            Some(0),
+            "5 of 5 used"
+        );
+        let next_window = t0 + Duration::from_secs(61);
+        assert_eq!(
+            local.reserve_at(&[charge("k7", 5, 5, 60)], next_window),
+            None,
+            "an expired window reads as zero before any sweep"
+        );
+        // Expired buckets are dropped by the next sweep: memory stays bounded.
+        let much_later = t0 + Duration::from_secs(200);
+        local.reserve_at(&[charge("x", 1, 5, 60)], much_later);
+        assert_eq!(local.counters.len(), 1, "only the new bucket is left");
+    }
     use super::*;
 
     fn limit(yaml: &str) -> Vec<Limit> {
