@@ -40,15 +40,7 @@ impl AuditRecord {
         o.opt_str("model", self.model.as_deref());
         o.opt_str("served_model", self.served_model.as_deref());
         o.opt_u64("timeout_ms", self.timeout_ms);
-        let out = o.key("attempts");
-        out.push(b'[');
-        for (i, a) in self.attempts.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            a.write(out);
-        }
-        out.push(b']');
+        o.array("attempts", &self.attempts, Attempt::write);
         o.str("translation", &self.translation);
         o.bool("stream", self.stream);
         o.bool("usage_requested_by_gateway", self.usage_requested_by_gateway);
@@ -105,15 +97,7 @@ impl Destination {
         o.opt_str("sni", self.sni.as_deref());
         o.bool("tls", self.tls);
         o.opt_str("host", self.host.as_deref());
-        let out = o.key("claimed_by");
-        out.push(b'[');
-        for (i, c) in self.claimed_by.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(out, c);
-        }
-        out.push(b']');
+        o.array("claimed_by", &self.claimed_by, |c, out| string(out, c));
         o.close();
     }
 }
@@ -219,6 +203,19 @@ impl<'a> Obj<'a> {
     #[inline]
     fn null(&mut self, name: &'static str) {
         self.key(name).extend_from_slice(b"null");
+    }
+
+    /// `items` as a JSON array, each written by `write`.
+    fn array<T>(&mut self, name: &'static str, items: &[T], write: impl Fn(&T, &mut Vec<u8>)) {
+        let out = self.key(name);
+        out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write(item, out);
+        }
+        out.push(b']');
     }
 
     /// A value written by serde_json (numbers with fractions, rare nested members).

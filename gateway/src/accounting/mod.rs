@@ -4,6 +4,10 @@
 //! Prices are written as USD per million tokens with at most three decimals and held as
 //! integer nano-dollars per token ($1 / 1M tokens = 1,000 n$/token), so every cost is an exact
 //! integer number of nano-dollars: no float is ever accumulated.
+//!
+//! Also the record all of it ends in: [`audit`] (the governance record and its schema) and
+//! `audit_line` (that record written as its JSON line on the hot path); [`report`] reads them
+//! back.
 
 pub mod audit;
 mod audit_line;

@@ -612,17 +612,14 @@ impl Local {
 
     /// Adds `amount` to `key`'s window (a new one, `ttl` seconds long, if it had expired).
     fn charge(&mut self, key: &str, amount: i64, ttl: u64, now: SystemTime) {
-        let fresh = (0, now + Duration::from_secs(ttl));
-        if !self.counters.contains_key(key) {
-            self.counters.insert(key.to_string(), fresh);
+        let expires = now + Duration::from_secs(ttl);
+        match self.counters.get_mut(key) {
+            Some(e) if e.1 > now => e.0 = e.0.saturating_add(amount),
+            Some(e) => *e = (amount, expires),
+            None => {
+                self.counters.insert(key.to_string(), (amount, expires));
+            }
         }
-        let Some(e) = self.counters.get_mut(key) else {
-            return;
-        };
-        if e.1 <= now {
-            *e = fresh;
-        }
-        e.0 = e.0.saturating_add(amount);
     }
 
     /// Drops expired counters, at most once per `LOCAL_SWEEP_INTERVAL`.

@@ -8,6 +8,7 @@
 //! scan would find (a test compares the two on generated configs).
 
 use std::{
+    borrow::Cow,
     collections::{BTreeSet, HashMap},
     ops::Deref,
 };
@@ -68,11 +69,12 @@ impl Routes {
 
     /// The routes that can match a request for `model`, in order (a superset of those that
     /// match: every other condition is still to be checked).
-    pub fn candidates(&self, model: Option<&str>) -> Vec<usize> {
+    pub fn candidates(&self, model: Option<&str>) -> Cow<'_, [usize]> {
         let ix = &self.index;
-        let Some(model) = model else {
-            // Routes with model patterns never match a request without a model.
-            return ix.any.clone();
+        let Some(model) = model.filter(|_| !ix.exact.is_empty() || !ix.prefixes.is_empty()) else {
+            // Routes with model patterns never match a request without a model; with none
+            // indexed, every route is a candidate.
+            return Cow::Borrowed(&ix.any);
         };
         let mut out = ix.any.clone();
         if let Some(routes) = ix.exact.get(model) {
@@ -85,7 +87,7 @@ impl Routes {
         }
         out.sort_unstable();
         out.dedup();
-        out
+        Cow::Owned(out)
     }
 }
 

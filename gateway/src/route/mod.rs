@@ -1,6 +1,6 @@
 //! Routing: which route a request matches (its conditions, the operation included) and the
 //! order its backends are tried in; [`health`] keeps which backends are ejected or cooling
-//! down.
+//! down; `index` ([`Routes`]) keeps a config's routes indexed by model.
 
 pub mod config;
 pub mod health;
@@ -27,7 +27,8 @@ pub struct RouteInput<'a> {
 pub fn select_route(routes: &Routes, input: &RouteInput<'_>) -> Option<usize> {
     routes
         .candidates(input.model)
-        .into_iter()
+        .iter()
+        .copied()
         .find(|&i| matches(&routes[i], input) && allows(&routes[i].matches, input))
 }
 

@@ -1,7 +1,10 @@
-//! Metrics (prometheus-client) and log setup.
+//! Metrics (prometheus-client) and log setup; `series` finds the metrics a request's record
+//! counts with one lookup; [`jsonl`] writes the audit and connection logs, [`otlp`] and
+//! [`trace`] the spans.
 //!
 //! Every label value comes from a closed set (an outcome, a direction, a provider name from the
-//! config, a kernel counter name), never from client input, so the series count is bounded.
+//! config, a kernel counter name) or is bounded (`Bounded`: models, workloads, pods), so the
+//! series count is bounded.
 
 pub mod jsonl;
 pub mod otlp;

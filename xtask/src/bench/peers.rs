@@ -78,12 +78,8 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tollgate-peers-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
-    let plain = l7::start_plain_fake("127.10.102.2")?;
-    let tls = l7::start_fake("127.10.102.2")?;
-    let fake_ca = dir.join("fake-ca.pem");
-    std::fs::write(&fake_ca, &tls.ca_pem)?;
-    let key_file = dir.join("key");
-    std::fs::write(&key_file, "sk-bench-real-key")?;
+    let (plain, tls, backends) = start_fakes(&dir)?;
+    let fake_ca = backends.fake_ca.clone();
 
     // The relay and nginx, each in its own process.
     let relay_addr: SocketAddr = "127.10.102.6:18080".parse()?;
@@ -103,12 +99,6 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
     // Tollgate capturing the client's cgroup: the build of this tree, and each `--variant`
     // binary beside it (its own provider addresses, pins and files), all in the same run.
     let cgroup = Cgroup::create(&format!("tollgate-peers-{}", std::process::id()))?;
-    let backends = Backends {
-        plain: plain.addr,
-        tls: tls.addr,
-        fake_ca: fake_ca.clone(),
-        key: key_file.clone(),
-    };
     let mut instances = vec![start_instance(
         0,
         "tollgate",
@@ -411,6 +401,24 @@ pub(super) struct Backends {
     pub(super) tls: SocketAddr,
     pub(super) fake_ca: PathBuf,
     pub(super) key: PathBuf,
+}
+
+/// Starts the fake provider both benches call (plaintext and TLS, on 127.10.102.2) and writes
+/// its CA and the credential the instances inject into `dir`.
+pub(super) fn start_fakes(dir: &Path) -> anyhow::Result<(l7::Fake, l7::Fake, Backends)> {
+    let plain = l7::start_plain_fake("127.10.102.2")?;
+    let tls = l7::start_fake("127.10.102.2")?;
+    let fake_ca = dir.join("fake-ca.pem");
+    std::fs::write(&fake_ca, &tls.ca_pem)?;
+    let key = dir.join("key");
+    std::fs::write(&key, "sk-bench-real-key")?;
+    let backends = Backends {
+        plain: plain.addr,
+        tls: tls.addr,
+        fake_ca,
+        key,
+    };
+    Ok((plain, tls, backends))
 }
 
 /// A running Tollgate of the comparison.

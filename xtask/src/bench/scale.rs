@@ -87,18 +87,7 @@ pub(crate) fn scale(run: &ScaleRun) -> anyhow::Result<()> {
     let ws = util::workspace();
     let dir = std::env::temp_dir().join(format!("tollgate-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let plain = l7::start_plain_fake("127.10.102.2")?;
-    let tls = l7::start_fake("127.10.102.2")?;
-    let fake_ca = dir.join("fake-ca.pem");
-    std::fs::write(&fake_ca, &tls.ca_pem)?;
-    let key = dir.join("key");
-    std::fs::write(&key, "sk-bench-real-key")?;
-    let backends = Backends {
-        plain: plain.addr,
-        tls: tls.addr,
-        fake_ca,
-        key,
-    };
+    let (plain, tls, backends) = peers::start_fakes(&dir)?;
     let bench = Bench {
         cgroup: Cgroup::create(&format!("tollgate-scale-{}", std::process::id()))?,
         dir: dir.clone(),
