@@ -2,7 +2,7 @@
 //!
 //! A config whose addresses and CIDRs (times their ports) do not fit is refused when it is
 //! loaded or reloaded (and by `tollgate validate`). Resolved hostnames add exact entries at run
-//! time only: the endpoint sync task ([`crate::ebpf::endpoints`]) counts them with the same
+//! time only: the endpoint sync task (`ebpf/endpoints.rs`) counts them with the same
 //! [`MapEntries`] and leaves out what does not fit.
 
 use std::{
