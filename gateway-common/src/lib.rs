@@ -21,7 +21,7 @@ pub mod program {
 /// Version of the maps' layout (names, types, key and value structs, sizes). Instances with
 /// the same version share their maps across an upgrade (pinned under
 /// `<pinPath>/maps-v<MAPS_ABI>`); bump it whenever any map changes.
-pub const MAPS_ABI: u32 = 1;
+pub const MAPS_ABI: u32 = 2;
 
 /// Every map, by name.
 pub const ALL_MAPS: [&str; 9] = [
@@ -57,7 +57,14 @@ pub const LISTENERS_MAP: &str = "LISTENERS";
 /// Per-CPU outcome counters, indexed by `STAT_*`.
 pub const STATS_MAP: &str = "STATS";
 
-pub const ENDPOINTS_MAX_ENTRIES: u32 = 16_384;
+/// Entries each exact endpoint map (`ENDPOINTS4`, `ENDPOINTS6`) holds: one per address and
+/// port. The maps are made with [`ENDPOINTS_MAP_FLAGS`], so the kernel allocates an entry when it
+/// is inserted; only the hash table's buckets (16 bytes each, 2 MiB per map) are reserved up
+/// front. Was 16,384, preallocated (`MAPS_ABI` 1).
+pub const ENDPOINTS_MAX_ENTRIES: u32 = 131_072;
+/// Flags of the exact endpoint maps: `BPF_F_NO_PREALLOC` (userspace alone writes them).
+pub const ENDPOINTS_MAP_FLAGS: u32 = 1;
+/// Entries each CIDR map holds: one per prefix and port.
 pub const CIDRS_MAX_ENTRIES: u32 = 4_096;
 pub const SOCKETS_MAX_ENTRIES: u32 = 65_536;
 pub const CONNS_MAX_ENTRIES: u32 = 65_536;

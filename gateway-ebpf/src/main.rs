@@ -44,10 +44,10 @@ use aya_ebpf::{
 use gateway_common::{
     is_loopback, is_v4_mapped, lpm_prefix_len, v4_mapped, Cidr4, Cidr6, ConnRecord, Endpoint4Key, Endpoint6Key,
     EndpointValue, PeerKey, RedirectConfig, ACTION_DENY, AF_INET, AF_INET6, CIDRS_MAX_ENTRIES, CONNS_MAX_ENTRIES,
-    ENDPOINTS_MAX_ENTRIES, FLAG_FAIL_CLOSED, FLAG_HAS_HOST6, FLAG_HAS_NODE4, FLAG_HAS_NODE6, LISTENERS_MAX_ENTRIES,
-    LISTENER_HOST4, LISTENER_HOST6, LISTENER_NODE4, LISTENER_NODE6, SOCKETS_MAX_ENTRIES, STATS_LEN, STAT_DENIED,
-    STAT_FAILED_CLOSED, STAT_PEERNAME_RESTORED, STAT_RECORD_FAILED, STAT_REDIRECTED, STAT_SKIPPED_NO_LISTENER,
-    STAT_SKIPPED_OWN,
+    ENDPOINTS_MAP_FLAGS, ENDPOINTS_MAX_ENTRIES, FLAG_FAIL_CLOSED, FLAG_HAS_HOST6, FLAG_HAS_NODE4, FLAG_HAS_NODE6,
+    LISTENERS_MAX_ENTRIES, LISTENER_HOST4, LISTENER_HOST6, LISTENER_NODE4, LISTENER_NODE6, SOCKETS_MAX_ENTRIES,
+    STATS_LEN, STAT_DENIED, STAT_FAILED_CLOSED, STAT_PEERNAME_RESTORED, STAT_RECORD_FAILED, STAT_REDIRECTED,
+    STAT_SKIPPED_NO_LISTENER, STAT_SKIPPED_OWN,
 };
 
 /// cgroup sock_addr verdicts.
@@ -58,9 +58,11 @@ const IPPROTO_TCP: u32 = 6;
 #[map]
 static CONFIG: Array<RedirectConfig> = Array::with_max_entries(1, 0);
 #[map]
-static ENDPOINTS4: HashMap<Endpoint4Key, EndpointValue> = HashMap::with_max_entries(ENDPOINTS_MAX_ENTRIES, 0);
+static ENDPOINTS4: HashMap<Endpoint4Key, EndpointValue> =
+    HashMap::with_max_entries(ENDPOINTS_MAX_ENTRIES, ENDPOINTS_MAP_FLAGS);
 #[map]
-static ENDPOINTS6: HashMap<Endpoint6Key, EndpointValue> = HashMap::with_max_entries(ENDPOINTS_MAX_ENTRIES, 0);
+static ENDPOINTS6: HashMap<Endpoint6Key, EndpointValue> =
+    HashMap::with_max_entries(ENDPOINTS_MAX_ENTRIES, ENDPOINTS_MAP_FLAGS);
 #[map]
 static CIDRS4: LpmTrie<Cidr4, EndpointValue> = LpmTrie::with_max_entries(CIDRS_MAX_ENTRIES, 0);
 #[map]

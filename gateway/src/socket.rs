@@ -29,6 +29,14 @@ impl fmt::Display for OrigDstAddr {
     }
 }
 
+/// A v4-mapped IPv6 address is an IPv4 destination to the kernel programs.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
 /// An address as four words in network order, IPv4 as `::ffff:a.b.c.d` (the kernel's layout in
 /// `bpf_sock_addr.user_ip6` and `bpf_sock_ops.local_ip6`).
 pub fn ip_to_words(ip: IpAddr) -> [u32; 4] {

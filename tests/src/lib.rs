@@ -283,6 +283,8 @@ pub struct GatewayBuilder {
     envs: Vec<(String, String)>,
     /// A running instance to take over from (its pins and handover socket).
     predecessor: Option<(PathBuf, PathBuf)>,
+    /// `audit.path` instead of the test directory's `audit.jsonl`.
+    audit_path: Option<PathBuf>,
 }
 
 impl GatewayBuilder {
@@ -296,7 +298,15 @@ impl GatewayBuilder {
             run_in: None,
             envs: Vec::new(),
             predecessor: None,
+            audit_path: None,
         }
+    }
+
+    /// Sets `audit.path` (a directory there makes the start fail after the eBPF maps are
+    /// loaded and before the programs are attached).
+    pub fn audit_path(mut self, path: &Path) -> Self {
+        self.audit_path = Some(path.to_path_buf());
+        self
     }
 
     /// Sets an environment variable of the tollgate process.
@@ -403,6 +413,56 @@ impl GatewayBuilder {
     }
 
     pub fn start(self) -> Gateway {
+        let mut gw = self.spawn();
+        let start = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(gw.dir.join("ready.json")) {
+                if let Ok(v) = serde_json::from_str(&text) {
+                    gw.ready = v;
+                    return gw;
+                }
+            }
+            if let Some(status) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "tollgate exited early ({status}):\n{}\nconfig:\n{}",
+                    gw.log(),
+                    gw.config_yaml
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tollgate not ready after 30s:\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a start that must fail: waits (up to 30 s) for `tollgate run` to exit, asserts it
+    /// failed, and returns its log and its `capture.pinPath`. The pins are left as the failed
+    /// start left them, for the test to look at and remove.
+    pub fn start_to_fail(self) -> (String, PathBuf) {
+        let mut gw = self.spawn();
+        gw.owns_pins = false;
+        let start = Instant::now();
+        let child = gw.child.as_mut().expect("spawned");
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tollgate still runs after 30s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        gw.child = None;
+        assert!(!status.success(), "tollgate started:\n{}", gw.log());
+        (gw.log(), gw.pin_path.clone())
+    }
+
+    /// Writes the config and starts `tollgate run` (without waiting for it).
+    fn spawn(self) -> Gateway {
         let dir = std::env::temp_dir().join(format!("tollgate-test-{}", unique("gw")));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let conn_log = dir.join("connections.jsonl");
@@ -456,7 +516,10 @@ impl GatewayBuilder {
         yaml += &format!("dns:\n  hostsFile: {}\n", dir.join("gateway-hosts").display());
         yaml += &format!(
             "audit:\n  path: {}\n  fsync: always\n",
-            dir.join("audit.jsonl").display()
+            self.audit_path
+                .clone()
+                .unwrap_or_else(|| dir.join("audit.jsonl"))
+                .display()
         );
         yaml += &self.extra;
         let config = dir.join("tollgate.yaml");
@@ -485,7 +548,7 @@ impl GatewayBuilder {
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         let child = cmd.spawn().expect("spawn tollgate");
-        let mut gw = Gateway {
+        Gateway {
             child: Some(child),
             dir,
             ready: Value::Null,
@@ -495,28 +558,6 @@ impl GatewayBuilder {
             owns_pins: true,
             config_yaml: yaml,
             config,
-        };
-        let start = Instant::now();
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&ready_file) {
-                if let Ok(v) = serde_json::from_str(&text) {
-                    gw.ready = v;
-                    return gw;
-                }
-            }
-            if let Some(status) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!(
-                    "tollgate exited early ({status}):\n{}\nconfig:\n{}",
-                    gw.log(),
-                    gw.config_yaml
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "tollgate not ready after 30s:\n{}",
-                gw.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -539,6 +580,11 @@ impl Gateway {
     /// The socket a successor takes the listeners over from.
     pub fn handover_path(&self) -> PathBuf {
         self.handover.clone()
+    }
+
+    /// Where the programs and maps are pinned (`capture.pinPath`).
+    pub fn pin_path(&self) -> &Path {
+        &self.pin_path
     }
 
     /// The pins now belong to a successor: dropping this gateway leaves them.

@@ -3,7 +3,7 @@
 
 use std::{process::Command, time::Duration};
 
-use tests::{privileged, python_client, run, Behaviour, Cgroup, FakeServer, GatewayBuilder, Pod};
+use tests::{privileged, python_client, run, Behaviour, Cgroup, FakeServer, GatewayBuilder, Pod, TempDir};
 
 const EPERM: i64 = 1;
 
@@ -421,4 +421,85 @@ fn sigterm_detaches_and_flushes_the_log() {
         format!("peer={sock}"),
         "after SIGTERM the programs are gone: {v}"
     );
+}
+
+/// The names pinned under `dir` (maps under `maps-v<N>/` as `maps-v<N>/<map>`).
+fn pinned(dir: &std::path::Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() {
+            names.extend(pinned(&entry.path()).into_iter().map(|m| format!("{name}/{m}")));
+        } else {
+            names.push(name);
+        }
+    }
+    names.sort();
+    names
+}
+
+#[test]
+fn a_failed_start_removes_the_pins_it_created_and_no_others() {
+    if !privileged("a_failed_start_removes_the_pins_it_created_and_no_others") {
+        return;
+    }
+    let server = FakeServer::start("127.10.11.1", Behaviour::Peer);
+    let port = server.port();
+    let cg = Cgroup::new("failstart");
+    // A directory as the audit log: the start fails after loading the maps, before attaching.
+    let not_a_file = TempDir::new("failstart-audit");
+    let builder = || GatewayBuilder::new(&cg).provider("p", "intercept", &["127.10.11.1"], &[port]);
+
+    // Alone: it created the maps and the pin directory, and removes them.
+    let (log, pins) = builder().audit_path(&not_a_file.0).start_to_fail();
+    assert!(log.contains("cannot open the audit log"), "{log}");
+    assert!(log.contains("removed the pins it had created"), "{log}");
+    assert!(!pins.exists(), "left behind: {:?}", pinned(&pins));
+
+    // Beside a running instance (a handover that fails): the running one's pins stay, and it
+    // goes on capturing.
+    let gw = builder().start();
+    let before = pinned(gw.pin_path());
+    assert!(before.iter().any(|p| p.ends_with("/ENDPOINTS4")), "{before:?}");
+    let (log, _) = builder().take_over_from(&gw).audit_path(&not_a_file.0).start_to_fail();
+    assert!(log.contains("cannot open the audit log"), "{log}");
+    assert!(!log.contains("removed the pins"), "{log}");
+    assert_eq!(pinned(gw.pin_path()), before);
+    let v = python_client(Some(&cg), &["connect", "127.10.11.1", &port.to_string()]);
+    assert_eq!(v["ok"], true, "{v}");
+    let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
+    assert_ne!(v["reply"], format!("peer={sock}"), "still captured: {v}");
+    gw.wait_record("after the failed start", |r| r["provider"] == "p");
+}
+
+#[test]
+fn a_full_endpoint_map_leaves_out_resolved_addresses_and_says_so() {
+    if !privileged("a_full_endpoint_map_leaves_out_resolved_addresses_and_says_so") {
+        return;
+    }
+    let cap = gateway::config::capacity::MapKind::Exact4.capacity() as u32;
+    let server = FakeServer::start("127.0.0.1", Behaviour::Peer);
+    let port = server.port();
+    // As many addresses as the exact IPv4 map holds (far past the 16,384 it held before), all
+    // loopback, then a hostname (`localhost`, from the test's hosts file) with no room left.
+    let addresses: Vec<String> = (0..cap)
+        .map(|i| std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(127, 12, 0, 0)) + i).to_string())
+        .collect();
+    let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let cg = Cgroup::new("fullmap");
+    let gw = GatewayBuilder::new(&cg)
+        .provider("many", "observe", &addresses, &[port])
+        .hostname_provider("local", &["localhost"], &[port])
+        .start();
+    assert_eq!(gw.metric("tollgate_endpoint_entries"), u64::from(cap));
+    let log = gw.log();
+    assert!(
+        log.contains("endpoint map full: addresses of this hostname are not captured") && log.contains("localhost"),
+        "{log}"
+    );
+    assert!(gw.metric("tollgate_dns_resolution_failures_total{provider=\"local\"}") >= 1);
+    // Left out: a connect to it is not redirected.
+    let v = python_client(Some(&cg), &["connect", "127.0.0.1", &port.to_string()]);
+    let sock = format!("{}:{}", v["sock"][0].as_str().unwrap(), v["sock"][1]);
+    assert_eq!(v["reply"], format!("peer={sock}"), "not captured: {v}");
 }

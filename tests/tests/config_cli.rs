@@ -100,6 +100,25 @@ fn invalid_configs_are_rejected_naming_the_field() {
 }
 
 #[test]
+fn a_config_over_the_endpoint_map_capacity_is_refused_naming_the_limit_and_the_count() {
+    let cap = gateway::config::capacity::MapKind::Exact4.capacity() as u32;
+    // Two providers, one port each, one address more than the exact IPv4 map holds.
+    let ip = |i: u32| format!("\"{}\"", std::net::Ipv4Addr::from(0x0a00_0000 + i));
+    let yaml = format!(
+        "providers:\n  - name: a\n    addresses: [{}]\n  - name: b\n    addresses: [{}]\n",
+        (0..cap / 2).map(ip).collect::<Vec<_>>().join(", "),
+        (cap / 2..=cap).map(ip).collect::<Vec<_>>().join(", "),
+    );
+    let (ok, output) = validate(&yaml);
+    assert!(!ok, "accepted {} addresses", cap + 1);
+    let expected = format!(
+        "providers: {} exact IPv4 endpoints (address and port) over all providers' addresses and ports: more than the {cap} the eBPF map ENDPOINTS4 holds",
+        cap + 1
+    );
+    assert!(output.contains(&expected), "expected {expected:?} in:\n{output}");
+}
+
+#[test]
 fn a_missing_config_file_is_named() {
     for sub in ["validate", "run"] {
         let mut cmd = Command::new(tollgate_bin());

@@ -15,6 +15,7 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub mod capacity;
 pub mod l7;
 pub use l7::{ApiSchema, Backend, BackendRef, Credential, CredentialKind, Route, RouteMatch, Tls};
 
@@ -412,6 +413,7 @@ impl Config {
 
     pub fn from_raw(raw: RawConfig) -> Result<Config, Error> {
         let mut providers = providers_from_raw(raw.providers)?;
+        capacity::check(&providers)?;
         let credentials = crate::auth::config::credentials(raw.credentials)?;
         let backends = l7::backends(raw.backends, &credentials)?;
         for (i, p) in providers.iter_mut().enumerate() {

@@ -26,8 +26,11 @@ use tokio::{sync::watch, time::Instant};
 
 use super::Error;
 use crate::{
-    config::{Dns, Mode, Provider},
-    socket::{ip4_to_word, ip_to_words},
+    config::{
+        capacity::{MapEntries, MapKind},
+        Dns, Mode, Provider,
+    },
+    socket::{canonical_ip as canonical, ip4_to_word, ip_to_words},
 };
 
 /// One capture rule as the kernel sees it.
@@ -39,6 +42,16 @@ pub enum Entry {
 
 /// The wanted contents of all four maps.
 pub type EndpointSet = StdHashMap<Entry, EndpointValue>;
+
+impl Entry {
+    /// The map that holds the entry.
+    pub fn map(&self) -> MapKind {
+        match self {
+            Entry::Exact(addr) => MapKind::exact(addr.ip()),
+            Entry::Cidr(net, _) => MapKind::cidr(net),
+        }
+    }
+}
 
 pub fn action(mode: Mode) -> u32 {
     match mode {
@@ -183,6 +196,12 @@ impl EndpointMaps {
         };
         match result {
             (_, Ok(())) => Ok(()),
+            (name, Err(aya::maps::MapError::SyscallError(e))) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+                Err(Error::MapFull {
+                    name,
+                    capacity: entry.map().capacity(),
+                })
+            }
             (name, Err(source)) => Err(Error::Map { name, source }),
         }
     }
@@ -222,6 +241,70 @@ pub fn wanted_set(providers: &[Provider], resolved: &StdHashMap<String, Vec<IpAd
         }
     }
     set
+}
+
+/// A hostname whose resolved addresses did not all fit in the endpoint maps.
+#[derive(Debug, Eq, PartialEq)]
+pub struct Overflow {
+    pub provider: String,
+    pub hostname: String,
+    /// The map that was full.
+    pub map: MapKind,
+    /// Its entries (address and port) left out.
+    pub skipped: usize,
+}
+
+/// Makes `wanted` fit in the maps. The config's own addresses and CIDRs always stay (loading
+/// the config checked that they fit); when resolved hostnames would take a map past its
+/// capacity, their entries go in while there is room, hostname by hostname in file order, and
+/// the rest are left out (those destinations are not captured) and reported.
+pub fn fit(
+    wanted: EndpointSet,
+    providers: &[Provider],
+    resolved: &StdHashMap<String, Vec<IpAddr>>,
+) -> (EndpointSet, Vec<Overflow>) {
+    let mut n = MapEntries::default();
+    wanted.keys().for_each(|e| n.add(e.map()));
+    if n.over_capacity().is_none() {
+        return (wanted, Vec::new());
+    }
+    let own = wanted_set(providers, &StdHashMap::new());
+    let mut kept: EndpointSet = wanted
+        .iter()
+        .filter(|(e, _)| own.contains_key(e))
+        .map(|(e, v)| (*e, *v))
+        .collect();
+    let mut n = MapEntries::default();
+    kept.keys().for_each(|e| n.add(e.map()));
+    let mut overflows = Vec::new();
+    for p in providers {
+        for host in &p.hostnames {
+            let mut overflow: Option<Overflow> = None;
+            for ip in resolved.get(host).into_iter().flatten() {
+                for port in &p.ports {
+                    let entry = Entry::Exact(SocketAddr::new(canonical(*ip), *port));
+                    let Some(value) = wanted.get(&entry).filter(|_| !kept.contains_key(&entry)) else {
+                        continue;
+                    };
+                    if n.has_room(entry.map()) {
+                        n.add(entry.map());
+                        kept.insert(entry, *value);
+                        continue;
+                    }
+                    overflow
+                        .get_or_insert_with(|| Overflow {
+                            provider: p.name.clone(),
+                            hostname: host.clone(),
+                            map: entry.map(),
+                            skipped: 0,
+                        })
+                        .skipped += 1;
+                }
+            }
+            overflows.extend(overflow);
+        }
+    }
+    (kept, overflows)
 }
 
 /// Which providers claim which destinations: every provider whose addresses (resolved
@@ -267,14 +350,6 @@ impl Claims {
             }
         }
         out
-    }
-}
-
-/// A v4-mapped IPv6 address is an IPv4 destination to the kernel programs.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
     }
 }
 
@@ -375,7 +450,8 @@ pub trait Publish: Send + Sync + 'static {
     fn claims(&self, claims: Claims);
     /// Entries in the maps after a sync.
     fn endpoints(&self, total: usize);
-    /// A provider's hostname failed to resolve (its last addresses are kept).
+    /// A provider's hostname failed to resolve (its last addresses are kept), or resolved to
+    /// more addresses than the maps had room for (those left out are not captured).
     fn dns_failure(&self, provider: &str);
 }
 
@@ -384,6 +460,23 @@ struct HostState {
     provider: String,
     ips: Vec<IpAddr>,
     next: Instant,
+}
+
+/// Tells about hostnames whose addresses the maps had no room for: an error each, and a count
+/// in the provider's failed resolutions (its other destinations stay captured).
+fn report_overflows(overflows: &[Overflow], out: &dyn Publish) {
+    for o in overflows {
+        tracing::error!(
+            component = "endpoints",
+            host = o.hostname,
+            provider = o.provider,
+            skipped = o.skipped,
+            map = o.map.map(),
+            capacity = o.map.capacity(),
+            "endpoint map full: addresses of this hostname are not captured"
+        );
+        out.dns_failure(&o.provider);
+    }
 }
 
 /// Owns the endpoint maps: resolves hostnames when their TTL (clamped to `dns`) runs out and
@@ -436,7 +529,8 @@ pub async fn run_sync<R: Resolve>(
             }
         }
         let resolved = hosts.iter().map(|(h, s)| (h.clone(), s.ips.clone())).collect();
-        let wanted = wanted_set(&providers, &resolved);
+        let (wanted, overflows) = fit(wanted_set(&providers, &resolved), &providers, &resolved);
+        report_overflows(&overflows, out.as_ref());
         // Claims before the maps: a connect the new entries redirect finds its provider.
         out.claims(Claims::new(&providers, &resolved));
         match maps.sync(&wanted) {
@@ -552,6 +646,68 @@ providers:
         assert_eq!(at("[::ffff:127.10.0.1]:443"), vec!["a", "b"], "v4-mapped is IPv4");
         assert_eq!(at("127.10.0.2:8443"), vec!["c"]);
         assert!(at("127.10.1.1:443").is_empty());
+    }
+
+    #[test]
+    fn resolved_addresses_past_the_map_capacity_are_left_out_and_reported() {
+        let mut p = providers(
+            r#"
+providers:
+  - name: own
+    addresses: ["10.0.0.1"]
+  - name: a
+    hostnames: [a.example]
+  - name: b
+    hostnames: [b.example]
+    addresses: ["::1"]
+"#,
+        );
+        let cap = gateway_common::ENDPOINTS_MAX_ENTRIES;
+        // The config's own IPv4 addresses leave room for two more.
+        p[0].ips = (0..cap - 2)
+            .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)))
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let resolved = StdHashMap::from([
+            (
+                "a.example".to_string(),
+                vec![ip("10.0.0.5"), ip("127.10.0.1"), ip("127.10.0.2")],
+            ),
+            (
+                "b.example".to_string(),
+                vec![ip("127.10.0.3"), ip("127.10.0.1"), ip("::2")],
+            ),
+        ]);
+        let (set, overflows) = fit(wanted_set(&p, &resolved), &p, &resolved);
+        let exact = |s: &str| Entry::Exact(s.parse().unwrap());
+        let mut n = MapEntries::default();
+        set.keys().for_each(|e| n.add(e.map()));
+        assert_eq!(n.get(MapKind::Exact4), cap as usize, "full, not over");
+        assert_eq!(n.over_capacity(), None);
+        assert_eq!(
+            set[&exact("10.0.0.5:443")].provider,
+            0,
+            "an address of the config's own stays its"
+        );
+        assert!(set.contains_key(&exact("127.10.0.1:443")) && set.contains_key(&exact("127.10.0.2:443")));
+        assert!(!set.contains_key(&exact("127.10.0.3:443")), "no room left");
+        assert!(
+            set.contains_key(&exact("[::1]:443")) && set.contains_key(&exact("[::2]:443")),
+            "IPv6 has room"
+        );
+        assert_eq!(
+            overflows,
+            vec![Overflow {
+                provider: "b".into(),
+                hostname: "b.example".into(),
+                map: MapKind::Exact4,
+                skipped: 1,
+            }]
+        );
+        // Under the capacity nothing is touched.
+        let (small, none) = fit(wanted_set(&p[1..], &resolved), &p[1..], &resolved);
+        assert!(none.is_empty());
+        assert_eq!(small, wanted_set(&p[1..], &resolved));
     }
 
     #[tokio::test]

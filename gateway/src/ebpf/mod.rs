@@ -8,7 +8,8 @@
 //! crashed), the connect programs let captured connects through in fail-open mode and refuse
 //! them in fail-closed mode. A fail-open instance that stops without a successor removes its
 //! pins (the programs detach); a fail-closed one leaves them until a new instance replaces them
-//! or `tollgate detach` removes them.
+//! or `tollgate detach` removes them. A start that fails before its programs are attached
+//! removes the pins it created (never those it found: a running predecessor's stay).
 
 pub mod endpoints;
 mod sys;
@@ -63,6 +64,8 @@ pub enum Error {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("map {name} is full: it holds {capacity} entries")]
+    MapFull { name: &'static str, capacity: usize },
     #[error("program {program}: {source}")]
     Program {
         program: &'static str,
@@ -90,6 +93,56 @@ pub struct Loaded {
     ebpf: Ebpf,
     listeners: SockMap<MapData>,
     config: Array<MapData, RedirectConfig>,
+    /// Removed if the start fails before `attach` succeeds.
+    new_pins: NewPins,
+}
+
+/// Pins this start created: the map pins `load` made (none when a predecessor's maps were
+/// there, running or not) and the link pins `attach` made where there were none, with the
+/// directories made for them. Dropped before [`NewPins::keep`] (a start that failed), it removes
+/// them, so a failed start leaves the pin directory as it found it; what a running instance
+/// pinned is never in it.
+#[derive(Default)]
+struct NewPins {
+    dirs: Vec<PathBuf>,
+    maps: Vec<PathBuf>,
+    links: Vec<PathBuf>,
+}
+
+impl NewPins {
+    /// What `load` is about to create under `pin_dir` (before it creates anything).
+    fn before_load(pin_dir: &Path) -> NewPins {
+        let dir = maps_dir(pin_dir);
+        NewPins {
+            dirs: [pin_dir, dir.as_path()]
+                .into_iter()
+                .filter(|d| !d.exists())
+                .map(Path::to_path_buf)
+                .collect(),
+            maps: ALL_MAPS.iter().map(|m| dir.join(m)).filter(|p| !p.exists()).collect(),
+            links: Vec::new(),
+        }
+    }
+
+    /// The instance runs: its pins are `detach`'s (or a successor's) from now on.
+    fn keep(&mut self) {
+        self.dirs.clear();
+        self.maps.clear();
+        self.links.clear();
+    }
+}
+
+impl Drop for NewPins {
+    fn drop(&mut self) {
+        // Links first (the programs detach), then the maps, then the directories, innermost
+        // first (a directory that holds anything else stays).
+        let files = self.links.iter().chain(&self.maps);
+        let removed = files.filter(|p| fs::remove_file(p).is_ok()).count();
+        self.dirs.iter().rev().for_each(|d| drop(fs::remove_dir(d)));
+        if removed > 0 {
+            tracing::info!(removed, "start failed: removed the pins it had created");
+        }
+    }
 }
 
 /// Where the maps of this layout version are pinned.
@@ -113,6 +166,7 @@ impl Loaded {
     /// yet. The maps that other components own from then on come back separately.
     pub fn load(pin_dir: &Path) -> Result<(Loaded, Maps), Error> {
         ensure_bpffs()?;
+        let new_pins = NewPins::before_load(pin_dir);
         let dir = maps_dir(pin_dir);
         fs::create_dir_all(&dir).map_err(|e| pin_error(&dir, e))?;
         if crate::sysfs::statfs_type(&dir) != Some(crate::sysfs::BPF_FS_MAGIC) {
@@ -142,6 +196,7 @@ impl Loaded {
                 ebpf,
                 listeners,
                 config,
+                new_pins,
             },
             maps,
         ))
@@ -183,6 +238,7 @@ impl Loaded {
             let prog = self.ebpf.program_mut(name).ok_or(Error::MissingProgram(name))?;
             let perr = |source| Error::Program { program: name, source };
             let previous = sys::obj_get(&path).ok();
+            let pinned_before = path.exists();
             let same_cgroup = previous
                 .as_ref()
                 .is_some_and(|link| sys::link_cgroup_id(link.as_fd()).ok() == Some(cgroup_id));
@@ -219,8 +275,12 @@ impl Loaded {
                 drop(old.unpin().map_err(|e| pin_error(&path, e))?);
             }
             drop(link.pin(&path).map_err(|e| pin_error(&path, e))?);
+            if !pinned_before {
+                self.new_pins.links.push(path);
+            }
             attached.created += 1;
         }
+        self.new_pins.keep();
         Ok(attached)
     }
 }

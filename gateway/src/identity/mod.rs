@@ -23,8 +23,9 @@ use serde::Serialize;
 const MAX_WALK_DEPTH: usize = 12;
 /// How many directories the fallback search visits at most.
 const MAX_WALK_DIRS: usize = 50_000;
-/// cgroup paths kept (a few hundred bytes each). When full, entries whose cgroup is gone are
-/// dropped first (short-lived job cgroups come and go by the thousand).
+/// cgroup paths kept (a few hundred bytes each). When full, one is evicted per new cgroup, the
+/// least recently used by the second-chance clock of [`PathCache`] (short-lived job cgroups come
+/// and go by the thousand, are never looked up again, and go first).
 const MAX_CACHED_CGROUPS: usize = 8192;
 
 /// The workload behind a captured connection.
@@ -156,7 +157,85 @@ pub fn parse_cgroup(path: &str) -> ContainerInfo {
 pub struct Resolver {
     cgroup_root: PathBuf,
     host_netns_cookie: u64,
-    cache: Mutex<HashMap<u64, Arc<str>>>,
+    cache: Mutex<PathCache>,
+}
+
+/// cgroup paths by cgroup id, at most `cap` of them, evicted by CLOCK (second chance), an
+/// approximation of least recently used: a lookup that hits marks its entry; a new entry, when
+/// the cache is full, takes the slot of the first unmarked entry the hand finds, clearing the
+/// marks it passes. Each insert moves the hand at most once around (amortised: about once per
+/// insert), never a pass that clears or stats the whole cache.
+struct PathCache {
+    slots: Vec<Slot>,
+    /// cgroup id → index in `slots`.
+    index: HashMap<u64, usize>,
+    hand: usize,
+    cap: usize,
+    /// Slots the hand looked at (for tests: eviction must not walk the whole cache each time).
+    #[cfg(test)]
+    visited: usize,
+}
+
+struct Slot {
+    id: u64,
+    path: Arc<str>,
+    /// Looked up since the hand last passed.
+    used: bool,
+}
+
+impl PathCache {
+    fn new(cap: usize) -> PathCache {
+        PathCache {
+            slots: Vec::new(),
+            index: HashMap::new(),
+            hand: 0,
+            cap: cap.max(1),
+            #[cfg(test)]
+            visited: 0,
+        }
+    }
+
+    fn get(&mut self, id: u64) -> Option<Arc<str>> {
+        let slot = &mut self.slots[*self.index.get(&id)?];
+        slot.used = true;
+        Some(slot.path.clone())
+    }
+
+    fn insert(&mut self, id: u64, path: Arc<str>) {
+        if let Some(&i) = self.index.get(&id) {
+            self.slots[i].path = path;
+            return;
+        }
+        // A new entry starts unmarked: one that is never looked up again goes at the next pass.
+        let slot = Slot { id, path, used: false };
+        if self.slots.len() < self.cap {
+            self.index.insert(id, self.slots.len());
+            self.slots.push(slot);
+            return;
+        }
+        // Ends within one turn: the hand clears every mark it passes.
+        while self.slots[self.hand].used {
+            self.slots[self.hand].used = false;
+            self.advance();
+        }
+        let victim = self.hand;
+        self.index.remove(&self.slots[victim].id);
+        self.index.insert(id, victim);
+        self.slots[victim] = slot;
+        self.advance();
+    }
+
+    fn advance(&mut self) {
+        #[cfg(test)]
+        {
+            self.visited += 1;
+        }
+        self.hand = (self.hand + 1) % self.slots.len();
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
 }
 
 impl Resolver {
@@ -164,7 +243,7 @@ impl Resolver {
         Resolver {
             cgroup_root,
             host_netns_cookie,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(PathCache::new(MAX_CACHED_CGROUPS)),
         }
     }
 
@@ -194,8 +273,8 @@ impl Resolver {
     }
 
     fn cgroup_path(&self, id: u64, tgid: u32) -> Option<Arc<str>> {
-        if let Some(p) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
-            return Some(p.clone());
+        if let Some(p) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Some(p);
         }
         let found = from_proc(&self.cgroup_root, id, tgid).or_else(|| walk(&self.cgroup_root, id))?;
         let found: Arc<str> = found.into();
@@ -203,17 +282,9 @@ impl Resolver {
         Some(found)
     }
 
-    /// Caches a cgroup's path, evicting the cgroups that are gone when the cache is full.
+    /// Caches a cgroup's path; when the cache is full, the least recently used one makes room.
     fn remember(&self, id: u64, path: Arc<str>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_CACHED_CGROUPS {
-            let root = &self.cgroup_root;
-            cache.retain(|id, p| inode(&root.join(p.trim_start_matches('/'))) == Some(*id));
-            if cache.len() >= MAX_CACHED_CGROUPS {
-                cache.clear();
-            }
-        }
-        cache.insert(id, path);
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(id, path);
     }
 
     /// cgroup paths cached now.
@@ -313,28 +384,63 @@ mod tests {
     }
 
     #[test]
-    fn ten_thousand_short_lived_cgroups_keep_the_cache_bounded() {
-        let root = std::env::temp_dir().join(format!("tollgate-cgcache-{}", std::process::id()));
-        std::fs::create_dir_all(&root).unwrap();
-        let r = Resolver::new(root.clone(), 0);
-        let live = root.join("live");
-        std::fs::create_dir(&live).unwrap();
-        r.remember(inode(&live).unwrap(), "/live".into());
-        for i in 0..10_000 {
-            let dir = root.join(format!("job-{i}"));
-            std::fs::create_dir(&dir).unwrap();
-            r.remember(inode(&dir).unwrap(), format!("/job-{i}").into());
-            std::fs::remove_dir(&dir).unwrap();
+    fn thirty_thousand_short_lived_cgroups_keep_the_cache_full_and_the_used_ones() {
+        let r = Resolver::new(std::env::temp_dir(), 0);
+        let live = |r: &Resolver| r.cache.lock().unwrap().get(1);
+        r.remember(1, "/live".into());
+        // The hand goes round the cache more than three times.
+        for i in 0..30_000u64 {
+            r.remember(100 + i, format!("/job-{i}").into());
             assert!(r.cached() <= MAX_CACHED_CGROUPS);
+            // The live cgroup keeps connecting now and then.
+            if i % 1_000 == 0 {
+                assert!(live(&r).is_some(), "the live cgroup was evicted at job {i}");
+            }
         }
+        assert_eq!(r.cached(), MAX_CACHED_CGROUPS, "full, not cleared");
+        assert_eq!(live(&r).as_deref(), Some("/live"), "a used cgroup survives eviction");
         let cache = r.cache.lock().unwrap();
+        // The newest jobs are kept, the oldest went.
+        assert!(cache.index.contains_key(&(100 + 29_999)));
+        assert!(!cache.index.contains_key(&100));
+        // Each insert past the capacity moved the hand about once, not over the whole cache.
+        let evictions = 30_001 - MAX_CACHED_CGROUPS;
         assert!(
-            cache.values().any(|p| &**p == "/live"),
-            "a live cgroup survives eviction"
+            cache.visited <= 2 * evictions + MAX_CACHED_CGROUPS,
+            "the hand visited {} slots for {evictions} evictions",
+            cache.visited
         );
-        assert!(cache.len() < 10_000 - MAX_CACHED_CGROUPS + 2);
-        drop(cache);
-        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_full_cache_evicts_the_first_entry_not_used_since_the_hand_passed() {
+        let mut cache = PathCache::new(4);
+        for id in 1..=4 {
+            cache.insert(id, format!("/{id}").into());
+        }
+        cache.get(1);
+        cache.get(3);
+        // The hand starts at 1: used, so it gets a second chance; 2 is not used: evicted.
+        cache.insert(5, "/5".into());
+        let kept = |c: &PathCache| {
+            let mut ids: Vec<u64> = c.index.keys().copied().collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(kept(&cache), vec![1, 3, 4, 5]);
+        // 3 was used; 4 was not: evicted next, then 1 (its mark was cleared by the pass).
+        cache.insert(6, "/6".into());
+        assert_eq!(kept(&cache), vec![1, 3, 5, 6]);
+        cache.insert(7, "/7".into());
+        assert_eq!(kept(&cache), vec![3, 5, 6, 7]);
+        assert_eq!(cache.len(), 4);
+        for (id, slot) in cache.index.iter().map(|(id, i)| (id, &cache.slots[*i])) {
+            assert_eq!(*id, slot.id, "index and slots agree");
+        }
+        // Inserting a cached id again replaces its path and evicts nothing.
+        cache.insert(7, "/seven".into());
+        assert_eq!(cache.get(7).as_deref(), Some("/seven"));
+        assert_eq!(kept(&cache), vec![3, 5, 6, 7]);
     }
 
     #[test]

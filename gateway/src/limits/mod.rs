@@ -622,9 +622,13 @@ impl Local {
         }
     }
 
-    /// Drops expired counters, at most once per `LOCAL_SWEEP_INTERVAL`.
+    /// Drops expired counters, at most once per `LOCAL_SWEEP_INTERVAL` (and at once when the
+    /// clock stepped back, which would otherwise put the next sweep far off).
     fn sweep(&mut self, now: SystemTime) {
-        if self.next_sweep.is_some_and(|at| now < at) {
+        if self
+            .next_sweep
+            .is_some_and(|at| now < at && at <= now + LOCAL_SWEEP_INTERVAL)
+        {
             return;
         }
         #[cfg(test)]
@@ -1052,6 +1056,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     fn charge(key: &str, amount: u64, max: u64, window_left: u64) -> Charge {
         Charge {
@@ -1102,7 +1107,39 @@ mod tests {
         local.reserve_at(&[charge("x", 1, 5, 60)], much_later);
         assert_eq!(local.counters.len(), 1, "only the new bucket is left");
     }
-    use super::*;
+
+    #[test]
+    fn a_flood_of_distinct_keys_keeps_only_the_live_windows() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut local = Local::default();
+        let mut most = 0;
+        // 300,000 keys never seen again, one a millisecond for five minutes, 60 s windows.
+        for n in 0..300_000u64 {
+            let now = t0 + Duration::from_millis(n);
+            assert_eq!(local.reserve_at(&[charge(&format!("k{n}"), 1, 5, 60)], now), None);
+            most = most.max(local.counters.len());
+        }
+        // What lives at once: the last window's keys plus at most a second of expired ones.
+        assert!(most <= 61_001, "{most} counters at once");
+        assert!(most >= 60_000, "{most}: windows still last 60 s");
+        // Visits: one sweep a second, each over at most what lives.
+        assert!(local.swept <= 300 * 61_001, "visited {}", local.swept);
+
+        // A clock that steps back an hour does not put off sweeping by an hour: the keys
+        // charged after the step still go when their windows end (those from before the step
+        // end an hour later by the new clock, and stay until then).
+        let before = local.counters.len();
+        let back = t0 + Duration::from_secs(300) - Duration::from_secs(3_600);
+        for n in 0..120_000u64 {
+            let now = back + Duration::from_millis(n);
+            local.reserve_at(&[charge(&format!("b{n}"), 1, 5, 60)], now);
+        }
+        assert!(
+            local.counters.len() <= before + 61_001,
+            "{} counters, {before} from before the step",
+            local.counters.len()
+        );
+    }
 
     fn limit(yaml: &str) -> Vec<Limit> {
         let raw: Vec<RawLimit> = serde_yaml_ng::from_str(yaml).unwrap();

@@ -253,7 +253,7 @@ impl Metrics {
             active: reg(r, "tollgate_active_connections", "Captured connections open now"),
             ebpf_events: reg(r, "tollgate_ebpf_connect_events", "Decisions of the kernel programs (redirected, skipped_own, skipped_no_listener, denied, failed_closed, record_failed, peername_restored)"),
             endpoints: reg(r, "tollgate_endpoint_entries", "Entries in the endpoint maps"),
-            dns_failures: reg(r, "tollgate_dns_resolution_failures", "Failed resolutions of provider hostnames (last addresses kept)"),
+            dns_failures: reg(r, "tollgate_dns_resolution_failures", "Failed resolutions of provider hostnames (last addresses kept), and resolved addresses left out of full endpoint maps"),
             requests: reg(r, "tollgate_requests", "L7 requests by provider, backend and status class"),
             request_errors: reg(r, "tollgate_request_errors", "L7 requests that failed before a response, by reason"),
             config_reloads: reg(r, "tollgate_config_reloads", "Configuration reloads by result (applied, rejected)"),

@@ -5,8 +5,8 @@
 //!   goes), and after they close; Tollgate (plaintext L7) beside nginx (plaintext L7 proxy).
 //!   Bytes per connection = (RSS open − RSS idle) / N.
 //! - cost growth, Tollgate plaintext at sizes 10 … 10,000 of: `routes` (N − 1 that do not
-//!   match, then the one that does), `endpoints` (entries in the eBPF endpoint map, up to its
-//!   capacity), `cgroups` (N child cgroups of the captured one, a connection made from each so
+//!   match, then the one that does), `endpoints` (entries in the eBPF endpoint map, and
+//!   100,000 too), `cgroups` (N child cgroups of the captured one, a connection made from each so
 //!   the identity cache holds them), `limits` (a limit keyed by model with N buckets filled by
 //!   requests). At each size a fresh Tollgate with the generated config: added p50/p99 at c=1
 //!   over a direct run made beside it, and the proxy's CPU µs per request at c=16; each figure
@@ -50,7 +50,9 @@ pub(crate) struct ScaleRun {
 /// Sizes of the growth curves.
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 /// Entries the eBPF map of exact IPv4 endpoints holds (`ENDPOINTS_MAX_ENTRIES`).
-const ENDPOINT_CAPACITY: usize = 16_384;
+const ENDPOINT_CAPACITY: usize = 131_072;
+/// The endpoint curve's last size (the target), beyond `SIZES`.
+const ENDPOINT_TARGET: usize = 100_000;
 /// cgroup paths Tollgate's identity cache keeps (`identity::MAX_CACHED_CGROUPS`).
 const IDENTITY_CACHE: usize = 8_192;
 /// File descriptors for this process and its children (the client, nginx, Tollgate): two
@@ -108,7 +110,7 @@ pub(crate) fn scale(run: &ScaleRun) -> anyhow::Result<()> {
     for dim in DIMENSIONS.into_iter().filter(|d| wanted(d)) {
         let mut sizes = SIZES.to_vec();
         if dim == "endpoints" {
-            sizes.push(ENDPOINT_CAPACITY);
+            sizes.push(ENDPOINT_TARGET.min(ENDPOINT_CAPACITY));
         }
         let mut points = Vec::new();
         for size in sizes {
@@ -376,8 +378,9 @@ fn generated(dim: &str, size: usize) -> Extra {
         "endpoints" => {
             // The instance's two entries (its plaintext and TLS providers), then addresses of
             // a provider nobody calls, one map entry each.
+            let first = u32::from(std::net::Ipv4Addr::new(127, 20, 0, 1));
             let addrs: Vec<String> = (0..size.saturating_sub(2))
-                .map(|i| format!("\"127.20.{}.{}\"", i / 250, 1 + i % 250))
+                .map(|i| format!("\"{}\"", std::net::Ipv4Addr::from(first + i as u32)))
                 .collect();
             if !addrs.is_empty() {
                 extra.providers = format!(
