@@ -15,6 +15,7 @@ const ENV_EBPF_TOOLCHAIN: &str = "TOLLGATE_EBPF_TOOLCHAIN";
 const DEFAULT_EBPF_TOOLCHAIN: &str = "nightly";
 
 fn main() -> anyhow::Result<()> {
+    revision();
     println!("cargo:rerun-if-env-changed={ENV_EBPF_OBJECT}");
     println!("cargo:rerun-if-env-changed={ENV_EBPF_TOOLCHAIN}");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
@@ -52,4 +53,35 @@ fn main() -> anyhow::Result<()> {
     };
     aya_build::build_ebpf([package], toolchain)
         .context("building the eBPF programs failed: run `cargo xtask setup` first")
+}
+
+/// `TOLLGATE_REVISION` for the binary (the audit record's `gateway.build`): the source's git
+/// commit, or `TOLLGATE_REVISION` from the environment (a build outside a git checkout), or
+/// `unknown`. Rebuilt when HEAD moves.
+fn revision() {
+    println!("cargo:rerun-if-env-changed=TOLLGATE_REVISION");
+    let rev = env::var("TOLLGATE_REVISION").ok().or_else(|| {
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let git_dir = git(&["rev-parse", "--absolute-git-dir"])?;
+        // Only paths that exist: a missing one would rerun this script on every build.
+        let head_ref = git(&["symbolic-ref", "-q", "HEAD"]);
+        let watched = ["HEAD".to_string(), "packed-refs".to_string()]
+            .into_iter()
+            .chain(head_ref);
+        for path in watched.map(|p| PathBuf::from(&git_dir).join(p)).filter(|p| p.exists()) {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+        git(&["rev-parse", "--short=12", "HEAD"])
+    });
+    println!(
+        "cargo:rustc-env=TOLLGATE_REVISION={}",
+        rev.unwrap_or_else(|| "unknown".into())
+    );
 }

@@ -189,6 +189,7 @@ fn start_l7(config: &Arc<Config>, metrics: &Arc<Metrics>, shutdown: &watch::Rece
     let credentials = Arc::new(auth::Store::default());
     credentials.refresh(&config.credentials, &env_var);
     let full = metrics.log_queue_full("audit");
+    let node = crate::config::generation::node_name();
     let (audit, audit_writer) = jsonl::Writer::start("audit", config.audit.clone(), jsonl::WhenFull::Wait, full)
         .with_context(|| format!("cannot open the audit log {:?}", config.audit.path))?;
     let (spans, span_task) = match &config.otlp_endpoint {
@@ -205,7 +206,8 @@ fn start_l7(config: &Arc<Config>, metrics: &Arc<Metrics>, shutdown: &watch::Rece
         None => (None, None),
     };
     let l7 = Arc::new(proxy::L7 {
-        snapshot: ArcSwap::from_pointee(Snapshot::build(config.clone())?),
+        snapshot: ArcSwap::from_pointee(Snapshot::applied(config.clone(), 1, &node, &audit)?),
+        instance: proxy::instance_id(),
         credentials,
         metrics: metrics.clone(),
         audit,
@@ -612,6 +614,8 @@ async fn watch_config(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last = std::fs::read(&path).unwrap_or_default();
+    let node = l7.snapshot.load().gateway.node.clone();
+    let mut generation = 1;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(WATCH_INTERVAL) => {}
@@ -628,7 +632,7 @@ async fn watch_config(
             .and_then(|text| Config::parse(text).map_err(|e| e.to_string()))
             .and_then(|cfg| {
                 let cfg = Arc::new(cfg);
-                Snapshot::build(cfg.clone())
+                Snapshot::applied(cfg.clone(), generation + 1, &node, &l7.audit)
                     .map(|s| (cfg, s))
                     .map_err(|e| e.to_string())
             });
@@ -651,7 +655,8 @@ async fn watch_config(
                     .store(Arc::new(serde_json::to_string_pretty(&*cfg).unwrap_or_default()));
                 *admin.readiness.config_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 admin.metrics.config_reload(true);
-                tracing::info!(path = %path.display(), "config reloaded");
+                generation += 1;
+                tracing::info!(path = %path.display(), generation, "config reloaded");
                 current = cfg;
             }
             Err(e) => {

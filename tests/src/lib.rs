@@ -661,6 +661,11 @@ impl Gateway {
 
     /// Audit records (one per L7 request) written so far.
     pub fn audit_records(&self) -> Vec<Value> {
+        requests(self.audit_lines())
+    }
+
+    /// Every line of the audit log: request records, `config` records and the rest.
+    pub fn audit_lines(&self) -> Vec<Value> {
         std::fs::read_to_string(self.dir.join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -1004,4 +1009,9 @@ impl Drop for Pod {
         let _ = Command::new("ip").args(["link", "del", &self.host_if]).status();
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
     }
+}
+
+/// The request records among audit log lines (leaving out `config` and other records).
+pub fn requests(lines: Vec<Value>) -> Vec<Value> {
+    lines.into_iter().filter(|r| r["record"] == "request").collect()
 }

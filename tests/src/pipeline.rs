@@ -66,7 +66,8 @@ impl Pipeline {
         .expect("audit log");
         let _guard = runtime().enter();
         let l7 = Arc::new(L7 {
-            snapshot: ArcSwap::from_pointee(Snapshot::build(config.clone()).expect("clients")),
+            snapshot: ArcSwap::from_pointee(Snapshot::applied(config.clone(), 1, "test-node", &sink).expect("clients")),
+            instance: gateway::proxy::instance_id(),
             credentials,
             metrics,
             audit: sink,
@@ -111,6 +112,11 @@ impl Pipeline {
 
     /// Audit records written so far.
     pub fn records(&self) -> Vec<Value> {
+        crate::requests(self.lines())
+    }
+
+    /// Every line of the audit log: request records, `config` records and the rest.
+    pub fn lines(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.audit)
             .unwrap_or_default()
             .lines()

@@ -376,3 +376,163 @@ fn traces_join_the_clients_trace_propagate_upstream_and_export_over_otlp() {
     assert_eq!(attr("gen_ai.usage.input_tokens").unwrap()["intValue"], "9");
     assert_eq!(attr("gen_ai.provider.name").unwrap()["stringValue"], "openai");
 }
+
+/// Schema 2: the record names the configuration in force (generation and hash, with its own
+/// `config` record, secret-free), the policy it was held to (timeouts, retries, the ordered
+/// plan, every limit with what is left after the request, the price and where it came from),
+/// and its id is the one the client got in `x-tollgate-request-id`.
+#[test]
+fn the_record_names_the_config_and_policy_in_force_and_the_client_sees_its_id() {
+    if !privileged("the_record_names_the_config_and_policy_in_force_and_the_client_sees_its_id") {
+        return;
+    }
+    let policy = "routes:\n  - name: mini\n    match: { models: [\"gpt-4o-mini\"] }\n    backends:\n      - { backend: primary }\n      - { backend: secondary, priority: 1 }\n    retry: { attempts: 2, statuses: [409] }\n    timeouts: { firstByte: 20s, idle: 15s, total: 1m }\n\
+limits:\n  - name: team\n    key: [workload]\n    requestsPerMinute: 50\n    tokensPerMinute: 100000\n    outputEstimate: 500\n";
+    let (s, builder) = openai_setup(16, "acct-policy", "");
+    let gw = builder.yaml(policy).start();
+    let headers = s.dir.path("headers");
+    let send = |model: &str| {
+        let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+        let (status, _) = curl(
+            &s.cg,
+            &s.dir,
+            "api.openai.com",
+            &s.captured_ip,
+            &gw.ca_cert(),
+            &[
+                "-D",
+                headers.to_str().unwrap(),
+                "-H",
+                "content-type: application/json",
+                "-d",
+                &body,
+                "https://api.openai.com/v1/chat/completions",
+            ],
+        );
+        let id = std::fs::read_to_string(&headers)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("x-tollgate-request-id: ").map(|v| v.trim().to_string()))
+            .expect("x-tollgate-request-id in the response");
+        (status, id)
+    };
+
+    let (status, id) = send("gpt-4o-mini");
+    assert!(status.starts_with("200"), "{status}");
+    let r = gw.wait_audit(1).remove(0);
+    assert_eq!(r["request_id"], id.as_str(), "the header names the record");
+    assert_eq!(r["schema_version"], 2);
+    let g = &r["gateway"];
+    assert_eq!(g["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(g["config_generation"], 1);
+    assert!(g["node"].as_str().is_some_and(|n| !n.is_empty()), "{g}");
+    // The config record of generation 1 came first, with the hash the request names.
+    let lines = gw.audit_lines();
+    let configs: Vec<&Value> = lines.iter().filter(|l| l["record"] == "config").collect();
+    assert_eq!(configs.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["record"], "config", "before any request");
+    assert_eq!(configs[0]["gateway"], *g);
+    let normalised = configs[0]["config"].to_string();
+    assert_eq!(
+        g["config_sha256"],
+        sha256_hex(normalised.as_bytes()),
+        "the hash is the record's config"
+    );
+    assert_eq!(configs[0]["config"]["routes"][0]["name"], "mini");
+    let secret = std::fs::read_to_string(&s.secret_file).unwrap();
+    assert!(
+        !lines.iter().any(|l| l.to_string().contains(secret.trim())),
+        "no credential value"
+    );
+
+    let p = &r["policy"];
+    assert_eq!(p["timeouts"]["first_byte_ms"], 20_000, "{p}");
+    assert_eq!(p["timeouts"]["idle_ms"], 15_000);
+    assert_eq!(p["timeouts"]["total_ms"], 60_000);
+    assert_eq!(p["retry"]["attempts"], 2);
+    assert_eq!(p["retry"]["statuses"], serde_json::json!([409]));
+    assert_eq!(p["plan"], serde_json::json!(["primary", "secondary"]), "tier by tier");
+    let limit = |kind: &str| {
+        p["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} limit in {p}"))
+            .clone()
+    };
+    let requests = limit("requests");
+    assert_eq!(
+        (
+            &requests["name"],
+            &requests["window"],
+            &requests["used"],
+            &requests["remaining"]
+        ),
+        (
+            &Value::from("team"),
+            &Value::from("minute"),
+            &Value::from(1),
+            &Value::from(49)
+        )
+    );
+    // Tokens: reserved as an estimate at admission, then corrected to the 13 really used.
+    let tokens = limit("tokens");
+    assert_eq!(tokens["used"], 13, "{tokens}");
+    assert_eq!(tokens["remaining"], 100_000 - 13);
+    assert!(tokens["window_left_s"].as_u64().unwrap() <= 60);
+    let price = &p["price"];
+    assert_eq!(price["entry"], "gpt-4o-mini");
+    assert_eq!(price["source"], "table");
+    assert_eq!(price["nano_usd_per_token"]["input"], 150);
+    assert!(price["as_of"].is_string());
+
+    // A second request counts on: the limits' state is what the store says after it.
+    let (_, id2) = send("gpt-4o-mini");
+    assert_ne!(id2, id);
+    let r2 = gw.wait_audit(2).remove(1);
+    assert_eq!(r2["request_id"], id2.as_str());
+    let used = |r: &Value, kind: &str| {
+        r["policy"]["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["kind"] == kind)
+            .unwrap()["used"]
+            .clone()
+    };
+    assert_eq!(
+        (used(&r2, "requests"), used(&r2, "tokens")),
+        (Value::from(2), Value::from(26))
+    );
+
+    // A reload is a new generation with its own config record; a config price is named so.
+    let reloaded = format!(
+        "{}pricing:\n  gpt-4o-mini: {{input: \"1.00\", output: \"2.00\"}}\n",
+        gw.config_yaml()
+    );
+    gw.reload(&reloaded);
+    send("gpt-4o-mini");
+    let r3 = gw.wait_audit(3).remove(2);
+    assert_eq!(r3["gateway"]["config_generation"], 2);
+    assert_ne!(r3["gateway"]["config_sha256"], g["config_sha256"]);
+    let configs: Vec<Value> = gw
+        .audit_lines()
+        .into_iter()
+        .filter(|l| l["record"] == "config")
+        .collect();
+    assert_eq!(configs.len(), 2);
+    assert_eq!(configs[1]["gateway"], r3["gateway"]);
+    assert_eq!(r3["policy"]["price"]["source"], "config");
+    assert_eq!(r3["policy"]["price"]["as_of"], Value::Null);
+    assert_eq!(r3["policy"]["price"]["nano_usd_per_token"]["input"], 1000);
+    assert_eq!(r3["cost_nano_usd"], 9 * 1000 + 4 * 2000);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -153,6 +153,12 @@ fn the_chart_lints_and_renders_valid_objects_and_config_across_values() {
         let node_ip = &container["env"][0];
         assert_eq!(node_ip["name"], "TOLLGATE_NODE_IP", "{case}");
         assert_eq!(node_ip["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP", "{case}");
+        let node_name = &container["env"][1];
+        assert_eq!(node_name["name"], "TOLLGATE_NODE_NAME", "{case}");
+        assert_eq!(
+            node_name["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName",
+            "{case}"
+        );
         if !values.contains("OnDelete") {
             assert_eq!(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"], 1, "{case}");
             assert_eq!(

@@ -81,7 +81,11 @@ async fn single_node_reserves_all_or_nothing_and_adjusts() {
     greedy[1].amount = 80;
     assert_eq!(store.reserve(&greedy).await.unwrap(), (Some(1), false));
     assert_eq!(counters(), (1, 30, 1));
-    assert_eq!(store.reserve(&c).await.unwrap(), (None, false));
+    // Admission says how much of each limit is used with this request (the audit record's
+    // `policy.limits`), as Redis counted it.
+    let admitted = store.admit(&c).await.unwrap();
+    assert_eq!(admitted.used, Ok(vec![2, 60, 2]));
+    assert!(!admitted.degraded);
     assert_eq!(counters(), (2, 60, 2));
     // The second limit is full: the first one's counters do not move.
     assert_eq!(store.reserve(&c).await.unwrap(), (Some(2), false));

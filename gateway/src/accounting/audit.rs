@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::llm::usage::Usage;
 
 /// Version of the record layout, bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -23,8 +23,12 @@ pub struct AuditRecord {
     pub trace_id: String,
     /// Span id of Tollgate's span for this request (16 hex).
     pub span_id: String,
-    /// `<connection id>-<request number on it>`.
+    /// `<instance>-<connection id>-<request number on it>`, also returned to the client in
+    /// the `x-tollgate-request-id` response header.
     pub request_id: String,
+    /// The instance and the configuration in force (absent from version 1 records).
+    #[serde(default)]
+    pub gateway: std::sync::Arc<GatewayInfo>,
     pub workload: AuditWorkload,
     pub destination: Destination,
     pub provider: Option<String>,
@@ -76,6 +80,113 @@ pub struct AuditRecord {
     /// What the limits decided, when any limit counts this request.
     #[serde(default)]
     pub limit: Option<LimitDecision>,
+    /// What the request was held to.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// The Tollgate instance and the configuration a record was written under.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GatewayInfo {
+    /// Tollgate's version.
+    pub version: Cow<'static, str>,
+    /// The build: source revision (and `-dirty` for a tree with changes) and profile.
+    pub build: Cow<'static, str>,
+    /// The node's name (`TOLLGATE_NODE_NAME`, else the host name).
+    pub node: String,
+    /// Counts configurations applied since the start: 1 at start, +1 per applied reload.
+    pub config_generation: u64,
+    /// sha256 of the normalised configuration (the `config` record of that generation).
+    pub config_sha256: String,
+}
+
+/// The policy a request was held to: its route's timeouts and retries, the backends it could
+/// use, the limits that counted it and the price it was billed at.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Policy {
+    /// Per attempt: time to the response head; then between body chunks; whole request.
+    pub timeouts: Timeouts,
+    /// Attempts the request may make and what is retried.
+    pub retry: Retry,
+    /// Backends in the order attempts would use them, by name (ejected and cooling-down ones
+    /// left out, unless all are).
+    pub plan: Vec<String>,
+    /// Every limit that counted the request, with what is left of it after the request.
+    pub limits: Vec<LimitState>,
+    /// The price the request was billed at; null when its model has none.
+    pub price: Option<PriceRef>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Timeouts {
+    pub first_byte_ms: Option<u64>,
+    pub idle_ms: Option<u64>,
+    pub total_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Retry {
+    /// Most attempts (1: no retry, e.g. a body streamed through unread).
+    pub attempts: u32,
+    /// Conditions retried: `connect`, `tls`, `timeout`, `429`, `5xx`.
+    pub on: Vec<Cow<'static, str>>,
+    /// Further statuses retried.
+    pub statuses: Vec<u16>,
+}
+
+/// One limit that counted a request, after the request.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LimitState {
+    pub name: String,
+    pub kind: LimitKind,
+    /// `minute`, `hour`, `day`, `month` (UTC).
+    pub window: Cow<'static, str>,
+    /// Seconds left in the window when the request was admitted.
+    pub window_left_s: u64,
+    /// The limit: requests, tokens or nano-dollars per window.
+    pub max: u64,
+    /// Used in the window with this request (as the store counted at admission, corrected by
+    /// what the request really used).
+    pub used: u64,
+    /// `max - used` (0 when over).
+    pub remaining: u64,
+}
+
+/// The price a request was billed at.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PriceRef {
+    /// The price table's entry (model name) that matched.
+    pub entry: String,
+    /// Nano-dollars per token.
+    pub nano_usd_per_token: TokenPrices,
+    /// `table` (the shipped table) or `config` (the config's `pricing`).
+    pub source: Cow<'static, str>,
+    /// Date of the shipped table's prices; null for a config price.
+    pub as_of: Option<Cow<'static, str>>,
+}
+
+/// Nano-dollars per token of each kind (defaults applied: cached input and cache writes at the
+/// input price, reasoning at the output price, unless the entry says otherwise).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenPrices {
+    pub input: u64,
+    pub output: u64,
+    pub cached_input: u64,
+    pub cache_write: u64,
+    pub reasoning: u64,
+}
+
+/// The `config` record: one per applied configuration, before any request made under it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigRecord {
+    /// Always `config`.
+    pub record: Cow<'static, str>,
+    pub schema_version: u32,
+    pub time: String,
+    pub gateway: std::sync::Arc<GatewayInfo>,
+    /// The normalised configuration (credential values are never in it: only their
+    /// sources), whose sha256 is `gateway.config_sha256`.
+    pub config: serde_json::Value,
 }
 
 /// What admission decided.

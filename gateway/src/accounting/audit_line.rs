@@ -11,7 +11,9 @@
 
 use serde::Serialize;
 
-use super::audit::{Attempt, AuditRecord, AuditWorkload, CredentialRef, Destination, Tokens};
+use super::audit::{
+    Attempt, AuditRecord, AuditWorkload, CredentialRef, Destination, GatewayInfo, LimitState, Policy, PriceRef, Tokens,
+};
 
 impl AuditRecord {
     /// Appends the record's JSON (no newline) to `out`.
@@ -23,6 +25,7 @@ impl AuditRecord {
         o.str("trace_id", &self.trace_id);
         o.str("span_id", &self.span_id);
         o.str("request_id", &self.request_id);
+        self.gateway.write(o.key("gateway"));
         self.workload.write(o.key("workload"));
         self.destination.write(o.key("destination"));
         o.opt_str("provider", self.provider.as_deref());
@@ -60,6 +63,84 @@ impl AuditRecord {
         o.u64("response_bytes", self.response_bytes);
         o.bool("complete", self.complete);
         o.serde("limit", &self.limit);
+        self.policy.write(o.key("policy"));
+        o.close();
+    }
+}
+
+impl GatewayInfo {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut o = Obj::open(out);
+        o.str("version", &self.version);
+        o.str("build", &self.build);
+        o.str("node", &self.node);
+        o.u64("config_generation", self.config_generation);
+        o.str("config_sha256", &self.config_sha256);
+        o.close();
+    }
+}
+
+impl Policy {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut o = Obj::open(out);
+        {
+            let t = &self.timeouts;
+            let mut t_o = Obj::open(o.key("timeouts"));
+            t_o.opt_u64("first_byte_ms", t.first_byte_ms);
+            t_o.opt_u64("idle_ms", t.idle_ms);
+            t_o.opt_u64("total_ms", t.total_ms);
+            t_o.close();
+        }
+        {
+            let r = &self.retry;
+            let mut r_o = Obj::open(o.key("retry"));
+            r_o.u64("attempts", u64::from(r.attempts));
+            r_o.array("on", &r.on, |c, out| string(out, c));
+            r_o.array("statuses", &r.statuses, |s, out| {
+                out.extend_from_slice(itoa::Buffer::new().format(*s).as_bytes())
+            });
+            r_o.close();
+        }
+        o.array("plan", &self.plan, |b, out| string(out, b));
+        o.array("limits", &self.limits, LimitState::write);
+        match &self.price {
+            Some(p) => p.write(o.key("price")),
+            None => o.null("price"),
+        }
+        o.close();
+    }
+}
+
+impl LimitState {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut o = Obj::open(out);
+        o.str("name", &self.name);
+        o.str("kind", self.kind.as_str());
+        o.str("window", &self.window);
+        o.u64("window_left_s", self.window_left_s);
+        o.u64("max", self.max);
+        o.u64("used", self.used);
+        o.u64("remaining", self.remaining);
+        o.close();
+    }
+}
+
+impl PriceRef {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut o = Obj::open(out);
+        o.str("entry", &self.entry);
+        {
+            let p = &self.nano_usd_per_token;
+            let mut p_o = Obj::open(o.key("nano_usd_per_token"));
+            p_o.u64("input", p.input);
+            p_o.u64("output", p.output);
+            p_o.u64("cached_input", p.cached_input);
+            p_o.u64("cache_write", p.cache_write);
+            p_o.u64("reasoning", p.reasoning);
+            p_o.close();
+        }
+        o.str("source", &self.source);
+        o.opt_str("as_of", self.as_of.as_deref());
         o.close();
     }
 }
@@ -259,7 +340,7 @@ mod tests {
     use std::{collections::BTreeMap, sync::Arc};
 
     use super::*;
-    use crate::accounting::audit::{LimitDecision, LimitKind, LimitOutcome};
+    use crate::accounting::audit::{LimitDecision, LimitKind, LimitOutcome, Retry, Timeouts, TokenPrices};
 
     fn line(a: &AuditRecord) -> String {
         let mut out = Vec::new();
@@ -286,6 +367,13 @@ mod tests {
             trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
             span_id: "b7ad6b7169203331".into(),
             request_id: "7-1".into(),
+            gateway: Arc::new(GatewayInfo {
+                version: "0.1.0".into(),
+                build: "abc\"def".into(),
+                node: "node-1".into(),
+                config_generation: 3,
+                config_sha256: "00ff".into(),
+            }),
             workload: AuditWorkload {
                 pid: 4242,
                 tgid: 4240,
@@ -373,12 +461,62 @@ mod tests {
                 counted: vec!["team".into(), "user".into()],
                 degraded: true,
             }),
+            policy: full_policy(),
         };
         same_as_serde(&a);
         // And it reads back.
         let back: AuditRecord = serde_json::from_str(&line(&a)).unwrap();
         assert_eq!(back.workload.comm, a.workload.comm);
         assert_eq!(back.attempts[0].error, a.attempts[0].error);
+    }
+
+    /// A policy with every member set, escapes included.
+    fn full_policy() -> Policy {
+        Policy {
+            timeouts: Timeouts {
+                first_byte_ms: Some(30_000),
+                idle_ms: None,
+                total_ms: Some(u64::MAX),
+            },
+            retry: Retry {
+                attempts: 3,
+                on: vec!["connect".into(), "5xx".into()],
+                statuses: vec![409, 418],
+            },
+            plan: vec!["a".into(), "b\n".into()],
+            limits: vec![
+                LimitState {
+                    name: "team".into(),
+                    kind: LimitKind::Budget,
+                    window: "day".into(),
+                    window_left_s: 3600,
+                    max: 5_000_000_000,
+                    used: 123_000,
+                    remaining: 4_999_877_000,
+                },
+                LimitState {
+                    name: "rpm\"".into(),
+                    kind: LimitKind::Requests,
+                    window: "minute".into(),
+                    window_left_s: 0,
+                    max: 1,
+                    used: 2,
+                    remaining: 0,
+                },
+            ],
+            price: Some(PriceRef {
+                entry: "gpt-4o-mini".into(),
+                nano_usd_per_token: TokenPrices {
+                    input: 150,
+                    output: 600,
+                    cached_input: 75,
+                    cache_write: 150,
+                    reasoning: 600,
+                },
+                source: "table".into(),
+                as_of: Some("2025-10-01".into()),
+            }),
+        }
     }
 
     #[test]

@@ -129,12 +129,25 @@ impl RawPrice {
 #[derive(Deserialize)]
 struct Shipped {
     models: HashMap<String, RawPrice>,
+    as_of: String,
 }
 
 /// The effective price table.
 #[derive(Clone, Debug, Default)]
 pub struct PriceTable {
-    prices: HashMap<String, Price>,
+    prices: HashMap<String, Priced>,
+    /// Date of the shipped table's prices.
+    as_of: String,
+}
+
+/// A price table entry and where it came from.
+#[derive(Clone, Debug)]
+pub struct Priced {
+    pub price: Price,
+    /// The entry's model name (lowercase).
+    pub entry: String,
+    /// From the config's `pricing`, not the shipped table.
+    pub overridden: bool,
 }
 
 impl PriceTable {
@@ -142,14 +155,32 @@ impl PriceTable {
     pub fn new(overrides: &HashMap<String, RawPrice>) -> Result<PriceTable, (String, PriceError)> {
         let shipped: Shipped = serde_json::from_str(PRICES_JSON).expect("prices.json is valid");
         let mut prices = HashMap::new();
-        for (model, raw) in shipped.models.iter().chain(overrides.iter()) {
-            prices.insert(model.to_ascii_lowercase(), raw.parse().map_err(|e| (model.clone(), e))?);
+        let from_shipped = shipped.models.iter().map(|m| (m, false));
+        for ((model, raw), overridden) in from_shipped.chain(overrides.iter().map(|m| (m, true))) {
+            let entry = model.to_ascii_lowercase();
+            let price = raw.parse().map_err(|e| (model.clone(), e))?;
+            prices.insert(
+                entry.clone(),
+                Priced {
+                    price,
+                    entry,
+                    overridden,
+                },
+            );
         }
-        Ok(PriceTable { prices })
+        Ok(PriceTable {
+            prices,
+            as_of: shipped.as_of,
+        })
     }
 
     /// The price of `model`: exact name first, then the normalised name.
     pub fn get(&self, model: &str) -> Option<&Price> {
+        self.lookup(model).map(|p| &p.price)
+    }
+
+    /// The entry pricing `model`: exact name first, then the normalised name.
+    pub fn lookup(&self, model: &str) -> Option<&Priced> {
         // Most requests name a model exactly as the table does: no allocation for those.
         if !model.bytes().any(|b| b.is_ascii_uppercase()) {
             if let Some(p) = self.prices.get(model) {
@@ -158,6 +189,23 @@ impl PriceTable {
         }
         let lower = model.to_ascii_lowercase();
         self.prices.get(&lower).or_else(|| self.prices.get(&normalize(&lower)))
+    }
+
+    /// The entry as the audit record's `policy.price`.
+    pub fn reference(&self, p: &Priced) -> audit::PriceRef {
+        let x = &p.price;
+        audit::PriceRef {
+            entry: p.entry.clone(),
+            nano_usd_per_token: audit::TokenPrices {
+                input: x.input,
+                output: x.output,
+                cached_input: x.cached_input.unwrap_or(x.input),
+                cache_write: x.cache_write.unwrap_or(x.input),
+                reasoning: x.reasoning.unwrap_or(x.output),
+            },
+            source: if p.overridden { "config" } else { "table" }.into(),
+            as_of: (!p.overridden).then(|| self.as_of.clone().into()),
+        }
     }
 
     /// Whether a model is priced (used to bound metric labels).

@@ -70,9 +70,13 @@ pub fn read(path: &Path, since: SystemTime) -> std::io::Result<Vec<AuditRecord>>
         let Ok(file) = std::fs::File::open(f) else { continue };
         for line in std::io::BufReader::new(file).lines() {
             let line = line?;
+            // Request records only (not `config` or `checkpoint` lines).
             let Ok(r) = serde_json::from_str::<AuditRecord>(&line) else {
                 continue;
             };
+            if r.record != "request" {
+                continue;
+            }
             let Ok(t) = humantime::parse_rfc3339(&r.time) else {
                 continue;
             };

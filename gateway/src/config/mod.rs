@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub mod capacity;
+pub mod generation;
 pub mod l7;
 pub use l7::{ApiSchema, Backend, BackendRef, Credential, CredentialKind, Route, RouteMatch, Tls};
 

@@ -80,6 +80,16 @@ pub enum Period {
     Month,
 }
 
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawBudget {
@@ -447,6 +457,18 @@ pub struct Charge {
     pub max: u64,
     /// Seconds until the window ends (and the counter expires).
     pub window_left: u64,
+    /// The window: `minute`, `hour`, `day` or `month` (UTC).
+    pub window: &'static str,
+}
+
+/// What admission decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// `Ok`: every charge was taken, with each counter's count after it (index-aligned with
+    /// the charges); `Err(i)`: charge `i` would pass its limit and nothing was taken.
+    pub used: Result<Vec<u64>, usize>,
+    /// The local fallback answered (Redis unreachable, fail-open).
+    pub degraded: bool,
 }
 
 /// A request's reservations, to reconcile after the response.
@@ -506,6 +528,7 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
                 amount: 1,
                 max,
                 window_left: left,
+                window: "minute",
             });
         }
         if let Some(max) = l.tokens_per_minute {
@@ -517,6 +540,7 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
                 amount: tokens,
                 max,
                 window_left: left,
+                window: "minute",
             });
         }
         if let (Some((max, period)), Some(cost)) = (l.budget, cost) {
@@ -528,6 +552,7 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
                 amount: cost,
                 max,
                 window_left: left,
+                window: period.as_str(),
             });
         }
     }
@@ -541,13 +566,14 @@ const RESERVE_LUA: &str = r#"
 local n = #KEYS
 for i = 1, n do
   local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if cur + tonumber(ARGV[(i - 1) * 3 + 1]) > tonumber(ARGV[(i - 1) * 3 + 2]) then return i end
+  if cur + tonumber(ARGV[(i - 1) * 3 + 1]) > tonumber(ARGV[(i - 1) * 3 + 2]) then return {i} end
 end
+local used = {0}
 for i = 1, n do
-  redis.call('INCRBY', KEYS[i], ARGV[(i - 1) * 3 + 1])
+  used[i + 1] = redis.call('INCRBY', KEYS[i], ARGV[(i - 1) * 3 + 1])
   redis.call('EXPIRE', KEYS[i], ARGV[(i - 1) * 3 + 3])
 end
-return 0
+return used
 "#;
 
 /// Moves counters by signed deltas (reconciliation, replays).
@@ -576,23 +602,27 @@ struct Local {
 }
 
 impl Local {
-    fn reserve(&mut self, charges: &[Charge]) -> Option<usize> {
+    fn reserve(&mut self, charges: &[Charge]) -> Result<Vec<u64>, usize> {
         self.reserve_at(charges, SystemTime::now())
     }
 
-    fn reserve_at(&mut self, charges: &[Charge], now: SystemTime) -> Option<usize> {
+    /// Takes every charge (`Ok`: each counter's count after it) or none (`Err(i)`: charge `i`
+    /// would pass its limit).
+    fn reserve_at(&mut self, charges: &[Charge], now: SystemTime) -> Result<Vec<u64>, usize> {
         self.sweep(now);
+        let mut used = Vec::with_capacity(charges.len());
         for (i, c) in charges.iter().enumerate() {
-            let cur = self.live(&c.key, now).max(0) as u64;
-            if cur.saturating_add(c.amount) > c.max {
-                return Some(i);
+            let after = (self.live(&c.key, now).max(0) as u64).saturating_add(c.amount);
+            if after > c.max {
+                return Err(i);
             }
+            used.push(after);
         }
         for c in charges {
             let amount = i64::try_from(c.amount).unwrap_or(i64::MAX);
             self.charge(&c.key, amount, c.window_left, now);
         }
-        None
+        Ok(used)
     }
 
     fn adjust(&mut self, deltas: &[(String, i64, u64)]) {
@@ -773,7 +803,8 @@ struct Shared {
 
 /// What an admission task answers.
 enum Answer {
-    Reserved(Taken),
+    /// Taken, with each counter's count after it.
+    Reserved(Taken, Vec<u64>),
     Denied(usize),
     Failed(Unreachable),
 }
@@ -828,31 +859,34 @@ impl Shared {
 
     /// Reserves in a task of its own, so that the caller going away cuts no call short; what
     /// was taken for a caller that is gone is given back.
-    async fn admit(self: &Arc<Self>, charges: Vec<Charge>) -> Result<Option<usize>, Unreachable> {
+    async fn admit(self: &Arc<Self>, charges: Vec<Charge>) -> Result<Result<Vec<u64>, usize>, Unreachable> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let answer = match shared.reserve(&charges).await {
-                Ok(None) => Answer::Reserved(Taken {
-                    shared: Arc::clone(&shared),
-                    charges,
-                    received: false,
-                }),
-                Ok(Some(i)) => Answer::Denied(i),
+                Ok(Ok(used)) => Answer::Reserved(
+                    Taken {
+                        shared: Arc::clone(&shared),
+                        charges,
+                        received: false,
+                    },
+                    used,
+                ),
+                Ok(Err(i)) => Answer::Denied(i),
                 Err(e) => Answer::Failed(e),
             };
-            if let Err(Answer::Reserved(mut taken)) = tx.send(answer) {
+            if let Err(Answer::Reserved(mut taken, _)) = tx.send(answer) {
                 taken.received = true;
                 tracing::debug!("limit store: admission cancelled; giving its reservation back");
                 shared.adjust_or_keep(taken.give_back()).await;
             }
         });
         match rx.await {
-            Ok(Answer::Reserved(mut taken)) => {
+            Ok(Answer::Reserved(mut taken, used)) => {
                 taken.received = true;
-                Ok(None)
+                Ok(Ok(used))
             }
-            Ok(Answer::Denied(i)) => Ok(Some(i)),
+            Ok(Answer::Denied(i)) => Ok(Err(i)),
             Ok(Answer::Failed(e)) => Err(e),
             Err(_) => Err(Unreachable(
                 "limit store: the admission task ended without answer".into(),
@@ -862,19 +896,25 @@ impl Shared {
 
     /// Replays, then reserves all `charges` or none (per slot in a cluster, giving back what
     /// earlier slots took when a later one refuses).
-    async fn reserve(&self, charges: &[Charge]) -> Result<Option<usize>, Unreachable> {
+    async fn reserve(&self, charges: &[Charge]) -> Result<Result<Vec<u64>, usize>, Unreachable> {
         self.replay().await?;
         let keys = charges.iter().map(|c| c.key.as_str());
         let mut taken: Vec<usize> = Vec::new();
+        let mut used = vec![0; charges.len()];
         for group in groups(self.remote.is_cluster(), keys, usize::MAX) {
             let part: Vec<&Charge> = group.iter().map(|&i| &charges[i]).collect();
             match self.remote.reserve(&part).await {
-                Ok(None) => taken.extend_from_slice(&group),
-                Ok(Some(j)) => {
+                Ok(Ok(counts)) => {
+                    for (&i, n) in group.iter().zip(counts) {
+                        used[i] = n;
+                    }
+                    taken.extend_from_slice(&group);
+                }
+                Ok(Err(j)) => {
                     if !taken.is_empty() {
                         self.adjust_or_keep(give_back(charges, taken)).await;
                     }
-                    return Ok(Some(group[j]));
+                    return Ok(Err(group[j]));
                 }
                 Err(e) => {
                     // Redis is away: no waiting for it again; the give-back goes with the replay.
@@ -883,7 +923,7 @@ impl Shared {
                 }
             }
         }
-        Ok(None)
+        Ok(Ok(used))
     }
 
     /// Applies deltas (per slot in a cluster, in batches); on failure, returns those not sent.
@@ -989,24 +1029,35 @@ impl Store {
     /// Reserves all `charges` or none. `Ok(None)`: reserved; `Ok(Some(i))`: charge `i` would
     /// exceed its limit; the flag says the local fallback answered.
     pub async fn reserve(&self, charges: &[Charge]) -> Result<(Option<usize>, bool), StoreUnavailable> {
+        self.admit(charges).await.map(|a| (a.used.err(), a.degraded))
+    }
+
+    /// Reserves all `charges` or none, and says how much of each limit is used.
+    pub async fn admit(&self, charges: &[Charge]) -> Result<Admission, StoreUnavailable> {
         if charges.is_empty() {
-            return Ok((None, false));
+            return Ok(Admission {
+                used: Ok(Vec::new()),
+                degraded: false,
+            });
         }
         let Some(shared) = &self.shared else {
-            return Ok((self.lock_local().reserve(charges), false));
+            return Ok(Admission {
+                used: self.lock_local().reserve(charges),
+                degraded: false,
+            });
         };
         match shared.admit(charges.to_vec()).await {
-            Ok(denied) => {
+            Ok(used) => {
                 self.set_degraded(false, "");
-                Ok((denied, false))
+                Ok(Admission { used, degraded: false })
             }
             Err(e) => {
                 self.set_degraded(true, &e.0);
                 match self.fail_mode {
                     StoreFailMode::Closed => Err(StoreUnavailable(e.0)),
                     StoreFailMode::Open => {
-                        let denied = self.lock_local().reserve(charges);
-                        if denied.is_none() {
+                        let used = self.lock_local().reserve(charges);
+                        if used.is_ok() {
                             shared.keep(
                                 charges
                                     .iter()
@@ -1020,7 +1071,7 @@ impl Store {
                                     .collect(),
                             );
                         }
-                        Ok((denied, true))
+                        Ok(Admission { used, degraded: true })
                     }
                 }
             }
@@ -1066,6 +1117,7 @@ mod tests {
             amount,
             max,
             window_left,
+            window: "minute",
         }
     }
 
@@ -1075,13 +1127,13 @@ mod tests {
         let mut local = Local::default();
         // 10,000 buckets, each with a 60 s window.
         for i in 0..10_000 {
-            assert_eq!(local.reserve_at(&[charge(&format!("k{i}"), 1, 5, 60)], t0), None);
+            assert_eq!(local.reserve_at(&[charge(&format!("k{i}"), 1, 5, 60)], t0), Ok(vec![1]));
         }
         assert_eq!(local.swept, 0, "the first sweep ran on an empty map");
         // A burst of requests within a second visits the buckets at most once.
         for n in 0..1_000 {
             let now = t0 + Duration::from_millis(n);
-            local.reserve_at(&[charge("k1", 1, 1_000_000, 60)], now);
+            let _ = local.reserve_at(&[charge("k1", 1, 1_000_000, 60)], now);
         }
         assert!(
             local.swept <= 10_000,
@@ -1090,21 +1142,21 @@ mod tests {
         );
         // Limits still hold and windows still end.
         let late = t0 + Duration::from_secs(2);
-        assert_eq!(local.reserve_at(&[charge("k7", 4, 5, 60)], late), None);
         assert_eq!(
-            local.reserve_at(&[charge("k7", 1, 5, 60)], late),
-            Some(0),
-            "5 of 5 used"
+            local.reserve_at(&[charge("k7", 4, 5, 60), charge("k8", 2, 5, 60)], late),
+            Ok(vec![5, 3]),
+            "each counter's count after the request"
         );
+        assert_eq!(local.reserve_at(&[charge("k7", 1, 5, 60)], late), Err(0), "5 of 5 used");
         let next_window = t0 + Duration::from_secs(61);
         assert_eq!(
             local.reserve_at(&[charge("k7", 5, 5, 60)], next_window),
-            None,
+            Ok(vec![5]),
             "an expired window reads as zero before any sweep"
         );
         // Expired buckets are dropped by the next sweep: memory stays bounded.
         let much_later = t0 + Duration::from_secs(200);
-        local.reserve_at(&[charge("x", 1, 5, 60)], much_later);
+        let _ = local.reserve_at(&[charge("x", 1, 5, 60)], much_later);
         assert_eq!(local.counters.len(), 1, "only the new bucket is left");
     }
 
@@ -1116,7 +1168,10 @@ mod tests {
         // 300,000 keys never seen again, one a millisecond for five minutes, 60 s windows.
         for n in 0..300_000u64 {
             let now = t0 + Duration::from_millis(n);
-            assert_eq!(local.reserve_at(&[charge(&format!("k{n}"), 1, 5, 60)], now), None);
+            assert_eq!(
+                local.reserve_at(&[charge(&format!("k{n}"), 1, 5, 60)], now),
+                Ok(vec![1])
+            );
             most = most.max(local.counters.len());
         }
         // What lives at once: the last window's keys plus at most a second of expired ones.
@@ -1132,7 +1187,7 @@ mod tests {
         let back = t0 + Duration::from_secs(300) - Duration::from_secs(3_600);
         for n in 0..120_000u64 {
             let now = back + Duration::from_millis(n);
-            local.reserve_at(&[charge(&format!("b{n}"), 1, 5, 60)], now);
+            let _ = local.reserve_at(&[charge(&format!("b{n}"), 1, 5, 60)], now);
         }
         assert!(
             local.counters.len() <= before + 61_001,

@@ -4,7 +4,7 @@
 
 use super::{ctx::RequestCtx, parse::ClientBody, ProxyError};
 use crate::{
-    accounting::audit::{LimitDecision as Decision, LimitOutcome as Outcome},
+    accounting::audit::{LimitDecision as Decision, LimitOutcome as Outcome, LimitState},
     limits, llm,
 };
 
@@ -53,8 +53,24 @@ pub(super) async fn admit(
     let mut counted: Vec<String> = charges.iter().map(|c| c.limit.clone()).collect();
     counted.dedup();
     let metrics = &ctx.l7.metrics;
-    match ctx.l7.limits.reserve(&charges).await {
-        Ok((None, degraded)) => {
+    match ctx.l7.limits.admit(&charges).await {
+        Ok(limits::Admission {
+            used: Ok(used),
+            degraded,
+        }) => {
+            ctx.policy.limits = charges
+                .iter()
+                .zip(used)
+                .map(|(c, used)| LimitState {
+                    name: c.limit.clone(),
+                    kind: c.kind,
+                    window: c.window.into(),
+                    window_left_s: c.window_left,
+                    max: c.max,
+                    used,
+                    remaining: c.max.saturating_sub(used),
+                })
+                .collect();
             for name in &counted {
                 metrics.limit_decision(name, "allowed");
             }
@@ -71,7 +87,7 @@ pub(super) async fn admit(
             });
             Ok(())
         }
-        Ok((Some(i), degraded)) => {
+        Ok(limits::Admission { used: Err(i), degraded }) => {
             let c = &charges[i];
             metrics.limit_decision(&c.limit, "denied");
             ctx.limit = Some(Decision {

@@ -13,7 +13,7 @@ use http::Request;
 
 use super::{ConnCtx, Side, Snapshot, L7};
 use crate::{
-    accounting::audit::{Attempt, CredentialRef},
+    accounting::audit::{Attempt, CredentialRef, Policy},
     limits,
     llm::{translate::Answer, usage::Metered, ApiSchema, Operation},
     route::health::ProbeGuard,
@@ -86,6 +86,11 @@ pub(crate) struct RequestCtx {
     pub(crate) total_deadline: Option<Instant>,
     /// Longest gap between two response chunks (`timeouts.idle`).
     pub(crate) idle_timeout: Option<Duration>,
+    /// The route's timeouts and retries, the plan's backends and the limits' state, for the
+    /// record (its price is added there).
+    pub(crate) policy: Policy,
+    /// The backends the plan holds, in order (the record names them).
+    pub(crate) plan: Vec<usize>,
     // admit
     pub(crate) limit: Option<crate::accounting::audit::LimitDecision>,
     pub(crate) reservation: Option<limits::Reservation>,
@@ -118,7 +123,7 @@ impl RequestCtx {
             started: Instant::now(),
             started_at: SystemTime::now(),
             trace: TraceContext::from_headers(req.headers()),
-            request_id: format!("{}-{}", conn.id, n),
+            request_id: format!("{}-{}-{}", l7.instance, conn.id, n),
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
             host: None,
@@ -132,6 +137,8 @@ impl RequestCtx {
             timeout: None,
             total_deadline: None,
             idle_timeout: None,
+            policy: Policy::default(),
+            plan: Vec::new(),
             limit: None,
             reservation: None,
             attempts: Vec::new(),

@@ -55,6 +55,14 @@ pub struct L7 {
     pub health: Arc<crate::route::health::Health>,
     /// Limit counters.
     pub limits: Arc<limits::Store>,
+    /// This instance's part of request ids ([`instance_id`]).
+    pub instance: Box<str>,
+}
+
+/// Eight random hex digits naming this instance in request ids (`<instance>-<connection>-<n>`),
+/// so that ids stay unique in an audit log across restarts.
+pub fn instance_id() -> Box<str> {
+    format!("{:08x}", fastrand::u32(..)).into()
 }
 
 /// What is known about the connection a request arrived on.
@@ -121,6 +129,7 @@ async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<R
     let mut plan = routing::route(ctx, &parts.headers, body.read().is_none())?;
     let snapshot = ctx.snapshot.clone();
     plan.prune(&ctx.l7.health, |b| snapshot.config.backends[b].name.clone());
+    ctx.plan = plan.order();
     admit::admit(ctx, &body, plan.first()).await?;
     attempt::run(ctx, parts, body, plan).await
 }

@@ -86,6 +86,11 @@ impl Plan {
         self.backends = kept.into_iter();
     }
 
+    /// The backends the plan holds, in the order it would try them.
+    pub(super) fn order(&self) -> Vec<usize> {
+        self.backends.as_slice().iter().map(|(b, _)| *b).collect()
+    }
+
     /// The first backend the plan would try (limits keyed by backend count it).
     pub(super) fn first(&self) -> Option<usize> {
         self.backends.as_slice().first().map(|(b, _)| *b)

@@ -39,10 +39,13 @@ fn write(ctx: &mut RequestCtx, ending: Ending) {
     if let Some(reservation) = ctx.reservation.take() {
         reconcile(ctx, reservation, metered.usage.as_ref());
     }
-    let config = &ctx.snapshot.config;
+    let snapshot = ctx.snapshot.clone();
+    let config = &snapshot.config;
     let priced_model = ctx.served_model.as_deref().or(ctx.model.as_deref());
-    let price = priced_model.and_then(|m| config.prices.get(m));
+    let priced = priced_model.and_then(|m| config.prices.lookup(m));
+    let price = priced.map(|p| &p.price);
     let cost = price.zip(metered.usage.as_ref()).map(|(p, u)| accounting::cost(p, u));
+    ctx.policy.price = priced.map(|p| config.prices.reference(p));
     let latency = ctx.started.elapsed();
     let ttft = if ctx.stream {
         ctx.seen.first_token.or(ctx.seen.first_byte)
@@ -68,19 +71,21 @@ fn write(ctx: &mut RequestCtx, ending: Ending) {
 
 /// The audit record, from the phases' decisions.
 fn record(
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     complete: bool,
     metered: &crate::llm::usage::Metered,
     cost: Option<u64>,
     latency: std::time::Duration,
     ttft: Option<std::time::Duration>,
 ) -> AuditRecord {
+    let mut policy = std::mem::take(&mut ctx.policy);
     let config = &ctx.snapshot.config;
     let conn = &ctx.conn;
     let (error, error_side, error_reason) = match &ctx.error {
         Some((m, side, reason)) => (Some(m.clone()), Some(side.as_str().into()), Some((*reason).into())),
         None => (None, None, None),
     };
+    policy.plan = ctx.plan.iter().map(|&b| config.backends[b].name.clone()).collect();
     AuditRecord {
         record: "request".into(),
         schema_version: audit::SCHEMA_VERSION,
@@ -88,6 +93,7 @@ fn record(
         trace_id: ctx.trace.trace_id_hex(),
         span_id: ctx.trace.span_id_hex(),
         request_id: ctx.request_id.clone(),
+        gateway: ctx.snapshot.gateway.clone(),
         workload: AuditWorkload::from_workload(&conn.workload),
         destination: Destination {
             ip: conn.orig_ip.clone(),
@@ -135,6 +141,7 @@ fn record(
         response_bytes: ctx.seen.bytes,
         complete,
         limit: ctx.limit.clone(),
+        policy,
     }
 }
 
@@ -148,7 +155,7 @@ fn signed(n: u64) -> i64 {
 /// and money back; one that may have been served without a usage report — answered, timed
 /// out, or abandoned by its client while a backend worked on it — keeps its reservation, so a
 /// client that hangs up early cannot spend past a budget.
-fn reconcile(ctx: &RequestCtx, r: Reservation, usage: Option<&Usage>) {
+fn reconcile(ctx: &mut RequestCtx, r: Reservation, usage: Option<&Usage>) {
     let answered = ctx.billable;
     let (tokens, cost) = match usage {
         Some(u) => {
@@ -165,12 +172,18 @@ fn reconcile(ctx: &RequestCtx, r: Reservation, usage: Option<&Usage>) {
     let deltas: Vec<(String, i64, u64)> = r
         .charges
         .iter()
-        .filter_map(|c| {
+        .enumerate()
+        .filter_map(|(i, c)| {
             let delta = match c.kind {
                 LimitKind::Tokens => signed(tokens?).saturating_sub(signed(r.reserved_tokens)),
                 LimitKind::Budget => signed(cost?).saturating_sub(signed(r.reserved_cost)),
                 LimitKind::Requests => return None,
             };
+            // The record's state of the limit: what the request really used.
+            if let Some(state) = ctx.policy.limits.get_mut(i) {
+                state.used = state.used.saturating_add_signed(delta);
+                state.remaining = state.max.saturating_sub(state.used);
+            }
             (delta != 0).then(|| (c.key.clone(), delta, c.window_left))
         })
         .collect();

@@ -27,12 +27,19 @@ use crate::llm::{
     ErrorKind,
 };
 
+/// The response header that carries the request's audit record id.
+pub(super) const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static("x-tollgate-request-id");
+
 /// Phase 6: the response, metered, translated and recorded. A whole answer (not an event
 /// stream) is read whole, up to `GATHER_MAX`, before its head leaves: the client then gets
 /// head, body and end in one write with a `content-length`, where hyper would otherwise write
 /// the head, the body and the end of a chunked body one by one (each write a wake-up of the
 /// client, the costliest part of a proxied request on loopback).
-pub(super) async fn respond(resp: Response<RespBody>, ctx: RequestCtx) -> Response<RespBody> {
+pub(super) async fn respond(mut resp: Response<RespBody>, ctx: RequestCtx) -> Response<RespBody> {
+    // The record's id, for the application's own logs (whatever a backend sent in its name).
+    if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
     let (resp, whole) = wrap(resp, ctx);
     if whole {
         gather(resp).await

@@ -14,7 +14,8 @@ use super::{
     ProxyError,
 };
 use crate::{
-    config::l7::{DEFAULT_RETRY_ON, DEFAULT_ROUTE_TIMEOUT},
+    accounting::audit::{Retry, Timeouts},
+    config::l7::{RetryOn, DEFAULT_RETRY_ON, DEFAULT_ROUTE_TIMEOUT},
     route::{self, RouteInput},
 };
 
@@ -47,6 +48,7 @@ pub(super) fn route(ctx: &mut RequestCtx, headers: &HeaderMap, streamed: bool) -
         })?;
         ctx.rule = Rule::ProviderDefault;
         ctx.timeout = Some(DEFAULT_ROUTE_TIMEOUT);
+        held_to(ctx, 1, &DEFAULT_RETRY_ON, &[]);
         return Ok(Plan::new(vec![(default, None)], 1, DEFAULT_RETRY_ON.to_vec(), vec![]));
     };
     let r = &config.routes[index];
@@ -61,10 +63,26 @@ pub(super) fn route(ctx: &mut RequestCtx, headers: &HeaderMap, streamed: bool) -
         .collect();
     // A body streamed through unread cannot be sent twice.
     let attempts = if streamed { 1 } else { r.retry_attempts };
+    held_to(ctx, attempts, &r.retry_on, &r.retry_statuses);
     Ok(Plan::new(
         backends,
         attempts,
         r.retry_on.clone(),
         r.retry_statuses.clone(),
     ))
+}
+
+/// The record's `policy`: the timeouts routing set and the retries the plan allows.
+fn held_to(ctx: &mut RequestCtx, attempts: u32, on: &[RetryOn], statuses: &[u16]) {
+    let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
+    ctx.policy.timeouts = Timeouts {
+        first_byte_ms: ms(ctx.timeout),
+        idle_ms: ms(ctx.idle_timeout),
+        total_ms: ms(ctx.route.and_then(|r| ctx.snapshot.config.routes[r].total_timeout)),
+    };
+    ctx.policy.retry = Retry {
+        attempts,
+        on: on.iter().map(|o| o.as_str().into()).collect(),
+        statuses: statuses.to_vec(),
+    };
 }

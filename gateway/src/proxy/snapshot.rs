@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::{
+    accounting::audit::GatewayInfo,
     client::{self, UpstreamClient},
     config::Config,
 };
@@ -13,10 +14,29 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Index-aligned with `config.backends`.
     pub clients: Vec<UpstreamClient>,
+    /// The instance and this config's generation and hash, for the records made under it.
+    pub gateway: Arc<GatewayInfo>,
 }
 
 impl Snapshot {
-    pub fn build(config: Arc<Config>) -> Result<Snapshot, client::Error> {
+    /// The snapshot of configuration `generation` (1 at start, +1 per applied reload), its
+    /// `config` record written to `audit` first: the log holds the policy before any request
+    /// made under it.
+    pub fn applied(
+        config: Arc<Config>,
+        generation: u64,
+        node: &str,
+        audit: &crate::telemetry::jsonl::Sink,
+    ) -> Result<Snapshot, client::Error> {
+        let (gateway, record) = crate::config::generation::applied(&config, generation, node);
+        let snapshot = Snapshot::build(config, gateway)?;
+        if snapshot.config.audit_enabled {
+            audit.write_json(&record);
+        }
+        Ok(snapshot)
+    }
+
+    pub fn build(config: Arc<Config>, gateway: Arc<GatewayInfo>) -> Result<Snapshot, client::Error> {
         let clients = config
             .backends
             .iter()
@@ -30,6 +50,10 @@ impl Snapshot {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Snapshot { config, clients })
+        Ok(Snapshot {
+            config,
+            clients,
+            gateway,
+        })
     }
 }

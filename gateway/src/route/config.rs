@@ -123,6 +123,19 @@ pub enum RetryOn {
     ServerError,
 }
 
+impl RetryOn {
+    /// The condition as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryOn::Connect => "connect",
+            RetryOn::Tls => "tls",
+            RetryOn::Timeout => "timeout",
+            RetryOn::TooManyRequests => "429",
+            RetryOn::ServerError => "5xx",
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawRetry {
