@@ -376,7 +376,10 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         conns: Arc::new(maps.conns),
         claims: endpoints.claims,
         identity: identity::Resolver::new(cgroup_root, host_netns),
-        pods: config.cri_socket.as_deref().map(identity::cri::Pods::new),
+        pods: config
+            .cri_socket
+            .as_deref()
+            .map(|socket| identity::cri::Pods::new(socket, config.record_labels.clone())),
         host_netns_cookie: host_netns,
         metrics: metrics.clone(),
         log,
@@ -698,6 +701,9 @@ fn static_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.cri_socket != new.cri_socket {
         changed.push("identity.criSocket");
+    }
+    if old.record_labels != new.record_labels {
+        changed.push("identity.recordLabels");
     }
     if old.otlp_endpoint != new.otlp_endpoint || old.service_name != new.service_name {
         changed.push("traces");

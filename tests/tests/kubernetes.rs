@@ -137,6 +137,7 @@ listener: {{port: {port}, ipv6: false}}
 admin: {{port: {admin}}}
 capture: {{cgroupPath: {cgroup}}}
 criSocket: {socket}
+recordLabels: [app, "team*"]
 hostPaths: {{cgroup: /sys/fs/cgroup, bpf: /sys/fs/bpf/{name}, state: {dir}/state, logs: {dir}/records}}
 configFiles:
   hosts: "{TLS_PROVIDER_IP} api.openai.com\n"
@@ -271,7 +272,17 @@ config:
         name: "notebook-0".into(),
         namespace: "team-a".into(),
         uid: workload_uid.clone(),
-        labels: [("app".to_string(), "notebook".to_string())].into(),
+        // Labels as a StatefulSet's controller sets them (the record names it as the owner),
+        // and one `recordLabels` leaves out of the record.
+        labels: [
+            ("app", "notebook"),
+            ("team-cost-center", "4711"),
+            ("internal-ticket", "SEC-1"),
+            ("statefulset.kubernetes.io/pod-name", "notebook-0"),
+            ("controller-revision-hash", "notebook-5d8c7f"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into(),
         cgroup_parent: format!("/{name}/kubepods/besteffort/pod{workload_uid}"),
         containers: vec![ContainerSpec {
             name: "client".into(),
@@ -317,7 +328,16 @@ config:
     assert_eq!(w["namespace"], "team-a", "{pod}");
     assert_eq!(w["pod"], "notebook-0", "{pod}");
     assert_eq!(w["container"], "client", "{pod}");
-    assert_eq!(w["pod_labels"]["app"], "notebook", "{pod}");
+    assert_eq!(
+        w["pod_labels"],
+        serde_json::json!({"app": "notebook", "team-cost-center": "4711"}),
+        "the labels `recordLabels` chose: {pod}"
+    );
+    assert_eq!(
+        w["owner"],
+        serde_json::json!({"kind": "StatefulSet", "name": "notebook"}),
+        "{pod}"
+    );
     assert_eq!(w["pod_uid"], workload_uid.as_str(), "from the cgroup path: {pod}");
     assert_eq!(w["container_id"], containers[0].as_str(), "{pod}");
     assert_eq!(w["pod_error"], Value::Null, "{pod}");

@@ -252,8 +252,13 @@ pub struct AuditWorkload {
     pub namespace: Option<String>,
     #[serde(default)]
     pub container: Option<String>,
+    /// The pod's labels (those `identity.recordLabels` chooses).
     #[serde(default)]
     pub pod_labels: Option<std::sync::Arc<std::collections::BTreeMap<String, String>>>,
+    /// The pod's controller as its labels tell (`Deployment`, `StatefulSet`, `DaemonSet`,
+    /// `Job`).
+    #[serde(default)]
+    pub owner: Option<crate::identity::cri::Owner>,
     /// Why a container's pod is not named: the runtime's error.
     #[serde(default)]
     pub pod_error: Option<String>,
@@ -329,7 +334,8 @@ impl AuditWorkload {
             pod: w.pod.as_ref().map(|p| p.name.clone()),
             namespace: w.pod.as_ref().map(|p| p.namespace.clone()),
             container: w.pod.as_ref().and_then(|p| p.container.clone()),
-            pod_labels: w.pod.as_ref().map(|p| p.labels.clone()),
+            pod_labels: w.pod.as_ref().map(|p| p.record_labels.clone()),
+            owner: w.pod.as_ref().and_then(|p| p.owner.clone()),
             pod_error: w.pod_error.as_deref().map(str::to_string),
             systemd_unit: w.container.systemd_unit.clone(),
             host_netns: w.host_netns,

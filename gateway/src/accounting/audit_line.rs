@@ -163,6 +163,15 @@ impl AuditWorkload {
         o.opt_str("namespace", self.namespace.as_deref());
         o.opt_str("container", self.container.as_deref());
         o.serde("pod_labels", &self.pod_labels);
+        match &self.owner {
+            Some(owner) => {
+                let mut w = Obj::open(o.key("owner"));
+                w.str("kind", &owner.kind);
+                w.str("name", &owner.name);
+                w.close();
+            }
+            None => o.null("owner"),
+        }
         o.opt_str("pod_error", self.pod_error.as_deref());
         o.opt_str("systemd_unit", self.systemd_unit.as_deref());
         o.bool("host_netns", self.host_netns);
@@ -390,6 +399,10 @@ mod tests {
                 namespace: Some("ai".into()),
                 container: Some("app".into()),
                 pod_labels: Some(Arc::new(labels)),
+                owner: Some(crate::identity::cri::Owner {
+                    kind: "Deployment".into(),
+                    name: "chat\"x".into(),
+                }),
                 pod_error: None,
                 systemd_unit: Some("chat.service".into()),
                 host_netns: true,

@@ -125,6 +125,10 @@ pub struct RawIdentity {
     /// CRI-O: `/var/run/crio/crio.sock`): captured containers get their pod's namespace, name,
     /// uid, labels and container name. Default: none (the cgroup path's facts only).
     pub cri_socket: Option<PathBuf>,
+    /// Pod labels the audit record carries (names or `prefix*` globs). Default: all of them
+    /// (at most 64). Routes and limits match on every label whatever this says.
+    #[serde(default)]
+    pub record_labels: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,6 +308,8 @@ pub struct Config {
     pub worker_threads: usize,
     /// The CRI socket pod identity comes from, if any.
     pub cri_socket: Option<PathBuf>,
+    /// Pod labels audit records carry (`identity.recordLabels`); `None`: all.
+    pub record_labels: Option<Vec<crate::matching::Glob>>,
     pub limits: Vec<crate::limits::Limit>,
     pub limit_store: crate::limits::StoreConfig,
     pub outlier: crate::route::health::Policy,
@@ -439,6 +445,11 @@ impl Config {
             audit_enabled: audit.enabled.unwrap_or(true),
             audit: audit_from_raw(audit)?,
             worker_threads: worker_threads(raw.worker_threads)?,
+            record_labels: raw
+                .identity
+                .as_ref()
+                .and_then(|i| i.record_labels.as_ref())
+                .map(|l| l.iter().map(|g| crate::matching::Glob::new(g)).collect()),
             cri_socket: cri_socket(raw.identity.unwrap_or_default())?,
             otlp_endpoint: otlp_from_raw(traces.otlp_endpoint)?,
             service_name: traces.service_name.unwrap_or_else(|| "tollgate".into()),

@@ -78,7 +78,11 @@ Secret.
 {{- $_ := set $owned "credentials" $credentials -}}
 {{- end -}}
 {{- with .Values.criSocket -}}
-{{- $_ := set $owned "identity" (dict "criSocket" .) -}}
+{{- $identity := dict "criSocket" . -}}
+{{- with $.Values.recordLabels -}}
+{{- $_ := set $identity "recordLabels" . -}}
+{{- end -}}
+{{- $_ := set $owned "identity" $identity -}}
 {{- end -}}
 {{- toYaml (mergeOverwrite $user $owned) -}}
 {{- end -}}
