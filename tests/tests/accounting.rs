@@ -536,3 +536,67 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Content capture: a route that captures bodies has them in its records, redacted before they
+/// are written: a key and an e-mail address in the prompt, a JSON pointer's value and a
+/// pattern's match never reach the disk; a route that does not capture writes no content.
+#[test]
+fn captured_content_is_redacted_before_it_reaches_the_disk() {
+    if !privileged("captured_content_is_redacted_before_it_reaches_the_disk") {
+        return;
+    }
+    let routes = "routes:\n  - name: captured\n    match: { models: [\"gpt-4o-mini\"] }\n    backends: [{ backend: primary }]\n    capture:\n      maxBytes: 4096\n      redact: { patterns: [\"EMP-[0-9]{6}\"], jsonPointers: [\"/user\"] }\n  - name: plain\n    match: { models: [\"gpt-4o\"] }\n    backends: [{ backend: primary }]\n";
+    let (s, builder) = openai_setup(17, "acct-content", "");
+    let gw = builder.yaml(routes).start();
+    let key = "sk-proj-Zq8mW2xR7tY4uI1oP6aS3dF9gH0jK5lL";
+    let send = |model: &str| {
+        let body = format!(
+            r#"{{"model":"{model}","user":"ada-lovelace-7","messages":[{{"role":"user","content":"use {key} for employee EMP-424242, write to ada@example.org"}}]}}"#
+        );
+        let (status, _) = curl(
+            &s.cg,
+            &s.dir,
+            "api.openai.com",
+            &s.captured_ip,
+            &gw.ca_cert(),
+            &[
+                "-H",
+                "content-type: application/json",
+                "-d",
+                &body,
+                "https://api.openai.com/v1/chat/completions",
+            ],
+        );
+        assert!(status.starts_with("200"), "{status}");
+    };
+    send("gpt-4o-mini");
+    send("gpt-4o");
+    let records = gw.wait_audit(2);
+    let on_disk = std::fs::read_to_string(gw.audit_path()).unwrap();
+    for secret in [key, "EMP-424242", "ada@example.org", "ada-lovelace-7"] {
+        assert!(!on_disk.contains(secret), "{secret} reached the audit log");
+        assert!(!gw.log().contains(secret), "{secret} reached Tollgate's log");
+    }
+    // The backend got the prompt as sent: redaction is for the record only.
+    assert!(s.primary.received()[0].body.to_string().contains(key));
+    let captured = &records[0]["content"];
+    assert_eq!(records[0]["route"], "captured");
+    let request = captured["request"].as_str().expect("the request body");
+    for marker in [
+        "[REDACTED:openai_key]",
+        "[REDACTED:pattern0]",
+        "[REDACTED:email]",
+        "[REDACTED:json_pointer]",
+    ] {
+        assert!(request.contains(marker), "{marker} in {request}");
+    }
+    assert!(request.contains("for employee"), "the rest is kept: {request}");
+    assert_eq!(captured["redactions"], 4, "{captured}");
+    assert!(
+        captured["response"].as_str().unwrap().contains("hello from primary"),
+        "{captured}"
+    );
+    assert_eq!(captured["request_truncated"], false);
+    assert_eq!(records[1]["route"], "plain");
+    assert_eq!(records[1]["content"], Value::Null, "no capture on this route");
+}

@@ -50,6 +50,7 @@ pub(crate) fn demo() -> anyhow::Result<()> {
     let cgroup = Cgroup::create("tollgate-demo")?;
     let config = dir.join("tollgate.yaml");
     let conn_log = dir.join("connections.jsonl");
+    let audit_log = dir.join("audit.jsonl");
     let key_file = dir.join("openai-key");
     std::fs::write(&key_file, DEMO_KEY)?;
     // The same hosts file serves tollgate (no DNS query leaves the machine) and curl.
@@ -59,7 +60,7 @@ pub(crate) fn demo() -> anyhow::Result<()> {
         &config,
         format!(
             "listener:\n  addresses: [\"127.0.0.1:0\", \"[::1]:0\"]\nadmin:\n  address: \"127.0.0.1:0\"\n\
-             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-demo\n  handoverPath: {dir}/handover.sock\nconnectionLog: {log}\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\n\
+             capture:\n  cgroupPath: {cg}\n  pinPath: /sys/fs/bpf/tollgate-demo\n  handoverPath: {dir}/handover.sock\nconnectionLog: {log}\naudit:\n  path: {dir}/audit.jsonl\ntls:\n  caCert: {dir}/ca.crt\n  caKey: {dir}/ca.key\n\
              dns:\n  hostsFile: {dir}/hosts\n\
              providers:\n  - name: openai\n    hostnames: [api.openai.com]\n    addresses: [\"{CAPTURED}\"]\n    backend: fake-openai\n\
              backends:\n  - name: fake-openai\n    url: http://{BACKEND}\n    credential: openai-key\n\
@@ -96,7 +97,8 @@ pub(crate) fn demo() -> anyhow::Result<()> {
         .arg(dir.join("ca.crt"))
         .args([
             "-w",
-            "\n[curl: peer %{remote_ip}:%{remote_port}, HTTP %{http_code}, HTTP/%{http_version}]\n",
+            "\n[curl: peer %{remote_ip}:%{remote_port}, HTTP %{http_code}, HTTP/%{http_version}, \
+             x-tollgate-request-id: %header{x-tollgate-request-id}]\n",
         ])
         .args([
             "-H",
@@ -135,14 +137,24 @@ pub(crate) fn demo() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let log = std::fs::read_to_string(&tollgate_log).unwrap_or_default();
-    if let Some(req) = log
-        .lines()
-        .find_map(|l| l.split_once("record=").map(|(_, r)| r.trim().to_string()))
-    {
-        let v: serde_json::Value = serde_json::from_str(&req)?;
-        println!("   request record:\n{}", indent(&serde_json::to_string_pretty(&v)?));
+    let mut request = serde_json::Value::Null;
+    for _ in 0..100 {
+        let audit = std::fs::read_to_string(&audit_log).unwrap_or_default();
+        if let Some(r) = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["record"] == "request")
+        {
+            request = r;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
+    println!(
+        "   audit record ({}):\n{}",
+        audit_log.display(),
+        indent(&serde_json::to_string_pretty(&request)?)
+    );
     let line: serde_json::Value = serde_json::from_str(record.lines().next().context("no connection record")?)?;
     println!(
         "   connection record:\n{}",
@@ -154,6 +166,14 @@ pub(crate) fn demo() -> anyhow::Result<()> {
         println!("     {l}");
     }
 
+    println!("   $ tollgate usage --audit-log {} --since 1h", audit_log.display());
+    let usage = std::process::Command::new(&bin)
+        .args(["usage", "--since", "1h", "--audit-log"])
+        .arg(&audit_log)
+        .output()
+        .context("tollgate usage")?;
+    println!("{}", indent(&String::from_utf8_lossy(&usage.stdout)));
+
     println!("== 5. cleaning up");
     daemon.stop();
     drop(cgroup);
@@ -161,10 +181,15 @@ pub(crate) fn demo() -> anyhow::Result<()> {
     let _ = std::net::TcpStream::connect(BACKEND);
     let _ = provider.join();
     let _ = std::fs::remove_dir_all(&dir);
-    let ok =
-        line["workload"]["comm"] == "curl" && line["sni"] == "api.openai.com" && auth == format!("Bearer {DEMO_KEY}");
+    let ok = line["workload"]["comm"] == "curl"
+        && line["sni"] == "api.openai.com"
+        && auth == format!("Bearer {DEMO_KEY}")
+        && request["workload"]["comm"] == "curl"
+        && request["credential"]["name"] == "openai-key"
+        && request["tokens"]["total"] == 16
+        && usage.status.success();
     if !ok {
-        bail!("the records do not show curl's request to api.openai.com signed with the real key");
+        bail!("the records do not show curl's request to api.openai.com signed with the real key, metered");
     }
     println!(
         "\ncurl (pid {}) called https://api.openai.com with a dummy key; eBPF sent it to tollgate, which \

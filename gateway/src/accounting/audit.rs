@@ -83,6 +83,22 @@ pub struct AuditRecord {
     /// What the request was held to.
     #[serde(default)]
     pub policy: Policy,
+    /// The bodies, redacted, when the route captures content and the request was sampled.
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+/// Captured bodies (`routes[].capture`), redacted before they were written.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Content {
+    /// The request body as text (null when it streamed through unread).
+    pub request: Option<String>,
+    pub request_truncated: bool,
+    /// The response body as the backend sent it (null when none came).
+    pub response: Option<String>,
+    pub response_truncated: bool,
+    /// Values replaced by redaction rules in both.
+    pub redactions: u32,
 }
 
 /// The Tollgate instance and the configuration a record was written under.

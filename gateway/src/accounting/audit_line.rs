@@ -64,6 +64,10 @@ impl AuditRecord {
         o.bool("complete", self.complete);
         o.serde("limit", &self.limit);
         self.policy.write(o.key("policy"));
+        match &self.content {
+            Some(c) => o.serde("content", c),
+            None => o.null("content"),
+        }
         o.close();
     }
 }
@@ -368,7 +372,6 @@ mod tests {
 
     #[test]
     fn a_full_record_is_what_serde_writes() {
-        let labels: BTreeMap<String, String> = [("app".into(), "chat \"bot\"".into())].into();
         let a = AuditRecord {
             record: "request".into(),
             schema_version: 1,
@@ -383,30 +386,7 @@ mod tests {
                 config_generation: 3,
                 config_sha256: "00ff".into(),
             }),
-            workload: AuditWorkload {
-                pid: 4242,
-                tgid: 4240,
-                uid: 1000,
-                gid: 1000,
-                comm: "py\tthon\u{1}".into(),
-                exe: Some("/usr/bin/python3".into()),
-                cgroup_id: u64::MAX,
-                cgroup: Some("/kubepods/burstable/pod1/abc".into()),
-                container_id: Some("abc".into()),
-                container_runtime: Some("containerd".into()),
-                pod_uid: Some("pod1".into()),
-                pod: Some("chat-0".into()),
-                namespace: Some("ai".into()),
-                container: Some("app".into()),
-                pod_labels: Some(Arc::new(labels)),
-                owner: Some(crate::identity::cri::Owner {
-                    kind: "Deployment".into(),
-                    name: "chat\"x".into(),
-                }),
-                pod_error: None,
-                systemd_unit: Some("chat.service".into()),
-                host_netns: true,
-            },
+            workload: full_workload(),
             destination: Destination {
                 ip: "2001:db8::1".into(),
                 port: 443,
@@ -475,12 +455,48 @@ mod tests {
                 degraded: true,
             }),
             policy: full_policy(),
+            content: Some(crate::accounting::audit::Content {
+                request: Some("{\"x\":\"[REDACTED:email]\"}".into()),
+                request_truncated: false,
+                response: None,
+                response_truncated: true,
+                redactions: 1,
+            }),
         };
         same_as_serde(&a);
         // And it reads back.
         let back: AuditRecord = serde_json::from_str(&line(&a)).unwrap();
         assert_eq!(back.workload.comm, a.workload.comm);
         assert_eq!(back.attempts[0].error, a.attempts[0].error);
+    }
+
+    /// A workload with every member set, escapes included.
+    fn full_workload() -> AuditWorkload {
+        let labels: BTreeMap<String, String> = [("app".into(), "chat \"bot\"".into())].into();
+        AuditWorkload {
+            pid: 4242,
+            tgid: 4240,
+            uid: 1000,
+            gid: 1000,
+            comm: "py\tthon\u{1}".into(),
+            exe: Some("/usr/bin/python3".into()),
+            cgroup_id: u64::MAX,
+            cgroup: Some("/kubepods/burstable/pod1/abc".into()),
+            container_id: Some("abc".into()),
+            container_runtime: Some("containerd".into()),
+            pod_uid: Some("pod1".into()),
+            pod: Some("chat-0".into()),
+            namespace: Some("ai".into()),
+            container: Some("app".into()),
+            pod_labels: Some(Arc::new(labels)),
+            owner: Some(crate::identity::cri::Owner {
+                kind: "Deployment".into(),
+                name: "chat\"x".into(),
+            }),
+            pod_error: None,
+            systemd_unit: Some("chat.service".into()),
+            host_netns: true,
+        }
     }
 
     /// A policy with every member set, escapes included.

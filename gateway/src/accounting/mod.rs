@@ -11,6 +11,7 @@
 
 pub mod audit;
 mod audit_line;
+pub mod content;
 pub mod report;
 
 use std::collections::HashMap;

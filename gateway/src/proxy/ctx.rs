@@ -91,6 +91,8 @@ pub(crate) struct RequestCtx {
     pub(crate) policy: Policy,
     /// The backends the plan holds, in order (the record names them).
     pub(crate) plan: Vec<usize>,
+    /// The bodies, when the route captures content and this request is in the sample.
+    pub(crate) content: Option<crate::accounting::content::Captured>,
     // admit
     pub(crate) limit: Option<crate::accounting::audit::LimitDecision>,
     pub(crate) reservation: Option<limits::Reservation>,
@@ -139,6 +141,7 @@ impl RequestCtx {
             idle_timeout: None,
             policy: Policy::default(),
             plan: Vec::new(),
+            content: None,
             limit: None,
             reservation: None,
             attempts: Vec::new(),

@@ -130,6 +130,12 @@ async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<R
     let snapshot = ctx.snapshot.clone();
     plan.prune(&ctx.l7.health, |b| snapshot.config.backends[b].name.clone());
     ctx.plan = plan.order();
+    if let Some(capture) = ctx.route.and_then(|r| snapshot.config.routes[r].capture.as_ref()) {
+        if capture.sampled() {
+            let request = body.read().map(|(bytes, _)| bytes.clone());
+            ctx.content = Some(crate::accounting::content::Captured::new(capture.clone(), request));
+        }
+    }
     admit::admit(ctx, &body, plan.first()).await?;
     attempt::run(ctx, parts, body, plan).await
 }

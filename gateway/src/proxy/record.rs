@@ -142,6 +142,7 @@ fn record(
         complete,
         limit: ctx.limit.clone(),
         policy,
+        content: ctx.content.take().map(crate::accounting::content::Captured::finish),
     }
 }
 

@@ -288,6 +288,9 @@ impl Recorded {
         };
         let observed = self.meter.as_mut().and_then(|m| m.observe(data));
         self.note_data(data.len());
+        if let Some(content) = self.ctx.as_mut().and_then(|c| c.content.as_mut()) {
+            content.response(data);
+        }
         match self.translator.as_mut() {
             Some(Translator::Stream(t)) => {
                 let out = t.feed(data);

@@ -94,6 +94,8 @@ pub struct RawRoute {
     pub timeout: Option<Duration>,
     pub timeouts: Option<RawTimeouts>,
     pub retry: Option<RawRetry>,
+    /// Request and response bodies in the audit record, redacted (off by default).
+    pub capture: Option<crate::accounting::content::RawCapture>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,6 +212,8 @@ pub struct Route {
     pub retry_attempts: u32,
     pub retry_on: Vec<RetryOn>,
     pub retry_statuses: Vec<u16>,
+    /// Content capture, when the route turns it on.
+    pub capture: Option<std::sync::Arc<crate::accounting::content::Capture>>,
 }
 
 /// Retries when a route gives none.
@@ -436,7 +440,14 @@ fn route(i: usize, r: RawRoute, backends: &[Backend], providers: &[String]) -> R
     if retry_attempts == 0 {
         return Err(invalid(format!("routes[{i}].retry.attempts"), "at least 1"));
     }
+    let capture = match r.capture {
+        Some(raw) => crate::accounting::content::capture_from_raw(&format!("routes[{i}].capture"), raw)
+            .map_err(|(field, message)| invalid(field, message))?
+            .map(std::sync::Arc::new),
+        None => None,
+    };
     Ok(Route {
+        capture,
         timeout: timeouts.first_byte.or(r.timeout).unwrap_or(DEFAULT_ROUTE_TIMEOUT),
         idle_timeout: timeouts.idle,
         total_timeout: timeouts.total,
