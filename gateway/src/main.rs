@@ -155,7 +155,7 @@ fn audit(action: AuditAction) -> anyhow::Result<()> {
             let policy = cfg
                 .audit
                 .chain
-                .context("the audit log is not chained (audit.path is stdout, or audit.enabled is false)")?;
+                .context("the audit log is not chained (audit.path is stdout)")?;
             let key = chain::NodeKey::load_or_create(&policy.signing_key)?;
             println!(
                 "# tollgate audit signing key {} ({})",

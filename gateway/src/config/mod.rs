@@ -658,8 +658,8 @@ fn otlp_from_raw(endpoint: Option<String>) -> Result<Option<http::Uri>, Error> {
     Ok(Some(uri))
 }
 
-/// The audit log's target. A file is hash-chained with signed checkpoints (stdout, or a
-/// disabled audit log, is not: there is no file to verify).
+/// The audit log's target. A file is hash-chained with signed checkpoints (stdout is not:
+/// there is no file to verify).
 fn audit_from_raw(audit: RawAudit, ca_key: &Path) -> Result<crate::telemetry::jsonl::Target, Error> {
     use crate::telemetry::chain;
     let path: Option<PathBuf> = match audit.path.as_deref() {
@@ -690,7 +690,9 @@ fn audit_from_raw(audit: RawAudit, ca_key: &Path) -> Result<crate::telemetry::js
         Some(p) => p,
         None => ca_key.with_file_name(chain::DEFAULT_KEY_FILE),
     };
-    let chained = path.is_some() && audit.enabled != Some(false);
+    // Chained even while `enabled` is false: it can be turned on by a reload, and the
+    // writer's decision is made at start.
+    let chained = path.is_some();
     Ok(crate::telemetry::jsonl::Target {
         path,
         max_bytes: audit.max_bytes.unwrap_or(DEFAULT_AUDIT_MAX_BYTES),
@@ -897,6 +899,26 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::parse(text).expect_err("config must be rejected").to_string()
+    }
+
+    #[test]
+    fn a_file_audit_log_is_chained_with_its_key_next_to_the_ca_key() {
+        let cfg = Config::parse("tls:\n  caKey: /etc/tg/ca.key\naudit:\n  checkpoint: { records: 10 }\n").unwrap();
+        let chain = cfg.audit.chain.expect("a file log is chained");
+        assert_eq!(chain.signing_key, PathBuf::from("/etc/tg/audit-signing.key"));
+        assert_eq!(chain.checkpoint_records, 10);
+        assert_eq!(
+            chain.checkpoint_interval,
+            crate::telemetry::chain::DEFAULT_CHECKPOINT_INTERVAL
+        );
+        let cfg = Config::parse("audit:\n  signingKey: /k/a.key\n  checkpoint: { interval: 5s }\n").unwrap();
+        let chain = cfg.audit.chain.unwrap();
+        assert_eq!(
+            (chain.signing_key, chain.checkpoint_records, chain.checkpoint_interval),
+            (PathBuf::from("/k/a.key"), 1000, Duration::from_secs(5))
+        );
+        assert_eq!(Config::parse("audit:\n  path: \"-\"\n").unwrap().audit.chain, None);
+        assert!(err("audit:\n  checkpoint: { interval: 0s }\n").contains("audit.checkpoint.interval"));
     }
 
     #[test]

@@ -586,7 +586,7 @@ mod tests {
             // Idle past the interval: the lines written are sealed without waiting for more.
             std::thread::sleep(Duration::from_millis(400));
             let sealed = lines();
-            assert_eq!(sealed.last().unwrap()["reason"], "interval", "{:?}", reasons(&sealed));
+            assert_eq!(sealed.last().unwrap()["record"], "checkpoint", "{:?}", reasons(&sealed));
             drop(sink);
             writer.finish();
         }
