@@ -15,7 +15,7 @@
 //! - [`accounting`]: prices, exact costs, the audit record.
 //! - [`limits`]: requests/tokens/money limits, local or in Redis.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on their own runtime.
-//! - [`telemetry`]: metrics registry and log setup.
+//! - [`telemetry`]: metrics registry and log setup; the audit log's hash chain (`tollgate audit`).
 //! - [`app`]: wires the above together for `tollgate run`.
 //!
 //! Leaves: [`socket`], [`matching`], [`validation`], [`sysfs`], [`truststore`]

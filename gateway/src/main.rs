@@ -71,6 +71,12 @@ enum Command {
         #[arg(long, short, global = true, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// The audit log's tamper evidence: verify its hash chain and signed checkpoints, or print
+    /// the public key that signs them.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Remove programs that a fail-closed instance left attached (pinned on bpffs).
     Detach {
         /// The `capture.pinPath` of that instance.
@@ -88,6 +94,78 @@ enum TrustAction {
     Install,
     /// Remove it from the system store.
     Remove,
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain and every checkpoint signature; name the first line changed,
+    /// removed, reordered or inserted. Exit status: 0 intact, 1 broken, 2 intact but with lines
+    /// after the last checkpoint (unsealed).
+    Verify {
+        /// Files to check, oldest first. Default: the `audit.path` of `--config` (else
+        /// /var/log/tollgate/audit.jsonl) with its rotated files `.N` … `.1` before it.
+        files: Vec<PathBuf>,
+        /// The configuration whose `audit.path` to read.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A public key file (as `tollgate audit pubkey` prints it) the checkpoints must be
+        /// signed with; repeat for a key that was replaced. Without it, the key of the first
+        /// checkpoint is trusted (and the report says so).
+        #[arg(long)]
+        key: Vec<PathBuf>,
+    },
+    /// Print the public key that signs the checkpoints (creating the key pair if it does not
+    /// exist yet), to pin it with `verify --key`.
+    Pubkey {
+        /// The configuration whose `audit.signingKey` to use.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+fn audit(action: AuditAction) -> anyhow::Result<()> {
+    use gateway::telemetry::chain::{self, verify, PublicKey};
+    match action {
+        AuditAction::Verify { files, config, key } => {
+            let files = match (files.is_empty(), config) {
+                (false, _) => files,
+                (true, Some(file)) => {
+                    let cfg = Config::load(&file).with_context(|| format!("invalid config {}", file.display()))?;
+                    let path = cfg
+                        .audit
+                        .path
+                        .context("audit.path is stdout (\"-\"): nothing to verify")?;
+                    verify::log_files(&path)
+                }
+                (true, None) => verify::log_files(std::path::Path::new(gateway::config::DEFAULT_AUDIT_PATH)),
+            };
+            let pinned = key
+                .iter()
+                .map(|path| {
+                    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                    PublicKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let report = verify::verify(&files, &pinned).context("reading the audit log")?;
+            print!("{}", report.render());
+            std::process::exit(report.verdict().exit_code());
+        }
+        AuditAction::Pubkey { config } => {
+            let cfg = Config::load(&config).with_context(|| format!("invalid config {}", config.display()))?;
+            let policy = cfg
+                .audit
+                .chain
+                .context("the audit log is not chained (audit.path is stdout)")?;
+            let key = chain::NodeKey::load_or_create(&policy.signing_key)?;
+            println!(
+                "# tollgate audit signing key {} ({})",
+                key.public(),
+                policy.signing_key.display()
+            );
+            println!("{}", key.public().to_base64());
+            Ok(())
+        }
+    }
 }
 
 fn trust(action: TrustAction, config: &std::path::Path) -> anyhow::Result<()> {
@@ -160,6 +238,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Trust { action, config } => trust(action, &config),
+        Command::Audit { action } => audit(action),
         Command::Detach { pin_path } => {
             let n = ebpf::remove_pins(&pin_path)?;
             println!("removed {n} pinned programs from {}", pin_path.display());

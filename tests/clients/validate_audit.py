@@ -9,22 +9,23 @@ import jsonschema
 schema_path, log_path = sys.argv[1], sys.argv[2]
 schema = json.load(open(schema_path))
 validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+# One validator per kind of line (`record`: request, checkpoint, ...), so that an error names
+# the member at fault rather than "not valid under any of the given schemas".
+by_record = {}
+for kind, d in schema.get("$defs", {}).items():
+    if "record" not in d.get("properties", {}):
+        continue
+    one = {k: v for k, v in schema.items() if k != "oneOf"}
+    one["$ref"] = f"#/$defs/{kind}"
+    by_record[kind] = jsonschema.Draft202012Validator(one, format_checker=jsonschema.FormatChecker())
 errors = []
 n = 0
 for i, line in enumerate(open(log_path)):
     n += 1
-    record = json.loads(line)
-    # Each kind of record against its own definition: errors then name the member at fault
-    # (the top-level `oneOf` would only say "not valid under any").
-    kind = record.get("record") if isinstance(record, dict) else None
-    if kind in schema.get("$defs", {}):
-        one = dict(schema)
-        one.pop("oneOf", None)
-        one["$ref"] = f"#/$defs/{kind}"
-        found = jsonschema.Draft202012Validator(one, format_checker=jsonschema.FormatChecker()).iter_errors(record)
-    else:
-        found = validator.iter_errors(record)
-    for e in found:
+    obj = json.loads(line)
+    kind = obj.get("record") if isinstance(obj, dict) else None
+    v = by_record.get(kind, validator) if isinstance(kind, str) else validator
+    for e in v.iter_errors(obj):
         errors.append(f"line {i + 1}: {'/'.join(map(str, e.absolute_path))}: {e.message}")
 if errors:
     print("\n".join(errors[:20]))

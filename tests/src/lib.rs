@@ -285,6 +285,8 @@ pub struct GatewayBuilder {
     predecessor: Option<(PathBuf, PathBuf)>,
     /// `audit.path` instead of the test directory's `audit.jsonl`.
     audit_path: Option<PathBuf>,
+    /// More lines of the `audit` section (`maxBytes: 4000`).
+    audit_extra: Vec<String>,
 }
 
 impl GatewayBuilder {
@@ -299,7 +301,15 @@ impl GatewayBuilder {
             envs: Vec::new(),
             predecessor: None,
             audit_path: None,
+            audit_extra: Vec::new(),
         }
+    }
+
+    /// Adds a line to the `audit` section, e.g. `maxBytes: 4000` or
+    /// `checkpoint: { records: 5 }`.
+    pub fn audit_setting(mut self, line: &str) -> Self {
+        self.audit_extra.push(line.into());
+        self
     }
 
     /// Sets `audit.path` (a directory there makes the start fail after the eBPF maps are
@@ -521,6 +531,9 @@ impl GatewayBuilder {
                 .unwrap_or_else(|| dir.join("audit.jsonl"))
                 .display()
         );
+        for line in &self.audit_extra {
+            yaml += &format!("  {line}\n");
+        }
         yaml += &self.extra;
         let config = dir.join("tollgate.yaml");
         std::fs::write(&config, &yaml).expect("write config");
@@ -659,18 +672,24 @@ impl Gateway {
         std::fs::read_to_string(self.dir.join("tollgate.log")).unwrap_or_default()
     }
 
-    /// Audit records (one per L7 request) written so far.
+    /// Audit records (one per L7 request) written so far: the audit log's request lines
+    /// (without `config` records and the chain's checkpoints).
     pub fn audit_records(&self) -> Vec<Value> {
         requests(self.audit_lines())
     }
 
-    /// Every line of the audit log: request records, `config` records and the rest.
+    /// Every line of the audit log: request records, `config` records and checkpoints.
     pub fn audit_lines(&self) -> Vec<Value> {
         std::fs::read_to_string(self.dir.join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
             .collect()
+    }
+
+    /// The directory of the gateway's files (config, CA, logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The audit log file.

@@ -52,7 +52,11 @@ impl Pipeline {
     pub fn start(yaml: &str, conn: Conn) -> Pipeline {
         let dir = TempDir::new("pipeline");
         let audit = dir.path("audit.jsonl");
-        let yaml = format!("{yaml}\naudit:\n  path: {}\n  fsync: always\n", audit.display());
+        let yaml = format!(
+            "{yaml}\naudit:\n  path: {}\n  fsync: always\n  signingKey: {}\n",
+            audit.display(),
+            dir.path("audit-signing.key").display()
+        );
         let config = Arc::new(Config::parse(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}")));
         let metrics = Arc::new(Metrics::new());
         let credentials = Arc::new(auth::Store::default());
@@ -110,17 +114,17 @@ impl Pipeline {
         }
     }
 
-    /// Audit records written so far.
+    /// Audit request records written so far (`config` records and checkpoints left out).
     pub fn records(&self) -> Vec<Value> {
         crate::requests(self.lines())
     }
 
-    /// Every line of the audit log: request records, `config` records and the rest.
+    /// Every line of the audit log: request records, `config` records and checkpoints.
     pub fn lines(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.audit)
             .unwrap_or_default()
             .lines()
-            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON"))
             .collect()
     }
 

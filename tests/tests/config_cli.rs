@@ -51,6 +51,16 @@ fn invalid_configs_are_rejected_naming_the_field() {
         ("capture:\n  failMode: sometimes\n", "unknown variant `sometimes`"),
         ("listener:\n  addresses: [\"0.0.0.0:15001\"]\n", "listener.addresses[0]"),
         ("capture:\n  cgroupPath: relative/path\n", "capture.cgroupPath"),
+        (
+            "audit:\n  checkpoint: { records: 0 }\n",
+            "audit.checkpoint.records: 0 is not allowed",
+        ),
+        (
+            "audit:\n  checkpoint: { interval: 100ms }\n",
+            "audit.checkpoint.interval: 100ms is below the minimum of 1s",
+        ),
+        ("audit:\n  signingKey: keys/audit.key\n", "audit.signingKey"),
+        ("audit:\n  checkpoint: { every: 5 }\n", "unknown field `every`"),
         ("admin: [1, 2]\n", "admin"),
         (
             "backends:\n  - name: b\n    url: https://bedrock.example\n    schema: bedrock\n",

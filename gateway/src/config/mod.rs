@@ -44,6 +44,8 @@ pub const DEFAULT_AUDIT_PATH: &str = "/var/log/tollgate/audit.jsonl";
 pub const DEFAULT_AUDIT_MAX_BYTES: u64 = 100 * 1024 * 1024;
 /// Rotated audit files kept.
 pub const DEFAULT_AUDIT_MAX_FILES: u32 = 5;
+/// Shortest `audit.checkpoint.interval` (1 second): each checkpoint is a signature and a line.
+pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// Connect timeout towards the original destination (10 seconds).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -167,6 +169,21 @@ pub struct RawAudit {
     pub max_files: Option<u32>,
     /// `never`, `second` (default) or `always`.
     pub fsync: Option<crate::telemetry::jsonl::Fsync>,
+    /// The ed25519 key that signs the log's checkpoints (PKCS#8 PEM, mode 0600), created on
+    /// first start. Default: `audit-signing.key` next to `tls.caKey`.
+    pub signing_key: Option<PathBuf>,
+    /// When checkpoints seal the hash chain (besides start, rotation and stop).
+    pub checkpoint: Option<RawCheckpoint>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawCheckpoint {
+    /// A checkpoint after this many lines. Default 1000.
+    pub records: Option<u64>,
+    /// A checkpoint once a line has waited this long for one. Default `60s`.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -438,12 +455,13 @@ impl Config {
             .map_err(|(model, e)| invalid(format!("pricing.{model}"), e.to_string()))?;
         let audit = raw.audit.unwrap_or_default();
         let traces = raw.traces.unwrap_or_default();
+        let tls = l7::tls(raw.tls);
         Ok(Config {
             limits: crate::limits::limits_from_raw(raw.limits)?,
             limit_store: crate::limits::store_from_raw(raw.limit_store)?,
             outlier: outlier_from_raw(raw.outlier_detection.unwrap_or_default())?,
             audit_enabled: audit.enabled.unwrap_or(true),
-            audit: audit_from_raw(audit)?,
+            audit: audit_from_raw(audit, &tls.ca_key)?,
             worker_threads: worker_threads(raw.worker_threads)?,
             record_labels: raw
                 .identity
@@ -465,7 +483,7 @@ impl Config {
             },
             dns: Dns::from_raw(raw.dns.unwrap_or_default())?,
             providers,
-            tls: l7::tls(raw.tls),
+            tls,
             max_request_body: proxy.max_request_body,
             header_read_timeout: proxy.header_read_timeout,
             max_connections: proxy.max_connections,
@@ -652,17 +670,51 @@ fn otlp_from_raw(endpoint: Option<String>) -> Result<Option<http::Uri>, Error> {
     Ok(Some(uri))
 }
 
-fn audit_from_raw(audit: RawAudit) -> Result<crate::telemetry::jsonl::Target, Error> {
+/// The audit log's target. A file is hash-chained with signed checkpoints (stdout is not:
+/// there is no file to verify).
+fn audit_from_raw(audit: RawAudit, ca_key: &Path) -> Result<crate::telemetry::jsonl::Target, Error> {
+    use crate::telemetry::chain;
+    let path: Option<PathBuf> = match audit.path.as_deref() {
+        Some("-") => None,
+        Some("") => return Err(invalid("audit.path", "empty path (use \"-\" for stdout)")),
+        Some(p) => Some(p.into()),
+        None => Some(DEFAULT_AUDIT_PATH.into()),
+    };
+    let checkpoint = audit.checkpoint.unwrap_or_default();
+    let checkpoint_records = checkpoint.records.unwrap_or(chain::DEFAULT_CHECKPOINT_RECORDS);
+    if checkpoint_records == 0 {
+        return Err(invalid("audit.checkpoint.records", "0 is not allowed"));
+    }
+    let checkpoint_interval = checkpoint.interval.unwrap_or(chain::DEFAULT_CHECKPOINT_INTERVAL);
+    if checkpoint_interval < MIN_CHECKPOINT_INTERVAL {
+        return Err(invalid(
+            "audit.checkpoint.interval",
+            format!("{checkpoint_interval:?} is below the minimum of 1s"),
+        ));
+    }
+    let signing_key = match audit.signing_key {
+        Some(p) if p.is_relative() => {
+            return Err(invalid(
+                "audit.signingKey",
+                format!("{} is not an absolute path", p.display()),
+            ))
+        }
+        Some(p) => p,
+        None => ca_key.with_file_name(chain::DEFAULT_KEY_FILE),
+    };
+    // Chained even while `enabled` is false: it can be turned on by a reload, and the
+    // writer's decision is made at start.
+    let chained = path.is_some();
     Ok(crate::telemetry::jsonl::Target {
-        path: match audit.path.as_deref() {
-            Some("-") => None,
-            Some("") => return Err(invalid("audit.path", "empty path (use \"-\" for stdout)")),
-            Some(p) => Some(p.into()),
-            None => Some(DEFAULT_AUDIT_PATH.into()),
-        },
+        path,
         max_bytes: audit.max_bytes.unwrap_or(DEFAULT_AUDIT_MAX_BYTES),
         max_files: audit.max_files.unwrap_or(DEFAULT_AUDIT_MAX_FILES),
         fsync: audit.fsync.unwrap_or(crate::telemetry::jsonl::Fsync::Second),
+        chain: chained.then_some(chain::Policy {
+            signing_key,
+            checkpoint_records,
+            checkpoint_interval,
+        }),
     })
 }
 
@@ -859,6 +911,26 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::parse(text).expect_err("config must be rejected").to_string()
+    }
+
+    #[test]
+    fn a_file_audit_log_is_chained_with_its_key_next_to_the_ca_key() {
+        let cfg = Config::parse("tls:\n  caKey: /etc/tg/ca.key\naudit:\n  checkpoint: { records: 10 }\n").unwrap();
+        let chain = cfg.audit.chain.expect("a file log is chained");
+        assert_eq!(chain.signing_key, PathBuf::from("/etc/tg/audit-signing.key"));
+        assert_eq!(chain.checkpoint_records, 10);
+        assert_eq!(
+            chain.checkpoint_interval,
+            crate::telemetry::chain::DEFAULT_CHECKPOINT_INTERVAL
+        );
+        let cfg = Config::parse("audit:\n  signingKey: /k/a.key\n  checkpoint: { interval: 5s }\n").unwrap();
+        let chain = cfg.audit.chain.unwrap();
+        assert_eq!(
+            (chain.signing_key, chain.checkpoint_records, chain.checkpoint_interval),
+            (PathBuf::from("/k/a.key"), 1000, Duration::from_secs(5))
+        );
+        assert_eq!(Config::parse("audit:\n  path: \"-\"\n").unwrap().audit.chain, None);
+        assert!(err("audit:\n  checkpoint: { interval: 0s }\n").contains("audit.checkpoint.interval"));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Append-only JSON-lines files written by a dedicated thread (file I/O never blocks the data
 //! plane), with size-based rotation and an fsync policy. Used by the connection log and the
 //! audit log. Dropping every [`Sink`] and calling [`Writer::finish`] flushes everything queued:
-//! nothing in flight is lost on a graceful stop.
+//! nothing in flight is lost on a graceful stop. A target with a [`chain::Policy`] (the audit
+//! log) is hash-chained and checkpointed by the same thread ([`super::chain`]).
 
 use std::{
     fs::{File, OpenOptions},
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     path::{Path, PathBuf},
     sync::mpsc,
     thread,
@@ -13,6 +14,8 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+
+use super::chain::{self, Checkpoint, Head, NodeKey, Reason};
 
 /// How often the writer thread takes what is queued (20 ms): records reach the file within
 /// that, and a burst is written in one batch.
@@ -54,6 +57,8 @@ pub struct Target {
     /// Rotated files kept (`file.1` … `file.N`).
     pub max_files: u32,
     pub fsync: Fsync,
+    /// Hash-chain the lines and write signed checkpoints (file targets only).
+    pub chain: Option<chain::Policy>,
 }
 
 impl Target {
@@ -63,8 +68,24 @@ impl Target {
             max_bytes: 0,
             max_files: 0,
             fsync: Fsync::Never,
+            chain: None,
         }
     }
+}
+
+/// Why a writer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Chain(#[from] chain::Error),
+    #[error("cannot start the writer thread: {0}")]
+    Thread(#[source] io::Error),
 }
 
 /// Cheap handle that queues lines for the writer thread (a bounded queue).
@@ -129,10 +150,17 @@ impl Sink {
 /// The writer thread.
 pub struct Writer(thread::JoinHandle<()>);
 
+/// A batch is written once it holds this much (1 MiB), always whole lines.
+const MAX_BATCH: usize = 1024 * 1024;
+
 enum Out {
     Stdout(io::Stdout),
     File {
-        file: BufWriter<File>,
+        file: File,
+        /// Whole lines not yet written: a batch goes to the file in one `write` (O_APPEND), so
+        /// another writer of the same file (a successor during an upgrade) never finds half a
+        /// line at its end.
+        batch: Vec<u8>,
         path: PathBuf,
         size: u64,
     },
@@ -149,7 +177,8 @@ impl Out {
                 let file = OpenOptions::new().create(true).append(true).open(path)?;
                 let size = file.metadata()?.len();
                 Ok(Out::File {
-                    file: BufWriter::new(file),
+                    file,
+                    batch: Vec::with_capacity(64 * 1024),
                     path: path.clone(),
                     size,
                 })
@@ -164,10 +193,14 @@ impl Out {
                 s.write_all(line)?;
                 s.write_all(b"\n")
             }
-            Out::File { file, size, .. } => {
-                file.write_all(line)?;
-                file.write_all(b"\n")?;
+            Out::File { file, batch, size, .. } => {
+                batch.extend_from_slice(line);
+                batch.push(b'\n');
                 *size += line.len() as u64 + 1;
+                if batch.len() >= MAX_BATCH {
+                    file.write_all(batch)?;
+                    batch.clear();
+                }
                 Ok(())
             }
         }
@@ -176,24 +209,32 @@ impl Out {
     fn flush(&mut self, sync: bool) -> io::Result<()> {
         match self {
             Out::Stdout(s) => s.flush(),
-            Out::File { file, .. } => {
-                file.flush()?;
+            Out::File { file, batch, .. } => {
+                if !batch.is_empty() {
+                    let result = file.write_all(batch);
+                    batch.clear();
+                    result?;
+                }
                 if sync {
-                    file.get_ref().sync_data()?;
+                    file.sync_data()?;
                 }
                 Ok(())
             }
         }
     }
 
+    fn needs_rotation(&self, target: &Target) -> bool {
+        match self {
+            Out::File { size, .. } => target.max_bytes != 0 && *size >= target.max_bytes,
+            Out::Stdout(_) => false,
+        }
+    }
+
     /// Renames `file` → `file.1` (shifting older ones) and starts a new file.
-    fn rotate_if_needed(&mut self, target: &Target) -> io::Result<()> {
-        let Out::File { size, path, .. } = self else {
+    fn rotate(&mut self, target: &Target) -> io::Result<()> {
+        let Out::File { path, .. } = self else {
             return Ok(());
         };
-        if target.max_bytes == 0 || *size < target.max_bytes {
-            return Ok(());
-        }
         let path = path.clone();
         self.flush(true)?;
         rotate(&path, target.max_files)?;
@@ -222,6 +263,115 @@ fn rotate(path: &Path, keep: u32) -> io::Result<()> {
     std::fs::rename(path, rotated(path, 1))
 }
 
+/// The chain's state on the writer thread.
+struct Chain {
+    head: Head,
+    key: NodeKey,
+    policy: chain::Policy,
+    /// Lines since the last checkpoint.
+    since: u64,
+    last: Instant,
+}
+
+/// What the writer thread writes to.
+struct Log {
+    out: Out,
+    target: Target,
+    chain: Option<Chain>,
+}
+
+impl Log {
+    /// Opens the target; a chained one continues the chain its file (or the newest rotated
+    /// file) ends with, and starts with a `start` checkpoint.
+    fn open(target: Target) -> Result<Log, Error> {
+        let shown = target.path.clone().unwrap_or_else(|| "stdout".into());
+        let open_err = |source| Error::Open {
+            path: shown.clone(),
+            source,
+        };
+        let (chain, partial_tail) = match (&target.chain, &target.path) {
+            (Some(policy), Some(path)) => {
+                let key = NodeKey::load_or_create(&policy.signing_key)?;
+                let resume = chain::resume(path, &rotated(path, 1))?;
+                if resume.unchained {
+                    tracing::warn!(path = %path.display(), "the audit log's last line is not chained: rotating it away and starting a new chain");
+                    rotate(path, target.max_files).map_err(open_err)?;
+                }
+                tracing::info!(
+                    path = %path.display(),
+                    seq = resume.head.seq,
+                    key = %key.public(),
+                    "audit log hash-chained; checkpoints signed"
+                );
+                let chain = Chain {
+                    head: resume.head,
+                    key,
+                    policy: policy.clone(),
+                    since: 0,
+                    last: Instant::now(),
+                };
+                (Some(chain), resume.partial_tail)
+            }
+            _ => (None, None),
+        };
+        let out = Out::open(&target).map_err(open_err)?;
+        let mut log = Log { out, target, chain };
+        if log.chain.is_some() {
+            log.checkpoint(Reason::Start, partial_tail)
+                .and_then(|()| log.out.flush(log.target.fsync != Fsync::Never))
+                .map_err(open_err)?;
+        }
+        Ok(log)
+    }
+
+    fn write(&mut self, mut line: Vec<u8>) -> io::Result<()> {
+        if let Some(chain) = &mut self.chain {
+            if !chain.head.append(&mut line) {
+                tracing::error!("a line that is not a JSON object cannot join the audit chain: not written");
+                return Ok(());
+            }
+            chain.since += 1;
+        }
+        self.out.write_line(&line)?;
+        if self.out.needs_rotation(&self.target) {
+            self.out.rotate(&self.target)?;
+            // First line of the new file: it seals the old file's last lines, and a file
+            // that does not begin with it lost its head.
+            self.checkpoint(Reason::Rotate, None)?;
+        }
+        if self
+            .chain
+            .as_ref()
+            .is_some_and(|c| c.since >= c.policy.checkpoint_records)
+        {
+            self.checkpoint(Reason::Records, None)?;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint when lines have waited `checkpoint.interval` for one.
+    fn tick(&mut self) -> io::Result<bool> {
+        match &self.chain {
+            Some(c) if c.since > 0 && c.last.elapsed() >= c.policy.checkpoint_interval => {
+                self.checkpoint(Reason::Interval, None)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn checkpoint(&mut self, reason: Reason, partial_tail: Option<u64>) -> io::Result<()> {
+        let Some(chain) = &mut self.chain else {
+            return Ok(());
+        };
+        let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        let line = Checkpoint::new(&chain.key, chain.head, time, reason, partial_tail).line(&mut chain.head);
+        chain.since = 0;
+        chain.last = Instant::now();
+        self.out.write_line(&line)
+    }
+}
+
 impl Writer {
     /// Opens the target (append) and starts the thread. `full` counts lines that found the
     /// queue full.
@@ -230,7 +380,7 @@ impl Writer {
         target: Target,
         when_full: WhenFull,
         full: prometheus_client::metrics::counter::Counter,
-    ) -> io::Result<(Sink, Writer)> {
+    ) -> Result<(Sink, Writer), Error> {
         Writer::with_capacity(name, target, when_full, full, QUEUE_CAPACITY)
     }
 
@@ -240,51 +390,63 @@ impl Writer {
         when_full: WhenFull,
         full: prometheus_client::metrics::counter::Counter,
         capacity: usize,
-    ) -> io::Result<(Sink, Writer)> {
-        let mut out = Out::open(&target)?;
+    ) -> Result<(Sink, Writer), Error> {
+        let mut log = Log::open(target)?;
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(capacity);
         let thread_name = format!("tollgate-{name}");
-        let handle = thread::Builder::new().name(thread_name).spawn(move || {
-            let mut last_sync = Instant::now();
-            // The thread polls the queue every `BATCH_INTERVAL` instead of blocking on it: a
-            // sender then never has to wake it, which on a 2-core node costs more CPU than the
-            // write itself (a futex wake and two context switches per request).
-            loop {
-                let mut wrote = false;
-                let mut result = Ok(());
-                let disconnected = loop {
-                    match rx.try_recv() {
-                        Ok(line) => {
-                            wrote = true;
-                            result = result
-                                .and_then(|_| out.write_line(&line))
-                                .and_then(|_| out.rotate_if_needed(&target));
+        let handle = thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                let mut last_sync = Instant::now();
+                let fsync = log.target.fsync;
+                // The thread polls the queue every `BATCH_INTERVAL` instead of blocking on it: a
+                // sender then never has to wake it, which on a 2-core node costs more CPU than the
+                // write itself (a futex wake and two context switches per request).
+                loop {
+                    let mut wrote = false;
+                    let mut result = Ok(());
+                    let disconnected = loop {
+                        match rx.try_recv() {
+                            Ok(line) => {
+                                wrote = true;
+                                result = result.and_then(|_| log.write(line));
+                            }
+                            Err(mpsc::TryRecvError::Empty) => break false,
+                            Err(mpsc::TryRecvError::Disconnected) => break true,
                         }
-                        Err(mpsc::TryRecvError::Empty) => break false,
-                        Err(mpsc::TryRecvError::Disconnected) => break true,
-                    }
-                };
-                if wrote {
-                    let sync = match target.fsync {
-                        Fsync::Never => false,
-                        Fsync::Always => true,
-                        Fsync::Second => last_sync.elapsed() >= Duration::from_secs(1),
                     };
-                    if sync {
-                        last_sync = Instant::now();
+                    match log.tick() {
+                        Ok(ticked) => wrote |= ticked,
+                        Err(e) => result = result.and(Err(e)),
                     }
-                    result = result.and_then(|_| out.flush(sync));
+                    if wrote {
+                        let sync = match fsync {
+                            Fsync::Never => false,
+                            Fsync::Always => true,
+                            Fsync::Second => last_sync.elapsed() >= Duration::from_secs(1),
+                        };
+                        if sync {
+                            last_sync = Instant::now();
+                        }
+                        result = result.and_then(|_| log.out.flush(sync));
+                    }
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "cannot write a log file");
+                    }
+                    if disconnected {
+                        // Graceful stop: the log ends sealed.
+                        let result = log
+                            .checkpoint(Reason::Stop, None)
+                            .and_then(|()| log.out.flush(fsync != Fsync::Never));
+                        if let Err(e) = result {
+                            tracing::error!(error = %e, "cannot write a log file");
+                        }
+                        return;
+                    }
+                    thread::sleep(BATCH_INTERVAL);
                 }
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "cannot write a log file");
-                }
-                if disconnected {
-                    let _ = out.flush(target.fsync != Fsync::Never);
-                    return;
-                }
-                thread::sleep(BATCH_INTERVAL);
-            }
-        })?;
+            })
+            .map_err(Error::Thread)?;
         let sink = Sink {
             tx,
             name,
@@ -315,6 +477,7 @@ mod tests {
             max_bytes: 200,
             max_files: 2,
             fsync: Fsync::Always,
+            chain: None,
         };
         let (sink, writer) = Writer::start("test", target, WhenFull::Wait, Default::default()).unwrap();
         for i in 0..40 {
@@ -358,6 +521,7 @@ mod tests {
             max_bytes: 0,
             max_files: 0,
             fsync: Fsync::Never,
+            chain: None,
         };
         for (when_full, name) in [(WhenFull::Wait, "audit.jsonl"), (WhenFull::Drop, "conn.jsonl")] {
             let full = prometheus_client::metrics::counter::Counter::default();
@@ -375,6 +539,81 @@ mod tests {
                 WhenFull::Drop => assert!(lines < 200, "connection log: dropped, counted"),
             }
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_chained_log_rotates_restarts_and_checkpoints_and_verifies() {
+        use crate::telemetry::chain::verify::{self, Verdict};
+        let dir = std::env::temp_dir().join(format!("tollgate-jsonl-chain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("audit.jsonl");
+        let target = Target {
+            path: Some(path.clone()),
+            max_bytes: 2000,
+            max_files: 10,
+            fsync: Fsync::Never,
+            chain: Some(chain::Policy {
+                signing_key: dir.join("audit-signing.key"),
+                checkpoint_records: 7,
+                checkpoint_interval: Duration::from_millis(100),
+            }),
+        };
+        let lines = || {
+            verify::log_files(&path)
+                .iter()
+                .flat_map(|f| {
+                    std::fs::read_to_string(f)
+                        .unwrap()
+                        .lines()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .map(|l| serde_json::from_str::<serde_json::Value>(&l).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let reasons = |v: &[serde_json::Value]| {
+            v.iter()
+                .filter(|l| l["record"] == "checkpoint")
+                .map(|l| l["reason"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        for run in 0..2 {
+            let (sink, writer) = Writer::start("test", target.clone(), WhenFull::Wait, Default::default()).unwrap();
+            for i in 0..30 {
+                sink.write_json(&serde_json::json!({"run": run, "n": i, "pad": "x".repeat(40)}));
+            }
+            // Idle past the interval: the lines written are sealed without waiting for more.
+            std::thread::sleep(Duration::from_millis(400));
+            let sealed = lines();
+            assert_eq!(sealed.last().unwrap()["record"], "checkpoint", "{:?}", reasons(&sealed));
+            drop(sink);
+            writer.finish();
+        }
+        let all = lines();
+        let seqs: Vec<u64> = all.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+        assert_eq!(
+            seqs,
+            (0..all.len() as u64).collect::<Vec<_>>(),
+            "one chain across files and runs"
+        );
+        let reasons = reasons(&all);
+        for r in ["start", "records", "interval", "rotate", "stop"] {
+            assert!(reasons.iter().any(|x| x == r), "{r} checkpoint missing: {reasons:?}");
+        }
+        assert_eq!(reasons.iter().filter(|r| *r == "start").count(), 2);
+        assert_eq!(all.last().unwrap()["reason"], "stop");
+        let files = verify::log_files(&path);
+        assert!(files.len() > 3, "rotated: {files:?}");
+        for f in &files[..files.len() - 1] {
+            let first = std::fs::read_to_string(f).unwrap();
+            assert!(
+                first.starts_with(r#"{"record":"checkpoint""#),
+                "{f:?} opens with a checkpoint"
+            );
+        }
+        let report = verify::verify(&files, &[]).unwrap();
+        assert_eq!(report.verdict(), Verdict::Intact, "{}", report.render());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

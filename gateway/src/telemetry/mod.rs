@@ -1,11 +1,13 @@
 //! Metrics (prometheus-client) and log setup; `series` finds the metrics a request's record
-//! counts with one lookup; [`jsonl`] writes the audit and connection logs, [`otlp`] and
-//! [`trace`] the spans.
+//! counts with one lookup; [`jsonl`] writes the audit and connection logs, [`chain`] makes the
+//! audit log tamper-evident (hash chain, signed checkpoints, `tollgate audit verify`), [`otlp`]
+//! and [`trace`] the spans.
 //!
 //! Every label value comes from a closed set (an outcome, a direction, a provider name from the
 //! config, a kernel counter name) or is bounded (`Bounded`: models, workloads, pods), so the
 //! series count is bounded.
 
+pub mod chain;
 pub mod jsonl;
 pub mod otlp;
 mod series;
