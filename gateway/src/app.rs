@@ -354,6 +354,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         credentials: Some(parts.l7.credentials.clone()),
         health: Some(parts.l7.health.clone()),
         limits: Some(parts.l7.limits.clone()),
+        pin_path: Some(config.capture.pin_path.clone()),
     });
     let admin_thread = admin::spawn(admin_listener, admin_state.clone(), admin_stop_rx)?;
     let reload_task = tokio::spawn(watch_config(

@@ -402,7 +402,9 @@ pub struct Subject<'a> {
 }
 
 impl Limit {
-    fn applies(&self, s: &Subject<'_>) -> bool {
+    /// Whether the limit's conditions hold for a request (it counts the request, if the
+    /// request has something to count: a budget needs a priced model).
+    pub fn applies(&self, s: &Subject<'_>) -> bool {
         any(&self.providers, s.provider)
             && any(&self.routes, s.route)
             && any(&self.models, s.model)
@@ -536,18 +538,20 @@ pub fn charges(limits: &[Limit], s: &Subject<'_>, tokens: u64, cost: Option<u64>
 
 // === stores ===
 
-/// Reserve all or nothing: returns the index of the first charge that would exceed.
+/// Reserve all or nothing: returns `{i}`, the index of the first charge that would exceed, or
+/// `{0, after_1, …, after_n}`, the counters once reserved (the budget gauge reads them).
 const RESERVE_LUA: &str = r#"
 local n = #KEYS
 for i = 1, n do
   local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if cur + tonumber(ARGV[(i - 1) * 3 + 1]) > tonumber(ARGV[(i - 1) * 3 + 2]) then return i end
+  if cur + tonumber(ARGV[(i - 1) * 3 + 1]) > tonumber(ARGV[(i - 1) * 3 + 2]) then return {i} end
 end
+local after = {0}
 for i = 1, n do
-  redis.call('INCRBY', KEYS[i], ARGV[(i - 1) * 3 + 1])
+  after[i + 1] = redis.call('INCRBY', KEYS[i], ARGV[(i - 1) * 3 + 1])
   redis.call('EXPIRE', KEYS[i], ARGV[(i - 1) * 3 + 3])
 end
-return 0
+return after
 "#;
 
 /// Moves counters by signed deltas (reconciliation, replays).
@@ -593,6 +597,12 @@ impl Local {
             self.charge(&c.key, amount, c.window_left, now);
         }
         None
+    }
+
+    /// The counters of `charges` now (after a reservation: what it left).
+    fn levels(&self, charges: &[Charge]) -> Vec<u64> {
+        let now = SystemTime::now();
+        charges.iter().map(|c| self.live(&c.key, now).max(0) as u64).collect()
     }
 
     fn adjust(&mut self, deltas: &[(String, i64, u64)]) {
@@ -773,7 +783,8 @@ struct Shared {
 
 /// What an admission task answers.
 enum Answer {
-    Reserved(Taken),
+    /// Taken, and the counters it left (one per charge).
+    Reserved(Taken, Vec<u64>),
     Denied(usize),
     Failed(Unreachable),
 }
@@ -828,31 +839,36 @@ impl Shared {
 
     /// Reserves in a task of its own, so that the caller going away cuts no call short; what
     /// was taken for a caller that is gone is given back.
-    async fn admit(self: &Arc<Self>, charges: Vec<Charge>) -> Result<Option<usize>, Unreachable> {
+    /// `Ok(Ok(levels))`: reserved, leaving these counters; `Ok(Err(i))`: charge `i` would
+    /// exceed.
+    async fn admit(self: &Arc<Self>, charges: Vec<Charge>) -> Result<Result<Vec<u64>, usize>, Unreachable> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let answer = match shared.reserve(&charges).await {
-                Ok(None) => Answer::Reserved(Taken {
-                    shared: Arc::clone(&shared),
-                    charges,
-                    received: false,
-                }),
-                Ok(Some(i)) => Answer::Denied(i),
+                Ok(Ok(levels)) => Answer::Reserved(
+                    Taken {
+                        shared: Arc::clone(&shared),
+                        charges,
+                        received: false,
+                    },
+                    levels,
+                ),
+                Ok(Err(i)) => Answer::Denied(i),
                 Err(e) => Answer::Failed(e),
             };
-            if let Err(Answer::Reserved(mut taken)) = tx.send(answer) {
+            if let Err(Answer::Reserved(mut taken, _)) = tx.send(answer) {
                 taken.received = true;
                 tracing::debug!("limit store: admission cancelled; giving its reservation back");
                 shared.adjust_or_keep(taken.give_back()).await;
             }
         });
         match rx.await {
-            Ok(Answer::Reserved(mut taken)) => {
+            Ok(Answer::Reserved(mut taken, levels)) => {
                 taken.received = true;
-                Ok(None)
+                Ok(Ok(levels))
             }
-            Ok(Answer::Denied(i)) => Ok(Some(i)),
+            Ok(Answer::Denied(i)) => Ok(Err(i)),
             Ok(Answer::Failed(e)) => Err(e),
             Err(_) => Err(Unreachable(
                 "limit store: the admission task ended without answer".into(),
@@ -862,19 +878,25 @@ impl Shared {
 
     /// Replays, then reserves all `charges` or none (per slot in a cluster, giving back what
     /// earlier slots took when a later one refuses).
-    async fn reserve(&self, charges: &[Charge]) -> Result<Option<usize>, Unreachable> {
+    async fn reserve(&self, charges: &[Charge]) -> Result<Result<Vec<u64>, usize>, Unreachable> {
         self.replay().await?;
         let keys = charges.iter().map(|c| c.key.as_str());
         let mut taken: Vec<usize> = Vec::new();
+        let mut levels = vec![0; charges.len()];
         for group in groups(self.remote.is_cluster(), keys, usize::MAX) {
             let part: Vec<&Charge> = group.iter().map(|&i| &charges[i]).collect();
             match self.remote.reserve(&part).await {
-                Ok(None) => taken.extend_from_slice(&group),
-                Ok(Some(j)) => {
+                Ok(Ok(after)) => {
+                    for (&i, level) in group.iter().zip(after) {
+                        levels[i] = level;
+                    }
+                    taken.extend_from_slice(&group);
+                }
+                Ok(Err(j)) => {
                     if !taken.is_empty() {
                         self.adjust_or_keep(give_back(charges, taken)).await;
                     }
-                    return Ok(Some(group[j]));
+                    return Ok(Err(group[j]));
                 }
                 Err(e) => {
                     // Redis is away: no waiting for it again; the give-back goes with the replay.
@@ -883,7 +905,7 @@ impl Shared {
                 }
             }
         }
-        Ok(None)
+        Ok(Ok(levels))
     }
 
     /// Applies deltas (per slot in a cluster, in batches); on failure, returns those not sent.
@@ -941,6 +963,19 @@ pub struct Store {
     shared: Option<Arc<Shared>>,
     fail_mode: StoreFailMode,
     degraded: AtomicBool,
+    /// Per limit with a budget: its fullest bucket as admissions on this node last saw it.
+    budgets: Mutex<HashMap<String, BudgetLevel>>,
+}
+
+/// How full a limit's budget is: the highest share of it used by one of its buckets in the
+/// current period, as this node's admissions saw it (reservations included).
+#[derive(Clone, Debug, PartialEq)]
+struct BudgetLevel {
+    /// The period the share belongs to (its key's window id, e.g. `d20553`).
+    window: String,
+    ratio: f64,
+    /// When the period ends: the share reads as zero from then on.
+    until: SystemTime,
 }
 
 /// Why admission could not decide.
@@ -961,6 +996,58 @@ impl Store {
             }),
             fail_mode: cfg.fail_mode,
             degraded: Default::default(),
+            budgets: Default::default(),
+        }
+    }
+
+    /// Per limit with a budget that admissions on this node have charged: the highest share
+    /// of the budget (0 to 1, or more when a reconciliation overshot) that one of its buckets
+    /// used in the current period, as last seen; 1 when a request was refused for it; 0 once
+    /// the period ended. Exported as `tollgate_limit_budget_used_ratio`.
+    pub fn budget_used(&self) -> Vec<(String, f64)> {
+        let now = SystemTime::now();
+        let budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<(String, f64)> = budgets
+            .iter()
+            .map(|(limit, b)| (limit.clone(), if b.until > now { b.ratio } else { 0.0 }))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Notes the budget charges of an admission: the counters it left (`levels`, one per
+    /// charge) when reserved, or the charge that was refused.
+    fn note_budgets(&self, charges: &[Charge], outcome: Result<&[u64], usize>) {
+        let now = SystemTime::now();
+        let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, c) in charges.iter().enumerate() {
+            if c.kind != LimitKind::Budget || c.max == 0 {
+                continue;
+            }
+            let ratio = match outcome {
+                Ok(levels) => levels.get(i).copied().unwrap_or(0) as f64 / c.max as f64,
+                Err(denied) if denied == i => 1.0,
+                Err(_) => continue,
+            };
+            // The window id is the key's last part (`…:b:d20553`): a new period starts afresh.
+            let window = c.key.rsplit(':').next().unwrap_or_default();
+            let level = BudgetLevel {
+                window: window.to_string(),
+                ratio,
+                until: now + Duration::from_secs(c.window_left),
+            };
+            match budgets.get_mut(&c.limit) {
+                Some(b) if b.window == window && b.until > now => {
+                    // Another bucket of the same period: keep the fullest (a refund or a new
+                    // bucket never hides a full one).
+                    if ratio >= b.ratio {
+                        *b = level;
+                    }
+                }
+                _ => {
+                    budgets.insert(c.limit.clone(), level);
+                }
+            }
         }
     }
 
@@ -993,19 +1080,20 @@ impl Store {
             return Ok((None, false));
         }
         let Some(shared) = &self.shared else {
-            return Ok((self.lock_local().reserve(charges), false));
+            return Ok((self.reserve_local(charges), false));
         };
         match shared.admit(charges.to_vec()).await {
-            Ok(denied) => {
+            Ok(outcome) => {
                 self.set_degraded(false, "");
-                Ok((denied, false))
+                self.note_budgets(charges, outcome.as_deref().map_err(|i| *i));
+                Ok((outcome.err(), false))
             }
             Err(e) => {
                 self.set_degraded(true, &e.0);
                 match self.fail_mode {
                     StoreFailMode::Closed => Err(StoreUnavailable(e.0)),
                     StoreFailMode::Open => {
-                        let denied = self.lock_local().reserve(charges);
+                        let denied = self.reserve_local(charges);
                         if denied.is_none() {
                             shared.keep(
                                 charges
@@ -1025,6 +1113,22 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Reserves in this process's counters, noting the budgets' levels.
+    fn reserve_local(&self, charges: &[Charge]) -> Option<usize> {
+        let (denied, levels) = {
+            let mut local = self.lock_local();
+            let denied = local.reserve(charges);
+            let budgeted = charges.iter().any(|c| c.kind == LimitKind::Budget);
+            (denied, (budgeted && denied.is_none()).then(|| local.levels(charges)))
+        };
+        match (denied, levels) {
+            (Some(i), _) => self.note_budgets(charges, Err(i)),
+            (None, Some(levels)) => self.note_budgets(charges, Ok(&levels)),
+            (None, None) => {}
+        }
+        denied
     }
 
     /// Applies deltas at once when counters are local, without a task or a wake-up; returns
@@ -1247,6 +1351,41 @@ mod tests {
                 None
             );
         });
+    }
+
+    #[test]
+    fn budget_levels_follow_the_fullest_bucket_and_a_refusal_reads_as_full() {
+        // $1 a day per workload: 1e9 nano-dollars.
+        let limits =
+            limit("- { name: daily, budget: { usd: \"1\", period: day } }\n- { name: rpm, requestsPerMinute: 100 }\n");
+        let store = Store::new(&store_from_raw(None).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert!(store.budget_used().is_empty(), "nothing charged yet");
+            let a = subject("a", "m");
+            let b = subject("b", "m");
+            let c = |s, cost| charges(&limits, s, 10, Some(cost));
+            assert_eq!(store.reserve(&c(&a, 600_000_000)).await.unwrap().0, None);
+            assert_eq!(store.budget_used(), vec![("daily".to_string(), 0.6)]);
+            // Another bucket, less full: the fullest one still shows.
+            assert_eq!(store.reserve(&c(&b, 100_000_000)).await.unwrap().0, None);
+            assert_eq!(store.budget_used(), vec![("daily".to_string(), 0.6)]);
+            assert_eq!(store.reserve(&c(&a, 300_000_000)).await.unwrap().0, None);
+            let used = store.budget_used()[0].1;
+            assert!((used - 0.9).abs() < 1e-9, "{used}");
+            // Refused for its budget: full.
+            assert_eq!(store.reserve(&c(&a, 200_000_000)).await.unwrap().0, Some(0));
+            assert_eq!(store.budget_used(), vec![("daily".to_string(), 1.0)]);
+            // Limits without a budget never show; an unpriced request charges no budget.
+            assert_eq!(store.reserve(&charges(&limits, &b, 10, None)).await.unwrap().0, None);
+            assert_eq!(store.budget_used().len(), 1);
+        });
+        // A period that ended reads as zero.
+        store.budgets.lock().unwrap().get_mut("daily").unwrap().until = SystemTime::now() - Duration::from_secs(1);
+        assert_eq!(store.budget_used(), vec![("daily".to_string(), 0.0)]);
     }
 
     #[test]

@@ -55,7 +55,7 @@ enum Conn {
 }
 
 impl Conn {
-    async fn invoke(&mut self, call: &ScriptInvocation<'_>) -> redis::RedisResult<i64> {
+    async fn invoke<T: redis::FromRedisValue>(&mut self, call: &ScriptInvocation<'_>) -> redis::RedisResult<T> {
         match self {
             Conn::Single(c) => call.invoke_async(c).await,
             Conn::Cluster(c) => call.invoke_async(c).await,
@@ -125,9 +125,10 @@ impl Remote {
         matches!(self.kind, Ok(Kind::Cluster(_)))
     }
 
-    /// Runs the reserve script over `charges` (one slot in a cluster): `Ok(None)` when all were
-    /// taken, `Ok(Some(i))` when `charges[i]` would exceed its limit (nothing taken).
-    pub(crate) async fn reserve(&self, charges: &[&super::Charge]) -> Result<Option<usize>, Unreachable> {
+    /// Runs the reserve script over `charges` (one slot in a cluster): `Ok(Ok(after))` when all
+    /// were taken, with each counter's value once taken; `Ok(Err(i))` when `charges[i]` would
+    /// exceed its limit (nothing taken).
+    pub(crate) async fn reserve(&self, charges: &[&super::Charge]) -> Result<Result<Vec<u64>, usize>, Unreachable> {
         let mut call = self.reserve.prepare_invoke();
         for c in charges {
             call.key(&c.key);
@@ -135,10 +136,16 @@ impl Remote {
         for c in charges {
             call.arg(c.amount).arg(c.max).arg(c.window_left);
         }
-        match self.run(&call).await? {
-            0 => Ok(None),
-            i if i >= 1 && (i as usize) <= charges.len() => Ok(Some(i as usize - 1)),
-            i => Err(Unreachable(format!("redis {}: unexpected reply {i}", self.target))),
+        let reply: Vec<i64> = self.run(&call).await?;
+        match reply.split_first() {
+            Some((0, after)) if after.len() == charges.len() => {
+                Ok(Ok(after.iter().map(|v| (*v).max(0) as u64).collect()))
+            }
+            Some((&i, [])) if i >= 1 && (i as usize) <= charges.len() => Ok(Err(i as usize - 1)),
+            _ => Err(Unreachable(format!(
+                "redis {}: unexpected reply {reply:?}",
+                self.target
+            ))),
         }
     }
 
@@ -151,10 +158,10 @@ impl Remote {
         for d in deltas {
             call.arg(d.1).arg(d.2);
         }
-        self.run(&call).await.map(|_| ())
+        self.run::<i64>(&call).await.map(|_| ())
     }
 
-    async fn run(&self, call: &ScriptInvocation<'_>) -> Result<i64, Unreachable> {
+    async fn run<T: redis::FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, Unreachable> {
         let mut used = None;
         let attempt = async {
             let (generation, mut conn) = self.connection().await?;

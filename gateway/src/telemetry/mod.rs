@@ -85,6 +85,11 @@ pub struct LimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
     pub backend: String,
 }
@@ -218,6 +223,10 @@ pub struct Metrics {
     /// Counts taken while Redis was away that the bounded backlog had to drop (never replayed).
     pub limit_store_dropped: Gauge,
     backend_ejected: Family<BackendLabels, Gauge>,
+    budget_used: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Programs attached through their pinned links (of `ebpf::PROGRAM_COUNT`), read at scrape
+    /// time.
+    pub programs_attached: Gauge,
     /// The per-request series of each label combination seen.
     series: series::SeriesCache,
     models: Bounded,
@@ -275,6 +284,8 @@ impl Metrics {
             limit_decisions: reg(r, "tollgate_limit_decisions", "Admission decisions per limit"),
             limit_store_degraded: reg(r, "tollgate_limit_store_degraded", "1 while the Redis limit store is unreachable (fail-open counts locally)"),
             backend_ejected: reg(r, "tollgate_backend_ejected", "1 while a backend is ejected or cooling down"),
+            budget_used: reg(r, "tollgate_limit_budget_used_ratio", "Share of a limit's budget used by its fullest bucket in the current period, as this node's admissions saw it (1 after a refusal for it)"),
+            programs_attached: reg(r, "tollgate_programs_attached", "eBPF programs attached through their pinned links (6 when capture works; fewer: connections escape or break)"),
             spans_dropped: reg(r, "tollgate_spans_dropped", "Trace spans dropped (export queue full)"),
             limit_store_dropped: reg(
                 r,
@@ -378,6 +389,13 @@ impl Metrics {
         }
     }
 
+    /// Budget shares (`limits::Store::budget_used`), refreshed at scrape time.
+    pub fn set_budget_used(&self, levels: impl IntoIterator<Item = (String, f64)>) {
+        for (limit, ratio) in levels {
+            self.budget_used.get_or_create(&BudgetLabels { limit }).set(ratio);
+        }
+    }
+
     pub fn attempt(&self, backend: &str, result: &'static str) {
         self.attempts
             .get_or_create(&AttemptLabels {
@@ -468,4 +486,32 @@ pub fn init_logging(filter: Option<String>) {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_and_program_gauges_are_rendered() {
+        let m = Metrics::new();
+        m.set_budget_used([("daily".to_string(), 0.925)]);
+        m.programs_attached.set(6);
+        let text = m.render(None);
+        assert!(
+            text.contains("tollgate_limit_budget_used_ratio{limit=\"daily\"} 0.925"),
+            "{text}"
+        );
+        assert!(text.contains("tollgate_programs_attached 6"), "{text}");
+        // The alert rules and dashboard name these (deploy/prometheus, deploy/grafana).
+        for name in [
+            "# TYPE tollgate_limit_budget_used_ratio gauge",
+            "# TYPE tollgate_programs_attached gauge",
+            "# TYPE tollgate_config_synchronized gauge",
+            "# TYPE tollgate_limit_store_degraded gauge",
+            "# TYPE tollgate_backend_ejected gauge",
+        ] {
+            assert!(text.contains(name), "{name}\n{text}");
+        }
+    }
 }
