@@ -135,6 +135,27 @@ struct Shipped {
 #[derive(Clone, Debug, Default)]
 pub struct PriceTable {
     prices: HashMap<String, Price>,
+    /// Entries (lowercase) that the config's `pricing` set, over the shipped table or beside it.
+    configured: std::collections::HashSet<String>,
+}
+
+/// Where a price comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PriceSource {
+    /// The table shipped in the binary (`gateway/src/accounting/prices.json`).
+    Shipped,
+    /// The config's `pricing`.
+    Config,
+}
+
+/// A model's price and the table entry it was found under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PriceEntry<'a> {
+    /// The entry's name: the model as asked, lowercased, or its normalised name.
+    pub entry: &'a str,
+    pub price: &'a Price,
+    pub source: PriceSource,
 }
 
 impl PriceTable {
@@ -145,7 +166,8 @@ impl PriceTable {
         for (model, raw) in shipped.models.iter().chain(overrides.iter()) {
             prices.insert(model.to_ascii_lowercase(), raw.parse().map_err(|e| (model.clone(), e))?);
         }
-        Ok(PriceTable { prices })
+        let configured = overrides.keys().map(|m| m.to_ascii_lowercase()).collect();
+        Ok(PriceTable { prices, configured })
     }
 
     /// The price of `model`: exact name first, then the normalised name.
@@ -156,8 +178,23 @@ impl PriceTable {
                 return Some(p);
             }
         }
+        self.lookup(model).map(|e| e.price)
+    }
+
+    /// What [`PriceTable::get`] finds, with the entry's name and where its price comes from
+    /// (`tollgate explain`).
+    pub fn lookup(&self, model: &str) -> Option<PriceEntry<'_>> {
         let lower = model.to_ascii_lowercase();
-        self.prices.get(&lower).or_else(|| self.prices.get(&normalize(&lower)))
+        let (entry, price) = self
+            .prices
+            .get_key_value(&lower)
+            .or_else(|| self.prices.get_key_value(&normalize(&lower)))?;
+        let source = if self.configured.contains(entry) {
+            PriceSource::Config
+        } else {
+            PriceSource::Shipped
+        };
+        Some(PriceEntry { entry, price, source })
     }
 
     /// Whether a model is priced (used to bound metric labels).
@@ -298,6 +335,27 @@ mod tests {
         assert_eq!(normalize("o3"), "o3");
         assert_eq!(normalize("amazon.titan-embed-text-v2:0"), "titan-embed-text-v2");
         assert_eq!(normalize("gpt-5-mini"), "gpt-5-mini");
+    }
+
+    #[test]
+    fn lookups_name_the_entry_and_where_its_price_comes_from() {
+        let raw: HashMap<String, RawPrice> = serde_yaml_ng::from_str(
+            "GPT-4o-mini: { input: \"0.10\", output: \"0.40\" }\nmy-llama: { input: 1, output: 2 }\n",
+        )
+        .unwrap();
+        let table = PriceTable::new(&raw).unwrap();
+        let mini = table.lookup("gpt-4o-mini-2024-07-18").unwrap();
+        assert_eq!((mini.entry, mini.source), ("gpt-4o-mini", PriceSource::Config));
+        assert_eq!(
+            (mini.price.input, mini.price.output),
+            (100, 400),
+            "the config's price wins"
+        );
+        let o3 = table.lookup("O3").unwrap();
+        assert_eq!((o3.entry, o3.source), ("o3", PriceSource::Shipped));
+        assert_eq!(table.lookup("my-llama").unwrap().source, PriceSource::Config);
+        assert_eq!(table.lookup("no-such-model"), None);
+        assert_eq!(table.get("gpt-4o-mini"), Some(mini.price), "get and lookup agree");
     }
 
     #[test]
