@@ -308,6 +308,7 @@ fn serve(
 async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    metrics.set_backends(config.backends.iter().map(|b| b.name.as_str()));
     let readiness = Arc::new(admin::Readiness::default());
     // A running predecessor hands its listening sockets over (docs/upgrades.md).
     let mut inherited = take_over(&config);
@@ -652,6 +653,7 @@ async fn watch_config(
                     .store(Arc::new(serde_json::to_string_pretty(&*cfg).unwrap_or_default()));
                 *admin.readiness.config_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 admin.metrics.config_reload(true);
+                admin.metrics.set_backends(cfg.backends.iter().map(|b| b.name.as_str()));
                 tracing::info!(path = %path.display(), "config reloaded");
                 current = cfg;
             }

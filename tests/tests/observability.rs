@@ -77,38 +77,60 @@ fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
     exprs
 }
 
-/// The metric names a PromQL expression reads (ours: `tollgate_*` and `gen_ai_*`).
+/// The metric names a PromQL expression reads (ours: `tollgate_*` and `gen_ai_*`). Label
+/// names look alike (`gen_ai_token_type`), so what is not a metric is cut first: matchers in
+/// `{…}`, the label lists of `by (…)`/`without (…)`, and `label_values`' label argument.
 fn metric_names(expr: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let bytes = expr.as_bytes();
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
-    let mut i = 0;
-    while i < bytes.len() {
-        if word(bytes[i]) && (i == 0 || !word(bytes[i - 1])) {
-            let start = i;
-            while i < bytes.len() && word(bytes[i]) {
-                i += 1;
-            }
-            let w = &expr[start..i];
-            // Label names inside `{…}` or `by (…)` never start with these prefixes.
-            if w.starts_with("tollgate_") || w.starts_with("gen_ai_") {
-                names.insert(w.to_string());
-            }
-        } else {
-            i += 1;
+    let mut text = String::new();
+    let mut depth = 0;
+    for c in expr.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ if depth == 0 => text.push(c),
+            _ => {}
         }
     }
-    names
+    for keyword in ["by", "without"] {
+        while let Some(at) = find_word(&text, keyword) {
+            let rest = text[at + keyword.len()..].trim_start();
+            let Some(list) = rest.strip_prefix('(') else { break };
+            let end = list.find(')').expect("closed label list");
+            let cut = text.len() - list.len() + end + 1;
+            text.replace_range(at..cut, " ");
+        }
+    }
+    if let Some(args) = text.strip_prefix("label_values(") {
+        text = args.split(',').next().unwrap_or_default().to_string();
+    }
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("tollgate_") || w.starts_with("gen_ai_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Where `word` stands alone in `text`.
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    text.match_indices(word)
+        .map(|(i, _)| i)
+        .find(|&i| !is_word(text[..i].chars().next_back()) && !is_word(text[i + word.len()..].chars().next()))
 }
 
 #[test]
 fn metric_names_are_read_from_promql() {
     let names = metric_names(
-        "sum by (gen_ai_token_type) (rate(gen_ai_client_token_usage_sum{instance=~\"$i\"}[5m])) / tollgate_x",
+        "sum by (gen_ai_token_type) (rate(gen_ai_client_token_usage_sum{gen_ai_request_model=~\"$m\"}[5m])) / sum without(gen_ai_request_model) (tollgate_x)",
     );
     assert_eq!(
         names.into_iter().collect::<Vec<_>>(),
         ["gen_ai_client_token_usage_sum", "tollgate_x"]
+    );
+    assert_eq!(
+        metric_names("label_values(tollgate_config_synchronized, gen_ai_x)")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["tollgate_config_synchronized"]
     );
 }
 
