@@ -262,7 +262,7 @@ impl Metrics {
             "Configuration reloads by result (applied, rejected)",
         );
         for result in ["applied", "rejected"] {
-            config_reloads.get_or_create(&ResultLabels { result });
+            let _created = config_reloads.get_or_create(&ResultLabels { result });
         }
         // Histogram buckets follow the OpenTelemetry GenAI metric conventions.
         Metrics {
@@ -408,7 +408,7 @@ impl Metrics {
             });
             for n in &names {
                 if known.insert((*n).to_string()) {
-                    self.backend_ejected.get_or_create(&BackendLabels {
+                    let _created = self.backend_ejected.get_or_create(&BackendLabels {
                         backend: (*n).to_string(),
                     });
                 }
