@@ -365,7 +365,10 @@ pub fn explain(config: &Config, q: &Query, env: &dyn Fn(&str) -> Option<String>)
         total: choice.total_timeout,
     };
     let credentials = auth::Store::default();
-    credentials.refresh(&config.credentials, env);
+    // What could not be loaded is part of the answer, not a log line.
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+        credentials.refresh(&config.credentials, env)
+    });
     let errors = credentials.errors();
     let steps: Vec<(u32, u32, f64, usize, Option<String>)> = match choice.route {
         Some(r) => route::tiers(&config.routes[r])
