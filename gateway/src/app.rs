@@ -310,6 +310,7 @@ fn serve(
 async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    metrics.set_backends(config.backends.iter().map(|b| b.name.as_str()));
     let readiness = Arc::new(admin::Readiness::default());
     // A running predecessor hands its listening sockets over (docs/upgrades.md).
     let mut inherited = take_over(&config);
@@ -356,6 +357,7 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         credentials: Some(parts.l7.credentials.clone()),
         health: Some(parts.l7.health.clone()),
         limits: Some(parts.l7.limits.clone()),
+        pin_path: Some(config.capture.pin_path.clone()),
     });
     let admin_thread = admin::spawn(admin_listener, admin_state.clone(), admin_stop_rx)?;
     let reload_task = tokio::spawn(watch_config(
@@ -658,6 +660,7 @@ async fn watch_config(
                     .store(Arc::new(serde_json::to_string_pretty(&*cfg).unwrap_or_default()));
                 *admin.readiness.config_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 admin.metrics.config_reload(true);
+                admin.metrics.set_backends(cfg.backends.iter().map(|b| b.name.as_str()));
                 generation += 1;
                 tracing::info!(path = %path.display(), generation, "config reloaded");
                 current = cfg;

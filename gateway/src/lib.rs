@@ -17,6 +17,7 @@
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on their own runtime.
 //! - [`telemetry`]: metrics registry and log setup; the audit log's hash chain (`tollgate audit`).
 //! - [`app`]: wires the above together for `tollgate run`.
+//! - [`explain`]: `tollgate explain`, the pipeline's decisions for a described request.
 //!
 //! Leaves: [`socket`], [`matching`], [`validation`], [`sysfs`], [`truststore`]
 //! (`tollgate trust`).
@@ -29,6 +30,7 @@ pub mod capture;
 pub mod client;
 pub mod config;
 pub mod ebpf;
+pub mod explain;
 pub mod handover;
 pub mod identity;
 pub mod limits;

@@ -77,6 +77,9 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// What the configuration would do with a request (provider, route, backends in fallback
+    /// order, credentials, timeouts, limits, prices), without sending anything.
+    Explain(Box<gateway::explain::Args>),
     /// Remove programs that a fail-closed instance left attached (pinned on bpffs).
     Detach {
         /// The `capture.pinPath` of that instance.
@@ -239,6 +242,16 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Trust { action, config } => trust(action, &config),
         Command::Audit { action } => audit(action),
+        Command::Explain(args) => {
+            let cfg =
+                Config::load(&args.config).with_context(|| format!("invalid config {}", args.config.display()))?;
+            let out = gateway::explain::explain(&cfg, &args.query(), &|var| std::env::var(var).ok())?;
+            match args.json {
+                true => println!("{}", serde_json::to_string_pretty(&out)?),
+                false => print!("{}", out.to_text()),
+            }
+            Ok(())
+        }
         Command::Detach { pin_path } => {
             let n = ebpf::remove_pins(&pin_path)?;
             println!("removed {n} pinned programs from {}", pin_path.display());

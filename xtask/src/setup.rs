@@ -3,7 +3,8 @@
 //!
 //! - Debian packages for the tests and demo (curl, iproute2, python3, util-linux,
 //!   redis-server: the tests start their own servers on loopback; openssl makes throwaway RSA
-//!   keys for the service-account tests).
+//!   keys for the service-account tests; prometheus for `promtool`, which checks and unit-tests
+//!   the alert rules, installed without starting its server).
 //! - A nightly toolchain whose LLVM is 22 (what bpf-linker 0.10.4 reads), with `rust-src` for
 //!   `-Z build-std=core`. The machine's `nightly` is used when it qualifies; otherwise the
 //!   pinned `nightly-2026-05-19` is installed and passed to the build through
@@ -25,8 +26,10 @@ const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
 const PYTHON_SDKS: [&str; 3] = ["openai==3.57.0", "anthropic==2.14.0", "jsonschema==4.26.0"];
 
 /// (command or absolute path that must exist, Debian package that provides it)
-const PACKAGES: [(&str, &str); 16] = [
+const PACKAGES: [(&str, &str); 17] = [
     ("redis-server", "redis-server"),
+    // promtool: `check rules` and `test rules` over deploy/prometheus (tests/tests/observability.rs).
+    ("promtool", "prometheus"),
     ("openssl", "openssl"),
     ("curl", "curl"),
     ("ip", "iproute2"),
@@ -85,7 +88,43 @@ fn debian_packages() -> anyhow::Result<()> {
     run("apt-get", &["update", "-q"])?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
     args.extend(&missing);
+    // Packages such as prometheus and redis-server start their daemon from postinst; the tests
+    // start their own on loopback, so none is wanted. invoke-rc.d and deb-systemd-invoke ask
+    // policy-rc.d first: exit 101 means "action forbidden" (Debian's invoke-rc.d(8)).
+    let _no_daemons = NoDaemons::install()?;
     run("apt-get", &args).context("apt-get install (run as root)")
+}
+
+/// Where invoke-rc.d looks for the local policy.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// A `policy-rc.d` that forbids starting services, for the time of an install; one that was
+/// already there is left alone.
+struct NoDaemons(bool);
+
+impl NoDaemons {
+    fn install() -> anyhow::Result<NoDaemons> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = std::path::Path::new(POLICY_RC_D);
+        if path.exists() {
+            return Ok(NoDaemons(false));
+        }
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# cargo xtask setup: no daemon starts during the install\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(NoDaemons(true))
+    }
+}
+
+impl Drop for NoDaemons {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_file(POLICY_RC_D);
+        }
+    }
 }
 
 fn llvm_major(toolchain: &str) -> Option<String> {

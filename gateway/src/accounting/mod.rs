@@ -141,14 +141,30 @@ pub struct PriceTable {
     as_of: String,
 }
 
-/// A price table entry and where it came from.
-#[derive(Clone, Debug)]
-pub struct Priced {
-    pub price: Price,
-    /// The entry's model name (lowercase).
-    pub entry: String,
-    /// From the config's `pricing`, not the shipped table.
-    pub overridden: bool,
+/// A price and where it comes from.
+#[derive(Clone, Copy, Debug)]
+struct Priced {
+    price: Price,
+    source: PriceSource,
+}
+
+/// Where a price comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PriceSource {
+    /// The table shipped in the binary (`gateway/src/accounting/prices.json`).
+    Shipped,
+    /// The config's `pricing`.
+    Config,
+}
+
+/// A model's price and the table entry it was found under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PriceEntry<'a> {
+    /// The entry's name: the model as asked, lowercased, or its normalised name.
+    pub entry: &'a str,
+    pub price: &'a Price,
+    pub source: PriceSource,
 }
 
 impl PriceTable {
@@ -156,18 +172,10 @@ impl PriceTable {
     pub fn new(overrides: &HashMap<String, RawPrice>) -> Result<PriceTable, (String, PriceError)> {
         let shipped: Shipped = serde_json::from_str(PRICES_JSON).expect("prices.json is valid");
         let mut prices = HashMap::new();
-        let from_shipped = shipped.models.iter().map(|m| (m, false));
-        for ((model, raw), overridden) in from_shipped.chain(overrides.iter().map(|m| (m, true))) {
-            let entry = model.to_ascii_lowercase();
+        let from_shipped = shipped.models.iter().map(|m| (m, PriceSource::Shipped));
+        for ((model, raw), source) in from_shipped.chain(overrides.iter().map(|m| (m, PriceSource::Config))) {
             let price = raw.parse().map_err(|e| (model.clone(), e))?;
-            prices.insert(
-                entry.clone(),
-                Priced {
-                    price,
-                    entry,
-                    overridden,
-                },
-            );
+            prices.insert(model.to_ascii_lowercase(), Priced { price, source });
         }
         Ok(PriceTable {
             prices,
@@ -177,26 +185,38 @@ impl PriceTable {
 
     /// The price of `model`: exact name first, then the normalised name.
     pub fn get(&self, model: &str) -> Option<&Price> {
-        self.lookup(model).map(|p| &p.price)
+        self.lookup(model).map(|e| e.price)
     }
 
-    /// The entry pricing `model`: exact name first, then the normalised name.
-    pub fn lookup(&self, model: &str) -> Option<&Priced> {
+    /// What [`PriceTable::get`] finds, with the entry's name and where its price comes from
+    /// (the audit record's `policy.price`, `tollgate explain`).
+    pub fn lookup(&self, model: &str) -> Option<PriceEntry<'_>> {
+        fn entry<'a>((entry, p): (&'a String, &'a Priced)) -> PriceEntry<'a> {
+            PriceEntry {
+                entry: entry.as_str(),
+                price: &p.price,
+                source: p.source,
+            }
+        }
         // Most requests name a model exactly as the table does: no allocation for those.
         if !model.bytes().any(|b| b.is_ascii_uppercase()) {
-            if let Some(p) = self.prices.get(model) {
-                return Some(p);
+            if let Some(found) = self.prices.get_key_value(model) {
+                return Some(entry(found));
             }
         }
         let lower = model.to_ascii_lowercase();
-        self.prices.get(&lower).or_else(|| self.prices.get(&normalize(&lower)))
+        self.prices
+            .get_key_value(&lower)
+            .or_else(|| self.prices.get_key_value(&normalize(&lower)))
+            .map(entry)
     }
 
     /// The entry as the audit record's `policy.price`.
-    pub fn reference(&self, p: &Priced) -> audit::PriceRef {
-        let x = &p.price;
+    pub fn reference(&self, e: PriceEntry<'_>) -> audit::PriceRef {
+        let x = e.price;
+        let shipped = e.source == PriceSource::Shipped;
         audit::PriceRef {
-            entry: p.entry.clone(),
+            entry: e.entry.to_string(),
             nano_usd_per_token: audit::TokenPrices {
                 input: x.input,
                 output: x.output,
@@ -204,8 +224,8 @@ impl PriceTable {
                 cache_write: x.cache_write.unwrap_or(x.input),
                 reasoning: x.reasoning.unwrap_or(x.output),
             },
-            source: if p.overridden { "config" } else { "table" }.into(),
-            as_of: (!p.overridden).then(|| self.as_of.clone().into()),
+            source: if shipped { "table" } else { "config" }.into(),
+            as_of: shipped.then(|| self.as_of.clone().into()),
         }
     }
 
@@ -347,6 +367,27 @@ mod tests {
         assert_eq!(normalize("o3"), "o3");
         assert_eq!(normalize("amazon.titan-embed-text-v2:0"), "titan-embed-text-v2");
         assert_eq!(normalize("gpt-5-mini"), "gpt-5-mini");
+    }
+
+    #[test]
+    fn lookups_name_the_entry_and_where_its_price_comes_from() {
+        let raw: HashMap<String, RawPrice> = serde_yaml_ng::from_str(
+            "GPT-4o-mini: { input: \"0.10\", output: \"0.40\" }\nmy-llama: { input: 1, output: 2 }\n",
+        )
+        .unwrap();
+        let table = PriceTable::new(&raw).unwrap();
+        let mini = table.lookup("gpt-4o-mini-2024-07-18").unwrap();
+        assert_eq!((mini.entry, mini.source), ("gpt-4o-mini", PriceSource::Config));
+        assert_eq!(
+            (mini.price.input, mini.price.output),
+            (100, 400),
+            "the config's price wins"
+        );
+        let o3 = table.lookup("O3").unwrap();
+        assert_eq!((o3.entry, o3.source), ("o3", PriceSource::Shipped));
+        assert_eq!(table.lookup("my-llama").unwrap().source, PriceSource::Config);
+        assert_eq!(table.lookup("no-such-model"), None);
+        assert_eq!(table.get("gpt-4o-mini"), Some(mini.price), "get and lookup agree");
     }
 
     #[test]

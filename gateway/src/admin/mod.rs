@@ -83,6 +83,8 @@ pub struct State {
     /// Backend ejection state, served at `/backends`.
     pub health: Option<Arc<crate::route::health::Health>>,
     pub limits: Option<Arc<crate::limits::Store>>,
+    /// `capture.pinPath`: where the program links that `tollgate_programs_attached` counts are.
+    pub pin_path: Option<std::path::PathBuf>,
 }
 
 /// Starts the admin server on `listener` in a thread with a current-thread runtime. It stops
@@ -160,6 +162,13 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             if let Some(l) = &state.limits {
                 state.metrics.limit_store_degraded.set(i64::from(l.is_degraded()));
                 state.metrics.limit_store_dropped.set(l.dropped_pending() as i64);
+                state.metrics.set_budget_used(l.budget_used());
+            }
+            if let Some(pins) = &state.pin_path {
+                state
+                    .metrics
+                    .programs_attached
+                    .set(crate::ebpf::attached_programs(pins) as i64);
             }
             let mut resp = text(
                 StatusCode::OK,

@@ -361,6 +361,20 @@ fn ensure_bpffs() -> Result<(), Error> {
     Ok(())
 }
 
+/// How many programs a running instance has.
+pub const PROGRAM_COUNT: usize = PROGRAMS.len();
+
+/// How many of the programs are attached through the links pinned under `pin_dir`. The pins
+/// are what keeps them attached (a running instance holds no link fd of its own once it
+/// pinned them), so a pin removed by `tollgate detach` or a cleanup of bpffs is a program
+/// detached. Read at every `/metrics` scrape (`tollgate_programs_attached`).
+pub fn attached_programs(pin_dir: &Path) -> usize {
+    PROGRAMS
+        .iter()
+        .filter(|name| sys::obj_get(&pin_dir.join(name)).is_ok())
+        .count()
+}
+
 /// The cgroup2 mount point (see [`crate::sysfs::cgroup2_root`]).
 pub fn cgroup2_root() -> Result<PathBuf, Error> {
     crate::sysfs::cgroup2_root().ok_or(Error::NoCgroup2)
@@ -397,5 +411,23 @@ impl Stats {
     pub fn read(&self) -> [u64; STATS_LEN as usize] {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         std::array::from_fn(|i| map.get(&(i as u32), 0).map(|values| values.iter().sum()).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_count_as_attached_only_through_live_pins() {
+        let dir = std::env::temp_dir().join(format!("tollgate-pins-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(attached_programs(&dir), 0, "no pins");
+        // A plain file where a pin should be (bpffs gone, a stale copy) is no link.
+        fs::write(dir.join(program::CONNECT4), b"").unwrap();
+        assert_eq!(attached_programs(&dir), 0);
+        assert_eq!(attached_programs(&dir.join("missing")), 0);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(PROGRAM_COUNT, 6);
     }
 }

@@ -21,7 +21,13 @@ struct ObjGetAttr {
     bpf_fd: u32,
     file_flags: u32,
     path_fd: i32,
+    /// Explicit, always zero. The kernel refuses (EINVAL, `CHECK_ATTR`) an attribute whose
+    /// bytes past the command's last field are not zero; left implicit, this padding carried
+    /// whatever the stack held, and the call failed depending on the caller.
+    _pad: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<ObjGetAttr>() == 24);
 
 /// `union bpf_attr` for BPF_LINK_UPDATE.
 #[repr(C)]

@@ -412,7 +412,7 @@ pub struct Subject<'a> {
 }
 
 impl Limit {
-    fn applies(&self, s: &Subject<'_>) -> bool {
+    pub fn applies(&self, s: &Subject<'_>) -> bool {
         any(&self.providers, s.provider)
             && any(&self.routes, s.route)
             && any(&self.models, s.model)
@@ -981,6 +981,19 @@ pub struct Store {
     shared: Option<Arc<Shared>>,
     fail_mode: StoreFailMode,
     degraded: AtomicBool,
+    /// Per limit with a budget: its fullest bucket as admissions on this node last saw it.
+    budgets: Mutex<HashMap<String, BudgetLevel>>,
+}
+
+/// How full a limit's budget is: the highest share of it used by one of its buckets in the
+/// current period, as this node's admissions saw it (reservations included).
+#[derive(Clone, Debug, PartialEq)]
+struct BudgetLevel {
+    /// The period the share belongs to (its key's window id, e.g. `d20553`).
+    window: String,
+    ratio: f64,
+    /// When the period ends: the share reads as zero from then on.
+    until: SystemTime,
 }
 
 /// Why admission could not decide.
@@ -1001,6 +1014,58 @@ impl Store {
             }),
             fail_mode: cfg.fail_mode,
             degraded: Default::default(),
+            budgets: Default::default(),
+        }
+    }
+
+    /// Per limit with a budget that admissions on this node have charged: the highest share
+    /// of the budget (0 to 1, or more when a reconciliation overshot) that one of its buckets
+    /// used in the current period, as last seen; 1 when a request was refused for it; 0 once
+    /// the period ended. Exported as `tollgate_limit_budget_used_ratio`.
+    pub fn budget_used(&self) -> Vec<(String, f64)> {
+        let now = SystemTime::now();
+        let budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<(String, f64)> = budgets
+            .iter()
+            .map(|(limit, b)| (limit.clone(), if b.until > now { b.ratio } else { 0.0 }))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Notes the budget charges of an admission: the counters it left (`levels`, one per
+    /// charge) when reserved, or the charge that was refused.
+    fn note_budgets(&self, charges: &[Charge], outcome: Result<&[u64], usize>) {
+        let now = SystemTime::now();
+        let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, c) in charges.iter().enumerate() {
+            if c.kind != LimitKind::Budget || c.max == 0 {
+                continue;
+            }
+            let ratio = match outcome {
+                Ok(levels) => levels.get(i).copied().unwrap_or(0) as f64 / c.max as f64,
+                Err(denied) if denied == i => 1.0,
+                Err(_) => continue,
+            };
+            // The window id is the key's last part (`…:b:d20553`): a new period starts afresh.
+            let window = c.key.rsplit(':').next().unwrap_or_default();
+            let level = BudgetLevel {
+                window: window.to_string(),
+                ratio,
+                until: now + Duration::from_secs(c.window_left),
+            };
+            match budgets.get_mut(&c.limit) {
+                Some(b) if b.window == window && b.until > now => {
+                    // Another bucket of the same period: keep the fullest (a refund or a new
+                    // bucket never hides a full one).
+                    if ratio >= b.ratio {
+                        *b = level;
+                    }
+                }
+                _ => {
+                    budgets.insert(c.limit.clone(), level);
+                }
+            }
         }
     }
 
@@ -1041,14 +1106,14 @@ impl Store {
             });
         }
         let Some(shared) = &self.shared else {
-            return Ok(Admission {
-                used: self.lock_local().reserve(charges),
-                degraded: false,
-            });
+            let used = self.lock_local().reserve(charges);
+            self.note_budgets(charges, used.as_deref().map_err(|i| *i));
+            return Ok(Admission { used, degraded: false });
         };
         match shared.admit(charges.to_vec()).await {
             Ok(used) => {
                 self.set_degraded(false, "");
+                self.note_budgets(charges, used.as_deref().map_err(|i| *i));
                 Ok(Admission { used, degraded: false })
             }
             Err(e) => {
@@ -1057,6 +1122,7 @@ impl Store {
                     StoreFailMode::Closed => Err(StoreUnavailable(e.0)),
                     StoreFailMode::Open => {
                         let used = self.lock_local().reserve(charges);
+                        self.note_budgets(charges, used.as_deref().map_err(|i| *i));
                         if used.is_ok() {
                             shared.keep(
                                 charges
@@ -1302,6 +1368,41 @@ mod tests {
                 None
             );
         });
+    }
+
+    #[test]
+    fn budget_levels_follow_the_fullest_bucket_and_a_refusal_reads_as_full() {
+        // $1 a day per workload: 1e9 nano-dollars.
+        let limits =
+            limit("- { name: daily, budget: { usd: \"1\", period: day } }\n- { name: rpm, requestsPerMinute: 100 }\n");
+        let store = Store::new(&store_from_raw(None).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert!(store.budget_used().is_empty(), "nothing charged yet");
+            let a = subject("a", "m");
+            let b = subject("b", "m");
+            let c = |s, cost| charges(&limits, s, 10, Some(cost));
+            assert_eq!(store.reserve(&c(&a, 600_000_000)).await.unwrap().0, None);
+            assert_eq!(store.budget_used(), vec![("daily".to_string(), 0.6)]);
+            // Another bucket, less full: the fullest one still shows.
+            assert_eq!(store.reserve(&c(&b, 100_000_000)).await.unwrap().0, None);
+            assert_eq!(store.budget_used(), vec![("daily".to_string(), 0.6)]);
+            assert_eq!(store.reserve(&c(&a, 300_000_000)).await.unwrap().0, None);
+            let used = store.budget_used()[0].1;
+            assert!((used - 0.9).abs() < 1e-9, "{used}");
+            // Refused for its budget: full.
+            assert_eq!(store.reserve(&c(&a, 200_000_000)).await.unwrap().0, Some(0));
+            assert_eq!(store.budget_used(), vec![("daily".to_string(), 1.0)]);
+            // Limits without a budget never show; an unpriced request charges no budget.
+            assert_eq!(store.reserve(&charges(&limits, &b, 10, None)).await.unwrap().0, None);
+            assert_eq!(store.budget_used().len(), 1);
+        });
+        // A period that ended reads as zero.
+        store.budgets.lock().unwrap().get_mut("daily").unwrap().until = SystemTime::now() - Duration::from_secs(1);
+        assert_eq!(store.budget_used(), vec![("daily".to_string(), 0.0)]);
     }
 
     #[test]

@@ -125,8 +125,9 @@ impl Remote {
         matches!(self.kind, Ok(Kind::Cluster(_)))
     }
 
-    /// Runs the reserve script over `charges` (one slot in a cluster): `Ok(None)` when all were
-    /// taken, `Ok(Some(i))` when `charges[i]` would exceed its limit (nothing taken).
+    /// Runs the reserve script over `charges` (one slot in a cluster): `Ok(Ok(after))` when all
+    /// were taken, with each counter's value once taken; `Ok(Err(i))` when `charges[i]` would
+    /// exceed its limit (nothing taken).
     pub(crate) async fn reserve(&self, charges: &[&super::Charge]) -> Result<Result<Vec<u64>, usize>, Unreachable> {
         let mut call = self.reserve.prepare_invoke();
         for c in charges {
@@ -136,10 +137,15 @@ impl Remote {
             call.arg(c.amount).arg(c.max).arg(c.window_left);
         }
         let reply: Vec<i64> = self.run(&call).await?;
-        match reply.as_slice() {
-            [0, used @ ..] if used.len() == charges.len() => Ok(Ok(used.iter().map(|&n| n.max(0) as u64).collect())),
-            &[i] if i >= 1 && (i as usize) <= charges.len() => Ok(Err(i as usize - 1)),
-            r => Err(Unreachable(format!("redis {}: unexpected reply {r:?}", self.target))),
+        match reply.split_first() {
+            Some((0, after)) if after.len() == charges.len() => {
+                Ok(Ok(after.iter().map(|v| (*v).max(0) as u64).collect()))
+            }
+            Some((&i, [])) if i >= 1 && (i as usize) <= charges.len() => Ok(Err(i as usize - 1)),
+            _ => Err(Unreachable(format!(
+                "redis {}: unexpected reply {reply:?}",
+                self.target
+            ))),
         }
     }
 

@@ -5,8 +5,72 @@
 use super::{ctx::RequestCtx, parse::ClientBody, ProxyError};
 use crate::{
     accounting::audit::{LimitDecision as Decision, LimitOutcome as Outcome, LimitState},
+    config::Config,
     limits, llm,
+    matching::WorkloadFacts,
 };
+
+/// What a request reserves before it is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Estimate {
+    /// Input tokens: about one per 4 bytes of body.
+    pub input: u64,
+    /// Output tokens: the request's `max_tokens`, else the largest `outputEstimate` of the
+    /// limits.
+    pub output: u64,
+    /// Their sum (saturating: `max_tokens` is the client's to write).
+    pub tokens: u64,
+    /// Their price in nano-dollars; `None` for a model without a price.
+    pub cost: Option<u64>,
+}
+
+/// The reservation of a request for `model` with `input` tokens of body and the `max_tokens`
+/// it asks for. Pure: `tollgate explain` asks it too.
+pub fn estimate(config: &Config, model: Option<&str>, input: u64, max_tokens: Option<u64>) -> Estimate {
+    let output = max_tokens.unwrap_or_else(|| {
+        config
+            .limits
+            .iter()
+            .map(|l| l.output_estimate)
+            .max()
+            .unwrap_or(limits::DEFAULT_OUTPUT_ESTIMATE)
+    });
+    let cost = model.and_then(|m| config.prices.get(m)).map(|price| {
+        let u = llm::usage::Usage {
+            input,
+            output,
+            ..Default::default()
+        };
+        crate::accounting::cost(price, &u)
+    });
+    Estimate {
+        input,
+        output,
+        tokens: input.saturating_add(output),
+        cost,
+    }
+}
+
+/// What limits look at, from what identify, parse and routing decided (`route`, `provider`
+/// and `backend` index the config's lists; `backend` is the plan's first). Pure: `tollgate
+/// explain` asks it too.
+pub fn subject<'a>(
+    config: &'a Config,
+    workload: WorkloadFacts<'a>,
+    route: Option<usize>,
+    provider: Option<usize>,
+    model: Option<&'a str>,
+    backend: Option<usize>,
+) -> limits::Subject<'a> {
+    limits::Subject {
+        workload,
+        route: route.map(|r| config.routes[r].name.as_str()),
+        provider: provider.map(|p| config.providers[p].name.as_str()),
+        model,
+        model_known: model.is_some_and(|m| config.prices.knows(m)),
+        backend: backend.map(|b| config.backends[b].name.as_str()),
+    }
+}
 
 pub(super) async fn admit(
     ctx: &mut RequestCtx,
@@ -18,37 +82,22 @@ pub(super) async fn admit(
     if config.limits.is_empty() {
         return Ok(());
     }
-    let w = &ctx.conn.workload;
-    let subject = limits::Subject {
-        workload: w.facts(),
-        route: ctx.route.map(|r| config.routes[r].name.as_str()),
-        provider: ctx.provider.map(|p| config.providers[p].name.as_str()),
-        model: ctx.model.as_deref(),
-        model_known: ctx.model.as_deref().is_some_and(|m| config.prices.knows(m)),
-        backend: first_backend.map(|b| config.backends[b].name.as_str()),
-    };
-    // Tokens: the output the request allows (or the limits' estimate) plus ~4 bytes per input
-    // token.
+    let subject = subject(
+        config,
+        ctx.conn.workload.facts(),
+        ctx.route,
+        ctx.provider,
+        ctx.model.as_deref(),
+        first_backend,
+    );
     let read = body.read();
-    let estimate_out = read.and_then(|(_, p)| p.max_tokens).unwrap_or_else(|| {
-        config
-            .limits
-            .iter()
-            .map(|l| l.output_estimate)
-            .max()
-            .unwrap_or(limits::DEFAULT_OUTPUT_ESTIMATE)
-    });
-    let estimate_in = read.map(|(b, _)| (b.len() as u64).div_ceil(4)).unwrap_or(0);
-    // `max_tokens` is the client's to write: saturate rather than overflow.
-    let tokens = estimate_in.saturating_add(estimate_out);
-    let cost = ctx.model.as_deref().and_then(|m| config.prices.get(m)).map(|price| {
-        let u = llm::usage::Usage {
-            input: estimate_in,
-            output: estimate_out,
-            ..Default::default()
-        };
-        crate::accounting::cost(price, &u)
-    });
+    let input = read.map(|(b, _)| (b.len() as u64).div_ceil(4)).unwrap_or(0);
+    let Estimate { tokens, cost, .. } = estimate(
+        config,
+        ctx.model.as_deref(),
+        input,
+        read.and_then(|(_, p)| p.max_tokens),
+    );
     let charges = limits::charges(&config.limits, &subject, tokens, cost);
     let mut counted: Vec<String> = charges.iter().map(|c| c.limit.clone()).collect();
     counted.dedup();

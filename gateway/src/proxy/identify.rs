@@ -9,7 +9,10 @@
 use http::{header, Request};
 
 use super::{ctx::RequestCtx, ProxyError};
-use crate::{config::Mode, llm::Operation};
+use crate::{
+    config::{Config, Mode},
+    llm::Operation,
+};
 
 /// Sets `ctx.provider`, `ctx.schema` and `ctx.operation`, or refuses the request.
 pub(super) fn identify<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), ProxyError> {
@@ -24,18 +27,25 @@ pub(super) fn identify<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), 
     let config = &ctx.snapshot.config;
     ctx.provider = Some(provider);
     ctx.schema = config.providers[provider].schema;
-    let mode = config.providers[provider].mode;
-    if mode != Mode::Intercept {
+    ctx.operation = operation(config, provider, req.uri().path())?;
+    Ok(())
+}
+
+/// The operation of a request on `path` for `provider` (index into `config.providers`), or
+/// why the provider's requests are not served here: its mode is not `intercept`, or the path
+/// could read as another. Pure: `tollgate explain` asks it too.
+pub fn operation(config: &Config, provider: usize, path: &str) -> Result<Operation, ProxyError> {
+    let p = &config.providers[provider];
+    if p.mode != Mode::Intercept {
         return Err(ProxyError::NotIntercepted {
-            provider: config.providers[provider].name.clone(),
-            mode: mode.as_str(),
+            provider: p.name.clone(),
+            mode: p.mode.as_str(),
         });
     }
-    if ambiguous(req.uri().path()) {
-        return Err(ProxyError::BadPath(req.uri().path().to_string()));
+    if ambiguous(path) {
+        return Err(ProxyError::BadPath(path.to_string()));
     }
-    ctx.operation = Operation::detect(ctx.schema, req.uri().path());
-    Ok(())
+    Ok(Operation::detect(p.schema, path))
 }
 
 /// The provider among those claiming the destination, chosen by SNI (TLS) or `Host`.
@@ -96,7 +106,7 @@ fn misdirected(ctx: &RequestCtx, name: &str, named: usize, claimants: &[usize]) 
 }
 
 /// A host name as compared with provider hostnames: no port, no trailing dot, lowercase.
-fn normalize(host: &str) -> String {
+pub fn normalize(host: &str) -> String {
     let host = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(v6),
         None => host.split(':').next().unwrap_or(host),

@@ -30,7 +30,10 @@ mod routing;
 mod snapshot;
 mod upstream;
 
+pub use admit::{estimate, subject, Estimate};
 pub use error::{ProxyError, Side};
+pub use identify::{normalize as normalize_host, operation};
+pub use routing::{choose, Choice};
 pub use snapshot::Snapshot;
 
 use crate::{

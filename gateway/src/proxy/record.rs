@@ -43,7 +43,7 @@ fn write(ctx: &mut RequestCtx, ending: Ending) {
     let config = &snapshot.config;
     let priced_model = ctx.served_model.as_deref().or(ctx.model.as_deref());
     let priced = priced_model.and_then(|m| config.prices.lookup(m));
-    let price = priced.map(|p| &p.price);
+    let price = priced.map(|p| p.price);
     let cost = price.zip(metered.usage.as_ref()).map(|(p, u)| accounting::cost(p, u));
     ctx.policy.price = priced.map(|p| config.prices.reference(p));
     let latency = ctx.started.elapsed();

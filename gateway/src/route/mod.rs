@@ -10,14 +10,14 @@ use http::HeaderMap;
 
 use self::config::{BackendRef, Route, RouteMatch};
 pub use self::index::Routes;
-use crate::{identity::Workload, llm::Operation};
+use crate::{llm::Operation, matching::WorkloadFacts};
 
 /// What routing looks at.
 pub struct RouteInput<'a> {
     pub provider: Option<&'a str>,
     pub model: Option<&'a str>,
     pub headers: &'a HeaderMap,
-    pub workload: &'a Workload,
+    pub workload: WorkloadFacts<'a>,
     pub operation: Operation,
     pub method: &'a str,
     pub path: &'a str,
@@ -52,7 +52,6 @@ fn allows(m: &RouteMatch, input: &RouteInput<'_>) -> bool {
 
 fn matches(route: &Route, input: &RouteInput<'_>) -> bool {
     let m = &route.matches;
-    let w = &input.workload;
     (m.providers.is_empty() || input.provider.is_some_and(|p| m.providers.iter().any(|q| q == p)))
         && crate::matching::any(&m.models, input.model)
         && m.headers.iter().all(|(name, pattern)| {
@@ -62,18 +61,25 @@ fn matches(route: &Route, input: &RouteInput<'_>) -> bool {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| pattern.matches(v))
         })
-        && m.workload.matches(&w.facts())
+        && m.workload.matches(&input.workload)
 }
 
-/// Every backend ref in the order attempts use them: tiers by ascending priority; within a
+/// A route's backend refs by tier: ascending priority, each tier's refs in config order.
+pub fn tiers(route: &Route) -> Vec<(u32, Vec<&BackendRef>)> {
+    let mut priorities: Vec<u32> = route.backends.iter().map(|b| b.priority).collect();
+    priorities.sort_unstable();
+    priorities.dedup();
+    priorities
+        .into_iter()
+        .map(|p| (p, route.backends.iter().filter(|b| b.priority == p).collect()))
+        .collect()
+}
+
+/// Every backend ref in the order attempts use them: [`tiers`] by ascending priority; within a
 /// tier, a weighted random order (weighted sampling without replacement).
 pub fn plan(route: &Route) -> Vec<&BackendRef> {
-    let mut tiers: Vec<u32> = route.backends.iter().map(|b| b.priority).collect();
-    tiers.sort_unstable();
-    tiers.dedup();
     let mut out = Vec::with_capacity(route.backends.len());
-    for tier in tiers {
-        let mut left: Vec<&BackendRef> = route.backends.iter().filter(|b| b.priority == tier).collect();
+    for (_, mut left) in tiers(route) {
         while !left.is_empty() {
             let total: u64 = left.iter().map(|b| u64::from(b.weight)).sum();
             let mut roll = fastrand::u64(0..total);
@@ -97,7 +103,7 @@ pub fn plan(route: &Route) -> Vec<&BackendRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::{config::Config, identity::Workload};
 
     fn workload() -> Workload {
         Workload {
@@ -178,7 +184,7 @@ routes:
                     provider: Some("openai"),
                     model,
                     headers: &headers,
-                    workload: &w,
+                    workload: w.facts(),
                     operation: Operation::ChatCompletions,
                     method: "POST",
                     path: "/v1/chat/completions",
@@ -206,7 +212,7 @@ routes:
                 provider: Some("openai"),
                 model,
                 headers,
-                workload: &w,
+                workload: w.facts(),
                 operation: Operation::ChatCompletions,
                 method: "POST",
                 path: "/v1/chat/completions",
@@ -222,7 +228,7 @@ routes:
             provider: Some("openai"),
             model: Some("gpt-4o"),
             headers: &HeaderMap::new(),
-            workload: &other,
+            workload: other.facts(),
             operation: Operation::ChatCompletions,
             method: "POST",
             path: "/v1/chat/completions",
@@ -235,7 +241,7 @@ routes:
             provider: None,
             model: Some("o3"),
             headers: &HeaderMap::new(),
-            workload: &other,
+            workload: other.facts(),
             operation: Operation::ChatCompletions,
             method: "POST",
             path: "/v1/chat/completions",
@@ -272,7 +278,7 @@ routes:
                 provider: Some("openai"),
                 model: None,
                 headers: &h,
-                workload: &w,
+                workload: w.facts(),
                 operation,
                 method,
                 path,

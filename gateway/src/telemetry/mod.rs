@@ -87,6 +87,11 @@ pub struct LimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
     pub backend: String,
 }
@@ -220,6 +225,12 @@ pub struct Metrics {
     /// Counts taken while Redis was away that the bounded backlog had to drop (never replayed).
     pub limit_store_dropped: Gauge,
     backend_ejected: Family<BackendLabels, Gauge>,
+    /// Backends given to `set_backends`.
+    backends_known: Mutex<std::collections::HashSet<String>>,
+    budget_used: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Programs attached through their pinned links (of `ebpf::PROGRAM_COUNT`), read at scrape
+    /// time.
+    pub programs_attached: Gauge,
     /// The per-request series of each label combination seen.
     series: series::SeriesCache,
     models: Bounded,
@@ -246,6 +257,15 @@ impl Metrics {
             "1 when the running configuration is the file's current content, 0 after a rejected reload",
         );
         config_synchronized.set(1);
+        // Both results from the start: a rate over them reads 0, not nothing, before a reload.
+        let config_reloads: Family<ResultLabels, Counter> = reg(
+            r,
+            "tollgate_config_reloads",
+            "Configuration reloads by result (applied, rejected)",
+        );
+        for result in ["applied", "rejected"] {
+            let _created = config_reloads.get_or_create(&ResultLabels { result });
+        }
         // Histogram buckets follow the OpenTelemetry GenAI metric conventions.
         Metrics {
             connections: reg(r, "tollgate_captured_connections", "Captured connections handled by the proxy, by provider, mode and outcome"),
@@ -258,7 +278,7 @@ impl Metrics {
             dns_failures: reg(r, "tollgate_dns_resolution_failures", "Failed resolutions of provider hostnames (last addresses kept), and resolved addresses left out of full endpoint maps"),
             requests: reg(r, "tollgate_requests", "L7 requests by provider, backend and status class"),
             request_errors: reg(r, "tollgate_request_errors", "L7 requests that failed before a response, by reason"),
-            config_reloads: reg(r, "tollgate_config_reloads", "Configuration reloads by result (applied, rejected)"),
+            config_reloads,
             token_usage: reg_with(r, "gen_ai_client_token_usage", "Tokens used per request, by token type", Family::new_with_constructor(|| {
                 Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0].into_iter())
             })),
@@ -277,6 +297,8 @@ impl Metrics {
             limit_decisions: reg(r, "tollgate_limit_decisions", "Admission decisions per limit"),
             limit_store_degraded: reg(r, "tollgate_limit_store_degraded", "1 while the Redis limit store is unreachable (fail-open counts locally)"),
             backend_ejected: reg(r, "tollgate_backend_ejected", "1 while a backend is ejected or cooling down"),
+            budget_used: reg(r, "tollgate_limit_budget_used_ratio", "Share of a limit's budget used by its fullest bucket in the current period, as this node's admissions saw it (1 after a refusal for it)"),
+            programs_attached: reg(r, "tollgate_programs_attached", "eBPF programs attached through their pinned links (6 when capture works; fewer: connections escape or break)"),
             spans_dropped: reg(r, "tollgate_spans_dropped", "Trace spans dropped (export queue full)"),
             limit_store_dropped: reg(
                 r,
@@ -289,6 +311,7 @@ impl Metrics {
                 "Lines that found a log's queue full (audit: the request waited; connlog: the line was dropped)",
             ),
             config_synchronized,
+            backends_known: Default::default(),
             series: Default::default(),
             models: Bounded::new(MAX_MODEL_LABELS),
             workloads: Bounded::new(MAX_WORKLOAD_LABELS),
@@ -369,6 +392,36 @@ impl Metrics {
             .inc();
     }
 
+    /// The configured backends: each has a `tollgate_backend_ejected` series (0 until health
+    /// says otherwise), so a healthy backend reads 0 rather than nothing; those no longer
+    /// configured are dropped.
+    pub fn set_backends<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let names: std::collections::HashSet<&str> = names.into_iter().collect();
+        let gone: Vec<BackendLabels> = {
+            let mut gone = Vec::new();
+            // Family has no iterator: the names seen are kept beside it.
+            let mut known = self.backends_known.lock().unwrap_or_else(|e| e.into_inner());
+            known.retain(|n| {
+                let keep = names.contains(n.as_str());
+                if !keep {
+                    gone.push(BackendLabels { backend: n.clone() });
+                }
+                keep
+            });
+            for n in &names {
+                if known.insert((*n).to_string()) {
+                    let _created = self.backend_ejected.get_or_create(&BackendLabels {
+                        backend: (*n).to_string(),
+                    });
+                }
+            }
+            gone
+        };
+        for labels in gone {
+            self.backend_ejected.remove(&labels);
+        }
+    }
+
     /// Backend states, refreshed at scrape time.
     pub fn set_backend_states<'a>(&self, states: impl IntoIterator<Item = (&'a str, bool)>) {
         for (backend, out) in states {
@@ -377,6 +430,13 @@ impl Metrics {
                     backend: backend.to_string(),
                 })
                 .set(i64::from(out));
+        }
+    }
+
+    /// Budget shares (`limits::Store::budget_used`), refreshed at scrape time.
+    pub fn set_budget_used(&self, levels: impl IntoIterator<Item = (String, f64)>) {
+        for (limit, ratio) in levels {
+            self.budget_used.get_or_create(&BudgetLabels { limit }).set(ratio);
         }
     }
 
@@ -470,4 +530,48 @@ pub fn init_logging(filter: Option<String>) {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_inputs_are_rendered_before_anything_happens() {
+        let m = Metrics::new();
+        m.set_budget_used([("daily".to_string(), 0.925)]);
+        m.programs_attached.set(6);
+        m.set_backends(["a", "b"]);
+        m.set_backend_states([("b", true)]);
+        m.set_backends(["b", "c"]);
+        let text = m.render(None);
+        assert!(text.contains("tollgate_backend_ejected{backend=\"b\"} 1"), "{text}");
+        assert!(
+            text.contains("tollgate_backend_ejected{backend=\"c\"} 0"),
+            "a healthy backend reads 0\n{text}"
+        );
+        assert!(
+            !text.contains("backend=\"a\""),
+            "a backend no longer configured goes\n{text}"
+        );
+        assert!(
+            text.contains("tollgate_config_reloads_total{result=\"rejected\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tollgate_limit_budget_used_ratio{limit=\"daily\"} 0.925"),
+            "{text}"
+        );
+        assert!(text.contains("tollgate_programs_attached 6"), "{text}");
+        // The alert rules and dashboard name these (deploy/prometheus, deploy/grafana).
+        for name in [
+            "# TYPE tollgate_limit_budget_used_ratio gauge",
+            "# TYPE tollgate_programs_attached gauge",
+            "# TYPE tollgate_config_synchronized gauge",
+            "# TYPE tollgate_limit_store_degraded gauge",
+            "# TYPE tollgate_backend_ejected gauge",
+        ] {
+            assert!(text.contains(name), "{name}\n{text}");
+        }
+    }
 }
