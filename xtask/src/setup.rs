@@ -3,7 +3,7 @@
 //!
 //! - Debian packages for the tests and demo (curl, iproute2, python3, util-linux,
 //!   redis-server: the tests start their own servers on loopback; openssl makes throwaway RSA
-//!   keys for the service-account tests).
+//!   keys for the service-account tests; chromium loads the admin dashboard headless).
 //! - A nightly toolchain whose LLVM is 22 (what bpf-linker 0.10.4 reads), with `rust-src` for
 //!   `-Z build-std=core`. The machine's `nightly` is used when it qualifies; otherwise the
 //!   pinned `nightly-2026-05-19` is installed and passed to the build through
@@ -25,7 +25,7 @@ const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
 const PYTHON_SDKS: [&str; 3] = ["openai==3.57.0", "anthropic==2.14.0", "jsonschema==4.26.0"];
 
 /// (command or absolute path that must exist, Debian package that provides it)
-const PACKAGES: [(&str, &str); 16] = [
+const PACKAGES: [(&str, &str); 17] = [
     ("redis-server", "redis-server"),
     ("openssl", "openssl"),
     ("curl", "curl"),
@@ -44,6 +44,8 @@ const PACKAGES: [(&str, &str); 16] = [
     ("update-ca-certificates", "ca-certificates"),
     ("systemd-analyze", "systemd"),
     ("logrotate", "logrotate"),
+    // The admin dashboard's test loads `/ui` in a real headless browser and screenshots it.
+    ("chromium", "chromium"),
 ];
 
 pub(crate) fn setup() -> anyhow::Result<BuildEnv> {

@@ -55,6 +55,8 @@ pub struct L7 {
     pub health: Arc<crate::route::health::Health>,
     /// Limit counters.
     pub limits: Arc<limits::Store>,
+    /// The latest audit records and today's spend, for the operator views.
+    pub recent: Arc<crate::accounting::recent::Recent>,
 }
 
 /// What is known about the connection a request arrived on.
