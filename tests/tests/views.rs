@@ -201,7 +201,10 @@ fn status_shows_a_burst_as_the_metrics_and_the_audit_log_count_it() {
     let upstream = s["errors"]["upstream"]["total"].as_u64().unwrap();
     let total_usd = s["spend_today"]["total"]["cost_usd"].as_str().unwrap().to_string();
     for want in [
-        format!("attached, fail-open, {endpoints} endpoints"),
+        format!(
+            "attached, fail-open, {endpoints} endpoint{}",
+            if endpoints == 1 { "" } else { "s" }
+        ),
         "8 total".to_string(),
         format!("upstream {upstream} ("),
         format!("${total_usd} over 8 requests, 2 workloads"),

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::{backend, dollars, fit, limit_store, rate, thousands, uptime};
+use super::{backend, dollars, fit, limit_store, plural, rate, thousands, uptime};
 use crate::{accounting::recent::SpendRow, admin::api::Status};
 
 /// The widest line written.
@@ -89,7 +89,7 @@ pub fn render(s: &Status, admin: SocketAddr) -> String {
                 Some(m) => format!("fail-{m}"),
                 None => "fail mode unknown".into(),
             },
-            format!("{} endpoints", thousands(s.endpoints.max(0) as u64)),
+            plural(s.endpoints.max(0) as u64, "endpoint"),
         ],
         ", ",
     );
@@ -153,11 +153,11 @@ pub fn render(s: &Status, admin: SocketAddr) -> String {
     }
     out.push_str(&fit(
         &format!(
-            "spend today ({} UTC): {} over {} requests, {} workloads",
+            "spend today ({} UTC): {} over {}, {}",
             t.day,
             dollars(&t.total.cost_usd),
-            thousands(total.requests),
-            thousands(t.workloads as u64)
+            plural(total.requests, "request"),
+            plural(t.workloads as u64, "workload")
         ),
         WIDTH,
     ));

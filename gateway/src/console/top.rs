@@ -26,7 +26,7 @@ use ratatui::{
     Frame,
 };
 
-use super::{backend, dollars, fetch, limit_store, rate, status::compact, thousands, uptime, Error};
+use super::{backend, dollars, fetch, limit_store, plural, rate, status::compact, thousands, uptime, Error};
 use crate::{
     accounting::recent::{SortBy, SpendRow, OTHER},
     admin::api::Status,
@@ -48,16 +48,17 @@ struct View {
     sort: SortBy,
 }
 
-/// Runs until `q`, Esc or Ctrl-C. Fails at once when stdout is not a terminal.
+/// Runs until `q`, Esc or Ctrl-C. Fails at once when nothing answers at `addr` or stdout is
+/// not a terminal.
 pub fn run(addr: SocketAddr) -> std::io::Result<()> {
+    // Ask once before taking the terminal over: an address where nothing answers is an error
+    // to print, not a screen to show.
+    let first = fetch(addr, SortBy::Spend, TOP_ROWS).map_err(std::io::Error::other)?;
     if !std::io::stdout().is_terminal() {
         return Err(std::io::Error::other(
             "tollgate top needs a terminal: use `tollgate status` for one screen as text",
         ));
     }
-    // Ask once before taking the terminal over: an address where nothing answers is an error
-    // to print, not a screen to show.
-    let first = fetch(addr, SortBy::Spend, TOP_ROWS).map_err(std::io::Error::other)?;
     let sort = Arc::new(AtomicU8::new(0));
     let (tx, rx) = mpsc::channel::<(SortBy, Result<Status, Error>)>();
     let (wake, woken) = mpsc::channel::<()>();
@@ -170,7 +171,7 @@ fn sort_rows(rows: &mut [SpendRow], by: SortBy) {
 
 fn draw(f: &mut Frame<'_>, v: &View) {
     let [head, backends, spend, models, footer] = Layout::vertical([
-        Constraint::Length(6),
+        Constraint::Length(7),
         Constraint::Length(3),
         Constraint::Min(5),
         Constraint::Length(7),
@@ -221,9 +222,9 @@ fn draw_head(f: &mut Frame<'_>, area: Rect, s: &Status, addr: SocketAddr) {
             label("capture"),
             flag(s.attached, "attached", "NOT ATTACHED"),
             Span::raw(format!(
-                ", fail-{}, {} endpoints",
+                ", fail-{}, {}",
                 s.fail_mode.as_deref().unwrap_or("?"),
-                thousands(s.endpoints.max(0) as u64)
+                plural(s.endpoints.max(0) as u64, "endpoint")
             )),
         ]),
         Line::from(vec![
@@ -346,11 +347,11 @@ fn spend_table<'a>(rows: &'a [SpendRow], first: &'static str, sort: Option<SortB
 fn draw_spend(f: &mut Frame<'_>, area: Rect, s: &Status, sort: SortBy) {
     let t = &s.spend_today;
     let title = format!(
-        " spend today ({} UTC): {} over {} requests, {} workloads, by {} ",
+        " spend today ({} UTC): {} over {}, {}, by {} ",
         t.day,
         dollars(&t.total.cost_usd),
-        thousands(t.total.spend.requests),
-        thousands(t.workloads as u64),
+        plural(t.total.spend.requests, "request"),
+        plural(t.workloads as u64, "workload"),
         sort.as_str()
     );
     f.render_widget(
