@@ -29,6 +29,8 @@ pub const RING_CAPACITY: usize = 1_000;
 pub const MAX_KEYS: usize = 1_000;
 /// The row of everything not shown (or not tallied by name).
 pub const OTHER: &str = "other";
+/// Longest name a tally keeps (bytes): model names come from clients.
+const MAX_KEY_LEN: usize = 200;
 
 const SECS_PER_DAY: u64 = 86_400;
 
@@ -202,12 +204,25 @@ pub struct Records {
 
 #[derive(Default)]
 struct Tally {
-    rows: HashMap<String, Spend>,
+    rows: HashMap<String, Spend, foldhash::fast::RandomState>,
     other: Spend,
+}
+
+/// `key` cut to at most [`MAX_KEY_LEN`] bytes, on a character boundary.
+fn bounded(key: &str) -> &str {
+    if key.len() <= MAX_KEY_LEN {
+        return key;
+    }
+    let mut end = MAX_KEY_LEN;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    &key[..end]
 }
 
 impl Tally {
     fn add(&mut self, key: &str, a: &AuditRecord, max_keys: usize) {
+        let key = bounded(key);
         if let Some(s) = self.rows.get_mut(key) {
             return s.add(a);
         }
@@ -317,12 +332,17 @@ impl Recent {
         inner.workloads.add(&inner.key, &a, self.max_keys);
         inner.models.add(model, &a, self.max_keys);
         inner.seen += 1;
-        if inner.ring.len() == self.capacity {
-            inner.ring.pop_front();
-        }
+        let evicted = if inner.ring.len() >= self.capacity {
+            inner.ring.pop_front()
+        } else {
+            None
+        };
         if self.capacity > 0 {
             inner.ring.push_back(a);
         }
+        drop(g);
+        // The oldest record is freed after the lock is let go.
+        drop(evicted);
     }
 
     /// Today's tallies: the first `top` workloads and models by `sort`, the rest as `other`.
@@ -480,6 +500,21 @@ mod tests {
         assert_eq!(t.by_workload[1].spend.requests, 5);
         assert_eq!(t.by_model.len(), 1);
         assert_eq!(t.by_model[0].cost_usd, "0.000001257");
+    }
+
+    #[test]
+    fn long_model_names_are_cut_in_the_tallies() {
+        let r = Recent::default();
+        let long = "é".repeat(300);
+        r.push(rec("w", &long, 200, Some(1)));
+        let t = r.today(SortBy::Spend, 10);
+        assert_eq!(t.by_model[0].key, "é".repeat(MAX_KEY_LEN / 2));
+        // The record itself is kept whole.
+        let got = r.records(&Filter {
+            limit: 1,
+            ..Default::default()
+        });
+        assert_eq!(got.records[0].model.as_deref(), Some(long.as_str()));
     }
 
     #[test]
