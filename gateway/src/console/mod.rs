@@ -25,8 +25,8 @@ const MAX_ANSWER: u64 = 4 << 20; // 4 MiB
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "nothing answers on the admin port {addr}: {source} (is `tollgate run` running? pass its \
-         admin address with --admin, or its config with --config)"
+        "nothing answers on the admin port {addr} (is `tollgate run` running? pass its admin \
+         address with --admin, or its config with --config)"
     )]
     Unreachable {
         addr: SocketAddr,

@@ -258,6 +258,8 @@ mod tests {
     #[test]
     fn the_screen_fits_80_columns_and_says_it_all() {
         let text = render(&status(), "127.0.0.1:15000".parse().unwrap());
+        // The screen docs/operations.md shows.
+        println!("{text}");
         for l in text.lines() {
             assert!(l.chars().count() <= WIDTH, "{} columns: {l:?}", l.chars().count());
         }
