@@ -1,8 +1,8 @@
 //! The operator views against a running instance after a known burst of requests:
 //! `tollgate status` (text and JSON), `tollgate top` in a pseudo-terminal (numbers on screen,
-//! a sort key that reorders, `q` giving the terminal back), and the `/ui` dashboard in a real
-//! headless Chromium (the numbers it shows equal the metrics; a screenshot is kept under
-//! `<target>/test-artifacts/`).
+//! a sort key that reorders, `q` and Ctrl-C giving the terminal back), and the `/ui`
+//! dashboard in a real headless Chromium (the numbers it shows equal the metrics; a
+//! screenshot is kept under `<target>/test-artifacts/`).
 
 use std::{
     collections::BTreeMap,
@@ -379,6 +379,22 @@ fn top_shows_the_burst_reorders_by_key_and_quits_restoring_the_terminal() {
     assert!(!screen.alternate && screen.left_alternate >= 1, "alternate screen left");
     assert!(!screen.cursor_hidden, "cursor shown again");
     assert!(restored, "terminal modes (raw mode) restored");
+
+    // 4. Ctrl-C (a plain byte in raw mode) quits the same way.
+    let (outputs, exit, restored) = in_pty(
+        &argv,
+        rows,
+        cols,
+        json!([
+            {"wait_for": "sort by errors", "settle": 0.3},
+            {"send": "\u{3}", "until_exit": 10},
+        ]),
+    );
+    let mut screen = Screen::new(usize::from(rows), usize::from(cols));
+    screen.feed(&outputs.concat());
+    assert_eq!(exit, Some(0), "exit status after Ctrl-C");
+    assert!(!screen.alternate && screen.left_alternate >= 1 && !screen.cursor_hidden);
+    assert!(restored, "terminal modes restored after Ctrl-C");
 }
 
 /// Chromium, headless, with a profile of its own; `args` then `url`. Returns stdout.
