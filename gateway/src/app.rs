@@ -214,6 +214,7 @@ fn start_l7(config: &Arc<Config>, metrics: &Arc<Metrics>, shutdown: &watch::Rece
         spans,
         health: Arc::new(crate::route::health::Health::new(config.outlier)),
         limits: Arc::new(crate::limits::Store::new(&config.limit_store)),
+        recent: Default::default(),
     });
     // Leaves only for intercept hostnames of the config in force.
     let governed = {
@@ -308,6 +309,7 @@ fn serve(
 }
 
 async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     metrics.set_backends(config.backends.iter().map(|b| b.name.as_str()));
@@ -358,6 +360,10 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
         health: Some(parts.l7.health.clone()),
         limits: Some(parts.l7.limits.clone()),
         pin_path: Some(config.capture.pin_path.clone()),
+        recent: Some(parts.l7.recent.clone()),
+        fail_mode: Some(config.capture.fail_mode),
+        started,
+        rates: Default::default(),
     });
     let admin_thread = admin::spawn(admin_listener, admin_state.clone(), admin_stop_rx)?;
     let reload_task = tokio::spawn(watch_config(

@@ -14,7 +14,9 @@
 //! - [`auth`]: backend credentials: loading, rotation, injection.
 //! - [`accounting`]: prices, exact costs, the audit record.
 //! - [`limits`]: requests/tokens/money limits, local or in Redis.
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on their own runtime.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, the operator views' JSON and `/ui`, on
+//!   their own runtime.
+//! - [`console`]: `tollgate status` and `tollgate top`, reading a running instance's admin port.
 //! - [`telemetry`]: metrics registry and log setup; the audit log's hash chain (`tollgate audit`).
 //! - [`app`]: wires the above together for `tollgate run`.
 //! - [`explain`]: `tollgate explain`, the pipeline's decisions for a described request.
@@ -29,6 +31,7 @@ pub mod auth;
 pub mod capture;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod ebpf;
 pub mod explain;
 pub mod handover;

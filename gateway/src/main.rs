@@ -80,6 +80,22 @@ enum Command {
     /// What the configuration would do with a request (provider, route, backends in fallback
     /// order, credentials, timeouts, limits, prices), without sending anything.
     Explain(Box<gateway::explain::Args>),
+    /// One screen about a running instance, from its admin port: attached or not, fail mode,
+    /// endpoints, connections and requests per second, errors by side, ejected backends,
+    /// limit store, spend today by workload.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print `/api/status` as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The same screen, live: refreshed each second, sorted by spend, requests or errors
+    /// (keys `s`, `r`, `e`); `q` quits.
+    Top {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Remove programs that a fail-closed instance left attached (pinned on bpffs).
     Detach {
         /// The `capture.pinPath` of that instance.
@@ -90,6 +106,41 @@ enum Command {
 
 /// Where the host agent package puts the configuration.
 const DEFAULT_CONFIG: &str = "/etc/tollgate/tollgate.yaml";
+
+/// How `status` and `top` find the admin port.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin address (`HOST:PORT`, or a port on 127.0.0.1).
+    #[arg(long, conflicts_with = "config")]
+    admin: Option<String>,
+    /// The configuration whose `admin.address` to use. Default: /etc/tollgate/tollgate.yaml
+    /// when it exists, else 127.0.0.1:15000.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn address(&self) -> anyhow::Result<std::net::SocketAddr> {
+        use gateway::console;
+        if let Some(a) = &self.admin {
+            return Ok(console::parse_admin(a)?);
+        }
+        let file = match &self.config {
+            Some(f) => f.clone(),
+            None if std::path::Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+            None => return Ok(gateway::config::DEFAULT_ADMIN),
+        };
+        let cfg = Config::load(&file).with_context(|| format!("invalid config {}", file.display()))?;
+        if cfg.admin_address.port() == 0 {
+            anyhow::bail!(
+                "{}: admin.address has port 0 (chosen at start): pass the port it got with --admin \
+                 (the --ready-file of `tollgate run` holds it)",
+                file.display()
+            );
+        }
+        Ok(console::reachable(cfg.admin_address))
+    }
+}
 
 #[derive(Subcommand)]
 enum TrustAction {
@@ -240,6 +291,18 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Status { admin, json } => {
+            use gateway::console;
+            let addr = admin.address()?;
+            let status = console::fetch(addr, gateway::accounting::recent::SortBy::Spend, 10)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", console::status::render(&status, addr));
+            }
+            Ok(())
+        }
+        Command::Top { admin } => Ok(gateway::console::top::run(admin.address()?)?),
         Command::Trust { action, config } => trust(action, &config),
         Command::Audit { action } => audit(action),
         Command::Explain(args) => {

@@ -26,6 +26,7 @@ pub mod fake_llm;
 pub mod l7;
 pub mod pipeline;
 pub mod redis;
+pub mod term;
 
 pub use redis::RedisServer;
 

@@ -600,4 +600,11 @@ fn captured_content_is_redacted_before_it_reaches_the_disk() {
     assert_eq!(captured["request_truncated"], false);
     assert_eq!(records[1]["route"], "plain");
     assert_eq!(records[1]["content"], Value::Null, "no capture on this route");
+    // Bodies stay on disk: the admin port's recent records do not serve them.
+    let (code, recent) = gw.admin_get("/api/records");
+    assert_eq!(code, 200, "{recent}");
+    assert!(
+        !recent.contains("for employee") && !recent.contains("REDACTED"),
+        "{recent}"
+    );
 }

@@ -4,7 +4,8 @@
 //! - Debian packages for the tests and demo (curl, iproute2, python3, util-linux,
 //!   redis-server: the tests start their own servers on loopback; openssl makes throwaway RSA
 //!   keys for the service-account tests; prometheus for `promtool`, which checks and unit-tests
-//!   the alert rules, installed without starting its server).
+//!   the alert rules, installed without starting its server; chromium loads the admin dashboard
+//!   headless).
 //! - A nightly toolchain whose LLVM is 22 (what bpf-linker 0.10.4 reads), with `rust-src` for
 //!   `-Z build-std=core`. The machine's `nightly` is used when it qualifies; otherwise the
 //!   pinned `nightly-2026-05-19` is installed and passed to the build through
@@ -26,7 +27,7 @@ const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
 const PYTHON_SDKS: [&str; 3] = ["openai==3.57.0", "anthropic==2.14.0", "jsonschema==4.26.0"];
 
 /// (command or absolute path that must exist, Debian package that provides it)
-const PACKAGES: [(&str, &str); 17] = [
+const PACKAGES: [(&str, &str); 18] = [
     ("redis-server", "redis-server"),
     // promtool: `check rules` and `test rules` over deploy/prometheus (tests/tests/observability.rs).
     ("promtool", "prometheus"),
@@ -47,6 +48,8 @@ const PACKAGES: [(&str, &str); 17] = [
     ("update-ca-certificates", "ca-certificates"),
     ("systemd-analyze", "systemd"),
     ("logrotate", "logrotate"),
+    // The admin dashboard's test loads `/ui` in a real headless browser and screenshots it.
+    ("chromium", "chromium"),
 ];
 
 pub(crate) fn setup() -> anyhow::Result<BuildEnv> {

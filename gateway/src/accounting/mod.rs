@@ -7,11 +7,12 @@
 //!
 //! Also the record all of it ends in: [`audit`] (the governance record and its schema) and
 //! `audit_line` (that record written as its JSON line on the hot path); [`report`] reads them
-//! back.
+//! back; [`recent`] keeps the latest in memory with today's spend, for the operator views.
 
 pub mod audit;
 mod audit_line;
 pub mod content;
+pub mod recent;
 pub mod report;
 
 use std::collections::HashMap;

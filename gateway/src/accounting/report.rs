@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, io::BufRead as _, path::Path, time::SystemTime}
 
 use serde::Serialize;
 
-use super::{audit::AuditRecord, usd};
+use super::{
+    audit::{AuditRecord, AuditWorkload},
+    usd,
+};
 
 /// What rows are grouped by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,16 +35,37 @@ pub struct Row {
     pub unpriced: u64,
 }
 
+/// Writes the name a workload goes by in reports and operator views into `out` (cleared
+/// first): `comm (container <12 hex>)`, `comm (unit)`, `comm (cgroup path)` or `comm`.
+pub fn workload_key(w: &AuditWorkload, out: &mut String) {
+    out.clear();
+    out.push_str(&w.comm);
+    let detail = match (&w.container_id, &w.systemd_unit, &w.cgroup) {
+        (Some(id), _, _) => {
+            out.push_str(" (container ");
+            // Container ids are hex: any cut is a char boundary, but do not panic if not.
+            id.get(..12.min(id.len())).unwrap_or(id)
+        }
+        (None, Some(unit), _) => {
+            out.push_str(" (");
+            unit
+        }
+        (None, None, Some(cg)) => {
+            out.push_str(" (");
+            cg
+        }
+        (None, None, None) => return,
+    };
+    out.push_str(detail);
+    out.push(')');
+}
+
 fn key(r: &AuditRecord, by: GroupBy) -> String {
     match by {
         GroupBy::Workload => {
-            let w = &r.workload;
-            match (&w.container_id, &w.systemd_unit, &w.cgroup) {
-                (Some(id), _, _) => format!("{} (container {})", w.comm, &id[..12.min(id.len())]),
-                (None, Some(unit), _) => format!("{} ({unit})", w.comm),
-                (None, None, Some(cg)) => format!("{} ({cg})", w.comm),
-                _ => w.comm.clone(),
-            }
+            let mut out = String::new();
+            workload_key(&r.workload, &mut out);
+            out
         }
         GroupBy::Model => r
             .served_model

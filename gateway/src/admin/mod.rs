@@ -1,6 +1,10 @@
 //! Admin HTTP on its own thread and runtime, away from the data plane: `/healthz`, `/readyz`
 //! (programs attached, maps synced, listeners registered), `/metrics`, `/config` (effective
-//! configuration; it holds no secrets), `/ca.crt` (the node CA to distribute to workloads).
+//! configuration; it holds no secrets), `/ca.crt` (the node CA to distribute to workloads),
+//! `/backends`; for the operator views, [`api`] (`/api/status`, `/api/records`) and `/ui`
+//! (one self-contained page, `ui.html`, polling those two).
+
+pub mod api;
 
 use std::{
     convert::Infallible,
@@ -85,7 +89,18 @@ pub struct State {
     pub limits: Option<Arc<crate::limits::Store>>,
     /// `capture.pinPath`: where the program links that `tollgate_programs_attached` counts are.
     pub pin_path: Option<std::path::PathBuf>,
+    /// The latest audit records and today's spend (`/api/records`, `/api/status`, `/ui`).
+    pub recent: Option<Arc<crate::accounting::recent::Recent>>,
+    /// `capture.failMode` (static: a restart changes it), shown by `/api/status`.
+    pub fail_mode: Option<crate::config::FailMode>,
+    /// When this instance started (its uptime in `/api/status`).
+    pub started: std::time::Instant,
+    /// Rates of the metrics' totals, sampled once a second by the admin runtime.
+    pub rates: api::Rates,
 }
+
+/// How often the rates are sampled.
+const RATE_SAMPLE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts the admin server on `listener` in a thread with a current-thread runtime. It stops
 /// when `shutdown` flips.
@@ -112,6 +127,18 @@ async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut shutdown:
             return;
         }
     };
+    let sampler = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RATE_SAMPLE_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                state.rates.sample(&state.metrics.totals, std::time::Instant::now());
+            }
+        })
+    };
+    let _sampler = AbortOnDrop(sampler);
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(a) => a, Err(_) => continue },
@@ -130,8 +157,50 @@ async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut shutdown:
     }
 }
 
+/// Stops a task when dropped (the sampler ends with the server).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The dashboard: one page, its CSS and JS inline, nothing fetched but the JSON above.
+const UI_HTML: &str = include_str!("ui.html");
+
 fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let q = req.uri().query();
     match req.uri().path() {
+        "/api/status" => match api::status(state, q) {
+            Ok(s) => json(StatusCode::OK, serde_json::to_string(&s).unwrap_or_default()),
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
+        "/api/records" => match api::records(state.recent.as_deref(), q) {
+            Ok(body) => {
+                let mut resp = json(StatusCode::OK, String::new());
+                *resp.body_mut() = Full::new(Bytes::from(body));
+                resp
+            }
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
+        "/ui" | "/ui/" => {
+            let mut resp = text(StatusCode::OK, UI_HTML.to_string());
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            // Nothing but this page and the admin port's own JSON: no external asset can load.
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                     connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'",
+                ),
+            );
+            resp
+        }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
             let mut body = state.readiness.body();
@@ -194,7 +263,9 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz, /metrics, /config, /ca.crt\n".into(),
+            "not found: try /healthz, /readyz, /metrics, /config, /ca.crt, /backends, /api/status, \
+             /api/records, /ui\n"
+                .into(),
         ),
     }
 }

@@ -222,7 +222,7 @@ async fn handle(stream: TcpStream, client: ClientAddr, via: Via, shared: Arc<Sha
             ACTION_DENY => "deny",
             _ => "unknown",
         };
-        shared.metrics.active().inc();
+        shared.metrics.connection_opened();
         let relayed = tokio::select! {
             r = dispatch(stream, &record, client, orig, id, &workload, &shared) => r,
             _ = watcher.force.wait_for(|f| *f) => Dispatched {

@@ -1069,6 +1069,11 @@ impl Store {
         }
     }
 
+    /// Whether the counters live in Redis (else in this process's memory).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
     pub fn is_degraded(&self) -> bool {
         self.degraded.load(std::sync::atomic::Ordering::Relaxed)
     }

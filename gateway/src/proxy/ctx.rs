@@ -165,6 +165,12 @@ impl RequestCtx {
     pub(crate) fn fail(&mut self, message: String, side: Side, reason: &'static str) {
         if self.error.is_none() {
             self.l7.metrics.request_error(reason);
+            let totals = &self.l7.metrics.totals;
+            crate::telemetry::Totals::inc(match side {
+                Side::Client => &totals.client_errors,
+                Side::Upstream => &totals.upstream_errors,
+                Side::Proxy => &totals.proxy_errors,
+            });
             self.error = Some((message, side, reason));
         }
     }

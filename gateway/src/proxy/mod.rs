@@ -60,6 +60,8 @@ pub struct L7 {
     pub limits: Arc<limits::Store>,
     /// This instance's part of request ids ([`instance_id`]).
     pub instance: Box<str>,
+    /// The latest audit records and today's spend, for the operator views.
+    pub recent: Arc<crate::accounting::recent::Recent>,
 }
 
 /// Eight random hex digits naming this instance in request ids (`<instance>-<connection>-<n>`),

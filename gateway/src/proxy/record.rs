@@ -1,6 +1,7 @@
 //! Phase 7, record: runs exactly once per request, however it ended (see `ctx`). Writes the
 //! audit record from what the phases decided, counts the metrics and the span, and reconciles
-//! the limit reservation with what the request really used.
+//! the limit reservation with what the request really used, and hands the record to the
+//! operator views (`accounting::recent`).
 
 use super::ctx::{Ending, RequestCtx};
 use crate::{
@@ -67,6 +68,11 @@ fn write(ctx: &mut RequestCtx, ending: Ending) {
         spans.record(&a, ctx.trace.parent_span_id, ctx.started_at);
     }
     l7.audit.write_with(|line| a.write_line(line));
+    // Last: the record moves into the ring (no copy), read and rendered by the admin thread.
+    // Captured bodies stay on disk only: the admin port is not the place for them.
+    let mut a = a;
+    a.content = None;
+    l7.recent.push(a);
 }
 
 /// The audit record, from the phases' decisions.

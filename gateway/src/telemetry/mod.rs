@@ -13,7 +13,10 @@ pub mod otlp;
 mod series;
 pub mod trace;
 
-use std::sync::Mutex;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Mutex,
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -193,9 +196,34 @@ fn reg_with<
     metric
 }
 
+/// Running totals that the operator views (`/api/status`) sample each second to show rates:
+/// plain atomics, one relaxed add next to the metric that counts the same thing.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Captured connections accepted (counted as they open).
+    pub connections: AtomicU64,
+    /// L7 requests finished, however they ended.
+    pub requests: AtomicU64,
+    /// Failed requests whose client failed (the audit record's `error_side: client`).
+    pub client_errors: AtomicU64,
+    /// Failed requests whose upstream failed.
+    pub upstream_errors: AtomicU64,
+    /// Failed requests that Tollgate itself failed.
+    pub proxy_errors: AtomicU64,
+}
+
+impl Totals {
+    /// Adds one to `counter`.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// All of Tollgate's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// What the operator views sample.
+    pub totals: Totals,
     connections: Family<ConnLabels, Counter>,
     bytes: Family<BytesLabels, Counter>,
     unknown_connections: Counter,
@@ -312,6 +340,7 @@ impl Metrics {
             ),
             config_synchronized,
             backends_known: Default::default(),
+            totals: Totals::default(),
             series: Default::default(),
             models: Bounded::new(MAX_MODEL_LABELS),
             workloads: Bounded::new(MAX_WORKLOAD_LABELS),
@@ -361,6 +390,17 @@ impl Metrics {
         &self.active
     }
 
+    /// A captured connection was accepted: one more open, one more in the total.
+    pub fn connection_opened(&self) {
+        self.active.inc();
+        Totals::inc(&self.totals.connections);
+    }
+
+    /// Entries in the endpoint maps, as last set.
+    pub fn endpoints(&self) -> i64 {
+        self.endpoints.get()
+    }
+
     pub fn set_endpoints(&self, n: usize) {
         self.endpoints.set(n as i64);
     }
@@ -374,6 +414,7 @@ impl Metrics {
     }
 
     pub fn request_done(&self, provider: &str, backend: &str, status: u16) {
+        Totals::inc(&self.totals.requests);
         self.requests
             .get_or_create(&RequestLabels {
                 provider: provider.to_owned(),
@@ -458,6 +499,7 @@ impl Metrics {
         ttft: Option<std::time::Duration>,
         prices: &crate::accounting::PriceTable,
     ) {
+        Totals::inc(&self.totals.requests);
         let series = self.series(a, prices);
         series.request(self, a.status).inc();
         series.duration(self).observe(latency.as_secs_f64());
