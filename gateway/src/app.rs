@@ -190,8 +190,17 @@ fn start_l7(config: &Arc<Config>, metrics: &Arc<Metrics>, shutdown: &watch::Rece
     credentials.refresh(&config.credentials, &env_var);
     let full = metrics.log_queue_full("audit");
     let node = crate::config::generation::node_name();
-    let (audit, audit_writer) = jsonl::Writer::start("audit", config.audit.clone(), jsonl::WhenFull::Wait, full)
-        .with_context(|| format!("cannot open the audit log {:?}", config.audit.path))?;
+    let (audit, audit_writer) = match &config.audit_export {
+        Some(export) => {
+            let exporter =
+                crate::telemetry::otlp_logs::start(export.clone(), node.clone(), metrics.audit_export.clone())
+                    .context("starting the audit exporter")?;
+            tracing::info!(endpoint = %export.endpoint, "exporting audit records as OTLP logs");
+            jsonl::Writer::start_exporting("audit", config.audit.clone(), jsonl::WhenFull::Wait, full, exporter)
+        }
+        None => jsonl::Writer::start("audit", config.audit.clone(), jsonl::WhenFull::Wait, full),
+    }
+    .with_context(|| format!("cannot open the audit log {:?}", config.audit.path))?;
     let (spans, span_task) = match &config.otlp_endpoint {
         Some(endpoint) => {
             tracing::info!(%endpoint, "exporting spans over OTLP/HTTP");
@@ -717,7 +726,7 @@ fn static_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.otlp_endpoint != new.otlp_endpoint || old.service_name != new.service_name {
         changed.push("traces");
     }
-    if old.audit != new.audit {
+    if old.audit != new.audit || old.audit_export != new.audit_export {
         changed.push("audit");
     }
     changed

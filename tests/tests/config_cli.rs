@@ -61,6 +61,18 @@ fn invalid_configs_are_rejected_naming_the_field() {
         ),
         ("audit:\n  signingKey: keys/audit.key\n", "audit.signingKey"),
         ("audit:\n  checkpoint: { every: 5 }\n", "unknown field `every`"),
+        (
+            "audit:\n  export: { otlpEndpoint: \"collector:4318\" }\n",
+            "audit.export.otlpEndpoint",
+        ),
+        (
+            "audit:\n  export: { otlpEndpoint: \"http://127.0.0.1:4318/v1/logs\", queue: 0 }\n",
+            "audit.export.queue: 0 is not between 1 and 1,000,000",
+        ),
+        (
+            "routes:\n  - name: r\n    backends: [{backend: b}]\n    capture: { redact: { patterns: [\"(\"] } }\nbackends:\n  - name: b\n    url: http://127.0.0.1:1\n",
+            "routes[0].capture.redact.patterns[0]",
+        ),
         ("admin: [1, 2]\n", "admin"),
         (
             "backends:\n  - name: b\n    url: https://bedrock.example\n    schema: bedrock\n",

@@ -174,6 +174,20 @@ pub struct RawAudit {
     pub signing_key: Option<PathBuf>,
     /// When checkpoints seal the hash chain (besides start, rotation and stop).
     pub checkpoint: Option<RawCheckpoint>,
+    /// Send every audit line to an OpenTelemetry collector too (OTLP logs over HTTP).
+    pub export: Option<RawAuditExport>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawAuditExport {
+    /// The collector's OTLP/HTTP logs URL, e.g. `http://127.0.0.1:4318/v1/logs`.
+    pub otlp_endpoint: String,
+    /// Lines queued at most while the collector is slow or away. Default 10,000.
+    pub queue: Option<usize>,
+    /// One export request, connecting included. Default `5s`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +336,8 @@ pub struct Config {
     pub routes: crate::route::Routes,
     pub audit: crate::telemetry::jsonl::Target,
     pub audit_enabled: bool,
+    /// `audit.export`: audit lines to an OTLP logs collector too.
+    pub audit_export: Option<crate::telemetry::otlp_logs::Settings>,
     pub worker_threads: usize,
     /// The CRI socket pod identity comes from, if any.
     pub cri_socket: Option<PathBuf>,
@@ -453,7 +469,7 @@ impl Config {
         let proxy = ProxySettings::from_raw(raw.proxy.unwrap_or_default())?;
         let prices = crate::accounting::PriceTable::new(&raw.pricing)
             .map_err(|(model, e)| invalid(format!("pricing.{model}"), e.to_string()))?;
-        let audit = raw.audit.unwrap_or_default();
+        let mut audit = raw.audit.unwrap_or_default();
         let traces = raw.traces.unwrap_or_default();
         let tls = l7::tls(raw.tls);
         Ok(Config {
@@ -461,6 +477,10 @@ impl Config {
             limit_store: crate::limits::store_from_raw(raw.limit_store)?,
             outlier: outlier_from_raw(raw.outlier_detection.unwrap_or_default())?,
             audit_enabled: audit.enabled.unwrap_or(true),
+            audit_export: audit_export_from_raw(
+                audit.export.take(),
+                traces.service_name.as_deref().unwrap_or("tollgate"),
+            )?,
             audit: audit_from_raw(audit, &tls.ca_key)?,
             worker_threads: worker_threads(raw.worker_threads)?,
             record_labels: raw
@@ -668,6 +688,45 @@ fn otlp_from_raw(endpoint: Option<String>) -> Result<Option<http::Uri>, Error> {
         ));
     }
     Ok(Some(uri))
+}
+
+/// `audit.export`, validated: an `http://` or `https://` URL with a host, a queue of 1 to
+/// 1,000,000 lines, a timeout of 100 ms to 60 s.
+fn audit_export_from_raw(
+    raw: Option<RawAuditExport>,
+    service_name: &str,
+) -> Result<Option<crate::telemetry::otlp_logs::Settings>, Error> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = &raw.otlp_endpoint;
+    let endpoint: http::Uri = text
+        .parse()
+        .map_err(|e| invalid("audit.export.otlpEndpoint", format!("{text:?}: {e}")))?;
+    if !matches!(endpoint.scheme_str(), Some("http" | "https")) || endpoint.host().is_none() {
+        return Err(invalid(
+            "audit.export.otlpEndpoint",
+            format!("{text:?}: an http:// or https:// URL is needed"),
+        ));
+    }
+    let queue = raw.queue.unwrap_or(10_000);
+    if !(1..=1_000_000).contains(&queue) {
+        return Err(invalid(
+            "audit.export.queue",
+            format!("{queue} is not between 1 and 1,000,000"),
+        ));
+    }
+    let timeout = raw.timeout.unwrap_or(Duration::from_secs(5));
+    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&timeout) {
+        return Err(invalid(
+            "audit.export.timeout",
+            format!("{timeout:?} is not between 100ms and 60s"),
+        ));
+    }
+    Ok(Some(crate::telemetry::otlp_logs::Settings {
+        endpoint,
+        queue,
+        timeout,
+        service_name: service_name.to_string(),
+    }))
 }
 
 /// The audit log's target. A file is hash-chained with signed checkpoints (stdout is not:

@@ -148,7 +148,7 @@ impl Sink {
 }
 
 /// The writer thread.
-pub struct Writer(thread::JoinHandle<()>);
+pub struct Writer(thread::JoinHandle<()>, Option<super::otlp_logs::Finish>);
 
 /// A batch is written once it holds this much (1 MiB), always whole lines.
 const MAX_BATCH: usize = 1024 * 1024;
@@ -278,12 +278,14 @@ struct Log {
     out: Out,
     target: Target,
     chain: Option<Chain>,
+    /// Every line written also goes here (OTLP logs export), without waiting.
+    tap: Option<super::otlp_logs::Tap>,
 }
 
 impl Log {
     /// Opens the target; a chained one continues the chain its file (or the newest rotated
     /// file) ends with, and starts with a `start` checkpoint.
-    fn open(target: Target) -> Result<Log, Error> {
+    fn open(target: Target, tap: Option<super::otlp_logs::Tap>) -> Result<Log, Error> {
         let shown = target.path.clone().unwrap_or_else(|| "stdout".into());
         let open_err = |source| Error::Open {
             path: shown.clone(),
@@ -315,7 +317,12 @@ impl Log {
             _ => (None, None),
         };
         let out = Out::open(&target).map_err(open_err)?;
-        let mut log = Log { out, target, chain };
+        let mut log = Log {
+            out,
+            target,
+            chain,
+            tap,
+        };
         if log.chain.is_some() {
             log.checkpoint(Reason::Start, partial_tail)
                 .and_then(|()| log.out.flush(log.target.fsync != Fsync::Never))
@@ -332,7 +339,7 @@ impl Log {
             }
             chain.since += 1;
         }
-        self.out.write_line(&line)?;
+        self.put(&line)?;
         if self.out.needs_rotation(&self.target) {
             self.out.rotate(&self.target)?;
             // First line of the new file: it seals the old file's last lines, and a file
@@ -368,7 +375,16 @@ impl Log {
         let line = Checkpoint::new(&chain.key, chain.head, time, reason, partial_tail).line(&mut chain.head);
         chain.since = 0;
         chain.last = Instant::now();
-        self.out.write_line(&line)
+        self.put(&line)
+    }
+
+    /// Writes a finished line, and hands it to the exporter.
+    fn put(&mut self, line: &[u8]) -> io::Result<()> {
+        self.out.write_line(line)?;
+        if let Some(tap) = &self.tap {
+            tap.send(line);
+        }
+        Ok(())
     }
 }
 
@@ -381,7 +397,19 @@ impl Writer {
         when_full: WhenFull,
         full: prometheus_client::metrics::counter::Counter,
     ) -> Result<(Sink, Writer), Error> {
-        Writer::with_capacity(name, target, when_full, full, QUEUE_CAPACITY)
+        Writer::with_capacity(name, target, when_full, full, QUEUE_CAPACITY, None)
+    }
+
+    /// [`Writer::start`], every written line also handed to `tap` (OTLP logs export) and the
+    /// exporter thread joined by [`Writer::finish`] after the last line.
+    pub fn start_exporting(
+        name: &'static str,
+        target: Target,
+        when_full: WhenFull,
+        full: prometheus_client::metrics::counter::Counter,
+        export: super::otlp_logs::Exporter,
+    ) -> Result<(Sink, Writer), Error> {
+        Writer::with_capacity(name, target, when_full, full, QUEUE_CAPACITY, Some(export))
     }
 
     fn with_capacity(
@@ -390,8 +418,10 @@ impl Writer {
         when_full: WhenFull,
         full: prometheus_client::metrics::counter::Counter,
         capacity: usize,
+        export: Option<super::otlp_logs::Exporter>,
     ) -> Result<(Sink, Writer), Error> {
-        let mut log = Log::open(target)?;
+        let (tap, exporter) = export.map(super::otlp_logs::Exporter::split).unzip();
+        let mut log = Log::open(target, tap)?;
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(capacity);
         let thread_name = format!("tollgate-{name}");
         let handle = thread::Builder::new()
@@ -454,12 +484,16 @@ impl Writer {
             full,
             warned: Default::default(),
         };
-        Ok((sink, Writer(handle)))
+        Ok((sink, Writer(handle, exporter)))
     }
 
-    /// Waits until every sink is dropped and all lines are written.
+    /// Waits until every sink is dropped and all lines are written (and handed to the
+    /// exporter, which then sends what it holds).
     pub fn finish(self) {
         let _ = self.0.join();
+        if let Some(exporter) = self.1 {
+            exporter.wait();
+        }
     }
 }
 
@@ -525,7 +559,7 @@ mod tests {
         };
         for (when_full, name) in [(WhenFull::Wait, "audit.jsonl"), (WhenFull::Drop, "conn.jsonl")] {
             let full = prometheus_client::metrics::counter::Counter::default();
-            let (sink, writer) = Writer::with_capacity("test", target(name), when_full, full.clone(), 4).unwrap();
+            let (sink, writer) = Writer::with_capacity("test", target(name), when_full, full.clone(), 4, None).unwrap();
             // The writer takes the queue every 20 ms: a burst of 200 overflows a queue of 4.
             for i in 0..200 {
                 sink.write_json(&serde_json::json!({ "n": i }));

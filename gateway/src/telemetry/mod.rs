@@ -10,6 +10,7 @@
 pub mod chain;
 pub mod jsonl;
 pub mod otlp;
+pub mod otlp_logs;
 mod series;
 pub mod trace;
 
@@ -245,6 +246,8 @@ pub struct Metrics {
     attempts: Family<AttemptLabels, Counter>,
     /// Spans dropped because the export queue was full.
     pub spans_dropped: Counter,
+    /// Audit lines sent to, dropped before, and given up on by the OTLP logs exporter.
+    pub audit_export: crate::telemetry::otlp_logs::Counters,
     /// Lines that found a log's queue full, by log (`audit`: waited; `connlog`: dropped).
     log_queue_full: Family<LogLabels, Counter>,
     limit_decisions: Family<LimitLabels, Counter>,
@@ -328,6 +331,11 @@ impl Metrics {
             budget_used: reg(r, "tollgate_limit_budget_used_ratio", "Share of a limit's budget used by its fullest bucket in the current period, as this node's admissions saw it (1 after a refusal for it)"),
             programs_attached: reg(r, "tollgate_programs_attached", "eBPF programs attached through their pinned links (6 when capture works; fewer: connections escape or break)"),
             spans_dropped: reg(r, "tollgate_spans_dropped", "Trace spans dropped (export queue full)"),
+            audit_export: crate::telemetry::otlp_logs::Counters {
+                exported: reg(r, "tollgate_audit_exported", "Audit log lines the OTLP logs collector took"),
+                dropped: reg(r, "tollgate_audit_export_dropped", "Audit log lines not exported: the export queue was full (the local file has them)"),
+                failed: reg(r, "tollgate_audit_export_failed", "Audit log lines not exported: the collector did not take them after retries (the local file has them)"),
+            },
             limit_store_dropped: reg(
                 r,
                 "tollgate_limit_store_dropped_counts",
