@@ -162,7 +162,11 @@ pub(crate) fn demo() -> anyhow::Result<()> {
     );
     let metrics = admin_get(ready["admin"].as_str().unwrap_or_default(), "/metrics")?;
     println!("   metrics:");
-    for l in metrics.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")) {
+    // Counters and gauges (histograms' buckets left out: `/metrics` has them).
+    for l in metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.ends_with(" 0") && !l.contains("_bucket{"))
+    {
         println!("     {l}");
     }
 
