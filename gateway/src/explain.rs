@@ -9,7 +9,11 @@
 //! them) and [`accounting::PriceTable::lookup`]. What only a running node knows is left out
 //! and said so: which backends are ejected (`GET /backends`), the counters' current values.
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+    time::Duration,
+};
 
 use serde::Serialize;
 
@@ -277,53 +281,16 @@ pub struct PriceView {
 // === impl ===
 
 /// Works out what `config` does with `q`; `env` reads credentials given as env variables.
+///
+/// The phases run in the pipeline's order: identify the operation, route, then, for the
+/// backends routing chose, attempt (translation, credential, price) and admit (limits). A
+/// refusal by identify or routing ends the explanation there, as it ends the request.
 pub fn explain(config: &Config, q: &Query, env: &dyn Fn(&str) -> Option<String>) -> Result<Explanation, Error> {
     let provider = find_provider(config, q)?;
     let p = &config.providers[provider];
-    let labels = (!q.labels.is_empty() || q.namespace.is_some() || q.pod.is_some()).then_some(&q.labels);
-    let workload = WorkloadFacts {
-        comm: &q.comm,
-        uid: q.uid,
-        cgroup: q.cgroup.as_deref(),
-        namespace: q.namespace.as_deref(),
-        pod: q.pod.as_deref(),
-        labels,
-    };
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in &q.headers {
-        let bad = |e: &dyn std::fmt::Display| Error::Header(name.clone(), e.to_string());
-        headers.insert(
-            http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?,
-            http::HeaderValue::from_str(value).map_err(|e| bad(&e))?,
-        );
-    }
-    let mut out = Explanation {
-        provider: p.name.clone(),
-        method: q.method.clone().unwrap_or_default(),
-        path: q.path.clone(),
-        operation: "none",
-        model: q.model.clone(),
-        rule: "none",
-        route: None,
-        refused: None,
-        backends: vec![],
-        attempts: 0,
-        retry_on: vec![],
-        retry_statuses: vec![],
-        timeouts: Timeouts {
-            first_byte: crate::config::l7::DEFAULT_ROUTE_TIMEOUT,
-            idle: None,
-            total: None,
-        },
-        limits: vec![],
-        limits_not_charged: vec![],
-        estimate: EstimateView {
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_usd: None,
-        },
-        price: q.model.as_deref().map(|m| price_view(config, m)),
-    };
+    let workload = workload_facts(q);
+    let headers = request_headers(q)?;
+    let mut out = Explanation::before_identify(config, p, q);
     // identify
     let operation = match proxy::operation(config, provider, &q.path) {
         Ok(op) => op,
@@ -350,27 +317,132 @@ pub fn explain(config: &Config, q: &Query, env: &dyn Fn(&str) -> Option<String>)
         Ok(c) => c,
         Err(e) => return Ok(refuse(out, &e)),
     };
-    out.rule = if choice.route.is_some() {
-        "route"
-    } else {
-        "provider_default"
-    };
-    out.route = choice.route.map(|r| config.routes[r].name.clone());
-    out.attempts = choice.attempts;
-    out.retry_on = choice.retry_on.clone();
-    out.retry_statuses = choice.retry_statuses.clone();
-    out.timeouts = Timeouts {
-        first_byte: choice.first_byte_timeout,
-        idle: choice.idle_timeout,
-        total: choice.total_timeout,
-    };
-    let credentials = auth::Store::default();
+    out.set_route(config, &choice);
+    // attempt
+    let credentials = load_credentials(config, env);
+    out.backends = attempt_order(config, &choice)
+        .into_iter()
+        .map(|slot| backend_step(config, q, p.schema, operation, &credentials, slot))
+        .collect();
+    // admit
+    admit(config, q, workload, provider, &choice, &mut out);
+    Ok(out)
+}
+
+/// The workload as routes and limits match it. Labels are set only when the query describes a
+/// pod (a namespace, name or label), as the pipeline sets them only for a known pod.
+fn workload_facts(q: &Query) -> WorkloadFacts<'_> {
+    let labels = (!q.labels.is_empty() || q.namespace.is_some() || q.pod.is_some()).then_some(&q.labels);
+    WorkloadFacts {
+        comm: &q.comm,
+        uid: q.uid,
+        cgroup: q.cgroup.as_deref(),
+        namespace: q.namespace.as_deref(),
+        pod: q.pod.as_deref(),
+        labels,
+    }
+}
+
+/// The query's `--header`s as an HTTP header map, or the first that is not a valid header.
+fn request_headers(q: &Query) -> Result<http::HeaderMap, Error> {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &q.headers {
+        let bad = |e: &dyn std::fmt::Display| Error::Header(name.clone(), e.to_string());
+        headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?,
+            http::HeaderValue::from_str(value).map_err(|e| bad(&e))?,
+        );
+    }
+    Ok(headers)
+}
+
+impl Explanation {
+    /// What is known before the operation is identified: the request as given and the
+    /// requested model's price; everything else empty or at its default.
+    fn before_identify(config: &Config, p: &crate::config::Provider, q: &Query) -> Explanation {
+        Explanation {
+            provider: p.name.clone(),
+            method: q.method.clone().unwrap_or_default(),
+            path: q.path.clone(),
+            operation: "none",
+            model: q.model.clone(),
+            rule: "none",
+            route: None,
+            refused: None,
+            backends: vec![],
+            attempts: 0,
+            retry_on: vec![],
+            retry_statuses: vec![],
+            timeouts: Timeouts {
+                first_byte: crate::config::l7::DEFAULT_ROUTE_TIMEOUT,
+                idle: None,
+                total: None,
+            },
+            limits: vec![],
+            limits_not_charged: vec![],
+            estimate: EstimateView {
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_usd: None,
+            },
+            price: q.model.as_deref().map(|m| price_view(config, m)),
+        }
+    }
+
+    /// Records routing's choice: the rule and route, retries and timeouts.
+    fn set_route(&mut self, config: &Config, choice: &proxy::Choice) {
+        self.rule = if choice.route.is_some() {
+            "route"
+        } else {
+            "provider_default"
+        };
+        self.route = choice.route.map(|r| config.routes[r].name.clone());
+        self.attempts = choice.attempts;
+        self.retry_on = choice.retry_on.clone();
+        self.retry_statuses = choice.retry_statuses.clone();
+        self.timeouts = Timeouts {
+            first_byte: choice.first_byte_timeout,
+            idle: choice.idle_timeout,
+            total: choice.total_timeout,
+        };
+    }
+}
+
+/// The credentials as `run` loads them, and why those that could not be loaded failed.
+struct Credentials {
+    store: auth::Store,
+    /// By credential name.
+    errors: HashMap<String, String>,
+}
+
+/// Loads the credentials as `run` does, with `env` for those given as env variables.
+fn load_credentials(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Credentials {
+    let store = auth::Store::default();
     // What could not be loaded is part of the answer, not a log line.
     tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-        credentials.refresh(&config.credentials, env)
+        store.refresh(&config.credentials, env)
     });
-    let errors = credentials.errors();
-    let steps: Vec<(u32, u32, f64, usize, Option<String>)> = match choice.route {
+    let errors = store.errors();
+    Credentials { store, errors }
+}
+
+/// One place in the attempt order.
+struct Slot {
+    /// The backend's tier; lower goes first.
+    priority: u32,
+    weight: u32,
+    /// Chance of being first within its tier, in percent (one decimal).
+    share_percent: f64,
+    /// Index into `config.backends`.
+    backend: usize,
+    /// The route's model rewrite for this backend.
+    rewrite: Option<String>,
+}
+
+/// The backends routing chose, in attempt order: the route's tiers with each backend's share
+/// of its tier's weight, or the provider's default backend alone.
+fn attempt_order(config: &Config, choice: &proxy::Choice) -> Vec<Slot> {
+    match choice.route {
         Some(r) => route::tiers(&config.routes[r])
             .into_iter()
             .flat_map(|(priority, refs)| {
@@ -381,47 +453,86 @@ pub fn explain(config: &Config, q: &Query, env: &dyn Fn(&str) -> Option<String>)
                     } else {
                         (f64::from(b.weight) * 1000.0 / f64::from(total)).round() / 10.0
                     };
-                    (priority, b.weight, share, b.backend, b.model.clone())
+                    Slot {
+                        priority,
+                        weight: b.weight,
+                        share_percent: share,
+                        backend: b.backend,
+                        rewrite: b.model.clone(),
+                    }
                 })
             })
             .collect(),
         None => choice
             .default_backend
-            .map(|b| (0, 1, 100.0, b, None))
+            .map(|b| Slot {
+                priority: 0,
+                weight: 1,
+                share_percent: 100.0,
+                backend: b,
+                rewrite: None,
+            })
             .into_iter()
             .collect(),
-    };
-    for (priority, weight, share, b, rewrite) in steps {
-        let backend = &config.backends[b];
-        let model = rewrite.clone().or_else(|| q.model.clone());
-        let credential = backend.credential.as_ref().map(|name| {
-            let loaded = credentials.get(name);
-            CredentialView {
-                name: name.clone(),
-                kind: config
-                    .credentials
-                    .iter()
-                    .find(|c| &c.name == name)
-                    .map(|c| c.kind)
-                    .unwrap_or(crate::config::l7::CredentialKind::Bearer),
-                fingerprint: loaded.as_ref().map(|l| l.fingerprint.clone()),
-                error: errors.get(name).cloned(),
-            }
-        });
-        out.backends.push(BackendStep {
-            backend: backend.name.clone(),
-            url: backend.url.to_string(),
-            schema: backend.schema.as_str(),
-            priority,
-            weight,
-            share_percent: share,
-            translation: llm::translate::find(p.schema, operation, backend.schema).map(|d| d.name()),
-            price: rewrite.as_deref().map(|m| price_view(config, m)),
-            model,
-            credential,
-        });
     }
-    // admit: the first backend a request is likely to try keys `backend` buckets.
+}
+
+/// What an attempt on `slot`'s backend would send: model, translation from the client's
+/// `schema`, credential and, for a rewritten model, its price.
+fn backend_step(
+    config: &Config,
+    q: &Query,
+    schema: llm::ApiSchema,
+    operation: Operation,
+    credentials: &Credentials,
+    slot: Slot,
+) -> BackendStep {
+    let backend = &config.backends[slot.backend];
+    let model = slot.rewrite.clone().or_else(|| q.model.clone());
+    let credential = backend
+        .credential
+        .as_ref()
+        .map(|name| credential_view(config, credentials, name));
+    BackendStep {
+        backend: backend.name.clone(),
+        url: backend.url.to_string(),
+        schema: backend.schema.as_str(),
+        priority: slot.priority,
+        weight: slot.weight,
+        share_percent: slot.share_percent,
+        translation: llm::translate::find(schema, operation, backend.schema).map(|d| d.name()),
+        price: slot.rewrite.as_deref().map(|m| price_view(config, m)),
+        model,
+        credential,
+    }
+}
+
+/// The credential `name` by kind and fingerprint, with why it could not be loaded, if so.
+fn credential_view(config: &Config, credentials: &Credentials, name: &str) -> CredentialView {
+    let loaded = credentials.store.get(name);
+    CredentialView {
+        name: name.to_string(),
+        kind: config
+            .credentials
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.kind)
+            .unwrap_or(crate::config::l7::CredentialKind::Bearer),
+        fingerprint: loaded.as_ref().map(|l| l.fingerprint.clone()),
+        error: credentials.errors.get(name).cloned(),
+    }
+}
+
+/// Admission: what the request reserves and the limits that count it. The first backend a
+/// request is likely to try keys `backend` buckets, so this runs after `out.backends` is set.
+fn admit(
+    config: &Config,
+    q: &Query,
+    workload: WorkloadFacts<'_>,
+    provider: usize,
+    choice: &proxy::Choice,
+    out: &mut Explanation,
+) {
     let first = likely_first(&out.backends).and_then(|name| config.backends.iter().position(|b| b.name == name));
     let subject = proxy::subject(
         config,
@@ -438,27 +549,29 @@ pub fn explain(config: &Config, q: &Query, env: &dyn Fn(&str) -> Option<String>)
         cost_usd: estimate.cost.map(accounting::usd),
     };
     let charges = limits::charges(&config.limits, &subject, estimate.tokens, estimate.cost);
-    for c in &charges {
-        let limit = config.limits.iter().find(|l| l.name == c.limit);
-        out.limits.push(Counted {
-            limit: c.limit.clone(),
-            kind: c.kind.as_str(),
-            bucket: bucket(&c.key, &c.limit),
-            reserves: c.amount,
-            max: c.max,
-            window: match (c.kind, limit.and_then(|l| l.budget)) {
-                (LimitKind::Budget, Some((_, period))) => period_name(period),
-                _ => "minute",
-            },
-        });
-    }
+    out.limits = charges.iter().map(|c| counted(config, c)).collect();
     out.limits_not_charged = config
         .limits
         .iter()
         .filter(|l| l.applies(&subject) && !charges.iter().any(|c| c.limit == l.name))
         .map(|l| l.name.clone())
         .collect();
-    Ok(out)
+}
+
+/// One charge as shown: its bucket, amount and the limit's window.
+fn counted(config: &Config, c: &limits::Charge) -> Counted {
+    let limit = config.limits.iter().find(|l| l.name == c.limit);
+    Counted {
+        limit: c.limit.clone(),
+        kind: c.kind.as_str(),
+        bucket: bucket(&c.key, &c.limit),
+        reserves: c.amount,
+        max: c.max,
+        window: match (c.kind, limit.and_then(|l| l.budget)) {
+            (LimitKind::Budget, Some((_, period))) => period_name(period),
+            _ => "minute",
+        },
+    }
 }
 
 fn find_provider(config: &Config, q: &Query) -> Result<usize, Error> {
@@ -551,7 +664,9 @@ fn price_view(config: &Config, model: &str) -> PriceView {
 // === human output ===
 
 impl Explanation {
-    /// The explanation as aligned text.
+    /// The explanation as aligned text: labelled sections for the request, route, backends,
+    /// attempts, timeouts, limits, reserves and price. A refused request shows only the
+    /// request, the refusal and the price.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
         let model = self.model.as_deref().unwrap_or("(none)");
@@ -565,6 +680,16 @@ impl Explanation {
             s.push_str(&self.price_text());
             return s;
         }
+        self.write_route(&mut s);
+        self.write_backends(&mut s);
+        self.write_retries_and_timeouts(&mut s);
+        self.write_limits(&mut s);
+        self.write_reserves(&mut s);
+        s.push_str(&self.price_text());
+        s
+    }
+
+    fn write_route(&self, s: &mut String) {
         match (&self.route, self.rule) {
             (Some(route), _) => {
                 let _ = writeln!(s, "route       {route}");
@@ -573,6 +698,10 @@ impl Explanation {
                 let _ = writeln!(s, "route       none matched: {rule} (the provider's `backend`)");
             }
         }
+    }
+
+    /// The backends in attempt order, the tier named on the first line of each tier.
+    fn write_backends(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "backends    in attempt order (at run time ejected backends go last; see GET /backends):"
@@ -585,41 +714,11 @@ impl Explanation {
                 tier = Some(b.priority);
                 format!("tier {}", b.priority)
             };
-            let translation = b
-                .translation
-                .unwrap_or("none: this backend cannot serve the client's API (400)");
-            let _ = writeln!(
-                s,
-                "  {label:<9} {}  weight {} ({}% first in tier)  {}  schema {}  model {}  translation {translation}",
-                b.backend,
-                b.weight,
-                b.share_percent,
-                b.url,
-                b.schema,
-                b.model.as_deref().unwrap_or("(as requested)")
-            );
-            match &b.credential {
-                Some(c) => {
-                    let fp = match (&c.fingerprint, &c.error) {
-                        (Some(fp), None) => fp.clone(),
-                        (Some(fp), Some(e)) => format!("{fp} (last good; now: {e})"),
-                        (None, Some(e)) => format!("unreadable here: {e}"),
-                        (None, None) => "not loaded".into(),
-                    };
-                    let kind = serde_json::to_value(c.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    let _ = writeln!(s, "              credential {} ({kind}, {fp})", c.name);
-                }
-                None => {
-                    let _ = writeln!(s, "              credential none (the client's own is removed)");
-                }
-            }
-            if let Some(p) = &b.price {
-                let _ = writeln!(s, "              price       {}", price_line(p));
-            }
+            write_backend(s, &label, b);
         }
+    }
+
+    fn write_retries_and_timeouts(&self, s: &mut String) {
         let on: Vec<String> = self
             .retry_on
             .iter()
@@ -640,6 +739,11 @@ impl Explanation {
             opt(self.timeouts.idle),
             opt(self.timeouts.total)
         );
+    }
+
+    /// The limits that count the request (budgets in dollars), then those that match but
+    /// count nothing.
+    fn write_limits(&self, s: &mut String) {
         if self.limits.is_empty() {
             let _ = writeln!(s, "limits      none count it");
         }
@@ -664,6 +768,9 @@ impl Explanation {
                 "            {name}: matches, but counts nothing (a budget, and the model has no price)"
             );
         }
+    }
+
+    fn write_reserves(&self, s: &mut String) {
         let cost = self
             .estimate
             .cost_usd
@@ -674,8 +781,6 @@ impl Explanation {
             "reserves    {} input + {} output tokens, {cost}",
             self.estimate.input_tokens, self.estimate.output_tokens
         );
-        s.push_str(&self.price_text());
-        s
     }
 
     fn price_text(&self) -> String {
@@ -684,6 +789,51 @@ impl Explanation {
             None => String::new(),
         }
     }
+}
+
+/// One backend: its line under `label` (its tier, or blank), then its credential and, for a
+/// rewritten model, that model's price.
+fn write_backend(s: &mut String, label: &str, b: &BackendStep) {
+    let translation = b
+        .translation
+        .unwrap_or("none: this backend cannot serve the client's API (400)");
+    let _ = writeln!(
+        s,
+        "  {label:<9} {}  weight {} ({}% first in tier)  {}  schema {}  model {}  translation {translation}",
+        b.backend,
+        b.weight,
+        b.share_percent,
+        b.url,
+        b.schema,
+        b.model.as_deref().unwrap_or("(as requested)")
+    );
+    match &b.credential {
+        Some(c) => {
+            let _ = writeln!(s, "              credential {}", credential_text(c));
+        }
+        None => {
+            let _ = writeln!(s, "              credential none (the client's own is removed)");
+        }
+    }
+    if let Some(p) = &b.price {
+        let _ = writeln!(s, "              price       {}", price_line(p));
+    }
+}
+
+/// `name (kind, fingerprint)`, the fingerprint replaced or qualified by why the value could not
+/// be read.
+fn credential_text(c: &CredentialView) -> String {
+    let fp = match (&c.fingerprint, &c.error) {
+        (Some(fp), None) => fp.clone(),
+        (Some(fp), Some(e)) => format!("{fp} (last good; now: {e})"),
+        (None, Some(e)) => format!("unreadable here: {e}"),
+        (None, None) => "not loaded".into(),
+    };
+    let kind = serde_json::to_value(c.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    format!("{} ({kind}, {fp})", c.name)
 }
 
 fn price_line(p: &PriceView) -> String {

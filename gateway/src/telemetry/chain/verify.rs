@@ -177,6 +177,22 @@ struct Branch {
     last_checkpoint: Option<Pos>,
 }
 
+impl Branch {
+    /// A branch whose last line is at `pos`, expecting `next_seq` next; `Verifier::line` fills
+    /// in that line's hash and reason.
+    fn new(pos: &Pos, next_seq: u64) -> Branch {
+        Branch {
+            next_seq,
+            hash: String::new(),
+            at: pos.clone(),
+            reason: None,
+            unsealed: 0,
+            first_unsealed: None,
+            last_checkpoint: None,
+        }
+    }
+}
+
 struct Verifier<'a> {
     files: &'a [PathBuf],
     pinned: &'a [PublicKey],
@@ -335,107 +351,127 @@ impl Verifier<'_> {
     /// Finds the branch the line extends and moves it last (a new branch for a chain's first
     /// line or a fork), or says what went wrong.
     fn link(&mut self, pos: &Pos, prev: &str, reason: Option<Reason>, rest: &[&[u8]]) -> Result<(), Problem> {
-        let seq = pos.seq;
-        let fresh = |next_seq| Branch {
-            next_seq,
-            hash: String::new(),
-            at: pos.clone(),
-            reason: None,
-            unsealed: 0,
-            first_unsealed: None,
-            last_checkpoint: None,
-        };
-        if seq == 0 && prev == hex(&GENESIS) {
-            if !self.branches.is_empty() {
-                return Err(self.problem(
-                    pos,
-                    Some(seq),
-                    "a new chain (seq 0) starts in the middle of the log: the log before it was replaced, or its last line was damaged",
-                ));
-            }
-            if reason != Some(Reason::Start) {
-                return Err(self.problem(pos, Some(seq), "the chain does not begin with a start checkpoint"));
-            }
-            if self.before_chain > 0 {
-                self.report.notes.push(format!(
-                    "{} lines before the chain starts (written without seq/prev, by a Tollgate without the chain) are not covered",
-                    self.before_chain
-                ));
-            }
-            self.branches.push(fresh(seq + 1));
-            return Ok(());
+        if pos.seq == 0 && prev == hex(&GENESIS) {
+            return self.begin(pos, reason);
         }
         if self.branches.is_empty() {
-            // The chain began in files rotated away: it must resume at the top of a file.
-            if pos.line != 1 || !matches!(reason, Some(Reason::Rotate | Reason::Start)) {
-                return Err(self.problem(
-                    pos,
-                    Some(seq),
-                    "the log starts in the middle of the chain, not at the checkpoint opening a file: the lines before it were removed",
-                ));
-            }
-            self.report.notes.push(format!(
-                "the chain starts at seq {seq}: older lines were rotated away (the link to them is not checked)"
-            ));
-            self.branches.push(fresh(seq + 1));
-            return Ok(());
+            return self.resume(pos, reason);
         }
-        if let Some(i) = self.branches.iter().position(|b| b.hash == prev) {
-            let b = self.branches[i].clone();
-            if b.next_seq != seq {
-                return Err(self.problem(
-                    pos,
-                    Some(seq),
-                    format!("seq {seq} does not follow {} it links to: changed", self.at(&b.at)),
-                ));
-            }
-            if reason == Some(Reason::Start) {
-                if b.reason != Some(Reason::Stop) {
-                    self.report.notes.push(format!(
-                        "{}: a start without a stop checkpoint before it (after a crash or kill, or an upgrade whose predecessor wrote on)",
-                        self.at(pos)
-                    ));
-                    // The start checkpoint sealed the branch; a predecessor may still extend it.
-                    let old = &mut self.branches[i];
-                    old.unsealed = 0;
-                    old.first_unsealed = None;
-                    old.reason = Some(Reason::Start);
-                } else {
-                    self.branches.remove(i);
-                }
-                self.branches.push(fresh(seq + 1));
-                return Ok(());
-            }
-            if b.reason == Some(Reason::Stop) {
-                return Err(self.problem(
-                    pos,
-                    Some(seq),
-                    format!(
-                        "links to the stop checkpoint at {}, which only a start checkpoint may follow: inserted",
-                        self.at(&b.at)
-                    ),
-                ));
-            }
-            let mut b = self.branches.remove(i);
-            b.next_seq = seq + 1;
-            self.branches.push(b);
-            return Ok(());
+        match self.branches.iter().position(|b| b.hash == prev) {
+            Some(i) => self.extend(i, pos, reason),
+            None => Err(self.unlinked(pos, rest)),
         }
-        // No line this one links to: say which is most likely.
-        if let Some(b) = self.branches.iter().rev().find(|b| b.next_seq == seq) {
+    }
+
+    /// The chain's first line (seq 0, linking to the genesis hash): the first chained line of
+    /// the log, and a start checkpoint.
+    fn begin(&mut self, pos: &Pos, reason: Option<Reason>) -> Result<(), Problem> {
+        let seq = pos.seq;
+        if !self.branches.is_empty() {
             return Err(self.problem(
+                pos,
+                Some(seq),
+                "a new chain (seq 0) starts in the middle of the log: the log before it was replaced, or its last line was damaged",
+            ));
+        }
+        if reason != Some(Reason::Start) {
+            return Err(self.problem(pos, Some(seq), "the chain does not begin with a start checkpoint"));
+        }
+        if self.before_chain > 0 {
+            self.report.notes.push(format!(
+                "{} lines before the chain starts (written without seq/prev, by a Tollgate without the chain) are not covered",
+                self.before_chain
+            ));
+        }
+        self.branches.push(Branch::new(pos, seq + 1));
+        Ok(())
+    }
+
+    /// The first chained line of a log whose chain began in files rotated away: its link
+    /// cannot be checked, so it must be the checkpoint opening a file.
+    fn resume(&mut self, pos: &Pos, reason: Option<Reason>) -> Result<(), Problem> {
+        let seq = pos.seq;
+        if pos.line != 1 || !matches!(reason, Some(Reason::Rotate | Reason::Start)) {
+            return Err(self.problem(
+                pos,
+                Some(seq),
+                "the log starts in the middle of the chain, not at the checkpoint opening a file: the lines before it were removed",
+            ));
+        }
+        self.report.notes.push(format!(
+            "the chain starts at seq {seq}: older lines were rotated away (the link to them is not checked)"
+        ));
+        self.branches.push(Branch::new(pos, seq + 1));
+        Ok(())
+    }
+
+    /// The line links to the last line of branch `i`. It must carry the next seq. A start
+    /// checkpoint opens a new branch there (the fork of an upgrade; after a stop checkpoint
+    /// the old branch is done and dropped); any other line extends the branch, unless the
+    /// branch ended with a stop checkpoint.
+    fn extend(&mut self, i: usize, pos: &Pos, reason: Option<Reason>) -> Result<(), Problem> {
+        let seq = pos.seq;
+        let b = &self.branches[i];
+        if b.next_seq != seq {
+            return Err(self.problem(
+                pos,
+                Some(seq),
+                format!("seq {seq} does not follow {} it links to: changed", self.at(&b.at)),
+            ));
+        }
+        if reason == Some(Reason::Start) {
+            if b.reason != Some(Reason::Stop) {
+                self.report.notes.push(format!(
+                    "{}: a start without a stop checkpoint before it (after a crash or kill, or an upgrade whose predecessor wrote on)",
+                    self.at(pos)
+                ));
+                // The start checkpoint sealed the branch; a predecessor may still extend it.
+                let old = &mut self.branches[i];
+                old.unsealed = 0;
+                old.first_unsealed = None;
+                old.reason = Some(Reason::Start);
+            } else {
+                self.branches.remove(i);
+            }
+            self.branches.push(Branch::new(pos, seq + 1));
+            return Ok(());
+        }
+        if b.reason == Some(Reason::Stop) {
+            return Err(self.problem(
+                pos,
+                Some(seq),
+                format!(
+                    "links to the stop checkpoint at {}, which only a start checkpoint may follow: inserted",
+                    self.at(&b.at)
+                ),
+            ));
+        }
+        let mut b = self.branches.remove(i);
+        b.next_seq = seq + 1;
+        self.branches.push(b);
+        Ok(())
+    }
+
+    /// No branch ends with the line this one links to: names the likeliest cause, looking at
+    /// the branches newest first and at the lines `rest` after this one.
+    fn unlinked(&self, pos: &Pos, rest: &[&[u8]]) -> Problem {
+        let seq = pos.seq;
+        // The line it should link to is there, but its hash differs: that line was changed.
+        if let Some(b) = self.branches.iter().rev().find(|b| b.next_seq == seq) {
+            return self.problem(
                 &b.at,
                 Some(b.at.seq),
                 format!(
                     "changed: its sha256 is not the prev that the next line, {}, holds",
                     self.at(pos)
                 ),
-            ));
+            );
         }
+        // Seqs are skipped: later in the file (reordered) or nowhere (removed).
         if let Some(b) = self.branches.iter().rev().find(|b| b.next_seq < seq) {
             let expected = b.next_seq;
             let later = rest.iter().position(|l| links(l).is_some_and(|(s, _)| s == expected));
-            return Err(match later {
+            return match later {
                 Some(k) => self.problem(
                     pos,
                     Some(seq),
@@ -454,20 +490,20 @@ impl Verifier<'_> {
                         self.at(&b.at)
                     ),
                 ),
-            });
+            };
         }
         if let Some(b) = self.branches.iter().rev().find(|b| b.at.seq == seq) {
-            return Err(self.problem(
+            return self.problem(
                 pos,
                 Some(seq),
                 format!("repeats the seq of {}: a line inserted", self.at(&b.at)),
-            ));
+            );
         }
-        Err(self.problem(
+        self.problem(
             pos,
             Some(seq),
             "seq is lower than the chain's: a line inserted, or lines reordered",
-        ))
+        )
     }
 
     fn trust(&mut self, pos: &Pos, key: PublicKey) -> Result<(), Problem> {
