@@ -483,6 +483,8 @@ pub struct Kubelet<'a> {
     pub objects: &'a [Value],
     /// `status.hostIP`.
     pub node_ip: String,
+    /// `spec.nodeName`.
+    pub node_name: String,
     /// Where volumes are laid out.
     pub volumes: PathBuf,
 }
@@ -543,6 +545,7 @@ impl Kubelet<'_> {
                         } else {
                             match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
                                 Some("status.hostIP") => self.node_ip.clone(),
+                                Some("spec.nodeName") => self.node_name.clone(),
                                 other => panic!("this kubelet does not provide {other:?}"),
                             }
                         };

@@ -163,6 +163,7 @@ config:
     let kubelet = Kubelet {
         objects: &objects,
         node_ip: NODE_IP.into(),
+        node_name: "worker-7".into(),
         volumes: dir.join("volumes"),
     };
     // A pod of the DaemonSet on this node, as the kubelet would make it.
@@ -342,6 +343,7 @@ config:
     assert_eq!(w["container_id"], containers[0].as_str(), "{pod}");
     assert_eq!(w["pod_error"], Value::Null, "{pod}");
     assert_eq!(pod["route"], "team-a-notebooks", "routed by namespace and label: {pod}");
+    assert_eq!(pod["gateway"]["node"], "worker-7", "the node's name from spec.nodeName: {pod}");
     let models: Vec<String> = backend
         .received()
         .iter()

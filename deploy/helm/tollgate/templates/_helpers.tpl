@@ -68,7 +68,8 @@ Secret.
 {{- with (get $user "tls") -}}
 {{- $_ := set $tls "leafTtl" (get . "leafTtl" | default "24h") -}}
 {{- end -}}
-{{- $audit := mergeOverwrite (dict "path" "/var/log/tollgate/audit.jsonl") (default dict (get $user "audit")) -}}
+{{- /* The node CA comes from a read-only Secret: the audit signing key is the node's own, in its state directory. */ -}}
+{{- $audit := mergeOverwrite (dict "path" "/var/log/tollgate/audit.jsonl" "signingKey" "/var/lib/tollgate/audit-signing.key") (default dict (get $user "audit")) -}}
 {{- $credentials := default list (get $user "credentials") -}}
 {{- range .Values.credentials -}}
 {{- $credentials = append $credentials (dict "name" .name "kind" .kind "file" (printf "%s/%s" (include "tollgate.credentialDir" .) .key)) -}}
