@@ -343,7 +343,10 @@ config:
     assert_eq!(w["container_id"], containers[0].as_str(), "{pod}");
     assert_eq!(w["pod_error"], Value::Null, "{pod}");
     assert_eq!(pod["route"], "team-a-notebooks", "routed by namespace and label: {pod}");
-    assert_eq!(pod["gateway"]["node"], "worker-7", "the node's name from spec.nodeName: {pod}");
+    assert_eq!(
+        pod["gateway"]["node"], "worker-7",
+        "the node's name from spec.nodeName: {pod}"
+    );
     let models: Vec<String> = backend
         .received()
         .iter()

@@ -395,6 +395,22 @@ impl Meter {
             Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson
                 if ended && !self.json_overflow =>
             {
+                // OpenAI's answers: usage read into its fields directly (no `Value` tree);
+                // anything that does not fit that shape takes the general path below, which
+                // gives the same result.
+                if self.kind == Kind::OpenAiJson {
+                    if let Ok(a) = serde_json::from_slice::<OpenAiAnswer<'_>>(&self.json) {
+                        if let Some(m) = a.model.or(a.model_version) {
+                            self.metered.model = Some(m.into_owned());
+                        }
+                        self.metered.usage = a.usage.flatten().and_then(OpenAiUsage::usage);
+                        self.metered.complete = true;
+                        if !ended {
+                            self.metered.complete = false;
+                        }
+                        return (rest, self.metered.clone());
+                    }
+                }
                 // Only the members that matter are read (the rest of the answer is skipped
                 // unparsed); an answer that does not fit that shape (a repeated member, a
                 // model that is not a string) is read whole, as before.
@@ -447,6 +463,79 @@ struct Answer<'a> {
     usage: Option<Value>,
     #[serde(rename = "usageMetadata", default)]
     usage_metadata: Option<Value>,
+}
+
+/// An OpenAI answer's members that metering reads, typed: `usage` without building a `Value`.
+/// Present-but-null members are told from absent ones (`Option<Option<_>>`), as
+/// [`openai_usage`] tells them apart; a member of another type fails the parse (and the
+/// general path reads the answer).
+#[derive(serde::Deserialize)]
+struct OpenAiAnswer<'a> {
+    #[serde(borrow, default)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "modelVersion", borrow, default)]
+    model_version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, deserialize_with = "present")]
+    usage: Option<Option<OpenAiUsage>>,
+}
+
+/// OpenAI's `usage`: chat, completions and embeddings name tokens `prompt_`/`completion_`,
+/// the Responses API `input_`/`output_`.
+#[derive(serde::Deserialize)]
+struct OpenAiUsage {
+    #[serde(default, deserialize_with = "present")]
+    prompt_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    input_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    completion_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    output_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    total_tokens: Option<serde::de::IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    prompt_tokens_details: Option<Option<TokenDetails>>,
+    #[serde(default, deserialize_with = "present")]
+    input_tokens_details: Option<Option<TokenDetails>>,
+    #[serde(default, deserialize_with = "present")]
+    completion_tokens_details: Option<Option<TokenDetails>>,
+    #[serde(default, deserialize_with = "present")]
+    output_tokens_details: Option<Option<TokenDetails>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenDetails {
+    #[serde(default, deserialize_with = "present")]
+    cached_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    reasoning_tokens: Option<Option<u64>>,
+}
+
+/// A member that is there: `Some`, whatever its value (null included); absent ones take the
+/// field's default, `None`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl OpenAiUsage {
+    /// What [`openai_usage`] reads from the same object.
+    fn usage(self) -> Option<Usage> {
+        if self.prompt_tokens.is_none() && self.input_tokens.is_none() && self.total_tokens.is_none() {
+            return None;
+        }
+        let n = |v: Option<Option<u64>>| v.flatten().unwrap_or(0);
+        let details = |a: Option<Option<TokenDetails>>, b: Option<Option<TokenDetails>>| a.or(b).flatten();
+        let cached = details(self.prompt_tokens_details, self.input_tokens_details).and_then(|d| d.cached_tokens);
+        let reasoning =
+            details(self.completion_tokens_details, self.output_tokens_details).and_then(|d| d.reasoning_tokens);
+        Some(Usage {
+            input: n(self.prompt_tokens.or(self.input_tokens)),
+            output: n(self.completion_tokens.or(self.output_tokens)),
+            cached_input: n(cached),
+            cache_write: 0,
+            reasoning: n(reasoning),
+        })
+    }
 }
 
 /// Removes the `"usage":null` member that `stream_options.include_usage` adds to every chunk.

@@ -169,3 +169,64 @@ fn huge_counts_from_a_provider_saturate_instead_of_overflowing() {
     let g = gemini_usage(&serde_json::json!({"candidatesTokenCount": max, "thoughtsTokenCount": max})).unwrap();
     assert_eq!(g.output, max);
 }
+
+/// The typed read of an OpenAI answer's usage gives what `openai_usage` gives from the same
+/// object whenever it parses (when it does not, the answer takes `openai_usage`'s path).
+#[test]
+fn the_typed_openai_usage_reads_what_the_value_path_reads() {
+    let cases = [
+        (r#"{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}"#, true),
+        (
+            r#"{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":2,"accepted_prediction_tokens":0}}"#,
+            true,
+        ),
+        (
+            r#"{"input_tokens":7,"output_tokens":5,"total_tokens":12,"input_tokens_details":{"cached_tokens":1},"output_tokens_details":{"reasoning_tokens":4}}"#,
+            true,
+        ),
+        (r#"{"prompt_tokens":8,"total_tokens":8}"#, true),
+        (r#"{"total_tokens":8}"#, true),
+        (r#"{}"#, true),
+        (r#"{"completion_tokens":3}"#, true),
+        (r#"{"prompt_tokens":null,"input_tokens":5,"completion_tokens":2}"#, true),
+        (
+            r#"{"prompt_tokens":4,"prompt_tokens_details":null,"input_tokens_details":{"cached_tokens":2}}"#,
+            true,
+        ),
+        (
+            r#"{"prompt_tokens":4,"prompt_tokens_details":{"cached_tokens":null}}"#,
+            true,
+        ),
+        (r#"{"prompt_tokens":4,"total_tokens":null}"#, true),
+        (r#"{"prompt_tokens":4.0,"completion_tokens":1}"#, false),
+        (r#"{"prompt_tokens":-1,"completion_tokens":1}"#, false),
+        (r#"{"prompt_tokens":"4"}"#, false),
+        (r#"{"prompt_tokens":4,"prompt_tokens_details":7}"#, false),
+    ];
+    for (usage, typed_parses) in cases {
+        let typed = serde_json::from_str::<OpenAiUsage>(usage);
+        assert_eq!(typed.is_ok(), typed_parses, "{usage}");
+        if let Ok(t) = typed {
+            let value: Value = serde_json::from_str(usage).unwrap();
+            assert_eq!(t.usage(), openai_usage(&value), "{usage}");
+        }
+    }
+    // Whole answers: the same record either way, model included; a usage of another shape, or
+    // a null one, ends the same as through the general path.
+    for answer in [
+        r#"{"id":"x","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}"#,
+        r#"{"model":"gpt-4o-mini","usage":null}"#,
+        r#"{"model":"gpt-4o-mini"}"#,
+        r#"{"model":"gpt-4o-mini","usage":{"prompt_tokens":1.5}}"#,
+        r#"{"model":"m","model":"n","usage":{"prompt_tokens":1}}"#,
+        r#"{"modelVersion":"gemini-x","usage":{"input_tokens":3}}"#,
+    ] {
+        let mut fast = Meter::new(ApiSchema::Openai, Operation::ChatCompletions, false, false);
+        let _ = fast.observe(answer.as_bytes());
+        let (_, got) = fast.finish(true);
+        let v: Value = serde_json::from_str(answer).unwrap_or(Value::Null);
+        let want_usage = v.get("usage").filter(|u| !u.is_null()).and_then(openai_usage);
+        assert_eq!(got.usage, want_usage, "{answer}");
+        assert!(got.complete, "{answer}");
+    }
+}
