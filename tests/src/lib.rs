@@ -681,11 +681,7 @@ impl Gateway {
 
     /// Every line of the audit log: request records, `config` records and checkpoints.
     pub fn audit_lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-            .collect()
+        complete_lines(&std::fs::read_to_string(self.dir.join("audit.jsonl")).unwrap_or_default())
     }
 
     /// The directory of the gateway's files (config, CA, logs).
@@ -712,11 +708,7 @@ impl Gateway {
 
     /// Connection records written so far.
     pub fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.conn_log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("connection log line is JSON"))
-            .collect()
+        complete_lines(&std::fs::read_to_string(&self.conn_log).unwrap_or_default())
     }
 
     /// Waits until `pred` holds for some record.
@@ -1034,4 +1026,14 @@ impl Drop for Pod {
 /// The request records among audit log lines (leaving out `config` and other records).
 pub fn requests(lines: Vec<Value>) -> Vec<Value> {
     lines.into_iter().filter(|r| r["record"] == "request").collect()
+}
+
+/// The JSON lines of a log being written: the whole lines, each parsed (a line the writer is
+/// still appending, after the last newline, is left for the next read).
+pub fn complete_lines(text: &str) -> Vec<Value> {
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
+        .collect()
 }

@@ -122,11 +122,7 @@ impl Pipeline {
 
     /// Every line of the audit log: request records, `config` records and checkpoints.
     pub fn lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.audit)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("audit line is JSON"))
-            .collect()
+        crate::complete_lines(&std::fs::read_to_string(&self.audit).unwrap_or_default())
     }
 
     /// Waits for `n` records (the writer flushes every 20 ms).
