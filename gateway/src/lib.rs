@@ -22,7 +22,7 @@
 //! - [`explain`]: `tollgate explain`, the pipeline's decisions for a described request.
 //!
 //! Leaves: [`socket`], [`matching`], [`validation`], [`sysfs`], [`truststore`]
-//! (`tollgate trust`).
+//! (`tollgate trust`), [`keyfile`] (private key files: the node CA's, the audit signing key).
 
 pub mod accounting;
 pub mod admin;
@@ -36,6 +36,7 @@ pub mod ebpf;
 pub mod explain;
 pub mod handover;
 pub mod identity;
+pub mod keyfile;
 pub mod limits;
 pub mod llm;
 pub mod matching;

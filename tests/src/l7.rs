@@ -34,6 +34,21 @@ pub fn curl(cg: &Cgroup, dir: &TempDir, host: &str, ip: &str, ca: &std::path::Pa
     )
 }
 
+/// curl POSTs the JSON `body` to `https://api.openai.com/v1/chat/completions` from the setup's
+/// cgroup (the name resolving to its captured address), with `extra` curl arguments first;
+/// returns the status line and the answer as `curl` does.
+pub fn chat_curl(s: &OpenAiSetup, gw: &Gateway, body: &str, extra: &[&str]) -> (String, Value) {
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend([
+        "-H",
+        "content-type: application/json",
+        "-d",
+        body,
+        "https://api.openai.com/v1/chat/completions",
+    ]);
+    curl(&s.cg, &s.dir, "api.openai.com", &s.captured_ip, &gw.ca_cert(), &args)
+}
+
 pub fn wait_records(gw: &Gateway, n: usize) -> Vec<Value> {
     gw.wait_audit(n)
 }

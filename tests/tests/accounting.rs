@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::{
     fake_llm::{FakeLlm, Script, TestCa},
-    l7::{curl, openai_sdk, openai_setup},
+    l7::{chat_curl, curl, openai_sdk, openai_setup},
     privileged, run, tollgate_bin, Cgroup, GatewayBuilder, TempDir,
 };
 
@@ -393,22 +393,7 @@ limits:\n  - name: team\n    key: [workload]\n    requestsPerMinute: 50\n    tok
     let headers = s.dir.path("headers");
     let send = |model: &str| {
         let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#);
-        let (status, _) = curl(
-            &s.cg,
-            &s.dir,
-            "api.openai.com",
-            &s.captured_ip,
-            &gw.ca_cert(),
-            &[
-                "-D",
-                headers.to_str().unwrap(),
-                "-H",
-                "content-type: application/json",
-                "-d",
-                &body,
-                "https://api.openai.com/v1/chat/completions",
-            ],
-        );
+        let (status, _) = chat_curl(&s, &gw, &body, &["-D", headers.to_str().unwrap()]);
         let id = std::fs::read_to_string(&headers)
             .unwrap()
             .lines()
@@ -554,20 +539,7 @@ fn captured_content_is_redacted_before_it_reaches_the_disk() {
         let body = format!(
             r#"{{"model":"{model}","user":"ada-lovelace-7","messages":[{{"role":"user","content":"use {key} for employee EMP-424242, write to ada@example.org"}}]}}"#
         );
-        let (status, _) = curl(
-            &s.cg,
-            &s.dir,
-            "api.openai.com",
-            &s.captured_ip,
-            &gw.ca_cert(),
-            &[
-                "-H",
-                "content-type: application/json",
-                "-d",
-                &body,
-                "https://api.openai.com/v1/chat/completions",
-            ],
-        );
+        let (status, _) = chat_curl(&s, &gw, &body, &[]);
         assert!(status.starts_with("200"), "{status}");
     };
     send("gpt-4o-mini");

@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 use tests::{
-    l7::{curl, openai_setup, OpenAiSetup},
+    l7::{chat_curl, openai_setup, OpenAiSetup},
     privileged, run, tollgate_bin, Gateway, GatewayBuilder, TempDir,
 };
 
@@ -19,20 +19,7 @@ const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content
 
 fn chat(s: &OpenAiSetup, gw: &Gateway, n: usize) {
     for _ in 0..n {
-        let (status, body) = curl(
-            &s.cg,
-            &s.dir,
-            "api.openai.com",
-            &s.captured_ip,
-            &gw.ca_cert(),
-            &[
-                "-H",
-                "content-type: application/json",
-                "-d",
-                CHAT,
-                "https://api.openai.com/v1/chat/completions",
-            ],
-        );
+        let (status, body) = chat_curl(s, gw, CHAT, &[]);
         assert!(status.starts_with("200"), "{status} {body}");
     }
 }

@@ -15,7 +15,7 @@ use std::{
 
 use serde_json::Value;
 use tests::{
-    l7::{curl, openai_setup},
+    l7::{chat_curl, openai_setup},
     privileged,
 };
 
@@ -112,19 +112,11 @@ fn serve(stream: TcpStream, answer: Answer, bodies: &Mutex<Vec<Value>>, requests
 fn chat(s: &tests::l7::OpenAiSetup, gw: &tests::Gateway, n: usize) -> Duration {
     let started = Instant::now();
     for _ in 0..n {
-        let (status, _) = curl(
-            &s.cg,
-            &s.dir,
-            "api.openai.com",
-            &s.captured_ip,
-            &gw.ca_cert(),
-            &[
-                "-H",
-                "content-type: application/json",
-                "-d",
-                r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
-                "https://api.openai.com/v1/chat/completions",
-            ],
+        let (status, _) = chat_curl(
+            s,
+            gw,
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+            &[],
         );
         assert!(status.starts_with("200"), "{status}");
     }

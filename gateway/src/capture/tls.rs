@@ -8,8 +8,6 @@
 use std::{
     collections::HashMap,
     fmt,
-    io::Write as _,
-    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
@@ -190,18 +188,7 @@ fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 /// Refuses a CA key that anyone but its owner can read: whoever reads it can mint
 /// certificates every workload of the node trusts.
 fn check_private(key: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(key).map_err(|e| ca_err(key, e))?.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(ca_err(
-            key,
-            format!(
-                "the key is readable by group or others (mode {:o}); chmod 600 it",
-                mode & 0o777
-            ),
-        ));
-    }
-    Ok(())
+    crate::keyfile::check_private(key).map_err(|m| ca_err(key, m))
 }
 
 fn generate_ca() -> Result<(String, String), Error> {
@@ -231,16 +218,7 @@ fn generate_ca() -> Result<(String, String), Error> {
 }
 
 fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ca_err(path, e))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| ca_err(path, e))?;
-    f.write_all(data).map_err(|e| ca_err(path, e))
+    crate::keyfile::create(path, data, mode).map_err(|e| ca_err(path, e))
 }
 
 /// Which names a leaf may be minted for (the intercept hostnames of the current config).

@@ -13,7 +13,6 @@ pub mod verify;
 use std::{
     fmt,
     io::{self, Read as _, Seek as _, SeekFrom, Write as _},
-    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -153,18 +152,7 @@ impl NodeKey {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let (key, pem) = NodeKey::generate_pem().map_err(|e| key_err(path, e))?;
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| key_err(path, e))?;
-                }
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(|e| key_err(path, e))?;
-                f.write_all(pem.as_bytes())
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| key_err(path, e))?;
+                crate::keyfile::create(path, pem.as_bytes(), 0o600).map_err(|e| key_err(path, e))?;
                 tracing::info!(key = %key.public, path = %path.display(), "generated the audit signing key");
                 Ok(key)
             }
@@ -216,21 +204,7 @@ impl NodeKey {
 }
 
 fn check_private(path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| key_err(path, e))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(key_err(
-            path,
-            format!(
-                "the key is readable by group or others (mode {:o}); chmod 600 it",
-                mode & 0o777
-            ),
-        ));
-    }
-    Ok(())
+    crate::keyfile::check_private(path).map_err(|m| key_err(path, m))
 }
 
 // === the chain ===
