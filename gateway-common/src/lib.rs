@@ -16,15 +16,20 @@ pub mod program {
     pub const GETPEERNAME4: &str = "restore_getpeername4";
     pub const GETPEERNAME6: &str = "restore_getpeername6";
     pub const SOCK_RELEASE: &str = "forget_sock_release";
+    pub const SENDMSG4: &str = "redirect_sendmsg4";
+    pub const SENDMSG6: &str = "redirect_sendmsg6";
+    pub const RECVMSG4: &str = "restore_recvmsg4";
+    pub const RECVMSG6: &str = "restore_recvmsg6";
+    pub const DNS_EGRESS: &str = "track_dns_egress";
 }
 
 /// Version of the maps' layout (names, types, key and value structs, sizes). Instances with
 /// the same version share their maps across an upgrade (pinned under
 /// `<pinPath>/maps-v<MAPS_ABI>`); bump it whenever any map changes.
-pub const MAPS_ABI: u32 = 2;
+pub const MAPS_ABI: u32 = 3;
 
 /// Every map, by name.
-pub const ALL_MAPS: [&str; 9] = [
+pub const ALL_MAPS: [&str; 10] = [
     CONFIG_MAP,
     ENDPOINTS4_MAP,
     ENDPOINTS6_MAP,
@@ -34,6 +39,7 @@ pub const ALL_MAPS: [&str; 9] = [
     CONNS_MAP,
     LISTENERS_MAP,
     STATS_MAP,
+    DNS_FLOWS_MAP,
 ];
 
 /// Single-entry array holding [`RedirectConfig`]; written by the daemon before attaching.
@@ -56,6 +62,12 @@ pub const CONNS_MAP: &str = "CONNS";
 pub const LISTENERS_MAP: &str = "LISTENERS";
 /// Per-CPU outcome counters, indexed by `STAT_*`.
 pub const STATS_MAP: &str = "STATS";
+/// [`PeerKey`] → [`ConnRecord`] of redirected DNS datagrams: written by the cgroup egress
+/// program for each datagram a redirected UDP socket sends to the DNS forwarder, under the
+/// source address and port the forwarder will see; read by the forwarder to know which server
+/// the client asked.
+pub const DNS_FLOWS_MAP: &str = "DNS_FLOWS";
+pub const DNS_FLOWS_MAX_ENTRIES: u32 = 16_384;
 
 /// Entries each exact endpoint map (`ENDPOINTS4`, `ENDPOINTS6`) holds: one per address and
 /// port. The maps are made with [`ENDPOINTS_MAP_FLAGS`], so the kernel allocates an entry when it
@@ -77,7 +89,14 @@ pub const LISTENER_HOST6: u32 = 1;
 pub const LISTENER_NODE4: u32 = 2;
 /// Index in `LISTENERS` of the IPv6 node listener that pods are sent to.
 pub const LISTENER_NODE6: u32 = 3;
-pub const LISTENERS_MAX_ENTRIES: u32 = 4;
+/// First index in `LISTENERS` of the DNS forwarder's UDP sockets: `+ LISTENER_HOST4` …
+/// `+ LISTENER_NODE6`, the same order as the redirect listeners.
+pub const LISTENER_DNS_UDP: u32 = 4;
+/// First index in `LISTENERS` of the DNS forwarder's TCP listeners, in the same order.
+pub const LISTENER_DNS_TCP: u32 = 8;
+pub const LISTENERS_MAX_ENTRIES: u32 = 12;
+/// The DNS port (host order): queries to it are what the DNS redirect takes.
+pub const DNS_PORT: u16 = 53;
 
 // === counters ===
 
@@ -96,7 +115,15 @@ pub const STAT_FAILED_CLOSED: u32 = 4;
 pub const STAT_RECORD_FAILED: u32 = 5;
 /// getpeername answered with the original destination.
 pub const STAT_PEERNAME_RESTORED: u32 = 6;
-pub const STATS_LEN: u32 = 8;
+/// A DNS query (UDP datagram, UDP or TCP connect to port 53) sent to the DNS forwarder.
+pub const STAT_DNS_REDIRECTED: u32 = 7;
+/// A DNS query let through because the forwarder is not running (fail-open).
+pub const STAT_DNS_SKIPPED_NO_FORWARDER: u32 = 8;
+/// A DNS answer from the forwarder shown to the client as coming from the server it asked.
+pub const STAT_DNS_ANSWER_RESTORED: u32 = 9;
+/// A redirected DNS datagram whose flow could not be recorded for the forwarder.
+pub const STAT_DNS_FLOW_FAILED: u32 = 10;
+pub const STATS_LEN: u32 = 12;
 
 /// Human names of the counters, by index (unused slots are empty).
 pub const STAT_NAMES: [&str; STATS_LEN as usize] = [
@@ -107,6 +134,10 @@ pub const STAT_NAMES: [&str; STATS_LEN as usize] = [
     "failed_closed",
     "record_failed",
     "peername_restored",
+    "dns_redirected",
+    "dns_skipped_no_forwarder",
+    "dns_answer_restored",
+    "dns_flow_failed",
     "",
 ];
 
@@ -118,6 +149,8 @@ pub const ACTION_INTERCEPT: u32 = 1;
 pub const ACTION_OBSERVE: u32 = 2;
 /// Refuse the connect with EPERM.
 pub const ACTION_DENY: u32 = 3;
+/// A DNS query sent to the forwarder (records only, never an endpoint's action).
+pub const ACTION_DNS: u32 = 4;
 
 /// `RedirectConfig.flags`: when no listener is alive, refuse instead of letting through.
 pub const FLAG_FAIL_CLOSED: u32 = 1 << 0;
@@ -127,6 +160,9 @@ pub const FLAG_HAS_HOST6: u32 = 1 << 1;
 pub const FLAG_HAS_NODE4: u32 = 1 << 2;
 /// `RedirectConfig.flags`: `node_ip6`/`node_port6` are set.
 pub const FLAG_HAS_NODE6: u32 = 1 << 3;
+/// `RedirectConfig.flags`: the DNS forwarder runs (`dns_port*` are set): send workloads' DNS
+/// queries to it.
+pub const FLAG_DNS: u32 = 1 << 4;
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
@@ -157,8 +193,14 @@ pub struct RedirectConfig {
     pub mark: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
+    /// Ports of the DNS forwarder (UDP and TCP alike) on the host IPv4, host IPv6, node IPv4
+    /// and node IPv6 listener addresses, network order.
+    pub dns_port4: u16,
+    pub dns_port6: u16,
+    pub dns_node_port4: u16,
+    pub dns_node_port6: u16,
 }
-const _: () = assert!(core::mem::size_of::<RedirectConfig>() == 64);
+const _: () = assert!(core::mem::size_of::<RedirectConfig>() == 72);
 
 /// Exact IPv4 endpoint.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Hash)]

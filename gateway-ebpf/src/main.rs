@@ -9,6 +9,12 @@
 //! - `restore_getpeername4|6` (`cgroup/getpeername4|6`): the client sees the address it asked
 //!   for, not the proxy's.
 //! - `forget_sock_release` (`cgroup/sock_release`): drop the cookie-keyed record.
+//! - DNS (docs/config.md#dns-learning): `redirect_sendmsg4|6` (`cgroup/sendmsg4|6`) and the
+//!   connect programs send queries to port 53 (UDP datagrams, UDP and TCP connects) to the DNS
+//!   forwarder, recording the server asked by socket cookie; `track_dns_egress`
+//!   (`cgroup_skb/egress`) files each redirected datagram under the source address and port the
+//!   forwarder will see (`DNS_FLOWS`); `restore_recvmsg4|6` (`cgroup/recvmsg4|6`) shows the
+//!   forwarder's answers as coming from that server. DNS is always fail-open.
 //!
 //! Failure policy, written once: when a program cannot do its job (no config, no live listener,
 //! a full map) the connect goes through unmodified and a counter says why (fail-open), except
@@ -36,24 +42,30 @@ use aya_ebpf::{
             bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_map_lookup_elem, bpf_sk_release,
         },
     },
-    macros::{cgroup_sock, cgroup_sock_addr, map, sock_ops},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map, sock_ops},
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, SockMap},
-    programs::{SockAddrContext, SockContext, SockOpsContext},
+    programs::{SkBuffContext, SockAddrContext, SockContext, SockOpsContext},
     EbpfContext as _,
 };
 use gateway_common::{
     is_loopback, is_v4_mapped, lpm_prefix_len, v4_mapped, Cidr4, Cidr6, ConnRecord, Endpoint4Key, Endpoint6Key,
-    EndpointValue, PeerKey, RedirectConfig, ACTION_DENY, AF_INET, AF_INET6, CIDRS_MAX_ENTRIES, CONNS_MAX_ENTRIES,
-    ENDPOINTS_MAP_FLAGS, ENDPOINTS_MAX_ENTRIES, FLAG_FAIL_CLOSED, FLAG_HAS_HOST6, FLAG_HAS_NODE4, FLAG_HAS_NODE6,
-    LISTENERS_MAX_ENTRIES, LISTENER_HOST4, LISTENER_HOST6, LISTENER_NODE4, LISTENER_NODE6, SOCKETS_MAX_ENTRIES,
-    STATS_LEN, STAT_DENIED, STAT_FAILED_CLOSED, STAT_PEERNAME_RESTORED, STAT_RECORD_FAILED, STAT_REDIRECTED,
-    STAT_SKIPPED_NO_LISTENER, STAT_SKIPPED_OWN,
+    EndpointValue, PeerKey, RedirectConfig, ACTION_DENY, ACTION_DNS, AF_INET, AF_INET6, CIDRS_MAX_ENTRIES,
+    CONNS_MAX_ENTRIES, DNS_FLOWS_MAX_ENTRIES, DNS_PORT, ENDPOINTS_MAP_FLAGS, ENDPOINTS_MAX_ENTRIES, FLAG_DNS,
+    FLAG_FAIL_CLOSED, FLAG_HAS_HOST6, FLAG_HAS_NODE4, FLAG_HAS_NODE6, LISTENERS_MAX_ENTRIES, LISTENER_DNS_TCP,
+    LISTENER_DNS_UDP, LISTENER_HOST4, LISTENER_HOST6, LISTENER_NODE4, LISTENER_NODE6, SOCKETS_MAX_ENTRIES, STATS_LEN,
+    STAT_DENIED, STAT_DNS_ANSWER_RESTORED, STAT_DNS_FLOW_FAILED, STAT_DNS_REDIRECTED, STAT_DNS_SKIPPED_NO_FORWARDER,
+    STAT_FAILED_CLOSED, STAT_PEERNAME_RESTORED, STAT_RECORD_FAILED, STAT_REDIRECTED, STAT_SKIPPED_NO_LISTENER,
+    STAT_SKIPPED_OWN,
 };
 
 /// cgroup sock_addr verdicts.
 const ALLOW: i32 = 1;
 const REJECT: i32 = 0;
 const IPPROTO_TCP: u32 = 6;
+const IPPROTO_UDP: u32 = 17;
+/// `__sk_buff.protocol` values (the L3 protocol, network order, in a u32).
+const ETH_P_IP: u32 = 0x0800u16.to_be() as u32;
+const ETH_P_IPV6: u32 = 0x86DDu16.to_be() as u32;
 
 #[map]
 static CONFIG: Array<RedirectConfig> = Array::with_max_entries(1, 0);
@@ -75,6 +87,8 @@ static CONNS: LruHashMap<PeerKey, ConnRecord> = LruHashMap::with_max_entries(CON
 static LISTENERS: SockMap = SockMap::with_max_entries(LISTENERS_MAX_ENTRIES, 0);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
+#[map]
+static DNS_FLOWS: LruHashMap<PeerKey, ConnRecord> = LruHashMap::with_max_entries(DNS_FLOWS_MAX_ENTRIES, 0);
 
 // === connect ===
 
@@ -105,6 +119,10 @@ fn try_redirect_connect4(ctx: &SockAddrContext) -> Result<i32, i32> {
             read_volatile(addr_of!((*sa).user_port)) as u16,
         )
     };
+    if port == DNS_PORT.to_be() && (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) {
+        redirect_dns4(ctx, ip, port, protocol == IPPROTO_TCP);
+        return Ok(ALLOW);
+    }
     if protocol != IPPROTO_TCP {
         return Ok(ALLOW);
     }
@@ -144,6 +162,10 @@ fn try_redirect_connect6(ctx: &SockAddrContext) -> Result<i32, i32> {
             read_volatile(addr_of!((*sa).user_port)) as u16,
         )
     };
+    if port == DNS_PORT.to_be() && (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) {
+        redirect_dns6(ctx, ip, port, protocol == IPPROTO_TCP);
+        return Ok(ALLOW);
+    }
     if protocol != IPPROTO_TCP {
         return Ok(ALLOW);
     }
@@ -227,24 +249,14 @@ fn decide(
         return Ok(None);
     };
 
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let uid_gid = bpf_get_current_uid_gid();
-    let record = ConnRecord {
+    let record = record(
         orig_ip,
         orig_port,
         family,
-        pid: pid_tgid as u32,
-        tgid: (pid_tgid >> 32) as u32,
-        uid: uid_gid as u32,
-        gid: (uid_gid >> 32) as u32,
-        action: endpoint.action,
-        // SAFETY: helper valid for sock_addr programs.
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        endpoint.action,
+        endpoint.provider,
         netns_cookie,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        provider: endpoint.provider,
-        _pad: 0,
-    };
+    );
     // SAFETY: helper valid for sock_addr programs.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     if SOCKETS.insert(&cookie, &record, 0).is_err() {
@@ -254,6 +266,29 @@ fn decide(
         return Ok(None);
     }
     Ok(Some(listener))
+}
+
+/// Who connected (or sent) and where to.
+#[inline(always)]
+fn record(orig_ip: [u32; 4], orig_port: u16, family: u16, action: u32, provider: u32, netns_cookie: u64) -> ConnRecord {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    ConnRecord {
+        orig_ip,
+        orig_port,
+        family,
+        pid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        action,
+        // SAFETY: helper valid for sock_addr programs.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        netns_cookie,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        provider,
+        _pad: 0,
+    }
 }
 
 #[inline(always)]
@@ -348,6 +383,267 @@ fn count(stat: u32) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
         unsafe { *counter += 1 };
     }
+}
+
+// === DNS ===
+
+/// Where a DNS query from this socket goes: `Some(slot)` (`LISTENER_HOST4` … `LISTENER_NODE6`)
+/// when the forwarder takes it, after recording the server asked by socket cookie; `None`: let
+/// it through (no forwarder, our own socket, a pod's own loopback resolver).
+#[inline(always)]
+fn dns_slot(ctx: &SockAddrContext, orig_ip: [u32; 4], orig_port: u16, family: u16, tcp: bool) -> Option<u32> {
+    let cfg = config();
+    if cfg.flags & FLAG_DNS == 0 || carries_mark(ctx.sock_addr, cfg.mark) {
+        return None;
+    }
+    // SAFETY: helper valid for sock_addr programs (5.7+).
+    let netns_cookie = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    let in_host = netns_cookie == cfg.host_netns_cookie;
+    let to_v4 = is_v4_mapped(&orig_ip);
+    // A resolver on a pod's own loopback (a sidecar) is out of the host's reach.
+    if !in_host && is_loopback(&orig_ip) {
+        return None;
+    }
+    let slot = match (in_host, to_v4) {
+        (true, true) => LISTENER_HOST4,
+        (true, false) if cfg.flags & FLAG_HAS_HOST6 != 0 => LISTENER_HOST6,
+        (false, true) if cfg.flags & FLAG_HAS_NODE4 != 0 => LISTENER_NODE4,
+        (false, false) if cfg.flags & FLAG_HAS_NODE6 != 0 => LISTENER_NODE6,
+        _ => return None,
+    };
+    let base = if tcp { LISTENER_DNS_TCP } else { LISTENER_DNS_UDP };
+    if !listener_alive(base + slot) {
+        count(STAT_DNS_SKIPPED_NO_FORWARDER);
+        return None;
+    }
+    let record = record(orig_ip, orig_port, family, ACTION_DNS, u32::MAX, netns_cookie);
+    // SAFETY: helper valid for sock_addr programs.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    if SOCKETS.insert(&cookie, &record, 0).is_err() {
+        count(STAT_RECORD_FAILED);
+        return None;
+    }
+    count(STAT_DNS_REDIRECTED);
+    Some(slot)
+}
+
+/// Sends an IPv4 DNS query (connect or datagram) to the forwarder when it runs.
+#[inline(always)]
+fn redirect_dns4(ctx: &SockAddrContext, ip: u32, port: u16, tcp: bool) {
+    let Some(slot) = dns_slot(ctx, v4_mapped(ip), port, AF_INET, tcp) else {
+        return;
+    };
+    let cfg = config();
+    let (new_ip, new_port) = match slot {
+        LISTENER_NODE4 => (cfg.node_ip4, cfg.dns_node_port4),
+        _ => (cfg.proxy_ip4, cfg.dns_port4),
+    };
+    let sa = ctx.sock_addr;
+    // SAFETY: user_ip4/user_port are writable in connect4 and sendmsg4; one store each.
+    unsafe {
+        write_volatile(addr_of!((*sa).user_ip4).cast_mut(), new_ip);
+        write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(new_port));
+    }
+}
+
+/// The IPv6 side of [`redirect_dns4`]; v4-mapped servers go to the IPv4 forwarder.
+#[inline(always)]
+fn redirect_dns6(ctx: &SockAddrContext, ip: [u32; 4], port: u16, tcp: bool) {
+    let Some(slot) = dns_slot(ctx, ip, port, AF_INET6, tcp) else {
+        return;
+    };
+    let cfg = config();
+    let (new_ip, new_port) = match slot {
+        LISTENER_HOST4 => (v4_mapped(cfg.proxy_ip4), cfg.dns_port4),
+        LISTENER_NODE4 => (v4_mapped(cfg.node_ip4), cfg.dns_node_port4),
+        LISTENER_NODE6 => (cfg.node_ip6, cfg.dns_node_port6),
+        _ => (cfg.proxy_ip6, cfg.dns_port6),
+    };
+    let sa = ctx.sock_addr;
+    // SAFETY: as in connect6: one 4-byte store per field.
+    unsafe {
+        write_volatile(addr_of!((*sa).user_ip6[0]).cast_mut(), new_ip[0]);
+        write_volatile(addr_of!((*sa).user_ip6[1]).cast_mut(), new_ip[1]);
+        write_volatile(addr_of!((*sa).user_ip6[2]).cast_mut(), new_ip[2]);
+        write_volatile(addr_of!((*sa).user_ip6[3]).cast_mut(), new_ip[3]);
+        write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(new_port));
+    }
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn redirect_sendmsg4(ctx: SockAddrContext) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: as in connect4.
+    let (ip, port) = unsafe {
+        (
+            read_volatile(addr_of!((*sa).user_ip4)),
+            read_volatile(addr_of!((*sa).user_port)) as u16,
+        )
+    };
+    if port == DNS_PORT.to_be() {
+        redirect_dns4(&ctx, ip, port, false);
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn redirect_sendmsg6(ctx: SockAddrContext) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: as in connect6.
+    let (ip, port) = unsafe {
+        (
+            [
+                read_volatile(addr_of!((*sa).user_ip6[0])),
+                read_volatile(addr_of!((*sa).user_ip6[1])),
+                read_volatile(addr_of!((*sa).user_ip6[2])),
+                read_volatile(addr_of!((*sa).user_ip6[3])),
+            ],
+            read_volatile(addr_of!((*sa).user_port)) as u16,
+        )
+    };
+    if port == DNS_PORT.to_be() {
+        redirect_dns6(&ctx, ip, port, false);
+    }
+    ALLOW
+}
+
+/// The server a DNS socket asked, when `(ip, port)` (the source of a datagram it receives)
+/// is one of the forwarder's addresses.
+#[inline(always)]
+fn asked_server(ctx: &SockAddrContext, ip: [u32; 4], port: u16) -> Option<ConnRecord> {
+    let cfg = config();
+    if cfg.flags & FLAG_DNS == 0 {
+        return None;
+    }
+    let forwarder = (ip == v4_mapped(cfg.proxy_ip4) && port == cfg.dns_port4)
+        || (cfg.flags & FLAG_HAS_NODE4 != 0 && ip == v4_mapped(cfg.node_ip4) && port == cfg.dns_node_port4)
+        || (cfg.flags & FLAG_HAS_HOST6 != 0 && ip == cfg.proxy_ip6 && port == cfg.dns_port6)
+        || (cfg.flags & FLAG_HAS_NODE6 != 0 && ip == cfg.node_ip6 && port == cfg.dns_node_port6);
+    if !forwarder {
+        return None;
+    }
+    record_of(ctx).filter(|r| r.action == ACTION_DNS)
+}
+
+#[cgroup_sock_addr(recvmsg4)]
+pub fn restore_recvmsg4(ctx: SockAddrContext) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: user_ip4/user_port hold the datagram's source in recvmsg4.
+    let (ip, port) = unsafe {
+        (
+            read_volatile(addr_of!((*sa).user_ip4)),
+            read_volatile(addr_of!((*sa).user_port)) as u16,
+        )
+    };
+    if let Some(record) = asked_server(&ctx, v4_mapped(ip), port) {
+        // SAFETY: writable in recvmsg4; one store each.
+        unsafe {
+            write_volatile(addr_of!((*sa).user_ip4).cast_mut(), record.orig_ip[3]);
+            write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(record.orig_port));
+        }
+        count(STAT_DNS_ANSWER_RESTORED);
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn restore_recvmsg6(ctx: SockAddrContext) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: as in connect6.
+    let (ip, port) = unsafe {
+        (
+            [
+                read_volatile(addr_of!((*sa).user_ip6[0])),
+                read_volatile(addr_of!((*sa).user_ip6[1])),
+                read_volatile(addr_of!((*sa).user_ip6[2])),
+                read_volatile(addr_of!((*sa).user_ip6[3])),
+            ],
+            read_volatile(addr_of!((*sa).user_port)) as u16,
+        )
+    };
+    if let Some(record) = asked_server(&ctx, ip, port) {
+        // SAFETY: writable in recvmsg6; one store per field.
+        unsafe {
+            write_volatile(addr_of!((*sa).user_ip6[0]).cast_mut(), record.orig_ip[0]);
+            write_volatile(addr_of!((*sa).user_ip6[1]).cast_mut(), record.orig_ip[1]);
+            write_volatile(addr_of!((*sa).user_ip6[2]).cast_mut(), record.orig_ip[2]);
+            write_volatile(addr_of!((*sa).user_ip6[3]).cast_mut(), record.orig_ip[3]);
+            write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(record.orig_port));
+        }
+        count(STAT_DNS_ANSWER_RESTORED);
+    }
+    ALLOW
+}
+
+/// Files each datagram a redirected DNS socket sends to the forwarder under its source address
+/// and port, which only the packet knows (an unbound socket's address is chosen by routing
+/// after sendmsg; a pod's is its own). Every packet passes; only UDP to a forwarder is looked at.
+#[cgroup_skb(egress)]
+pub fn track_dns_egress(ctx: SkBuffContext) -> i32 {
+    let _ = try_track_dns_egress(&ctx);
+    1
+}
+
+fn try_track_dns_egress(ctx: &SkBuffContext) -> Option<()> {
+    let cfg = config();
+    if cfg.flags & FLAG_DNS == 0 {
+        return None;
+    }
+    // SAFETY: `protocol` is a readable __sk_buff field.
+    let protocol = unsafe { read_volatile(addr_of!((*ctx.skb.skb).protocol)) };
+    let (src, sport, to_forwarder) = if protocol == ETH_P_IP {
+        // Fixed-size loads: the verifier refuses a length that may be zero.
+        let ip: [u8; 20] = ctx.load(0).ok()?;
+        if ip[9] != IPPROTO_UDP as u8 {
+            return None;
+        }
+        let ports: [u8; 4] = ctx.load(usize::from(ip[0] & 0x0f) * 4).ok()?;
+        let dst = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        let dport = u16::from_ne_bytes([ports[2], ports[3]]);
+        let hit = (dst == cfg.proxy_ip4 && dport == cfg.dns_port4)
+            || (cfg.flags & FLAG_HAS_NODE4 != 0 && dst == cfg.node_ip4 && dport == cfg.dns_node_port4);
+        let src = v4_mapped(u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]));
+        (src, u16::from_be_bytes([ports[0], ports[1]]), hit)
+    } else if protocol == ETH_P_IPV6 {
+        let ip: [u8; 44] = ctx.load(0).ok()?;
+        // Next header UDP directly: the resolvers' datagrams carry no extension headers.
+        if ip[6] != IPPROTO_UDP as u8 {
+            return None;
+        }
+        let word = |at: usize| u32::from_ne_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+        let dst = [word(24), word(28), word(32), word(36)];
+        let dport = u16::from_ne_bytes([ip[42], ip[43]]);
+        let hit = (cfg.flags & FLAG_HAS_HOST6 != 0 && dst == cfg.proxy_ip6 && dport == cfg.dns_port6)
+            || (cfg.flags & FLAG_HAS_NODE6 != 0 && dst == cfg.node_ip6 && dport == cfg.dns_node_port6);
+        (
+            [word(8), word(12), word(16), word(20)],
+            u16::from_be_bytes([ip[40], ip[41]]),
+            hit,
+        )
+    } else {
+        return None;
+    };
+    if !to_forwarder {
+        return None;
+    }
+    // SAFETY: helper valid for cgroup_skb programs: the cookie of the sending socket.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    // SAFETY: copied out at once.
+    let record = unsafe { SOCKETS.get(&cookie) }.copied()?;
+    if record.action != ACTION_DNS {
+        return None;
+    }
+    let key = PeerKey {
+        ip: src,
+        port: sport,
+        _pad: 0,
+        _pad2: 0,
+        netns: if is_loopback(&src) { record.netns_cookie } else { 0 },
+    };
+    if DNS_FLOWS.insert(&key, &record, 0).is_err() {
+        count(STAT_DNS_FLOW_FAILED);
+    }
+    Some(())
 }
 
 // === sock_ops ===

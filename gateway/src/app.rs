@@ -22,6 +22,8 @@ use tokio::{net::TcpListener, sync::watch};
 
 use arc_swap::ArcSwap;
 
+mod dns;
+
 use crate::{
     admin, auth,
     capture::{self, tls, Drain, Via},
@@ -49,6 +51,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 #[serde(rename_all = "camelCase")]
 pub struct ReadyInfo {
     pub pid: u32,
+    /// The DNS forwarder's addresses (UDP and TCP), when `dns.learn` is on.
+    pub dns: Vec<SocketAddr>,
     pub listener4: Option<SocketAddr>,
     pub listener6: Option<SocketAddr>,
     pub node4: Option<SocketAddr>,
@@ -132,6 +136,7 @@ impl Bound {
     fn ready_info(&self, admin: SocketAddr, cgroup: PathBuf) -> anyhow::Result<ReadyInfo> {
         Ok(ReadyInfo {
             pid: std::process::id(),
+            dns: Vec::new(),
             listener4: Some(self.host4.local_addr()?),
             listener6: self.host6.as_ref().map(|l| l.local_addr()).transpose()?,
             node4: self.node4.as_ref().map(|l| l.local_addr()).transpose()?,
@@ -139,6 +144,21 @@ impl Bound {
             admin,
             cgroup,
         })
+    }
+
+    /// The listeners' addresses by `LISTENER_*` slot.
+    fn addresses(&self) -> anyhow::Result<Vec<(u32, SocketAddr)>> {
+        let mut out = vec![(LISTENER_HOST4, self.host4.local_addr()?)];
+        for (slot, l) in [
+            (LISTENER_HOST6, self.host6.as_ref()),
+            (LISTENER_NODE4, self.node4.as_ref()),
+            (LISTENER_NODE6, self.node6.as_ref()),
+        ] {
+            if let Some(l) = l {
+                out.push((slot, l.local_addr()?));
+            }
+        }
+        Ok(out)
     }
 
     /// The listening sockets by handover slot (valid while `self` lives).
@@ -246,6 +266,8 @@ struct Endpoints {
     task: tokio::task::JoinHandle<()>,
     claims: Arc<ArcSwap<endpoints::Claims>>,
     providers: watch::Sender<Arc<Vec<crate::config::Provider>>>,
+    /// Where DNS learning hands its answers to the task.
+    learner: crate::dns::Learner,
 }
 
 async fn sync_endpoints(
@@ -257,11 +279,13 @@ async fn sync_endpoints(
     let (providers, providers_rx) = watch::channel(Arc::new(config.providers.clone()));
     let claims = Arc::new(ArcSwap::from_pointee(endpoints::Claims::default()));
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let (learner, learn_rx) = crate::dns::Learner::channel();
     let task = tokio::spawn(endpoints::run_sync(
         maps,
         providers_rx,
         config.dns.clone(),
         endpoints::AnyResolver::for_config(&config.dns),
+        learn_rx,
         Arc::new(EndpointOutputs {
             claims: claims.clone(),
             metrics: metrics.clone(),
@@ -275,6 +299,7 @@ async fn sync_endpoints(
         task,
         claims,
         providers,
+        learner,
     })
 }
 
@@ -333,11 +358,8 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     };
     let cgroup_root = ebpf::cgroup2_root().unwrap_or_else(|_| cgroup.clone());
 
-    // The maps a predecessor pinned are opened and shared: its redirect records stay valid
-    // for whichever instance accepts their connection.
-    let (mut loaded, maps) = ebpf::Loaded::load(&config.capture.pin_path)?;
-    loaded.set_config(&redirect_config(&config, &bound, host_netns)?)?;
-    bound.register(&mut loaded)?;
+    let dns_sockets = dns::DnsSockets::bind(&config, &bound.addresses()?)?;
+    let (mut loaded, maps) = load(&config, &bound, dns_sockets.as_ref(), host_netns)?;
     readiness.listeners_registered.store(true, Ordering::Release);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -359,27 +381,13 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     let admin_listener = admin_listener(&config, inherited.as_mut())?;
     let admin_addr = admin_listener.local_addr()?;
     let admin_fd = std::os::fd::AsRawFd::as_raw_fd(&admin_listener);
-    let admin_state = Arc::new(admin::State {
-        metrics: metrics.clone(),
-        readiness: readiness.clone(),
-        stats: Some(Arc::new(maps.stats)),
-        config_json: ArcSwap::from_pointee(serde_json::to_string_pretty(&*config).unwrap_or_default()),
-        ca_pem: Some(parts.ca.cert_pem.clone()),
-        credentials: Some(parts.l7.credentials.clone()),
-        health: Some(parts.l7.health.clone()),
-        limits: Some(parts.l7.limits.clone()),
-        pin_path: Some(config.capture.pin_path.clone()),
-        recent: Some(parts.l7.recent.clone()),
-        fail_mode: Some(config.capture.fail_mode),
-        started,
-        rates: Default::default(),
-    });
+    let admin_state = admin_state(&config, &metrics, &readiness, maps.stats, &parts, started);
     let admin_thread = admin::spawn(admin_listener, admin_state.clone(), admin_stop_rx)?;
     let reload_task = tokio::spawn(watch_config(
         config_path,
         config.clone(),
         parts.l7.clone(),
-        endpoints.providers,
+        endpoints.providers.clone(),
         admin_state,
         shutdown_rx.clone(),
     ));
@@ -387,10 +395,17 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     let full = metrics.log_queue_full("connlog");
     let (log, log_writer) = jsonl::Writer::start("connlog", connection_log(&config), jsonl::WhenFull::Drop, full)
         .with_context(|| format!("cannot open the connection log {}", config.connection_log))?;
-    let info = bound.ready_info(admin_addr, cgroup.clone())?;
+    let mut info = bound.ready_info(admin_addr, cgroup.clone())?;
+    let conns = Arc::new(maps.conns);
+    let flows = dns::KernelFlows {
+        udp: maps.dns_flows,
+        tcp: conns.clone(),
+        host_netns_cookie: host_netns,
+    };
+    let forwarder = flows.forwarder(&config, endpoints.learner, endpoints.providers.subscribe(), &metrics);
     let shared = Arc::new(capture::Shared {
         config: config.clone(),
-        conns: Arc::new(maps.conns),
+        conns,
         claims: endpoints.claims,
         identity: identity::Resolver::new(cgroup_root, host_netns),
         pods: config
@@ -408,7 +423,11 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     let mut slots = bound.slots();
     slots.push(("admin", admin_fd));
     let drain = Drain::new();
-    let serving = serve(bound, shared, &drain, &shutdown_rx)?;
+    let mut serving = serve(bound, shared, &drain, &shutdown_rx)?;
+    if let Some(sockets) = dns_sockets {
+        info.dns = sockets.addrs();
+        serving.extend(sockets.serve(&forwarder, &shutdown_rx));
+    }
     release_predecessor(inherited);
     let mut handover = config
         .capture
@@ -437,6 +456,52 @@ async fn run_async(config: Config, config_path: PathBuf, ready_file: Option<Path
     .await?;
     detach(&config, loaded, successor.is_some());
     Ok(())
+}
+
+/// What the admin server reads.
+fn admin_state(
+    config: &Arc<Config>,
+    metrics: &Arc<Metrics>,
+    readiness: &Arc<admin::Readiness>,
+    stats: ebpf::Stats,
+    parts: &L7Parts,
+    started: std::time::Instant,
+) -> Arc<admin::State> {
+    Arc::new(admin::State {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        stats: Some(Arc::new(stats)),
+        config_json: ArcSwap::from_pointee(serde_json::to_string_pretty(config.as_ref()).unwrap_or_default()),
+        ca_pem: Some(parts.ca.cert_pem.clone()),
+        credentials: Some(parts.l7.credentials.clone()),
+        health: Some(parts.l7.health.clone()),
+        limits: Some(parts.l7.limits.clone()),
+        pin_path: Some(config.capture.pin_path.clone()),
+        recent: Some(parts.l7.recent.clone()),
+        fail_mode: Some(config.capture.fail_mode),
+        started,
+        rates: Default::default(),
+    })
+}
+
+/// Loads the programs, tells them where the listeners and the DNS forwarder are, and registers
+/// those sockets as alive. The maps a predecessor pinned are opened and shared: its redirect
+/// records stay valid for whichever instance accepts their connection.
+fn load(
+    config: &Config,
+    bound: &Bound,
+    dns_sockets: Option<&dns::DnsSockets>,
+    host_netns: u64,
+) -> anyhow::Result<(ebpf::Loaded, ebpf::Maps)> {
+    let (mut loaded, maps) = ebpf::Loaded::load(&config.capture.pin_path)?;
+    let mut redirect = redirect_config(config, bound, host_netns)?;
+    if let Some(sockets) = dns_sockets {
+        sockets.configure(&mut redirect)?;
+        sockets.register(&mut loaded)?;
+    }
+    loaded.set_config(&redirect)?;
+    bound.register(&mut loaded)?;
+    Ok((loaded, maps))
 }
 
 /// What runs once the instance serves, in the order it stops.
@@ -705,6 +770,9 @@ fn static_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.connection_log != new.connection_log {
         changed.push("connectionLog");
     }
+    if !same(&old.dns, &new.dns) {
+        changed.push("dns");
+    }
     if !same(&old.tls, &new.tls) {
         changed.push("tls");
     }
@@ -761,6 +829,10 @@ impl endpoints::Publish for EndpointOutputs {
 
     fn dns_failure(&self, provider: &str) {
         self.metrics.dns_failure(provider);
+    }
+
+    fn learned_names(&self, n: usize) {
+        self.metrics.dns_learned_names.set(n as i64);
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 pub mod cri;
 pub mod deploy;
+pub mod dns;
 pub mod fake_llm;
 pub mod l7;
 pub mod pipeline;
@@ -288,6 +289,8 @@ pub struct GatewayBuilder {
     audit_path: Option<PathBuf>,
     /// More lines of the `audit` section (`maxBytes: 4000`).
     audit_extra: Vec<String>,
+    /// More lines of the `dns` section (`learnedMinTtl: 1s`).
+    dns_extra: Vec<String>,
 }
 
 impl GatewayBuilder {
@@ -303,7 +306,14 @@ impl GatewayBuilder {
             predecessor: None,
             audit_path: None,
             audit_extra: Vec::new(),
+            dns_extra: Vec::new(),
         }
+    }
+
+    /// Adds a line to the `dns` section, e.g. `learnedMinTtl: 1s` or `learn: false`.
+    pub fn dns_setting(mut self, line: &str) -> Self {
+        self.dns_extra.push(line.into());
+        self
     }
 
     /// Adds a line to the `audit` section, e.g. `maxBytes: 4000` or
@@ -524,7 +534,14 @@ impl GatewayBuilder {
             }
         }
         std::fs::write(dir.join("gateway-hosts"), hosts).expect("hosts file");
-        yaml += &format!("dns:\n  hostsFile: {}\n", dir.join("gateway-hosts").display());
+        // The DNS forwarder on a free port: tests run side by side.
+        yaml += &format!(
+            "dns:\n  hostsFile: {}\n  forwarderPort: 0\n",
+            dir.join("gateway-hosts").display()
+        );
+        for line in &self.dns_extra {
+            yaml += &format!("  {line}\n");
+        }
         yaml += &format!(
             "audit:\n  path: {}\n  fsync: always\n",
             self.audit_path

@@ -316,7 +316,7 @@ fn every_metric_the_dashboard_and_alerts_read_is_in_a_real_scrape() {
     }
     assert!(missing.is_empty(), "not in the scrape: {missing:?}\n{metrics}");
     // And the new gauges say what they should on a healthy node.
-    assert_eq!(gw.metric("tollgate_programs_attached"), 6, "{metrics}");
+    assert_eq!(gw.metric("tollgate_programs_attached"), 11, "{metrics}");
     let budget = metrics
         .lines()
         .find(|l| l.starts_with("tollgate_limit_budget_used_ratio{limit=\"daily\"}"))

@@ -15,6 +15,8 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::hostname::HostPattern;
+
 pub mod capacity;
 pub mod generation;
 pub mod l7;
@@ -38,6 +40,12 @@ pub const DEFAULT_PORTS: [u16; 1] = [443];
 pub const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
 /// Upper bound on how long a resolved address is trusted (5 minutes).
 pub const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
+/// The DNS forwarder's port on each listener address.
+pub const DEFAULT_DNS_FORWARDER_PORT: u16 = 15053;
+/// Learned addresses stay at least this long (clients cache answers beyond their TTL).
+pub const DEFAULT_DNS_LEARNED_MIN_TTL: Duration = Duration::from_secs(60);
+pub const DEFAULT_DNS_MAX_LEARNED_NAMES: usize = 10_000;
+pub const DEFAULT_DNS_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The audit log.
 pub const DEFAULT_AUDIT_PATH: &str = "/var/log/tollgate/audit.jsonl";
 /// Audit log size that triggers rotation (100 MiB).
@@ -257,6 +265,21 @@ pub struct RawDns {
     /// Resolve provider hostnames from this hosts-format file only, sending no DNS query
     /// (air-gapped nodes, tests). Default: the system resolver.
     pub hosts_file: Option<PathBuf>,
+    /// Send captured workloads' DNS queries through the forwarder and learn governed names
+    /// from their answers. Default `true`.
+    pub learn: Option<bool>,
+    /// The forwarder's port (UDP and TCP) on each listener address. Default `15053`; 0 picks
+    /// a free one.
+    pub forwarder_port: Option<u16>,
+    /// Learned addresses are kept at least this long, whatever the answer's TTL (clients cache
+    /// answers beyond it). Default `60s`.
+    #[serde(default, with = "humantime_serde")]
+    pub learned_min_ttl: Option<Duration>,
+    /// Names learned at most. Default `10000`.
+    pub max_learned_names: Option<usize>,
+    /// How long the forwarder waits for a server's answer. Default `5s`.
+    #[serde(default, with = "humantime_serde")]
+    pub query_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,7 +289,8 @@ pub struct RawProvider {
     pub name: String,
     /// `intercept` (default), `observe` or `deny`.
     pub mode: Option<Mode>,
-    /// Hostnames, resolved at start and re-resolved by TTL.
+    /// Hostnames, resolved at start and re-resolved by TTL; patterns with `*`
+    /// (`*.openai.azure.com`, `bedrock-runtime.*.amazonaws.com`) are learned from DNS answers.
     #[serde(default)]
     pub hostnames: Vec<String>,
     /// IP addresses or CIDRs.
@@ -394,6 +418,13 @@ pub struct Dns {
     #[serde(with = "humantime_serde")]
     pub max_ttl: Duration,
     pub hosts_file: Option<PathBuf>,
+    pub learn: bool,
+    pub forwarder_port: u16,
+    #[serde(with = "humantime_serde")]
+    pub learned_min_ttl: Duration,
+    pub max_learned_names: usize,
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -401,7 +432,11 @@ pub struct Dns {
 pub struct Provider {
     pub name: String,
     pub mode: Mode,
+    /// The hostname patterns as written (lowercase), in `patterns` order.
     pub hostnames: Vec<String>,
+    /// `hostnames`, compiled.
+    #[serde(skip)]
+    pub patterns: Vec<HostPattern>,
     /// Exact addresses (from bare IPs and /32, /128 CIDRs).
     pub ips: Vec<IpAddr>,
     /// Prefixes shorter than a host route.
@@ -416,11 +451,15 @@ pub struct Provider {
 }
 
 impl Config {
-    /// The provider one of whose hostnames is `host` (lowercase, no port).
+    /// The provider one of whose hostnames is `host` (no port): an exact name first, in file
+    /// order, then a wildcard pattern, in file order.
     pub fn provider_by_hostname(&self, host: &str) -> Option<usize> {
-        self.providers
-            .iter()
-            .position(|p| p.hostnames.iter().any(|h| h.eq_ignore_ascii_case(host)))
+        let with = |exact: bool| {
+            self.providers
+                .iter()
+                .position(|p| p.patterns.iter().any(|h| h.is_exact() == exact && h.matches(host)))
+        };
+        with(true).or_else(|| with(false))
     }
 
     /// Whether `host` is a hostname of a provider in `intercept` mode: the only names a leaf
@@ -626,9 +665,23 @@ impl Dns {
             min_ttl: dns.min_ttl.unwrap_or(DEFAULT_DNS_MIN_TTL),
             max_ttl: dns.max_ttl.unwrap_or(DEFAULT_DNS_MAX_TTL),
             hosts_file: dns.hosts_file,
+            learn: dns.learn.unwrap_or(true),
+            forwarder_port: dns.forwarder_port.unwrap_or(DEFAULT_DNS_FORWARDER_PORT),
+            learned_min_ttl: dns.learned_min_ttl.unwrap_or(DEFAULT_DNS_LEARNED_MIN_TTL),
+            max_learned_names: dns.max_learned_names.unwrap_or(DEFAULT_DNS_MAX_LEARNED_NAMES),
+            query_timeout: dns.query_timeout.unwrap_or(DEFAULT_DNS_QUERY_TIMEOUT),
         };
         if dns.min_ttl.is_zero() || dns.min_ttl > dns.max_ttl {
             return Err(invalid("dns", "need 0 < minTtl <= maxTtl"));
+        }
+        if dns.learned_min_ttl.is_zero() || dns.learned_min_ttl > dns.max_ttl {
+            return Err(invalid("dns.learnedMinTtl", "need 0 < learnedMinTtl <= maxTtl"));
+        }
+        if dns.max_learned_names == 0 {
+            return Err(invalid("dns.maxLearnedNames", "must be at least 1"));
+        }
+        if dns.query_timeout.is_zero() {
+            return Err(invalid("dns.queryTimeout", "must be more than 0"));
         }
         Ok(dns)
     }
@@ -903,20 +956,10 @@ impl Provider {
                 cidrs.push(net);
             }
         }
+        let mut patterns = Vec::with_capacity(raw.hostnames.len());
         for (j, host) in raw.hostnames.iter().enumerate() {
-            let valid = !host.is_empty()
-                && host.len() <= 253
-                && host.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                });
-            if !valid {
-                return Err(invalid(
-                    field(&format!("hostnames[{j}]")),
-                    format!("{host:?} is not a hostname"),
-                ));
-            }
+            let pattern = HostPattern::parse(host).map_err(|why| invalid(field(&format!("hostnames[{j}]")), why))?;
+            patterns.push(pattern);
         }
         if ips.is_empty() && cidrs.is_empty() && raw.hostnames.is_empty() {
             return Err(invalid(
@@ -937,7 +980,8 @@ impl Provider {
         Ok(Provider {
             name: raw.name,
             mode: raw.mode.unwrap_or_default(),
-            hostnames: raw.hostnames,
+            hostnames: patterns.iter().map(|p| p.as_str().to_string()).collect(),
+            patterns,
             ips,
             cidrs,
             ports,

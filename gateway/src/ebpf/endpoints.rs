@@ -24,7 +24,7 @@ use gateway_common::{
 use ipnet::IpNet;
 use tokio::{sync::watch, time::Instant};
 
-use super::Error;
+use super::{learned::LearnedNames, Error};
 use crate::{
     config::{
         capacity::{MapEntries, MapKind},
@@ -453,6 +453,8 @@ pub trait Publish: Send + Sync + 'static {
     /// A provider's hostname failed to resolve (its last addresses are kept), or resolved to
     /// more addresses than the maps had room for (those left out are not captured).
     fn dns_failure(&self, provider: &str);
+    /// Names DNS learning holds now.
+    fn learned_names(&self, n: usize);
 }
 
 /// Hostname state kept by the sync task.
@@ -479,61 +481,43 @@ fn report_overflows(overflows: &[Overflow], out: &dyn Publish) {
     }
 }
 
-/// Owns the endpoint maps: resolves hostnames when their TTL (clamped to `dns`) runs out and
-/// applies the resulting set. Runs the first round before returning the initial stats through
-/// `first_sync`, so that readiness means "maps synced".
+/// Owns the endpoint maps: resolves exact hostnames when their TTL (clamped to `dns`) runs
+/// out, takes in what DNS learning found (`learn_rx`), and applies the resulting set. Runs the
+/// first round before returning the initial stats through `first_sync`, so that readiness
+/// means "maps synced". A learned answer is acknowledged once the maps hold it.
+#[expect(clippy::too_many_arguments, reason = "the task's inputs, each wired once by app")]
 pub async fn run_sync<R: Resolve>(
     mut maps: EndpointMaps,
     mut providers_rx: watch::Receiver<Arc<Vec<Provider>>>,
     dns: Dns,
     resolver: R,
+    mut learn_rx: tokio::sync::mpsc::Receiver<crate::dns::LearnRequest>,
     out: Arc<dyn Publish>,
     first_sync: tokio::sync::oneshot::Sender<Result<SyncStats, Error>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut hosts: StdHashMap<String, HostState> = StdHashMap::new();
+    let mut learned = LearnedNames::new(dns.max_learned_names, dns.learned_min_ttl, dns.max_ttl);
+    let mut acks: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     let mut first_sync = Some(first_sync);
     loop {
-        // Providers may change on a config reload: keep state for hostnames still listed.
         let providers = providers_rx.borrow_and_update().clone();
-        let mut wanted_hosts: StdHashMap<String, HostState> = StdHashMap::new();
-        for p in providers.iter() {
-            for h in &p.hostnames {
-                let state = hosts.remove(h).unwrap_or(HostState {
-                    provider: p.name.clone(),
-                    ips: vec![],
-                    next: Instant::now(),
-                });
-                wanted_hosts.entry(h.clone()).or_insert(state);
-            }
-        }
-        hosts = wanted_hosts;
-        let now = Instant::now();
-        for (host, state) in hosts.iter_mut().filter(|(_, s)| s.next <= now) {
-            match resolver.resolve(host).await {
-                Ok((mut ips, ttl)) => {
-                    ips.sort();
-                    ips.dedup();
-                    if ips != state.ips {
-                        tracing::info!(component = "endpoints", host, ?ips, ttl = ?ttl, "resolved");
-                    }
-                    state.ips = ips;
-                    state.next = now + ttl.clamp(dns.min_ttl, dns.max_ttl);
-                }
-                Err(error) => {
-                    // Keep the last known addresses: a resolver hiccup must not uncapture.
-                    tracing::warn!(component = "endpoints", host, %error, kept = ?state.ips, "resolution failed");
-                    out.dns_failure(&state.provider);
-                    state.next = now + dns.min_ttl;
-                }
-            }
-        }
-        let resolved = hosts.iter().map(|(h, s)| (h.clone(), s.ips.clone())).collect();
+        resolve_due(&mut hosts, &providers, &dns, &resolver, out.as_ref()).await;
+        learned.expire(Instant::now());
+        out.learned_names(learned.len());
+        let mut resolved: StdHashMap<String, Vec<IpAddr>> =
+            hosts.iter().map(|(h, s)| (h.clone(), s.ips.clone())).collect();
+        learned.add_to(&mut resolved);
         let (wanted, overflows) = fit(wanted_set(&providers, &resolved), &providers, &resolved);
         report_overflows(&overflows, out.as_ref());
         // Claims before the maps: a connect the new entries redirect finds its provider.
         out.claims(Claims::new(&providers, &resolved));
-        match maps.sync(&wanted) {
+        let synced = maps.sync(&wanted);
+        // What was learned is in the maps (or failed to go in, which waiting will not mend).
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+        match synced {
             Ok(stats) => {
                 out.endpoints(stats.total);
                 if stats.upserted + stats.removed > 0 {
@@ -559,16 +543,83 @@ pub async fn run_sync<R: Resolve>(
                 }
             },
         }
-        let next = hosts.values().map(|s| s.next).min();
-        tokio::select! {
-            _ = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+        let next = hosts.values().map(|s| s.next).chain(learned.next_expiry()).min();
+        // Wait for a refresh, a reload or news from DNS; an answer that changes nothing (the
+        // usual repeat) is acknowledged at once, without a sync.
+        loop {
+            tokio::select! {
+                    _ = async {
+                        match next {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    } => break,
+                    _ = shutdown.changed() => return,
+                    changed = providers_rx.changed() => if changed.is_err() { return } else { break },
+                    request = learn_rx.recv() => {
+                        let Some(first) = request else { continue };
+                        let mut changed = false;
+                        let mut batch = vec![first];
+                        while let Ok(more) = learn_rx.try_recv() {
+                            batch.push(more);
+                        }
+                        let now = Instant::now();
+                        for (answer, ack) in batch {
+                            changed |= learned.insert(answer, now);
+                            acks.push(ack);
+                        }
+                        if changed {
+                            break;
+                        }
+                        for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
+                    }
                 }
-            } => {}
-            _ = shutdown.changed() => return,
-            changed = providers_rx.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Resolves the exact hostnames whose time has come; keeps state only for hostnames still
+/// listed (providers change on a reload). Wildcard patterns are never resolved: DNS learning
+/// finds their addresses.
+async fn resolve_due<R: Resolve>(
+    hosts: &mut StdHashMap<String, HostState>,
+    providers: &[Provider],
+    dns: &Dns,
+    resolver: &R,
+    out: &dyn Publish,
+) {
+    let mut wanted_hosts: StdHashMap<String, HostState> = StdHashMap::new();
+    for p in providers {
+        for h in p.patterns.iter().filter(|h| h.is_exact()).map(|h| h.as_str()) {
+            let state = hosts.remove(h).unwrap_or(HostState {
+                provider: p.name.clone(),
+                ips: vec![],
+                next: Instant::now(),
+            });
+            wanted_hosts.entry(h.to_string()).or_insert(state);
+        }
+    }
+    *hosts = wanted_hosts;
+    let now = Instant::now();
+    for (host, state) in hosts.iter_mut().filter(|(_, s)| s.next <= now) {
+        match resolver.resolve(host).await {
+            Ok((mut ips, ttl)) => {
+                ips.sort();
+                ips.dedup();
+                if ips != state.ips {
+                    tracing::info!(component = "endpoints", host, ?ips, ttl = ?ttl, "resolved");
+                }
+                state.ips = ips;
+                state.next = now + ttl.clamp(dns.min_ttl, dns.max_ttl);
+            }
+            Err(error) => {
+                // Keep the last known addresses: a resolver hiccup must not uncapture.
+                tracing::warn!(component = "endpoints", host, %error, kept = ?state.ips, "resolution failed");
+                out.dns_failure(&state.provider);
+                state.next = now + dns.min_ttl;
+            }
         }
     }
 }

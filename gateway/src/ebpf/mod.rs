@@ -12,6 +12,7 @@
 //! removes the pins it created (never those it found: a running predecessor's stay).
 
 pub mod endpoints;
+pub mod learned;
 mod sys;
 
 use std::{
@@ -30,8 +31,8 @@ use aya::{
     Ebpf,
 };
 use gateway_common::{
-    program, ConnRecord, PeerKey, RedirectConfig, ALL_MAPS, CONFIG_MAP, CONNS_MAP, LISTENERS_MAP, MAPS_ABI, STATS_LEN,
-    STATS_MAP,
+    program, ConnRecord, PeerKey, RedirectConfig, ALL_MAPS, CONFIG_MAP, CONNS_MAP, DNS_FLOWS_MAP, LISTENERS_MAP,
+    MAPS_ABI, STATS_LEN, STATS_MAP,
 };
 
 /// The object `build.rs` produced from `gateway-ebpf`.
@@ -41,11 +42,16 @@ const BPFFS_MOUNT: &str = "/sys/fs/bpf";
 
 /// Every program, in attach order: connect last, so that by the time a connect is redirected
 /// the programs that complete its record are already in place.
-const PROGRAMS: [&str; 6] = [
+const PROGRAMS: [&str; 11] = [
     program::SOCK_RELEASE,
     program::SOCK_OPS,
     program::GETPEERNAME4,
     program::GETPEERNAME6,
+    program::RECVMSG4,
+    program::RECVMSG6,
+    program::DNS_EGRESS,
+    program::SENDMSG4,
+    program::SENDMSG6,
     program::CONNECT4,
     program::CONNECT6,
 ];
@@ -183,12 +189,14 @@ impl Loaded {
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(Error::MissingMap(name));
         let config = Array::try_from(take(CONFIG_MAP)?).map_err(map_err(CONFIG_MAP))?;
         let conns = HashMap::try_from(take(CONNS_MAP)?).map_err(map_err(CONNS_MAP))?;
+        let dns_flows = HashMap::try_from(take(DNS_FLOWS_MAP)?).map_err(map_err(DNS_FLOWS_MAP))?;
         let listeners = SockMap::try_from(take(LISTENERS_MAP)?).map_err(map_err(LISTENERS_MAP))?;
         let stats = PerCpuArray::try_from(take(STATS_MAP)?).map_err(map_err(STATS_MAP))?;
         let endpoints = endpoints::EndpointMaps::take(&mut take)?;
         let maps = Maps {
             endpoints,
             conns: ConnTable(Mutex::new(conns)),
+            dns_flows: ConnTable(Mutex::new(dns_flows)),
             stats: Stats(Mutex::new(stats)),
         };
         Ok((
@@ -244,7 +252,10 @@ impl Loaded {
                 .is_some_and(|link| sys::link_cgroup_id(link.as_fd()).ok() == Some(cgroup_id));
             // The same steps for each program type (aya has no trait over their `attach`).
             macro_rules! hook {
-                ($p:expr) => {{
+                ($p:expr) => {
+                    hook!($p, &cgroup_file, CgroupAttachMode::Single)
+                };
+                ($p:expr, $($attach:expr),+) => {{
                     load_once($p.load()).map_err(perr)?;
                     match (same_cgroup, &previous) {
                         (true, Some(link)) => {
@@ -253,7 +264,7 @@ impl Loaded {
                             None
                         }
                         _ => {
-                            let id = $p.attach(&cgroup_file, CgroupAttachMode::Single).map_err(perr)?;
+                            let id = $p.attach($($attach),+).map_err(perr)?;
                             Some(take_fd_link($p.take_link(id).map_err(perr)?, name, pin_dir)?)
                         }
                     }
@@ -263,6 +274,12 @@ impl Loaded {
                 aya::programs::Program::CgroupSockAddr(p) => hook!(p),
                 aya::programs::Program::SockOps(p) => hook!(p),
                 aya::programs::Program::CgroupSock(p) => hook!(p),
+                aya::programs::Program::CgroupSkb(p) => hook!(
+                    p,
+                    &cgroup_file,
+                    aya::programs::CgroupSkbAttachType::Egress,
+                    CgroupAttachMode::Single
+                ),
                 _ => return Err(Error::MissingProgram(name)),
             };
             let Some(link) = link else {
@@ -386,6 +403,8 @@ pub struct Maps {
     pub endpoints: endpoints::EndpointMaps,
     /// Shared by the connection tasks.
     pub conns: ConnTable,
+    /// Read by the DNS forwarder: which server each datagram's sender asked.
+    pub dns_flows: ConnTable,
     /// Read by the admin server.
     pub stats: Stats,
 }
@@ -400,6 +419,12 @@ impl ConnTable {
         let record = map.get(key, 0).ok()?;
         let _ = map.remove(key);
         Some(record)
+    }
+
+    /// Looks up a record and leaves it (a DNS client may send again from the same port).
+    pub fn get(&self, key: &PeerKey) -> Option<ConnRecord> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key, 0).ok()
     }
 }
 
@@ -428,6 +453,6 @@ mod tests {
         assert_eq!(attached_programs(&dir), 0);
         assert_eq!(attached_programs(&dir.join("missing")), 0);
         fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(PROGRAM_COUNT, 6);
+        assert_eq!(PROGRAM_COUNT, 11);
     }
 }

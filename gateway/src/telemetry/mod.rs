@@ -160,6 +160,12 @@ pub struct ProviderLabels {
     pub provider: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DnsLabels {
+    pub transport: &'static str,
+    pub outcome: &'static str,
+}
+
 /// Registers a metric of its default value under `name`.
 fn reg<
     M: prometheus_client::metrics::TypedMetric
@@ -233,6 +239,9 @@ pub struct Metrics {
     ebpf_events: Family<EventLabels, Counter>,
     endpoints: Gauge,
     dns_failures: Family<ProviderLabels, Counter>,
+    dns_queries: Family<DnsLabels, Counter>,
+    /// Names whose addresses DNS learning holds in the endpoint maps now.
+    pub dns_learned_names: Gauge,
     requests: Family<RequestLabels, Counter>,
     request_errors: Family<ReasonLabels, Counter>,
     config_reloads: Family<ResultLabels, Counter>,
@@ -307,6 +316,8 @@ impl Metrics {
             ebpf_events: reg(r, "tollgate_ebpf_connect_events", "Decisions of the kernel programs (redirected, skipped_own, skipped_no_listener, denied, failed_closed, record_failed, peername_restored)"),
             endpoints: reg(r, "tollgate_endpoint_entries", "Entries in the endpoint maps"),
             dns_failures: reg(r, "tollgate_dns_resolution_failures", "Failed resolutions of provider hostnames (last addresses kept), and resolved addresses left out of full endpoint maps"),
+            dns_queries: reg(r, "tollgate_dns_queries", "Workloads' DNS queries through the forwarder, by transport (udp, tcp) and outcome (answered, learned, learn_late, unparsed, upstream_failed, no_flow, busy)"),
+            dns_learned_names: reg(r, "tollgate_dns_learned_names", "Governed names whose addresses DNS learning keeps in the endpoint maps now"),
             requests: reg(r, "tollgate_requests", "L7 requests by provider, backend and status class"),
             request_errors: reg(r, "tollgate_request_errors", "L7 requests that failed before a response, by reason"),
             config_reloads,
@@ -411,6 +422,10 @@ impl Metrics {
 
     pub fn set_endpoints(&self, n: usize) {
         self.endpoints.set(n as i64);
+    }
+
+    pub fn dns_query(&self, transport: &'static str, outcome: &'static str) {
+        self.dns_queries.get_or_create(&DnsLabels { transport, outcome }).inc();
     }
 
     pub fn dns_failure(&self, provider: &str) {
