@@ -5,7 +5,7 @@
 //!   redis-server: the tests start their own servers on loopback; openssl makes throwaway RSA
 //!   keys for the service-account tests; prometheus for `promtool`, which checks and unit-tests
 //!   the alert rules, installed without starting its server; chromium loads the admin dashboard
-//!   headless).
+//!   headless; dnsmasq-base is the DNS server the DNS-learning tests resolve through).
 //! - A nightly toolchain whose LLVM is 22 (what bpf-linker 0.10.4 reads), with `rust-src` for
 //!   `-Z build-std=core`. The machine's `nightly` is used when it qualifies; otherwise the
 //!   pinned `nightly-2026-05-19` is installed and passed to the build through
@@ -27,7 +27,7 @@ const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
 const PYTHON_SDKS: [&str; 3] = ["openai==3.57.0", "anthropic==2.14.0", "jsonschema==4.26.0"];
 
 /// (command or absolute path that must exist, Debian package that provides it)
-const PACKAGES: [(&str, &str); 18] = [
+const PACKAGES: [(&str, &str); 19] = [
     ("redis-server", "redis-server"),
     // promtool: `check rules` and `test rules` over deploy/prometheus (tests/tests/observability.rs).
     ("promtool", "prometheus"),
@@ -50,6 +50,9 @@ const PACKAGES: [(&str, &str); 18] = [
     ("logrotate", "logrotate"),
     // The admin dashboard's test loads `/ui` in a real headless browser and screenshots it.
     ("chromium", "chromium"),
+    // The DNS-learning tests and bench resolve through a real DNS server (the binary only: no
+    // service is started).
+    ("dnsmasq", "dnsmasq-base"),
 ];
 
 pub(crate) fn setup() -> anyhow::Result<BuildEnv> {

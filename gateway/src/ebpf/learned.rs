@@ -18,6 +18,8 @@ struct Name {
 
 pub struct LearnedNames {
     names: HashMap<String, Name>,
+    /// How many names hold each (pattern, address): what the maps must hold.
+    held: HashMap<(String, IpAddr), usize>,
     max: usize,
     min_ttl: Duration,
     max_ttl: Duration,
@@ -27,29 +29,38 @@ impl LearnedNames {
     pub fn new(max: usize, min_ttl: Duration, max_ttl: Duration) -> LearnedNames {
         LearnedNames {
             names: HashMap::new(),
+            held: HashMap::new(),
             max,
             min_ttl,
             max_ttl,
         }
     }
 
-    /// Takes an answer in. `true` when what the maps must hold changed (a new name, or new
-    /// addresses or patterns for a known one); a repeated answer only extends its time.
+    /// Takes an answer in. `true` when what the maps must hold changed: a (pattern, address)
+    /// no other name held. A repeated answer, or a new name at known addresses, only sets
+    /// times.
     pub fn insert(&mut self, learned: Learned, now: Instant) -> bool {
         let expires = now + learned.ttl.clamp(self.min_ttl, self.max_ttl);
+        let mut changed = false;
         if let Some(known) = self.names.get_mut(&learned.name) {
             known.expires = known.expires.max(expires);
-            let mut changed = false;
+            let (old_patterns, old_addrs) = (known.patterns.clone(), known.addrs.clone());
             for addr in learned.addrs {
                 if !known.addrs.contains(&addr) {
                     known.addrs.push(addr);
-                    changed = true;
                 }
             }
             for pattern in learned.patterns {
                 if !known.patterns.contains(&pattern) {
                     known.patterns.push(pattern);
-                    changed = true;
+                }
+            }
+            let (patterns, addrs) = (known.patterns.clone(), known.addrs.clone());
+            for pattern in &patterns {
+                for addr in &addrs {
+                    if !(old_patterns.contains(pattern) && old_addrs.contains(addr)) {
+                        changed |= self.hold(pattern, *addr);
+                    }
                 }
             }
             return changed;
@@ -57,7 +68,12 @@ impl LearnedNames {
         if self.names.len() >= self.max {
             let soonest = self.names.iter().min_by_key(|(_, n)| n.expires).map(|(k, _)| k.clone());
             if let Some(name) = soonest {
-                self.names.remove(&name);
+                changed |= self.forget(&name);
+            }
+        }
+        for pattern in &learned.patterns {
+            for addr in &learned.addrs {
+                changed |= self.hold(pattern, *addr);
             }
         }
         self.names.insert(
@@ -68,14 +84,50 @@ impl LearnedNames {
                 expires,
             },
         );
-        true
+        changed
     }
 
-    /// Forgets names whose time ran out; `true` when any did.
+    /// One more name holds `(pattern, addr)`; `true` if none did.
+    fn hold(&mut self, pattern: &str, addr: IpAddr) -> bool {
+        let count = self.held.entry((pattern.to_string(), addr)).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    /// Drops a name and what it held; `true` when an address is no longer held by any.
+    fn forget(&mut self, name: &str) -> bool {
+        let Some(gone) = self.names.remove(name) else {
+            return false;
+        };
+        let mut changed = false;
+        for pattern in &gone.patterns {
+            for addr in &gone.addrs {
+                let key = (pattern.clone(), *addr);
+                if let Some(count) = self.held.get_mut(&key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.held.remove(&key);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// Forgets names whose time ran out; `true` when what the maps must hold changed.
     pub fn expire(&mut self, now: Instant) -> bool {
-        let before = self.names.len();
-        self.names.retain(|_, n| n.expires > now);
-        self.names.len() != before
+        let due: Vec<String> = self
+            .names
+            .iter()
+            .filter(|(_, n)| n.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut changed = false;
+        for name in due {
+            changed |= self.forget(&name);
+        }
+        changed
     }
 
     /// When the next name runs out.
@@ -93,14 +145,10 @@ impl LearnedNames {
 
     /// Adds the learned addresses to `resolved`, under each pattern their names matched.
     pub fn add_to(&self, resolved: &mut HashMap<String, Vec<IpAddr>>) {
-        for name in self.names.values() {
-            for pattern in &name.patterns {
-                let ips = resolved.entry(pattern.clone()).or_default();
-                for addr in &name.addrs {
-                    if !ips.contains(addr) {
-                        ips.push(*addr);
-                    }
-                }
+        for (pattern, addr) in self.held.keys() {
+            let ips = resolved.entry(pattern.clone()).or_default();
+            if !ips.contains(addr) {
+                ips.push(*addr);
             }
         }
     }
@@ -143,13 +191,22 @@ mod tests {
             ),
             "a repeat changes nothing"
         );
+        assert!(
+            !t.insert(
+                learned("c.openai.azure.com", "*.openai.azure.com", &["127.30.0.2"], 0),
+                now
+            ),
+            "a new name at held addresses changes nothing"
+        );
         let mut r = HashMap::new();
         t.add_to(&mut r);
         assert_eq!(r["*.openai.azure.com"].len(), 2);
         // TTL 0 was clamped up to 2 s: gone after it, while b's 50 s keep the shared address.
-        assert!(t.expire(now + Duration::from_secs(3)));
+        assert!(!t.expire(now + Duration::from_secs(3)), "b still holds both addresses");
+        assert_eq!(t.len(), 1);
         let mut r = HashMap::new();
         t.add_to(&mut r);
+        r.get_mut("*.openai.azure.com").unwrap().sort();
         assert_eq!(
             r["*.openai.azure.com"],
             ["127.30.0.1".parse::<IpAddr>().unwrap(), "127.30.0.2".parse().unwrap()]
