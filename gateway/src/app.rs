@@ -264,7 +264,7 @@ fn start_l7(config: &Arc<Config>, metrics: &Arc<Metrics>, shutdown: &watch::Rece
 /// The endpoint sync task, after its first round (readiness means "maps synced").
 struct Endpoints {
     task: tokio::task::JoinHandle<()>,
-    claims: Arc<ArcSwap<endpoints::Claims>>,
+    claims: Arc<endpoints::SharedClaims>,
     providers: watch::Sender<Arc<Vec<crate::config::Provider>>>,
     /// Where DNS learning hands its answers to the task.
     learner: crate::dns::Learner,
@@ -277,7 +277,7 @@ async fn sync_endpoints(
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Endpoints> {
     let (providers, providers_rx) = watch::channel(Arc::new(config.providers.clone()));
-    let claims = Arc::new(ArcSwap::from_pointee(endpoints::Claims::default()));
+    let claims = Arc::new(endpoints::SharedClaims::default());
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let (learner, learn_rx) = crate::dns::Learner::channel();
     let task = tokio::spawn(endpoints::run_sync(
@@ -814,13 +814,17 @@ mod erased {
 
 /// What the endpoint sync task publishes goes to the proxy (claims) and the metrics.
 struct EndpointOutputs {
-    claims: Arc<ArcSwap<endpoints::Claims>>,
+    claims: Arc<endpoints::SharedClaims>,
     metrics: Arc<Metrics>,
 }
 
 impl endpoints::Publish for EndpointOutputs {
     fn claims(&self, claims: endpoints::Claims) {
-        self.claims.store(Arc::new(claims));
+        self.claims.replace(claims);
+    }
+
+    fn claim(&self, dst: SocketAddr, provider: &str) {
+        self.claims.add(dst, provider);
     }
 
     fn endpoints(&self, total: usize) {

@@ -58,7 +58,8 @@ def main() -> None:
         answer = s.recv(n, socket.MSG_WAITALL)
         source = s.getpeername()
     else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if ":" in server else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_DGRAM)
         s.settimeout(5)
         s.sendto(q, (server, 53))
         answer, source = s.recvfrom(65535)

@@ -98,9 +98,10 @@ pub fn a_query(name: &str) -> Vec<u8> {
 /// Sends an A query for `name` to `ip:53` from the test process (not captured) and returns the
 /// answer's bytes.
 pub fn query_udp(ip: &str, name: &str, timeout: Duration) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    let socket = UdpSocket::bind(if ip.contains(':') { "[::1]:0" } else { "127.0.0.1:0" }).ok()?;
     socket.set_read_timeout(Some(timeout)).ok()?;
-    socket.send_to(&a_query(name), (ip, 53)).ok()?;
+    let addr: std::net::IpAddr = ip.parse().ok()?;
+    socket.send_to(&a_query(name), (addr, 53)).ok()?;
     let mut buf = [0u8; 1500];
     let (n, _) = socket.recv_from(&mut buf).ok()?;
     Some(buf[..n].to_vec())

@@ -227,6 +227,15 @@ fn dns_over_tcp_is_learned_and_garbage_answers_pass_through() {
     let v = dns_query(&s.cg, &dns.ip, "other.openai.azure.com", false);
     assert_eq!(v["addresses"], serde_json::json!(["127.21.2.71"]), "{v}");
     drop(scripted);
+
+    // IPv6: a resolver on ::1, asked from an AF_INET6 socket (sendmsg6/recvmsg6).
+    let before = dns_metric(&gw, "udp", "learned");
+    let dns6 = Dnsmasq::start(&s.dir, "::1", &[Record::A("v6.openai.azure.com", "127.21.2.72", 60)]);
+    let v = dns_query(&s.cg, &dns6.ip, "v6.openai.azure.com", false);
+    assert_eq!(v["addresses"], serde_json::json!(["127.21.2.72"]), "{v}");
+    assert_eq!(v["from"][0], "::1", "{v}");
+    assert_eq!(v["from"][1], 53, "{v}");
+    assert!(dns_metric(&gw, "udp", "learned") > before, "learned over IPv6");
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -4,7 +4,8 @@
 //! - `test`: setup, build, fuzz briefly, and run the whole test suite (what CI runs).
 //! - `fuzz`: run the fuzz targets of `fuzz/` (docs/fuzzing.md).
 //! - `bench`: measure capture overhead against direct connections (`--peers`: beside nginx;
-//!   `--scale`: open streams and growing configs); results in `bench/results/`.
+//!   `--scale`: open streams and growing configs; `--dns`: DNS learning's added latency);
+//!   results in `bench/results/`.
 //! - `image`, `deb`: the container image and the host-agent package (docs/kubernetes.md,
 //!   docs/host-agent.md).
 
@@ -49,6 +50,10 @@ enum Task {
         /// of routes, endpoints, cgroups and limit buckets (docs/benchmarks.md).
         #[arg(long)]
         scale: bool,
+        /// Instead: DNS query latency direct and through the DNS-learning forwarder
+        /// (`--requests`: queries per run, default 1,000; `--rounds`).
+        #[arg(long)]
+        dns: bool,
         /// With `--peers` or `--scale`: requests per concurrency-16 run (a quarter of them at
         /// concurrency 1); default 20,000 (`--peers`), 10,000 per point (`--scale`).
         #[arg(long)]
@@ -120,6 +125,15 @@ fn main() -> anyhow::Result<()> {
             connections,
             variants,
             only,
+            rounds,
+        }),
+        Task::Bench {
+            dns: true,
+            requests,
+            rounds,
+            ..
+        } => bench::dns(&bench::DnsRun {
+            queries: requests.unwrap_or(1_000),
             rounds,
         }),
         Task::Bench { iterations, .. } => bench::bench(iterations),

@@ -70,7 +70,7 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub conns: Arc<ConnTable>,
     /// Which providers claim which destinations (kept by the endpoint sync task).
-    pub claims: Arc<arc_swap::ArcSwap<crate::ebpf::endpoints::Claims>>,
+    pub claims: Arc<crate::ebpf::endpoints::SharedClaims>,
     pub identity: identity::Resolver,
     /// Pod identity from the container runtime (`identity.criSocket`).
     pub pods: Option<identity::cri::Pods>,
@@ -346,7 +346,7 @@ async fn dispatch(
         sni: sni.clone(),
         tls: matches!(verdict, Verdict::Tls(_)),
         workload: workload.clone(),
-        claimants: shared.claims.load().claimants(orig.0),
+        claimants: shared.claims.claimants(orig.0),
         requests: Default::default(),
     });
     let mut outcome = relay::Outcome::Intercepted;

@@ -1151,6 +1151,38 @@ providers:
         assert!(e.contains("providers[1].name") && e.contains("duplicate"), "{e}");
         let e = err("providers:\n  - name: x\n    hostnames: [\"bad host\"]\n");
         assert!(e.contains("providers[0].hostnames[0]"), "{e}");
+        let e = err("providers:\n  - name: x\n    hostnames: [api.x.com, \"*.com\"]\n");
+        assert!(
+            e.contains("providers[0].hostnames[1]") && e.contains("two literal labels"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wildcard_hostnames_match_after_exact_ones_and_are_governed() {
+        let config = Config::parse(
+            "providers:\n  - name: wide\n    hostnames: [\"*.openai.azure.com\", \"bedrock-runtime.*.amazonaws.com\"]\n\
+             \x20 - name: exact\n    hostnames: [Special.OpenAI.Azure.com]\n    mode: observe\n",
+        )
+        .unwrap();
+        assert_eq!(config.providers[1].hostnames, ["special.openai.azure.com"]);
+        assert_eq!(config.provider_by_hostname("myres.openai.azure.com"), Some(0));
+        assert_eq!(
+            config.provider_by_hostname("bedrock-runtime.eu-west-1.amazonaws.com"),
+            Some(0)
+        );
+        assert_eq!(
+            config.provider_by_hostname("special.openai.azure.com"),
+            Some(1),
+            "an exact name wins over an earlier wildcard"
+        );
+        assert_eq!(config.provider_by_hostname("openai.azure.com"), None);
+        assert!(config.intercepts("myres.openai.azure.com"));
+        assert!(!config.intercepts("special.openai.azure.com"), "observe mode");
+        let e = err("dns:\n  learnedMinTtl: 0s\n");
+        assert!(e.contains("dns.learnedMinTtl"), "{e}");
+        let d = Config::parse("{}").unwrap().dns;
+        assert!(d.learn && d.forwarder_port == 15053 && d.max_learned_names == 10_000);
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct EndpointMaps {
     cidr4: LpmTrie<MapData, Cidr4, EndpointValue>,
     cidr6: LpmTrie<MapData, Cidr6, EndpointValue>,
     current: EndpointSet,
+    /// Entries of `current` by map.
+    counts: MapEntries,
 }
 
 /// Counts of one [`EndpointMaps::sync`].
@@ -87,11 +89,13 @@ impl EndpointMaps {
             cidr4: LpmTrie::try_from(take(CIDRS4_MAP)?).map_err(e(CIDRS4_MAP))?,
             cidr6: LpmTrie::try_from(take(CIDRS6_MAP)?).map_err(e(CIDRS6_MAP))?,
             current: EndpointSet::new(),
+            counts: MapEntries::default(),
         };
         // Pinned maps may arrive filled (a predecessor's, or a fail-closed instance's): start
         // from what is there, so that the first sync removes what this config does not want
         // and rewrites nothing that is already right.
         maps.current = maps.existing();
+        maps.current.keys().for_each(|e| maps.counts.add(e.map()));
         Ok(maps)
     }
 
@@ -145,7 +149,33 @@ impl EndpointMaps {
             stats.removed += 1;
         }
         self.current = wanted.clone();
+        self.counts = MapEntries::default();
+        self.current.keys().for_each(|e| self.counts.add(e.map()));
         Ok(stats)
+    }
+
+    /// Adds entries the maps do not hold yet (an entry already there, whoever's, stays), if all
+    /// of them fit; `Ok(false)`, touching nothing, when one would take its map past capacity.
+    /// What DNS learning adds between full syncs, at the cost of the new entries only.
+    pub fn add(&mut self, entries: &[(Entry, EndpointValue)]) -> Result<bool, Error> {
+        let fresh: Vec<&(Entry, EndpointValue)> =
+            entries.iter().filter(|(e, _)| !self.current.contains_key(e)).collect();
+        let mut counts = self.counts;
+        for (entry, _) in &fresh {
+            if !counts.has_room(entry.map()) {
+                return Ok(false);
+            }
+            counts.add(entry.map());
+        }
+        for (entry, value) in fresh {
+            if self.current.contains_key(entry) {
+                continue;
+            }
+            self.write(entry, Some(value))?;
+            self.current.insert(*entry, *value);
+            self.counts.add(entry.map());
+        }
+        Ok(true)
     }
 
     fn write(&mut self, entry: &Entry, value: Option<&EndpointValue>) -> Result<(), Error> {
@@ -340,6 +370,17 @@ impl Claims {
         claims
     }
 
+    /// One more provider claims `dst` (an address DNS learning found between full syncs).
+    pub fn add(&mut self, dst: SocketAddr, provider: &str) {
+        let names = self
+            .exact
+            .entry(SocketAddr::new(canonical(dst.ip()), dst.port()))
+            .or_default();
+        if !names.iter().any(|n| n == provider) {
+            names.push(provider.to_string());
+        }
+    }
+
     /// The providers that claim `dst`, in file order.
     pub fn claimants(&self, dst: SocketAddr) -> Vec<String> {
         let dst = SocketAddr::new(canonical(dst.ip()), dst.port());
@@ -350,6 +391,27 @@ impl Claims {
             }
         }
         out
+    }
+}
+
+/// The claims the proxy reads (once per connection) while the sync task replaces them on a
+/// full sync or adds to them as DNS learning finds addresses.
+#[derive(Debug, Default)]
+pub struct SharedClaims(std::sync::RwLock<Claims>);
+
+impl SharedClaims {
+    pub fn claimants(&self, dst: SocketAddr) -> Vec<String> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).claimants(dst)
+    }
+
+    pub fn replace(&self, claims: Claims) {
+        let old = std::mem::replace(&mut *self.0.write().unwrap_or_else(|e| e.into_inner()), claims);
+        // Freed after the lock is released.
+        drop(old);
+    }
+
+    pub fn add(&self, dst: SocketAddr, provider: &str) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).add(dst, provider);
     }
 }
 
@@ -448,6 +510,8 @@ impl AnyResolver {
 /// (for metrics). `app` wires it; this module knows neither consumer.
 pub trait Publish: Send + Sync + 'static {
     fn claims(&self, claims: Claims);
+    /// One more claim, of a learned address.
+    fn claim(&self, dst: SocketAddr, provider: &str);
     /// Entries in the maps after a sync.
     fn endpoints(&self, total: usize);
     /// A provider's hostname failed to resolve (its last addresses are kept), or resolved to
@@ -543,7 +607,7 @@ pub async fn run_sync<R: Resolve>(
                 }
             },
         }
-        let next = hosts.values().map(|s| s.next).chain(learned.next_expiry()).min();
+        let mut next = hosts.values().map(|s| s.next).chain(learned.next_expiry()).min();
         // Wait for a refresh, a reload or news from DNS; an answer that changes nothing (the
         // usual repeat) is acknowledged at once, without a sync.
         loop {
@@ -557,25 +621,69 @@ pub async fn run_sync<R: Resolve>(
                     _ = shutdown.changed() => return,
                     changed = providers_rx.changed() => if changed.is_err() { return } else { break },
                     request = learn_rx.recv() => {
-                        let Some(first) = request else { continue };
-                        let mut changed = false;
-                        let mut batch = vec![first];
-                        while let Ok(more) = learn_rx.try_recv() {
-                            batch.push(more);
-                        }
-                        let now = Instant::now();
-                        for (answer, ack) in batch {
-                            changed |= learned.insert(answer, now);
-                            acks.push(ack);
-                        }
-                        if changed {
-                            break;
-                        }
-                        for ack in acks.drain(..) {
-                let _ = ack.send(());
-            }
+                    let Some(first) = request else { continue };
+                    let mut batch = vec![first];
+                    while let Ok(more) = learn_rx.try_recv() {
+                        batch.push(more);
                     }
+                    let now = Instant::now();
+                    let mut added = Vec::new();
+                    let mut removed = false;
+                    for (answer, ack) in batch {
+                        let change = learned.insert(answer, now);
+                        added.extend(change.added);
+                        removed |= change.removed;
+                        acks.push(ack);
+                    }
+                    out.learned_names(learned.len());
+                    // New addresses go in on their own; a name pushed out (the table full)
+                    // or a full map takes a full sync.
+                    if removed || !add_learned(&mut maps, &providers, &added, out.as_ref()) {
+                        break;
+                    }
+                    for ack in acks.drain(..) {
+                        let _ = ack.send(());
+                    }
+                    next = next.into_iter().chain(learned.next_expiry()).min();
                 }
+            }
+        }
+    }
+}
+
+/// Puts the entries of newly learned (pattern, address) pairs in the maps — claims first, so
+/// that a connect the new entries redirect finds its provider — without recomputing the whole
+/// set. `false` when they do not all fit (or a write failed): the caller then runs a full sync.
+fn add_learned(maps: &mut EndpointMaps, providers: &[Provider], added: &[(String, IpAddr)], out: &dyn Publish) -> bool {
+    if added.is_empty() {
+        return true;
+    }
+    let mut entries = Vec::new();
+    for (pattern, addr) in added {
+        for (index, p) in providers.iter().enumerate() {
+            if !p.hostnames.iter().any(|h| h == pattern) {
+                continue;
+            }
+            let value = EndpointValue {
+                action: action(p.mode),
+                provider: index as u32,
+            };
+            for port in &p.ports {
+                let dst = SocketAddr::new(canonical(*addr), *port);
+                out.claim(dst, &p.name);
+                entries.push((Entry::Exact(dst), value));
+            }
+        }
+    }
+    match maps.add(&entries) {
+        Ok(true) => {
+            out.endpoints(maps.current.len());
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::error!(component = "endpoints", error = %e, "adding learned addresses failed");
+            false
         }
     }
 }

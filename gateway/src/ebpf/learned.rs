@@ -10,6 +10,21 @@ use tokio::time::Instant;
 
 use crate::dns::Learned;
 
+/// What one answer changed in what the maps must hold.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// (pattern, address) pairs held now and by no name before.
+    pub added: Vec<(String, IpAddr)>,
+    /// A name made room for this one and an address of its is held by none now.
+    pub removed: bool,
+}
+
+impl Change {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && !self.removed
+    }
+}
+
 struct Name {
     patterns: Vec<String>,
     addrs: Vec<IpAddr>,
@@ -36,12 +51,12 @@ impl LearnedNames {
         }
     }
 
-    /// Takes an answer in. `true` when what the maps must hold changed: a (pattern, address)
-    /// no other name held. A repeated answer, or a new name at known addresses, only sets
-    /// times.
-    pub fn insert(&mut self, learned: Learned, now: Instant) -> bool {
+    /// Takes an answer in and says what the maps must hold now that they did not: the
+    /// (pattern, address) pairs no other name held. A repeated answer, or a new name at known
+    /// addresses, only sets times.
+    pub fn insert(&mut self, learned: Learned, now: Instant) -> Change {
         let expires = now + learned.ttl.clamp(self.min_ttl, self.max_ttl);
-        let mut changed = false;
+        let mut change = Change::default();
         if let Some(known) = self.names.get_mut(&learned.name) {
             known.expires = known.expires.max(expires);
             let (old_patterns, old_addrs) = (known.patterns.clone(), known.addrs.clone());
@@ -58,22 +73,24 @@ impl LearnedNames {
             let (patterns, addrs) = (known.patterns.clone(), known.addrs.clone());
             for pattern in &patterns {
                 for addr in &addrs {
-                    if !(old_patterns.contains(pattern) && old_addrs.contains(addr)) {
-                        changed |= self.hold(pattern, *addr);
+                    if !(old_patterns.contains(pattern) && old_addrs.contains(addr)) && self.hold(pattern, *addr) {
+                        change.added.push((pattern.clone(), *addr));
                     }
                 }
             }
-            return changed;
+            return change;
         }
         if self.names.len() >= self.max {
             let soonest = self.names.iter().min_by_key(|(_, n)| n.expires).map(|(k, _)| k.clone());
             if let Some(name) = soonest {
-                changed |= self.forget(&name);
+                change.removed |= self.forget(&name);
             }
         }
         for pattern in &learned.patterns {
             for addr in &learned.addrs {
-                changed |= self.hold(pattern, *addr);
+                if self.hold(pattern, *addr) {
+                    change.added.push((pattern.clone(), *addr));
+                }
             }
         }
         self.names.insert(
@@ -84,7 +101,7 @@ impl LearnedNames {
                 expires,
             },
         );
-        changed
+        change
     }
 
     /// One more name holds `(pattern, addr)`; `true` if none did.
@@ -171,33 +188,33 @@ mod tests {
     fn an_address_stays_while_any_name_holds_it_and_ttls_are_clamped() {
         let now = Instant::now();
         let mut t = LearnedNames::new(10, Duration::from_secs(2), Duration::from_secs(100));
-        assert!(t.insert(
+        let pair = |a: &str| ("*.openai.azure.com".to_string(), a.parse::<IpAddr>().unwrap());
+        let a = t.insert(
             learned("a.openai.azure.com", "*.openai.azure.com", &["127.30.0.1"], 0),
-            now
-        ));
-        assert!(t.insert(
-            learned(
-                "b.openai.azure.com",
-                "*.openai.azure.com",
-                &["127.30.0.1", "127.30.0.2"],
-                50
-            ),
-            now
-        ));
-        assert!(
-            !t.insert(
-                learned("a.openai.azure.com", "*.openai.azure.com", &["127.30.0.1"], 0),
-                now
-            ),
-            "a repeat changes nothing"
+            now,
         );
-        assert!(
-            !t.insert(
-                learned("c.openai.azure.com", "*.openai.azure.com", &["127.30.0.2"], 0),
-                now
-            ),
-            "a new name at held addresses changes nothing"
+        assert_eq!(a.added, [pair("127.30.0.1")]);
+        let b = learned(
+            "b.openai.azure.com",
+            "*.openai.azure.com",
+            &["127.30.0.1", "127.30.0.2"],
+            50,
         );
+        assert_eq!(
+            t.insert(b, now).added,
+            [pair("127.30.0.2")],
+            "only the address none held"
+        );
+        let again = t.insert(
+            learned("a.openai.azure.com", "*.openai.azure.com", &["127.30.0.1"], 0),
+            now,
+        );
+        assert!(again.is_empty(), "a repeat changes nothing");
+        let c = t.insert(
+            learned("c.openai.azure.com", "*.openai.azure.com", &["127.30.0.2"], 0),
+            now,
+        );
+        assert!(c.is_empty(), "a new name at held addresses changes nothing");
         let mut r = HashMap::new();
         t.add_to(&mut r);
         assert_eq!(r["*.openai.azure.com"].len(), 2);

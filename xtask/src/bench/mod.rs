@@ -14,10 +14,12 @@
 //! Results: `bench/results/capture-<unix time>.json`, and a table on stdout.
 
 mod common;
+mod dns;
 mod l7;
 mod peers;
 mod scale;
 
+pub(crate) use dns::{dns, DnsRun};
 pub(crate) use peers::{peers, PeersRun};
 pub(crate) use scale::{scale, ScaleRun};
 
@@ -414,7 +416,7 @@ fn start_redis() -> anyhow::Result<Option<(std::process::Child, u16)>> {
     bail!("redis-server did not start")
 }
 
-fn humantime_now() -> String {
+pub(super) fn humantime_now() -> String {
     let out = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
         .output();
@@ -422,7 +424,7 @@ fn humantime_now() -> String {
         .unwrap_or_default()
 }
 
-fn machine() -> Value {
+pub(super) fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -436,7 +438,7 @@ fn machine() -> Value {
 }
 
 /// User + system CPU time of a process.
-fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+pub(super) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').context("stat format")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -497,6 +499,7 @@ pub(crate) fn client(args: &[String]) -> anyhow::Result<()> {
         Some("relay") => return peers::relay(&args[1..]),
         Some("hold") => return scale::hold_client(&args[1..]),
         Some("cgroups") => return scale::cgroup_client(&args[1..]),
+        Some("dns") => return dns::client(&args[1..]),
         _ => {}
     }
     let [mode, addr, n] = args else {
