@@ -285,3 +285,32 @@ impl Drop for RemoveDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// DNS is fail-open whatever `capture.failMode` says: with a fail-closed instance gone (its
+/// programs still attached, captured connects refused), queries go straight to their server.
+#[test]
+fn dns_goes_straight_to_its_server_while_tollgate_is_down_even_fail_closed() {
+    if !privileged("dns_goes_straight_to_its_server_while_tollgate_is_down_even_fail_closed") {
+        return;
+    }
+    let (s, builder) = setup(4, "dns-down");
+    let dns = Dnsmasq::start(&s.dir, "127.21.4.53", &[Record::A("api.openai.com", "127.21.4.60", 60)]);
+    let mut gw = builder.fail_closed().start();
+    let v = dns_query(&s.cg, &dns.ip, "api.openai.com", false);
+    assert_eq!(v["addresses"], serde_json::json!(["127.21.4.60"]), "{v}");
+    assert!(dns_metric(&gw, "udp", "learned") >= 1);
+    gw.kill();
+    // The programs stay (fail-closed): a connect to the learned address is refused...
+    let mut cmd =
+        s.cg.command_with_hosts(&s.dir, &[("api.openai.com", "127.21.4.60")], "curl");
+    cmd.args(["-sS", "-m", "5", "https://api.openai.com/v1/models"]);
+    let out = run(cmd, Duration::from_secs(20));
+    assert!(!out.status.success(), "fail-closed refuses the captured connect");
+    // ...while DNS, over UDP and TCP, reaches its server directly.
+    let v = dns_query(&s.cg, &dns.ip, "api.openai.com", false);
+    assert_eq!(v["addresses"], serde_json::json!(["127.21.4.60"]), "{v}");
+    assert_eq!(v["from"], serde_json::json!(["127.21.4.53", 53]), "{v}");
+    let v = dns_query(&s.cg, &dns.ip, "api.openai.com", true);
+    assert_eq!(v["addresses"], serde_json::json!(["127.21.4.60"]), "{v}");
+    gw.detach_pins();
+}
