@@ -90,6 +90,72 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 #[map]
 static DNS_FLOWS: LruHashMap<PeerKey, ConnRecord> = LruHashMap::with_max_entries(DNS_FLOWS_MAX_ENTRIES, 0);
 
+/// The address and port of a sock_addr context (`user_ip4`, `user_port` in network order).
+#[inline(always)]
+fn addr4(sa: *mut bpf_sock_addr) -> (u32, u16) {
+    // SAFETY: the kernel hands us a valid bpf_sock_addr; fields are read one by one with
+    // volatile loads because the verifier refuses merged or narrowed context accesses.
+    // `user_port` is a u32 holding the port in network order in its low 16 bits; Cilium reads
+    // it the same way ("missing narrow ctx access").
+    unsafe {
+        (
+            read_volatile(addr_of!((*sa).user_ip4)),
+            read_volatile(addr_of!((*sa).user_port)) as u16,
+        )
+    }
+}
+
+/// The IPv6 address (four words, network order) and port of a sock_addr context.
+#[inline(always)]
+fn addr6(sa: *mut bpf_sock_addr) -> ([u32; 4], u16) {
+    // SAFETY: as in `addr4`. user_ip6 is copied word by word: copying it as an array fails
+    // with "dereference of modified ctx ptr" (aya's sk_storage test notes the same).
+    unsafe {
+        (
+            [
+                read_volatile(addr_of!((*sa).user_ip6[0])),
+                read_volatile(addr_of!((*sa).user_ip6[1])),
+                read_volatile(addr_of!((*sa).user_ip6[2])),
+                read_volatile(addr_of!((*sa).user_ip6[3])),
+            ],
+            read_volatile(addr_of!((*sa).user_port)) as u16,
+        )
+    }
+}
+
+/// Rewrites the address and port of a sock_addr context (writable in connect, sendmsg,
+/// recvmsg and getpeername).
+#[inline(always)]
+fn set_addr4(sa: *mut bpf_sock_addr, ip: u32, port: u16) {
+    // SAFETY: user_ip4/user_port are writable in these hooks; one 4-byte store each.
+    unsafe {
+        write_volatile(addr_of!((*sa).user_ip4).cast_mut(), ip);
+        write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(port));
+    }
+}
+
+/// The IPv6 side of [`set_addr4`].
+#[inline(always)]
+fn set_addr6(sa: *mut bpf_sock_addr, ip: [u32; 4], port: u16) {
+    // SAFETY: user_ip6[i]/user_port are writable in these hooks; 4-byte stores, one per field:
+    // LLVM may otherwise merge neighbours into an 8-byte store that the verifier refuses
+    // ("invalid bpf_context access off=.. size=8").
+    unsafe {
+        write_volatile(addr_of!((*sa).user_ip6[0]).cast_mut(), ip[0]);
+        write_volatile(addr_of!((*sa).user_ip6[1]).cast_mut(), ip[1]);
+        write_volatile(addr_of!((*sa).user_ip6[2]).cast_mut(), ip[2]);
+        write_volatile(addr_of!((*sa).user_ip6[3]).cast_mut(), ip[3]);
+        write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(port));
+    }
+}
+
+/// The socket's protocol (`IPPROTO_*`).
+#[inline(always)]
+fn protocol(sa: *mut bpf_sock_addr) -> u32 {
+    // SAFETY: a plain readable field.
+    unsafe { read_volatile(addr_of!((*sa).protocol)) }
+}
+
 // === connect ===
 
 #[cgroup_sock_addr(connect4)]
@@ -108,17 +174,8 @@ pub fn redirect_connect6(ctx: SockAddrContext) -> i32 {
 
 fn try_redirect_connect4(ctx: &SockAddrContext) -> Result<i32, i32> {
     let sa = ctx.sock_addr;
-    // SAFETY: the kernel hands us a valid bpf_sock_addr; fields are read one by one with
-    // volatile loads because the verifier refuses merged or narrowed context accesses.
-    let (protocol, ip, port) = unsafe {
-        (
-            read_volatile(addr_of!((*sa).protocol)),
-            read_volatile(addr_of!((*sa).user_ip4)),
-            // `user_port` is a u32 holding the port in network order in its low 16 bits;
-            // Cilium reads it the same way ("missing narrow ctx access").
-            read_volatile(addr_of!((*sa).user_port)) as u16,
-        )
-    };
+    let protocol = protocol(sa);
+    let (ip, port) = addr4(sa);
     if port == DNS_PORT.to_be() && (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) {
         redirect_dns4(ctx, ip, port, protocol == IPPROTO_TCP);
         return Ok(ALLOW);
@@ -137,31 +194,15 @@ fn try_redirect_connect4(ctx: &SockAddrContext) -> Result<i32, i32> {
         LISTENER_NODE4 => (cfg.node_ip4, cfg.node_port4),
         _ => (cfg.proxy_ip4, cfg.proxy_port4),
     };
-    // SAFETY: user_ip4/user_port are writable in connect4; one 4-byte store each (see above).
-    unsafe {
-        write_volatile(addr_of!((*sa).user_ip4).cast_mut(), new_ip);
-        write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(new_port));
-    }
+    set_addr4(sa, new_ip, new_port);
     count(STAT_REDIRECTED);
     Ok(ALLOW)
 }
 
 fn try_redirect_connect6(ctx: &SockAddrContext) -> Result<i32, i32> {
     let sa = ctx.sock_addr;
-    // SAFETY: as in connect4. user_ip6 is copied word by word: copying it as an array fails
-    // with "dereference of modified ctx ptr" (aya's sk_storage test notes the same).
-    let (protocol, ip, port) = unsafe {
-        (
-            read_volatile(addr_of!((*sa).protocol)),
-            [
-                read_volatile(addr_of!((*sa).user_ip6[0])),
-                read_volatile(addr_of!((*sa).user_ip6[1])),
-                read_volatile(addr_of!((*sa).user_ip6[2])),
-                read_volatile(addr_of!((*sa).user_ip6[3])),
-            ],
-            read_volatile(addr_of!((*sa).user_port)) as u16,
-        )
-    };
+    let protocol = protocol(sa);
+    let (ip, port) = addr6(sa);
     if port == DNS_PORT.to_be() && (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) {
         redirect_dns6(ctx, ip, port, protocol == IPPROTO_TCP);
         return Ok(ALLOW);
@@ -190,16 +231,7 @@ fn try_redirect_connect6(ctx: &SockAddrContext) -> Result<i32, i32> {
         LISTENER_NODE6 => (cfg.node_ip6, cfg.node_port6),
         _ => (cfg.proxy_ip6, cfg.proxy_port6),
     };
-    // SAFETY: user_ip6[i]/user_port are writable in connect6; 4-byte stores, one per field:
-    // LLVM may otherwise merge neighbours into an 8-byte store that the verifier refuses
-    // ("invalid bpf_context access off=.. size=8").
-    unsafe {
-        write_volatile(addr_of!((*sa).user_ip6[0]).cast_mut(), new_ip[0]);
-        write_volatile(addr_of!((*sa).user_ip6[1]).cast_mut(), new_ip[1]);
-        write_volatile(addr_of!((*sa).user_ip6[2]).cast_mut(), new_ip[2]);
-        write_volatile(addr_of!((*sa).user_ip6[3]).cast_mut(), new_ip[3]);
-        write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(new_port));
-    }
+    set_addr6(sa, new_ip, new_port);
     count(STAT_REDIRECTED);
     Ok(ALLOW)
 }
@@ -438,12 +470,7 @@ fn redirect_dns4(ctx: &SockAddrContext, ip: u32, port: u16, tcp: bool) {
         LISTENER_NODE4 => (cfg.node_ip4, cfg.dns_node_port4),
         _ => (cfg.proxy_ip4, cfg.dns_port4),
     };
-    let sa = ctx.sock_addr;
-    // SAFETY: user_ip4/user_port are writable in connect4 and sendmsg4; one store each.
-    unsafe {
-        write_volatile(addr_of!((*sa).user_ip4).cast_mut(), new_ip);
-        write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(new_port));
-    }
+    set_addr4(ctx.sock_addr, new_ip, new_port);
 }
 
 /// The IPv6 side of [`redirect_dns4`]; v4-mapped servers go to the IPv4 forwarder.
@@ -459,27 +486,12 @@ fn redirect_dns6(ctx: &SockAddrContext, ip: [u32; 4], port: u16, tcp: bool) {
         LISTENER_NODE6 => (cfg.node_ip6, cfg.dns_node_port6),
         _ => (cfg.proxy_ip6, cfg.dns_port6),
     };
-    let sa = ctx.sock_addr;
-    // SAFETY: as in connect6: one 4-byte store per field.
-    unsafe {
-        write_volatile(addr_of!((*sa).user_ip6[0]).cast_mut(), new_ip[0]);
-        write_volatile(addr_of!((*sa).user_ip6[1]).cast_mut(), new_ip[1]);
-        write_volatile(addr_of!((*sa).user_ip6[2]).cast_mut(), new_ip[2]);
-        write_volatile(addr_of!((*sa).user_ip6[3]).cast_mut(), new_ip[3]);
-        write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(new_port));
-    }
+    set_addr6(ctx.sock_addr, new_ip, new_port);
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn redirect_sendmsg4(ctx: SockAddrContext) -> i32 {
-    let sa = ctx.sock_addr;
-    // SAFETY: as in connect4.
-    let (ip, port) = unsafe {
-        (
-            read_volatile(addr_of!((*sa).user_ip4)),
-            read_volatile(addr_of!((*sa).user_port)) as u16,
-        )
-    };
+    let (ip, port) = addr4(ctx.sock_addr);
     if port == DNS_PORT.to_be() {
         redirect_dns4(&ctx, ip, port, false);
     }
@@ -488,19 +500,7 @@ pub fn redirect_sendmsg4(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn redirect_sendmsg6(ctx: SockAddrContext) -> i32 {
-    let sa = ctx.sock_addr;
-    // SAFETY: as in connect6.
-    let (ip, port) = unsafe {
-        (
-            [
-                read_volatile(addr_of!((*sa).user_ip6[0])),
-                read_volatile(addr_of!((*sa).user_ip6[1])),
-                read_volatile(addr_of!((*sa).user_ip6[2])),
-                read_volatile(addr_of!((*sa).user_ip6[3])),
-            ],
-            read_volatile(addr_of!((*sa).user_port)) as u16,
-        )
-    };
+    let (ip, port) = addr6(ctx.sock_addr);
     if port == DNS_PORT.to_be() {
         redirect_dns6(&ctx, ip, port, false);
     }
@@ -527,20 +527,10 @@ fn asked_server(ctx: &SockAddrContext, ip: [u32; 4], port: u16) -> Option<ConnRe
 
 #[cgroup_sock_addr(recvmsg4)]
 pub fn restore_recvmsg4(ctx: SockAddrContext) -> i32 {
-    let sa = ctx.sock_addr;
-    // SAFETY: user_ip4/user_port hold the datagram's source in recvmsg4.
-    let (ip, port) = unsafe {
-        (
-            read_volatile(addr_of!((*sa).user_ip4)),
-            read_volatile(addr_of!((*sa).user_port)) as u16,
-        )
-    };
+    // The datagram's source.
+    let (ip, port) = addr4(ctx.sock_addr);
     if let Some(record) = asked_server(&ctx, v4_mapped(ip), port) {
-        // SAFETY: writable in recvmsg4; one store each.
-        unsafe {
-            write_volatile(addr_of!((*sa).user_ip4).cast_mut(), record.orig_ip[3]);
-            write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(record.orig_port));
-        }
+        set_addr4(ctx.sock_addr, record.orig_ip[3], record.orig_port);
         count(STAT_DNS_ANSWER_RESTORED);
     }
     ALLOW
@@ -548,28 +538,9 @@ pub fn restore_recvmsg4(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(recvmsg6)]
 pub fn restore_recvmsg6(ctx: SockAddrContext) -> i32 {
-    let sa = ctx.sock_addr;
-    // SAFETY: as in connect6.
-    let (ip, port) = unsafe {
-        (
-            [
-                read_volatile(addr_of!((*sa).user_ip6[0])),
-                read_volatile(addr_of!((*sa).user_ip6[1])),
-                read_volatile(addr_of!((*sa).user_ip6[2])),
-                read_volatile(addr_of!((*sa).user_ip6[3])),
-            ],
-            read_volatile(addr_of!((*sa).user_port)) as u16,
-        )
-    };
+    let (ip, port) = addr6(ctx.sock_addr);
     if let Some(record) = asked_server(&ctx, ip, port) {
-        // SAFETY: writable in recvmsg6; one store per field.
-        unsafe {
-            write_volatile(addr_of!((*sa).user_ip6[0]).cast_mut(), record.orig_ip[0]);
-            write_volatile(addr_of!((*sa).user_ip6[1]).cast_mut(), record.orig_ip[1]);
-            write_volatile(addr_of!((*sa).user_ip6[2]).cast_mut(), record.orig_ip[2]);
-            write_volatile(addr_of!((*sa).user_ip6[3]).cast_mut(), record.orig_ip[3]);
-            write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(record.orig_port));
-        }
+        set_addr6(ctx.sock_addr, record.orig_ip, record.orig_port);
         count(STAT_DNS_ANSWER_RESTORED);
     }
     ALLOW
@@ -704,13 +675,8 @@ fn try_rekey_sock_ops(ctx: &SockOpsContext) {
 
 #[cgroup_sock_addr(getpeername4)]
 pub fn restore_getpeername4(ctx: SockAddrContext) -> i32 {
-    let sa = ctx.sock_addr;
     if let Some(record) = record_of(&ctx) {
-        // SAFETY: user_ip4/user_port are writable in getpeername4.
-        unsafe {
-            write_volatile(addr_of!((*sa).user_ip4).cast_mut(), record.orig_ip[3]);
-            write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(record.orig_port));
-        }
+        set_addr4(ctx.sock_addr, record.orig_ip[3], record.orig_port);
         count(STAT_PEERNAME_RESTORED);
     }
     ALLOW
@@ -718,18 +684,10 @@ pub fn restore_getpeername4(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(getpeername6)]
 pub fn restore_getpeername6(ctx: SockAddrContext) -> i32 {
-    let sa = ctx.sock_addr;
     if let Some(record) = record_of(&ctx) {
         // The record keeps IPv4 destinations v4-mapped, which is what an AF_INET6 socket
         // that connected to `::ffff:a.b.c.d` must see.
-        // SAFETY: user_ip6[i]/user_port are writable in getpeername6; one store per field.
-        unsafe {
-            write_volatile(addr_of!((*sa).user_ip6[0]).cast_mut(), record.orig_ip[0]);
-            write_volatile(addr_of!((*sa).user_ip6[1]).cast_mut(), record.orig_ip[1]);
-            write_volatile(addr_of!((*sa).user_ip6[2]).cast_mut(), record.orig_ip[2]);
-            write_volatile(addr_of!((*sa).user_ip6[3]).cast_mut(), record.orig_ip[3]);
-            write_volatile(addr_of!((*sa).user_port).cast_mut(), u32::from(record.orig_port));
-        }
+        set_addr6(ctx.sock_addr, record.orig_ip, record.orig_port);
         count(STAT_PEERNAME_RESTORED);
     }
     ALLOW

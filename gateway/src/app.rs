@@ -95,18 +95,7 @@ async fn bind(
         socket.set_nonblocking(true)?;
         return Ok(Some(TcpListener::from_std(socket)?));
     }
-    let listen = || -> std::io::Result<TcpListener> {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(addr)?;
-        socket.listen(LISTEN_BACKLOG)
-    };
-    listen()
+    crate::socket::listen_shared(addr, LISTEN_BACKLOG)
         .map(Some)
         .with_context(|| format!("cannot bind the {slot} listener on {addr}"))
 }

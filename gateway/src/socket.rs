@@ -83,6 +83,20 @@ pub fn peer_key(peer: ClientAddr, host_netns_cookie: u64) -> PeerKey {
     }
 }
 
+/// A TCP listener on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`, so that a successor can
+/// bind beside a predecessor during an upgrade.
+pub fn listen_shared(addr: SocketAddr, backlog: u32) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Puts `mark` on a socket so the connect programs skip it. Needs `CAP_NET_ADMIN`.
 pub fn set_mark(socket: &impl AsFd, mark: u32) -> io::Result<()> {
     socket2::SockRef::from(socket).set_mark(mark)

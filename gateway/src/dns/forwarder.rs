@@ -89,7 +89,7 @@ impl Pair {
         for _ in 0..16 {
             let udp = bind_udp(addr)?;
             let port = udp.local_addr()?.port();
-            match bind_tcp(SocketAddr::new(addr.ip(), port)) {
+            match crate::socket::listen_shared(SocketAddr::new(addr.ip(), port), 1024) {
                 Ok(tcp) => return Ok(Pair { udp, tcp }),
                 // The port UDP picked may be taken for TCP: pick again.
                 Err(e) if addr.port() == 0 => last = Some(e),
@@ -119,18 +119,6 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
-}
-
-fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
 }
 
 /// The forwarder's shared state.
