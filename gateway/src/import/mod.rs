@@ -113,12 +113,16 @@ impl Report {
     }
 
     pub(crate) fn gap(&mut self, object: &str, field: impl Into<String>, why: impl Into<String>) {
-        self.gaps.push(Gap {
+        let gap = Gap {
             object: object.into(),
             field: field.into(),
             why: why.into(),
             action: false,
-        });
+        };
+        // A policy that targets several backends is met once per backend: one line is enough.
+        if !self.gaps.contains(&gap) {
+            self.gaps.push(gap);
+        }
     }
 
     pub(crate) fn action(&mut self, object: &str, field: impl Into<String>, why: impl Into<String>) {

@@ -253,7 +253,7 @@ fn header_glob(object: &str, field: &str, h: &raw::HeaderMatch, report: &mut Rep
 
 /// A regular expression that is literals joined by `.*` (`gpt-4o.*`, `^claude-.*-sonnet$`) as
 /// a glob; anything else has none. The regex is anchored as Gateway API's are (whole value).
-fn regex_glob(re: &str) -> Option<String> {
+pub(super) fn regex_glob(re: &str) -> Option<String> {
     let re = re.strip_prefix('^').unwrap_or(re);
     let re = re.strip_suffix('$').unwrap_or(re);
     let mut glob = String::new();
