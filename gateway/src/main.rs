@@ -160,7 +160,7 @@ enum ImportFrom {
         /// Write the config here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
-        /// Where Secrets are mounted: `<dir>/<secret>/<key>`.
+        /// Where Secrets are mounted: `<dir>/<credential>/<key>` (the chart's layout).
         #[arg(long, default_value = gateway::import::DEFAULT_SECRETS_DIR)]
         secrets_dir: PathBuf,
         /// Where CA ConfigMaps are mounted: `<dir>/<configmap>/ca.crt`.

@@ -94,13 +94,20 @@ fn an_incomplete_import_exits_1_listing_kind_name_and_field() {
 
 #[test]
 fn both_fixtures_together_and_bad_input_exits_2_naming_file_and_document() {
-    let (code, stdout, stderr) = import(&[fixture("v1beta1.yaml").as_os_str(), fixture("pipeline.yaml").as_os_str()]);
+    let (code, stdout, stderr) = import(&[
+        fixture("v1beta1.yaml").as_os_str(),
+        fixture("pipeline.yaml").as_os_str(),
+    ]);
     // The two define `chat` in the same namespace: names clash, which the result's validation refuses.
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(stderr.contains("not valid"), "{stderr}");
     let dir = TempDir::new("import-bad");
     let bad = dir.path("bad.yaml");
-    std::fs::write(&bad, "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: x }\n---\nkind: [\n").unwrap();
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: x }\n---\nkind: [\n",
+    )
+    .unwrap();
     let (code, _, stderr) = import(&[bad.as_os_str()]);
     assert_eq!(code, 2);
     assert!(stderr.contains("bad.yaml, document 2:"), "{stderr}");
@@ -115,7 +122,15 @@ const ANTHROPIC_KEY: &str = "sk-ant-imported-SECRET";
 /// curl from the captured cgroup; returns (status, body).
 fn curl(cg: &Cgroup, url: &str, headers: &[&str], body: &str) -> (u16, Value) {
     let mut cmd = cg.command("curl");
-    cmd.args(["-sS", "-m", "20", "-w", "\n%{http_code}", "-H", "content-type: application/json"]);
+    cmd.args([
+        "-sS",
+        "-m",
+        "20",
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "content-type: application/json",
+    ]);
     for h in headers {
         cmd.args(["-H", h]);
     }
@@ -148,7 +163,8 @@ fn an_imported_config_serves_captured_requests() {
     }
     let dir = TempDir::new("import-pipeline");
     let secrets = dir.path("secrets");
-    for (secret, key) in [("openai-secret", OPENAI_KEY), ("anthropic-secret", ANTHROPIC_KEY)] {
+    // As the chart mounts them: <dir>/<credential (the policy's name)>/<key>.
+    for (secret, key) in [("openai-key", OPENAI_KEY), ("anthropic-key", ANTHROPIC_KEY)] {
         std::fs::create_dir_all(secrets.join(secret)).unwrap();
         std::fs::write(secrets.join(secret).join("apiKey"), format!("{key}\n")).unwrap();
     }
@@ -171,7 +187,9 @@ fn an_imported_config_serves_captured_requests() {
     assert_eq!(code, 0, "{stderr}");
     let cg = Cgroup::new("import-pipeline");
     // The test's listener, capture and audit settings; everything else is the import.
-    let gw = GatewayBuilder::new(&cg).yaml(&std::fs::read_to_string(&config).unwrap()).start();
+    let gw = GatewayBuilder::new(&cg)
+        .yaml(&std::fs::read_to_string(&config).unwrap())
+        .start();
 
     // Priority fallback with the backup's model override, the key from the secret mount.
     let chat = r#"{"model":"gpt-4o","max_tokens":60,"messages":[{"role":"user","content":"hi"}]}"#;
@@ -184,7 +202,10 @@ fn an_imported_config_serves_captured_requests() {
     assert_eq!(b[0].headers["authorization"], format!("Bearer {OPENAI_KEY}"));
     assert_eq!(b[0].body["model"], "gpt-4o-mini", "modelNameOverride");
     let r = audit_record(&gw, |r| r["backend"] == "backup");
-    assert_eq!((r["route"].as_str(), r["served_model"].as_str()), (Some("chat-gpt"), Some("gpt-4o-mini")));
+    assert_eq!(
+        (r["route"].as_str(), r["served_model"].as_str()),
+        (Some("chat-gpt"), Some("gpt-4o-mini"))
+    );
     assert_eq!(r["attempts"][0]["backend"], "primary");
     assert_eq!(r["credential"]["name"], "openai-key");
 

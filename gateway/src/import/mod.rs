@@ -11,7 +11,8 @@ use std::{fmt::Write as _, path::PathBuf};
 
 use serde::Serialize;
 
-/// Where Kubernetes Secrets are expected to be mounted: `<dir>/<secret>/<key>`.
+/// Where Kubernetes Secrets are expected to be mounted: `<dir>/<credential>/<key>` (as the
+/// Helm chart mounts its `credentials`), the credential named after the policy.
 pub const DEFAULT_SECRETS_DIR: &str = "/var/run/secrets/tollgate";
 /// Where CA ConfigMaps (BackendTLSPolicy `caCertificateRefs`) are expected to be mounted:
 /// `<dir>/<configmap>/ca.crt`.
@@ -43,7 +44,7 @@ pub enum Error {
 /// Where a converted file's secrets and CA bundles are expected.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Secrets: `<dir>/<secret>/<key>` (default [`DEFAULT_SECRETS_DIR`]).
+    /// Secrets: `<dir>/<credential>/<key>` (default [`DEFAULT_SECRETS_DIR`]).
     pub secrets_dir: PathBuf,
     /// CA ConfigMaps: `<dir>/<configmap>/<key>` (default [`DEFAULT_CONFIG_MAPS_DIR`]).
     pub config_maps_dir: PathBuf,

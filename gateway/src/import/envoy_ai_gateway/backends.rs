@@ -48,12 +48,12 @@ pub(super) fn credentials(
             );
         }
         let name = objs.tg_name(&p.namespace, &p.name);
-        let Some((kind, file, region, project)) = credential(&object, &p.spec, opts, report) else {
+        // Mounted as the chart mounts a credential: <dir>/<credential name>/<key>.
+        let dir = opts.secrets_dir.join(&name);
+        let Some((kind, file, region, project)) = credential(&object, &p.spec, &dir, report) else {
             continue;
         };
-        report
-            .converted
-            .push(format!("{object} → credential {name} ({kind})"));
+        report.converted.push(format!("{object} → credential {name} ({kind})"));
         out.credentials.push(Item {
             from: object,
             value: Credential {
@@ -75,9 +75,9 @@ pub(super) fn credentials(
     made
 }
 
-/// `<secrets dir>/<secret>/<key>` for `spec.<field>.secretRef`, or a gap.
+/// `<dir>/<key>` for `spec.<field>.secretRef`, or a gap.
 fn secret_file(
-    opts: &Options,
+    dir: &std::path::Path,
     report: &mut Report,
     object: &str,
     field: &str,
@@ -85,7 +85,7 @@ fn secret_file(
     key: &str,
 ) -> Option<String> {
     match secret {
-        Some(r) if !r.name.is_empty() => Some(opts.secrets_dir.join(&r.name).join(key).display().to_string()),
+        Some(r) if !r.name.is_empty() => Some(dir.join(key).display().to_string()),
         _ => {
             report.gap(object, field, "no secretRef: nothing to read the secret from");
             None
@@ -96,28 +96,44 @@ fn secret_file(
 type CredParts = (&'static str, Option<String>, Option<String>, Option<String>);
 
 /// A policy's credential kind, file, region and project.
-fn credential(object: &str, s: &raw::SecurityPolicySpec, opts: &Options, report: &mut Report) -> Option<CredParts> {
+fn credential(
+    object: &str,
+    s: &raw::SecurityPolicySpec,
+    dir: &std::path::Path,
+    report: &mut Report,
+) -> Option<CredParts> {
     let simple = |holder: &Option<raw::SecretHolder>, field: &str, kind: &'static str, report: &mut Report| {
         let secret = holder.as_ref().and_then(|h| h.secret_ref.as_ref());
-        secret_file(opts, report, object, &format!("spec.{field}.secretRef"), secret, "apiKey")
-            .map(|f| (kind, Some(f), None, None))
+        secret_file(
+            dir,
+            report,
+            object,
+            &format!("spec.{field}.secretRef"),
+            secret,
+            "apiKey",
+        )
+        .map(|f| (kind, Some(f), None, None))
     };
     match s.kind.as_str() {
         // Envoy AI Gateway sends an APIKey as `Authorization: Bearer` whatever the backend.
         "APIKey" => simple(&s.api_key, "apiKey", "bearer", report),
         "AnthropicAPIKey" => simple(&s.anthropic_api_key, "anthropicAPIKey", "xApiKey", report),
         "AzureAPIKey" => simple(&s.azure_api_key, "azureAPIKey", "apiKey", report),
-        "AWSCredentials" => aws(object, s.aws_credentials.as_ref()?, opts, report),
-        "AzureCredentials" => azure(object, s.azure_credentials.as_ref()?, opts, report),
-        "GCPCredentials" => gcp(object, s.gcp_credentials.as_ref()?, opts, report),
+        "AWSCredentials" => aws(object, s.aws_credentials.as_ref()?, dir, report),
+        "AzureCredentials" => azure(object, s.azure_credentials.as_ref()?, dir, report),
+        "GCPCredentials" => gcp(object, s.gcp_credentials.as_ref()?, dir, report),
         other => {
-            report.gap(object, "spec.type", format!("{other:?} is not a type the importer knows"));
+            report.gap(
+                object,
+                "spec.type",
+                format!("{other:?} is not a type the importer knows"),
+            );
             None
         }
     }
 }
 
-fn aws(object: &str, c: &raw::AwsCredentials, opts: &Options, report: &mut Report) -> Option<CredParts> {
+fn aws(object: &str, c: &raw::AwsCredentials, dir: &std::path::Path, report: &mut Report) -> Option<CredParts> {
     let region = Some(c.region.clone()).filter(|r| !r.is_empty());
     if c.oidc_exchange_token.is_some() {
         report.gap(
@@ -142,7 +158,7 @@ fn aws(object: &str, c: &raw::AwsCredentials, opts: &Options, report: &mut Repor
         return None;
     }
     let path = secret_file(
-        opts,
+        dir,
         report,
         object,
         "spec.awsCredentials.credentialsFile.secretRef",
@@ -152,7 +168,7 @@ fn aws(object: &str, c: &raw::AwsCredentials, opts: &Options, report: &mut Repor
     Some(("awsSigV4", Some(path), region, None))
 }
 
-fn azure(object: &str, c: &raw::AzureCredentials, opts: &Options, report: &mut Report) -> Option<CredParts> {
+fn azure(object: &str, c: &raw::AzureCredentials, dir: &std::path::Path, report: &mut Report) -> Option<CredParts> {
     if c.oidc_exchange_token.is_some() {
         report.gap(
             object,
@@ -162,14 +178,18 @@ fn azure(object: &str, c: &raw::AzureCredentials, opts: &Options, report: &mut R
         return None;
     }
     let secret = secret_file(
-        opts,
+        dir,
         report,
         object,
         "spec.azureCredentials.clientSecretRef",
         c.client_secret_ref.as_ref(),
         "azure-entra.json",
     )?;
-    let secret_name = c.client_secret_ref.as_ref().map(|r| r.name.as_str()).unwrap_or_default();
+    let secret_name = c
+        .client_secret_ref
+        .as_ref()
+        .map(|r| r.name.as_str())
+        .unwrap_or_default();
     report.action(
         object,
         "spec.azureCredentials.clientSecretRef",
@@ -182,7 +202,7 @@ fn azure(object: &str, c: &raw::AzureCredentials, opts: &Options, report: &mut R
     Some(("azureEntra", Some(secret), None, None))
 }
 
-fn gcp(object: &str, c: &raw::GcpCredentials, opts: &Options, report: &mut Report) -> Option<CredParts> {
+fn gcp(object: &str, c: &raw::GcpCredentials, dir: &std::path::Path, report: &mut Report) -> Option<CredParts> {
     let region = Some(c.region.clone()).filter(|r| !r.is_empty());
     let project = Some(c.project_name.clone()).filter(|r| !r.is_empty());
     if c.workload_identity_federation_config.is_some() {
@@ -198,7 +218,7 @@ fn gcp(object: &str, c: &raw::GcpCredentials, opts: &Options, report: &mut Repor
         return Some(("gcpMetadata", None, region, project));
     };
     let path = secret_file(
-        opts,
+        dir,
         report,
         object,
         "spec.gcpCredentials.credentialsFile.secretRef",
@@ -269,7 +289,9 @@ pub(super) fn backends(
 
 fn not_expressible(field: &str) -> String {
     match field {
-        "headerMutation" | "bodyMutation" => "Tollgate does not rewrite request headers or bodies besides the model".into(),
+        "headerMutation" | "bodyMutation" => {
+            "Tollgate does not rewrite request headers or bodies besides the model".into()
+        }
         _ => "Tollgate's timeouts are per route: see the routes".into(),
     }
 }
@@ -284,9 +306,10 @@ fn policy_of(objs: &Objects, s: &super::Obj<raw::AiServiceBackendSpec>) -> Optio
         .iter()
         .find(|p| {
             p.namespace == s.namespace
-                && p.spec.target_refs.iter().any(|t| {
-                    t.name == s.name && t.kind.as_deref().unwrap_or("AIServiceBackend") == "AIServiceBackend"
-                })
+                && p.spec
+                    .target_refs
+                    .iter()
+                    .any(|t| t.name == s.name && t.kind.as_deref().unwrap_or("AIServiceBackend") == "AIServiceBackend")
         })
         .map(|p| (p.namespace.clone(), p.name.clone()))
 }
@@ -327,7 +350,11 @@ fn backend(
     let prefix = url_prefix(object, schema, &s.spec.schema, report)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let default_port = if tls.is_some() { 443 } else { 80 };
-    let host_text = if ip && host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let host_text = if ip && host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
     let url = match port == default_port {
         true => format!("{scheme}://{host_text}{prefix}"),
         false => format!("{scheme}://{host_text}:{port}{prefix}"),
@@ -396,7 +423,11 @@ fn attach(object: &str, b: &mut Backend, cred: Option<&CredInfo>, host: &str, re
         "bedrock" => {
             let in_host = host.starts_with("bedrock-runtime.") && host.ends_with(".amazonaws.com");
             if region.is_none() && !in_host {
-                report.gap(object, "spec.backendRef", "a Bedrock backend needs a region: none in its policy or host");
+                report.gap(
+                    object,
+                    "spec.backendRef",
+                    "a Bedrock backend needs a region: none in its policy or host",
+                );
                 return false;
             }
             b.region = region;
@@ -423,11 +454,19 @@ fn attach(object: &str, b: &mut Backend, cred: Option<&CredInfo>, host: &str, re
 fn endpoint(object: &str, spec: &raw::BackendSpec, report: &mut Report) -> Option<(String, bool, u16)> {
     unknown_fields(report, object, "spec.", &spec.extra);
     if spec.kind.as_deref().is_some_and(|k| k != "Endpoints") {
-        report.gap(object, "spec.type", "only Endpoints backends are converted (a DynamicResolver follows the Host header)");
+        report.gap(
+            object,
+            "spec.type",
+            "only Endpoints backends are converted (a DynamicResolver follows the Host header)",
+        );
         return None;
     }
     if !spec.app_protocols.is_empty() {
-        report.gap(object, "spec.appProtocols", "Tollgate speaks HTTP/1.1 (or h2 by ALPN) to backends; not converted");
+        report.gap(
+            object,
+            "spec.appProtocols",
+            "Tollgate speaks HTTP/1.1 (or h2 by ALPN) to backends; not converted",
+        );
     }
     if spec.fallback == Some(true) {
         report.notes.push(format!(
@@ -488,9 +527,20 @@ fn tls(
         from = format!(", {pobject}");
         if let Some(v) = validation {
             refs.extend(&v.ca_certificate_refs);
-            tls_name(&pobject, "spec.validation.hostname", v.hostname.as_deref(), host, ip, report);
+            tls_name(
+                &pobject,
+                "spec.validation.hostname",
+                v.hostname.as_deref(),
+                host,
+                ip,
+                report,
+            );
             if !v.subject_alt_names.is_empty() {
-                report.gap(&pobject, "spec.validation.subjectAltNames", "Tollgate checks the certificate for the URL's host only");
+                report.gap(
+                    &pobject,
+                    "spec.validation.subjectAltNames",
+                    "Tollgate checks the certificate for the URL's host only",
+                );
             }
         }
     }
@@ -499,11 +549,19 @@ fn tls(
         refs.extend(&t.ca_certificate_refs);
         tls_name(object, "spec.tls.sni", t.sni.as_deref(), host, ip, report);
         if t.insecure_skip_verify == Some(true) {
-            report.gap(object, "spec.tls.insecureSkipVerify", "Tollgate always verifies backends' certificates");
+            report.gap(
+                object,
+                "spec.tls.insecureSkipVerify",
+                "Tollgate always verifies backends' certificates",
+            );
         }
     }
     if refs.len() > 1 {
-        report.gap(object, "caCertificateRefs[1:]", "a Tollgate backend takes one CA bundle: only the first is used");
+        report.gap(
+            object,
+            "caCertificateRefs[1:]",
+            "a Tollgate backend takes one CA bundle: only the first is used",
+        );
     }
     let ca_file = refs.first().map(|r| {
         let dir = match r.kind.as_deref() {
@@ -539,7 +597,11 @@ fn url_prefix(object: &str, schema: &str, vs: &raw::VersionedSchema, report: &mu
         "anthropic" => vs.prefix.clone(),
         _ => {
             if vs.prefix.is_some() {
-                report.gap(object, "spec.schema.prefix", format!("a {schema} backend's paths are fixed"));
+                report.gap(
+                    object,
+                    "spec.schema.prefix",
+                    format!("a {schema} backend's paths are fixed"),
+                );
             }
             None
         }
@@ -586,7 +648,9 @@ pub(super) fn providers(converted: &super::Converted, out: &mut Output, report: 
         }
         seen.insert(&c.host, out.providers.len());
         let name = c.host.replace(':', "-");
-        report.converted.push(format!("backend {} host {} → provider {name}", c.name, c.host));
+        report
+            .converted
+            .push(format!("backend {} host {} → provider {name}", c.name, c.host));
         out.providers.push(Item {
             from: c.from.clone(),
             value: Provider {

@@ -90,7 +90,7 @@ pub fn import(inputs: &[(String, String)], opts: &Options) -> Result<Imported, E
     routes::limits(&objs, &route_names, &mut out, &mut report);
     let header = format!(
         "Imported from Envoy AI Gateway by `tollgate import envoy-ai-gateway` ({}).\n\
-         Secrets are read from {}/<secret>/<key>, CA bundles from {}/<configmap>/ca.crt:\n\
+         Secrets are read from {}/<credential>/<key>, CA bundles from {}/<configmap>/ca.crt:\n\
          see docs/config.md#importing-from-envoy-ai-gateway. Import {}.",
         inputs.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(", "),
         opts.secrets_dir.display(),
@@ -163,8 +163,10 @@ fn add(file: &str, doc: usize, value: Value, objs: &mut Objects, report: &mut Re
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
     let known = matches!(
         (group, kind.as_str()),
-        (AIGW_GROUP, "AIGatewayRoute" | "AIServiceBackend" | "BackendSecurityPolicy")
-            | (EG_GROUP, "Backend" | "BackendTrafficPolicy")
+        (
+            AIGW_GROUP,
+            "AIGatewayRoute" | "AIServiceBackend" | "BackendSecurityPolicy"
+        ) | (EG_GROUP, "Backend" | "BackendTrafficPolicy")
             | (GWAPI_GROUP, "BackendTLSPolicy")
     );
     if !known {
@@ -205,7 +207,11 @@ fn obj<T: serde::de::DeserializeOwned>(
 /// Reports every key of `extra` as not converted.
 fn unknown_fields(report: &mut Report, object: &str, path: &str, extra: &raw::Extra) {
     for key in extra.keys() {
-        report.gap(object, format!("{path}{key}"), "a field the importer does not know: not converted");
+        report.gap(
+            object,
+            format!("{path}{key}"),
+            "a field the importer does not know: not converted",
+        );
     }
 }
 

@@ -12,13 +12,23 @@ const EAG_DEFAULT_REQUEST_TIMEOUT: &str = "60s";
 /// The Tollgate routes each AIGatewayRoute became, by (namespace, name).
 pub(super) type RouteNames = HashMap<(String, String), Vec<String>>;
 
-pub(super) fn routes(objs: &Objects, converted: &super::Converted, out: &mut Output, report: &mut Report) -> RouteNames {
+pub(super) fn routes(
+    objs: &Objects,
+    converted: &super::Converted,
+    out: &mut Output,
+    report: &mut Report,
+) -> RouteNames {
     let mut names = RouteNames::new();
     for r in &objs.routes {
         let object = format!("AIGatewayRoute/{}", r.name);
         let s = &r.spec;
         unknown_fields(report, &object, "spec.", &s.extra);
-        let parents: Vec<&str> = s.parent_refs.iter().chain(&s.target_refs).map(|p| p.name.as_str()).collect();
+        let parents: Vec<&str> = s
+            .parent_refs
+            .iter()
+            .chain(&s.target_refs)
+            .map(|p| p.name.as_str())
+            .collect();
         if !parents.is_empty() {
             report.notes.push(format!(
                 "{object}: attached to Gateway {}: Tollgate captures the workloads' own connections instead",
@@ -26,7 +36,11 @@ pub(super) fn routes(objs: &Objects, converted: &super::Converted, out: &mut Out
             ));
         }
         if let Some(schema) = s.schema.as_ref().filter(|v| v.name != "OpenAI") {
-            report.gap(&object, "spec.schema.name", format!("{:?}: clients are taken to speak OpenAI", schema.name));
+            report.gap(
+                &object,
+                "spec.schema.name",
+                format!("{:?}: clients are taken to speak OpenAI", schema.name),
+            );
         }
         if !s.hostnames.is_empty() {
             report.gap(
@@ -36,7 +50,9 @@ pub(super) fn routes(objs: &Objects, converted: &super::Converted, out: &mut Out
             );
         }
         if s.filter_config.is_some() {
-            report.notes.push(format!("{object}: spec.filterConfig (the external processor's deployment) has no counterpart"));
+            report.notes.push(format!(
+                "{object}: spec.filterConfig (the external processor's deployment) has no counterpart"
+            ));
         }
         let mut made = Vec::new();
         for (i, rule) in s.rules.iter().enumerate() {
@@ -47,7 +63,9 @@ pub(super) fn routes(objs: &Objects, converted: &super::Converted, out: &mut Out
             );
             let field = format!("spec.rules[{i}]");
             for route in rule_routes(&object, &field, &base, &r.namespace, rule, converted, report) {
-                report.converted.push(format!("{object} {field} → route {}", route.name));
+                report
+                    .converted
+                    .push(format!("{object} {field} → route {}", route.name));
                 made.push(route.name.clone());
                 out.routes.push(Item {
                     from: format!("{object} {field}"),
@@ -78,7 +96,11 @@ fn rule_routes(
     }
     let backends = backend_refs(object, field, namespace, rule, converted, report);
     if backends.is_empty() {
-        report.gap(object, field, "no backend of this rule was converted: the rule is not converted");
+        report.gap(
+            object,
+            field,
+            "no backend of this rule was converted: the rule is not converted",
+        );
         return vec![];
     }
     let timeouts = timeouts(object, field, rule, report);
@@ -88,7 +110,11 @@ fn rule_routes(
         unknown_fields(report, object, &format!("{mf}."), &m.extra);
         match route_match(object, &mf, m, report) {
             Some(rm) => matches.push(rm),
-            None => report.gap(object, mf, "this match is not converted (a rule matching more would be wider)"),
+            None => report.gap(
+                object,
+                mf,
+                "this match is not converted (a rule matching more would be wider)",
+            ),
         }
     }
     if !rule.matches.is_empty() && matches.is_empty() {
@@ -148,22 +174,42 @@ fn backend_refs(
         let bf = format!("{field}.backendRefs[{j}]");
         unknown_fields(report, object, &format!("{bf}."), &b.extra);
         if b.kind.as_deref().is_some_and(|k| k != "AIServiceBackend") {
-            report.gap(object, &bf, format!("{}: only AIServiceBackends are converted", b.kind.as_deref().unwrap_or("")));
+            report.gap(
+                object,
+                &bf,
+                format!(
+                    "{}: only AIServiceBackends are converted",
+                    b.kind.as_deref().unwrap_or("")
+                ),
+            );
             continue;
         }
-        for (name, set) in [("headerMutation", b.header_mutation.is_some()), ("bodyMutation", b.body_mutation.is_some())] {
+        for (name, set) in [
+            ("headerMutation", b.header_mutation.is_some()),
+            ("bodyMutation", b.body_mutation.is_some()),
+        ] {
             if set {
-                report.gap(object, format!("{bf}.{name}"), "Tollgate does not rewrite request headers or bodies besides the model");
+                report.gap(
+                    object,
+                    format!("{bf}.{name}"),
+                    "Tollgate does not rewrite request headers or bodies besides the model",
+                );
             }
         }
         let ns = b.namespace.clone().unwrap_or_else(|| namespace.to_string());
         let Some((_, c)) = converted.iter().find(|(k, _)| k.0 == ns && k.1 == b.name) else {
-            report.gap(object, &bf, format!("AIServiceBackend/{} was not converted (or is not in the input)", b.name));
+            report.gap(
+                object,
+                &bf,
+                format!("AIServiceBackend/{} was not converted (or is not in the input)", b.name),
+            );
             continue;
         };
         let weight = match b.weight {
             Some(w) if w <= 0 => {
-                report.notes.push(format!("{object} {bf}: weight {w} sends it nothing: left out"));
+                report
+                    .notes
+                    .push(format!("{object} {bf}: weight {w} sends it nothing: left out"));
                 continue;
             }
             Some(w) => Some(u32::try_from(w).unwrap_or(u32::MAX)),
@@ -233,14 +279,22 @@ fn header_glob(object: &str, field: &str, h: &raw::HeaderMatch, report: &mut Rep
     }
     match h.kind.as_deref().unwrap_or("Exact") {
         "Exact" if value.contains(['*', '?']) => {
-            report.gap(object, field, format!("{value:?}: Tollgate's globs cannot match * or ? literally"));
+            report.gap(
+                object,
+                field,
+                format!("{value:?}: Tollgate's globs cannot match * or ? literally"),
+            );
             None
         }
         "Exact" => Some(value),
         "RegularExpression" => match regex_glob(&value) {
             Some(g) => Some(g),
             None => {
-                report.gap(object, field, format!("regular expression {value:?} has no glob equivalent"));
+                report.gap(
+                    object,
+                    field,
+                    format!("regular expression {value:?} has no glob equivalent"),
+                );
                 None
             }
         },
@@ -288,7 +342,11 @@ pub(super) fn limits(objs: &Objects, names: &RouteNames, out: &mut Output, repor
             continue;
         };
         if rl.local.as_ref().is_some_and(|l| !l.rules.is_empty()) {
-            report.gap(&object, "spec.rateLimit.local", "local (per Envoy instance) limits are not converted");
+            report.gap(
+                &object,
+                "spec.rateLimit.local",
+                "local (per Envoy instance) limits are not converted",
+            );
         }
         let targets = targets(objs, t, &object, report);
         let Some(global) = &rl.global else {
@@ -307,7 +365,10 @@ pub(super) fn limits(objs: &Objects, names: &RouteNames, out: &mut Output, repor
                 let Some(amount) = limit_amount(objs, &object, &field, rule, group, report) else {
                     break;
                 };
-                let routes: Vec<String> = group.iter().flat_map(|t| names.get(*t).cloned().unwrap_or_default()).collect();
+                let routes: Vec<String> = group
+                    .iter()
+                    .flat_map(|t| names.get(*t).cloned().unwrap_or_default())
+                    .collect();
                 if routes.is_empty() {
                     report.gap(&object, &field, "none of the routes it applies to was converted");
                     continue;
@@ -341,7 +402,12 @@ pub(super) fn limits(objs: &Objects, names: &RouteNames, out: &mut Output, repor
 
 /// The AIGatewayRoutes a policy applies to: an HTTPRoute of its name, or every route
 /// attached to a targeted Gateway.
-fn targets(objs: &Objects, t: &super::Obj<raw::TrafficPolicySpec>, object: &str, report: &mut Report) -> Vec<(String, String)> {
+fn targets(
+    objs: &Objects,
+    t: &super::Obj<raw::TrafficPolicySpec>,
+    object: &str,
+    report: &mut Report,
+) -> Vec<(String, String)> {
     let mut found = Vec::new();
     for r in t.spec.target_refs.iter().chain(&t.spec.target_ref) {
         match r.kind.as_deref().unwrap_or("") {
@@ -349,10 +415,20 @@ fn targets(objs: &Objects, t: &super::Obj<raw::TrafficPolicySpec>, object: &str,
             "Gateway" => found.extend(
                 (objs.routes.iter())
                     .filter(|a| a.namespace == t.namespace)
-                    .filter(|a| a.spec.parent_refs.iter().chain(&a.spec.target_refs).any(|p| p.name == r.name))
+                    .filter(|a| {
+                        a.spec
+                            .parent_refs
+                            .iter()
+                            .chain(&a.spec.target_refs)
+                            .any(|p| p.name == r.name)
+                    })
                     .map(|a| (a.namespace.clone(), a.name.clone())),
             ),
-            other => report.gap(object, "spec.targetRefs", format!("{other} {}: not a route or gateway", r.name)),
+            other => report.gap(
+                object,
+                "spec.targetRefs",
+                format!("{other} {}: not a route or gateway", r.name),
+            ),
         }
     }
     found
@@ -360,17 +436,34 @@ fn targets(objs: &Objects, t: &super::Obj<raw::TrafficPolicySpec>, object: &str,
 
 /// `x-ai-eg-model` selectors: exact values → `models`, `Distinct` → key `model`; anything
 /// else Tollgate cannot select or key on.
-fn selectors(object: &str, field: &str, rule: &raw::RateLimitRule, report: &mut Report) -> Option<(Vec<String>, Vec<&'static str>)> {
+fn selectors(
+    object: &str,
+    field: &str,
+    rule: &raw::RateLimitRule,
+    report: &mut Report,
+) -> Option<(Vec<String>, Vec<&'static str>)> {
     if rule.shadow_mode == Some(true) {
-        report.gap(object, format!("{field}.shadowMode"), "Tollgate limits are enforced: a shadow limit is not converted");
+        report.gap(
+            object,
+            format!("{field}.shadowMode"),
+            "Tollgate limits are enforced: a shadow limit is not converted",
+        );
         return None;
     }
     let (mut models, mut key) = (Vec::new(), Vec::new());
     for (s, sel) in rule.client_selectors.iter().enumerate() {
         let sf = format!("{field}.clientSelectors[{s}]");
-        for (what, set) in [("methods", sel.methods.is_some()), ("path", sel.path.is_some()), ("sourceCIDR", sel.source_cidr.is_some())] {
+        for (what, set) in [
+            ("methods", sel.methods.is_some()),
+            ("path", sel.path.is_some()),
+            ("sourceCIDR", sel.source_cidr.is_some()),
+        ] {
             if set {
-                report.gap(object, format!("{sf}.{what}"), "Tollgate limits do not select on it: the rule is not converted");
+                report.gap(
+                    object,
+                    format!("{sf}.{what}"),
+                    "Tollgate limits do not select on it: the rule is not converted",
+                );
                 return None;
             }
         }
@@ -415,29 +508,49 @@ fn limit_amount(
         report.gap(
             object,
             format!("{field}.limit.unit"),
-            format!("{}: Tollgate counts requests and tokens per minute only (fixed UTC windows)", rule.limit.unit),
+            format!(
+                "{}: Tollgate counts requests and tokens per minute only (fixed UTC windows)",
+                rule.limit.unit
+            ),
         );
         return None;
     }
     let n = rule.limit.requests;
     let cost = rule.cost.as_ref();
-    let request = cost.and_then(|c| c.request.as_ref()).map(|r| (r.from.as_str(), r.number));
+    let request = cost
+        .and_then(|c| c.request.as_ref())
+        .map(|r| (r.from.as_str(), r.number));
     let Some(response) = cost.and_then(|c| c.response.as_ref()) else {
         return match request {
             None | Some(("Number", Some(1))) => Some(Amount::Requests(n)),
             _ => {
-                report.gap(object, format!("{field}.cost.request"), "a request cost other than 1 is not converted");
+                report.gap(
+                    object,
+                    format!("{field}.cost.request"),
+                    "a request cost other than 1 is not converted",
+                );
                 None
             }
         };
     };
-    let metadata = response.metadata.as_ref().filter(|m| response.from == "Metadata" && m.namespace == COST_NAMESPACE);
+    let metadata = response
+        .metadata
+        .as_ref()
+        .filter(|m| response.from == "Metadata" && m.namespace == COST_NAMESPACE);
     let Some(m) = metadata else {
-        report.gap(object, format!("{field}.cost.response"), "only Envoy AI Gateway's token costs are converted");
+        report.gap(
+            object,
+            format!("{field}.cost.response"),
+            "only Envoy AI Gateway's token costs are converted",
+        );
         return None;
     };
     if !matches!(request, Some(("Number", Some(0)))) {
-        report.gap(object, format!("{field}.cost.request"), "a token limit must cost 0 per request to be converted");
+        report.gap(
+            object,
+            format!("{field}.cost.request"),
+            "a token limit must cost 0 per request to be converted",
+        );
         return None;
     }
     let types: Vec<&str> = (objs.routes.iter())
@@ -446,9 +559,18 @@ fn limit_amount(
         .map(|c| c.kind.as_str())
         .collect();
     match types.as_slice() {
-        [first, rest @ ..] if *first == "TotalToken" && rest.iter().all(|t| *t == "TotalToken") => Some(Amount::Tokens(n)),
+        [first, rest @ ..] if *first == "TotalToken" && rest.iter().all(|t| *t == "TotalToken") => {
+            Some(Amount::Tokens(n))
+        }
         [] => {
-            report.gap(object, format!("{field}.cost.response"), format!("metadata key {:?}: no llmRequestCosts entry of the targeted routes defines it", m.key));
+            report.gap(
+                object,
+                format!("{field}.cost.response"),
+                format!(
+                    "metadata key {:?}: no llmRequestCosts entry of the targeted routes defines it",
+                    m.key
+                ),
+            );
             None
         }
         _ => {

@@ -26,9 +26,19 @@ fn route(rules: &str) -> String {
 fn a_backend_with_tls_becomes_an_https_backend_and_a_provider() {
     let i = run(OPENAI);
     assert!(i.report.complete(), "{:?}", gaps(&i));
-    assert!(i.yaml.contains("# from AIServiceBackend/oa, Backend/oa, BackendTLSPolicy/t"), "{}", i.yaml);
+    assert!(
+        i.yaml
+            .contains("# from AIServiceBackend/oa, Backend/oa, BackendTLSPolicy/t"),
+        "{}",
+        i.yaml
+    );
     assert!(i.yaml.contains("url: https://api.openai.com\n"), "{}", i.yaml);
-    assert!(i.yaml.contains("  - name: api.openai.com\n    hostnames:\n    - api.openai.com"), "{}", i.yaml);
+    assert!(
+        i.yaml
+            .contains("  - name: api.openai.com\n    hostnames:\n    - api.openai.com"),
+        "{}",
+        i.yaml
+    );
 }
 
 #[test]
@@ -68,9 +78,21 @@ fn what_routes_cannot_express_is_listed_by_field() {
         "    - matches: [{ headers: [{ name: x-ai-eg-model, type: RegularExpression, value: \"gpt-(4|5)\" }] }]\n      backendRefs: [{ name: oa, headerMutation: { remove: [x] } }]\n      timeouts: { backendRequest: 10s }\n",
     ));
     let g = gaps(&i);
-    assert!(g.iter().any(|g| g.starts_with("AIGatewayRoute/r: spec.rules[0].matches[0].headers[0]: regular expression")), "{g:?}");
-    assert!(g.iter().any(|g| g.starts_with("AIGatewayRoute/r: spec.rules[0].backendRefs[0].headerMutation")), "{g:?}");
-    assert!(g.iter().any(|g| g.starts_with("AIGatewayRoute/r: spec.rules[0].timeouts.backendRequest")), "{g:?}");
+    assert!(
+        g.iter()
+            .any(|g| g.starts_with("AIGatewayRoute/r: spec.rules[0].matches[0].headers[0]: regular expression")),
+        "{g:?}"
+    );
+    assert!(
+        g.iter()
+            .any(|g| g.starts_with("AIGatewayRoute/r: spec.rules[0].backendRefs[0].headerMutation")),
+        "{g:?}"
+    );
+    assert!(
+        g.iter()
+            .any(|g| g.starts_with("AIGatewayRoute/r: spec.rules[0].timeouts.backendRequest")),
+        "{g:?}"
+    );
     // The only match was not converted: no route wider than the rule.
     assert!(!i.yaml.contains("routes:"), "{}", i.yaml);
 }
@@ -81,15 +103,30 @@ fn security_policies_map_to_credential_kinds_and_secret_mounts() {
         format!("{OPENAI}---\napiVersion: aigateway.envoyproxy.io/v1beta1\nkind: BackendSecurityPolicy\nmetadata: {{ name: p }}\nspec:\n  targetRefs: [{{ kind: AIServiceBackend, name: oa }}]\n  type: {kind}\n{body}")
     };
     let i = run(&policy("APIKey", "  apiKey: { secretRef: { name: s } }\n"));
-    assert!(i.yaml.contains("kind: bearer\n    file: /var/run/secrets/tollgate/s/apiKey\n"), "{}", i.yaml);
+    assert!(
+        i.yaml
+            .contains("kind: bearer\n    file: /var/run/secrets/tollgate/p/apiKey\n"),
+        "{}",
+        i.yaml
+    );
     assert!(i.yaml.contains("credential: p\n"), "{}", i.yaml);
-    let i = run(&policy("AnthropicAPIKey", "  anthropicAPIKey: { secretRef: { name: s } }\n"));
+    let i = run(&policy(
+        "AnthropicAPIKey",
+        "  anthropicAPIKey: { secretRef: { name: s } }\n",
+    ));
     assert!(i.yaml.contains("kind: xApiKey\n"), "{}", i.yaml);
-    let i = run(&policy("APIKey", "  apiKey: { secretRef: { name: s } }\n  credentialOverride: { fromRequestHeaders: {} }\n"));
+    let i = run(&policy(
+        "APIKey",
+        "  apiKey: { secretRef: { name: s } }\n  credentialOverride: { fromRequestHeaders: {} }\n",
+    ));
     assert_eq!(gaps(&i).len(), 1, "{:?}", gaps(&i));
     // An AWS credential cannot sign for an OpenAI backend: listed, and left off the backend.
     let i = run(&policy("AWSCredentials", "  awsCredentials: { region: us-east-1 }\n"));
-    assert!(gaps(&i)[0].contains("cannot sign for a openai backend"), "{:?}", gaps(&i));
+    assert!(
+        gaps(&i)[0].contains("cannot sign for a openai backend"),
+        "{:?}",
+        gaps(&i)
+    );
     assert!(!i.yaml.contains("credential: p\n"), "{}", i.yaml);
 }
 
@@ -101,7 +138,12 @@ fn token_limits_need_total_tokens_per_minute() {
     };
     let i = run(&btp("Minute", "t", "TotalToken"));
     assert!(i.report.complete(), "{:?}", gaps(&i));
-    assert!(i.yaml.contains("- name: l-0\n    match:\n      routes:\n      - r-0\n    key: []\n    tokensPerMinute: 500\n"), "{}", i.yaml);
+    assert!(
+        i.yaml
+            .contains("- name: l-0\n    match:\n      routes:\n      - r-0\n    key: []\n    tokensPerMinute: 500\n"),
+        "{}",
+        i.yaml
+    );
     let i = run(&btp("Hour", "t", "TotalToken"));
     assert!(gaps(&i)[0].contains("limit.unit: Hour"), "{:?}", gaps(&i));
     let i = run(&btp("Minute", "t", "OutputToken"));
@@ -112,23 +154,43 @@ fn token_limits_need_total_tokens_per_minute() {
 #[test]
 fn unknown_fields_and_kinds_are_reported_not_dropped() {
     let i = run(&OPENAI.replace("spec:\n  schema:", "spec:\n  futureField: 1\n  schema:"));
-    assert_eq!(gaps(&i), ["AIServiceBackend/oa: spec.futureField: a field the importer does not know: not converted"]);
+    assert_eq!(
+        gaps(&i),
+        ["AIServiceBackend/oa: spec.futureField: a field the importer does not know: not converted"]
+    );
     assert_eq!(i.report.skipped, Vec::<String>::new());
-    let i = run(&format!("{OPENAI}---\napiVersion: v1\nkind: Service\nmetadata: {{ name: svc }}\n"));
+    let i = run(&format!(
+        "{OPENAI}---\napiVersion: v1\nkind: Service\nmetadata: {{ name: svc }}\n"
+    ));
     assert_eq!(i.report.skipped, ["Service/svc"]);
 }
 
 #[test]
 fn bad_input_names_the_file_and_document() {
-    let e = import(&[("a.yaml".into(), format!("{OPENAI}---\n[1, 2\n"))], &Options::default()).unwrap_err();
+    let e = import(
+        &[("a.yaml".into(), format!("{OPENAI}---\n[1, 2\n"))],
+        &Options::default(),
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Document { doc: 4, .. }), "{e}");
     let e = import(
         &[("a.yaml".into(), OPENAI.replace("schema: { name: OpenAI }", "schema: 7"))],
         &Options::default(),
     )
     .unwrap_err();
-    assert!(e.to_string().starts_with("a.yaml, document 1 (AIServiceBackend/oa): spec"), "{e}");
-    let e = import(&[("a.yaml".into(), "apiVersion: v1\nkind: Secret\nmetadata: { name: s }\n".into())], &Options::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("a.yaml, document 1 (AIServiceBackend/oa): spec"),
+        "{e}"
+    );
+    let e = import(
+        &[(
+            "a.yaml".into(),
+            "apiVersion: v1\nkind: Secret\nmetadata: { name: s }\n".into(),
+        )],
+        &Options::default(),
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Nothing));
 }
 
