@@ -20,6 +20,7 @@
 //! - [`telemetry`]: metrics registry and log setup; the audit log's hash chain (`tollgate audit`).
 //! - [`app`]: wires the above together for `tollgate run`.
 //! - [`explain`]: `tollgate explain`, the pipeline's decisions for a described request.
+//! - [`import`]: `tollgate import`, another gateway's configuration as a Tollgate config.
 //!
 //! Leaves: [`socket`], [`matching`], [`validation`], [`sysfs`], [`truststore`]
 //! (`tollgate trust`), [`keyfile`] (private key files: the node CA's, the audit signing key).
@@ -38,6 +39,7 @@ pub mod explain;
 pub mod handover;
 pub mod hostname;
 pub mod identity;
+pub mod import;
 pub mod keyfile;
 pub mod limits;
 pub mod llm;

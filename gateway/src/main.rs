@@ -96,6 +96,12 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Convert another gateway's configuration into a Tollgate config. Exit status: 0 complete,
+    /// 1 written but incomplete (what was not converted is listed on stderr), 2 error.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Remove programs that a fail-closed instance left attached (pinned on bpffs).
     Detach {
         /// The `capture.pinPath` of that instance.
@@ -140,6 +146,77 @@ impl AdminArgs {
         }
         Ok(console::reachable(cfg.admin_address))
     }
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// Envoy AI Gateway's Kubernetes YAML: AIGatewayRoute, AIServiceBackend,
+    /// BackendSecurityPolicy, Backend, BackendTLSPolicy, BackendTrafficPolicy (v1alpha1 and
+    /// v1beta1). Other kinds are listed as skipped.
+    EnvoyAiGateway {
+        /// YAML files (multi-document); `-` reads stdin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the config here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Where Secrets are mounted: `<dir>/<credential>/<key>` (the chart's layout).
+        #[arg(long, default_value = gateway::import::DEFAULT_SECRETS_DIR)]
+        secrets_dir: PathBuf,
+        /// Where CA ConfigMaps are mounted: `<dir>/<configmap>/ca.crt`.
+        #[arg(long, default_value = gateway::import::DEFAULT_CONFIG_MAPS_DIR)]
+        config_maps_dir: PathBuf,
+    },
+}
+
+/// `tollgate import`: exits 0 (complete), 1 (incomplete) or 2 (error).
+fn import(from: ImportFrom) -> ! {
+    use gateway::import;
+    let ImportFrom::EnvoyAiGateway {
+        files,
+        output,
+        secrets_dir,
+        config_maps_dir,
+    } = from;
+    let run = || -> Result<import::Imported, import::Error> {
+        let mut inputs = Vec::new();
+        for path in &files {
+            let read = match path.as_os_str() == "-" {
+                true => std::io::read_to_string(std::io::stdin()),
+                false => std::fs::read_to_string(path),
+            };
+            let text = read.map_err(|source| import::Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            inputs.push((path.display().to_string(), text));
+        }
+        let opts = import::Options {
+            secrets_dir,
+            config_maps_dir,
+        };
+        import::envoy_ai_gateway::import(&inputs, &opts)
+    };
+    let imported = match run() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let written = match &output {
+        Some(path) => std::fs::write(path, &imported.yaml).map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => {
+            print!("{}", imported.yaml);
+            Ok(())
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+    eprint!("{}", imported.report.render());
+    std::process::exit(imported.report.exit_code())
 }
 
 #[derive(Subcommand)]
@@ -315,6 +392,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Import { from } => import(from),
         Command::Detach { pin_path } => {
             let n = ebpf::remove_pins(&pin_path)?;
             println!("removed {n} pinned programs from {}", pin_path.display());

@@ -504,7 +504,10 @@ impl GatewayBuilder {
         yaml += &format!("  pinPath: {}\n", pin_path.display());
         yaml += &format!("  handoverPath: {}\n", handover.display());
         yaml += &format!("connectionLog: {}\n", conn_log.display());
-        yaml += "providers:\n";
+        // Without providers of its own, the appended YAML brings them (an imported config).
+        if !self.providers.is_empty() {
+            yaml += "providers:\n";
+        }
         for p in &self.providers {
             yaml += &format!("  - name: {}\n    mode: {}\n", p.name, p.mode);
             if !p.addresses.is_empty() {

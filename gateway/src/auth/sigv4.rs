@@ -17,7 +17,8 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use http::{HeaderMap, HeaderValue};
 
 /// AWS keys, from a credential of kind `awsSigV4` whose value is
-/// `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`.
+/// `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`, or an AWS shared credentials file (its
+/// `[default]` profile: what Envoy AI Gateway's `credentialsFile` Secret holds).
 pub struct AwsKeys {
     pub access_key_id: String,
     /// The signer's identity (the secret and session token live only in here).
@@ -26,6 +27,9 @@ pub struct AwsKeys {
 
 impl AwsKeys {
     pub fn parse(value: &str) -> Option<AwsKeys> {
+        if value.trim_start().starts_with('[') {
+            return AwsKeys::parse_profile(value);
+        }
         let mut parts = value.trim().splitn(3, ':');
         let id = parts.next().filter(|s| !s.is_empty())?;
         let secret = parts.next().filter(|s| !s.is_empty())?;
@@ -35,6 +39,36 @@ impl AwsKeys {
             access_key_id: id.to_string(),
             identity: credentials.into(),
         })
+    }
+}
+
+impl AwsKeys {
+    /// The `[default]` profile of a shared credentials file (`aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_session_token`).
+    fn parse_profile(text: &str) -> Option<AwsKeys> {
+        let (mut id, mut secret, mut token) = (None, None, None);
+        let mut in_default = false;
+        for line in text.lines().map(str::trim) {
+            if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                in_default = section.trim() == "default";
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=').filter(|_| in_default) else {
+                continue;
+            };
+            let v = Some(v.trim()).filter(|v| !v.is_empty() && !v.contains(':'));
+            match k.trim() {
+                "aws_access_key_id" => id = v,
+                "aws_secret_access_key" => secret = v,
+                "aws_session_token" => token = v,
+                _ => {}
+            }
+        }
+        let value = match token {
+            Some(t) => format!("{}:{}:{t}", id?, secret?),
+            None => format!("{}:{}", id?, secret?),
+        };
+        AwsKeys::parse(&value)
     }
 }
 
@@ -331,6 +365,9 @@ mod tests {
         assert_eq!(c.session_token(), Some("tok"));
         assert!(!format!("{k:?}").contains("se/cr"));
         assert!(AwsKeys::parse("only-one").is_none());
+        let file = "[other]\naws_access_key_id = OTHER\naws_secret_access_key = x\n\n[default]\naws_access_key_id = AKIDF\naws_secret_access_key = se/cr+et\naws_session_token = tok\n";
+        assert_eq!(AwsKeys::parse(file).unwrap().access_key_id, "AKIDF");
+        assert!(AwsKeys::parse("[other]\naws_access_key_id = A\naws_secret_access_key = B\n").is_none());
         assert!(AwsKeys::parse(":x").is_none());
     }
 
