@@ -42,6 +42,17 @@ enum Command {
     Validate {
         /// Configuration file (YAML).
         file: PathBuf,
+        /// Also print the effective configuration as `/config` shows it (JSON): catalog
+        /// entries expanded, defaults applied, credentials by name, kind and source.
+        #[arg(long)]
+        show: bool,
+    },
+    /// The built-in provider catalog: hostnames, client API, default backend, auth kind, price
+    /// names and source of each entry (`providers: [{catalog: NAME}]`, `catalog: [NAME…]`).
+    Catalog {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Requests, tokens and cost per workload, model, route or provider, from the audit log.
     Usage {
@@ -329,7 +340,7 @@ fn main() -> anyhow::Result<()> {
             let cfg = Config::load(&config).with_context(|| format!("invalid config {}", config.display()))?;
             app::run(cfg, config, ready_file)
         }
-        Command::Validate { file } => {
+        Command::Validate { file, show } => {
             let cfg = Config::load(&file).with_context(|| format!("invalid config {}", file.display()))?;
             println!(
                 "{}: ok ({} providers, fail mode {:?})",
@@ -337,6 +348,17 @@ fn main() -> anyhow::Result<()> {
                 cfg.providers.len(),
                 cfg.capture.fail_mode
             );
+            if show {
+                println!("{}", serde_json::to_string_pretty(&cfg)?);
+            }
+            Ok(())
+        }
+        Command::Catalog { json } => {
+            use gateway::config::catalog;
+            match json {
+                true => println!("{}", catalog::render_json()),
+                false => print!("{}", catalog::render_table()),
+            }
             Ok(())
         }
         Command::Usage {

@@ -701,10 +701,23 @@ async fn respond(
         )];
         return stream_response(first, rest, &script, gate_slot);
     }
-    // Azure OpenAI deployment paths answer like the OpenAI API.
+    // Azure OpenAI deployment paths, and the API bases of OpenAI-compatible providers (Groq's
+    // `/openai/v1`, OpenRouter's `/api/v1`… as in the provider catalog), answer like the OpenAI API.
+    const COMPATIBLE_BASES: [&str; 6] = [
+        "/openai/v1",
+        "/v1/openai",
+        "/inference/v1",
+        "/api/v1",
+        "/v1beta/openai",
+        "/compatibility/v1",
+    ];
+    let compatible = COMPATIBLE_BASES
+        .iter()
+        .find_map(|b| parts.uri.path().strip_prefix(b))
+        .map(|rest| format!("/v1{rest}"));
     let path = match parts.uri.path() {
         p if p.starts_with("/openai/deployments/") && p.ends_with("/chat/completions") => "/v1/chat/completions",
-        p => p,
+        p => compatible.as_deref().unwrap_or(p),
     };
     match (path, stream) {
         ("/v1/chat/completions", false) => json_response(

@@ -155,3 +155,109 @@ fn a_missing_config_file_is_named() {
         assert!(err.contains("/nonexistent/tollgate.yaml"), "{sub}: {err}");
     }
 }
+
+/// `tollgate validate [--show]` on `yaml`: (success, stdout + stderr).
+fn validate_with(yaml: &str, args: &[&str]) -> (bool, String) {
+    let dir = tests::TempDir::new("validate-catalog");
+    let file = dir.path("config.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut cmd = Command::new(tollgate_bin());
+    cmd.arg("validate").args(args).arg(&file);
+    let out = run(cmd, Duration::from_secs(10));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The 18 catalog entries, the three that need user input listed under `providers` with it,
+/// the others by the `catalog:` shorthand; `exact` replaces the wildcard hostnames of those
+/// three with one of their names (wildcard hostnames are validated by issue 15's wildcard
+/// support, not by the catalog).
+fn all_of_the_catalog(exact: bool) -> String {
+    let host = |h: &str| match exact {
+        true => format!(", hostnames: [{h}]"),
+        false => String::new(),
+    };
+    format!(
+        "providers:\n\
+         \x20 - {{ catalog: azure-openai, resource: contoso{} }}\n\
+         \x20 - {{ catalog: vertex, region: us-central1, project: p-1{} }}\n\
+         \x20 - {{ catalog: bedrock, region: us-east-1{} }}\n\
+         catalog: [openai, anthropic, gemini, mistral, cohere, groq, together, deepinfra, deepseek, xai,\n\
+         \x20         sambanova, fireworks, openrouter, perplexity, cerebras]\n",
+        host("contoso.openai.azure.com"),
+        host("us-central1-aiplatform.googleapis.com"),
+        host("bedrock-runtime.us-east-1.amazonaws.com"),
+    )
+}
+
+#[test]
+fn the_catalog_is_listed_with_its_sources() {
+    let mut cmd = Command::new(tollgate_bin());
+    cmd.arg("catalog");
+    let out = run(cmd, Duration::from_secs(10));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let groq = table.lines().find(|l| l.starts_with("groq ")).expect("a groq line");
+    for part in [
+        "api.groq.com",
+        "openai /openai/v1 and /v1",
+        "openai https://api.groq.com",
+        "bearer",
+        "https://console.groq.com/docs/api-reference",
+    ] {
+        assert!(groq.contains(part), "{part:?} in {groq}");
+    }
+    assert!(table.contains("*.openai.azure.com") && table.contains("bedrock-runtime.*.amazonaws.com"));
+    assert!(table.contains("/var/run/secrets/tollgate/<provider>/api-key"));
+
+    let mut cmd = Command::new(tollgate_bin());
+    cmd.args(["catalog", "--json"]);
+    let out = run(cmd, Duration::from_secs(10));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let entries = json.as_array().unwrap();
+    assert_eq!(entries.len(), 18);
+    for e in entries {
+        assert!(e["source"].as_str().unwrap().starts_with("https://"), "{e}");
+        assert!(
+            e["asOf"].is_string() && e["auth"].is_string() && e["backend"]["url"].is_string(),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn every_catalog_entry_validates_and_shows_expanded() {
+    let (ok, out) = validate_with(&all_of_the_catalog(true), &["--show"]);
+    assert!(ok, "{out}");
+    assert!(out.contains(": ok (18 providers"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).expect("--show prints JSON");
+    let providers = json["providers"].as_array().unwrap();
+    assert_eq!(providers.len(), 18);
+    assert_eq!(providers[3]["catalog"], "openai");
+    assert_eq!(providers[8]["basePath"], "/openai/v1", "groq");
+    let backends = json["backends"].as_array().unwrap();
+    assert_eq!(backends[0]["url"], "https://contoso.openai.azure.com/");
+    assert_eq!(backends[2]["schema"], "bedrock");
+    let credentials = json["credentials"].as_array().unwrap();
+    assert_eq!(credentials.len(), 18);
+    assert_eq!(credentials[1]["kind"], "gcpServiceAccount");
+    assert_eq!(credentials[1]["source"], "file");
+    assert!(!out.contains("/var/run/secrets"), "credential files are never shown");
+
+    let (ok, out) = validate_with("catalog: [openai, bedrock]\n", &[]);
+    assert!(!ok);
+    assert!(
+        out.contains("catalog[1]: catalog entry \"bedrock\" needs the AWS region"),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_catalog_entry_validates_with_its_wildcard_hostnames() {
+    let (ok, out) = validate_with(&all_of_the_catalog(false), &[]);
+    assert!(ok && out.contains(": ok (18 providers"), "{out}");
+}

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::hostname::HostPattern;
 
 pub mod capacity;
+pub mod catalog;
 pub mod generation;
 pub mod l7;
 pub use l7::{ApiSchema, Backend, BackendRef, Credential, CredentialKind, Route, RouteMatch, Tls};
@@ -95,6 +96,9 @@ pub struct RawConfig {
     /// Known LLM endpoints.
     #[serde(default)]
     pub providers: Vec<RawProvider>,
+    /// Built-in catalog entries, each as `providers: [{catalog: NAME}]` after `providers`.
+    #[serde(default)]
+    pub catalog: Vec<String>,
     /// TLS interception: the node CA.
     pub tls: Option<l7::RawTls>,
     /// Request handling limits.
@@ -282,11 +286,30 @@ pub struct RawDns {
     pub query_timeout: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawProvider {
-    /// Unique name, used in records and metrics.
-    pub name: String,
+    /// Unique name, used in records and metrics. Required, except with `catalog` (default: the
+    /// catalog entry's name).
+    pub name: Option<String>,
+    /// A built-in catalog entry (`tollgate catalog`) filling every key left out, and creating the
+    /// default backend and credential (docs/config.md#provider-catalog). Default: none.
+    pub catalog: Option<String>,
+    /// The path clients put the API under besides `/v1` (Groq's `/openai/v1`; `/` for none; a
+    /// `*` segment matches any one segment). Default: none (`/v1` only).
+    pub base_path: Option<String>,
+    /// With `catalog` and no `backend`: the created backend's URL. Default: the entry's.
+    pub url: Option<String>,
+    /// With `catalog` and no `backend`: the created backend's credential. Default: the credential
+    /// named after the provider, created from `/var/run/secrets/tollgate/<name>/api-key` when no
+    /// credential has that name.
+    pub credential: Option<String>,
+    /// With `catalog` and no `backend`: the created backend's region (bedrock, vertex).
+    pub region: Option<String>,
+    /// With `catalog` and no `backend`: the created backend's Google Cloud project (vertex).
+    pub project: Option<String>,
+    /// With `catalog` and no `backend`: the Azure OpenAI resource name in the entry's URL.
+    pub resource: Option<String>,
     /// `intercept` (default), `observe` or `deny`.
     pub mode: Option<Mode>,
     /// Hostnames, resolved at start and re-resolved by TTL; patterns with `*`
@@ -443,6 +466,10 @@ pub struct Provider {
     pub cidrs: Vec<IpNet>,
     pub ports: Vec<u16>,
     pub schema: ApiSchema,
+    /// Where clients put the API besides `/v1` (`basePath`).
+    pub base_path: Option<String>,
+    /// The catalog entry the provider was filled from.
+    pub catalog: Option<String>,
     /// Index into `Config::backends` of the default backend.
     pub backend: Option<usize>,
     /// Name of that backend, as written.
@@ -490,11 +517,12 @@ impl Config {
         Config::from_raw(raw)
     }
 
-    pub fn from_raw(raw: RawConfig) -> Result<Config, Error> {
-        let mut providers = providers_from_raw(raw.providers)?;
+    pub fn from_raw(mut raw: RawConfig) -> Result<Config, Error> {
+        let expanded = catalog::expand(&mut raw)?;
+        let mut providers = providers_from_raw(raw.providers, &expanded.origins)?;
         capacity::check(&providers)?;
         let credentials = crate::auth::config::credentials(raw.credentials)?;
-        let backends = l7::backends(raw.backends, &credentials)?;
+        let backends = l7::backends(raw.backends, &credentials).map_err(|e| expanded.blame(e))?;
         for (i, p) in providers.iter_mut().enumerate() {
             if let Some(name) = &p.backend_name {
                 p.backend =
@@ -687,13 +715,15 @@ impl Dns {
     }
 }
 
-fn providers_from_raw(raw: Vec<RawProvider>) -> Result<Vec<Provider>, Error> {
+/// Validates the providers; `origins[i]` is where provider `i` was written (`providers[i]`,
+/// or `catalog[j]` for the shorthand), which errors name.
+fn providers_from_raw(raw: Vec<RawProvider>, origins: &[String]) -> Result<Vec<Provider>, Error> {
     let mut providers: Vec<Provider> = Vec::with_capacity(raw.len());
-    for (i, p) in raw.into_iter().enumerate() {
-        let provider = Provider::from_raw(i, p)?;
+    for (p, origin) in raw.into_iter().zip(origins) {
+        let provider = Provider::from_raw(origin, p)?;
         if providers.iter().any(|q| q.name == provider.name) {
             return Err(invalid(
-                format!("providers[{i}].name"),
+                format!("{origin}.name"),
                 format!("duplicate provider name {:?}", provider.name),
             ));
         }
@@ -920,18 +950,23 @@ impl Listeners {
 }
 
 impl Provider {
-    fn from_raw(i: usize, raw: RawProvider) -> Result<Provider, Error> {
-        let field = |name: &str| format!("providers[{i}].{name}");
-        if raw.name.is_empty()
-            || !raw
-                .name
+    fn from_raw(origin: &str, raw: RawProvider) -> Result<Provider, Error> {
+        let field = |name: &str| format!("{origin}.{name}");
+        let Some(name) = raw.name else {
+            return Err(invalid(field("name"), "required (or give `catalog`)"));
+        };
+        if name.is_empty()
+            || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         {
             return Err(invalid(
                 field("name"),
-                format!("{:?}: use letters, digits, '-', '_' or '.'", raw.name),
+                format!("{name:?}: use letters, digits, '-', '_' or '.'"),
             ));
+        }
+        if let Some(base) = &raw.base_path {
+            check_base_path(&field("basePath"), base)?;
         }
         let mut ips = Vec::new();
         let mut cidrs = Vec::new();
@@ -964,10 +999,7 @@ impl Provider {
         if ips.is_empty() && cidrs.is_empty() && raw.hostnames.is_empty() {
             return Err(invalid(
                 field("addresses"),
-                format!(
-                    "provider {:?} has no hostnames, addresses or CIDRs to capture",
-                    raw.name
-                ),
+                format!("provider {name:?} has no hostnames, addresses or CIDRs to capture"),
             ));
         }
         let ports = raw.ports.unwrap_or_else(|| DEFAULT_PORTS.to_vec());
@@ -978,7 +1010,7 @@ impl Provider {
             return Err(invalid(field(&format!("ports[{j}]")), "port 0 is not allowed"));
         }
         Ok(Provider {
-            name: raw.name,
+            name,
             mode: raw.mode.unwrap_or_default(),
             hostnames: patterns.iter().map(|p| p.as_str().to_string()).collect(),
             patterns,
@@ -986,10 +1018,37 @@ impl Provider {
             cidrs,
             ports,
             schema: raw.schema.unwrap_or_default(),
+            base_path: raw.base_path,
+            catalog: raw.catalog,
             backend: None,
             backend_name: raw.backend,
         })
     }
+}
+
+/// A `basePath`: `/` or `/`-separated segments of URL path characters, `*` only as a whole
+/// segment, no `.` or `..` segment.
+fn check_base_path(field: &str, base: &str) -> Result<(), Error> {
+    let segment_ok = |s: &str| {
+        s == "*"
+            || (!s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c)))
+    };
+    let ok = base == "/"
+        || base
+            .strip_prefix('/')
+            .is_some_and(|rest| rest.split('/').all(segment_ok));
+    if !ok {
+        return Err(invalid(
+            field,
+            format!(
+                "{base:?}: a path such as /openai/v1 (segments of letters, digits, '-', '_', '.', '~', or *), or /"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn l7_display_opt<S: serde::Serializer>(v: &Option<http::Uri>, s: S) -> Result<S::Ok, S::Error> {

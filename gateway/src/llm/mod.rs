@@ -101,26 +101,46 @@ impl Operation {
     /// From the request path (query excluded), for a client of `schema`. Paths are matched
     /// exactly (one trailing `/` allowed); anything else is an operation a route must allow.
     pub fn detect(schema: ApiSchema, path: &str) -> Operation {
+        Operation::detect_under(schema, None, path)
+    }
+
+    /// Like [`Operation::detect`], for a provider whose clients may also put the API under
+    /// `base` instead of `/v1` (a provider's `basePath`: Groq's `/openai/v1`, OpenRouter's
+    /// `/api/v1`, Perplexity's `/`; a `*` segment matches any one segment). `/v1` is tried
+    /// first, so a provider's requests are never understood less than without a base.
+    pub fn detect_under(schema: ApiSchema, base: Option<&str>, path: &str) -> Operation {
         let path = path.strip_suffix('/').unwrap_or(path);
-        let under = |prefix: &str| path == prefix || path.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'));
-        let model_path = path == "/v1/models"
-            || path
-                .strip_prefix("/v1/models/")
+        let op = match path.strip_prefix("/v1") {
+            Some(rest) if rest.starts_with('/') => Operation::in_api(schema, rest),
+            _ => Operation::Other,
+        };
+        match (op, base.and_then(|b| strip_base(b, path))) {
+            (Operation::Other, Some(rest)) => Operation::in_api(schema, rest),
+            (op, _) => op,
+        }
+    }
+
+    /// The operation of `rest`, the path after the API's base (`/chat/completions`).
+    fn in_api(schema: ApiSchema, rest: &str) -> Operation {
+        let under = |prefix: &str| rest == prefix || rest.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'));
+        let model_path = rest == "/models"
+            || rest
+                .strip_prefix("/models/")
                 .is_some_and(|id| !id.is_empty() && !id.contains('/'));
-        match (schema, path) {
-            (ApiSchema::Openai, "/v1/chat/completions") => Operation::ChatCompletions,
-            (ApiSchema::Openai, "/v1/completions") => Operation::Completions,
-            (ApiSchema::Openai, "/v1/embeddings") => Operation::Embeddings,
-            (ApiSchema::Openai, "/v1/responses") => Operation::Responses,
-            (ApiSchema::Openai, "/v1/moderations") => Operation::Moderations,
-            (ApiSchema::Anthropic, "/v1/messages") => Operation::Messages,
-            (ApiSchema::Anthropic, "/v1/messages/count_tokens") => Operation::CountTokens,
+        match (schema, rest) {
+            (ApiSchema::Openai, "/chat/completions") => Operation::ChatCompletions,
+            (ApiSchema::Openai, "/completions") => Operation::Completions,
+            (ApiSchema::Openai, "/embeddings") => Operation::Embeddings,
+            (ApiSchema::Openai, "/responses") => Operation::Responses,
+            (ApiSchema::Openai, "/moderations") => Operation::Moderations,
+            (ApiSchema::Anthropic, "/messages") => Operation::Messages,
+            (ApiSchema::Anthropic, "/messages/count_tokens") => Operation::CountTokens,
             (ApiSchema::Openai | ApiSchema::Anthropic, _) if model_path => Operation::Models,
-            (ApiSchema::Anthropic, _) if under("/v1/messages/batches") => Operation::Batches,
-            _ if under("/v1/files") || under("/v1/uploads") => Operation::Files,
-            _ if under("/v1/batches") => Operation::Batches,
-            _ if under("/v1/fine_tuning") || under("/v1/fine-tunes") => Operation::FineTuning,
-            _ if under("/v1/organization") || under("/v1/organizations") => Operation::Admin,
+            (ApiSchema::Anthropic, _) if under("/messages/batches") => Operation::Batches,
+            _ if under("/files") || under("/uploads") => Operation::Files,
+            _ if under("/batches") => Operation::Batches,
+            _ if under("/fine_tuning") || under("/fine-tunes") => Operation::FineTuning,
+            _ if under("/organization") || under("/organizations") => Operation::Admin,
             // Azure OpenAI is a backend API here; clients speak OpenAI or Anthropic.
             _ => Operation::Other,
         }
@@ -178,6 +198,22 @@ impl Operation {
     pub fn from_name(name: &str) -> Option<Operation> {
         Operation::ALL.into_iter().find(|o| o.as_str() == name)
     }
+}
+
+/// `path` without the API base `base` (`/openai/v1/chat/completions` under `/openai/v1` →
+/// `/chat/completions`), or `None` when it is not under it. A `*` segment of `base` matches
+/// any one segment; `/` is the root (the API's paths start there).
+pub fn strip_base<'a>(base: &str, path: &'a str) -> Option<&'a str> {
+    let mut rest = path;
+    for segment in base.split('/').filter(|s| !s.is_empty()) {
+        let tail = rest.strip_prefix('/')?;
+        let end = tail.find('/').unwrap_or(tail.len());
+        if end == 0 || (segment != "*" && segment != &tail[..end]) {
+            return None;
+        }
+        rest = &tail[end..];
+    }
+    rest.starts_with('/').then_some(rest)
 }
 
 /// What Tollgate reads from a request body.
@@ -364,6 +400,47 @@ mod tests {
         assert_eq!(a("/v1/messages"), Messages);
         assert_eq!(a("/v1/messages/count_tokens"), CountTokens);
         assert_eq!(a("/v1/chat/completions"), Other);
+    }
+
+    #[test]
+    fn operations_are_detected_under_a_providers_base_path() {
+        use Operation::*;
+        let o = |base, p| Operation::detect_under(ApiSchema::Openai, Some(base), p);
+        assert_eq!(o("/openai/v1", "/openai/v1/chat/completions"), ChatCompletions);
+        assert_eq!(o("/v1/openai", "/v1/openai/embeddings"), Embeddings);
+        assert_eq!(o("/inference/v1", "/inference/v1/completions"), Completions);
+        assert_eq!(o("/api/v1", "/api/v1/models"), Models);
+        assert_eq!(o("/v1beta/openai", "/v1beta/openai/chat/completions/"), ChatCompletions);
+        assert_eq!(
+            o("/compatibility/v1", "/compatibility/v1/chat/completions"),
+            ChatCompletions
+        );
+        assert_eq!(o("/", "/chat/completions"), ChatCompletions);
+        let vertex = "/v1/projects/*/locations/*/endpoints/openapi";
+        assert_eq!(
+            o(
+                vertex,
+                "/v1/projects/p-1/locations/us-central1/endpoints/openapi/chat/completions"
+            ),
+            ChatCompletions
+        );
+        assert_eq!(
+            o(vertex, "/v1/projects//locations/x/endpoints/openapi/chat/completions"),
+            Other
+        );
+        // `/v1` still works, and what is not inference under the base is still gated.
+        assert_eq!(o("/openai/v1", "/v1/chat/completions"), ChatCompletions);
+        assert_eq!(o("/openai/v1", "/openai/v1/files/f-1"), Files);
+        assert_eq!(o("/openai/v1", "/openai/v1/organization/users"), Admin);
+        assert_eq!(o("/openai/v1", "/openai/chat/completions"), Other);
+        assert_eq!(o("/openai/v1", "/openai/v1x/chat/completions"), Other);
+        assert_eq!(
+            Operation::detect(ApiSchema::Openai, "/chat/completions"),
+            Other,
+            "no base: /v1 only"
+        );
+        let a = Operation::detect_under(ApiSchema::Anthropic, Some("/anthropic/v1"), "/anthropic/v1/messages");
+        assert_eq!(a, Messages);
     }
 
     #[test]

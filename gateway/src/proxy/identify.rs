@@ -45,7 +45,7 @@ pub fn operation(config: &Config, provider: usize, path: &str) -> Result<Operati
     if ambiguous(path) {
         return Err(ProxyError::BadPath(path.to_string()));
     }
-    Ok(Operation::detect(p.schema, path))
+    Ok(Operation::detect_under(p.schema, p.base_path.as_deref(), path))
 }
 
 /// The provider among those claiming the destination, chosen by SNI (TLS) or `Host`.

@@ -555,13 +555,20 @@ pub(super) fn gemini_path(backend: &BackendSpec<'_>, model: &str, stream: bool) 
     } else {
         "generateContent"
     };
-    let model = path_segment(model);
     match (backend.project, backend.region) {
         (Some(project), Some(region)) => {
+            let model = path_segment(vertex_model(model));
             format!("/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:{method}")
         }
-        _ => format!("/v1beta/models/{model}:{method}"),
+        _ => format!("/v1beta/models/{}:{method}", path_segment(model)),
     }
+}
+
+/// A Google model as Vertex's publisher path names it: clients of Vertex's OpenAI-compatible
+/// endpoint say `google/gemini-2.5-flash`, and the path already names the publisher
+/// (<https://cloud.google.com/vertex-ai/generative-ai/docs/migrate/openai/overview>).
+fn vertex_model(model: &str) -> &str {
+    model.strip_prefix("google/").unwrap_or(model)
 }
 
 /// The model named in translated answers when the backend does not say.
@@ -658,7 +665,7 @@ impl Direction for OpenAiEmbeddingsToVertex {
                 "/v1/projects/{}/locations/{}/publishers/google/models/{}:predict",
                 backend.project.unwrap_or_default(),
                 backend.region.unwrap_or_default(),
-                path_segment(&model)
+                path_segment(vertex_model(&model))
             ),
             UpstreamBody::FanOut {
                 bodies: bodies.iter().map(|b| Bytes::from(b.to_string())).collect(),
@@ -671,5 +678,35 @@ impl Direction for OpenAiEmbeddingsToVertex {
                 |b, _| gemini_error_to_openai(b),
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vertex_paths_take_the_openai_compatible_google_model_names() {
+        let vertex = BackendSpec {
+            name: "vertex",
+            schema: ApiSchema::Vertex,
+            project: Some("p-1"),
+            region: Some("us-central1"),
+            deployment: None,
+            api_version: "",
+        };
+        let want = "/v1/projects/p-1/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent";
+        assert_eq!(gemini_path(&vertex, "google/gemini-2.5-flash", false), want);
+        assert_eq!(gemini_path(&vertex, "gemini-2.5-flash", false), want);
+        let gemini = BackendSpec {
+            schema: ApiSchema::Gemini,
+            project: None,
+            region: None,
+            ..vertex
+        };
+        assert_eq!(
+            gemini_path(&gemini, "google/x", true),
+            "/v1beta/models/google%2Fx:streamGenerateContent?alt=sse"
+        );
     }
 }
