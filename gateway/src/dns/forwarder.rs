@@ -216,11 +216,11 @@ impl Forwarder {
         crate::socket::set_mark(&socket, self.mark)?;
         socket.connect(server).await?;
         socket.send(query).await?;
-        let mut buf = vec![0u8; 65_535];
         loop {
-            let n = socket.recv(&mut buf).await?;
-            if n >= 2 && query.len() >= 2 && buf[..2] == query[..2] {
-                buf.truncate(n);
+            // Room for the largest datagram, not zeroed first (recv_buf fills it as it comes).
+            let mut buf = Vec::with_capacity(65_535);
+            socket.recv_buf(&mut buf).await?;
+            if buf.len() >= 2 && query.len() >= 2 && buf[..2] == query[..2] {
                 return Ok(buf);
             }
         }

@@ -313,7 +313,7 @@ impl Metrics {
             unknown_connections: reg(r, "tollgate_unknown_connections", "Connections to the redirect listener with no redirect record (closed at once)"),
             refused_connections: reg(r, "tollgate_refused_connections", "Captured connections closed at once, by reason (max_connections: proxy.maxConnections reached)"),
             active: reg(r, "tollgate_active_connections", "Captured connections open now"),
-            ebpf_events: reg(r, "tollgate_ebpf_connect_events", "Decisions of the kernel programs (redirected, skipped_own, skipped_no_listener, denied, failed_closed, record_failed, peername_restored)"),
+            ebpf_events: reg(r, "tollgate_ebpf_connect_events", "Decisions of the kernel programs (redirected, skipped_own, skipped_no_listener, denied, failed_closed, record_failed, peername_restored, dns_redirected, dns_skipped_no_forwarder, dns_answer_restored, dns_flow_failed)"),
             endpoints: reg(r, "tollgate_endpoint_entries", "Entries in the endpoint maps"),
             dns_failures: reg(r, "tollgate_dns_resolution_failures", "Failed resolutions of provider hostnames (last addresses kept), and resolved addresses left out of full endpoint maps"),
             dns_queries: reg(r, "tollgate_dns_queries", "Workloads' DNS queries through the forwarder, by transport (udp, tcp) and outcome (answered, learned, learn_late, unparsed, upstream_failed, no_flow, busy)"),
