@@ -174,8 +174,8 @@ fn validate_with(yaml: &str, args: &[&str]) -> (bool, String) {
 
 /// The 18 catalog entries, the three that need user input listed under `providers` with it,
 /// the others by the `catalog:` shorthand; `exact` replaces the wildcard hostnames of those
-/// three with one of their names (wildcard hostnames are validated by issue 15's wildcard
-/// support, not by the catalog).
+/// three with one of their names (`every_catalog_entry_validates_with_its_wildcard_hostnames`
+/// keeps them).
 fn all_of_the_catalog(exact: bool) -> String {
     let host = |h: &str| match exact {
         true => format!(", hostnames: [{h}]"),
