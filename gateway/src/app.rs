@@ -135,47 +135,35 @@ impl Bound {
         })
     }
 
-    /// The listeners' addresses by `LISTENER_*` slot.
+    /// Each listener there is: its `LISTENER_*` index in the kernel's map, its handover slot
+    /// name, the socket.
+    fn each(&self) -> impl Iterator<Item = (u32, &'static str, &TcpListener)> {
+        [
+            (LISTENER_HOST4, "host4", Some(&self.host4)),
+            (LISTENER_HOST6, "host6", self.host6.as_ref()),
+            (LISTENER_NODE4, "node4", self.node4.as_ref()),
+            (LISTENER_NODE6, "node6", self.node6.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(index, slot, l)| l.map(|l| (index, slot, l)))
+    }
+
+    /// The listeners' addresses by `LISTENER_*` index.
     fn addresses(&self) -> anyhow::Result<Vec<(u32, SocketAddr)>> {
-        let mut out = vec![(LISTENER_HOST4, self.host4.local_addr()?)];
-        for (slot, l) in [
-            (LISTENER_HOST6, self.host6.as_ref()),
-            (LISTENER_NODE4, self.node4.as_ref()),
-            (LISTENER_NODE6, self.node6.as_ref()),
-        ] {
-            if let Some(l) = l {
-                out.push((slot, l.local_addr()?));
-            }
-        }
-        Ok(out)
+        self.each().map(|(index, _, l)| Ok((index, l.local_addr()?))).collect()
     }
 
     /// The listening sockets by handover slot (valid while `self` lives).
     fn slots(&self) -> Vec<(&'static str, std::os::fd::RawFd)> {
         use std::os::fd::AsRawFd as _;
-        [
-            ("host4", Some(&self.host4)),
-            ("host6", self.host6.as_ref()),
-            ("node4", self.node4.as_ref()),
-            ("node6", self.node6.as_ref()),
-        ]
-        .into_iter()
-        .filter_map(|(slot, l)| l.map(|l| (slot, l.as_raw_fd())))
-        .collect()
+        self.each().map(|(_, slot, l)| (slot, l.as_raw_fd())).collect()
     }
 
     /// Puts the listeners in the kernel's `LISTENERS` map: a connect program redirects only
     /// to a listener that is there (and alive).
     fn register(&self, loaded: &mut ebpf::Loaded) -> anyhow::Result<()> {
-        for (slot, listener) in [
-            (LISTENER_HOST4, Some(&self.host4)),
-            (LISTENER_HOST6, self.host6.as_ref()),
-            (LISTENER_NODE4, self.node4.as_ref()),
-            (LISTENER_NODE6, self.node6.as_ref()),
-        ] {
-            if let Some(l) = listener {
-                loaded.register_listener(slot, l)?;
-            }
+        for (index, _, l) in self.each() {
+            loaded.register_listener(index, l)?;
         }
         Ok(())
     }

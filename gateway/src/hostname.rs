@@ -94,17 +94,18 @@ impl HostPattern {
         matches!(self.kind, Kind::Exact)
     }
 
-    /// Whether `name` (any case, trailing dot allowed) matches.
+    /// Whether `name` (any case, trailing dot allowed) matches. Called per request (SNI and
+    /// `Host`), which are lowercase already: only a name with capitals is copied.
     pub fn matches(&self, name: &str) -> bool {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.matches(&name.to_ascii_lowercase());
+        }
         let name = name.strip_suffix('.').unwrap_or(name);
         match &self.kind {
-            Kind::Exact => name.eq_ignore_ascii_case(&self.text),
-            Kind::Subdomains(suffix) => {
-                name.len() > suffix.len()
-                    && name.is_char_boundary(name.len() - suffix.len())
-                    && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                    && !name[..name.len() - suffix.len()].split('.').any(str::is_empty)
-            }
+            Kind::Exact => name == self.text,
+            Kind::Subdomains(suffix) => name
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|sub| !sub.is_empty() && !sub.split('.').any(str::is_empty)),
             Kind::Labels(labels) => {
                 let mut parts = name.split('.');
                 let all = labels.iter().all(|l| parts.next().is_some_and(|p| l.matches(p)));
@@ -115,19 +116,19 @@ impl HostPattern {
 }
 
 impl Label {
+    /// `label` is lowercase ([`HostPattern::matches`] sees to it).
     fn matches(&self, label: &str) -> bool {
         if label.is_empty() {
             return false;
         }
-        let label = label.to_ascii_lowercase();
         match self {
-            Label::Literal(l) => *l == label,
+            Label::Literal(l) => l == label,
             Label::Glob(parts) => {
                 let (first, last) = (&parts[0], &parts[parts.len() - 1]);
-                if label.len() < first.len() + last.len() || !label.starts_with(first.as_str()) {
-                    return false;
-                }
-                if !label.ends_with(last.as_str()) {
+                if label.len() < first.len() + last.len()
+                    || !label.starts_with(first.as_str())
+                    || !label.ends_with(last.as_str())
+                {
                     return false;
                 }
                 let mut rest = &label[first.len()..label.len() - last.len()];

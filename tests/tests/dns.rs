@@ -57,20 +57,25 @@ fn setup(n: u8, name: &str) -> (Setup, GatewayBuilder) {
     )
 }
 
-/// curl POSTs a chat completion to `https://{host}` resolving through `nameserver`; returns
-/// curl's exit status and its `http_code`.
-fn curl_via_dns(s: &Setup, gw: &Gateway, nameserver: &str, host: &str) -> (bool, String, String) {
-    let mut cmd = command_resolving_through(&s.cg, &s.dir, nameserver, "curl");
-    cmd.args(["-sS", "-m", "15", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+/// `curl` (a command set up to run it where the test wants) POSTs a chat completion to
+/// `https://{host}`, trusting the node CA; returns whether curl succeeded, its `http_code` and
+/// its stderr.
+fn post_chat(mut curl: std::process::Command, gw: &Gateway, host: &str) -> (bool, String, String) {
+    curl.args(["-sS", "-m", "15", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
         .arg(gw.ca_cert())
         .args(["-H", "content-type: application/json", "-d", BODY])
         .arg(format!("https://{host}/v1/chat/completions"));
-    let out = run(cmd, Duration::from_secs(30));
+    let out = run(curl, Duration::from_secs(30));
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+/// [`post_chat`] from the setup's cgroup, resolving `host` through `nameserver`.
+fn curl_via_dns(s: &Setup, gw: &Gateway, nameserver: &str, host: &str) -> (bool, String, String) {
+    post_chat(command_resolving_through(&s.cg, &s.dir, nameserver, "curl"), gw, host)
 }
 
 /// The python client asking `server` for `name` (unconnected UDP, or `--tcp`) from the cgroup.
@@ -204,14 +209,10 @@ fn dns_over_tcp_is_learned_and_garbage_answers_pass_through() {
     );
     assert!(dns_metric(&gw, "tcp", "learned") >= 1);
     // The address learned over TCP is captured (the client now connects by address).
-    let mut cmd =
+    let cmd =
         s.cg.command_with_hosts(&s.dir, &[("other.openai.azure.com", "127.21.2.71")], "curl");
-    cmd.args(["-sS", "-m", "15", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-        .arg(gw.ca_cert())
-        .args(["-H", "content-type: application/json", "-d", BODY])
-        .arg("https://other.openai.azure.com/v1/chat/completions");
-    let out = run(cmd, Duration::from_secs(30));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{}", gw.log());
+    let (_, code, _) = post_chat(cmd, &gw, "other.openai.azure.com");
+    assert_eq!(code, "200", "{}", gw.log());
     let r = gw.wait_record("learned over TCP", |r| r["provider"] == "azure");
     assert_eq!(r["original_dst"], "127.21.2.71:443");
 
@@ -259,19 +260,8 @@ fn a_pod_with_its_own_resolver_is_captured() {
     std::fs::write(etc.join("resolv.conf"), format!("nameserver {}\n", pod.host_ip)).unwrap();
     std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").unwrap();
     let gw = builder.node_address4(&format!("{}:0", pod.host_ip)).start();
-    let mut cmd = pod.command(&s.cg, "curl");
-    cmd.args(["-sS", "-m", "15", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-        .arg(gw.ca_cert())
-        .args(["-H", "content-type: application/json", "-d", BODY])
-        .arg("https://api.openai.com/v1/chat/completions");
-    let out = run(cmd, Duration::from_secs(30));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "200",
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        gw.log()
-    );
+    let (_, code, err) = post_chat(pod.command(&s.cg, "curl"), &gw, "api.openai.com");
+    assert_eq!(code, "200", "{err}\n{}", gw.log());
     let r = gw.wait_record("from the pod", |r| r["provider"] == "openai");
     assert_eq!(r["original_dst"], "127.21.3.60:443", "{r}");
     assert_eq!(r["workload"]["host_netns"], false, "{r}");

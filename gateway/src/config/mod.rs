@@ -955,16 +955,7 @@ impl Provider {
         let Some(name) = raw.name else {
             return Err(invalid(field("name"), "required (or give `catalog`)"));
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
-            return Err(invalid(
-                field("name"),
-                format!("{name:?}: use letters, digits, '-', '_' or '.'"),
-            ));
-        }
+        crate::validation::check_name(&field("name"), &name)?;
         if let Some(base) = &raw.base_path {
             check_base_path(&field("basePath"), base)?;
         }

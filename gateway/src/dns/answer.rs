@@ -57,31 +57,34 @@ pub fn read(bytes: &[u8]) -> Read {
     let Some(query) = message.queries().first() else {
         return Read::Nothing;
     };
+    // Each record's owner name, read once.
+    let records: Vec<(String, &hickory_resolver::proto::rr::Record)> =
+        message.answers().iter().map(|r| (text(r.name()), r)).collect();
     let mut names = vec![text(query.name())];
     let mut ttl = u32::MAX;
     // Follow the chain from the name asked, whatever order the records come in.
-    'chain: while names.len() <= MAX_CHAIN {
-        let last = names.last().cloned().unwrap_or_default();
-        for record in message.answers() {
-            if let Some(RData::CNAME(target)) = record.data() {
-                let target = text(&target.0);
-                if text(record.name()) == last && !names.contains(&target) {
-                    names.push(target);
-                    ttl = ttl.min(record.ttl());
-                    continue 'chain;
-                }
+    while names.len() <= MAX_CHAIN {
+        let last = &names[names.len() - 1];
+        let next = records.iter().find_map(|(owner, r)| match r.data() {
+            Some(RData::CNAME(target)) if owner == last => Some((text(&target.0), r.ttl())),
+            _ => None,
+        });
+        match next {
+            Some((target, record_ttl)) if !names.contains(&target) => {
+                names.push(target);
+                ttl = ttl.min(record_ttl);
             }
+            _ => break,
         }
-        break;
     }
     let mut addrs = Vec::new();
-    for record in message.answers() {
+    for (owner, record) in &records {
         let ip = match record.data() {
             Some(RData::A(a)) => IpAddr::V4(a.0),
             Some(RData::AAAA(a)) => IpAddr::V6(a.0),
             _ => continue,
         };
-        if names.contains(&text(record.name())) && !addrs.contains(&ip) && addrs.len() < MAX_ADDRESSES {
+        if names.contains(owner) && !addrs.contains(&ip) && addrs.len() < MAX_ADDRESSES {
             addrs.push(ip);
             ttl = ttl.min(record.ttl());
         }

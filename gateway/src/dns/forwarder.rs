@@ -123,13 +123,13 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 
 /// The forwarder's shared state.
 pub struct Forwarder {
-    pub flows: Arc<dyn Flows>,
-    pub learner: Learner,
+    flows: Arc<dyn Flows>,
+    learner: Learner,
     /// The providers in force (the endpoint sync task's own copy).
-    pub providers: watch::Receiver<Arc<Vec<Provider>>>,
-    pub mark: u32,
-    pub query_timeout: Duration,
-    pub metrics: Arc<Metrics>,
+    providers: watch::Receiver<Arc<Vec<Provider>>>,
+    mark: u32,
+    query_timeout: Duration,
+    metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
 }
 

@@ -31,6 +31,15 @@ struct Name {
     expires: Instant,
 }
 
+impl Name {
+    /// Every (pattern, address) the name holds.
+    fn pairs(&self) -> impl Iterator<Item = (&str, IpAddr)> + '_ {
+        self.patterns
+            .iter()
+            .flat_map(|p| self.addrs.iter().map(move |a| (p.as_str(), *a)))
+    }
+}
+
 pub struct LearnedNames {
     names: HashMap<String, Name>,
     /// How many names hold each (pattern, address): what the maps must hold.
@@ -55,52 +64,46 @@ impl LearnedNames {
     /// (pattern, address) pairs no other name held. A repeated answer, or a new name at known
     /// addresses, only sets times.
     pub fn insert(&mut self, learned: Learned, now: Instant) -> Change {
-        let expires = now + learned.ttl.clamp(self.min_ttl, self.max_ttl);
         let mut change = Change::default();
-        if let Some(known) = self.names.get_mut(&learned.name) {
-            known.expires = known.expires.max(expires);
-            let (old_patterns, old_addrs) = (known.patterns.clone(), known.addrs.clone());
-            for addr in learned.addrs {
-                if !known.addrs.contains(&addr) {
-                    known.addrs.push(addr);
+        let mut name = Name {
+            patterns: learned.patterns,
+            addrs: learned.addrs,
+            expires: now + learned.ttl.clamp(self.min_ttl, self.max_ttl),
+        };
+        let old = self.names.remove(&learned.name);
+        match &old {
+            Some(old) => {
+                // The name keeps what it held: the union, until its later expiry.
+                name.expires = name.expires.max(old.expires);
+                for p in &old.patterns {
+                    if !name.patterns.contains(p) {
+                        name.patterns.push(p.clone());
+                    }
                 }
-            }
-            for pattern in learned.patterns {
-                if !known.patterns.contains(&pattern) {
-                    known.patterns.push(pattern);
-                }
-            }
-            let (patterns, addrs) = (known.patterns.clone(), known.addrs.clone());
-            for pattern in &patterns {
-                for addr in &addrs {
-                    if !(old_patterns.contains(pattern) && old_addrs.contains(addr)) && self.hold(pattern, *addr) {
-                        change.added.push((pattern.clone(), *addr));
+                for a in &old.addrs {
+                    if !name.addrs.contains(a) {
+                        name.addrs.push(*a);
                     }
                 }
             }
-            return change;
-        }
-        if self.names.len() >= self.max {
-            let soonest = self.names.iter().min_by_key(|(_, n)| n.expires).map(|(k, _)| k.clone());
-            if let Some(name) = soonest {
-                change.removed |= self.forget(&name);
-            }
-        }
-        for pattern in &learned.patterns {
-            for addr in &learned.addrs {
-                if self.hold(pattern, *addr) {
-                    change.added.push((pattern.clone(), *addr));
+            None if self.names.len() >= self.max => {
+                let soonest = self.names.iter().min_by_key(|(_, n)| n.expires).map(|(k, _)| k.clone());
+                if let Some(soonest) = soonest {
+                    change.removed |= self.forget(&soonest);
                 }
             }
+            None => {}
         }
-        self.names.insert(
-            learned.name,
-            Name {
-                patterns: learned.patterns,
-                addrs: learned.addrs,
-                expires,
-            },
-        );
+        // Hold the new before releasing the old: what both hold never drops to zero.
+        for (pattern, addr) in name.pairs() {
+            if self.hold(pattern, addr) {
+                change.added.push((pattern.to_string(), addr));
+            }
+        }
+        if let Some(old) = old {
+            self.release(&old);
+        }
+        self.names.insert(learned.name, name);
         change
     }
 
@@ -111,25 +114,28 @@ impl LearnedNames {
         *count == 1
     }
 
-    /// Drops a name and what it held; `true` when an address is no longer held by any.
-    fn forget(&mut self, name: &str) -> bool {
-        let Some(gone) = self.names.remove(name) else {
-            return false;
-        };
+    /// A name no longer holds what it held; `true` when an address is held by none now.
+    fn release(&mut self, gone: &Name) -> bool {
         let mut changed = false;
-        for pattern in &gone.patterns {
-            for addr in &gone.addrs {
-                let key = (pattern.clone(), *addr);
-                if let Some(count) = self.held.get_mut(&key) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.held.remove(&key);
-                        changed = true;
-                    }
+        for (pattern, addr) in gone.pairs() {
+            let key = (pattern.to_string(), addr);
+            if let Some(count) = self.held.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.held.remove(&key);
+                    changed = true;
                 }
             }
         }
         changed
+    }
+
+    /// Drops a name and what it held; `true` when an address is held by none now.
+    fn forget(&mut self, name: &str) -> bool {
+        match self.names.remove(name) {
+            Some(gone) => self.release(&gone),
+            None => false,
+        }
     }
 
     /// Forgets names whose time ran out; `true` when what the maps must hold changed.

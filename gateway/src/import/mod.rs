@@ -13,7 +13,8 @@ use serde::Serialize;
 
 /// Where Kubernetes Secrets are expected to be mounted: `<dir>/<credential>/<key>` (as the
 /// Helm chart mounts its `credentials`), the credential named after the policy.
-pub const DEFAULT_SECRETS_DIR: &str = "/var/run/secrets/tollgate";
+/// The same directory the catalog's credentials are read from.
+pub const DEFAULT_SECRETS_DIR: &str = crate::config::catalog::CREDENTIAL_DIR;
 /// Where CA ConfigMaps (BackendTLSPolicy `caCertificateRefs`) are expected to be mounted:
 /// `<dir>/<configmap>/ca.crt`.
 pub const DEFAULT_CONFIG_MAPS_DIR: &str = "/etc/tollgate/configmaps";
@@ -234,7 +235,7 @@ pub(crate) struct RouteMatch {
     pub headers: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct BackendRef {
     pub backend: String,
@@ -246,7 +247,7 @@ pub(crate) struct BackendRef {
     pub model: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Timeouts {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -305,15 +305,21 @@ fn backend_url(i: usize, raw: &str) -> Result<http::Uri, Invalid> {
 
 /// The region of a bedrock or vertex backend: the configured one, else the one in its host;
 /// other schemas take none.
-fn backend_region(i: usize, schema: ApiSchema, host: &str, region: Option<String>) -> Result<Option<String>, Invalid> {
-    let region_in_host = match schema {
+/// The region a Bedrock (`bedrock-runtime.<region>.amazonaws.com`) or Vertex
+/// (`<region>-aiplatform.googleapis.com`) host names; `tollgate import` asks it too.
+pub fn region_in_host(schema: ApiSchema, host: &str) -> Option<&str> {
+    match schema {
         ApiSchema::Bedrock => host
             .strip_prefix("bedrock-runtime.")
             .and_then(|h| h.strip_suffix(".amazonaws.com")),
         ApiSchema::Vertex => host.strip_suffix("-aiplatform.googleapis.com"),
         _ => None,
     }
-    .filter(|r| !r.is_empty() && !r.contains('.'));
+    .filter(|r| !r.is_empty() && !r.contains('.'))
+}
+
+fn backend_region(i: usize, schema: ApiSchema, host: &str, region: Option<String>) -> Result<Option<String>, Invalid> {
+    let region_in_host = region_in_host(schema, host);
     match (schema, region) {
         (ApiSchema::Bedrock | ApiSchema::Vertex, Some(r)) => Ok(Some(r)),
         (ApiSchema::Bedrock | ApiSchema::Vertex, None) => match region_in_host {
@@ -352,6 +358,18 @@ fn backend_project(i: usize, schema: ApiSchema, project: Option<String>) -> Resu
 
 /// Refuses a credential whose kind signs for another provider than the backend's schema
 /// (AWS kinds for bedrock only, GCP kinds for vertex, Azure kinds for azureOpenai).
+/// Whether a credential of `kind` can authenticate to a backend of `schema`: AWS kinds for
+/// bedrock and only there, Google kinds for vertex, Entra and managed identity for azureOpenai.
+/// `tollgate import` asks it too; [`check_credential_kind`] says which rule failed.
+pub fn credential_fits(schema: ApiSchema, kind: CredentialKind) -> bool {
+    let aws = matches!(kind, CredentialKind::AwsSigV4 | CredentialKind::AwsMetadata);
+    let gcp = matches!(kind, CredentialKind::GcpServiceAccount | CredentialKind::GcpMetadata);
+    let azure = matches!(kind, CredentialKind::AzureEntra | CredentialKind::AzureManagedIdentity);
+    (schema == ApiSchema::Bedrock) == aws
+        && (!gcp || schema == ApiSchema::Vertex)
+        && (!azure || schema == ApiSchema::AzureOpenai)
+}
+
 fn check_credential_kind(i: usize, schema: ApiSchema, c: &str, credentials: &[Credential]) -> Result<(), Invalid> {
     let kind = credentials.iter().find(|k| k.name == c).map(|k| k.kind);
     let aws = matches!(kind, Some(CredentialKind::AwsSigV4 | CredentialKind::AwsMetadata));

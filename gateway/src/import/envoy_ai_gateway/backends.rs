@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 
 use super::{find, raw, unknown_fields, Objects, EG_GROUP};
-use crate::import::{Backend, Credential, Item, Options, Output, Provider, Report};
+use crate::{
+    config::{ApiSchema, CredentialKind},
+    import::{Backend, Credential, Item, Options, Output, Provider, Report},
+    route::config::{credential_fits, region_in_host},
+};
 
 /// What a BackendSecurityPolicy became.
 #[derive(Debug)]
@@ -400,11 +404,9 @@ fn backend(
 /// The credential, region and project of a backend; false when the backend cannot be written.
 fn attach(object: &str, b: &mut Backend, cred: Option<&CredInfo>, host: &str, report: &mut Report) -> bool {
     if let Some(c) = cred {
-        let fits = match c.kind {
-            "awsSigV4" | "awsMetadata" => b.schema == "bedrock",
-            "gcpServiceAccount" | "gcpMetadata" => b.schema == "vertex",
-            "azureEntra" => b.schema == "azureOpenai",
-            _ => b.schema != "bedrock",
+        let fits = match (named::<ApiSchema>(b.schema), named::<CredentialKind>(c.kind)) {
+            (Some(schema), Some(kind)) => credential_fits(schema, kind),
+            _ => false,
         };
         match fits {
             true => b.credential = Some(c.name.clone()),
@@ -421,8 +423,7 @@ fn attach(object: &str, b: &mut Backend, cred: Option<&CredInfo>, host: &str, re
     let region = cred.and_then(|c| c.region.clone());
     match b.schema {
         "bedrock" => {
-            let in_host = host.starts_with("bedrock-runtime.") && host.ends_with(".amazonaws.com");
-            if region.is_none() && !in_host {
+            if region.is_none() && region_in_host(ApiSchema::Bedrock, host).is_none() {
                 report.gap(
                     object,
                     "spec.backendRef",
@@ -448,6 +449,11 @@ fn attach(object: &str, b: &mut Backend, cred: Option<&CredInfo>, host: &str, re
         _ => {}
     }
     true
+}
+
+/// The config type a name written in the output stands for (`"bedrock"` → `ApiSchema::Bedrock`).
+fn named<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
 /// The Backend's one endpoint: host, whether it is an IP, port.

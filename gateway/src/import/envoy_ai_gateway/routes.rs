@@ -123,8 +123,8 @@ fn rule_routes(
     let route = |name: String, matches: RouteMatch| Route {
         name,
         matches,
-        backends: backends.iter().map(clone_ref).collect(),
-        timeouts: clone_timeouts(&timeouts),
+        backends: backends.to_vec(),
+        timeouts: timeouts.clone(),
     };
     let same_headers = matches.windows(2).all(|w| w[0].headers == w[1].headers);
     if matches.len() <= 1 || same_headers {
@@ -142,23 +142,6 @@ fn rule_routes(
     (matches.into_iter().enumerate())
         .map(|(k, m)| route(format!("{base}-m{k}"), m))
         .collect()
-}
-
-fn clone_ref(b: &BackendRef) -> BackendRef {
-    BackendRef {
-        backend: b.backend.clone(),
-        weight: b.weight,
-        priority: b.priority,
-        model: b.model.clone(),
-    }
-}
-
-fn clone_timeouts(t: &Timeouts) -> Timeouts {
-    Timeouts {
-        first_byte: t.first_byte.clone(),
-        idle: t.idle.clone(),
-        total: t.total.clone(),
-    }
 }
 
 fn backend_refs(
