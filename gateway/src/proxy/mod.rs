@@ -128,10 +128,27 @@ async fn handle(l7: Arc<L7>, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Resp
 }
 
 async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<Response<RespBody>, ProxyError> {
-    identify::identify(ctx, &req)?;
+    // A refusal before the body is read drains it first over h2 (as an oversize body is): a
+    // client still sending would otherwise see its stream reset instead of the answer. (Over
+    // HTTP/1.1 hyper ends the exchange cleanly itself.)
+    let h2 = req.version() == http::Version::HTTP_2;
+    if let Err(e) = identify::identify(ctx, &req) {
+        if h2 {
+            parse::drain(req.into_body(), 0).await;
+        }
+        return Err(e);
+    }
     let (parts, body) = req.into_parts();
     let body = parse::parse(ctx, &parts, body).await?;
-    let mut plan = routing::route(ctx, &parts.headers, body.read().is_none())?;
+    let mut plan = match routing::route(ctx, &parts.headers, body.read().is_none()) {
+        Ok(plan) => plan,
+        Err(e) => {
+            if let (true, parse::ClientBody::Stream(unread)) = (h2, body) {
+                parse::drain(unread, 0).await;
+            }
+            return Err(e);
+        }
+    };
     let snapshot = ctx.snapshot.clone();
     plan.prune(&ctx.l7.health, |b| snapshot.config.backends[b].name.clone());
     ctx.plan = plan.order();

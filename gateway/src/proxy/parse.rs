@@ -12,10 +12,11 @@ use hyper::body::Incoming;
 use super::{ctx::RequestCtx, ProxyError};
 use crate::llm::{self, Parsed};
 
-/// Most bytes of an oversize body read and thrown away before answering 413, so that an h2
-/// client still uploading sees a clean response rather than a reset stream (16 MiB).
+/// Most bytes of a body read and thrown away before answering without it (413 for an oversize
+/// body, a refusal before the body was read), so that an h2 client still uploading sees a clean
+/// response rather than a reset stream (16 MiB).
 const MAX_DRAIN: usize = 16 * 1024 * 1024;
-/// Longest time spent draining an oversize body (2 seconds).
+/// Longest time spent draining a body (2 seconds).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The client's body, as the attempts will send it.
@@ -46,34 +47,31 @@ pub(super) async fn parse(ctx: &mut RequestCtx, parts: &Parts, body: Incoming) -
     Ok(ClientBody::Read { bytes, parsed })
 }
 
-/// Reads a request body of at most `limit` bytes. Beyond it the rest is drained (bounded by
-/// `MAX_DRAIN` and `DRAIN_TIMEOUT`) and the request fails with 413.
+/// Reads a request body of at most `limit` bytes. Beyond it the rest is drained and the
+/// request fails with 413.
 async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ProxyError> {
     let mut buf = bytes::BytesMut::new();
-    let mut total = 0usize;
-    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-    loop {
-        let next = if total > limit {
-            match tokio::time::timeout_at(deadline, body.frame()).await {
-                Ok(frame) => frame,
-                Err(_) => break,
-            }
-        } else {
-            body.frame().await
-        };
-        let Some(frame) = next else { break };
+    while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ProxyError::ClientBody(e.to_string()))?;
         if let Some(data) = frame.data_ref() {
-            total += data.len();
-            if total <= limit {
-                buf.extend_from_slice(data);
-            } else if total > MAX_DRAIN {
-                break;
+            if buf.len() + data.len() > limit {
+                drain(body, buf.len() + data.len()).await;
+                return Err(ProxyError::BodyTooLarge { limit });
             }
+            buf.extend_from_slice(data);
         }
     }
-    if total > limit {
-        return Err(ProxyError::BodyTooLarge { limit });
-    }
     Ok(buf.freeze())
+}
+
+/// Reads and throws away what is left of a body the answer does not need (`read` bytes of it
+/// already taken), within `MAX_DRAIN` bytes and `DRAIN_TIMEOUT`.
+pub(super) async fn drain(mut body: Incoming, mut read: usize) {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while read <= MAX_DRAIN {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
+    }
 }
