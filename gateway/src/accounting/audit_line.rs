@@ -51,6 +51,7 @@ impl AuditRecord {
             Some(t) => t.write(o.key("tokens")),
             None => o.null("tokens"),
         }
+        o.serde("units", &self.units);
         o.str("usage_status", &self.usage_status);
         o.opt_str("cost_usd", self.cost_usd.as_deref());
         o.opt_u64("cost_nano_usd", self.cost_nano_usd);
@@ -225,6 +226,8 @@ impl Tokens {
         o.u64("cache_write", self.cache_write);
         o.u64("reasoning", self.reasoning);
         o.u64("total", self.total);
+        o.u64("audio_input", self.audio_input);
+        o.u64("image_input", self.image_input);
         o.close();
     }
 }
@@ -434,6 +437,14 @@ mod tests {
                 cache_write: 6,
                 reasoning: 7,
                 total: 46,
+                audio_input: 1,
+                image_input: 2,
+            }),
+            units: Some(crate::accounting::audit::Units {
+                audio_seconds: Some(8.47),
+                characters: 3,
+                images: 2,
+                image_tier: Some("hd/1024x1792".into()),
             }),
             usage_status: "partial".into(),
             cost_usd: Some("0.000123".into()),

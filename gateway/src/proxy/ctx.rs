@@ -78,6 +78,8 @@ pub(crate) struct RequestCtx {
     // parse
     pub(crate) model: Option<String>,
     pub(crate) stream: bool,
+    /// What the request says that prices its answer beyond tokens.
+    pub(crate) units: crate::llm::media::RequestUnits,
     // route
     pub(crate) route: Option<usize>,
     pub(crate) rule: Rule,
@@ -134,6 +136,7 @@ impl RequestCtx {
             operation: Operation::Other,
             model: None,
             stream: false,
+            units: Default::default(),
             route: None,
             rule: Rule::None,
             timeout: None,

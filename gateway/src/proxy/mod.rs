@@ -143,7 +143,7 @@ async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<R
     let mut plan = match routing::route(ctx, &parts.headers, body.read().is_none()) {
         Ok(plan) => plan,
         Err(e) => {
-            if let (true, parse::ClientBody::Stream(unread)) = (h2, body) {
+            if let (true, Some(unread)) = (h2, body.unread()) {
                 parse::drain(unread, 0).await;
             }
             return Err(e);

@@ -126,6 +126,7 @@ fn record(
         stream: ctx.stream,
         usage_requested_by_gateway: ctx.usage_requested_by_gateway,
         tokens: metered.usage.as_ref().map(Tokens::from),
+        units: metered.usage.as_ref().and_then(audit::Units::of),
         usage_status: match (&metered.usage, metered.complete && complete) {
             (Some(_), true) => "complete",
             (Some(_), false) => "partial",
