@@ -299,6 +299,11 @@ impl PriceTable {
         }
     }
 
+    /// Every model the table prices (lowercase), in no order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.prices.keys().map(String::as_str)
+    }
+
     /// Whether a model is priced (used to bound metric labels).
     pub fn knows(&self, model: &str) -> bool {
         self.get(model).is_some()

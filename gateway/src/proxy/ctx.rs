@@ -30,6 +30,8 @@ pub(crate) enum Rule {
     Route,
     /// No route matched: the provider's default backend.
     ProviderDefault,
+    /// Tollgate answered itself (`listModels: routes`).
+    Gateway,
 }
 
 impl Rule {
@@ -38,6 +40,7 @@ impl Rule {
             Rule::None => "none",
             Rule::Route => "route",
             Rule::ProviderDefault => "provider_default",
+            Rule::Gateway => "gateway",
         }
     }
 }
