@@ -177,6 +177,45 @@ fn forms_in_any_order_route_and_bad_forms_are_refused_with_a_record() {
         1,
         "bad forms never left"
     );
+
+    // Event streams the request asks for in its own words: speech's `stream_format: sse` and a
+    // streamed gpt-image generation (two images) are metered from their final events.
+    let json = |body: &str, path: &str| {
+        let url = format!("https://api.openai.com/v1/{path}");
+        run(&["-N", "-H", "content-type: application/json", "-d", body, &url])
+    };
+    let (status, v) = json(
+        r#"{"model":"gpt-4o-mini-tts","input":"hi","voice":"alloy","stream_format":"sse"}"#,
+        "audio/speech",
+    );
+    assert!(
+        status.starts_with("200") && v.as_str().unwrap().contains("speech.audio.done"),
+        "{status} {v}"
+    );
+    let (status, v) = json(
+        r#"{"model":"gpt-image-1","prompt":"x","n":2,"stream":true}"#,
+        "images/generations",
+    );
+    assert!(
+        status.starts_with("200") && v.as_str().unwrap().contains("image_generation.completed"),
+        "{status} {v}"
+    );
+    let records = gw.wait_audit(5);
+    let (speech, images) = (&records[3], &records[4]);
+    assert_eq!(
+        (speech["stream"].as_bool(), speech["tokens"]["output"].as_u64()),
+        (Some(true), Some(101))
+    );
+    assert_eq!(
+        speech["cost_nano_usd"],
+        14 * 600 + 101 * 12_000,
+        "gpt-4o-mini-tts by tokens"
+    );
+    let (input, _, output) = IMAGE_TOKENS;
+    assert_eq!(images["units"]["images"], 2);
+    assert_eq!(images["tokens"]["output"], 2 * output);
+    assert_eq!(images["tokens"]["input"], 2 * input);
+    assert_eq!(images["usage_status"], "complete");
 }
 
 /// `listModels: routes`: the SDK's model list is what this workload's routes allow; a model
