@@ -358,6 +358,18 @@ pub fn normalize(model: &str) -> String {
     m
 }
 
+/// The cost of `u` at `price`, or `None` when the answer was metered only in units the price
+/// does not price (a speech answer's characters for a token-priced model, images of a tier
+/// with no price): unknown, never zero.
+pub fn priced_cost(price: &Price, u: &Usage) -> Option<u64> {
+    let tokens = u.total() > 0;
+    let unpriced = !tokens
+        && ((u.characters > 0 && price.characters == 0)
+            || (u.audio_ms > 0 && price.per_minute == 0)
+            || (u.images > 0 && price.image(u.image_tier.as_deref()).is_none()));
+    (!unpriced).then(|| cost(price, u))
+}
+
 /// Exact cost in nano-dollars.
 pub fn cost(price: &Price, u: &Usage) -> u64 {
     let uncached = u
@@ -624,6 +636,18 @@ mod media_price_tests {
             ..Usage::default()
         };
         assert_eq!(cost(&price("gpt-image-1"), &u), 10 * 5000 + 40 * 10_000 + 4160 * 40_000);
+        // A speech answer with no token report, from a token-priced model: unknown, not zero.
+        let chars = Usage {
+            characters: 40,
+            ..Usage::default()
+        };
+        assert_eq!(priced_cost(&price("gpt-4o-mini-tts"), &chars), None);
+        assert_eq!(priced_cost(&price("tts-1"), &chars), Some(600_000));
+        assert_eq!(
+            priced_cost(&price("gpt-4o"), &Usage::default()),
+            Some(0),
+            "zero tokens cost zero"
+        );
     }
 
     #[test]
