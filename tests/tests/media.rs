@@ -34,10 +34,12 @@ fn audio_and_images_through_capture_are_metered_priced_and_streamed() {
     }
     let (s, builder) = openai_setup(70, "media-metering", "");
     // whisper-1 goes to the secondary backend: only a model read from the form routes it.
+    // Bodies read whole are held to 1 MiB: the 3 MiB audio file below streams through.
     let gw = builder
         .yaml(
             "routes:\n  - name: whisper\n    match: { models: [whisper-1] }\n    backends: [{ backend: secondary }]\n",
         )
+        .yaml("proxy:\n  maxRequestBody: 1048576\n")
         .start();
     let (file, data) = audio_file(&s);
     let file = file.to_str().unwrap();
@@ -121,6 +123,33 @@ fn audio_and_images_through_capture_are_metered_priced_and_streamed() {
     assert_eq!(r["cost_nano_usd"], cost);
     let sent = s.primary.received().last().unwrap().form.clone().unwrap();
     assert_eq!(sent.files["image"].0, 200_000);
+
+    // 7. A form whose `model` comes after a file larger than maxRequestBody cannot be routed
+    // without holding the file: 413 in OpenAI's shape, with its record; nothing was sent.
+    let sent_before = s.primary.received().len() + s.secondary.received().len();
+    let file_arg = format!("file=@{file}");
+    let (status, v) = curl(
+        &s.cg,
+        &s.dir,
+        "api.openai.com",
+        &s.captured_ip,
+        &gw.ca_cert(),
+        &[
+            "-F",
+            &file_arg,
+            "-F",
+            "model=whisper-1",
+            "https://api.openai.com/v1/audio/transcriptions",
+        ],
+    );
+    assert!(status.starts_with("413"), "{status} {v}");
+    assert_eq!(v["error"]["code"], "request_too_large");
+    let r = &gw.wait_audit(8)[7];
+    assert_eq!(
+        (r["status"].as_u64(), r["error_reason"].as_str()),
+        (Some(413), Some("body_too_large"))
+    );
+    assert_eq!(s.primary.received().len() + s.secondary.received().len(), sent_before);
 }
 
 /// curl, whose form puts the file before `model`: the model is still found and routes; a form
