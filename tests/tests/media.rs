@@ -6,7 +6,7 @@ use serde_json::Value;
 use tests::{
     fake_llm::FakeLlm,
     fake_media::{sha256_hex, IMAGE_TOKENS, SPEECH_BYTES, TRANSCRIBE_TOKENS},
-    l7::{curl, openai_setup, sdk_json, OpenAiSetup},
+    l7::{curl, openai_setup, post_json, sdk_json, OpenAiSetup},
     privileged, Gateway,
 };
 
@@ -209,10 +209,7 @@ fn forms_in_any_order_route_and_bad_forms_are_refused_with_a_record() {
 
     // Event streams the request asks for in its own words: speech's `stream_format: sse` and a
     // streamed gpt-image generation (two images) are metered from their final events.
-    let json = |body: &str, path: &str| {
-        let url = format!("https://api.openai.com/v1/{path}");
-        run(&["-N", "-H", "content-type: application/json", "-d", body, &url])
-    };
+    let json = |body: &str, path: &str| post_json(&s, &gw, path, body, &["-N"]);
     let (status, v) = json(
         r#"{"model":"gpt-4o-mini-tts","input":"hi","voice":"alloy","stream_format":"sse"}"#,
         "audio/speech",
@@ -321,22 +318,7 @@ fn model_lists_follow_routes_azure_paths_are_operations_and_limits_hold() {
     // 3. A request limit on dall-e-3 (per workload: curl here): the second image request is
     // refused in OpenAI's shape, before any provider sees it.
     let body = r#"{"model":"dall-e-3","prompt":"a lighthouse"}"#;
-    let post = || {
-        curl(
-            &s.cg,
-            &s.dir,
-            "api.openai.com",
-            &s.captured_ip,
-            &gw.ca_cert(),
-            &[
-                "-H",
-                "content-type: application/json",
-                "-d",
-                body,
-                "https://api.openai.com/v1/images/generations",
-            ],
-        )
-    };
+    let post = || post_json(&s, &gw, "images/generations", body, &[]);
     let (status, v) = post();
     assert!(status.starts_with("200"), "{status} {v}");
     let (status, v) = post();
