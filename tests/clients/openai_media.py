@@ -6,7 +6,7 @@ CA trusted through SSL_CERT_FILE. Prints one JSON line.
     openai_media.py transcribe MODEL FILE [FORMAT]   audio.transcriptions.create
     openai_media.py transcribe_stream MODEL FILE     the same with stream=True
     openai_media.py translate MODEL FILE             audio.translations.create
-    openai_media.py speech MODEL OUT TEXT            audio.speech, streamed to OUT
+    openai_media.py speech MODEL OUT TEXT [GATE]     audio.speech, streamed to OUT; GATE made on the first bytes
     openai_media.py images MODEL N QUALITY SIZE      images.generate
     openai_media.py edit MODEL FILE                  images.edit
     openai_media.py models                           models.list, then models.retrieve of each
@@ -58,9 +58,14 @@ elif mode == "translate":
         r = client.audio.translations.create(model=args[0], file=f)
     print(json.dumps({"text": r.text}))
 elif mode == "speech":
-    out = pathlib.Path(args[1])
+    # As a player does: bytes are used as they arrive; GATE is created on the first ones.
+    out, gate = pathlib.Path(args[1]), pathlib.Path(args[3]) if len(args) > 3 else None
     with client.audio.speech.with_streaming_response.create(model=args[0], voice="alloy", input=args[2]) as r:
-        r.stream_to_file(out)
+        with open(out, "wb") as f:
+            for chunk in r.iter_bytes():
+                if gate is not None and not gate.exists():
+                    gate.touch()
+                f.write(chunk)
     data = out.read_bytes()
     print(json.dumps({"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
 elif mode == "images":

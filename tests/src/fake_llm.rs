@@ -1038,12 +1038,20 @@ fn media_response(
         }
         Answer::Audio(chunks) => {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(16);
-            let reset = script.reset_after_first;
+            let (reset, gate_file) = (script.reset_after_first, script.gate.clone());
             tokio::spawn(async move {
                 for (i, c) in chunks.into_iter().enumerate() {
                     if reset && i == 1 {
                         let _ = tx.send(Err(Box::new(std::io::Error::other("reset on purpose")))).await;
                         return;
+                    }
+                    // With a gate: the rest waits until the client has played the first chunk.
+                    if let (1, Some(g)) = (i, &gate_file) {
+                        let start = Instant::now();
+                        while !g.exists() && start.elapsed() < Duration::from_secs(10) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        *gate.lock().unwrap() = Some(g.exists());
                     }
                     let _ = tx.send(Ok(c)).await;
                     tokio::time::sleep(Duration::from_millis(5)).await;

@@ -91,7 +91,23 @@ fn audio_and_images_through_capture_are_metered_priced_and_streamed() {
     // 4. Speech: audio bytes streamed back untouched, priced by the input's characters.
     let text = "Tollgate meters speech by characters.";
     let out = s.dir.path("speech.mp3");
-    let v = media(&s, &gw, &["speech", "tts-1", out.to_str().unwrap(), text]);
+    let gate = s.dir.path("speech-gate");
+    s.primary.set_script(tests::fake_llm::Script {
+        gate: Some(gate.clone()),
+        ..Default::default()
+    });
+    let v = media(
+        &s,
+        &gw,
+        &["speech", "tts-1", out.to_str().unwrap(), text, gate.to_str().unwrap()],
+    );
+    s.primary.set_script(Default::default());
+    let speech_call = s.primary.received().last().unwrap().clone();
+    assert_eq!(
+        speech_call.gate_opened(),
+        Some(true),
+        "the first audio reached the client while the provider held the rest"
+    );
     let expected: Vec<u8> = (0..SPEECH_BYTES).map(|i| (i * 31 % 251) as u8).collect();
     assert_eq!(v["bytes"], SPEECH_BYTES, "{v}");
     assert_eq!(v["sha256"], sha256_hex(&expected));

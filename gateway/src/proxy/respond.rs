@@ -134,7 +134,12 @@ fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> (Response<RespBody>, b
     if meter.as_ref().is_some_and(Meter::rewrites) {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    let whole = !ctx.stream && !is_event_stream(&parts.headers);
+    // Audio (speech) is played as it comes: never held back to be sent whole.
+    let audio = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"audio/"));
+    let whole = !ctx.stream && !audio && !is_event_stream(&parts.headers);
     let recorded = Recorded {
         translator,
         idle: ctx.idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
