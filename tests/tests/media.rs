@@ -115,6 +115,10 @@ fn audio_and_images_through_capture_are_metered_priced_and_streamed() {
     assert_eq!(r["operation"], "audio_speech");
     assert_eq!(r["units"]["characters"], text.chars().count());
     assert_eq!(r["cost_nano_usd"], text.chars().count() as u64 * 15_000);
+    assert_eq!(
+        r["policy"]["price"]["nano_usd_per_unit"]["character"], 15_000,
+        "the record says the rate"
+    );
     assert_eq!(r["response_bytes"], SPEECH_BYTES);
 
     // 5. dall-e-3: per image, by quality and size.

@@ -178,6 +178,10 @@ pub struct PriceRef {
     pub entry: String,
     /// Nano-dollars per token.
     pub nano_usd_per_token: TokenPrices,
+    /// Nano-dollars per character, minute of audio and image, for models priced so; null
+    /// for models priced by tokens only.
+    #[serde(default)]
+    pub nano_usd_per_unit: Option<UnitPrices>,
     /// `table` (the shipped table) or `config` (the config's `pricing`).
     pub source: Cow<'static, str>,
     /// Date of the shipped table's prices; null for a config price.
@@ -193,6 +197,21 @@ pub struct TokenPrices {
     pub cached_input: u64,
     pub cache_write: u64,
     pub reasoning: u64,
+    /// Audio input tokens (default: `input`).
+    #[serde(default)]
+    pub audio_input: u64,
+    /// Image input tokens (default: `input`).
+    #[serde(default)]
+    pub image_input: u64,
+}
+
+/// Nano-dollars per unit of what audio and image models are priced by besides tokens.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnitPrices {
+    pub character: u64,
+    pub minute: u64,
+    /// Per image, by `quality/size`, `size` or `*`.
+    pub image: std::collections::BTreeMap<String, u64>,
 }
 
 /// The `config` record: one per applied configuration, before any request made under it.

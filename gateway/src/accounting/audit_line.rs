@@ -142,8 +142,12 @@ impl PriceRef {
             p_o.u64("cached_input", p.cached_input);
             p_o.u64("cache_write", p.cache_write);
             p_o.u64("reasoning", p.reasoning);
+            p_o.u64("audio_input", p.audio_input);
+            p_o.u64("image_input", p.image_input);
             p_o.close();
         }
+        // Rare (audio and image models): serde's writer is fast enough.
+        o.serde("nano_usd_per_unit", &self.nano_usd_per_unit);
         o.str("source", &self.source);
         o.opt_str("as_of", self.as_of.as_deref());
         o.close();
@@ -552,7 +556,14 @@ mod tests {
                     cached_input: 75,
                     cache_write: 150,
                     reasoning: 600,
+                    audio_input: 150,
+                    image_input: 150,
                 },
+                nano_usd_per_unit: Some(crate::accounting::audit::UnitPrices {
+                    character: 15_000,
+                    minute: 6_000_000,
+                    image: [("hd/1024x1792".to_string(), 120_000_000)].into(),
+                }),
                 source: "table".into(),
                 as_of: Some("2025-10-01".into()),
             }),

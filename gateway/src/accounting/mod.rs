@@ -293,7 +293,16 @@ impl PriceTable {
                 cached_input: x.cached_input.unwrap_or(x.input),
                 cache_write: x.cache_write.unwrap_or(x.input),
                 reasoning: x.reasoning.unwrap_or(x.output),
+                audio_input: x.audio_input.unwrap_or(x.input),
+                image_input: x.image_input.unwrap_or(x.input),
             },
+            nano_usd_per_unit: (x.characters > 0 || x.per_minute > 0 || !x.per_image.is_empty()).then(|| {
+                audit::UnitPrices {
+                    character: x.characters,
+                    minute: x.per_minute,
+                    image: x.per_image.iter().cloned().collect(),
+                }
+            }),
             source: if shipped { "table" } else { "config" }.into(),
             as_of: shipped.then(|| self.as_of.clone().into()),
         }
