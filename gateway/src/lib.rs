@@ -44,6 +44,7 @@ pub mod keyfile;
 pub mod limits;
 pub mod llm;
 pub mod matching;
+pub mod mcp;
 pub mod proxy;
 pub mod route;
 pub mod socket;

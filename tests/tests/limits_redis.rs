@@ -33,6 +33,7 @@ fn request(limits: &[Limit], comm: &str, tokens: u64) -> Vec<Charge> {
         model: Some("gpt-4o"),
         model_known: true,
         backend: Some("b"),
+        tool: None,
     };
     let mut c = charges(limits, &subject, tokens, None);
     for c in &mut c {

@@ -60,6 +60,10 @@ pub struct AuditRecord {
     /// What audio and image answers are metered by besides tokens; null when none.
     #[serde(default)]
     pub units: Option<Units>,
+    /// An MCP server's request: the JSON-RPC message and how it was answered; null for model
+    /// APIs.
+    #[serde(default)]
+    pub mcp: Option<McpRecord>,
     /// `complete`, `partial` (stream cut short: counts seen so far), `missing`.
     pub usage_status: Cow<'static, str>,
     /// Exact cost as a decimal string of USD; null when the model has no price.
@@ -361,6 +365,33 @@ impl From<&Usage> for Tokens {
             image_input: u.image_input,
         }
     }
+}
+
+/// An MCP request as recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpRecord {
+    /// `Mcp-Session-Id` (the client's, else the one the server handed out).
+    pub session: Option<String>,
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<String>,
+    /// `request`, `notification`, `response` (POSTed messages), `stream` (the GET stream),
+    /// `end_session` (DELETE), `invalid` (refused before it was read).
+    pub kind: Cow<'static, str>,
+    pub method: Option<String>,
+    /// The JSON-RPC id, as JSON text.
+    pub id: Option<String>,
+    pub tool: Option<String>,
+    pub uri: Option<String>,
+    pub prompt: Option<String>,
+    pub arguments_bytes: Option<u64>,
+    pub arguments_sha256: Option<String>,
+    /// `ok`, `error`, `tool_error`, `denied`, `rate_limited`, `none`.
+    pub outcome: Cow<'static, str>,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub tools_filtered: u64,
+    /// JSON-RPC messages the server sent on an event stream.
+    pub messages: u64,
 }
 
 /// What an answer is metered by besides tokens.

@@ -52,6 +52,7 @@ impl AuditRecord {
             None => o.null("tokens"),
         }
         o.serde("units", &self.units);
+        o.serde("mcp", &self.mcp);
         o.str("usage_status", &self.usage_status);
         o.opt_str("cost_usd", self.cost_usd.as_deref());
         o.opt_u64("cost_nano_usd", self.cost_nano_usd);
@@ -449,6 +450,17 @@ mod tests {
                 characters: 3,
                 images: 2,
                 image_tier: Some("hd/1024x1792".into()),
+            }),
+            mcp: Some(crate::accounting::audit::McpRecord {
+                session: Some("s-1".into()),
+                kind: "request".into(),
+                method: Some("tools/call".into()),
+                id: Some("\"a\"".into()),
+                tool: Some("add".into()),
+                arguments_bytes: Some(13),
+                outcome: "denied".into(),
+                error_code: Some(-32001),
+                ..Default::default()
             }),
             usage_status: "partial".into(),
             cost_usd: Some("0.000123".into()),

@@ -30,6 +30,10 @@ pub enum CredentialKind {
     /// An Azure Entra ID application (`{"tenantId", "clientId", "clientSecret"}`, optionally
     /// `"authorityHost"`): client-credentials tokens for Azure OpenAI, cached.
     AzureEntra,
+    /// OAuth 2.0 client credentials at any authorization server (`{"tokenUrl", "clientId",
+    /// "clientSecret"}`, optionally `"scope"`, `"audience"`): bearer tokens, cached (remote
+    /// MCP servers).
+    OauthClientCredentials,
     /// The node's Google identity (GKE Workload Identity, a GCE service account): tokens from
     /// the metadata server, cached (Vertex AI). No secret to configure.
     GcpMetadata,

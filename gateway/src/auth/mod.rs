@@ -83,8 +83,8 @@ enum Presented {
     Aws(sigv4::AwsKeys),
     /// Requests signed with keys the node's AWS role hands out (`awsMetadata`).
     Imds(sigv4::Imds),
-    /// Bearer tokens from a token source (`gcpServiceAccount`, `azureEntra`, `gcpMetadata`,
-    /// `azureManagedIdentity`).
+    /// Bearer tokens from a token source (`gcpServiceAccount`, `azureEntra`,
+    /// `oauthClientCredentials`, `gcpMetadata`, `azureManagedIdentity`).
     OAuth(oauth::Source),
 }
 
@@ -117,8 +117,11 @@ impl Loaded {
             CredentialKind::GcpServiceAccount => Presented::OAuth(oauth::Source::Gcp(Box::new(
                 gcp::ServiceAccount::parse(&value).ok_or_else(invalid)?,
             ))),
-            CredentialKind::AzureEntra => Presented::OAuth(oauth::Source::Entra(
-                entra::EntraApp::parse(&value).ok_or_else(invalid)?,
+            CredentialKind::AzureEntra => Presented::OAuth(oauth::Source::ClientCredentials(
+                entra::ClientCredentials::entra(&value).ok_or_else(invalid)?,
+            )),
+            CredentialKind::OauthClientCredentials => Presented::OAuth(oauth::Source::ClientCredentials(
+                entra::ClientCredentials::generic(&value).ok_or_else(invalid)?,
             )),
             CredentialKind::GcpMetadata => Presented::OAuth(oauth::Source::Metadata(oauth::Metadata::gcp(url))),
             CredentialKind::AzureManagedIdentity => {

@@ -49,7 +49,8 @@ impl TokenCache {
 /// Where a credential's tokens come from.
 pub enum Source {
     Gcp(Box<super::gcp::ServiceAccount>),
-    Entra(super::entra::EntraApp),
+    /// Client credentials (`azureEntra`, `oauthClientCredentials`).
+    ClientCredentials(super::entra::ClientCredentials),
     /// The node's metadata service (GCP metadata server, Azure IMDS): a GET with the header
     /// that proves the caller is on the node, nothing secret in the request.
     Metadata(Metadata),
@@ -101,7 +102,7 @@ impl Source {
     pub fn token_uri(&self) -> &str {
         match self {
             Source::Gcp(sa) => &sa.token_uri,
-            Source::Entra(app) => &app.token_uri,
+            Source::ClientCredentials(app) => &app.token_uri,
             Source::Metadata(m) => &m.token_uri,
         }
     }
@@ -110,7 +111,7 @@ impl Source {
     pub fn token_request(&self, now: SystemTime) -> TokenRequest {
         match self {
             Source::Gcp(sa) => TokenRequest::Form(sa.token_request(now)),
-            Source::Entra(app) => TokenRequest::Form(app.token_request()),
+            Source::ClientCredentials(app) => TokenRequest::Form(app.token_request()),
             Source::Metadata(m) => TokenRequest::Get(m.header.0, m.header.1),
         }
     }
@@ -118,7 +119,7 @@ impl Source {
     pub fn cache(&self) -> &TokenCache {
         match self {
             Source::Gcp(sa) => &sa.cache,
-            Source::Entra(app) => &app.cache,
+            Source::ClientCredentials(app) => &app.cache,
             Source::Metadata(m) => &m.cache,
         }
     }
@@ -128,7 +129,7 @@ impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Gcp(sa) => sa.fmt(f),
-            Source::Entra(app) => app.fmt(f),
+            Source::ClientCredentials(app) => app.fmt(f),
             Source::Metadata(m) => write!(f, "Metadata({})", m.token_uri),
         }
     }

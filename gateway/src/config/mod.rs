@@ -328,6 +328,20 @@ pub struct RawProvider {
     /// `forward` (default): `GET /v1/models` goes to a backend like any request. `routes`:
     /// Tollgate answers it with the models the calling workload's routes allow.
     pub list_models: Option<ListModels>,
+    /// `llm` (default) or `mcp`: a remote MCP server, whose JSON-RPC messages are recorded and
+    /// governed one by one (docs/config.md#mcp-servers).
+    pub kind: Option<ProviderKind>,
+}
+
+/// What a provider serves.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ProviderKind {
+    /// A model API (OpenAI, Anthropic…).
+    #[default]
+    Llm,
+    /// A remote MCP server (Streamable HTTP, or the older HTTP+SSE transport).
+    Mcp,
 }
 
 /// Who answers `GET /v1/models` (and `/v1/models/{id}`).
@@ -485,6 +499,8 @@ pub struct Provider {
     pub base_path: Option<String>,
     /// Who answers `GET /v1/models` (`listModels`).
     pub list_models: ListModels,
+    /// `llm` or `mcp`.
+    pub kind: ProviderKind,
     /// The catalog entry the provider was filled from.
     pub catalog: Option<String>,
     /// Index into `Config::backends` of the default backend.
@@ -1028,6 +1044,7 @@ impl Provider {
             schema: raw.schema.unwrap_or_default(),
             base_path: raw.base_path,
             list_models: raw.list_models.unwrap_or_default(),
+            kind: raw.kind.unwrap_or_default(),
             catalog: raw.catalog,
             backend: None,
             backend_name: raw.backend,

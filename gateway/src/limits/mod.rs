@@ -70,6 +70,8 @@ pub enum KeyPart {
     Provider,
     Model,
     Backend,
+    /// The MCP tool a `tools/call` names (`-` for other requests).
+    Tool,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -107,6 +109,9 @@ pub struct RawLimitMatch {
     pub routes: Vec<String>,
     #[serde(default)]
     pub models: Vec<String>,
+    /// MCP tool name globs: the limit counts `tools/call` requests of those tools only.
+    #[serde(default)]
+    pub tools: Vec<String>,
     #[serde(default)]
     pub comm: Vec<String>,
     #[serde(default)]
@@ -187,6 +192,7 @@ pub struct Limit {
     pub providers: Vec<Glob>,
     pub routes: Vec<Glob>,
     pub models: Vec<Glob>,
+    pub tools: Vec<Glob>,
     #[serde(flatten)]
     pub workload: WorkloadMatch,
     pub key: Vec<KeyPart>,
@@ -263,6 +269,7 @@ pub fn limits_from_raw(raw: Vec<RawLimit>) -> Result<Vec<Limit>, Invalid> {
                 providers: globs(&l.matches.providers),
                 routes: globs(&l.matches.routes),
                 models: globs(&l.matches.models),
+                tools: globs(&l.matches.tools),
                 workload: crate::matching::RawWorkloadMatch {
                     comm: l.matches.comm,
                     uids: l.matches.uids,
@@ -409,6 +416,8 @@ pub struct Subject<'a> {
     /// The model has a price (shipped or configured): it may key a bucket of its own.
     pub model_known: bool,
     pub backend: Option<&'a str>,
+    /// The MCP tool a `tools/call` names.
+    pub tool: Option<&'a str>,
 }
 
 impl Limit {
@@ -416,6 +425,7 @@ impl Limit {
         any(&self.providers, s.provider)
             && any(&self.routes, s.route)
             && any(&self.models, s.model)
+            && any(&self.tools, s.tool)
             && self.workload.matches(&s.workload)
     }
 
@@ -441,6 +451,13 @@ impl Limit {
                     None => "-".to_string(),
                 },
                 KeyPart::Backend => s.backend.unwrap_or("-").to_string(),
+                // Tool names are the client's to write too: a bucket of their own only when
+                // this limit lists tools.
+                KeyPart::Tool => match s.tool {
+                    Some(t) if !self.tools.is_empty() => t.to_string(),
+                    Some(_) => "other".to_string(),
+                    None => "-".to_string(),
+                },
             })
             .collect::<Vec<_>>()
             .join("|")
@@ -1285,6 +1302,7 @@ mod tests {
             model: Some(model),
             model_known: true,
             backend: Some("b"),
+            tool: None,
         }
     }
 

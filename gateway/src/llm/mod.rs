@@ -88,13 +88,16 @@ pub enum Operation {
     /// Organization administration: `/v1/organization/…` (OpenAI), `/v1/organizations/…`
     /// (Anthropic): admin keys, users, projects.
     Admin,
+    /// A request to a remote MCP server (a provider of `kind: mcp`): JSON-RPC messages,
+    /// their streams, the session's end.
+    Mcp,
     /// Any other path on a governed host (not inference: a route must allow it).
     Other,
 }
 
 impl Operation {
     /// Every operation, for config validation and docs.
-    pub const ALL: [Operation; 18] = [
+    pub const ALL: [Operation; 19] = [
         Operation::ChatCompletions,
         Operation::Completions,
         Operation::Embeddings,
@@ -112,6 +115,7 @@ impl Operation {
         Operation::FineTuning,
         Operation::Moderations,
         Operation::Admin,
+        Operation::Mcp,
         Operation::Other,
     ];
 
@@ -249,6 +253,7 @@ impl Operation {
             Operation::ImagesGenerations => "images_generations",
             Operation::ImagesEdits => "images_edits",
             Operation::Admin => "admin",
+            Operation::Mcp => "mcp",
             Operation::Other => "other",
         }
     }

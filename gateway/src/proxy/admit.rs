@@ -69,6 +69,7 @@ pub fn subject<'a>(
         model,
         model_known: model.is_some_and(|m| config.prices.knows(m)),
         backend: backend.map(|b| config.backends[b].name.as_str()),
+        tool: None,
     }
 }
 
@@ -82,7 +83,7 @@ pub(super) async fn admit(
     if config.limits.is_empty() {
         return Ok(());
     }
-    let subject = subject(
+    let mut subject = subject(
         config,
         ctx.conn.workload.facts(),
         ctx.route,
@@ -90,6 +91,7 @@ pub(super) async fn admit(
         ctx.model.as_deref(),
         first_backend,
     );
+    subject.tool = ctx.mcp.as_ref().and_then(|m| m.message.tool.as_deref());
     let input = body.read().map(|(b, _)| (b.len() as u64).div_ceil(4)).unwrap_or(0);
     let Estimate { tokens, cost, .. } = estimate(
         config,

@@ -83,6 +83,8 @@ pub(crate) struct RequestCtx {
     pub(crate) stream: bool,
     /// What the request says that prices its answer beyond tokens.
     pub(crate) units: crate::llm::media::RequestUnits,
+    /// An MCP request: its message and, once answered, its outcome.
+    pub(crate) mcp: Option<super::mcp::McpCtx>,
     // route
     pub(crate) route: Option<usize>,
     pub(crate) rule: Rule,
@@ -140,6 +142,7 @@ impl RequestCtx {
             model: None,
             stream: false,
             units: Default::default(),
+            mcp: None,
             route: None,
             rule: Rule::None,
             timeout: None,

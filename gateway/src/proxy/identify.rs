@@ -45,6 +45,9 @@ pub fn operation(config: &Config, provider: usize, path: &str) -> Result<Operati
     if ambiguous(path) {
         return Err(ProxyError::BadPath(path.to_string()));
     }
+    if p.kind == crate::config::ProviderKind::Mcp {
+        return Ok(Operation::Mcp);
+    }
     Ok(Operation::detect_under(p.schema, p.base_path.as_deref(), path))
 }
 

@@ -22,6 +22,7 @@ mod ctx;
 mod error;
 mod fanout;
 mod identify;
+mod mcp;
 mod models;
 mod parse;
 mod plan;
@@ -123,7 +124,10 @@ async fn handle(l7: Arc<L7>, conn: Arc<ConnCtx>, req: Request<Incoming>) -> Resp
         Ok(resp) => resp,
         Err(e) => {
             ctx.fail(e.to_string(), e.side(), e.reason());
-            e.to_response(ctx.schema)
+            match &ctx.mcp {
+                Some(m) => mcp::error_response(m, &e),
+                None => e.to_response(ctx.schema),
+            }
         }
     };
     respond::respond(resp, ctx).await
@@ -140,6 +144,9 @@ async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<R
         }
         return Err(e);
     }
+    if ctx.operation == crate::llm::Operation::Mcp {
+        return mcp::serve(ctx, req).await;
+    }
     let (parts, body) = req.into_parts();
     if let Some(answer) = models::answer(ctx, &parts.headers) {
         return answer;
@@ -154,6 +161,14 @@ async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<R
             return Err(e);
         }
     };
+    prepare(ctx, &mut plan, &body);
+    admit::admit(ctx, &body, plan.first()).await?;
+    attempt::run(ctx, parts, body, plan).await
+}
+
+/// Once routing made a plan: ejected backends go last, the record names the plan, and the
+/// request body is captured when the route captures content and the request is sampled.
+fn prepare(ctx: &mut ctx::RequestCtx, plan: &mut plan::Plan, body: &parse::ClientBody) {
     let snapshot = ctx.snapshot.clone();
     plan.prune(&ctx.l7.health, |b| snapshot.config.backends[b].name.clone());
     ctx.plan = plan.order();
@@ -163,8 +178,6 @@ async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<R
             ctx.content = Some(crate::accounting::content::Captured::new(capture.clone(), request));
         }
     }
-    admit::admit(ctx, &body, plan.first()).await?;
-    attempt::run(ctx, parts, body, plan).await
 }
 
 pub(crate) fn full(b: Bytes) -> RespBody {

@@ -190,7 +190,7 @@ impl Body for Prefixed {
 
 /// Reads a request body of at most `limit` bytes. Beyond it the rest is drained and the
 /// request fails with 413.
-async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ProxyError> {
+pub(super) async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ProxyError> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ProxyError::ClientBody(e.to_string()))?;

@@ -129,6 +129,7 @@ fn record(
         usage_requested_by_gateway: ctx.usage_requested_by_gateway,
         tokens: metered.usage.as_ref().map(Tokens::from),
         units: metered.usage.as_ref().and_then(audit::Units::of),
+        mcp: ctx.mcp.as_ref().map(super::mcp::record),
         usage_status: match (&metered.usage, metered.complete && complete) {
             (Some(_), true) => "complete",
             (Some(_), false) => "partial",

@@ -96,6 +96,40 @@ pub struct RawRoute {
     pub retry: Option<RawRetry>,
     /// Request and response bodies in the audit record, redacted (off by default).
     pub capture: Option<crate::accounting::content::RawCapture>,
+    /// For MCP providers: which tools the route's workloads may call.
+    pub mcp: Option<RawMcpPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawMcpPolicy {
+    pub tools: Option<RawToolPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawToolPolicy {
+    /// Tool name globs that may be called. Default: every tool.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Tool name globs that may not, whatever `allow` says.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// Which MCP tools a route's workloads may call (and see in `tools/list`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ToolPolicy {
+    pub allow: Vec<Glob>,
+    pub deny: Vec<Glob>,
+}
+
+impl ToolPolicy {
+    /// Allowed: named by `allow` (or `allow` is empty) and by no `deny`.
+    pub fn allows(&self, tool: &str) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|g| g.matches(tool)))
+            && !self.deny.iter().any(|g| g.matches(tool))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +248,8 @@ pub struct Route {
     pub retry_statuses: Vec<u16>,
     /// Content capture, when the route turns it on.
     pub capture: Option<std::sync::Arc<crate::accounting::content::Capture>>,
+    /// MCP tools the route allows (`mcp.tools`); `None`: every tool.
+    pub tools: Option<ToolPolicy>,
 }
 
 /// Retries when a route gives none.
@@ -464,8 +500,13 @@ fn route(i: usize, r: RawRoute, backends: &[Backend], providers: &[String]) -> R
             .map(std::sync::Arc::new),
         None => None,
     };
+    let tools = r.mcp.and_then(|m| m.tools).map(|t| ToolPolicy {
+        allow: globs(&t.allow),
+        deny: globs(&t.deny),
+    });
     Ok(Route {
         capture,
+        tools,
         timeout: timeouts.first_byte.or(r.timeout).unwrap_or(DEFAULT_ROUTE_TIMEOUT),
         idle_timeout: timeouts.idle,
         total_timeout: timeouts.total,

@@ -35,7 +35,9 @@ pub fn select_route(routes: &Routes, input: &RouteInput<'_>) -> Option<usize> {
 /// Whether a request is an inference operation with its usual method: what a route without
 /// `operations` or `paths` allows, and what a provider's default backend serves.
 pub fn is_default_allowed(input: &RouteInput<'_>) -> bool {
-    input.operation.is_inference() && input.method == input.operation.inference_method().as_str()
+    // An MCP server's requests are all its protocol: any method (POST, GET, DELETE).
+    input.operation == crate::llm::Operation::Mcp
+        || (input.operation.is_inference() && input.method == input.operation.inference_method().as_str())
 }
 
 /// Whether a route's `operations` and `paths` allow the request. Without either, inference

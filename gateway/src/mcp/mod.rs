@@ -1,0 +1,353 @@
+//! The Model Context Protocol as Tollgate reads it (<https://modelcontextprotocol.io/specification/2025-06-18/basic/transports>):
+//! JSON-RPC 2.0 messages POSTed by a client, answered with `application/json` or an SSE
+//! stream; a GET opens the server's own SSE stream; DELETE ends a session (`Mcp-Session-Id`).
+//! The older HTTP+SSE transport (2024-11-05) is the same messages: POSTs to the endpoint its
+//! GET stream named, answers on that stream.
+//!
+//! - [`read`]: what a POSTed message is (method, id, the tool a `tools/call` names, the URI a
+//!   `resources/read` reads, the prompt a `prompts/get` gets, the size and SHA-256 of the
+//!   arguments), or the JSON-RPC error that refuses it;
+//! - [`Observer`]: reads the answer as it passes, JSON or event by event (bounded), for the
+//!   result or error of the request, and rewrites a `tools/list` result to the tools the
+//!   route allows.
+//!
+//! A leaf: it imports nothing of the crate but the SSE splitter.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::llm::sse;
+
+/// Largest answer read whole to find its result (16 MiB); beyond, it passes unread.
+pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
+/// Largest stream event parsed (1 MiB); beyond, the stream passes unread.
+pub const MAX_EVENT: usize = 1024 * 1024;
+
+/// JSON-RPC's own codes, and Tollgate's (in the server-error range -32000..-32099).
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// A route's `mcp.tools` denies the tool.
+    pub const DENIED: i64 = -32001;
+    /// A limit refused the call.
+    pub const RATE_LIMITED: i64 = -32002;
+    /// Tollgate could not get an answer from the server.
+    pub const GATEWAY: i64 = -32003;
+}
+
+/// What a client's message is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    /// `request`, `notification` or `response` (a client answering a server's request).
+    pub kind: &'static str,
+    pub method: Option<String>,
+    /// The id as JSON text (`7`, `"abc"`).
+    pub id: Option<String>,
+    pub tool: Option<String>,
+    pub uri: Option<String>,
+    pub prompt: Option<String>,
+    /// Size and SHA-256 (hex) of a `tools/call`'s or `prompts/get`'s `arguments`, as JSON.
+    pub arguments_bytes: Option<u64>,
+    pub arguments_sha256: Option<String>,
+}
+
+/// A message Tollgate refuses, as the JSON-RPC error it answers with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub code: i64,
+    pub message: String,
+}
+
+/// Reads a POSTed body: one JSON-RPC message.
+pub fn read(body: &[u8]) -> Result<Message, Refused> {
+    let refused = |code, message: String| Refused { code, message };
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| refused(code::PARSE_ERROR, format!("Parse error: the body is not JSON ({e})")))?;
+    let obj = match v {
+        Value::Object(o) => o,
+        Value::Array(_) => {
+            return Err(refused(
+                code::INVALID_REQUEST,
+                "JSON-RPC batches are not accepted (MCP 2025-06-18 removed them): send one message per request".into(),
+            ))
+        }
+        _ => {
+            return Err(refused(
+                code::INVALID_REQUEST,
+                "Invalid Request: not a JSON-RPC message".into(),
+            ))
+        }
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(refused(
+            code::INVALID_REQUEST,
+            "Invalid Request: `jsonrpc` must be \"2.0\"".into(),
+        ));
+    }
+    let method = match obj.get("method") {
+        None => None,
+        Some(Value::String(m)) => Some(m.clone()),
+        Some(_) => {
+            return Err(refused(
+                code::INVALID_REQUEST,
+                "Invalid Request: `method` must be a string".into(),
+            ))
+        }
+    };
+    let id = obj.get("id").filter(|i| !i.is_null()).map(Value::to_string);
+    let params = obj.get("params");
+    let text = |k: &str| {
+        params
+            .and_then(|p| p.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let mut m = Message {
+        kind: match (&method, &id) {
+            (Some(_), Some(_)) => "request",
+            (Some(_), None) => "notification",
+            (None, _) => "response",
+        },
+        id,
+        ..Message::default()
+    };
+    match method.as_deref() {
+        Some("tools/call") => {
+            m.tool = Some(text("name").ok_or_else(|| {
+                refused(
+                    code::INVALID_REQUEST,
+                    "Invalid params: tools/call needs a `name`".into(),
+                )
+            })?)
+        }
+        Some("prompts/get") => m.prompt = text("name"),
+        Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => m.uri = text("uri"),
+        _ => {}
+    }
+    if let Some(args) = params.and_then(|p| p.get("arguments")) {
+        let bytes = args.to_string();
+        m.arguments_bytes = Some(bytes.len() as u64);
+        m.arguments_sha256 = Some(hex(&Sha256::digest(bytes.as_bytes())));
+    }
+    m.method = method;
+    Ok(m)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A JSON-RPC error answer to the message with `id` (JSON text; `null` when unknown).
+pub fn error_body(id: Option<&str>, code: i64, message: &str) -> Bytes {
+    let id: Value = id.and_then(|i| serde_json::from_str(i).ok()).unwrap_or(Value::Null);
+    Bytes::from(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string())
+}
+
+/// How the request's answer came out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// `ok`, `error` (a JSON-RPC error), `tool_error` (a tool result with `isError`), or
+    /// `none` (no answer to the request was seen: a notification, a stream, a cut answer).
+    pub status: &'static str,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    /// Tools left out of a `tools/list` answer by the route's policy.
+    pub tools_filtered: u64,
+    /// JSON-RPC messages the server sent on an event stream.
+    pub messages: u64,
+}
+
+/// Which tools a route allows.
+pub type Allows = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Reads an answer as it passes.
+pub struct Observer {
+    /// The request's id (JSON text): its answer is looked for.
+    id: Option<String>,
+    /// A `tools/list` answer is filtered with this.
+    filter: Option<Allows>,
+    mode: Mode,
+    pub outcome: Outcome,
+}
+
+enum Mode {
+    /// `application/json`: gathered (up to `MAX_ANSWER`), read at the end; forwarded as it
+    /// comes unless it must be rewritten.
+    Json { buf: Vec<u8>, hold: bool, overflow: bool },
+    /// An event stream: forwarded event by event.
+    Events(sse::Splitter),
+    /// Anything else, or too large: passed through.
+    Pass,
+}
+
+impl Observer {
+    /// For an answer of `content_type` to the request with `id`; `filter` for `tools/list`.
+    pub fn new(content_type: &str, id: Option<String>, filter: Option<Allows>) -> Observer {
+        let mode = if content_type.starts_with("text/event-stream") {
+            Mode::Events(sse::Splitter::new(MAX_EVENT))
+        } else if content_type.starts_with("application/json") {
+            Mode::Json {
+                buf: Vec::new(),
+                hold: filter.is_some(),
+                overflow: false,
+            }
+        } else {
+            Mode::Pass
+        };
+        Observer {
+            id,
+            filter,
+            mode,
+            outcome: Outcome {
+                status: "none",
+                ..Outcome::default()
+            },
+        }
+    }
+
+    /// Whether the bytes may change (then the length the server sent no longer holds).
+    pub fn rewrites(&self) -> bool {
+        self.filter.is_some() && !matches!(self.mode, Mode::Pass)
+    }
+
+    /// Sees a chunk; returns what to forward now (`None`: the chunk itself).
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<Bytes> {
+        match &mut self.mode {
+            Mode::Pass => None,
+            Mode::Json { buf, hold, overflow } => {
+                if *overflow {
+                    return None;
+                }
+                if buf.len() + chunk.len() > MAX_ANSWER {
+                    // Too large to read: what was held goes out with this chunk, unread.
+                    *overflow = true;
+                    let mut out = std::mem::take(buf);
+                    out.extend_from_slice(chunk);
+                    return hold.then(|| Bytes::from(out));
+                }
+                buf.extend_from_slice(chunk);
+                hold.then(Bytes::new)
+            }
+            Mode::Events(splitter) => {
+                let events = splitter.feed(chunk);
+                if splitter.overflowed() {
+                    let mut out: Vec<u8> = events.iter().flat_map(|e| e.raw.to_vec()).collect();
+                    out.extend_from_slice(&splitter.take_pending());
+                    self.mode = Mode::Pass;
+                    return Some(out.into());
+                }
+                let mut out = Vec::new();
+                for e in events {
+                    match self.event(&e) {
+                        Some(rewritten) => out.extend_from_slice(&rewritten),
+                        None => out.extend_from_slice(&e.raw),
+                    }
+                }
+                Some(out.into())
+            }
+        }
+    }
+
+    /// At the end of the answer: what is still held.
+    pub fn finish(&mut self) -> Bytes {
+        match &mut self.mode {
+            Mode::Pass => Bytes::new(),
+            Mode::Events(splitter) => splitter.take_pending(),
+            Mode::Json { buf, hold, overflow } => {
+                let buf = std::mem::take(buf);
+                if *overflow {
+                    return Bytes::new();
+                }
+                let hold = *hold;
+                match serde_json::from_slice::<Value>(&buf) {
+                    Ok(mut v) => {
+                        let changed = self.message(&mut v);
+                        if hold && changed {
+                            return Bytes::from(v.to_string());
+                        }
+                        if hold {
+                            Bytes::from(buf)
+                        } else {
+                            Bytes::new()
+                        }
+                    }
+                    Err(_) if hold => Bytes::from(buf),
+                    Err(_) => Bytes::new(),
+                }
+            }
+        }
+    }
+
+    /// One event: its message read; the event rewritten when the message was.
+    fn event(&mut self, e: &sse::Event) -> Option<Vec<u8>> {
+        let mut v: Value = serde_json::from_str(&e.data).ok()?;
+        self.outcome.messages += 1;
+        if !self.message(&mut v) {
+            return None;
+        }
+        let mut out = Vec::new();
+        if let Some(name) = &e.name {
+            out.extend_from_slice(format!("event: {name}\n").as_bytes());
+        }
+        // The event's id (for `Last-Event-ID` resumption) is kept.
+        for line in String::from_utf8_lossy(&e.raw).lines() {
+            if line.starts_with("id:") || line.starts_with("retry:") {
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        out.extend_from_slice(format!("data: {v}\n\n").as_bytes());
+        Some(out)
+    }
+
+    /// A message from the server: when it answers the request, its outcome is noted (and a
+    /// `tools/list` result filtered: returns whether it changed).
+    fn message(&mut self, v: &mut Value) -> bool {
+        let is_answer = v.get("method").is_none() && v.get("id").is_some();
+        let Some(id) = &self.id else {
+            // The server's own stream (GET; the HTTP+SSE transport answers there): a tool
+            // list on it is filtered too, whichever request it answers.
+            return is_answer && self.filter_tools(v);
+        };
+        if !(is_answer && v.get("id").is_some_and(|i| &i.to_string() == id)) {
+            return false;
+        }
+        if let Some(err) = v.get("error") {
+            self.outcome.status = "error";
+            self.outcome.error_code = err.get("code").and_then(Value::as_i64);
+            self.outcome.error_message = err.get("message").and_then(Value::as_str).map(str::to_string);
+            return false;
+        }
+        self.outcome.status = if v["result"].get("isError").and_then(Value::as_bool) == Some(true) {
+            "tool_error"
+        } else {
+            "ok"
+        };
+        self.filter_tools(v)
+    }
+
+    /// Leaves out of a `tools/list` result the tools the route does not allow; returns
+    /// whether any was.
+    fn filter_tools(&mut self, v: &mut Value) -> bool {
+        let tools = v
+            .get_mut("result")
+            .and_then(|r| r.get_mut("tools"))
+            .and_then(Value::as_array_mut);
+        match (&self.filter, tools) {
+            (Some(allows), Some(tools)) => {
+                let before = tools.len();
+                tools.retain(|t| t.get("name").and_then(Value::as_str).is_some_and(|n| allows(n)));
+                self.outcome.tools_filtered += (before - tools.len()) as u64;
+                before != tools.len()
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
