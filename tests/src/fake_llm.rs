@@ -196,6 +196,9 @@ fn verify_assertion(form: &[u8], public_key: Option<&[u8]>) -> Result<String, St
     Ok(claims["iss"].as_str().unwrap_or("").to_string())
 }
 
+/// The client secret the fake authorization server (`/oauth/token`) accepts.
+pub const OAUTH_CLIENT_SECRET: &str = "mcp-client-secret";
+
 /// The token an EKS Pod Identity agent fake accepts (what the token file holds).
 pub const EKS_POD_IDENTITY_TOKEN: &str = "eyJhbGciOi.fake-eks-pod-identity-token";
 
@@ -599,6 +602,26 @@ async fn respond(
                 json!({"access_token": format!("ya29.fake-{iss}"), "expires_in": 3599, "token_type": "Bearer"}),
             ),
             Err(why) => json_response(400, json!({"error": "invalid_grant", "error_description": why})),
+        };
+    }
+    // A generic authorization server (client-credentials grant, RFC 6749 §4.4): tokens name
+    // the client and scope they were issued for.
+    if parts.uri.path() == "/oauth/token" {
+        let form = String::from_utf8_lossy(&bytes);
+        let field = |k: &str| {
+            form.split('&')
+                .find_map(|p| p.strip_prefix(k))
+                .unwrap_or("")
+                .to_string()
+        };
+        return if field("grant_type=") == "client_credentials" && field("client_secret=") == OAUTH_CLIENT_SECRET {
+            json_response(
+                200,
+                json!({"token_type": "Bearer", "expires_in": 3600,
+                       "access_token": format!("oauth-{}-{}", field("client_id="), field("scope="))}),
+            )
+        } else {
+            json_response(401, json!({"error": "invalid_client"}))
         };
     }
     // Azure Entra ID token endpoint (client-credentials grant).

@@ -26,6 +26,7 @@ pub mod dns;
 pub mod fake_llm;
 pub mod fake_media;
 pub mod l7;
+pub mod mcp;
 pub mod pipeline;
 pub mod redis;
 pub mod term;

@@ -1,0 +1,232 @@
+//! MCP through capture: the official MCP Python SDK's client (`tests/clients/mcp_client.py`),
+//! unmodified apart from trusting the node CA, calls the SDK's own server
+//! (`tests/clients/mcp_server.py`) at `https://mcp.example.test/mcp`; Tollgate terminates the
+//! captured connection, reads each JSON-RPC message, applies the route's tool policy and the
+//! per-tool limits, puts its own OAuth token in place of the client's, and writes one record
+//! per HTTP request.
+
+use serde_json::{json, Value};
+use tests::{
+    fake_llm::{FakeLlm, OAUTH_CLIENT_SECRET},
+    l7::curl,
+    mcp::{client, McpServer},
+    privileged, Cgroup, Gateway, GatewayBuilder, TempDir,
+};
+
+const HOST: &str = "mcp.example.test";
+const CAPTURED: &str = "127.20.80.1";
+const SERVER_IP: &str = "127.20.80.2";
+
+struct Setup {
+    dir: TempDir,
+    cg: Cgroup,
+    server: McpServer,
+    oauth: FakeLlm,
+    gw: Gateway,
+}
+
+impl Setup {
+    fn client(&self, args: &[&str]) -> Value {
+        client(&self.cg, &self.dir, HOST, CAPTURED, &self.gw.ca_cert(), args)
+    }
+
+    /// The records of MCP requests with JSON-RPC `method`.
+    fn records(&self, method: &str) -> Vec<Value> {
+        self.gw
+            .audit_records()
+            .into_iter()
+            .filter(|r| r["mcp"]["method"] == method)
+            .collect()
+    }
+}
+
+fn setup(name: &str) -> Setup {
+    let dir = TempDir::new(name);
+    let cg = Cgroup::new(name);
+    let server = McpServer::start(SERVER_IP, &dir);
+    let oauth = FakeLlm::start("oauth", "127.20.80.3", None);
+    let secret = dir.path("mcp-oauth.json");
+    let app = json!({"tokenUrl": format!("{}/oauth/token", oauth.url(false)), "clientId": "tollgate-agent",
+                     "clientSecret": OAUTH_CLIENT_SECRET, "scope": "tools"});
+    std::fs::write(&secret, app.to_string()).unwrap();
+    let gw = GatewayBuilder::new(&cg)
+        .llm_provider("tools", &[HOST], &[CAPTURED], &[443], &["kind: mcp", "backend: mcp-server"])
+        .yaml(&format!(
+            "backends:\n  - name: mcp-server\n    url: {}\n    credential: mcp-oauth\n\
+             credentials:\n  - name: mcp-oauth\n    kind: oauthClientCredentials\n    file: {}\n\
+             routes:\n  - name: agents\n    match: {{ providers: [tools] }}\n    backends: [{{ backend: mcp-server }}]\n    mcp: {{ tools: {{ deny: [\"delete_*\"] }} }}\n\
+             limits:\n  - name: echo-once\n    match: {{ tools: [echo] }}\n    key: [workload, tool]\n    requestsPerMinute: 1\n",
+            server.url(SERVER_IP),
+            secret.display()
+        ))
+        .start();
+    Setup {
+        dir,
+        cg,
+        server,
+        oauth,
+        gw,
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn the_sdk_through_capture_is_recorded_governed_and_given_tollgates_token() {
+    if !privileged("the_sdk_through_capture_is_recorded_governed_and_given_tollgates_token") {
+        return;
+    }
+    let s = setup("mcp-governed");
+
+    // 1. One session: list (filtered), a call, a resource, a prompt.
+    let v = s.client(&["all"]);
+    let tools: Vec<&str> = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(tools.contains(&"add") && tools.contains(&"slow_count"), "{v}");
+    assert!(
+        !tools.contains(&"delete_everything"),
+        "tools/list filtered by the route: {v}"
+    );
+    assert_eq!(v["add"], json!(["3"]), "{v}");
+    assert!(v["resource"].as_str().is_some(), "{v}");
+
+    // The server saw Tollgate's OAuth token, never the client's own.
+    let log = s.server.log();
+    assert!(!log.is_empty());
+    for line in &log {
+        assert_eq!(line["authorization"], "Bearer oauth-tollgate-agent-tools", "{line}");
+    }
+    let token_requests = s.oauth.received().iter().filter(|r| r.path == "/oauth/token").count();
+    assert_eq!(token_requests, 1, "the token is cached");
+
+    // Records: one per HTTP request, each message understood.
+    let list = &s.records("tools/list")[0];
+    assert_eq!(list["operation"], "mcp");
+    assert_eq!(list["provider"], "tools");
+    assert_eq!(list["route"], "agents");
+    assert_eq!(list["mcp"]["tools_filtered"], 1);
+    assert_eq!(list["mcp"]["outcome"], "ok");
+    let session = list["mcp"]["session"].as_str().expect("the session id").to_string();
+    let call = &s.records("tools/call")[0];
+    assert_eq!(call["mcp"]["tool"], "add");
+    assert_eq!(call["mcp"]["kind"], "request");
+    assert_eq!(call["mcp"]["session"], session.as_str());
+    let args = serde_json::to_string(&json!({"a": 1, "b": 2})).unwrap();
+    assert_eq!(call["mcp"]["arguments_bytes"], args.len());
+    assert_eq!(call["mcp"]["arguments_sha256"], sha256_hex(args.as_bytes()));
+    assert_eq!(call["credential"]["name"], "mcp-oauth");
+    assert_eq!(s.records("resources/read")[0]["mcp"]["uri"], "notes://today");
+    assert_eq!(s.records("prompts/get")[0]["mcp"]["prompt"], "greet");
+    assert_eq!(s.records("initialize")[0]["mcp"]["outcome"], "ok");
+    assert_eq!(s.records("notifications/initialized")[0]["mcp"]["kind"], "notification");
+
+    // 2. A denied tool: a JSON-RPC error naming the route; the server never hears of it.
+    let v = s.client(&["call", "delete_everything", "{}"]);
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("route agents"), "{v}");
+    assert!(!s.server.log().iter().any(|l| l["tool"] == "delete_everything"));
+    let denied = s
+        .records("tools/call")
+        .into_iter()
+        .find(|r| r["mcp"]["tool"] == "delete_everything")
+        .unwrap();
+    assert_eq!(denied["mcp"]["outcome"], "denied");
+    assert_eq!(denied["error_reason"], "mcp_tool_denied");
+
+    // 3. A tool result with isError, and a streamed one (progress, then the result).
+    let v = s.client(&["call", "fail", "{}"]);
+    assert_eq!(v["is_error"], true, "{v}");
+    let v = s.client(&["stream", "3"]);
+    assert_eq!(v["progress"].as_array().map(Vec::len), Some(3), "{v}");
+    let calls = s.records("tools/call");
+    let failed = calls.iter().find(|r| r["mcp"]["tool"] == "fail").unwrap();
+    assert_eq!(failed["mcp"]["outcome"], "tool_error");
+    let streamed = calls.iter().find(|r| r["mcp"]["tool"] == "slow_count").unwrap();
+    assert_eq!(streamed["stream"], true);
+    assert_eq!(streamed["mcp"]["outcome"], "ok");
+    assert!(streamed["mcp"]["messages"].as_u64().unwrap() >= 4, "{streamed}");
+
+    // 4. A per-tool limit: the second echo is refused before the server.
+    let v = s.client(&["call", "echo", r#"{"text":"one"}"#]);
+    assert_eq!(v["content"], json!(["one"]), "{v}");
+    let v = s.client(&["call", "echo", r#"{"text":"two"}"#]);
+    assert_eq!(v["error"]["code"], -32002, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("echo-once"), "{v}");
+    assert_eq!(s.server.log().iter().filter(|l| l["tool"] == "echo").count(), 1);
+    let limited = s
+        .records("tools/call")
+        .into_iter()
+        .filter(|r| r["mcp"]["tool"] == "echo")
+        .last()
+        .unwrap();
+    assert_eq!(limited["mcp"]["outcome"], "rate_limited");
+    assert_eq!(limited["limit"]["limit"], "echo-once");
+}
+
+#[test]
+fn sessions_resume_and_garbage_gets_json_rpc_errors() {
+    if !privileged("sessions_resume_and_garbage_gets_json_rpc_errors") {
+        return;
+    }
+    let s = setup("mcp-sessions");
+
+    // A second client resumes the first one's session.
+    let v = s.client(&["resume"]);
+    let session = v["session"].as_str().expect("a session").to_string();
+    assert!(v["second"].to_string().contains('5'), "{v}");
+    let resumed: Vec<Value> = s
+        .records("tools/call")
+        .into_iter()
+        .filter(|r| r["mcp"]["session"] == session.as_str())
+        .collect();
+    assert_eq!(resumed.len(), 2, "both calls in one session");
+    assert!(resumed.iter().all(|r| r["mcp"]["outcome"] == "ok"));
+
+    // Not JSON, and a batch: 400 with JSON-RPC's codes, each recorded, nothing sent.
+    let before = s.server.log().len();
+    let post = |body: &str| {
+        curl(
+            &s.cg,
+            &s.dir,
+            HOST,
+            CAPTURED,
+            &s.gw.ca_cert(),
+            &[
+                "-H",
+                "content-type: application/json",
+                "-H",
+                "accept: application/json, text/event-stream",
+                "-d",
+                body,
+                &format!("https://{HOST}/mcp"),
+            ],
+        )
+    };
+    let (status, v) = post("{not json");
+    assert!(status.starts_with("400"), "{status} {v}");
+    assert_eq!(v["error"]["code"], -32700);
+    assert!(v["id"].is_null());
+    let (status, v) = post(r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#);
+    assert!(status.starts_with("400"), "{status} {v}");
+    assert_eq!(v["error"]["code"], -32600);
+    assert_eq!(s.server.log().len(), before, "refused messages never reach the server");
+    let invalid: Vec<Value> =
+        s.gw.audit_records()
+            .into_iter()
+            .filter(|r| r["mcp"]["kind"] == "invalid")
+            .collect();
+    assert_eq!(invalid.len(), 2);
+    assert!(invalid
+        .iter()
+        .all(|r| r["status"] == 400 && r["error_reason"] == "mcp_invalid"));
+}
