@@ -298,6 +298,6 @@ fn openai_embedding_list<'a>(
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod responses_tests;
+#[cfg(test)]
+mod tests;

@@ -77,7 +77,10 @@ fn a_responses_request_becomes_chat_then_each_backends_request() {
         "responses-tools.anthropic-request.json",
         &openai_chat_to_anthropic(&chat, "claude-sonnet-4-5").unwrap(),
     );
-    check_json("responses-tools.gemini-request.json", &openai_chat_to_gemini(&chat).unwrap());
+    check_json(
+        "responses-tools.gemini-request.json",
+        &openai_chat_to_gemini(&chat).unwrap(),
+    );
     check_json(
         "responses-tools.bedrock-request.json",
         &openai_chat_to_bedrock(&chat, "anthropic.claude-3-haiku").unwrap(),
@@ -98,7 +101,10 @@ fn a_plain_string_input_json_schema_and_effort_translate() {
                "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}})
     );
     assert_eq!(chat["reasoning_effort"], "low");
-    assert_eq!(chat["tool_choice"], json!({"type": "function", "function": {"name": "f"}}));
+    assert_eq!(
+        chat["tool_choice"],
+        json!({"type": "function", "function": {"name": "f"}})
+    );
     assert_eq!(chat["parallel_tool_calls"], false);
     assert!(chat.get("stream").is_none() && chat.get("stream_options").is_none());
     let obj = json!({"model": "m", "input": "Hi", "text": {"format": {"type": "json_object"}}, "stream": true});
@@ -114,16 +120,40 @@ fn stateful_and_built_in_features_are_refused_by_name() {
         ("conversation", json!("conv_1"), "`conversation`"),
         ("background", json!(true), "`background`"),
         ("tools", json!([{"type": "web_search"}]), "\"web_search\""),
-        ("tools", json!([{"type": "file_search", "vector_store_ids": ["v"]}]), "\"file_search\""),
-        ("tools", json!([{"type": "computer_use_preview"}]), "\"computer_use_preview\""),
+        (
+            "tools",
+            json!([{"type": "file_search", "vector_store_ids": ["v"]}]),
+            "\"file_search\"",
+        ),
+        (
+            "tools",
+            json!([{"type": "computer_use_preview"}]),
+            "\"computer_use_preview\"",
+        ),
         ("include", json!(["reasoning.encrypted_content"]), "`include`"),
         ("truncation", json!("auto"), "`truncation`"),
-        ("reasoning", json!({"effort": "low", "summary": "auto"}), "`reasoning.summary`"),
+        (
+            "reasoning",
+            json!({"effort": "low", "summary": "auto"}),
+            "`reasoning.summary`",
+        ),
         ("text", json!({"verbosity": "low"}), "`text.verbosity`"),
         ("prompt", json!({"id": "pmpt_1"}), "`prompt`"),
-        ("input", json!([{"type": "item_reference", "id": "msg_1"}]), "\"item_reference\""),
-        ("input", json!([{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]), "\"input_file\""),
-        ("input", json!([{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]), "`file_id`"),
+        (
+            "input",
+            json!([{"type": "item_reference", "id": "msg_1"}]),
+            "\"item_reference\"",
+        ),
+        (
+            "input",
+            json!([{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]),
+            "\"input_file\"",
+        ),
+        (
+            "input",
+            json!([{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]),
+            "`file_id`",
+        ),
         ("tool_choice", json!({"type": "web_search_preview"}), "`tool_choice`"),
     ] {
         let mut req = json!({"model": "m", "input": "Hi"});
@@ -169,9 +199,11 @@ fn backend_answers_and_streams_become_responses() {
         ("gemini-function-call", fixture("gemini-function-call.sse"), || {
             Box::new(GeminiStreamToOpenAi::new("gemini-2.5-flash", true))
         }),
-        ("bedrock-tool-use", bedrock_frames(&fixture("bedrock-tool-use.events.json")), || {
-            Box::new(BedrockStreamToOpenAi::new("anthropic.claude-3-haiku", true))
-        }),
+        (
+            "bedrock-tool-use",
+            bedrock_frames(&fixture("bedrock-tool-use.events.json")),
+            || Box::new(BedrockStreamToOpenAi::new("anthropic.claude-3-haiku", true)),
+        ),
     ];
     for (name, input, backend) in streams {
         let mut whole = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
@@ -179,7 +211,11 @@ fn backend_answers_and_streams_become_responses() {
         check(&format!("{name}.responses.sse"), &want);
         for step in [1, 7, 64] {
             let mut t = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
-            assert_eq!(normalise(&feed_all(&mut t, &input, step)), want, "{name} in {step}-byte pieces");
+            assert_eq!(
+                normalise(&feed_all(&mut t, &input, step)),
+                want,
+                "{name} in {step}-byte pieces"
+            );
         }
         check_event_order(&want);
     }
@@ -197,7 +233,11 @@ fn bedrock_frames(events: &[u8]) -> Vec<u8> {
         .iter()
         .flat_map(|(t, v)| {
             crate::llm::eventstream::encode(
-                &[(":event-type", t), (":content-type", "application/json"), (":message-type", "event")],
+                &[
+                    (":event-type", t),
+                    (":content-type", "application/json"),
+                    (":message-type", "event"),
+                ],
                 v.to_string().as_bytes(),
             )
         })
@@ -246,14 +286,20 @@ fn length_and_errors_mid_stream() {
     let out = String::from_utf8(ChatStreamToResponses::new(echo.clone()).feed(chat.as_bytes()).to_vec()).unwrap();
     let last: Value = serde_json::from_str(out.trim_end().rsplit("data: ").next().unwrap()).unwrap();
     assert_eq!(last["type"], "response.incomplete");
-    assert_eq!(last["response"]["incomplete_details"], json!({"reason": "max_output_tokens"}));
+    assert_eq!(
+        last["response"]["incomplete_details"],
+        json!({"reason": "max_output_tokens"})
+    );
     assert_eq!(last["response"]["output"][0]["status"], "incomplete");
     assert_eq!(last["response"]["usage"]["total_tokens"], 4);
 
     let err = format!("data: {}\n\n", String::from_utf8(fixture("openai-error.json")).unwrap());
     let out = String::from_utf8(ChatStreamToResponses::new(echo).feed(err.as_bytes()).to_vec()).unwrap();
     let types: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
-    assert_eq!(types, ["response.created", "response.in_progress", "error", "response.failed"]);
+    assert_eq!(
+        types,
+        ["response.created", "response.in_progress", "error", "response.failed"]
+    );
     assert!(out.contains("\"code\":\"rate_limit_exceeded\""));
 }
 
@@ -282,6 +328,9 @@ fn directions_are_found_for_every_translated_backend_and_azure() {
         (ApiSchema::AzureOpenai, "openai_responses->azure_openai"),
         (ApiSchema::Openai, "none"),
     ] {
-        assert_eq!(find(ApiSchema::Openai, Operation::Responses, backend).unwrap().name(), name);
+        assert_eq!(
+            find(ApiSchema::Openai, Operation::Responses, backend).unwrap().name(),
+            name
+        );
     }
 }

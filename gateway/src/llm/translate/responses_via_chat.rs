@@ -99,10 +99,14 @@ fn check_members(obj: &Map<String, Value>) -> Result<(), Unsupported> {
             }
             "background" if v == &Value::Bool(false) => {}
             "truncation" if v != "disabled" => {
-                return Err(unsupported(format!("`truncation` {v} is not supported by translated backends")))
+                return Err(unsupported(format!(
+                    "`truncation` {v} is not supported by translated backends"
+                )))
             }
             "include" if v.as_array().is_some_and(|a| !a.is_empty()) => {
-                return Err(unsupported(format!("`include` {v} is not supported by translated backends")))
+                return Err(unsupported(format!(
+                    "`include` {v} is not supported by translated backends"
+                )))
             }
             "include" => {}
             k if KNOWN_RESPONSES.contains(&k) => {}
@@ -165,7 +169,11 @@ fn message_item(item: &Value, i: usize) -> Result<Value, Unsupported> {
                 json!(text_of(&Value::Array(parts)).unwrap_or_default())
             }
         }
-        _ => return Err(unsupported(format!("input[{i}].content must be a string or a list of parts"))),
+        _ => {
+            return Err(unsupported(format!(
+                "input[{i}].content must be a string or a list of parts"
+            )))
+        }
     };
     Ok(json!({"role": role, "content": content}))
 }
@@ -197,7 +205,9 @@ fn content_part(p: &Value, i: usize, j: usize) -> Result<Value, Unsupported> {
 /// calls made together).
 fn push_call(item: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), Unsupported> {
     let (Some(id), Some(name)) = (item["call_id"].as_str(), item["name"].as_str()) else {
-        return Err(unsupported(format!("input[{i}]: a function_call needs `call_id` and `name`")));
+        return Err(unsupported(format!(
+            "input[{i}]: a function_call needs `call_id` and `name`"
+        )));
     };
     let call = json!({"id": id, "type": "function",
                       "function": {"name": name, "arguments": item["arguments"].as_str().unwrap_or("{}")}});
@@ -218,10 +228,9 @@ fn call_output(item: &Value, i: usize) -> Result<Value, Unsupported> {
         .ok_or_else(|| unsupported(format!("input[{i}]: a function_call_output needs `call_id`")))?;
     let content = match &item["output"] {
         Value::String(s) => s.clone(),
-        Value::Array(parts) if parts.iter().all(|p| p["type"] == "input_text") => parts
-            .iter()
-            .map(|p| p["text"].as_str().unwrap_or(""))
-            .collect(),
+        Value::Array(parts) if parts.iter().all(|p| p["type"] == "input_text") => {
+            parts.iter().map(|p| p["text"].as_str().unwrap_or("")).collect()
+        }
         _ => {
             return Err(unsupported(format!(
                 "input[{i}].output: only text function outputs are supported by translated backends"
@@ -244,7 +253,8 @@ fn chat_tools(obj: &Map<String, Value>) -> Result<Option<Value>, Unsupported> {
                 t["type"]
             )));
         }
-        let mut f = json!({"name": t["name"], "parameters": t.get("parameters").cloned().unwrap_or(json!({"type": "object"}))});
+        let mut f =
+            json!({"name": t["name"], "parameters": t.get("parameters").cloned().unwrap_or(json!({"type": "object"}))});
         for k in ["description", "strict"] {
             if let Some(v) = t.get(k).filter(|v| !v.is_null()) {
                 f[k] = v.clone();
@@ -397,7 +407,11 @@ pub fn openai_chat_to_response(chat: &Value, echo: &Value) -> Value {
     let id = response_id(chat["id"].as_str().unwrap_or(""));
     let choice = &chat["choices"][0];
     let (status, incomplete) = status_of(&choice["finish_reason"]);
-    let item_status = if status == "completed" { "completed" } else { "incomplete" };
+    let item_status = if status == "completed" {
+        "completed"
+    } else {
+        "incomplete"
+    };
     let mut output = Vec::new();
     let m = &choice["message"];
     if let Some(text) = m["content"].as_str().filter(|t| !t.is_empty()) {
@@ -405,7 +419,12 @@ pub fn openai_chat_to_response(chat: &Value, echo: &Value) -> Value {
     }
     for c in m["tool_calls"].as_array().into_iter().flatten() {
         let args = c["function"]["arguments"].as_str().unwrap_or("");
-        output.push(call_output_item(c["id"].as_str().unwrap_or(""), &c["function"]["name"], args, "completed"));
+        output.push(call_output_item(
+            c["id"].as_str().unwrap_or(""),
+            &c["function"]["name"],
+            args,
+            "completed",
+        ));
     }
     let mut r = response_object(echo, &id, &chat["model"], status);
     r["incomplete_details"] = incomplete;
@@ -538,11 +557,20 @@ impl ChatStreamToResponses {
         let n = self.items.len();
         let id = format!("msg_{}_{n}", &self.id[5..]);
         let item = json!({"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []});
-        self.emit(out, json!({"type": "response.output_item.added", "output_index": n, "item": item}));
+        self.emit(
+            out,
+            json!({"type": "response.output_item.added", "output_index": n, "item": item}),
+        );
         let part = json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []});
-        self.emit(out, json!({"type": "response.content_part.added", "item_id": id, "output_index": n,
-                              "content_index": 0, "part": part}));
-        self.items.push(Item::Message { id, text: String::new() });
+        self.emit(
+            out,
+            json!({"type": "response.content_part.added", "item_id": id, "output_index": n,
+                              "content_index": 0, "part": part}),
+        );
+        self.items.push(Item::Message {
+            id,
+            text: String::new(),
+        });
         self.open = Some(n);
         n
     }
@@ -554,8 +582,15 @@ impl ChatStreamToResponses {
             let n = self.items.len();
             let name = call["function"]["name"].clone();
             let item = call_output_item(call_id, &name, "", "in_progress");
-            self.emit(out, json!({"type": "response.output_item.added", "output_index": n, "item": item}));
-            self.items.push(Item::Call { call_id: call_id.to_string(), name, args: String::new() });
+            self.emit(
+                out,
+                json!({"type": "response.output_item.added", "output_index": n, "item": item}),
+            );
+            self.items.push(Item::Call {
+                call_id: call_id.to_string(),
+                name,
+                args: String::new(),
+            });
             self.calls.insert(index, n);
             self.open = Some(n);
         }
@@ -596,15 +631,27 @@ impl ChatStreamToResponses {
         if item["type"] == "message" {
             let part = item["content"][0].clone();
             let text = part["text"].clone();
-            self.emit(out, json!({"type": "response.output_text.done", "item_id": id, "output_index": n,
-                                  "content_index": 0, "text": text, "logprobs": []}));
-            self.emit(out, json!({"type": "response.content_part.done", "item_id": id, "output_index": n,
-                                  "content_index": 0, "part": part}));
+            self.emit(
+                out,
+                json!({"type": "response.output_text.done", "item_id": id, "output_index": n,
+                                  "content_index": 0, "text": text, "logprobs": []}),
+            );
+            self.emit(
+                out,
+                json!({"type": "response.content_part.done", "item_id": id, "output_index": n,
+                                  "content_index": 0, "part": part}),
+            );
         } else {
-            self.emit(out, json!({"type": "response.function_call_arguments.done", "item_id": id,
-                                  "output_index": n, "name": item["name"], "arguments": item["arguments"]}));
+            self.emit(
+                out,
+                json!({"type": "response.function_call_arguments.done", "item_id": id,
+                                  "output_index": n, "name": item["name"], "arguments": item["arguments"]}),
+            );
         }
-        self.emit(out, json!({"type": "response.output_item.done", "output_index": n, "item": item}));
+        self.emit(
+            out,
+            json!({"type": "response.output_item.done", "output_index": n, "item": item}),
+        );
     }
 
     /// `[DONE]`: the final event with every item and the usage.
@@ -629,7 +676,10 @@ impl ChatStreamToResponses {
     /// A chat error mid-stream: an `error` event, then `response.failed`.
     fn fail(&mut self, e: &Value, out: &mut String) {
         let code = e.get("code").filter(|c| !c.is_null()).unwrap_or(&e["type"]).clone();
-        self.emit(out, json!({"type": "error", "code": code, "message": e["message"], "param": e["param"]}));
+        self.emit(
+            out,
+            json!({"type": "error", "code": code, "message": e["message"], "param": e["param"]}),
+        );
         let mut r = self.snapshot("failed");
         r["error"] = json!({"code": "server_error", "message": e["message"]});
         self.emit(out, json!({"type": "response.failed", "response": r}));
