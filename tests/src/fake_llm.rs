@@ -760,6 +760,22 @@ async fn respond(
             rest.push(Bytes::from_static(b"data: [DONE]\n\n"));
             stream_response(first, rest, &script, gate_slot)
         }
+        // The Responses API (JSON), as OpenAI and Azure's v1 API answer it.
+        ("/v1/responses", false) => json_response(
+            200,
+            json!({
+                "id": "resp_fake", "object": "response", "created_at": 1764100000, "status": "completed",
+                "error": null, "incomplete_details": null, "instructions": null, "max_output_tokens": null,
+                "model": model, "parallel_tool_calls": true, "previous_response_id": null,
+                "reasoning": {"effort": null, "summary": null}, "store": true, "temperature": 1.0,
+                "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
+                "truncation": "disabled", "user": null, "metadata": {},
+                "output": [{"id": "msg_fake", "type": "message", "status": "completed", "role": "assistant",
+                            "content": [{"type": "output_text", "text": full, "annotations": [], "logprobs": []}]}],
+                "usage": {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+                          "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13}
+            }),
+        ),
         ("/v1/messages", false) => json_response(
             200,
             json!({

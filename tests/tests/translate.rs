@@ -506,6 +506,19 @@ fn an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key() {
     let rec = &gw.wait_audit(1)[0];
     assert_eq!(rec["translation"], "openai->azure_openai");
     assert_eq!(rec["tokens"]["input"], 9);
+    // The Responses API: Azure's v1 path (no api-version), the deployment as the model.
+    let v = responses_sdk(&s, &gw, &["create", "gpt-4o"]);
+    assert_eq!(v["text"], "hello from azure", "{v}");
+    let r = &azure.received()[1];
+    assert_eq!((r.path.as_str(), r.query.as_str()), ("/openai/v1/responses", ""));
+    assert_eq!(r.body["model"], "gpt4o-prod");
+    assert_eq!(r.headers["api-key"], "azure-real-key-77");
+    let rec = &gw.wait_audit(2)[1];
+    assert_eq!(rec["translation"], "openai_responses->azure_openai");
+    assert_eq!(
+        (rec["tokens"]["input"].as_u64(), rec["tokens"]["output"].as_u64()),
+        (Some(9), Some(4))
+    );
 }
 
 #[test]

@@ -173,6 +173,9 @@ fn the_echo_reports_the_request_and_openai_defaults() {
     assert_eq!(echo["previous_response_id"], Value::Null);
 }
 
+/// Makes a fresh backend → chat stream translator.
+type NewTranslator = fn() -> Box<dyn StreamTranslator>;
+
 /// Every backend's tool-use answer and stream, through chat, as Responses.
 #[test]
 fn backend_answers_and_streams_become_responses() {
@@ -192,7 +195,7 @@ fn backend_answers_and_streams_become_responses() {
         "bedrock-tool-use.responses-response.json",
         &openai_chat_to_response(&bedrock_to_openai(&b, "anthropic.claude-3-haiku"), &echo),
     );
-    let streams: [(&str, Vec<u8>, fn() -> Box<dyn StreamTranslator>); 3] = [
+    let streams: [(&str, Vec<u8>, NewTranslator); 3] = [
         ("anthropic-tool-use", fixture("anthropic-tool-use.sse"), || {
             Box::new(AnthropicStreamToOpenAi::new(true))
         }),
@@ -332,5 +335,156 @@ fn directions_are_found_for_every_translated_backend_and_azure() {
             find(ApiSchema::Openai, Operation::Responses, backend).unwrap().name(),
             name
         );
+    }
+}
+
+/// A random Responses request from what clients send: text or item input (messages with
+/// images, parallel calls with their outputs, reasoning items), function tools, choices,
+/// formats, efforts, sampling; now and then a member no translated backend can take.
+fn random_responses_request(rng: &mut fastrand::Rng) -> (Value, Option<&'static str>) {
+    let mut req = json!({"model": "gpt-4.1"});
+    let pick = |rng: &mut fastrand::Rng, p: u8| rng.u8(0..100) < p;
+    if pick(rng, 30) {
+        req["input"] = json!("What is the weather?");
+    } else {
+        let mut items =
+            vec![json!({"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris and Rome?"}]})];
+        if pick(rng, 30) {
+            items[0]["content"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}));
+        }
+        if pick(rng, 20) {
+            items.insert(0, json!({"role": "developer", "content": "Be brief."}));
+        }
+        if pick(rng, 50) {
+            if pick(rng, 30) {
+                items.push(json!({"type": "reasoning", "id": "rs_1", "summary": []}));
+            }
+            for n in 0..rng.usize(1..3) {
+                items.push(json!({"type": "function_call", "call_id": format!("call_{n}"), "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}));
+            }
+            let calls = items.iter().filter(|i| i["type"] == "function_call").count();
+            for n in 0..calls {
+                items.push(json!({"type": "function_call_output", "call_id": format!("call_{n}"), "output": "sunny"}));
+            }
+        }
+        req["input"] = Value::Array(items);
+    }
+    if pick(rng, 50) || req["input"].to_string().contains("function_call") {
+        req["tools"] = json!([{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+        if pick(rng, 40) {
+            req["tool_choice"] = [
+                json!("auto"),
+                json!("none"),
+                json!("required"),
+                json!({"type": "function", "name": "get_weather"}),
+            ][rng.usize(0..4)]
+            .clone();
+        }
+    }
+    let effort = ["low", "medium", "high"][rng.usize(0..3)];
+    for (k, p, v) in [
+        ("instructions", 40, json!("You are helpful.")),
+        ("max_output_tokens", 50, json!(rng.u64(1..4000))),
+        ("temperature", 40, json!(rng.u8(0..=20) as f64 / 10.0)),
+        ("top_p", 30, json!(rng.u8(1..=10) as f64 / 10.0)),
+        ("stream", 50, json!(true)),
+        ("store", 30, json!(rng.bool())),
+        ("metadata", 20, json!({"k": "v"})),
+        ("user", 20, json!("u-1")),
+        ("reasoning", 20, json!({"effort": effort})),
+        (
+            "text",
+            20,
+            [
+                json!({"format": {"type": "json_object"}}),
+                json!({"format": {"type": "text"}}),
+            ][rng.usize(0..2)]
+            .clone(),
+        ),
+    ] {
+        if pick(rng, p) {
+            req[k] = v;
+        }
+    }
+    let refused = if pick(rng, 10) {
+        let (k, v, named) = [
+            ("previous_response_id", json!("resp_1"), "`previous_response_id`"),
+            ("conversation", json!({"id": "conv_1"}), "`conversation`"),
+            ("prompt_cache_key", json!("k"), "`prompt_cache_key`"),
+        ][rng.usize(0..3)]
+        .clone();
+        req[k] = v;
+        Some(named)
+    } else {
+        None
+    };
+    (req, refused)
+}
+
+/// Random Responses requests become valid chat requests (or are refused naming what they
+/// hold), and then valid target requests or refusals naming a feature, as chat requests do.
+#[test]
+fn random_responses_requests_translate_into_valid_targets_and_never_panic() {
+    let openai = super::tests::schema("openai-chat.request.schema.json");
+    let targets = [
+        (
+            "anthropic",
+            super::tests::schema("anthropic-messages.request.schema.json"),
+        ),
+        (
+            "gemini",
+            super::tests::schema("gemini-generate-content.request.schema.json"),
+        ),
+        ("bedrock", super::tests::schema("bedrock-converse.request.schema.json")),
+    ];
+    let mut rng = fastrand::Rng::with_seed(0x5e5_0e5);
+    let mut translated = [0usize; 3];
+    for n in 0..1500 {
+        let (req, refused) = random_responses_request(&mut rng);
+        let chat = match (responses_to_openai_chat(req.to_string().as_bytes(), "m"), refused) {
+            (Ok(chat), None) => chat,
+            (Err(Unsupported(why)), Some(named)) => {
+                assert!(why.contains(named), "#{n}: {why}");
+                continue;
+            }
+            (other, _) => panic!("#{n}: {other:?}\n{req}"),
+        };
+        super::tests::assert_valid(&openai, "openai", n, &req, &chat);
+        let body = chat.to_string();
+        for (k, (target, validator)) in targets.iter().enumerate() {
+            let result = match *target {
+                "anthropic" => openai_chat_to_anthropic(body.as_bytes(), "claude-x"),
+                "gemini" => openai_chat_to_gemini(body.as_bytes()),
+                _ => openai_chat_to_bedrock(body.as_bytes(), "m"),
+            };
+            match result {
+                Ok(out) => {
+                    translated[k] += 1;
+                    super::tests::assert_valid(validator, target, n, &chat, &out);
+                }
+                Err(Unsupported(why)) => {
+                    let named = super::tests::refused_features(&chat, target);
+                    assert!(
+                        named.iter().any(|f| why.contains(f)),
+                        "#{n} → {target}: {why:?}, expected one of {named:?}\n{chat}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        translated.iter().all(|&t| t > 300),
+        "translated per target: {translated:?}"
+    );
+    for _ in 0..2000 {
+        let junk: Vec<u8> = (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect();
+        let _ = responses_to_openai_chat(&junk, "m");
+        let text = String::from_utf8_lossy(&junk);
+        let framed = format!("data: {{\"choices\":[{text}]}}\n\ndata: {text}\n\ndata: [DONE]\n\n");
+        let _ = ChatStreamToResponses::new(json!({})).feed(framed.as_bytes());
+        let _ = openai_chat_to_response(&serde_json::from_slice(&junk).unwrap_or(Value::Null), &json!({}));
     }
 }

@@ -292,8 +292,8 @@ fn chat_response_format(obj: &Map<String, Value>) -> Result<Option<Value>, Unsup
         None | Some("text") => Ok(None),
         Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
         Some("json_schema") => {
-            let mut schema = json!({"name": f["name"], "schema": f["schema"]});
-            for k in ["description", "strict"] {
+            let mut schema = json!({"schema": f["schema"]});
+            for k in ["name", "description", "strict"] {
                 if let Some(v) = f.get(k).filter(|v| !v.is_null()) {
                     schema[k] = v.clone();
                 }
