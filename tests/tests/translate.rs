@@ -1229,6 +1229,8 @@ fn the_openai_responses_sdk_is_served_by_an_anthropic_backend() {
     let routes = "routes:\n  - name: to-claude\n    backends: [{ backend: claude, model: claude-sonnet-4-5 }]\n";
     let (_dir, s, claude, gw) = with_claude(77, "tr-resp-claude", routes);
     responses_round(&s, &gw, "claude", "openai_responses->anthropic_messages", (10, 4));
+    // claude-sonnet-4-5: $3 / $15 per 1M tokens, from the backend's own counts.
+    assert_eq!(gw.wait_audit(7)[0]["cost_nano_usd"], 10 * 3000 + 4 * 15000);
     let r = claude.received();
     assert_eq!(r.len(), 6, "the refused request never left");
     assert_eq!(r[0].path, "/v1/messages");
@@ -1264,4 +1266,36 @@ fn the_openai_responses_sdk_is_served_by_a_gemini_backend() {
         turns[2]["parts"][0]["functionResponse"]["name"], "get_weather",
         "{turns}"
     );
+}
+
+#[test]
+fn the_openai_responses_sdk_is_served_by_a_sigv4_signed_bedrock_backend() {
+    if !privileged("the_openai_responses_sdk_is_served_by_a_sigv4_signed_bedrock_backend") {
+        return;
+    }
+    let mut sc = Scenario::new(79, "tr-resp-bedrock");
+    let bedrock = sc.tls("bedrock");
+    sc.backend(
+        "bedrock",
+        &bedrock,
+        &["schema: bedrock", "region: us-east-1", "credential: aws"],
+    );
+    sc.credential("aws", "awsSigV4", tests::fake_llm::BEDROCK_KEYS);
+    sc.yaml("routes:\n  - name: to-bedrock\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n");
+    let (_dir, s, gw) = sc.start();
+    // The fake answers 403 unless the signature covers the translated body, as Bedrock does.
+    responses_round(&s, &gw, "bedrock", "openai_responses->bedrock_converse", (11, 6));
+    let r = bedrock.received();
+    assert_eq!(
+        r[0].path,
+        "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
+    );
+    assert_eq!(
+        r[1].path,
+        "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
+    );
+    assert_eq!(r[0].body["inferenceConfig"]["maxTokens"], 50, "max_output_tokens");
+    assert_eq!(r[1].body["system"][0]["text"], "Be brief.", "instructions");
+    let turns = &r[3].body["messages"];
+    assert!(turns[2]["content"][0].get("toolResult").is_some(), "{turns}");
 }
