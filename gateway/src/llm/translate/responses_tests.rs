@@ -488,3 +488,70 @@ fn random_responses_requests_translate_into_valid_targets_and_never_panic() {
         let _ = openai_chat_to_response(&serde_json::from_slice(&junk).unwrap_or(Value::Null), &json!({}));
     }
 }
+
+/// Each direction's upstream call: path, meter (the backend's own schema, so usage is what
+/// the backend reported), and errors in OpenAI's shape with the upstream status kept.
+#[test]
+fn each_direction_sends_its_path_meters_the_backend_and_answers_errors_in_openai_shape() {
+    let body = Bytes::from_static(br#"{"model":"gpt-4o","input":"Hi","max_output_tokens":64,"stream":true}"#);
+    let parsed = crate::llm::parse(&body).unwrap();
+    assert_eq!(parsed.max_tokens, Some(64), "token limits reserve max_output_tokens");
+    let req = ClientRequest {
+        schema: ApiSchema::Openai,
+        operation: Operation::Responses,
+        path_and_query: "/v1/responses",
+        body: Some((&body, &parsed)),
+        model_override: Some("target-model"),
+    };
+    let spec = |schema| BackendSpec {
+        name: "b",
+        schema,
+        project: None,
+        region: None,
+        deployment: Some("dep"),
+        api_version: "2024-10-21",
+    };
+    let anthropic_err = br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#;
+    let gemini_err = br#"{"error":{"code":429,"message":"slow down","status":"RESOURCE_EXHAUSTED"}}"#;
+    let bedrock_err = br#"{"message":"slow down"}"#;
+    for (schema, path, meter, err) in [
+        (
+            ApiSchema::Anthropic,
+            "/v1/messages",
+            ApiSchema::Anthropic,
+            &anthropic_err[..],
+        ),
+        (
+            ApiSchema::Gemini,
+            "/v1beta/models/target-model:streamGenerateContent?alt=sse",
+            ApiSchema::Gemini,
+            &gemini_err[..],
+        ),
+        (
+            ApiSchema::Bedrock,
+            "/model/target-model/converse-stream",
+            ApiSchema::Bedrock,
+            &bedrock_err[..],
+        ),
+    ] {
+        let up = find(ApiSchema::Openai, Operation::Responses, schema)
+            .unwrap()
+            .request(&req, &spec(schema))
+            .unwrap();
+        assert_eq!(up.path, path);
+        assert_eq!(up.answer.meter.0, meter);
+        let e = (up.answer.translate.unwrap().json)(err, 429);
+        assert_eq!(e["error"]["type"], "rate_limit_error", "{schema:?}: {e}");
+        assert_eq!(e["error"]["message"], "slow down", "{schema:?}: {e}");
+    }
+    let up = find(ApiSchema::Openai, Operation::Responses, ApiSchema::AzureOpenai)
+        .unwrap()
+        .request(&req, &spec(ApiSchema::AzureOpenai))
+        .unwrap();
+    assert_eq!(up.path, "/openai/v1/responses");
+    assert!(up.answer.translate.is_none() && up.answer.meter == (ApiSchema::Openai, Operation::Responses));
+    let UpstreamBody::Bytes(sent) = up.body else {
+        panic!("a rewritten body")
+    };
+    assert_eq!(serde_json::from_slice::<Value>(&sent).unwrap()["model"], "dep");
+}
