@@ -92,7 +92,8 @@ fn a_plain_string_input_json_schema_and_effort_translate() {
     let req = json!({"model": "m", "input": "Hi", "text": {"format": {"type": "json_schema", "name": "out",
         "schema": {"type": "object", "properties": {"a": {"type": "string"}}}, "strict": true}},
         "reasoning": {"effort": "low"}, "tool_choice": {"type": "function", "name": "f"},
-        "truncation": "disabled", "include": [], "background": false, "parallel_tool_calls": false});
+        "truncation": "disabled", "include": [], "background": false, "parallel_tool_calls": false,
+        "stream_options": {"include_obfuscation": false}, "service_tier": "auto"});
     let chat = responses_to_openai_chat(req.to_string().as_bytes(), "m").unwrap();
     assert_eq!(chat["messages"], json!([{"role": "user", "content": "Hi"}]));
     assert_eq!(
@@ -139,6 +140,7 @@ fn stateful_and_built_in_features_are_refused_by_name() {
         ),
         ("text", json!({"verbosity": "low"}), "`text.verbosity`"),
         ("prompt", json!({"id": "pmpt_1"}), "`prompt`"),
+        ("service_tier", json!("flex"), "`service_tier`"),
         (
             "input",
             json!([{"type": "item_reference", "id": "msg_1"}]),

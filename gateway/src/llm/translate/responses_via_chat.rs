@@ -109,6 +109,11 @@ fn check_members(obj: &Map<String, Value>) -> Result<(), Unsupported> {
                 )))
             }
             "include" => {}
+            // Obfuscation pads OpenAI's own stream events; translated streams have none to pad.
+            "stream_options"
+                if v.as_object()
+                    .is_some_and(|o| o.keys().all(|k| k == "include_obfuscation")) => {}
+            "service_tier" if v == "auto" || v == "default" => {}
             k if KNOWN_RESPONSES.contains(&k) => {}
             _ => {
                 return Err(unsupported(format!(
