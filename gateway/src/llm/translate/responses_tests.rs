@@ -281,6 +281,54 @@ fn check_event_order(sse: &str) {
     assert_eq!(last["response"]["output"], Value::Array(done));
 }
 
+/// Anthropic thinking (with `reasoning.effort`) comes back as a `reasoning` item before the
+/// message, in JSON and streamed (`response.reasoning_text.delta`/`.done`).
+#[test]
+fn anthropic_thinking_becomes_a_reasoning_item() {
+    let echo = response_echo(br#"{"model":"m","input":"Weather?","reasoning":{"effort":"low"}}"#);
+    let msg: Value = serde_json::from_slice(&fixture("anthropic-thinking.response.json")).unwrap();
+    let up = ResponsesToAnthropic
+        .request(
+            &ClientRequest {
+                schema: ApiSchema::Openai,
+                operation: Operation::Responses,
+                path_and_query: "/v1/responses",
+                body: Some((
+                    &Bytes::from_static(br#"{"model":"m","input":"Weather?","reasoning":{"effort":"low"}}"#),
+                    &Default::default(),
+                )),
+                model_override: None,
+            },
+            &BackendSpec {
+                name: "b",
+                schema: ApiSchema::Anthropic,
+                project: None,
+                region: None,
+                deployment: None,
+                api_version: "",
+            },
+        )
+        .unwrap();
+    let UpstreamBody::Bytes(sent) = &up.body else { panic!() };
+    assert_eq!(
+        serde_json::from_slice::<Value>(sent).unwrap()["thinking"]["budget_tokens"],
+        1024
+    );
+    let json = (up.answer.translate.unwrap().json)(msg.to_string().as_bytes(), 200);
+    check_json("anthropic-thinking.responses-response.json", &json);
+    assert_eq!(json["output"][0]["type"], "reasoning");
+    let sse = fixture("anthropic-thinking.sse");
+    let mut whole = Chained(AnthropicThinkingToChat::new(), ChatStreamToResponses::new(echo.clone()));
+    let want = normalise(&feed_all(&mut whole, &sse, sse.len()));
+    check("anthropic-thinking.responses.sse", &want);
+    for step in [1, 5, 33] {
+        let mut t = Chained(AnthropicThinkingToChat::new(), ChatStreamToResponses::new(echo.clone()));
+        assert_eq!(normalise(&feed_all(&mut t, &sse, step)), want, "{step}-byte pieces");
+    }
+    check_event_order(&want);
+    assert!(want.contains("\"type\":\"response.reasoning_text.delta\""));
+}
+
 #[test]
 fn length_and_errors_mid_stream() {
     let echo = response_echo(br#"{"model":"m","input":"Hi"}"#);

@@ -10,6 +10,9 @@
 //! answer's `store` is `false`). Built-in tools (web search, file search, computer use…) are
 //! refused by name; so is any member a chat request cannot carry. Reasoning items in `input`
 //! (OpenAI's own thinking, opaque to other providers) are left out of the conversation.
+//! Anthropic's thinking comes back as a `reasoning` item: the chat step has no field for it,
+//! so it travels as `reasoning_content` (the name OpenAI-compatible servers use) between the
+//! two steps of this direction only.
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -402,6 +405,13 @@ fn message_output(id: &str, text: &str, status: &str) -> Value {
            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]})
 }
 
+/// A `reasoning` item holding the backend's thinking as `reasoning_text` (no summary: none
+/// was made).
+fn reasoning_output(id: &str, text: &str, status: &str) -> Value {
+    json!({"id": id, "type": "reasoning", "status": status, "summary": [],
+           "content": [{"type": "reasoning_text", "text": text}]})
+}
+
 fn call_output_item(call_id: &str, name: &Value, arguments: &str, status: &str) -> Value {
     json!({"id": format!("fc_{call_id}"), "type": "function_call", "status": status,
            "call_id": call_id, "name": name, "arguments": arguments})
@@ -419,6 +429,9 @@ pub fn openai_chat_to_response(chat: &Value, echo: &Value) -> Value {
     };
     let mut output = Vec::new();
     let m = &choice["message"];
+    if let Some(thinking) = m["reasoning_content"].as_str().filter(|t| !t.is_empty()) {
+        output.push(reasoning_output(&format!("rs_{}", &id[5..]), thinking, "completed"));
+    }
     if let Some(text) = m["content"].as_str().filter(|t| !t.is_empty()) {
         output.push(message_output(&format!("msg_{}", &id[5..]), text, item_status));
     }
@@ -440,6 +453,7 @@ pub fn openai_chat_to_response(chat: &Value, echo: &Value) -> Value {
 
 /// One output item as it streams.
 enum Item {
+    Reasoning { id: String, text: String },
     Message { id: String, text: String },
     Call { call_id: String, name: Value, args: String },
 }
@@ -532,6 +546,9 @@ impl ChatStreamToResponses {
         }
         let choice = &v["choices"][0];
         let delta = &choice["delta"];
+        if let Some(thinking) = delta["reasoning_content"].as_str().filter(|t| !t.is_empty()) {
+            self.reasoning_delta(thinking, out);
+        }
         if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
             self.text_delta(text, out);
         }
@@ -553,6 +570,35 @@ impl ChatStreamToResponses {
             all.push_str(text);
             let e = json!({"type": "response.output_text.delta", "item_id": id, "output_index": n,
                            "content_index": 0, "delta": text, "logprobs": []});
+            self.emit(out, e);
+        }
+    }
+
+    fn reasoning_delta(&mut self, thinking: &str, out: &mut String) {
+        let n = match (self.open, self.open.map(|n| &self.items[n])) {
+            (Some(n), Some(Item::Reasoning { .. })) => n,
+            _ => {
+                self.close_open(out);
+                let n = self.items.len();
+                let id = format!("rs_{}_{n}", &self.id[5..]);
+                let item =
+                    json!({"id": id, "type": "reasoning", "status": "in_progress", "summary": [], "content": []});
+                self.emit(
+                    out,
+                    json!({"type": "response.output_item.added", "output_index": n, "item": item}),
+                );
+                self.items.push(Item::Reasoning {
+                    id,
+                    text: String::new(),
+                });
+                self.open = Some(n);
+                n
+            }
+        };
+        if let Item::Reasoning { id, text } = &mut self.items[n] {
+            text.push_str(thinking);
+            let e = json!({"type": "response.reasoning_text.delta", "item_id": id, "output_index": n,
+                           "content_index": 0, "delta": thinking});
             self.emit(out, e);
         }
     }
@@ -621,6 +667,7 @@ impl ChatStreamToResponses {
             "incomplete"
         };
         match &self.items[n] {
+            Item::Reasoning { id, text } => reasoning_output(id, text, "completed"),
             Item::Message { id, text } => message_output(id, text, status),
             Item::Call { call_id, name, args } => call_output_item(call_id, name, args, "completed"),
         }
@@ -633,7 +680,14 @@ impl ChatStreamToResponses {
         };
         let item = self.item_done(n);
         let id = item["id"].clone();
-        if item["type"] == "message" {
+        if item["type"] == "reasoning" {
+            let text = item["content"][0]["text"].clone();
+            self.emit(
+                out,
+                json!({"type": "response.reasoning_text.done", "item_id": id, "output_index": n,
+                                  "content_index": 0, "text": text}),
+            );
+        } else if item["type"] == "message" {
             let part = item["content"][0].clone();
             let text = part["text"].clone();
             self.emit(
@@ -727,6 +781,67 @@ fn chat_bytes(req: &ClientRequest<'_>) -> Result<(Bytes, String), Unsupported> {
     Ok((Bytes::from(responses_to_openai_chat(bytes, &model)?.to_string()), model))
 }
 
+/// An Anthropic message as OpenAI chat, with its thinking blocks' text as the message's
+/// `reasoning_content` (the chat step has no field for it), which becomes a `reasoning` item.
+fn anthropic_to_chat_with_thinking(msg: &Value) -> Value {
+    let mut chat = anthropic_message_to_openai(msg);
+    let thinking: String = msg["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "thinking")
+        .filter_map(|b| b["thinking"].as_str())
+        .collect();
+    if !thinking.is_empty() {
+        chat["choices"][0]["message"]["reasoning_content"] = json!(thinking);
+    }
+    chat
+}
+
+/// Anthropic's stream → chat chunks, with `thinking_delta`s as `reasoning_content` deltas (in
+/// their place in the stream); every other event goes to [`AnthropicStreamToOpenAi`] as
+/// received.
+pub struct AnthropicThinkingToChat {
+    splitter: sse::Splitter,
+    chat: AnthropicStreamToOpenAi,
+}
+
+impl AnthropicThinkingToChat {
+    pub fn new() -> Self {
+        AnthropicThinkingToChat {
+            splitter: sse::Splitter::new(usage::MAX_SSE_EVENT),
+            chat: AnthropicStreamToOpenAi::new(true),
+        }
+    }
+}
+
+impl Default for AnthropicThinkingToChat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamTranslator for AnthropicThinkingToChat {
+    fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        let mut out = Vec::new();
+        for event in self.splitter.feed(bytes) {
+            let thinking = serde_json::from_str::<Value>(&event.data)
+                .ok()
+                .filter(|v| v["type"] == "content_block_delta" && v["delta"]["type"] == "thinking_delta")
+                .map(|v| v["delta"]["thinking"].clone());
+            match thinking {
+                Some(t) => {
+                    let c =
+                        json!({"choices": [{"index": 0, "delta": {"reasoning_content": t}, "finish_reason": null}]});
+                    out.extend_from_slice(format!("data: {c}\n\n").as_bytes());
+                }
+                None => out.extend_from_slice(&self.chat.feed(&event.raw)),
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
 /// OpenAI Responses → OpenAI chat → Anthropic Messages.
 pub struct ResponsesToAnthropic;
 
@@ -749,8 +864,8 @@ impl Direction for ResponsesToAnthropic {
                 "/v1/messages".into(),
                 &translated,
                 (ApiSchema::Anthropic, Operation::Messages),
-                AnthropicStreamToOpenAi::new(true),
-                anthropic_message_to_openai,
+                AnthropicThinkingToChat::new(),
+                anthropic_to_chat_with_thinking,
                 |b, _| anthropic_error_to_openai(b),
             )
         })
