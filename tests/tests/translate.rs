@@ -1299,3 +1299,39 @@ fn the_openai_responses_sdk_is_served_by_a_sigv4_signed_bedrock_backend() {
     let turns = &r[3].body["messages"];
     assert!(turns[2]["content"][0].get("toolResult").is_some(), "{turns}");
 }
+
+/// Responses passed through to an OpenAI backend: the SDK's JSON and streamed answers as the
+/// provider sent them, the record's usage read from the answer's `usage` and from the stream's
+/// final `response.completed` event, a first token seen in the stream.
+#[test]
+fn the_openai_responses_sdk_is_passed_through_to_openai_and_metered_from_the_final_event() {
+    if !privileged("the_openai_responses_sdk_is_passed_through_to_openai_and_metered_from_the_final_event") {
+        return;
+    }
+    let (_dir, s, gw) = Scenario::new(80, "tr-resp-openai").start();
+    let v = responses_sdk(&s, &gw, &["create", "gpt-4o"]);
+    assert_eq!(v["text"], "hello from primary", "{v}");
+    let v = responses_sdk(&s, &gw, &["stream", "gpt-4o"]);
+    assert_eq!(v["text"], "hello from primary", "{v}");
+    assert_eq!(v["usage"]["total_tokens"], 13, "{v}");
+    let r = s.primary.received();
+    assert_eq!(r[1].path, "/v1/responses");
+    assert_eq!(r[1].body["instructions"], "Be brief.", "the body as sent");
+    let records = gw.wait_audit(2);
+    for rec in &records {
+        assert_eq!(rec["translation"], "none", "{rec}");
+        assert_eq!(rec["operation"], "responses", "{rec}");
+        assert_eq!(
+            (rec["tokens"]["input"].as_u64(), rec["tokens"]["output"].as_u64()),
+            (Some(9), Some(4)),
+            "{rec}"
+        );
+        // gpt-4o: $2.50 / $10 per 1M tokens
+        assert_eq!(rec["cost_nano_usd"], 9 * 2500 + 4 * 10000, "{rec}");
+    }
+    assert!(
+        records[1]["ttft_ms"].as_f64().is_some_and(|t| t > 0.0),
+        "{}",
+        records[1]
+    );
+}
