@@ -208,6 +208,10 @@ pub struct Received {
     pub version: String,
     pub headers: HashMap<String, String>,
     pub body: Value,
+    /// A multipart body's fields and files.
+    pub form: Option<crate::fake_media::Form>,
+    /// Bytes of the body as received.
+    pub body_len: usize,
     /// For streams with a gate: whether the client opened it before the fake gave up.
     gate: Arc<Mutex<Option<bool>>>,
 }
@@ -381,6 +385,12 @@ async fn respond(
         .then(|| sigv4_mismatch(&parts, &bytes))
         .flatten();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let form = parts
+        .headers
+        .get("content-type")
+        .and_then(|t| t.to_str().ok())
+        .filter(|t| t.starts_with("multipart/form-data"))
+        .and_then(|t| crate::fake_media::parse_form(t, &bytes));
     let headers = parts
         .headers
         .iter()
@@ -394,6 +404,8 @@ async fn respond(
         version: format!("{:?}", parts.version),
         headers,
         body: body.clone(),
+        form: form.clone(),
+        body_len: bytes.len(),
         gate: gate_slot.clone(),
     });
     let script = script.lock().unwrap().clone();
@@ -715,10 +727,18 @@ async fn respond(
         .iter()
         .find_map(|b| parts.uri.path().strip_prefix(b))
         .map(|rest| format!("/v1{rest}"));
+    let deployment = parts
+        .uri
+        .path()
+        .strip_prefix("/openai/deployments/")
+        .and_then(|r| r.find('/').map(|i| format!("/v1{}", &r[i..])));
     let path = match parts.uri.path() {
-        p if p.starts_with("/openai/deployments/") && p.ends_with("/chat/completions") => "/v1/chat/completions",
+        _ if deployment.is_some() => deployment.as_deref().unwrap_or_default(),
         p => compatible.as_deref().unwrap_or(p),
     };
+    if let Some(answer) = crate::fake_media::answer(path, &body, form.as_ref(), name) {
+        return media_response(answer, &script, gate_slot);
+    }
     match (path, stream) {
         ("/v1/chat/completions", false) => json_response(
             200,
@@ -1047,6 +1067,57 @@ fn tool_call_response(
         Bytes::from_static(b"data: [DONE]\n\n"),
     ];
     stream_response(first, rest, script, gate)
+}
+
+fn media_response(
+    answer: crate::fake_media::Answer,
+    script: &Script,
+    gate: Arc<Mutex<Option<bool>>>,
+) -> hyper::Response<FakeBody> {
+    use crate::fake_media::Answer;
+    match answer {
+        Answer::Json(v) => json_response(200, v),
+        Answer::Text(t) => hyper::Response::builder()
+            .status(200)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(
+                http_body_util::Full::new(Bytes::from(t))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .unwrap(),
+        Answer::Events(mut events) => {
+            let rest = events.split_off(1);
+            stream_response(events, rest, script, gate)
+        }
+        Answer::Audio(chunks) => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(16);
+            let (reset, gate_file) = (script.reset_after_first, script.gate.clone());
+            tokio::spawn(async move {
+                for (i, c) in chunks.into_iter().enumerate() {
+                    if reset && i == 1 {
+                        let _ = tx.send(Err(Box::new(std::io::Error::other("reset on purpose")))).await;
+                        return;
+                    }
+                    // With a gate: the rest waits until the client has played the first chunk.
+                    if let (1, Some(g)) = (i, &gate_file) {
+                        let start = Instant::now();
+                        while !g.exists() && start.elapsed() < Duration::from_secs(10) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        *gate.lock().unwrap() = Some(g.exists());
+                    }
+                    let _ = tx.send(Ok(c)).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+            hyper::Response::builder()
+                .status(200)
+                .header("content-type", "audio/mpeg")
+                .body(ChannelBody(rx).boxed())
+                .unwrap()
+        }
+    }
 }
 
 fn stream_response(

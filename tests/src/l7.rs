@@ -38,14 +38,14 @@ pub fn curl(cg: &Cgroup, dir: &TempDir, host: &str, ip: &str, ca: &std::path::Pa
 /// cgroup (the name resolving to its captured address), with `extra` curl arguments first;
 /// returns the status line and the answer as `curl` does.
 pub fn chat_curl(s: &OpenAiSetup, gw: &Gateway, body: &str, extra: &[&str]) -> (String, Value) {
+    post_json(s, gw, "chat/completions", body, extra)
+}
+
+/// curl POSTs the JSON `body` to `https://api.openai.com/v1/<path>`, as [`chat_curl`] does.
+pub fn post_json(s: &OpenAiSetup, gw: &Gateway, path: &str, body: &str, extra: &[&str]) -> (String, Value) {
+    let url = format!("https://api.openai.com/v1/{path}");
     let mut args: Vec<&str> = extra.to_vec();
-    args.extend([
-        "-H",
-        "content-type: application/json",
-        "-d",
-        body,
-        "https://api.openai.com/v1/chat/completions",
-    ]);
+    args.extend(["-H", "content-type: application/json", "-d", body, &url]);
     curl(&s.cg, &s.dir, "api.openai.com", &s.captured_ip, &gw.ca_cert(), &args)
 }
 

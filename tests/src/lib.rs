@@ -24,6 +24,7 @@ pub mod cri;
 pub mod deploy;
 pub mod dns;
 pub mod fake_llm;
+pub mod fake_media;
 pub mod l7;
 pub mod pipeline;
 pub mod redis;
@@ -366,6 +367,14 @@ impl GatewayBuilder {
             ports: ports.to_vec(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         });
+        self
+    }
+
+    /// One more line (`key: value`) for the provider named `name`, added before.
+    pub fn provider_line(mut self, name: &str, line: &str) -> Self {
+        if let Some(p) = self.providers.iter_mut().find(|p| p.name == name) {
+            p.extra.push(line.to_string());
+        }
         self
     }
 

@@ -57,6 +57,9 @@ pub struct AuditRecord {
     /// removed it from what the client saw).
     pub usage_requested_by_gateway: bool,
     pub tokens: Option<Tokens>,
+    /// What audio and image answers are metered by besides tokens; null when none.
+    #[serde(default)]
+    pub units: Option<Units>,
     /// `complete`, `partial` (stream cut short: counts seen so far), `missing`.
     pub usage_status: Cow<'static, str>,
     /// Exact cost as a decimal string of USD; null when the model has no price.
@@ -175,6 +178,10 @@ pub struct PriceRef {
     pub entry: String,
     /// Nano-dollars per token.
     pub nano_usd_per_token: TokenPrices,
+    /// Nano-dollars per character, minute of audio and image, for models priced so; null
+    /// for models priced by tokens only.
+    #[serde(default)]
+    pub nano_usd_per_unit: Option<UnitPrices>,
     /// `table` (the shipped table) or `config` (the config's `pricing`).
     pub source: Cow<'static, str>,
     /// Date of the shipped table's prices; null for a config price.
@@ -190,6 +197,21 @@ pub struct TokenPrices {
     pub cached_input: u64,
     pub cache_write: u64,
     pub reasoning: u64,
+    /// Audio input tokens (default: `input`).
+    #[serde(default)]
+    pub audio_input: u64,
+    /// Image input tokens (default: `input`).
+    #[serde(default)]
+    pub image_input: u64,
+}
+
+/// Nano-dollars per unit of what audio and image models are priced by besides tokens.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnitPrices {
+    pub character: u64,
+    pub minute: u64,
+    /// Per image, by `quality/size`, `size` or `*`.
+    pub image: std::collections::BTreeMap<String, u64>,
 }
 
 /// The `config` record: one per applied configuration, before any request made under it.
@@ -318,6 +340,12 @@ pub struct Tokens {
     pub cache_write: u64,
     pub reasoning: u64,
     pub total: u64,
+    /// The audio part of `input`.
+    #[serde(default)]
+    pub audio_input: u64,
+    /// The image part of `input`.
+    #[serde(default)]
+    pub image_input: u64,
 }
 
 impl From<&Usage> for Tokens {
@@ -329,7 +357,34 @@ impl From<&Usage> for Tokens {
             cache_write: u.cache_write,
             reasoning: u.reasoning,
             total: u.total(),
+            audio_input: u.audio_input,
+            image_input: u.image_input,
         }
+    }
+}
+
+/// What an answer is metered by besides tokens.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Units {
+    /// Audio billed by its length (`whisper-1`), in seconds.
+    pub audio_seconds: Option<f64>,
+    /// Characters of speech input.
+    pub characters: u64,
+    /// Images generated.
+    pub images: u64,
+    /// `quality/size` of those images, as per-image prices are keyed.
+    pub image_tier: Option<String>,
+}
+
+impl Units {
+    /// The units of `u`, when it has any.
+    pub fn of(u: &Usage) -> Option<Units> {
+        (u.audio_ms > 0 || u.characters > 0 || u.images > 0).then(|| Units {
+            audio_seconds: (u.audio_ms > 0).then(|| u.audio_ms as f64 / 1000.0),
+            characters: u.characters,
+            images: u.images,
+            image_tier: u.image_tier.clone(),
+        })
     }
 }
 

@@ -51,6 +51,7 @@ impl AuditRecord {
             Some(t) => t.write(o.key("tokens")),
             None => o.null("tokens"),
         }
+        o.serde("units", &self.units);
         o.str("usage_status", &self.usage_status);
         o.opt_str("cost_usd", self.cost_usd.as_deref());
         o.opt_u64("cost_nano_usd", self.cost_nano_usd);
@@ -141,8 +142,12 @@ impl PriceRef {
             p_o.u64("cached_input", p.cached_input);
             p_o.u64("cache_write", p.cache_write);
             p_o.u64("reasoning", p.reasoning);
+            p_o.u64("audio_input", p.audio_input);
+            p_o.u64("image_input", p.image_input);
             p_o.close();
         }
+        // Rare (audio and image models): serde's writer is fast enough.
+        o.serde("nano_usd_per_unit", &self.nano_usd_per_unit);
         o.str("source", &self.source);
         o.opt_str("as_of", self.as_of.as_deref());
         o.close();
@@ -225,6 +230,8 @@ impl Tokens {
         o.u64("cache_write", self.cache_write);
         o.u64("reasoning", self.reasoning);
         o.u64("total", self.total);
+        o.u64("audio_input", self.audio_input);
+        o.u64("image_input", self.image_input);
         o.close();
     }
 }
@@ -434,6 +441,14 @@ mod tests {
                 cache_write: 6,
                 reasoning: 7,
                 total: 46,
+                audio_input: 1,
+                image_input: 2,
+            }),
+            units: Some(crate::accounting::audit::Units {
+                audio_seconds: Some(8.47),
+                characters: 3,
+                images: 2,
+                image_tier: Some("hd/1024x1792".into()),
             }),
             usage_status: "partial".into(),
             cost_usd: Some("0.000123".into()),
@@ -541,7 +556,14 @@ mod tests {
                     cached_input: 75,
                     cache_write: 150,
                     reasoning: 600,
+                    audio_input: 150,
+                    image_input: 150,
                 },
+                nano_usd_per_unit: Some(crate::accounting::audit::UnitPrices {
+                    character: 15_000,
+                    minute: 6_000_000,
+                    image: [("hd/1024x1792".to_string(), 120_000_000)].into(),
+                }),
                 source: "table".into(),
                 as_of: Some("2025-10-01".into()),
             }),

@@ -24,8 +24,8 @@ use crate::llm::usage::Usage;
 /// The shipped table.
 const PRICES_JSON: &str = include_str!("prices.json");
 
-/// Prices in nano-dollars per token.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+/// Prices in nano-dollars per token (per character, minute or image where so named).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Price {
     pub input: u64,
     pub output: u64,
@@ -35,6 +35,32 @@ pub struct Price {
     pub cache_write: Option<u64>,
     /// Defaults to `output`.
     pub reasoning: Option<u64>,
+    /// Audio input tokens. Defaults to `input`.
+    pub audio_input: Option<u64>,
+    /// Image input tokens. Defaults to `input`.
+    pub image_input: Option<u64>,
+    /// Per character of speech input.
+    pub characters: u64,
+    /// Per minute of audio (counted to the millisecond).
+    pub per_minute: u64,
+    /// Per image, by `quality/size` or `size` (`*`: any other), sorted by key.
+    pub per_image: Vec<(String, u64)>,
+}
+
+impl Price {
+    /// The price of one image of `tier` (`quality/size`): the tier itself, then its size,
+    /// then `*`.
+    pub fn image(&self, tier: Option<&str>) -> Option<u64> {
+        let find = |k: &str| {
+            self.per_image
+                .binary_search_by(|(key, _)| key.as_str().cmp(k))
+                .ok()
+                .map(|i| self.per_image[i].1)
+        };
+        let tier = tier.unwrap_or("1024x1024");
+        let size = tier.rsplit('/').next().unwrap_or(tier);
+        find(tier).or_else(|| find(size)).or_else(|| find("*"))
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,14 +115,32 @@ pub fn parse_usd(text: &str) -> Result<u64, String> {
 pub struct RawPrice {
     #[serde(default)]
     pub provider: Option<String>,
-    pub input: PriceText,
-    pub output: PriceText,
+    /// USD per 1M input tokens (0 for a model priced only per minute, character or image).
+    #[serde(default)]
+    pub input: Option<PriceText>,
+    #[serde(default)]
+    pub output: Option<PriceText>,
     #[serde(default, alias = "cached_input")]
     pub cached_input: Option<PriceText>,
     #[serde(default, alias = "cache_write")]
     pub cache_write: Option<PriceText>,
     #[serde(default)]
     pub reasoning: Option<PriceText>,
+    /// USD per 1M audio input tokens.
+    #[serde(default, alias = "audio_input")]
+    pub audio_input: Option<PriceText>,
+    /// USD per 1M image input tokens.
+    #[serde(default, alias = "image_input")]
+    pub image_input: Option<PriceText>,
+    /// USD per 1M characters of speech input.
+    #[serde(default)]
+    pub characters: Option<PriceText>,
+    /// USD per minute of audio.
+    #[serde(default, alias = "per_minute")]
+    pub per_minute: Option<PriceText>,
+    /// USD per image, by `quality/size`, `size` or `*`.
+    #[serde(default, alias = "per_image")]
+    pub per_image: std::collections::BTreeMap<String, PriceText>,
 }
 
 /// `"0.15"` or `0.15`.
@@ -108,22 +152,47 @@ pub enum PriceText {
 }
 
 impl PriceText {
-    fn parse(&self) -> Result<u64, PriceError> {
+    fn text(&self) -> String {
         match self {
-            PriceText::Text(t) => parse_price(t),
-            PriceText::Number(n) => parse_price(&n.to_string()),
+            PriceText::Text(t) => t.clone(),
+            PriceText::Number(n) => n.to_string(),
         }
+    }
+
+    fn parse(&self) -> Result<u64, PriceError> {
+        parse_price(&self.text())
+    }
+
+    /// An amount of USD (per minute, per image) in nano-dollars.
+    fn usd(&self) -> Result<u64, PriceError> {
+        parse_usd(&self.text()).map_err(|_| PriceError(self.text()))
     }
 }
 
 impl RawPrice {
     pub fn parse(&self) -> Result<Price, PriceError> {
+        let opt = |p: &Option<PriceText>| p.as_ref().map(PriceText::parse).transpose();
+        let unit_priced = self.characters.is_some() || self.per_minute.is_some() || !self.per_image.is_empty();
+        if (self.input.is_none() || self.output.is_none()) && !unit_priced {
+            return Err(PriceError(
+                "input and output (or characters, perMinute or perImage)".into(),
+            ));
+        }
         Ok(Price {
-            input: self.input.parse()?,
-            output: self.output.parse()?,
-            cached_input: self.cached_input.as_ref().map(PriceText::parse).transpose()?,
-            cache_write: self.cache_write.as_ref().map(PriceText::parse).transpose()?,
-            reasoning: self.reasoning.as_ref().map(PriceText::parse).transpose()?,
+            input: opt(&self.input)?.unwrap_or(0),
+            output: opt(&self.output)?.unwrap_or(0),
+            cached_input: opt(&self.cached_input)?,
+            cache_write: opt(&self.cache_write)?,
+            reasoning: opt(&self.reasoning)?,
+            audio_input: opt(&self.audio_input)?,
+            image_input: opt(&self.image_input)?,
+            characters: opt(&self.characters)?.unwrap_or(0),
+            per_minute: self.per_minute.as_ref().map(PriceText::usd).transpose()?.unwrap_or(0),
+            per_image: self
+                .per_image
+                .iter()
+                .map(|(k, v)| Ok((k.to_ascii_lowercase(), v.usd()?)))
+                .collect::<Result<Vec<_>, PriceError>>()?,
         })
     }
 }
@@ -143,7 +212,7 @@ pub struct PriceTable {
 }
 
 /// A price and where it comes from.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Priced {
     price: Price,
     source: PriceSource,
@@ -224,10 +293,24 @@ impl PriceTable {
                 cached_input: x.cached_input.unwrap_or(x.input),
                 cache_write: x.cache_write.unwrap_or(x.input),
                 reasoning: x.reasoning.unwrap_or(x.output),
+                audio_input: x.audio_input.unwrap_or(x.input),
+                image_input: x.image_input.unwrap_or(x.input),
             },
+            nano_usd_per_unit: (x.characters > 0 || x.per_minute > 0 || !x.per_image.is_empty()).then(|| {
+                audit::UnitPrices {
+                    character: x.characters,
+                    minute: x.per_minute,
+                    image: x.per_image.iter().cloned().collect(),
+                }
+            }),
             source: if shipped { "table" } else { "config" }.into(),
             as_of: shipped.then(|| self.as_of.clone().into()),
         }
+    }
+
+    /// Every model the table prices (lowercase), in no order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.prices.keys().map(String::as_str)
     }
 
     /// Whether a model is priced (used to bound metric labels).
@@ -284,18 +367,42 @@ pub fn normalize(model: &str) -> String {
     m
 }
 
+/// The cost of `u` at `price`, or `None` when the answer was metered only in units the price
+/// does not price (a speech answer's characters for a token-priced model, images of a tier
+/// with no price): unknown, never zero.
+pub fn priced_cost(price: &Price, u: &Usage) -> Option<u64> {
+    let tokens = u.total() > 0;
+    let unpriced = !tokens
+        && ((u.characters > 0 && price.characters == 0)
+            || (u.audio_ms > 0 && price.per_minute == 0)
+            || (u.images > 0 && price.image(u.image_tier.as_deref()).is_none()));
+    (!unpriced).then(|| cost(price, u))
+}
+
 /// Exact cost in nano-dollars.
 pub fn cost(price: &Price, u: &Usage) -> u64 {
-    let uncached = u.input.saturating_sub(u.cached_input).saturating_sub(u.cache_write);
+    let uncached = u
+        .input
+        .saturating_sub(u.cached_input)
+        .saturating_sub(u.cache_write)
+        .saturating_sub(u.audio_input)
+        .saturating_sub(u.image_input);
     let plain_output = u.output.saturating_sub(u.reasoning);
     let n = |tokens: u64, rate: u64| u128::from(tokens) * u128::from(rate);
-    // Token counts come from the provider: sums saturate rather than overflow.
+    let image = price.image(u.image_tier.as_deref()).unwrap_or(0);
+    // Counts come from the provider: sums saturate rather than overflow.
     let total = [
         n(uncached, price.input),
         n(u.cached_input, price.cached_input.unwrap_or(price.input)),
         n(u.cache_write, price.cache_write.unwrap_or(price.input)),
+        n(u.audio_input, price.audio_input.unwrap_or(price.input)),
+        n(u.image_input, price.image_input.unwrap_or(price.input)),
         n(plain_output, price.output),
         n(u.reasoning, price.reasoning.unwrap_or(price.output)),
+        n(u.characters, price.characters),
+        n(u.audio_ms, price.per_minute) / 60_000,
+        // Token-priced image models report tokens; a per-image price is for those that do not.
+        if u.total() == 0 { n(u.images, image) } else { 0 },
     ]
     .into_iter()
     .fold(0u128, u128::saturating_add);
@@ -336,6 +443,7 @@ mod tests {
             cached_input: 0,
             cache_write: 0,
             reasoning: max,
+            ..Usage::default()
         };
         let prices = PriceTable::new(&Default::default()).unwrap();
         assert_eq!(cost(prices.get("gpt-4o").unwrap(), &u), u64::MAX);
@@ -411,6 +519,7 @@ mod tests {
             cached_input: 1536,
             reasoning: 832,
             cache_write: 0,
+            ..Usage::default()
         };
         assert_eq!(cost(o3, &u), 512 * 2000 + 1536 * 500 + 900 * 8000);
         // Anthropic: cache writes and reads priced apart from fresh input
@@ -421,6 +530,7 @@ mod tests {
             cached_input: 2000,
             cache_write: 100,
             reasoning: 0,
+            ..Usage::default()
         };
         assert_eq!(cost(sonnet, &u), 12 * 3000 + 2000 * 300 + 100 * 3750 + 6 * 15000);
         assert!(table.get("my-own-model").is_none());
@@ -478,5 +588,84 @@ mod tests {
         assert_eq!(usd(1), "0.000000001");
         assert_eq!(usd(1_500_000_000), "1.5");
         assert_eq!(usd(12_000_000_000), "12");
+    }
+}
+
+#[cfg(test)]
+mod media_price_tests {
+    use super::*;
+
+    #[test]
+    fn audio_and_image_answers_are_priced_by_their_units() {
+        let table = PriceTable::new(&HashMap::new()).unwrap();
+        let price = |m: &str| table.get(m).unwrap().clone();
+        // gpt-4o-transcribe: 14 audio + 6 text input tokens, 45 output tokens.
+        let u = Usage {
+            input: 20,
+            audio_input: 14,
+            output: 45,
+            ..Usage::default()
+        };
+        assert_eq!(
+            cost(&price("gpt-4o-transcribe"), &u),
+            14 * 6000 + 6 * 2500 + 45 * 10_000
+        );
+        // whisper-1: $0.006 a minute, to the millisecond.
+        let u = Usage {
+            audio_ms: 90_000,
+            ..Usage::default()
+        };
+        assert_eq!(cost(&price("whisper-1"), &u), 9_000_000);
+        // tts-1: $15 per 1M characters.
+        let u = Usage {
+            characters: 1000,
+            ..Usage::default()
+        };
+        assert_eq!(cost(&price("tts-1"), &u), 15_000_000);
+        // dall-e-3: per image by quality and size; no quality asked is standard.
+        let images = |n, tier: &str| Usage {
+            images: n,
+            image_tier: Some(tier.into()),
+            ..Usage::default()
+        };
+        assert_eq!(cost(&price("dall-e-3"), &images(2, "hd/1024x1792")), 240_000_000);
+        assert_eq!(cost(&price("dall-e-3"), &images(1, "1792x1024")), 80_000_000);
+        assert_eq!(
+            cost(&price("dall-e-2"), &images(1, "standard/512x512")),
+            18_000_000,
+            "by size"
+        );
+        // gpt-image-1 reports tokens: those price it, not a per-image price.
+        let u = Usage {
+            input: 50,
+            image_input: 40,
+            output: 4160,
+            images: 1,
+            image_tier: Some("high/1024x1024".into()),
+            ..Usage::default()
+        };
+        assert_eq!(cost(&price("gpt-image-1"), &u), 10 * 5000 + 40 * 10_000 + 4160 * 40_000);
+        // A speech answer with no token report, from a token-priced model: unknown, not zero.
+        let chars = Usage {
+            characters: 40,
+            ..Usage::default()
+        };
+        assert_eq!(priced_cost(&price("gpt-4o-mini-tts"), &chars), None);
+        assert_eq!(priced_cost(&price("tts-1"), &chars), Some(600_000));
+        assert_eq!(
+            priced_cost(&price("gpt-4o"), &Usage::default()),
+            Some(0),
+            "zero tokens cost zero"
+        );
+    }
+
+    #[test]
+    fn a_price_needs_tokens_or_units() {
+        let raw: RawPrice = serde_json::from_str(r#"{"input": "1"}"#).unwrap();
+        assert!(raw.parse().is_err());
+        let raw: RawPrice = serde_json::from_str(r#"{"perImage": {"1024x1024": "0.04"}}"#).unwrap();
+        assert_eq!(raw.parse().unwrap().image(None), Some(40_000_000));
+        let raw: RawPrice = serde_json::from_str(r#"{"perMinute": "0.0061234567891"}"#).unwrap();
+        assert!(raw.parse().is_err(), "more than 9 decimals");
     }
 }

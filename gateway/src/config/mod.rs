@@ -325,6 +325,21 @@ pub struct RawProvider {
     pub schema: Option<ApiSchema>,
     /// Backend for requests no route matches; without it they are rejected (404).
     pub backend: Option<String>,
+    /// `forward` (default): `GET /v1/models` goes to a backend like any request. `routes`:
+    /// Tollgate answers it with the models the calling workload's routes allow.
+    pub list_models: Option<ListModels>,
+}
+
+/// Who answers `GET /v1/models` (and `/v1/models/{id}`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ListModels {
+    /// A backend, like any request.
+    #[default]
+    Forward,
+    /// Tollgate: the models the calling workload's routes name (exact names, and the priced
+    /// models their globs match), in the provider's shape.
+    Routes,
 }
 
 /// What happens to a connect that matches a provider.
@@ -468,6 +483,8 @@ pub struct Provider {
     pub schema: ApiSchema,
     /// Where clients put the API besides `/v1` (`basePath`).
     pub base_path: Option<String>,
+    /// Who answers `GET /v1/models` (`listModels`).
+    pub list_models: ListModels,
     /// The catalog entry the provider was filled from.
     pub catalog: Option<String>,
     /// Index into `Config::backends` of the default backend.
@@ -1010,6 +1027,7 @@ impl Provider {
             ports,
             schema: raw.schema.unwrap_or_default(),
             base_path: raw.base_path,
+            list_models: raw.list_models.unwrap_or_default(),
             catalog: raw.catalog,
             backend: None,
             backend_name: raw.backend,

@@ -12,6 +12,8 @@
 //! (Anthropic, Gemini/Vertex, Bedrock Converse, Gemini embeddings).
 
 pub mod eventstream;
+pub mod media;
+pub mod multipart;
 pub mod sse;
 pub mod translate;
 pub mod usage;
@@ -73,6 +75,16 @@ pub enum Operation {
     FineTuning,
     /// `/v1/moderations`.
     Moderations,
+    /// `/v1/audio/transcriptions` (multipart: the audio file streams through unbuffered).
+    AudioTranscriptions,
+    /// `/v1/audio/translations` (multipart, like transcriptions).
+    AudioTranslations,
+    /// `/v1/audio/speech` (JSON in, audio bytes or an SSE stream out).
+    AudioSpeech,
+    /// `/v1/images/generations` (JSON).
+    ImagesGenerations,
+    /// `/v1/images/edits` (multipart: the images stream through unbuffered).
+    ImagesEdits,
     /// Organization administration: `/v1/organization/…` (OpenAI), `/v1/organizations/…`
     /// (Anthropic): admin keys, users, projects.
     Admin,
@@ -82,7 +94,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for config validation and docs.
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 18] = [
         Operation::ChatCompletions,
         Operation::Completions,
         Operation::Embeddings,
@@ -90,6 +102,11 @@ impl Operation {
         Operation::Models,
         Operation::Messages,
         Operation::CountTokens,
+        Operation::AudioTranscriptions,
+        Operation::AudioTranslations,
+        Operation::AudioSpeech,
+        Operation::ImagesGenerations,
+        Operation::ImagesEdits,
         Operation::Files,
         Operation::Batches,
         Operation::FineTuning,
@@ -110,13 +127,31 @@ impl Operation {
     /// first, so a provider's requests are never understood less than without a base.
     pub fn detect_under(schema: ApiSchema, base: Option<&str>, path: &str) -> Operation {
         let path = path.strip_suffix('/').unwrap_or(path);
-        let op = match path.strip_prefix("/v1") {
-            Some(rest) if rest.starts_with('/') => Operation::in_api(schema, rest),
+        let op = match (path.strip_prefix("/v1"), azure_deployment(path)) {
+            (Some(rest), _) if rest.starts_with('/') => Operation::in_api(schema, rest),
+            (_, Some((_, rest))) if schema == ApiSchema::Openai => Operation::in_deployment(rest),
             _ => Operation::Other,
         };
         match (op, base.and_then(|b| strip_base(b, path))) {
             (Operation::Other, Some(rest)) => Operation::in_api(schema, rest),
             (op, _) => op,
+        }
+    }
+
+    /// The operation of `rest`, the path after an Azure OpenAI deployment
+    /// (`/openai/deployments/{d}/chat/completions`): the inference operations Azure serves
+    /// there. Anything else under a deployment is an operation a route must allow.
+    fn in_deployment(rest: &str) -> Operation {
+        match Operation::in_api(ApiSchema::Openai, rest) {
+            op @ (Operation::ChatCompletions
+            | Operation::Completions
+            | Operation::Embeddings
+            | Operation::AudioTranscriptions
+            | Operation::AudioTranslations
+            | Operation::AudioSpeech
+            | Operation::ImagesGenerations
+            | Operation::ImagesEdits) => op,
+            _ => Operation::Other,
         }
     }
 
@@ -133,6 +168,11 @@ impl Operation {
             (ApiSchema::Openai, "/embeddings") => Operation::Embeddings,
             (ApiSchema::Openai, "/responses") => Operation::Responses,
             (ApiSchema::Openai, "/moderations") => Operation::Moderations,
+            (ApiSchema::Openai, "/audio/transcriptions") => Operation::AudioTranscriptions,
+            (ApiSchema::Openai, "/audio/translations") => Operation::AudioTranslations,
+            (ApiSchema::Openai, "/audio/speech") => Operation::AudioSpeech,
+            (ApiSchema::Openai, "/images/generations") => Operation::ImagesGenerations,
+            (ApiSchema::Openai, "/images/edits") => Operation::ImagesEdits,
             (ApiSchema::Anthropic, "/messages") => Operation::Messages,
             (ApiSchema::Anthropic, "/messages/count_tokens") => Operation::CountTokens,
             (ApiSchema::Openai | ApiSchema::Anthropic, _) if model_path => Operation::Models,
@@ -158,6 +198,11 @@ impl Operation {
                 | Operation::Models
                 | Operation::Messages
                 | Operation::CountTokens
+                | Operation::AudioTranscriptions
+                | Operation::AudioTranslations
+                | Operation::AudioSpeech
+                | Operation::ImagesGenerations
+                | Operation::ImagesEdits
         )
     }
 
@@ -173,7 +218,16 @@ impl Operation {
 
     /// Whether the body is a JSON object Tollgate reads (`model`, `stream`).
     pub fn has_json_body(self) -> bool {
-        self.is_inference() && self != Operation::Models
+        self.is_inference() && self != Operation::Models && !self.has_form_body()
+    }
+
+    /// Whether the body is `multipart/form-data` with files: its fields before the first file
+    /// are read (`model`, `stream`, …) and the files stream through unbuffered.
+    pub fn has_form_body(self) -> bool {
+        matches!(
+            self,
+            Operation::AudioTranscriptions | Operation::AudioTranslations | Operation::ImagesEdits
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -189,6 +243,11 @@ impl Operation {
             Operation::Batches => "batches",
             Operation::FineTuning => "fine_tuning",
             Operation::Moderations => "moderations",
+            Operation::AudioTranscriptions => "audio_transcriptions",
+            Operation::AudioTranslations => "audio_translations",
+            Operation::AudioSpeech => "audio_speech",
+            Operation::ImagesGenerations => "images_generations",
+            Operation::ImagesEdits => "images_edits",
             Operation::Admin => "admin",
             Operation::Other => "other",
         }
@@ -216,6 +275,17 @@ pub fn strip_base<'a>(base: &str, path: &'a str) -> Option<&'a str> {
     rest.starts_with('/').then_some(rest)
 }
 
+/// The deployment and the rest of an Azure OpenAI deployment path
+/// (`/openai/deployments/{deployment}/chat/completions` → `("gpt-4o-prod", "/chat/completions")`),
+/// where the model is the deployment and the body may have none
+/// (<https://learn.microsoft.com/azure/ai-foundry/openai/reference>).
+pub fn azure_deployment(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/openai/deployments/")?;
+    let end = rest.find('/')?;
+    let (deployment, rest) = rest.split_at(end);
+    (!deployment.is_empty() && rest.len() > 1).then_some((deployment, rest))
+}
+
 /// What Tollgate reads from a request body.
 #[derive(Debug, Default, Eq, PartialEq)]
 pub struct Parsed {
@@ -226,6 +296,13 @@ pub struct Parsed {
     /// The output the request allows: `max_tokens`, `max_completion_tokens` (OpenAI) or
     /// `max_output_tokens` (responses); used to reserve against token limits.
     pub max_tokens: Option<u64>,
+    /// The model is the Azure deployment of the path; the body names none.
+    pub model_from_path: bool,
+    /// Speech: the characters of `input` (what `tts-1` is priced by).
+    pub characters: Option<u64>,
+    /// Images: what a per-image price depends on, `quality/size` (`hd/1024x1792`; `size`
+    /// alone when no quality is asked).
+    pub image_tier: Option<String>,
 }
 
 /// Why a body could not be read.
@@ -239,6 +316,8 @@ pub enum ParseError {
     ModelType,
     #[error("`stream` must be a boolean")]
     StreamType,
+    #[error("{0}")]
+    Form(#[from] multipart::FormError),
 }
 
 /// Only the members routing and metering need; every other member is skipped by the parser
@@ -293,7 +372,64 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         stream,
         include_usage,
         max_tokens,
+        ..Parsed::default()
     })
+}
+
+/// Like [`parse`], plus what `operation` is priced by beyond tokens: the characters of a
+/// speech request's `input`, the quality and size of an image request.
+pub fn parse_for(operation: Operation, body: &[u8]) -> Result<Parsed, ParseError> {
+    let mut parsed = parse(body)?;
+    #[derive(serde::Deserialize)]
+    struct Extra<'a> {
+        #[serde(default, borrow)]
+        input: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default, borrow)]
+        size: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default, borrow)]
+        quality: Option<std::borrow::Cow<'a, str>>,
+    }
+    match operation {
+        Operation::AudioSpeech | Operation::ImagesGenerations => {
+            // A member of another type is the provider's to refuse: nothing is read from it.
+            let extra: Option<Extra<'_>> = serde_json::from_slice(body).ok();
+            if let Some(e) = extra {
+                if operation == Operation::AudioSpeech {
+                    parsed.characters = e.input.map(|i| i.chars().count() as u64);
+                } else {
+                    parsed.image_tier = Some(image_tier(e.quality.as_deref(), e.size.as_deref()));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(parsed)
+}
+
+/// What a form's text fields say (`model`, `stream`; an image edit's quality and size).
+pub fn parse_form(scanner: &multipart::Scanner, head: &[u8], operation: Operation) -> Result<Parsed, ParseError> {
+    let field = |name| scanner.field(head, name);
+    let stream = match field("stream").map(str::trim) {
+        None | Some("false") | Some("False") | Some("0") => false,
+        Some("true") | Some("True") | Some("1") => true,
+        Some(_) => return Err(ParseError::StreamType),
+    };
+    Ok(Parsed {
+        model: field("model").map(|m| m.trim().to_string()),
+        stream,
+        image_tier: (operation == Operation::ImagesEdits).then(|| image_tier(field("quality"), field("size"))),
+        ..Parsed::default()
+    })
+}
+
+/// `quality/size` of an image request, as per-image prices are keyed (sizes default to
+/// `1024x1024`, the APIs' default; `auto` stays `auto`).
+fn image_tier(quality: Option<&str>, size: Option<&str>) -> String {
+    let size = size.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("1024x1024");
+    match quality.map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) => format!("{q}/{size}"),
+        None => size.to_string(),
+    }
 }
 
 /// Rewrites a body: `model` (when overridden) and/or `stream_options.include_usage: true`
@@ -400,6 +536,65 @@ mod tests {
         assert_eq!(a("/v1/messages"), Messages);
         assert_eq!(a("/v1/messages/count_tokens"), CountTokens);
         assert_eq!(a("/v1/chat/completions"), Other);
+        assert_eq!(o("/v1/audio/transcriptions"), AudioTranscriptions);
+        assert_eq!(o("/v1/audio/translations"), AudioTranslations);
+        assert_eq!(o("/v1/audio/speech"), AudioSpeech);
+        assert_eq!(o("/v1/images/generations"), ImagesGenerations);
+        assert_eq!(o("/v1/images/edits"), ImagesEdits);
+        assert_eq!(o("/v1/images/variations"), Other);
+        assert!(AudioTranscriptions.has_form_body() && !AudioTranscriptions.has_json_body());
+        assert!(AudioSpeech.has_json_body() && ImagesEdits.is_inference());
+        assert_eq!(a("/v1/audio/speech"), Other);
+    }
+
+    #[test]
+    fn azure_deployment_paths_are_their_operations() {
+        use Operation::*;
+        let o = |p| Operation::detect(ApiSchema::Openai, p);
+        assert_eq!(o("/openai/deployments/gpt-4o-prod/chat/completions"), ChatCompletions);
+        assert_eq!(o("/openai/deployments/emb/embeddings"), Embeddings);
+        assert_eq!(o("/openai/deployments/w/audio/transcriptions"), AudioTranscriptions);
+        assert_eq!(o("/openai/deployments/t/audio/speech"), AudioSpeech);
+        assert_eq!(o("/openai/deployments/d/images/generations"), ImagesGenerations);
+        assert_eq!(
+            o("/openai/deployments/d/files"),
+            Other,
+            "only inference under a deployment"
+        );
+        assert_eq!(o("/openai/deployments//chat/completions"), Other);
+        assert_eq!(o("/openai/deployments/d"), Other);
+        let anthropic = Operation::detect(ApiSchema::Anthropic, "/openai/deployments/d/chat/completions");
+        assert_eq!(anthropic, Other);
+        assert_eq!(
+            azure_deployment("/openai/deployments/gpt-4o-prod/chat/completions"),
+            Some(("gpt-4o-prod", "/chat/completions"))
+        );
+    }
+
+    #[test]
+    fn speech_and_image_requests_say_what_prices_them() {
+        let p = parse_for(
+            Operation::AudioSpeech,
+            r#"{"model":"tts-1","input":"héllo","voice":"alloy"}"#.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(p.characters, Some(5));
+        let p = parse_for(
+            Operation::ImagesGenerations,
+            br#"{"model":"dall-e-3","prompt":"x","quality":"hd"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.image_tier.as_deref(), Some("hd/1024x1024"));
+        let p = parse_for(
+            Operation::ImagesGenerations,
+            br#"{"model":"dall-e-2","prompt":"x","size":"512x512"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.image_tier.as_deref(), Some("512x512"));
+        assert_eq!(
+            parse_for(Operation::AudioSpeech, br#"{"model":5}"#),
+            Err(ParseError::ModelType)
+        );
     }
 
     #[test]
@@ -453,7 +648,7 @@ mod tests {
                 model: Some("gpt-4o".into()),
                 stream: true,
                 include_usage: Some(true),
-                max_tokens: None
+                ..Parsed::default()
             }
         );
         assert_eq!(parse(br#"{"max_completion_tokens":77}"#).unwrap().max_tokens, Some(77));

@@ -31,6 +31,17 @@ pub struct Usage {
     pub cached_input: u64,
     pub cache_write: u64,
     pub reasoning: u64,
+    /// The audio part of `input` (transcription models price audio tokens apart).
+    pub audio_input: u64,
+    /// The image part of `input` (image models price image tokens apart).
+    pub image_input: u64,
+    /// Audio billed by its length, in milliseconds (`whisper-1`: `usage.seconds`).
+    pub audio_ms: u64,
+    /// Characters of speech input (`tts-1`).
+    pub characters: u64,
+    /// Images generated, and what their per-image price depends on (`quality/size`).
+    pub images: u64,
+    pub image_tier: Option<String>,
 }
 
 impl Usage {
@@ -63,6 +74,7 @@ pub fn openai_usage(u: &Value) -> Option<Usage> {
         cached_input: cached,
         cache_write: 0,
         reasoning,
+        ..Usage::default()
     })
 }
 
@@ -81,6 +93,7 @@ pub fn anthropic_usage(u: &Value) -> Option<Usage> {
         cached_input: read,
         cache_write: write,
         reasoning: 0,
+        ..Usage::default()
     })
 }
 
@@ -95,6 +108,7 @@ pub fn gemini_usage(u: &Value) -> Option<Usage> {
         cached_input: n("cachedContentTokenCount"),
         cache_write: 0,
         reasoning: thoughts,
+        ..Usage::default()
     })
 }
 
@@ -110,6 +124,7 @@ pub fn bedrock_usage(u: &Value) -> Option<Usage> {
         cached_input: read,
         cache_write: write,
         reasoning: 0,
+        ..Usage::default()
     })
 }
 
@@ -134,6 +149,8 @@ pub struct Meter {
     json_overflow: bool,
     events: super::eventstream::Decoder,
     metered: Metered,
+    /// What the request said that prices the answer (characters, image tier).
+    request: super::media::RequestUnits,
     /// Set once the first content delta is seen (time to first token).
     pub first_token_seen: bool,
 }
@@ -150,6 +167,14 @@ enum Kind {
     BedrockJson,
     /// Bedrock ConverseStream: AWS event-stream messages, not SSE.
     BedrockEvents,
+    /// Audio and image answers in JSON: usage as the operation reports it
+    /// ([`super::media`]).
+    MediaJson(Operation),
+    /// Audio and image event streams (`transcript.text.done`, `speech.audio.done`,
+    /// `image_generation.completed`).
+    MediaSse(Operation),
+    /// Audio bytes (speech): complete when they end; priced by the request's characters.
+    Binary,
     None,
 }
 
@@ -158,6 +183,11 @@ impl Meter {
         let kind = match (schema, operation, stream) {
             (ApiSchema::Openai, Operation::ChatCompletions | Operation::Completions, true) => Kind::OpenAiSse,
             (ApiSchema::Openai, Operation::Responses, true) => Kind::ResponsesSse,
+            (ApiSchema::Openai, op, stream) if super::media::is_media(op) => match (op, stream) {
+                (_, true) => Kind::MediaSse(op),
+                (Operation::AudioSpeech, false) => Kind::Binary,
+                (_, false) => Kind::MediaJson(op),
+            },
             (
                 ApiSchema::Openai,
                 Operation::ChatCompletions | Operation::Completions | Operation::Embeddings | Operation::Responses,
@@ -179,6 +209,7 @@ impl Meter {
             json_overflow: false,
             events: Default::default(),
             metered: Metered::default(),
+            request: Default::default(),
             first_token_seen: false,
         }
     }
@@ -193,8 +224,8 @@ impl Meter {
     /// `"usage":null` members the added option puts in every chunk).
     pub fn observe(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
         match self.kind {
-            Kind::None => None,
-            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson => {
+            Kind::None | Kind::Binary => None,
+            Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson | Kind::MediaJson(_) => {
                 if !self.json_overflow {
                     if self.json.len() + chunk.len() > MAX_METERED_JSON {
                         self.json_overflow = true;
@@ -220,7 +251,7 @@ impl Meter {
                 }
                 None
             }
-            Kind::OpenAiSse | Kind::ResponsesSse | Kind::AnthropicSse | Kind::GeminiSse => {
+            Kind::OpenAiSse | Kind::ResponsesSse | Kind::AnthropicSse | Kind::GeminiSse | Kind::MediaSse(_) => {
                 let events = self.splitter.feed(chunk);
                 let mut out = self.strip_added_usage.then(Vec::new);
                 if self.splitter.overflowed() && self.strip_added_usage {
@@ -265,11 +296,16 @@ impl Meter {
                 None => true,
             },
             Kind::GeminiSse => !self.first_token_seen || data.contains("usageMetadata"),
+            // Deltas carry audio or image bytes: only the first (time to first token) and the
+            // final events are worth parsing.
+            Kind::MediaSse(_) => !self.first_token_seen || super::media::is_final(event.name.as_deref(), data),
             Kind::OpenAiJson
             | Kind::AnthropicJson
             | Kind::GeminiJson
             | Kind::BedrockJson
             | Kind::BedrockEvents
+            | Kind::MediaJson(_)
+            | Kind::Binary
             | Kind::None => false,
         }
     }
@@ -378,11 +414,17 @@ impl Meter {
                 }
                 true
             }
+            Kind::MediaSse(_) => {
+                super::media::event(&v, &mut self.metered, &mut self.first_token_seen);
+                true
+            }
             Kind::OpenAiJson
             | Kind::AnthropicJson
             | Kind::GeminiJson
             | Kind::BedrockJson
             | Kind::BedrockEvents
+            | Kind::MediaJson(_)
+            | Kind::Binary
             | Kind::None => true,
         }
     }
@@ -392,6 +434,10 @@ impl Meter {
     pub fn finish(&mut self, ended: bool) -> (Vec<u8>, Metered) {
         let mut rest = Vec::new();
         match self.kind {
+            Kind::MediaJson(op) if ended && !self.json_overflow => {
+                super::media::answer(op, &self.json, &mut self.metered);
+            }
+            Kind::Binary => self.metered.complete = ended,
             Kind::OpenAiJson | Kind::AnthropicJson | Kind::GeminiJson | Kind::BedrockJson
                 if ended && !self.json_overflow =>
             {
@@ -448,7 +494,15 @@ impl Meter {
         if !ended {
             self.metered.complete = false;
         }
+        super::media::priced_by(&self.request, self.metered.complete, &mut self.metered);
         (rest, self.metered.clone())
+    }
+
+    /// What the request said that prices its answer beyond tokens (a speech request's
+    /// characters, an image request's quality and size).
+    pub fn priced_by(mut self, request: super::media::RequestUnits) -> Meter {
+        self.request = request;
+        self
     }
 }
 
@@ -534,6 +588,7 @@ impl OpenAiUsage {
             cached_input: n(cached),
             cache_write: 0,
             reasoning: n(reasoning),
+            ..Usage::default()
         })
     }
 }

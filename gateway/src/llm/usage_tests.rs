@@ -31,6 +31,7 @@ fn usage(input: u64, output: u64, cached: u64, write: u64, reasoning: u64) -> Op
         cached_input: cached,
         cache_write: write,
         reasoning,
+        ..Usage::default()
     })
 }
 

@@ -90,13 +90,12 @@ pub(super) async fn admit(
         ctx.model.as_deref(),
         first_backend,
     );
-    let read = body.read();
-    let input = read.map(|(b, _)| (b.len() as u64).div_ceil(4)).unwrap_or(0);
+    let input = body.read().map(|(b, _)| (b.len() as u64).div_ceil(4)).unwrap_or(0);
     let Estimate { tokens, cost, .. } = estimate(
         config,
         ctx.model.as_deref(),
         input,
-        read.and_then(|(_, p)| p.max_tokens),
+        body.parsed().and_then(|p| p.max_tokens),
     );
     let charges = limits::charges(&config.limits, &subject, tokens, cost);
     let mut counted: Vec<String> = charges.iter().map(|c| c.limit.clone()).collect();

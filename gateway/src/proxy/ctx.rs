@@ -30,6 +30,8 @@ pub(crate) enum Rule {
     Route,
     /// No route matched: the provider's default backend.
     ProviderDefault,
+    /// Tollgate answered itself (`listModels: routes`).
+    Gateway,
 }
 
 impl Rule {
@@ -38,6 +40,7 @@ impl Rule {
             Rule::None => "none",
             Rule::Route => "route",
             Rule::ProviderDefault => "provider_default",
+            Rule::Gateway => "gateway",
         }
     }
 }
@@ -78,6 +81,8 @@ pub(crate) struct RequestCtx {
     // parse
     pub(crate) model: Option<String>,
     pub(crate) stream: bool,
+    /// What the request says that prices its answer beyond tokens.
+    pub(crate) units: crate::llm::media::RequestUnits,
     // route
     pub(crate) route: Option<usize>,
     pub(crate) rule: Rule,
@@ -134,6 +139,7 @@ impl RequestCtx {
             operation: Operation::Other,
             model: None,
             stream: false,
+            units: Default::default(),
             route: None,
             rule: Rule::None,
             timeout: None,

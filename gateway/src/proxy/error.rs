@@ -58,6 +58,8 @@ pub enum ProxyError {
     },
     #[error("no route for this request ({0}) and the provider has no default backend")]
     NoRoute(String),
+    #[error("model {0:?} is not available to this workload (listModels: routes)")]
+    ModelNotListed(String),
     #[error("credential {0} for the backend is not available")]
     CredentialMissing(String),
     #[error("backend {backend} unreachable: {message}")]
@@ -94,6 +96,7 @@ impl ProxyError {
             ProxyError::NotIntercepted { .. } => "provider_not_intercepted",
             ProxyError::OperationNotAllowed { .. } => "operation_not_allowed",
             ProxyError::NoRoute(_) => "no_route",
+            ProxyError::ModelNotListed(_) => "model_not_listed",
             ProxyError::CredentialMissing(_) => "credential_missing",
             ProxyError::Upstream { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -116,6 +119,7 @@ impl ProxyError {
             | ProxyError::NotIntercepted { .. }
             | ProxyError::OperationNotAllowed { .. }
             | ProxyError::LimitExceeded { .. }
+            | ProxyError::ModelNotListed(_)
             | ProxyError::Untranslatable(_) => Side::Client,
             ProxyError::Upstream { .. }
             | ProxyError::UpstreamTimeout { .. }
@@ -134,7 +138,7 @@ impl ProxyError {
             ProxyError::BadBody(_) | ProxyError::ClientBody(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::NotIntercepted { .. } | ProxyError::OperationNotAllowed { .. } => StatusCode::FORBIDDEN,
-            ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ProxyError::NoRoute(_) | ProxyError::ModelNotListed(_) => StatusCode::NOT_FOUND,
             ProxyError::CredentialMissing(_) | ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } | ProxyError::TotalTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -150,7 +154,7 @@ impl ProxyError {
             ProxyError::BadBody(_) | ProxyError::ClientBody(_) | ProxyError::BadPath(_) => ErrorKind::InvalidRequest,
             ProxyError::Misdirected { .. } => ErrorKind::Misdirected,
             ProxyError::NotIntercepted { .. } | ProxyError::OperationNotAllowed { .. } => ErrorKind::PermissionDenied,
-            ProxyError::NoRoute(_) => ErrorKind::NotFound,
+            ProxyError::NoRoute(_) | ProxyError::ModelNotListed(_) => ErrorKind::NotFound,
             ProxyError::CredentialMissing(_) | ProxyError::Internal(_) => ErrorKind::Internal,
             ProxyError::Upstream { .. } => ErrorKind::Upstream,
             ProxyError::NoBackend(_) | ProxyError::LimitStore(_) => ErrorKind::Unavailable,

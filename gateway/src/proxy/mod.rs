@@ -22,6 +22,7 @@ mod ctx;
 mod error;
 mod fanout;
 mod identify;
+mod models;
 mod parse;
 mod plan;
 mod record;
@@ -33,6 +34,7 @@ mod upstream;
 pub use admit::{estimate, subject, Estimate};
 pub use error::{ProxyError, Side};
 pub use identify::{normalize as normalize_host, operation};
+pub use models::allowed as models_allowed;
 pub use routing::{choose, Choice};
 pub use snapshot::Snapshot;
 
@@ -139,11 +141,14 @@ async fn pipeline(ctx: &mut ctx::RequestCtx, req: Request<Incoming>) -> Result<R
         return Err(e);
     }
     let (parts, body) = req.into_parts();
+    if let Some(answer) = models::answer(ctx, &parts.headers) {
+        return answer;
+    }
     let body = parse::parse(ctx, &parts, body).await?;
     let mut plan = match routing::route(ctx, &parts.headers, body.read().is_none()) {
         Ok(plan) => plan,
         Err(e) => {
-            if let (true, parse::ClientBody::Stream(unread)) = (h2, body) {
+            if let (true, Some(unread)) = (h2, body.unread()) {
                 parse::drain(unread, 0).await;
             }
             return Err(e);

@@ -45,7 +45,9 @@ fn write(ctx: &mut RequestCtx, ending: Ending) {
     let priced_model = ctx.served_model.as_deref().or(ctx.model.as_deref());
     let priced = priced_model.and_then(|m| config.prices.lookup(m));
     let price = priced.map(|p| p.price);
-    let cost = price.zip(metered.usage.as_ref()).map(|(p, u)| accounting::cost(p, u));
+    let cost = price
+        .zip(metered.usage.as_ref())
+        .and_then(|(p, u)| accounting::priced_cost(p, u));
     ctx.policy.price = priced.map(|p| config.prices.reference(p));
     let latency = ctx.started.elapsed();
     let ttft = if ctx.stream {
@@ -126,6 +128,7 @@ fn record(
         stream: ctx.stream,
         usage_requested_by_gateway: ctx.usage_requested_by_gateway,
         tokens: metered.usage.as_ref().map(Tokens::from),
+        units: metered.usage.as_ref().and_then(audit::Units::of),
         usage_status: match (&metered.usage, metered.complete && complete) {
             (Some(_), true) => "complete",
             (Some(_), false) => "partial",
@@ -170,7 +173,11 @@ fn reconcile(ctx: &mut RequestCtx, r: Reservation, usage: Option<&Usage>) {
             let price = model.and_then(|m| ctx.snapshot.config.prices.get(m));
             (
                 Some(u.total()),
-                Some(price.map(|p| accounting::cost(p, u)).unwrap_or(r.reserved_cost)),
+                Some(
+                    price
+                        .and_then(|p| accounting::priced_cost(p, u))
+                        .unwrap_or(r.reserved_cost),
+                ),
             )
         }
         None if !answered => (Some(0), Some(0)),

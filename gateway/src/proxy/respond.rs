@@ -101,12 +101,16 @@ fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> (Response<RespBody>, b
     ctx.seen.status = parts.status.as_u16();
     let ok = parts.status.is_success();
     let answer = ctx.answer.take();
+    // A form's `stream` may come after its file, unread: the answer's type tells.
+    if llm::media::is_media(ctx.operation) && is_event_stream(&parts.headers) {
+        ctx.stream = true;
+    }
     // Usage is read from what the backend sent, in the backend's own schema. Errors pass
     // through unmetered; so does everything when accounting is off.
     let meter = answer
         .as_ref()
         .filter(|_| ok && ctx.snapshot.config.audit_enabled)
-        .map(|a| Meter::new(a.meter.0, a.meter.1, ctx.stream, a.strip_usage));
+        .map(|a| Meter::new(a.meter.0, a.meter.1, ctx.stream, a.strip_usage).priced_by(ctx.units.clone()));
     let translator = answer.and_then(|a| a.translate).map(|t| {
         parts.headers.remove(header::CONTENT_LENGTH);
         match t.stream {
@@ -130,11 +134,12 @@ fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> (Response<RespBody>, b
     if meter.as_ref().is_some_and(Meter::rewrites) {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    let whole = !ctx.stream
-        && !parts.headers.get(header::CONTENT_TYPE).is_some_and(|t| {
-            let t = t.as_bytes();
-            t.starts_with(b"text/event-stream") || t.starts_with(b"application/vnd.amazon.eventstream")
-        });
+    // Audio (speech) is played as it comes: never held back to be sent whole.
+    let audio = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"audio/"));
+    let whole = !ctx.stream && !audio && !is_event_stream(&parts.headers);
     let recorded = Recorded {
         translator,
         idle: ctx.idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
@@ -152,6 +157,14 @@ fn wrap(resp: Response<RespBody>, mut ctx: RequestCtx) -> (Response<RespBody>, b
         ctx: Some(ctx),
     };
     (Response::from_parts(parts, recorded.boxed()), whole)
+}
+
+/// Whether an answer is an event stream (SSE, or Bedrock's AWS event stream).
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|t| {
+        let t = t.as_bytes();
+        t.starts_with(b"text/event-stream") || t.starts_with(b"application/vnd.amazon.eventstream")
+    })
 }
 
 /// Turns the backend's answer into the client's schema.

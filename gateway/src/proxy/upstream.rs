@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use super::{
     ctx::RequestCtx,
     fanout,
-    parse::ClientBody,
+    parse::{ClientBody, Prefixed},
     plan::{Outcome, Step},
     BoxError, ProxyError, RespBody,
 };
@@ -24,7 +24,8 @@ use crate::{
     client::{UpstreamBody as SentBody, UpstreamClient},
     config::{l7::RetryOn, Backend},
     llm::{
-        translate::{self, BackendSpec, ClientRequest, Upstream, UpstreamBody},
+        multipart::Field,
+        translate::{self, BackendSpec, ClientRequest, FormHead, Upstream, UpstreamBody},
         Parsed,
     },
 };
@@ -36,7 +37,9 @@ pub(super) struct Call {
     headers: HeaderMap,
     path_and_query: String,
     read: Option<(Bytes, Parsed)>,
-    /// A body streamed through unread (sent by the first attempt only).
+    /// A form's head as read, what it says, and where its `model` lies.
+    form: Option<(Bytes, Parsed, Option<Field>)>,
+    /// A body streamed through unread, or a form's rest (sent by the first attempt only).
     stream: Option<Incoming>,
 }
 
@@ -73,15 +76,17 @@ impl Call {
         if let Ok(v) = HeaderValue::from_str(&ctx.trace.traceparent()) {
             headers.insert("traceparent", v);
         }
-        let (read, stream) = match body {
-            ClientBody::Read { bytes, parsed } => (Some((bytes, parsed)), None),
-            ClientBody::Stream(b) => (None, Some(b)),
+        let (read, form, stream) = match body {
+            ClientBody::Read { bytes, parsed } => (Some((bytes, parsed)), None, None),
+            ClientBody::Form(f) => (None, Some((f.head, f.parsed, f.model_field)), Some(f.rest)),
+            ClientBody::Stream(b) => (None, None, Some(b)),
         };
         Call {
             method: parts.method,
             headers,
             path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
             read,
+            form,
             stream,
         }
     }
@@ -128,8 +133,15 @@ impl Call {
         let call = match body {
             UpstreamBody::FanOut { bodies, combine } => Err((bodies, combine)),
             UpstreamBody::Bytes(b) => Ok(single((b.clone(), full_req(b)))?),
-            UpstreamBody::Client => {
-                let body = self.stream.take().map_or_else(|| full_req(Bytes::new()), |b| b.boxed());
+            UpstreamBody::Client | UpstreamBody::ClientHead(_) => {
+                let head = match body {
+                    UpstreamBody::ClientHead(head) => Some(head),
+                    _ => self.form.as_ref().map(|(head, ..)| head.clone()),
+                };
+                let body = self
+                    .stream
+                    .take()
+                    .map_or_else(|| full_req(Bytes::new()), |rest| Prefixed { head, rest }.boxed());
                 Ok(single((Bytes::new(), body))?)
             }
         };
@@ -184,6 +196,11 @@ impl Call {
             operation: ctx.operation,
             path_and_query: &self.path_and_query,
             body: self.read.as_ref().map(|(b, p)| (b, p)),
+            form: self.form.as_ref().map(|(head, parsed, model_field)| FormHead {
+                head,
+                parsed,
+                model_field: model_field.as_ref(),
+            }),
             model_override: model,
         };
         let spec = BackendSpec {

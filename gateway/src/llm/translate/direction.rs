@@ -20,26 +20,42 @@ pub struct ClientRequest<'a> {
     pub path_and_query: &'a str,
     /// The body and what was parsed from it, when the operation's body is read (JSON).
     pub body: Option<(&'a Bytes, &'a Parsed)>,
+    /// A multipart form's head, when the operation's body is a form (its files stream).
+    pub form: Option<FormHead<'a>>,
     /// The route's model for this backend, when it overrides the client's.
     pub model_override: Option<&'a str>,
 }
 
+/// What was read of a multipart form: its head (the text fields) and what they say.
+#[derive(Clone, Copy)]
+pub struct FormHead<'a> {
+    pub head: &'a Bytes,
+    pub parsed: &'a Parsed,
+    /// Where the `model` field's value lies in `head`.
+    pub model_field: Option<&'a crate::llm::multipart::Field>,
+}
+
 impl ClientRequest<'_> {
+    /// What was parsed from the client's body (read whole, or a form's head).
+    pub fn parsed(&self) -> Option<&Parsed> {
+        self.body.map(|(_, p)| p).or(self.form.map(|f| f.parsed))
+    }
+
     /// The model the backend is asked for: the route's override, else the client's.
     pub fn model(&self) -> &str {
         self.model_override
-            .or(self.body.and_then(|(_, p)| p.model.as_deref()))
+            .or(self.parsed().and_then(|p| p.model.as_deref()))
             .unwrap_or_default()
     }
 
     /// Whether the client asked for a stream.
     pub fn stream(&self) -> bool {
-        self.body.is_some_and(|(_, p)| p.stream)
+        self.parsed().is_some_and(|p| p.stream)
     }
 
     /// Whether the client asked for stream usage (`stream_options.include_usage`).
     pub fn include_usage(&self) -> bool {
-        self.body.is_some_and(|(_, p)| p.include_usage == Some(true))
+        self.parsed().is_some_and(|p| p.include_usage == Some(true))
     }
 
     /// The body, which every translating direction needs read.
@@ -65,8 +81,12 @@ pub struct BackendSpec<'a> {
 
 /// The body (or bodies) an attempt sends.
 pub enum UpstreamBody {
-    /// The client's own body, streamed through unread.
+    /// The client's own body, streamed through unread (a form: its head as read, then the
+    /// rest).
     Client,
+    /// A form's head rewritten (the route's model for this backend), then the rest of the
+    /// client's body as it comes.
+    ClientHead(Bytes),
     /// One body, known in full.
     Bytes(Bytes),
     /// One upstream call per body (backends that take few inputs per call), answered as one:

@@ -22,8 +22,10 @@ impl Direction for Passthrough {
     }
 }
 
-/// OpenAI chat, completions and embeddings on Azure OpenAI deployments
-/// (<https://learn.microsoft.com/azure/ai-services/openai/reference>).
+/// OpenAI chat, completions, embeddings, audio and images on Azure OpenAI deployments
+/// (<https://learn.microsoft.com/azure/ai-services/openai/reference>). A client that already
+/// calls a deployment path keeps its path and `api-version` unless the backend names its own
+/// deployment or the route another model.
 pub struct OpenAiToAzure;
 
 impl Direction for OpenAiToAzure {
@@ -32,27 +34,49 @@ impl Direction for OpenAiToAzure {
     }
 
     fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
-        client == ApiSchema::Openai
-            && backend == ApiSchema::AzureOpenai
-            && matches!(
-                op,
-                Operation::ChatCompletions | Operation::Completions | Operation::Embeddings
-            )
+        client == ApiSchema::Openai && backend == ApiSchema::AzureOpenai && azure_operation(op).is_some()
     }
 
     fn request(&self, req: &ClientRequest<'_>, backend: &BackendSpec<'_>) -> Result<Upstream, super::Unsupported> {
+        let client_path = req.path_and_query.split('?').next().unwrap_or_default();
+        if backend.deployment.is_none() && req.model_override.is_none() && llm::azure_deployment(client_path).is_some()
+        {
+            return same_body(req, req.path_and_query.to_string());
+        }
         let deployment = backend.deployment.unwrap_or(req.model());
-        let op = match req.operation {
-            Operation::Completions => "completions",
-            Operation::Embeddings => "embeddings",
-            _ => "chat/completions",
-        };
+        let op = azure_operation(req.operation).unwrap_or("chat/completions");
         let path = format!(
             "/openai/deployments/{}/{op}?api-version={}",
             path_segment(deployment),
             backend.api_version
         );
         same_body(req, path)
+    }
+}
+
+/// The path of an operation under an Azure deployment.
+fn azure_operation(op: Operation) -> Option<&'static str> {
+    Some(match op {
+        Operation::ChatCompletions => "chat/completions",
+        Operation::Completions => "completions",
+        Operation::Embeddings => "embeddings",
+        Operation::AudioTranscriptions => "audio/transcriptions",
+        Operation::AudioTranslations => "audio/translations",
+        Operation::AudioSpeech => "audio/speech",
+        Operation::ImagesGenerations => "images/generations",
+        Operation::ImagesEdits => "images/edits",
+        _ => return None,
+    })
+}
+
+/// A form's head with the route's model for this backend in its `model` field (the head as
+/// read when nothing changes).
+fn form_body(req: &ClientRequest<'_>, form: FormHead<'_>) -> UpstreamBody {
+    let changed = req.model_override.filter(|m| form.parsed.model.as_deref() != Some(*m));
+    match (changed, form.model_field) {
+        (Some(model), Some(field)) => UpstreamBody::ClientHead(llm::multipart::replace(form.head, field, model).into()),
+        // Azure takes the model from the path: a form without one goes as it came.
+        _ => UpstreamBody::Client,
     }
 }
 
@@ -82,9 +106,12 @@ impl Direction for ResponsesToAzure {
 /// The client's body, rewritten only where needed, metered in the client's own schema.
 fn same_body(req: &ClientRequest<'_>, path: String) -> Result<Upstream, super::Unsupported> {
     let (body, add_usage) = match req.body {
-        None => (UpstreamBody::Client, false),
+        None => (req.form.map_or(UpstreamBody::Client, |f| form_body(req, f)), false),
         Some((bytes, parsed)) => {
-            let model = req.model_override.filter(|m| parsed.model.as_deref() != Some(*m));
+            // A model taken from an Azure deployment path is not put into the body.
+            let model = req
+                .model_override
+                .filter(|m| parsed.model.as_deref() != Some(*m) && !parsed.model_from_path);
             // Stream usage is only reported when asked for: ask on the client's behalf, and
             // take the extra chunk out of what it sees.
             let add_usage = req.schema == ApiSchema::Openai

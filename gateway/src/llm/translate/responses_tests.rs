@@ -297,6 +297,7 @@ fn anthropic_thinking_becomes_a_reasoning_item() {
                     &Bytes::from_static(br#"{"model":"m","input":"Weather?","reasoning":{"effort":"low"}}"#),
                     &Default::default(),
                 )),
+                form: None,
                 model_override: None,
             },
             &BackendSpec {
@@ -551,6 +552,7 @@ fn each_direction_sends_its_path_meters_the_backend_and_answers_errors_in_openai
         operation: Operation::Responses,
         path_and_query: "/v1/responses",
         body: Some((&body, &parsed)),
+        form: None,
         model_override: Some("target-model"),
     };
     let spec = |schema| BackendSpec {
