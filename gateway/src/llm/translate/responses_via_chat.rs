@@ -20,8 +20,9 @@ use serde_json::{json, Map, Value};
 use super::{openai_to_bedrock::converse_path, openai_to_gemini::gemini_path, *};
 use crate::llm::{sse, usage};
 
-/// Request members with a chat meaning, or (`store`, `metadata`, `truncation`, `include`)
-/// none needed; checked one by one in [`check_members`].
+/// Request members with a chat meaning, or none needed (`store`, `metadata`: echoed, not
+/// sent); [`check_members`] also takes `include`, `truncation`, `background`,
+/// `stream_options` and `service_tier` when they ask for nothing a translation would lose.
 const KNOWN_RESPONSES: [&str; 16] = [
     "model",
     "input",
