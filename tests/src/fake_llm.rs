@@ -803,6 +803,60 @@ async fn respond(
             rest.push(Bytes::from_static(b"data: [DONE]\n\n"));
             stream_response(first, rest, &script, gate_slot)
         }
+        // The Responses API (JSON), as OpenAI and Azure's v1 API answer it.
+        ("/v1/responses", false) => json_response(
+            200,
+            json!({
+                "id": "resp_fake", "object": "response", "created_at": 1764100000, "status": "completed",
+                "error": null, "incomplete_details": null, "instructions": null, "max_output_tokens": null,
+                "model": model, "parallel_tool_calls": true, "previous_response_id": null,
+                "reasoning": {"effort": null, "summary": null}, "store": true, "temperature": 1.0,
+                "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
+                "truncation": "disabled", "user": null, "metadata": {},
+                "output": [{"id": "msg_fake", "type": "message", "status": "completed", "role": "assistant",
+                            "content": [{"type": "output_text", "text": full, "annotations": [], "logprobs": []}]}],
+                "usage": {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+                          "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13}
+            }),
+        ),
+        // The Responses API streamed: OpenAI's events in their order, usage in the last.
+        ("/v1/responses", true) => {
+            let resp = |status: &str, output: Value, usage: Value| {
+                json!({"id": "resp_fake", "object": "response", "created_at": 1764100000, "status": status,
+                       "error": null, "incomplete_details": null, "model": model, "output": output,
+                       "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "store": true,
+                       "temperature": 1.0, "top_p": 1.0, "text": {"format": {"type": "text"}}, "metadata": {},
+                       "usage": usage})
+            };
+            let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
+            let item = |status: &str, content: Value| json!({"id": "msg_fake", "type": "message", "status": status, "role": "assistant", "content": content});
+            let done_item = item("completed", json!([part(&full)]));
+            let events = [
+                json!({"type": "response.created", "response": resp("in_progress", json!([]), Value::Null)}),
+                json!({"type": "response.in_progress", "response": resp("in_progress", json!([]), Value::Null)}),
+                json!({"type": "response.output_item.added", "output_index": 0, "item": item("in_progress", json!([]))}),
+                json!({"type": "response.content_part.added", "item_id": "msg_fake", "output_index": 0, "content_index": 0, "part": part("")}),
+                json!({"type": "response.output_text.delta", "item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": head, "logprobs": []}),
+                json!({"type": "response.output_text.delta", "item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": tail, "logprobs": []}),
+                json!({"type": "response.output_text.done", "item_id": "msg_fake", "output_index": 0, "content_index": 0, "text": full, "logprobs": []}),
+                json!({"type": "response.content_part.done", "item_id": "msg_fake", "output_index": 0, "content_index": 0, "part": part(&full)}),
+                json!({"type": "response.output_item.done", "output_index": 0, "item": done_item.clone()}),
+                json!({"type": "response.completed", "response": resp("completed", json!([done_item]),
+                    json!({"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+                           "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13}))}),
+            ];
+            let sse: Vec<Bytes> = events
+                .iter()
+                .enumerate()
+                .map(|(n, e)| {
+                    let mut e = e.clone();
+                    e["sequence_number"] = json!(n);
+                    Bytes::from(format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+                })
+                .collect();
+            let (first, rest) = sse.split_at(5);
+            stream_response(first.to_vec(), rest.to_vec(), &script, gate_slot)
+        }
         ("/v1/messages", false) => json_response(
             200,
             json!({

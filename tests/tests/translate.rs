@@ -506,6 +506,19 @@ fn an_azure_openai_backend_gets_its_deployment_path_api_version_and_api_key() {
     let rec = &gw.wait_audit(1)[0];
     assert_eq!(rec["translation"], "openai->azure_openai");
     assert_eq!(rec["tokens"]["input"], 9);
+    // The Responses API: Azure's v1 path (no api-version), the deployment as the model.
+    let v = responses_sdk(&s, &gw, &["create", "gpt-4o"]);
+    assert_eq!(v["text"], "hello from azure", "{v}");
+    let r = &azure.received()[1];
+    assert_eq!((r.path.as_str(), r.query.as_str()), ("/openai/v1/responses", ""));
+    assert_eq!(r.body["model"], "gpt4o-prod");
+    assert_eq!(r.headers["api-key"], "azure-real-key-77");
+    let rec = &gw.wait_audit(2)[1];
+    assert_eq!(rec["translation"], "openai_responses->azure_openai");
+    assert_eq!(
+        (rec["tokens"]["input"].as_u64(), rec["tokens"]["output"].as_u64()),
+        (Some(9), Some(4))
+    );
 }
 
 #[test]
@@ -1094,4 +1107,231 @@ fn irsa_web_identity_keys_sign_bedrock_requests() {
         "irsa-session-token"
     );
     assert!(!gw.log().contains("fake-eks-pod-identity-token") && !gw.log().contains("irsa-session-token"));
+}
+
+/// The OpenAI SDK's Responses API client (`tests/clients/openai_responses_client.py`).
+fn responses_sdk(s: &OpenAiSetup, gw: &Gateway, args: &[&str]) -> serde_json::Value {
+    sdk_json(
+        s,
+        gw,
+        "api.openai.com",
+        &s.captured_ip,
+        "openai_responses_client.py",
+        args,
+    )
+}
+
+/// The Responses API through a translation, as the SDK sees it and as the records count it:
+/// `create` and the strict `responses.stream()` helper answer "hello from NAME" with the
+/// backend's usage `(input, output)`; the tool loop (JSON and streamed) calls get_weather and
+/// answers with its result; `previous_response_id` is refused with a 400 naming it. Records:
+/// the translation's name, the backend's own usage, a first token seen for streams.
+fn responses_round(s: &OpenAiSetup, gw: &Gateway, name: &str, translation: &str, usage: (u64, u64)) {
+    let v = responses_sdk(s, gw, &["create", "gpt-4o"]);
+    assert_eq!(v["text"], format!("hello from {name}"), "{v}");
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["store"], false, "translated answers are stored nowhere: {v}");
+    assert!(v["id"].as_str().unwrap().starts_with("resp_"), "{v}");
+    assert_eq!(
+        (
+            v["usage"]["input_tokens"].as_u64(),
+            v["usage"]["output_tokens"].as_u64()
+        ),
+        (Some(usage.0), Some(usage.1))
+    );
+    assert_eq!(v["usage"]["total_tokens"], usage.0 + usage.1);
+    let v = responses_sdk(s, gw, &["stream", "gpt-4o"]);
+    assert_eq!(v["text"], format!("hello from {name}"), "{v}");
+    assert_eq!(v["usage"]["output_tokens"], usage.1, "{v}");
+    let events: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert_eq!(
+        &events[..4],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added"
+        ],
+        "{v}"
+    );
+    assert_eq!(events.last(), Some(&"response.completed"), "{v}");
+
+    for mode in ["tools", "tools_stream"] {
+        let v = responses_sdk(s, gw, &[mode, "gpt-4o"]);
+        assert_eq!(v["calls"], 1, "{mode}: {v}");
+        assert_eq!(v["name"], "get_weather", "{mode}: {v}");
+        assert_eq!(v["args"], serde_json::json!({"city": "Paris"}), "{mode}: {v}");
+        assert_eq!(v["answer"], "the weather in Paris is sunny, 21 C", "{mode}: {v}");
+        // The fakes count (20, 9) for the call and their plain usage for the answer.
+        assert_eq!(v["usage1"]["input_tokens"], 20, "{mode}: {v}");
+        assert_eq!(v["usage1"]["output_tokens"], 9, "{mode}: {v}");
+        assert_eq!(v["usage2"]["output_tokens"], usage.1, "{mode}: {v}");
+        if mode == "tools_stream" {
+            assert!(
+                v["events1"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e == "response.function_call_arguments.delta"),
+                "{v}"
+            );
+        }
+    }
+
+    let v = responses_sdk(s, gw, &["previous", "gpt-4o"]);
+    assert_eq!(v["status"], 400, "{v}");
+    assert_eq!(v["body"]["type"], "invalid_request_error", "{v}");
+    assert!(
+        v["body"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`previous_response_id`"),
+        "{v}"
+    );
+
+    let records = gw.wait_audit(7);
+    for r in &records[..6] {
+        assert_eq!(r["operation"], "responses", "{r}");
+        assert_eq!(r["translation"], translation, "{r}");
+        assert_eq!(r["status"], 200, "{r}");
+    }
+    // Each record counts what the backend reported for that request.
+    for (r, want) in records.iter().zip([usage, usage, (20, 9), usage, (20, 9), usage]) {
+        assert_eq!(
+            (r["tokens"]["input"].as_u64(), r["tokens"]["output"].as_u64()),
+            (Some(want.0), Some(want.1)),
+            "{r}"
+        );
+    }
+    assert!(
+        records[1]["ttft_ms"].as_f64().is_some_and(|t| t > 0.0),
+        "{}",
+        records[1]
+    );
+    assert_eq!(records[6]["status"], 400, "{}", records[6]);
+    assert!(
+        records[6]["error"].as_str().unwrap().contains("previous_response_id"),
+        "{}",
+        records[6]
+    );
+}
+
+#[test]
+fn the_openai_responses_sdk_is_served_by_an_anthropic_backend() {
+    if !privileged("the_openai_responses_sdk_is_served_by_an_anthropic_backend") {
+        return;
+    }
+    let routes = "routes:\n  - name: to-claude\n    backends: [{ backend: claude, model: claude-sonnet-4-5 }]\n";
+    let (_dir, s, claude, gw) = with_claude(77, "tr-resp-claude", routes);
+    responses_round(&s, &gw, "claude", "openai_responses->anthropic_messages", (10, 4));
+    // claude-sonnet-4-5: $3 / $15 per 1M tokens, from the backend's own counts.
+    assert_eq!(gw.wait_audit(7)[0]["cost_nano_usd"], 10 * 3000 + 4 * 15000);
+    let r = claude.received();
+    assert_eq!(r.len(), 6, "the refused request never left");
+    assert_eq!(r[0].path, "/v1/messages");
+    assert_eq!(r[0].headers["x-api-key"], ANT_KEY);
+    assert_eq!(r[0].body["max_tokens"], 50, "max_output_tokens");
+    assert_eq!(r[1].body["system"], "Be brief.", "instructions");
+    // The second turn of the tool loop: the call and its result in Anthropic's shape.
+    let turns = &r[3].body["messages"];
+    assert_eq!(turns[1]["content"][1]["type"], "tool_use", "{turns}");
+    assert_eq!(turns[2]["content"][0]["type"], "tool_result", "{turns}");
+    assert_eq!(turns[2]["content"][0]["content"], "sunny, 21 C");
+    assert!(s.primary.received().is_empty());
+}
+
+#[test]
+fn the_openai_responses_sdk_is_served_by_a_gemini_backend() {
+    if !privileged("the_openai_responses_sdk_is_served_by_a_gemini_backend") {
+        return;
+    }
+    let mut sc = Scenario::new(78, "tr-resp-gemini");
+    let gemini = sc.tls("gemini");
+    sc.backend("gemini", &gemini, &["schema: gemini", "credential: gemini-key"]);
+    sc.credential("gemini-key", "xGoogApiKey", "AIza-real-gemini-key");
+    sc.yaml("routes:\n  - name: to-gemini\n    backends: [{ backend: gemini, model: gemini-2.5-flash }]\n");
+    let (_dir, s, gw) = sc.start();
+    responses_round(&s, &gw, "gemini", "openai_responses->gemini", (8, 5));
+    let r = gemini.received();
+    assert_eq!(r[0].path, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(r[1].path, "/v1beta/models/gemini-2.5-flash:streamGenerateContent");
+    assert_eq!(r[0].body["generationConfig"]["maxOutputTokens"], 50);
+    let turns = &r[3].body["contents"];
+    assert_eq!(
+        turns[2]["parts"][0]["functionResponse"]["name"], "get_weather",
+        "{turns}"
+    );
+}
+
+#[test]
+fn the_openai_responses_sdk_is_served_by_a_sigv4_signed_bedrock_backend() {
+    if !privileged("the_openai_responses_sdk_is_served_by_a_sigv4_signed_bedrock_backend") {
+        return;
+    }
+    let mut sc = Scenario::new(79, "tr-resp-bedrock");
+    let bedrock = sc.tls("bedrock");
+    sc.backend(
+        "bedrock",
+        &bedrock,
+        &["schema: bedrock", "region: us-east-1", "credential: aws"],
+    );
+    sc.credential("aws", "awsSigV4", tests::fake_llm::BEDROCK_KEYS);
+    sc.yaml("routes:\n  - name: to-bedrock\n    backends: [{ backend: bedrock, model: \"us.anthropic.claude-3-5-haiku-20241022-v1:0\" }]\n");
+    let (_dir, s, gw) = sc.start();
+    // The fake answers 403 unless the signature covers the translated body, as Bedrock does.
+    responses_round(&s, &gw, "bedrock", "openai_responses->bedrock_converse", (11, 6));
+    let r = bedrock.received();
+    assert_eq!(
+        r[0].path,
+        "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
+    );
+    assert_eq!(
+        r[1].path,
+        "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
+    );
+    assert_eq!(r[0].body["inferenceConfig"]["maxTokens"], 50, "max_output_tokens");
+    assert_eq!(r[1].body["system"][0]["text"], "Be brief.", "instructions");
+    let turns = &r[3].body["messages"];
+    assert!(turns[2]["content"][0].get("toolResult").is_some(), "{turns}");
+}
+
+/// Responses passed through to an OpenAI backend: the SDK's JSON and streamed answers as the
+/// provider sent them, the record's usage read from the answer's `usage` and from the stream's
+/// final `response.completed` event, a first token seen in the stream.
+#[test]
+fn the_openai_responses_sdk_is_passed_through_to_openai_and_metered_from_the_final_event() {
+    if !privileged("the_openai_responses_sdk_is_passed_through_to_openai_and_metered_from_the_final_event") {
+        return;
+    }
+    let (_dir, s, gw) = Scenario::new(80, "tr-resp-openai").start();
+    let v = responses_sdk(&s, &gw, &["create", "gpt-4o"]);
+    assert_eq!(v["text"], "hello from primary", "{v}");
+    let v = responses_sdk(&s, &gw, &["stream", "gpt-4o"]);
+    assert_eq!(v["text"], "hello from primary", "{v}");
+    assert_eq!(v["usage"]["total_tokens"], 13, "{v}");
+    let r = s.primary.received();
+    assert_eq!(r[1].path, "/v1/responses");
+    assert_eq!(r[1].body["instructions"], "Be brief.", "the body as sent");
+    let records = gw.wait_audit(2);
+    for rec in &records {
+        assert_eq!(rec["translation"], "none", "{rec}");
+        assert_eq!(rec["operation"], "responses", "{rec}");
+        assert_eq!(
+            (rec["tokens"]["input"].as_u64(), rec["tokens"]["output"].as_u64()),
+            (Some(9), Some(4)),
+            "{rec}"
+        );
+        // gpt-4o: $2.50 / $10 per 1M tokens
+        assert_eq!(rec["cost_nano_usd"], 9 * 2500 + 4 * 10000, "{rec}");
+    }
+    assert!(
+        records[1]["ttft_ms"].as_f64().is_some_and(|t| t > 0.0),
+        "{}",
+        records[1]
+    );
 }

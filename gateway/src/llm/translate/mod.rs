@@ -7,7 +7,10 @@
 //! - [`openai_to_bedrock`]: OpenAI chat served by Bedrock Converse, embeddings by Titan;
 //! - [`anthropic_via_openai`]: Anthropic Messages served by Gemini and Bedrock, through OpenAI
 //!   chat;
-//! - [`passthrough`]: the same API on both sides, and OpenAI bodies on Azure deployments.
+//! - [`responses_via_chat`]: OpenAI Responses served by Anthropic, Gemini/Vertex and Bedrock,
+//!   through OpenAI chat;
+//! - [`passthrough`]: the same API on both sides, OpenAI bodies on Azure deployments, and
+//!   Responses on Azure's v1 path.
 //!
 //! Each direction implements [`Direction`] (in its file) and is listed in [`DIRECTIONS`];
 //! the proxy picks one per attempt with [`find`]. This file holds what they share: the
@@ -28,6 +31,7 @@ mod openai_to_anthropic;
 mod openai_to_bedrock;
 mod openai_to_gemini;
 mod passthrough;
+mod responses_via_chat;
 
 pub use anthropic_to_openai::*;
 pub use anthropic_via_openai::*;
@@ -36,6 +40,7 @@ pub use openai_to_anthropic::*;
 pub use openai_to_bedrock::*;
 pub use openai_to_gemini::*;
 pub use passthrough::*;
+pub use responses_via_chat::*;
 
 /// Max tokens sent to Anthropic when the client gave none (Anthropic requires the field).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -47,12 +52,16 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub static DIRECTIONS: &[&dyn Direction] = &[
     &Passthrough,
     &OpenAiToAzure,
+    &ResponsesToAzure,
     &OpenAiChatToAnthropic,
     &AnthropicToOpenAiChat,
     &OpenAiChatToGemini,
     &OpenAiChatToBedrock,
     &AnthropicToGemini,
     &AnthropicToBedrock,
+    &ResponsesToAnthropic,
+    &ResponsesToGemini,
+    &ResponsesToBedrock,
     &OpenAiEmbeddingsToGemini,
     &OpenAiEmbeddingsToVertex,
     &OpenAiEmbeddingsToTitan,
@@ -288,5 +297,7 @@ fn openai_embedding_list<'a>(
     json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 }
 
+#[cfg(test)]
+mod responses_tests;
 #[cfg(test)]
 mod tests;

@@ -80,6 +80,29 @@ fn form_body(req: &ClientRequest<'_>, form: FormHead<'_>) -> UpstreamBody {
     }
 }
 
+/// OpenAI Responses on Azure OpenAI: Azure serves it only on its v1 API, `/openai/v1/responses`,
+/// which takes no `api-version` and names the deployment in the body's `model`
+/// (<https://learn.microsoft.com/azure/ai-foundry/openai/how-to/responses>).
+pub struct ResponsesToAzure;
+
+impl Direction for ResponsesToAzure {
+    fn name(&self) -> &'static str {
+        "openai_responses->azure_openai"
+    }
+
+    fn applies(&self, client: ApiSchema, op: Operation, backend: ApiSchema) -> bool {
+        (client, op, backend) == (ApiSchema::Openai, Operation::Responses, ApiSchema::AzureOpenai)
+    }
+
+    fn request(&self, req: &ClientRequest<'_>, backend: &BackendSpec<'_>) -> Result<Upstream, super::Unsupported> {
+        let req = ClientRequest {
+            model_override: backend.deployment.or(req.model_override),
+            ..*req
+        };
+        same_body(&req, "/openai/v1/responses".into())
+    }
+}
+
 /// The client's body, rewritten only where needed, metered in the client's own schema.
 fn same_body(req: &ClientRequest<'_>, path: String) -> Result<Upstream, super::Unsupported> {
     let (body, add_usage) = match req.body {

@@ -548,7 +548,7 @@ fn random_request(rng: &mut fastrand::Rng) -> Value {
 }
 
 /// A target's request schema (testdata/schemas, written from its API reference).
-fn schema(name: &str) -> jsonschema::Validator {
+pub(super) fn schema(name: &str) -> jsonschema::Validator {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("src/llm/testdata/schemas")
         .join(name);
@@ -559,7 +559,7 @@ fn schema(name: &str) -> jsonschema::Validator {
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-fn assert_valid(v: &jsonschema::Validator, target: &str, n: usize, req: &Value, out: &Value) {
+pub(super) fn assert_valid(v: &jsonschema::Validator, target: &str, n: usize, req: &Value, out: &Value) {
     let errors: Vec<String> = v
         .iter_errors(out)
         .map(|e| format!("{} at {}", e, e.instance_path()))
@@ -571,7 +571,7 @@ fn assert_valid(v: &jsonschema::Validator, target: &str, n: usize, req: &Value, 
 }
 
 /// What a request holds that a target refuses by name; a refusal must name one of these.
-fn refused_features(req: &Value, target: &str) -> Vec<&'static str> {
+pub(super) fn refused_features(req: &Value, target: &str) -> Vec<&'static str> {
     let mut f = Vec::new();
     let t = |k: &str| req[k].as_f64().unwrap_or(0.0);
     let anthropic_like = target != "gemini";
