@@ -166,8 +166,7 @@ fn the_sdk_through_capture_is_recorded_governed_and_given_tollgates_token() {
     let limited = s
         .records("tools/call")
         .into_iter()
-        .filter(|r| r["mcp"]["tool"] == "echo")
-        .last()
+        .rfind(|r| r["mcp"]["tool"] == "echo")
         .unwrap();
     assert_eq!(limited["mcp"]["outcome"], "rate_limited");
     assert_eq!(limited["limit"]["limit"], "echo-once");
