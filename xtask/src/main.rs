@@ -4,7 +4,8 @@
 //! - `test`: setup, build, fuzz briefly, and run the whole test suite (what CI runs).
 //! - `fuzz`: run the fuzz targets of `fuzz/` (docs/fuzzing.md).
 //! - `bench`: measure capture overhead against direct connections (`--peers`: beside nginx;
-//!   `--scale`: open streams and growing configs; `--dns`: DNS learning's added latency);
+//!   `--scale`: open streams and growing configs; `--dns`: DNS learning's added latency; `--mcp`:
+//!   an MCP tools/call's added latency);
 //!   results in `bench/results/`.
 //! - `image`, `deb`: the container image and the host-agent package (docs/kubernetes.md,
 //!   docs/host-agent.md).
@@ -54,6 +55,10 @@ enum Task {
         /// (`--requests`: queries per run, default 1,000; `--rounds`).
         #[arg(long)]
         dns: bool,
+        /// Instead: MCP tools/call latency direct and through Tollgate, with the official MCP
+        /// SDK on both ends (`--requests`: calls per run, default 2,000; `--rounds`).
+        #[arg(long)]
+        mcp: bool,
         /// With `--peers` or `--scale`: requests per concurrency-16 run (a quarter of them at
         /// concurrency 1); default 20,000 (`--peers`), 10,000 per point (`--scale`).
         #[arg(long)]
@@ -134,6 +139,15 @@ fn main() -> anyhow::Result<()> {
             ..
         } => bench::dns(&bench::DnsRun {
             queries: requests.unwrap_or(1_000),
+            rounds,
+        }),
+        Task::Bench {
+            mcp: true,
+            requests,
+            rounds,
+            ..
+        } => bench::mcp(&bench::McpRun {
+            calls: requests.unwrap_or(2_000),
             rounds,
         }),
         Task::Bench { iterations, .. } => bench::bench(iterations),

@@ -15,11 +15,13 @@
 
 mod common;
 mod dns;
+mod mcp;
 mod l7;
 mod peers;
 mod scale;
 
 pub(crate) use dns::{dns, DnsRun};
+pub(crate) use mcp::{mcp, McpRun};
 pub(crate) use peers::{peers, PeersRun};
 pub(crate) use scale::{scale, ScaleRun};
 
