@@ -48,12 +48,14 @@ impl McpServer {
         format!("http://{ip}:{}", self.port)
     }
 
-    /// Every request the server received, in order.
+    /// Every request the server received, in order (its log also has a line per response
+    /// started, marked `"response": true`, left out here).
     pub fn log(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("response").is_none())
             .collect()
     }
 }

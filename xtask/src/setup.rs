@@ -24,7 +24,12 @@ const LLVM_MAJOR: &str = "22";
 const BPF_LINKER: &str = "bpf-linker@0.10.4";
 const BPF_LINKER_VERSION_PREFIX: &str = "bpf-linker 0.10.";
 /// The SDKs the tests drive, pinned so that a new release cannot change a test's meaning.
-const PYTHON_SDKS: [&str; 3] = ["openai==3.57.0", "anthropic==2.14.0", "jsonschema==4.26.0"];
+const PYTHON_SDKS: [&str; 4] = [
+    "openai==3.57.0",
+    "anthropic==2.14.0",
+    "jsonschema==4.26.0",
+    "mcp==2.3.0",
+];
 
 /// (command or absolute path that must exist, Debian package that provides it)
 const PACKAGES: [(&str, &str); 19] = [
@@ -201,7 +206,7 @@ fn python_sdks() -> anyhow::Result<()> {
     let venv = crate::util::workspace().join("target/pyvenv");
     let python = venv.join("bin/python");
     let py = python.to_string_lossy().to_string();
-    let check = "import importlib.metadata as m, sys; sys.exit(0 if [m.version(p) for p in ('openai','anthropic','jsonschema')] == sys.argv[1:] else 1)";
+    let check = "import importlib.metadata as m, sys; sys.exit(0 if [m.version(p) for p in ('openai','anthropic','jsonschema','mcp')] == sys.argv[1:] else 1)";
     let wanted: Vec<&str> = PYTHON_SDKS.iter().map(|p| p.split("==").nth(1).unwrap_or("")).collect();
     let mut args = vec!["-c", check];
     args.extend(&wanted);

@@ -15,8 +15,8 @@
 
 mod common;
 mod dns;
-mod mcp;
 mod l7;
+mod mcp;
 mod peers;
 mod scale;
 
