@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::{
     fake_llm::{FakeLlm, Script, TestCa},
+    fake_media::sha256_hex,
     l7::{chat_curl, curl, openai_sdk, openai_setup},
     privileged, run, tollgate_bin, Cgroup, GatewayBuilder, TempDir,
 };
@@ -513,14 +514,6 @@ limits:\n  - name: team\n    key: [workload]\n    requestsPerMinute: 50\n    tok
     assert_eq!(r3["policy"]["price"]["as_of"], Value::Null);
     assert_eq!(r3["policy"]["price"]["nano_usd_per_token"]["input"], 1000);
     assert_eq!(r3["cost_nano_usd"], 9 * 1000 + 4 * 2000);
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Content capture: a route that captures bodies has them in its records, redacted before they

@@ -8,6 +8,7 @@
 use serde_json::{json, Value};
 use tests::{
     fake_llm::{FakeLlm, OAUTH_CLIENT_SECRET},
+    fake_media::sha256_hex,
     l7::curl,
     mcp::{client, McpServer},
     privileged, Cgroup, Gateway, GatewayBuilder, TempDir,
@@ -67,14 +68,6 @@ fn setup(name: &str) -> Setup {
         oauth,
         gw,
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]
