@@ -147,6 +147,23 @@ def main():
         "bedrock-frames": bytes([2, 4, 0, 21]) + frames,
     })
 
+    form = (b"--B1\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+            b"--B1\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+            b"Content-Type: audio/wav\r\n\r\nRIFF\x00\x01\r\n--B1--\r\n")
+    write("multipart", {
+        "sdk-order": b"\x00B1\n" + form,
+        "sdk-order-chunks": b"\x03B1\n" + form,
+    })
+    call = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":1}}}'
+    listed = b'{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"add"},{"name":"delete"}]}}'
+    write("mcp", {
+        "json-list-filtered": b"\x00\x05" + call + b"\xff" + listed,
+        "sse-progress-then-result": b"\x02\x04" + call + b"\xff"
+            + b'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}\n\n'
+            + b"event: message\nid: 9\ndata: " + listed + b"\n\n",
+        "batch": b"\x00\x00[" + call + b"]",
+    })
+
     write("translate_request", {
         "openai-chat-tools": b"\x00\x00" + data("translate/openai-chat-tools.request.json"),
         "openai-chat-inline-images": b"\x01\x00" + data("translate/openai-chat-tools-inline-images.request.json"),

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
             operation,
             path_and_query: "/v1/fuzz?x=1",
             body: parsed.as_ref().map(|p| (&bytes, p)),
+            form: None,
             model_override,
         };
         let spec = BackendSpec {

@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _};
 use crate::util;
 
 /// Every target in `fuzz/Cargo.toml`, with its libFuzzer dictionary (in `fuzz/dict/`), if any.
-const TARGETS: [(&str, Option<&str>); 8] = [
+const TARGETS: [(&str, Option<&str>); 10] = [
     ("client_hello", None),
     ("request_body", Some("json.dict")),
     ("sse", None),
@@ -26,6 +26,8 @@ const TARGETS: [(&str, Option<&str>); 8] = [
     ("translate_request", Some("json.dict")),
     ("translate_answer", Some("json.dict")),
     ("config", None),
+    ("multipart", None),
+    ("mcp", Some("json.dict")),
 ];
 
 /// The toolchain cargo-fuzz needs (`-Zsanitizer`).
