@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
             operation,
             path_and_query: "/v1/fuzz",
             body: Some((&body, &parsed)),
+            form: None,
             model_override: None,
         };
         let spec = BackendSpec {
