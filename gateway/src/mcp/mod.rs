@@ -182,6 +182,9 @@ enum Mode {
     Events(sse::Splitter),
     /// Anything else, or too large: passed through.
     Pass,
+    /// Too large to filter: the rest is not passed (a tool list is never let through
+    /// unfiltered).
+    Drop,
 }
 
 impl Observer {
@@ -218,11 +221,15 @@ impl Observer {
     pub fn feed(&mut self, chunk: &[u8]) -> Option<Bytes> {
         match &mut self.mode {
             Mode::Pass => None,
+            Mode::Drop => Some(Bytes::new()),
             Mode::Json { buf, hold, overflow } => {
                 if *overflow {
                     return None;
                 }
                 if buf.len() + chunk.len() > MAX_ANSWER {
+                    if *hold {
+                        return Some(self.too_large_to_filter(false));
+                    }
                     // Too large to read: what was held goes out with this chunk, unread.
                     *overflow = true;
                     let mut out = std::mem::take(buf);
@@ -234,6 +241,9 @@ impl Observer {
             }
             Mode::Events(splitter) => {
                 let events = splitter.feed(chunk);
+                if splitter.overflowed() && self.filter.is_some() {
+                    return Some(self.too_large_to_filter(true));
+                }
                 if splitter.overflowed() {
                     let mut out: Vec<u8> = events.iter().flat_map(|e| e.raw.to_vec()).collect();
                     out.extend_from_slice(&splitter.take_pending());
@@ -255,7 +265,7 @@ impl Observer {
     /// At the end of the answer: what is still held.
     pub fn finish(&mut self) -> Bytes {
         match &mut self.mode {
-            Mode::Pass => Bytes::new(),
+            Mode::Pass | Mode::Drop => Bytes::new(),
             Mode::Events(splitter) => splitter.take_pending(),
             Mode::Json { buf, hold, overflow } => {
                 let buf = std::mem::take(buf);
@@ -279,6 +289,21 @@ impl Observer {
                     Err(_) => Bytes::new(),
                 }
             }
+        }
+    }
+
+    /// An answer that must be filtered but is larger than Tollgate reads: a JSON-RPC error
+    /// in its place (as an event on a stream), and nothing more of it.
+    fn too_large_to_filter(&mut self, event: bool) -> Bytes {
+        self.mode = Mode::Drop;
+        let message = "tollgate: the server's answer is larger than Tollgate reads to filter its tools";
+        self.outcome.status = "error";
+        self.outcome.error_code = Some(code::GATEWAY);
+        self.outcome.error_message = Some(message.into());
+        let body = error_body(self.id.as_deref(), code::GATEWAY, message);
+        match event {
+            true => Bytes::from(format!("event: message\ndata: {}\n\n", String::from_utf8_lossy(&body))),
+            false => body,
         }
     }
 

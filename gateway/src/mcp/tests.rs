@@ -117,11 +117,22 @@ fn oversize_answers_pass_unread() {
     let out = o.feed(&big).unwrap();
     assert_eq!(out.len(), big.len(), "everything held goes out");
     assert_eq!(o.feed(b"data: more\n\n"), None, "then bytes pass through");
+    // One that must be filtered is never let through unfiltered: an error takes its place.
     let mut o = Observer::new("application/json", Some("1".into()), Some(only_add()));
     let chunk = vec![b' '; MAX_ANSWER / 2 + 1];
     assert_eq!(o.feed(&chunk), Some(Bytes::new()));
-    assert_eq!(o.feed(&chunk).unwrap().len(), chunk.len() * 2);
+    let out: Value = serde_json::from_slice(&o.feed(&chunk).unwrap()).unwrap();
+    assert_eq!(
+        (out["id"].clone(), out["error"]["code"].clone()),
+        (json!(1), json!(code::GATEWAY))
+    );
+    assert_eq!(o.feed(b"more"), Some(Bytes::new()), "the rest is dropped");
     assert!(o.finish().is_empty());
+    let mut o = Observer::new("text/event-stream", None, Some(only_add()));
+    let out = o.feed(&big).unwrap();
+    assert!(String::from_utf8_lossy(&out).starts_with("event: message\ndata: {"));
+    assert_eq!(o.feed(LIST.as_bytes()), Some(Bytes::new()));
+    assert_eq!(o.outcome.status, "error");
 }
 
 #[test]
