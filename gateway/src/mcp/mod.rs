@@ -82,6 +82,11 @@ pub fn read(body: &[u8]) -> Result<Message, Refused> {
             ))
         }
     };
+    // Parsers disagree on which of two equal members wins: one the policy reads must not be
+    // repeated, or the server could act on another `name` than the one Tollgate checked.
+    if let Err(e) = serde_json::from_slice::<Members>(body) {
+        return Err(refused(code::INVALID_REQUEST, format!("Invalid Request: {e}")));
+    }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(refused(
             code::INVALID_REQUEST,
@@ -135,6 +140,25 @@ pub fn read(body: &[u8]) -> Result<Message, Refused> {
     }
     m.method = method;
     Ok(m)
+}
+
+/// The members of a message Tollgate acts on, each at most once (serde refuses a repeated
+/// field of a struct); `params` must be an object, as MCP's always are.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct Members {
+    jsonrpc: Option<serde::de::IgnoredAny>,
+    method: Option<serde::de::IgnoredAny>,
+    id: Option<serde::de::IgnoredAny>,
+    params: Option<ParamMembers>,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct ParamMembers {
+    name: Option<serde::de::IgnoredAny>,
+    uri: Option<serde::de::IgnoredAny>,
+    arguments: Option<serde::de::IgnoredAny>,
 }
 
 fn hex(bytes: &[u8]) -> String {

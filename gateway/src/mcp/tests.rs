@@ -44,6 +44,18 @@ fn garbage_batches_and_bad_messages_are_refused_with_json_rpc_codes() {
         read(br#"{"jsonrpc":"2.0","id":1,"method":3}"#).unwrap_err().code,
         code::INVALID_REQUEST
     );
+    // A repeated member the policy reads: which one wins depends on the parser.
+    let twice =
+        read(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","name":"delete_everything"}}"#);
+    assert_eq!(twice.unwrap_err().code, code::INVALID_REQUEST);
+    let method_twice = read(br#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"x"}}"#);
+    assert!(method_twice.unwrap_err().message.contains("duplicate field"));
+    assert_eq!(
+        read(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#)
+            .unwrap_err()
+            .code,
+        code::INVALID_REQUEST
+    );
     let no_name = read(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#).unwrap_err();
     assert!(no_name.message.contains("name"));
     let body: Value = serde_json::from_slice(&error_body(Some("\"a\""), code::DENIED, "no")).unwrap();
