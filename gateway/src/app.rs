@@ -221,6 +221,7 @@ fn start_l7(config: &Arc<Config>, metrics: &Arc<Metrics>, shutdown: &watch::Rece
         health: Arc::new(crate::route::health::Health::new(config.outlier)),
         limits: Arc::new(crate::limits::Store::new(&config.limit_store)),
         recent: Default::default(),
+        mcp_streams: Default::default(),
     });
     // Leaves only for intercept hostnames of the config in force.
     let governed = {

@@ -2,6 +2,7 @@
 """An MCP client built only on the official Python SDK (mcp 2.x), as an agent would use it.
 
 Usage: mcp_client.py URL MODE [ARGS...]
+  (a URL whose path ends in /sse: the older HTTP+SSE transport; else Streamable HTTP)
   list                 -> {"tools": [...], "session": id}
   call TOOL JSON_ARGS  -> {"is_error", "content", "structured"} or {"error": {"code", "message"}}
   stream N             -> {"progress": [...], "content": [...]}
@@ -19,8 +20,10 @@ Prints one JSON line. On an unexpected exception prints {"exception": repr}, exi
 import asyncio
 import json
 import sys
+from urllib.parse import urlparse
 
 from mcp.client.session import ClientSession
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
@@ -44,6 +47,17 @@ async def with_sid(url, fn, terminate_on_close=True):
         sid = response.headers.get("mcp-session-id")
         if sid:
             seen["sid"] = sid
+
+    if urlparse(url).path.endswith("/sse"):
+        # The older HTTP+SSE transport: a GET stream, messages POSTed to the endpoint it names.
+        def on_session(sid):
+            seen["sid"] = sid
+
+        async with sse_client(url, headers=dict(CLIENT_HEADERS), on_session_created=on_session) as (r, w):
+            async with ClientSession(r, w) as session:
+                await session.initialize()
+                out = await fn(session)
+        return out, seen.get("sid")
 
     headers = dict(CLIENT_HEADERS)
     async with create_mcp_http_client(headers=headers) as http:

@@ -3,7 +3,8 @@
 
 Usage: mcp_server.py HOST PORT LOGFILE
 
-Serves plaintext HTTP at path /mcp, stateful sessions (Mcp-Session-Id), and
+Serves plaintext HTTP at path /mcp, stateful sessions (Mcp-Session-Id), the older
+HTTP+SSE transport at /sse (messages POSTed to /messages/?session_id=…), and
 appends one JSON line per HTTP request it receives to LOGFILE:
   {"method", "path", "authorization", "session", "rpc", "tool", "host"}
 and, once the response has started, one more line
@@ -154,7 +155,19 @@ async def main():
         host=host,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
-    config = uvicorn.Config(LogMiddleware(app, logfile), host=host, port=port, log_level="warning", lifespan="on")
+    # The older HTTP+SSE transport (2024-11-05) beside it: GET /sse, POST /messages/?session_id=.
+    sse = mcp.sse_app(
+        host=host,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+
+    async def both(scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/sse" or path.startswith("/messages/")):
+            return await sse(scope, receive, send)
+        return await app(scope, receive, send)
+
+    config = uvicorn.Config(LogMiddleware(both, logfile), host=host, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

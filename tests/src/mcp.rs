@@ -1,5 +1,6 @@
 //! A real MCP server for the MCP suite: the official Python SDK's server
-//! (`tests/clients/mcp_server.py`, Streamable HTTP at `/mcp`, plaintext), which logs every HTTP
+//! (`tests/clients/mcp_server.py`, Streamable HTTP at `/mcp` and the older HTTP+SSE transport at
+//! `/sse`, plaintext), which logs every HTTP
 //! request it receives (method, `Authorization`, session, JSON-RPC method, tool) so tests see
 //! what reached it; and its SDK client run as a captured workload (`tests/clients/mcp_client.py`).
 
@@ -67,13 +68,25 @@ impl Drop for McpServer {
     }
 }
 
-/// `mcp_client.py URL ARGS…` as a workload in `cg`, `host` resolving to `ip`, the node CA
-/// trusted through `SSL_CERT_FILE`; its JSON line.
+/// `mcp_client.py https://HOST/mcp ARGS…` as a workload in `cg`, `host` resolving to `ip`, the
+/// node CA trusted through `SSL_CERT_FILE`; its JSON line.
 pub fn client(cg: &Cgroup, dir: &TempDir, host: &str, ip: &str, ca: &std::path::Path, args: &[&str]) -> Value {
+    client_at(cg, dir, &format!("https://{host}/mcp"), (host, ip), ca, args)
+}
+
+/// [`client`] toward `url` (a path ending in `/sse`: the older HTTP+SSE transport).
+pub fn client_at(
+    cg: &Cgroup,
+    dir: &TempDir,
+    url: &str,
+    (host, ip): (&str, &str),
+    ca: &std::path::Path,
+    args: &[&str],
+) -> Value {
     let mut cmd = cg.command_with_hosts(dir, &[(host, ip)], sdk_python());
     cmd.env("SSL_CERT_FILE", ca)
         .arg(workspace().join("tests/clients/mcp_client.py"))
-        .arg(format!("https://{host}/mcp"))
+        .arg(url)
         .args(args);
     let out = run(cmd, Duration::from_secs(60));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

@@ -79,6 +79,7 @@ impl Pipeline {
             health: Arc::new(Health::new(config.outlier)),
             limits: Arc::new(limits::Store::new(&config.limit_store)),
             recent: Default::default(),
+            mcp_streams: Default::default(),
         });
         let listener = runtime()
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -10,7 +10,7 @@ use tests::{
     fake_llm::{FakeLlm, OAUTH_CLIENT_SECRET},
     fake_media::sha256_hex,
     l7::curl,
-    mcp::{client, McpServer},
+    mcp::{client, client_at, McpServer},
     privileged, Cgroup, Gateway, GatewayBuilder, TempDir,
 };
 
@@ -29,6 +29,12 @@ struct Setup {
 impl Setup {
     fn client(&self, args: &[&str]) -> Value {
         client(&self.cg, &self.dir, HOST, CAPTURED, &self.gw.ca_cert(), args)
+    }
+
+    /// The client over the older HTTP+SSE transport.
+    fn sse_client(&self, args: &[&str]) -> Value {
+        let url = format!("https://{HOST}/sse");
+        client_at(&self.cg, &self.dir, &url, (HOST, CAPTURED), &self.gw.ca_cert(), args)
     }
 
     /// The records of MCP requests with JSON-RPC `method`.
@@ -212,13 +218,85 @@ fn sessions_resume_and_garbage_gets_json_rpc_errors() {
     assert!(status.starts_with("400"), "{status} {v}");
     assert_eq!(v["error"]["code"], -32600);
     assert_eq!(s.server.log().len(), before, "refused messages never reach the server");
+    // Records are written as each answer ends: the last may still be on its way.
+    s.gw.wait_until("both refusals recorded", std::time::Duration::from_secs(10), || {
+        s.gw.audit_records()
+            .iter()
+            .filter(|r| r["mcp"]["kind"] == "invalid")
+            .count()
+            == 2
+    });
     let invalid: Vec<Value> =
         s.gw.audit_records()
             .into_iter()
             .filter(|r| r["mcp"]["kind"] == "invalid")
             .collect();
-    assert_eq!(invalid.len(), 2);
     assert!(invalid
         .iter()
         .all(|r| r["status"] == 400 && r["error_reason"] == "mcp_invalid"));
+}
+
+#[test]
+fn the_older_sse_transport_is_governed_and_gets_refusals_on_its_stream() {
+    if !privileged("the_older_sse_transport_is_governed_and_gets_refusals_on_its_stream") {
+        return;
+    }
+    let s = setup("mcp-sse");
+
+    // The tool list comes on the GET stream, filtered there; answers to POSTs too.
+    let v = s.sse_client(&["list"]);
+    let session = v["session"].as_str().expect("the endpoint's session").to_string();
+    assert!(v["tools"].to_string().contains("add"), "{v}");
+    assert!(!v["tools"].to_string().contains("delete_everything"), "{v}");
+    let v = s.sse_client(&["call", "add", r#"{"a":1,"b":2}"#]);
+    assert_eq!(v["content"], json!(["3"]), "{v}");
+
+    // A denied call: the client reads nothing from its POST, so the JSON-RPC error comes on
+    // its stream (without it the client would wait for minutes); the server never hears of it.
+    let started = std::time::Instant::now();
+    let v = s.sse_client(&["call", "delete_everything", "{}"]);
+    assert_eq!(v["error"]["code"], -32001, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("route agents"), "{v}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(!s.server.log().iter().any(|l| l["tool"] == "delete_everything"));
+    // A limit's refusal goes the same way.
+    let v = s.sse_client(&["call", "echo", r#"{"text":"one"}"#]);
+    assert_eq!(v["content"], json!(["one"]), "{v}");
+    let v = s.sse_client(&["call", "echo", r#"{"text":"two"}"#]);
+    assert_eq!(v["error"]["code"], -32002, "{v}");
+    assert_eq!(s.server.log().iter().filter(|l| l["tool"] == "echo").count(), 1);
+
+    // Records: the POSTs were accepted (their answers went on the stream), with the session
+    // from the endpoint; the streams saw the answers and filtered the list.
+    // (A stream's record is written when it ends, as its client leaves.)
+    s.gw.wait_until("five stream records", std::time::Duration::from_secs(10), || {
+        s.gw.audit_records()
+            .iter()
+            .filter(|r| r["mcp"]["kind"] == "stream")
+            .count()
+            == 5
+    });
+    let list = &s.records("tools/list")[0];
+    assert_eq!(list["mcp"]["outcome"], "accepted", "{list}");
+    assert_eq!(list["mcp"]["session"], session.as_str());
+    assert_eq!(list["status"], 202);
+    let calls = s.records("tools/call");
+    let denied = calls.iter().find(|r| r["mcp"]["tool"] == "delete_everything").unwrap();
+    assert_eq!(denied["mcp"]["outcome"], "denied");
+    assert_eq!(denied["status"], 202, "{denied}");
+    assert!(denied["mcp"]["session"].is_string(), "{denied}");
+    let limited = calls.iter().rfind(|r| r["mcp"]["tool"] == "echo").unwrap();
+    assert_eq!(limited["mcp"]["outcome"], "rate_limited");
+    let streams: Vec<Value> =
+        s.gw.audit_records()
+            .into_iter()
+            .filter(|r| r["mcp"]["kind"] == "stream")
+            .collect();
+    assert_eq!(streams.len(), 5, "one GET stream per client");
+    let first = streams
+        .iter()
+        .find(|r| r["mcp"]["session"] == session.as_str())
+        .expect("the stream's record has the session");
+    assert_eq!(first["mcp"]["tools_filtered"], 1, "{first}");
+    assert!(first["mcp"]["messages"].as_u64().unwrap() >= 2, "{first}");
 }

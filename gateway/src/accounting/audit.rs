@@ -385,7 +385,8 @@ pub struct McpRecord {
     pub prompt: Option<String>,
     pub arguments_bytes: Option<u64>,
     pub arguments_sha256: Option<String>,
-    /// `ok`, `error`, `tool_error`, `denied`, `rate_limited`, `none`.
+    /// `ok`, `error`, `tool_error`, `denied`, `rate_limited`, `accepted` (answered on the
+    /// HTTP+SSE transport's stream), `none`.
     pub outcome: Cow<'static, str>,
     pub error_code: Option<i64>,
     pub error_message: Option<String>,

@@ -11,6 +11,9 @@
 //!   result or error of the request, and rewrites a `tools/list` result to the tools the
 //!   route allows.
 //!
+//! - [`streams`]: the older transport's open streams, where a refusal of a message POSTed
+//!   for one of them is put.
+//!
 //! A leaf: it imports nothing of the crate but the SSE splitter.
 
 use std::sync::Arc;
@@ -20,6 +23,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::llm::sse;
+
+pub mod streams;
+
+pub use streams::{StreamKey, Streams};
 
 /// Largest answer read whole to find its result (16 MiB); beyond, it passes unread.
 pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
@@ -183,6 +190,8 @@ pub struct Outcome {
     pub tools_filtered: u64,
     /// JSON-RPC messages the server sent on an event stream.
     pub messages: u64,
+    /// The session a stream's `endpoint` event named (the HTTP+SSE transport).
+    pub session: Option<String>,
 }
 
 /// Which tools a route allows.
@@ -196,6 +205,9 @@ pub struct Observer {
     filter: Option<Allows>,
     mode: Mode,
     pub outcome: Outcome,
+    /// The data of the stream's `endpoint` event (the HTTP+SSE transport names there where
+    /// the client is to POST; see [`streams`]).
+    pub endpoint: Option<String>,
 }
 
 enum Mode {
@@ -233,7 +245,14 @@ impl Observer {
                 status: "none",
                 ..Outcome::default()
             },
+            endpoint: None,
         }
+    }
+
+    /// Whether a whole event may go out now: everything forwarded so far ended an event (an
+    /// event stream still read event by event).
+    pub fn between_events(&self) -> bool {
+        matches!(self.mode, Mode::Events(_))
     }
 
     /// Whether the bytes may change (then the length the server sent no longer holds).
@@ -333,6 +352,11 @@ impl Observer {
 
     /// One event: its message read; the event rewritten when the message was.
     fn event(&mut self, e: &sse::Event) -> Option<Vec<u8>> {
+        if e.name.as_deref() == Some("endpoint") && self.endpoint.is_none() {
+            self.endpoint = Some(e.data.clone());
+            self.outcome.session = streams::session_of(e.data.trim());
+            return None;
+        }
         let mut v: Value = serde_json::from_str(&e.data).ok()?;
         self.outcome.messages += 1;
         if !self.message(&mut v) {

@@ -21,7 +21,7 @@ use super::{admit, attempt, ctx::RequestCtx, parse, routing, BoxError, ProxyErro
 use crate::{
     accounting::audit::McpRecord,
     llm::Parsed,
-    mcp::{self, code, Message, Observer, Outcome},
+    mcp::{self, code, streams::Registration, Message, Observer, Outcome, StreamKey, Streams},
 };
 
 /// What the request context keeps of an MCP request.
@@ -29,6 +29,8 @@ pub(crate) struct McpCtx {
     pub(crate) message: Message,
     session: Option<String>,
     protocol_version: Option<String>,
+    /// The request's path and query (a POST of the HTTP+SSE transport names its stream so).
+    target: String,
     /// Refused by Tollgate before the server was asked: `denied` or `rate_limited`.
     refused: Option<&'static str>,
     /// Filled as the answer passes.
@@ -40,7 +42,7 @@ pub(crate) fn record(m: &McpCtx) -> McpRecord {
     let outcome = m.outcome.lock().map(|o| o.clone()).unwrap_or_default();
     let msg = &m.message;
     McpRecord {
-        session: m.session.clone(),
+        session: m.session.clone().or_else(|| outcome.session.clone()),
         protocol_version: m.protocol_version.clone(),
         kind: msg.kind.into(),
         method: msg.method.clone(),
@@ -85,6 +87,10 @@ pub(super) async fn serve(ctx: &mut RequestCtx, req: Request<Incoming>) -> Resul
         },
         session: header("mcp-session-id"),
         protocol_version: header("mcp-protocol-version"),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
         refused: None,
         outcome: Default::default(),
     };
@@ -115,6 +121,7 @@ pub(super) async fn serve(ctx: &mut RequestCtx, req: Request<Incoming>) -> Resul
     };
     let mut plan = routing::route(ctx, &parts.headers, false)?;
     super::prepare(ctx, &mut plan, &body);
+    legacy_session(ctx);
     if let Some(refusal) = policy(ctx) {
         return Ok(refusal);
     }
@@ -148,28 +155,66 @@ fn policy(ctx: &mut RequestCtx) -> Option<Response<RespBody>> {
     if let Some(m) = ctx.mcp.as_mut() {
         m.refused = Some("denied");
     }
-    let id = ctx.mcp.as_ref().and_then(|m| m.message.id.clone());
-    Some(json_rpc(
-        StatusCode::OK,
-        id.as_deref(),
-        code::DENIED,
-        &format!("tollgate: {e}"),
-    ))
+    Some(answer(ctx, code::DENIED, &format!("tollgate: {e}")))
 }
 
 /// A refusal after the message was read (a limit): a JSON-RPC error answering it.
 fn refuse(ctx: &mut RequestCtx, e: &ProxyError, outcome: &'static str, code: i64) -> Response<RespBody> {
     ctx.fail(e.to_string(), e.side(), e.reason());
-    let id = ctx.mcp.as_mut().and_then(|m| {
+    if let Some(m) = ctx.mcp.as_mut() {
         m.refused = Some(outcome);
-        m.message.id.clone()
-    });
-    let mut resp = json_rpc(StatusCode::OK, id.as_deref(), code, &format!("tollgate: {e}"));
+    }
+    let mut resp = answer(ctx, code, &format!("tollgate: {e}"));
     if let ProxyError::LimitExceeded { retry_after, .. } = e {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
     }
     resp
+}
+
+/// Tollgate's JSON-RPC error answering the message: on the client's stream when the message
+/// was POSTed to an endpoint of the HTTP+SSE transport (the POST then gets `202 Accepted`, as
+/// from the server), else as the POST's answer.
+fn answer(ctx: &RequestCtx, code: i64, message: &str) -> Response<RespBody> {
+    let id = ctx.mcp.as_ref().and_then(|m| m.message.id.as_deref());
+    let body = mcp::error_body(id, code, message);
+    let on_stream = ctx
+        .mcp
+        .as_ref()
+        .and_then(|m| stream_key(ctx, m.target.clone()))
+        .is_some_and(|key| ctx.l7.mcp_streams.send(&key, mcp::streams::message_event(&body)));
+    if on_stream {
+        let mut resp = Response::new(super::full(Bytes::new()));
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        return resp;
+    }
+    let mut resp = Response::new(super::full(body));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A POST of the HTTP+SSE transport carries its session in the endpoint's query, not in
+/// `Mcp-Session-Id`: recorded from there when the endpoint is an open stream's.
+fn legacy_session(ctx: &mut RequestCtx) {
+    let Some(m) = ctx.mcp.as_ref().filter(|m| m.session.is_none()) else {
+        return;
+    };
+    let open = stream_key(ctx, m.target.clone()).is_some_and(|key| ctx.l7.mcp_streams.contains(&key));
+    if let (true, Some(m)) = (open, ctx.mcp.as_mut()) {
+        m.session = mcp::streams::session_of(&m.target);
+    }
+}
+
+/// The stream of this provider and workload that named `endpoint`.
+fn stream_key(ctx: &RequestCtx, endpoint: String) -> Option<StreamKey> {
+    let provider = ctx.snapshot.config.providers.get(ctx.provider?)?;
+    let w = &ctx.conn.workload;
+    Some(StreamKey {
+        provider: provider.name.clone(),
+        workload: format!("{}|{}|{}", ctx.conn.client.0.ip(), w.cgroup_id, w.netns_cookie),
+        endpoint,
+    })
 }
 
 /// Tollgate's own failure (no route, the server unreachable…) in JSON-RPC's shape, with the
@@ -194,18 +239,29 @@ fn json_rpc(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> R
 /// The server's answer, observed as it passes (and a `tools/list` filtered by the route).
 fn observe(ctx: &mut RequestCtx, resp: Response<RespBody>) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    ctx.stream = content_type.starts_with("text/event-stream");
+    // The server's own stream may name an endpoint of the HTTP+SSE transport.
+    let own_stream = ctx.stream && ctx.mcp.as_ref().is_some_and(|m| m.message.kind == "stream");
+    let stream = own_stream
+        .then(|| stream_key(ctx, String::new()))
+        .flatten()
+        .map(|key| StreamSlot::Unnamed {
+            streams: ctx.l7.mcp_streams.clone(),
+            key,
+            path: ctx.path.clone(),
+        });
     let Some(m) = ctx.mcp.as_mut() else {
         return Response::from_parts(parts, body);
     };
     if m.session.is_none() {
         m.session = session(&parts.headers);
     }
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    ctx.stream = content_type.starts_with("text/event-stream");
     // A tools/list answer, or the server's own stream (where the older transport answers).
     let lists = m.message.method.as_deref() == Some("tools/list") || m.message.kind == "stream";
     let filter = match (lists, ctx.route) {
@@ -215,15 +271,20 @@ fn observe(ctx: &mut RequestCtx, resp: Response<RespBody>) -> Response<RespBody>
         }),
         _ => None,
     };
-    let observer = Observer::new(content_type, m.message.id.clone(), filter);
+    let mut observer = Observer::new(&content_type, m.message.id.clone(), filter);
     if observer.rewrites() {
         parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    if parts.status == StatusCode::ACCEPTED && m.message.kind == "request" {
+        // The HTTP+SSE transport: the answer comes on the client's stream.
+        observer.outcome.status = "accepted";
     }
     let observed = Observed {
         inner: body,
         observer,
         shared: m.outcome.clone(),
         done: false,
+        stream,
     };
     Response::from_parts(parts, observed.boxed())
 }
@@ -241,12 +302,45 @@ struct Observed {
     observer: Observer,
     shared: Arc<Mutex<Outcome>>,
     done: bool,
+    /// A server's own stream: registered once its `endpoint` event names it.
+    stream: Option<StreamSlot>,
+}
+
+enum StreamSlot {
+    /// Not named yet (or never: the Streamable HTTP transport's GET stream).
+    Unnamed {
+        streams: Arc<Streams>,
+        key: StreamKey,
+        path: String,
+    },
+    Registered(Registration),
 }
 
 impl Observed {
-    fn publish(&self) {
+    fn publish(&mut self) {
         if let Ok(mut o) = self.shared.lock() {
             o.clone_from(&self.observer.outcome);
+        }
+        if let (Some(StreamSlot::Unnamed { streams, key, path }), Some(data)) = (&self.stream, &self.observer.endpoint)
+        {
+            let registered = mcp::streams::endpoint(data, path).and_then(|endpoint| {
+                streams.register(StreamKey {
+                    endpoint,
+                    ..key.clone()
+                })
+            });
+            self.stream = registered.map(StreamSlot::Registered);
+        }
+    }
+
+    /// A message Tollgate put on this stream, when one waits and an event may go out.
+    fn poll_injected(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
+        match &mut self.stream {
+            Some(StreamSlot::Registered(r)) if self.observer.between_events() => match r.poll_recv(cx) {
+                Poll::Ready(b) => b,
+                Poll::Pending => None,
+            },
+            _ => None,
         }
     }
 }
@@ -260,6 +354,9 @@ impl Body for Observed {
         loop {
             if this.done {
                 return Poll::Ready(None);
+            }
+            if let Some(injected) = this.poll_injected(cx) {
+                return Poll::Ready(Some(Ok(Frame::data(injected))));
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {

@@ -65,6 +65,8 @@ pub struct L7 {
     pub instance: Box<str>,
     /// The latest audit records and today's spend, for the operator views.
     pub recent: Arc<crate::accounting::recent::Recent>,
+    /// The MCP HTTP+SSE transport's open streams (where refusals of its POSTs go).
+    pub mcp_streams: Arc<crate::mcp::Streams>,
 }
 
 /// Eight random hex digits naming this instance in request ids (`<instance>-<connection>-<n>`),
