@@ -12,10 +12,28 @@ use std::{
 use crate::TempDir;
 
 /// A loopback port free right now; with `bus`, port + 10000 (a cluster node's bus) is free too.
+/// Ports handed out in this process (and their bus ports) are never handed out again: the
+/// tests of one binary run in parallel, and a port free when chosen could otherwise become a
+/// cluster node's bus before its own server binds it (the server then fails to start, and the
+/// readiness probe reaches the bus instead).
 fn free_port(bus: bool) -> u16 {
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..100 {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let clashes = |p: u16| {
+            taken.contains(&p)
+                || taken.contains(&p.wrapping_add(10_000))
+                || (p > 10_000 && taken.contains(&(p - 10_000)))
+        };
+        if clashes(port) || (bus && clashes(port.wrapping_add(10_000))) {
+            continue;
+        }
         if !bus || (port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()) {
+            taken.push(port);
+            if bus {
+                taken.push(port + 10_000);
+            }
             return port;
         }
     }
