@@ -607,13 +607,7 @@ async fn respond(
     // A generic authorization server (client-credentials grant, RFC 6749 §4.4): tokens name
     // the client and scope they were issued for.
     if parts.uri.path() == "/oauth/token" {
-        let form = String::from_utf8_lossy(&bytes);
-        let field = |k: &str| {
-            form.split('&')
-                .find_map(|p| p.strip_prefix(k))
-                .unwrap_or("")
-                .to_string()
-        };
+        let field = |k: &str| form_field(&bytes, k);
         return if field("grant_type=") == "client_credentials" && field("client_secret=") == OAUTH_CLIENT_SECRET {
             json_response(
                 200,
@@ -626,13 +620,7 @@ async fn respond(
     }
     // Azure Entra ID token endpoint (client-credentials grant).
     if let Some(tenant) = parts.uri.path().strip_suffix("/oauth2/v2.0/token") {
-        let form = String::from_utf8_lossy(&bytes);
-        let field = |k: &str| {
-            form.split('&')
-                .find_map(|p| p.strip_prefix(k))
-                .unwrap_or("")
-                .to_string()
-        };
+        let field = |k: &str| form_field(&bytes, k);
         let ok = field("grant_type=") == "client_credentials"
             && field("client_secret=") == ENTRA_SECRET_FORM
             && field("scope=") == "https%3A%2F%2Fcognitiveservices.azure.com%2F.default";
@@ -1177,4 +1165,13 @@ fn stream_response(
         .header("cache-control", "no-cache")
         .body(ChannelBody(rx).boxed())
         .unwrap()
+}
+
+/// The value of `key=` (given with its `=`) in a urlencoded form body, as sent ("" if absent).
+fn form_field(form: &[u8], key: &str) -> String {
+    String::from_utf8_lossy(form)
+        .split('&')
+        .find_map(|p| p.strip_prefix(key))
+        .unwrap_or("")
+        .to_string()
 }

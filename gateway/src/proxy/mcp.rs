@@ -3,8 +3,10 @@
 //! workload), a `tools/call` checked against the route's `mcp.tools` and the limits (a refusal
 //! is a JSON-RPC error that never reaches the server), the call made by `attempt` (the
 //! backend's credential replacing the client's), and the answer observed as it passes
-//! (`mcp::Observer`: JSON or event by event; a `tools/list` filtered). One record per HTTP
-//! request, with its `mcp` member.
+//! (`mcp::Observer`: JSON or event by event; a `tools/list` filtered). A server's own stream
+//! that names an endpoint (the older HTTP+SSE transport) is registered in `mcp::Streams`, and
+//! refusals of messages POSTed there go on it (`answer`). One record per HTTP request, with its
+//! `mcp` member.
 
 use std::{
     pin::Pin,

@@ -21,24 +21,14 @@ fn fixture(name: &str) -> Vec<u8> {
 /// Zeroes what changes per answer: `created_at` times, `created` times of the chat
 /// step, and the random hex of Bedrock ids.
 fn normalise(s: &str) -> String {
-    let mut s = s.to_string();
-    for (key, digit) in [
-        ("\"created_at\":", u8::is_ascii_digit as fn(&u8) -> bool),
-        ("\"created\":", u8::is_ascii_digit),
-        ("bedrock-", u8::is_ascii_hexdigit),
-    ] {
-        let mut out = String::with_capacity(s.len());
-        let mut rest = s.as_str();
-        while let Some(i) = rest.find(key) {
-            let (head, tail) = rest.split_at(i + key.len());
-            out.push_str(head);
-            let n = tail.bytes().take_while(&digit).count();
-            out.push_str(if n > 0 { "0" } else { "" });
-            rest = &tail[n..];
-        }
-        s = out + rest;
-    }
-    s
+    super::tests::zero_after(
+        s,
+        &[
+            ("\"created_at\":", u8::is_ascii_digit),
+            ("\"created\":", u8::is_ascii_digit),
+            ("bedrock-", u8::is_ascii_hexdigit),
+        ],
+    )
 }
 
 fn check(name: &str, got: &str) {

@@ -7,6 +7,29 @@
 use super::*;
 use bytes::Bytes;
 
+/// Which bytes make up a run [`zero_after`] zeroes.
+pub(super) type DigitTest = fn(&u8) -> bool;
+
+/// `s` with the run of `digit`s after each `key` made one `0` (what changes per answer:
+/// times Tollgate stamps, the random part of ids it makes up). The golden tests of both
+/// APIs normalise with it.
+pub(super) fn zero_after(s: &str, keys: &[(&str, DigitTest)]) -> String {
+    let mut s = s.to_string();
+    for (key, digit) in keys {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s.as_str();
+        while let Some(i) = rest.find(key) {
+            let (head, tail) = rest.split_at(i + key.len());
+            out.push_str(head);
+            let n = tail.bytes().take_while(digit).count();
+            out.push_str(if n > 0 { "0" } else { "" });
+            rest = &tail[n..];
+        }
+        s = out + rest;
+    }
+    s
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("src/llm/testdata/translate")
@@ -1044,23 +1067,13 @@ mod golden {
     /// Zeroes what Tollgate stamps per answer: `created` times and the random part of ids it
     /// makes up (Bedrock answers carry no id).
     fn zero_created(s: &str) -> String {
-        let mut s = s.to_string();
-        for (key, digit) in [
-            ("\"created\":", u8::is_ascii_digit as fn(&u8) -> bool),
-            ("chatcmpl-bedrock-", u8::is_ascii_hexdigit),
-        ] {
-            let mut out = String::with_capacity(s.len());
-            let mut rest = s.as_str();
-            while let Some(i) = rest.find(key) {
-                let (head, tail) = rest.split_at(i + key.len());
-                out.push_str(head);
-                let n = tail.bytes().take_while(&digit).count();
-                out.push_str(if n > 0 { "0" } else { "" });
-                rest = &tail[n..];
-            }
-            s = out + rest;
-        }
-        s
+        zero_after(
+            s,
+            &[
+                ("\"created\":", u8::is_ascii_digit),
+                ("chatcmpl-bedrock-", u8::is_ascii_hexdigit),
+            ],
+        )
     }
 
     fn check(name: &str, got: &str) {
