@@ -878,6 +878,21 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Limits count in windows aligned to UTC minutes, so a burst that straddles a minute boundary
+/// is counted in two windows and a test expecting its second request refused would flake. Call
+/// this before such a burst: when less than 20 seconds of the current minute are left, it waits
+/// for the next minute to begin.
+pub fn fresh_minute_window() {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        % 60.0;
+    if into > 40.0 {
+        std::thread::sleep(Duration::from_secs_f64(60.0 - into + 0.2));
+    }
+}
+
 // === fake provider servers ===
 
 /// The runtime the fake servers run on.

@@ -222,6 +222,7 @@ fn an_imported_config_serves_captured_requests() {
 
     // The token limit (150 total tokens a minute for gpt-4o on the route): each request
     // reserves its max_tokens and more, and keeps the 13 it used; within a few, one is refused.
+    tests::fresh_minute_window();
     let mut statuses = vec![];
     for _ in 0..8 {
         let (status, _) = curl(&cg, url, &[], chat);

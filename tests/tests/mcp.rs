@@ -156,6 +156,7 @@ fn the_sdk_through_capture_is_recorded_governed_and_given_tollgates_token() {
     assert!(streamed["mcp"]["messages"].as_u64().unwrap() >= 4, "{streamed}");
 
     // 4. A per-tool limit: the second echo is refused before the server.
+    tests::fresh_minute_window();
     let v = s.client(&["call", "echo", r#"{"text":"one"}"#]);
     assert_eq!(v["content"], json!(["one"]), "{v}");
     let v = s.client(&["call", "echo", r#"{"text":"two"}"#]);
@@ -260,6 +261,7 @@ fn the_older_sse_transport_is_governed_and_gets_refusals_on_its_stream() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(!s.server.log().iter().any(|l| l["tool"] == "delete_everything"));
     // A limit's refusal goes the same way.
+    tests::fresh_minute_window();
     let v = s.sse_client(&["call", "echo", r#"{"text":"one"}"#]);
     assert_eq!(v["content"], json!(["one"]), "{v}");
     let v = s.sse_client(&["call", "echo", r#"{"text":"two"}"#]);

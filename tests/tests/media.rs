@@ -339,6 +339,7 @@ fn model_lists_follow_routes_azure_paths_are_operations_and_limits_hold() {
     // refused in OpenAI's shape, before any provider sees it.
     let body = r#"{"model":"dall-e-3","prompt":"a lighthouse"}"#;
     let post = || post_json(&s, &gw, "images/generations", body, &[]);
+    tests::fresh_minute_window();
     let (status, v) = post();
     assert!(status.starts_with("200"), "{status} {v}");
     let (status, v) = post();

@@ -185,14 +185,7 @@ fn openai_chat_is_translated_for_an_anthropic_backend() {
 fn a_client_gone_while_the_backend_thinks_leaves_one_record_and_keeps_its_reservation() {
     let (p, primary, _) = setup("limits:\n  - name: tpm\n    tokensPerMinute: 1000\n", &["openai"]);
     // Both requests must fall in one UTC minute window.
-    let into = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        % 60.0;
-    if into > 50.0 {
-        std::thread::sleep(Duration::from_secs_f64(60.0 - into + 0.2));
-    }
+    tests::fresh_minute_window();
     primary.set_script(Script {
         delay: Some(Duration::from_secs(2)),
         ..Default::default()

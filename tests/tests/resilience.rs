@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::{
     fake_llm::Script,
+    fresh_minute_window,
     l7::{curl, openai_setup, OpenAiSetup},
     privileged, run, sdk_python, workspace, Gateway, RedisServer,
 };
@@ -380,17 +381,4 @@ fn a_quiet_stream_hits_the_idle_timeout_with_its_own_error_kind() {
         gw.metric("tollgate_request_errors_total{reason=\"stream_idle_timeout\"}"),
         1
     );
-}
-
-/// Limits count in windows aligned to UTC minutes: a burst that straddles a minute boundary is
-/// counted in two windows. Waits, when less than 20 seconds of the current minute are left,
-/// for the next one to begin.
-fn fresh_minute_window() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let into = now.as_secs_f64() % 60.0;
-    if into > 40.0 {
-        std::thread::sleep(Duration::from_secs_f64(60.0 - into + 0.2));
-    }
 }
