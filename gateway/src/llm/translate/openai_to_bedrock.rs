@@ -159,6 +159,18 @@ pub fn bedrock_to_openai(resp: &Value, model: &str) -> Value {
     )
 }
 
+/// The text of a Converse answer's `reasoningContent` blocks (models that reason aloud on
+/// Bedrock, e.g. DeepSeek-R1, or Claude with thinking on); [`bedrock_to_openai`] leaves them out.
+/// Redacted reasoning has no text and adds nothing.
+pub fn bedrock_reasoning(resp: &Value) -> String {
+    resp["output"]["message"]["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["reasoningContent"]["reasoningText"]["text"].as_str())
+        .collect()
+}
+
 fn bedrock_finish(stop: Option<&str>) -> Value {
     match stop {
         Some("end_turn") | Some("stop_sequence") => json!("stop"),
@@ -259,6 +271,8 @@ pub struct BedrockStreamToOpenAi {
     model: Value,
     created: u64,
     include_usage: bool,
+    /// Reasoning deltas become `reasoning_content` deltas (see [`Self::with_reasoning`]).
+    reasoning: bool,
     /// Bedrock content block index → OpenAI tool call index.
     tool_index: std::collections::HashMap<u64, usize>,
 }
@@ -271,8 +285,16 @@ impl BedrockStreamToOpenAi {
             model: json!(model),
             created: now(),
             include_usage,
+            reasoning: false,
             tool_index: Default::default(),
         }
+    }
+
+    /// `reasoningContent` text deltas become `reasoning_content` deltas (the chat step of a
+    /// Responses client, whose `reasoning` item they become); otherwise they are left out.
+    pub fn with_reasoning(mut self) -> Self {
+        self.reasoning = true;
+        self
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> String {
@@ -313,6 +335,8 @@ impl BedrockStreamToOpenAi {
                     let d = &v["delta"];
                     if let Some(text) = d.get("text") {
                         out += &self.chunk(json!({"content": text}), Value::Null);
+                    } else if let Some(text) = d["reasoningContent"].get("text").filter(|_| self.reasoning) {
+                        out += &self.chunk(json!({"reasoning_content": text}), Value::Null);
                     } else if let Some(args) = d["toolUse"].get("input") {
                         let block = v["contentBlockIndex"].as_u64().unwrap_or(0);
                         let n = self.tool_index.get(&block).copied().unwrap_or(0);

@@ -319,6 +319,18 @@ fn gemini_message(candidate: &Value) -> (String, Vec<Value>) {
     (text, calls)
 }
 
+/// The text of a candidate's thought parts (Gemini's thought summaries, present when the
+/// request set `thinkingConfig.includeThoughts`); [`gemini_message`] leaves them out.
+pub fn gemini_thoughts(candidate: &Value) -> String {
+    candidate["content"]["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("thought") == Some(&Value::Bool(true)))
+        .filter_map(|p| p["text"].as_str())
+        .collect()
+}
+
 /// Gemini `GenerateContentResponse` → OpenAI chat.completion.
 pub fn gemini_to_openai(resp: &Value, model: &str) -> Value {
     let cand = &resp["candidates"][0];
@@ -360,6 +372,8 @@ pub struct GeminiStreamToOpenAi {
     model: String,
     created: u64,
     include_usage: bool,
+    /// Thought parts become `reasoning_content` deltas (see [`Self::with_thoughts`]).
+    thoughts: bool,
     started: bool,
     calls: usize,
     usage: Value,
@@ -373,10 +387,18 @@ impl GeminiStreamToOpenAi {
             model: model.to_string(),
             created: now(),
             include_usage,
+            thoughts: false,
             started: false,
             calls: 0,
             usage: Value::Null,
         }
+    }
+
+    /// Thought parts become `reasoning_content` deltas, before the event's text (the chat step
+    /// of a Responses client, whose `reasoning` item they become); otherwise they are left out.
+    pub fn with_thoughts(mut self) -> Self {
+        self.thoughts = true;
+        self
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> String {
@@ -404,6 +426,12 @@ impl GeminiStreamToOpenAi {
                 out += &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
             }
             let cand = &v["candidates"][0];
+            if self.thoughts {
+                let thoughts = gemini_thoughts(cand);
+                if !thoughts.is_empty() {
+                    out += &self.chunk(json!({"reasoning_content": thoughts}), Value::Null);
+                }
+            }
             let (text, calls) = gemini_message(cand);
             if !text.is_empty() {
                 out += &self.chunk(json!({"content": text}), Value::Null);

@@ -271,53 +271,106 @@ fn check_event_order(sse: &str) {
     assert_eq!(last["response"]["output"], Value::Array(done));
 }
 
-/// Anthropic thinking (with `reasoning.effort`) comes back as a `reasoning` item before the
-/// message, in JSON and streamed (`response.reasoning_text.delta`/`.done`).
+/// Each backend's reasoning comes back as a `reasoning` item before the message, in JSON and
+/// streamed (`response.reasoning_text.delta`/`.done`): Anthropic's thinking (asked for with
+/// `reasoning.effort`), Gemini's thought summaries (the effort asks for them with
+/// `includeThoughts`), Bedrock's `reasoningContent` (models that reason unasked, e.g. DeepSeek-R1).
 #[test]
-fn anthropic_thinking_becomes_a_reasoning_item() {
-    let echo = response_echo(br#"{"model":"m","input":"Weather?","reasoning":{"effort":"low"}}"#);
-    let msg: Value = serde_json::from_slice(&fixture("anthropic-thinking.response.json")).unwrap();
-    let up = ResponsesToAnthropic
-        .request(
-            &ClientRequest {
-                schema: ApiSchema::Openai,
-                operation: Operation::Responses,
-                path_and_query: "/v1/responses",
-                body: Some((
-                    &Bytes::from_static(br#"{"model":"m","input":"Weather?","reasoning":{"effort":"low"}}"#),
-                    &Default::default(),
-                )),
-                form: None,
-                model_override: None,
-            },
-            &BackendSpec {
-                name: "b",
-                schema: ApiSchema::Anthropic,
-                project: None,
-                region: None,
-                deployment: None,
-                api_version: "",
-            },
-        )
-        .unwrap();
-    let UpstreamBody::Bytes(sent) = &up.body else { panic!() };
-    assert_eq!(
-        serde_json::from_slice::<Value>(sent).unwrap()["thinking"]["budget_tokens"],
-        1024
+fn each_backends_reasoning_becomes_a_reasoning_item() {
+    const EFFORT: &[u8] = br#"{"model":"m","input":"Weather?","reasoning":{"effort":"low"}}"#;
+    const UNASKED: &[u8] = br#"{"model":"m","input":"Weather?"}"#;
+    type Case = (
+        &'static str,
+        &'static dyn Direction,
+        ApiSchema,
+        &'static [u8],
+        Vec<u8>,
+        NewTranslator,
     );
-    let json = (up.answer.translate.unwrap().json)(msg.to_string().as_bytes(), 200);
-    check_json("anthropic-thinking.responses-response.json", &json);
-    assert_eq!(json["output"][0]["type"], "reasoning");
-    let sse = fixture("anthropic-thinking.sse");
-    let mut whole = Chained(AnthropicThinkingToChat::new(), ChatStreamToResponses::new(echo.clone()));
-    let want = normalise(&feed_all(&mut whole, &sse, sse.len()));
-    check("anthropic-thinking.responses.sse", &want);
-    for step in [1, 5, 33] {
-        let mut t = Chained(AnthropicThinkingToChat::new(), ChatStreamToResponses::new(echo.clone()));
-        assert_eq!(normalise(&feed_all(&mut t, &sse, step)), want, "{step}-byte pieces");
+    let cases: [Case; 3] = [
+        (
+            "anthropic-thinking",
+            &ResponsesToAnthropic,
+            ApiSchema::Anthropic,
+            EFFORT,
+            fixture("anthropic-thinking.sse"),
+            || Box::new(AnthropicThinkingToChat::new()),
+        ),
+        (
+            "gemini-thinking",
+            &ResponsesToGemini,
+            ApiSchema::Gemini,
+            EFFORT,
+            fixture("gemini-thinking.sse"),
+            || Box::new(GeminiStreamToOpenAi::new("gemini-2.5-flash", true).with_thoughts()),
+        ),
+        (
+            "bedrock-reasoning",
+            &ResponsesToBedrock,
+            ApiSchema::Bedrock,
+            UNASKED,
+            bedrock_frames(&fixture("bedrock-reasoning.events.json")),
+            || Box::new(BedrockStreamToOpenAi::new("deepseek.r1-v1:0", true).with_reasoning()),
+        ),
+    ];
+    for (name, direction, schema, body, sse, backend) in cases {
+        let up = direction
+            .request(
+                &ClientRequest {
+                    schema: ApiSchema::Openai,
+                    operation: Operation::Responses,
+                    path_and_query: "/v1/responses",
+                    body: Some((&Bytes::from_static(body), &Default::default())),
+                    form: None,
+                    model_override: None,
+                },
+                &BackendSpec {
+                    name: "b",
+                    schema,
+                    project: None,
+                    region: Some("us-east-1"),
+                    deployment: None,
+                    api_version: "",
+                },
+            )
+            .unwrap();
+        let UpstreamBody::Bytes(sent) = &up.body else { panic!() };
+        let sent: Value = serde_json::from_slice(sent).unwrap();
+        match schema {
+            ApiSchema::Anthropic => assert_eq!(sent["thinking"]["budget_tokens"], 1024),
+            ApiSchema::Gemini => assert_eq!(
+                sent["generationConfig"]["thinkingConfig"],
+                json!({"thinkingBudget": 1024, "includeThoughts": true})
+            ),
+            _ => {}
+        }
+        let answer = fixture(&format!("{name}.response.json"));
+        let json = (up.answer.translate.unwrap().json)(&answer, 200);
+        check_json(&format!("{name}.responses-response.json"), &json);
+        assert_eq!(json["output"][0]["type"], "reasoning", "{name}");
+        assert_eq!(json["output"][1]["type"], "message", "{name}");
+
+        let echo = response_echo(body);
+        let mut whole = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
+        let want = normalise(&feed_all(&mut whole, &sse, sse.len()));
+        check(&format!("{name}.responses.sse"), &want);
+        for step in [1, 5, 33] {
+            let mut t = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
+            assert_eq!(
+                normalise(&feed_all(&mut t, &sse, step)),
+                want,
+                "{name} in {step}-byte pieces"
+            );
+        }
+        check_event_order(&want);
+        assert!(want.contains("\"type\":\"response.reasoning_text.delta\""), "{name}");
     }
-    check_event_order(&want);
-    assert!(want.contains("\"type\":\"response.reasoning_text.delta\""));
+    // Without the flag (a chat client's stream), the reasoning is left out.
+    let mut plain = GeminiStreamToOpenAi::new("gemini-2.5-flash", true);
+    assert!(!feed_all(&mut plain, &fixture("gemini-thinking.sse"), 64).contains("reasoning_content"));
+    let frames = bedrock_frames(&fixture("bedrock-reasoning.events.json"));
+    let mut plain = BedrockStreamToOpenAi::new("deepseek.r1-v1:0", true);
+    assert!(!feed_all(&mut plain, &frames, 64).contains("reasoning_content"));
 }
 
 #[test]

@@ -10,9 +10,11 @@
 //! answer's `store` is `false`). Built-in tools (web search, file search, computer use…) are
 //! refused by name; so is any member a chat request cannot carry. Reasoning items in `input`
 //! (OpenAI's own thinking, opaque to other providers) are left out of the conversation.
-//! Anthropic's thinking comes back as a `reasoning` item: the chat step has no field for it,
-//! so it travels as `reasoning_content` (the name OpenAI-compatible servers use) between the
-//! two steps of this direction only.
+//! The backend's reasoning comes back as a `reasoning` item (`reasoning_text` content):
+//! Anthropic's thinking blocks, Gemini's thought summaries (asked for with
+//! `includeThoughts` when the client set `reasoning.effort`) and Bedrock's `reasoningContent`
+//! text. The chat step has no field for it, so it travels as `reasoning_content` (the name
+//! OpenAI-compatible servers use) between the two steps of this direction only.
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -375,9 +377,11 @@ fn response_object(echo: &Value, id: &str, model: &Value, status: &str) -> Value
     r
 }
 
-/// `resp_` + the chat id without its `chatcmpl-`.
+/// `resp_` + the chat id without its `chatcmpl-` and without Anthropic's `msg_` (so that the
+/// items named after it read `msg_01…`, not `msg_msg_01…`).
 fn response_id(chat_id: &str) -> String {
-    format!("resp_{}", chat_id.strip_prefix("chatcmpl-").unwrap_or(chat_id))
+    let id = chat_id.strip_prefix("chatcmpl-").unwrap_or(chat_id);
+    format!("resp_{}", id.strip_prefix("msg_").unwrap_or(id))
 }
 
 /// A chat `usage` → a Responses `usage`.
@@ -782,10 +786,18 @@ fn chat_bytes(req: &ClientRequest<'_>) -> Result<(Bytes, String), Unsupported> {
     Ok((Bytes::from(responses_to_openai_chat(bytes, &model)?.to_string()), model))
 }
 
-/// An Anthropic message as OpenAI chat, with its thinking blocks' text as the message's
-/// `reasoning_content` (the chat step has no field for it), which becomes a `reasoning` item.
+/// A chat answer with the backend's reasoning (Anthropic's thinking blocks, Gemini's thoughts,
+/// Bedrock's reasoning content) as the message's `reasoning_content` (the chat step has no
+/// field for it), which becomes a `reasoning` item.
+fn with_reasoning(mut chat: Value, reasoning: String) -> Value {
+    if !reasoning.is_empty() {
+        chat["choices"][0]["message"]["reasoning_content"] = json!(reasoning);
+    }
+    chat
+}
+
+/// An Anthropic message as OpenAI chat, with its thinking blocks' text as `reasoning_content`.
 fn anthropic_to_chat_with_thinking(msg: &Value) -> Value {
-    let mut chat = anthropic_message_to_openai(msg);
     let thinking: String = msg["content"]
         .as_array()
         .into_iter()
@@ -793,10 +805,7 @@ fn anthropic_to_chat_with_thinking(msg: &Value) -> Value {
         .filter(|b| b["type"] == "thinking")
         .filter_map(|b| b["thinking"].as_str())
         .collect();
-    if !thinking.is_empty() {
-        chat["choices"][0]["message"]["reasoning_content"] = json!(thinking);
-    }
-    chat
+    with_reasoning(anthropic_message_to_openai(msg), thinking)
 }
 
 /// Anthropic's stream → chat chunks, with `thinking_delta`s as `reasoning_content` deltas (in
@@ -889,15 +898,20 @@ impl Direction for ResponsesToGemini {
 
     fn request(&self, req: &ClientRequest<'_>, backend: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
         let (via, model) = chat_bytes(req)?;
-        let translated = openai_chat_to_gemini(&via)?;
+        let mut translated = openai_chat_to_gemini(&via)?;
+        // A client that asked for reasoning gets Gemini's thought summaries as a `reasoning`
+        // item, as Anthropic's thinking comes back.
+        if let Some(thinking) = translated["generationConfig"].get_mut("thinkingConfig") {
+            thinking["includeThoughts"] = json!(true);
+        }
         let name = if model.is_empty() { "gemini" } else { &model };
         Ok(via_chat(
             req.json_body()?.0,
             gemini_path(backend, &model, req.stream()),
             &translated,
             (ApiSchema::Gemini, Operation::ChatCompletions),
-            GeminiStreamToOpenAi::new(name, true),
-            move |v| gemini_to_openai(v, &model),
+            GeminiStreamToOpenAi::new(name, true).with_thoughts(),
+            move |v| with_reasoning(gemini_to_openai(v, &model), gemini_thoughts(&v["candidates"][0])),
             |b, _| gemini_error_to_openai(b),
         ))
     }
@@ -924,8 +938,8 @@ impl Direction for ResponsesToBedrock {
             converse_path(&model, req.stream()),
             &translated,
             (ApiSchema::Bedrock, Operation::ChatCompletions),
-            BedrockStreamToOpenAi::new(name, true),
-            move |v| bedrock_to_openai(v, &model),
+            BedrockStreamToOpenAi::new(name, true).with_reasoning(),
+            move |v| with_reasoning(bedrock_to_openai(v, &model), bedrock_reasoning(v)),
             bedrock_error_to_openai,
         ))
     }
