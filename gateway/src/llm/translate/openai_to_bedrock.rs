@@ -32,10 +32,17 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
         )));
     }
     let a = openai_request_to_anthropic(&asked, model).map_err(renamed)?;
-    if a.get("thinking").is_some() {
-        return Err(unsupported("`reasoning_effort` is not supported by Bedrock backends"));
-    }
     let mut out = Map::new();
+    // Converse has no reasoning field: Claude on Bedrock takes Anthropic's `thinking` as an
+    // additional model request field (its constraints already checked, for Anthropic, above).
+    if let Some(thinking) = a.get("thinking") {
+        if !is_bedrock_claude(model) {
+            return Err(unsupported(format!(
+                "`reasoning_effort` is supported by Bedrock backends only for Anthropic Claude models, not {model:?}"
+            )));
+        }
+        out.insert("additionalModelRequestFields".into(), json!({"thinking": thinking}));
+    }
     let mut messages = Vec::new();
     for (i, m) in a["messages"].as_array().into_iter().flatten().enumerate() {
         let mut content = Vec::new();
@@ -77,11 +84,15 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
         out.insert("system".into(), json!([{"text": system}]));
     }
     let mut inference = Map::new();
-    // Converse takes the model's own maximum when none is given (Anthropic needed one).
-    if let Some(m) = asked
+    // Converse takes the model's own maximum when none is given (Anthropic needed one); with
+    // thinking, Anthropic's (raised above the thinking budget, as Claude requires).
+    let thinking_max = out
+        .contains_key("additionalModelRequestFields")
+        .then(|| &a["max_tokens"]);
+    if let Some(m) = thinking_max.or(asked
         .get("max_completion_tokens")
         .or(asked.get("max_tokens"))
-        .filter(|m| !m.is_null())
+        .filter(|m| !m.is_null()))
     {
         inference.insert("maxTokens".into(), m.clone());
     }
@@ -133,6 +144,12 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
         out.insert("requestMetadata".into(), json!({"user": user}));
     }
     Ok(Value::Object(out))
+}
+
+/// An Anthropic Claude model on Bedrock: its model id (`anthropic.claude-…`), a cross-region
+/// inference profile (`us.anthropic.claude-…`, `global.…`) or an ARN holding either.
+fn is_bedrock_claude(model: &str) -> bool {
+    model.contains("anthropic.claude")
 }
 
 /// Bedrock Converse response → OpenAI chat.completion. Converse names no model and no id.

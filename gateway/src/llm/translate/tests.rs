@@ -780,6 +780,36 @@ fn an_openai_request_becomes_a_bedrock_converse_request_and_the_answer_comes_bac
     assert_eq!(b["requestMetadata"], json!({"user": "u-1"}));
     assert!(b.get("model").is_none());
 
+    // Claude on Bedrock thinks through `additionalModelRequestFields` (Anthropic's rules:
+    // max tokens raised above the budget); other models refuse `reasoning_effort` by name.
+    let think =
+        br#"{"model":"m","max_tokens":100,"reasoning_effort":"medium","messages":[{"role":"user","content":"hi"}]}"#;
+    for model in [
+        "anthropic.claude-sonnet-4-20250514-v1:0",
+        "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+    ] {
+        let b = openai_chat_to_bedrock(think, model).unwrap();
+        assert_eq!(
+            b["additionalModelRequestFields"],
+            json!({"thinking": {"type": "enabled", "budget_tokens": 4096}})
+        );
+        assert_eq!(b["inferenceConfig"]["maxTokens"], 4196);
+        let errors: Vec<String> = schema("bedrock-converse.request.schema.json")
+            .iter_errors(&b)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    let e = openai_chat_to_bedrock(think, "amazon.nova-pro-v1:0").unwrap_err();
+    assert!(e.0.contains("only for Anthropic Claude models"), "{e:?}");
+    let with_temperature =
+        br#"{"model":"m","temperature":0.2,"reasoning_effort":"low","messages":[{"role":"user","content":"hi"}]}"#;
+    let e = openai_chat_to_bedrock(with_temperature, "anthropic.claude-sonnet-4-20250514-v1:0").unwrap_err();
+    assert!(
+        e.0.contains("`temperature`") && e.0.contains("Bedrock backends"),
+        "{e:?}"
+    );
+
     // Refused by name, in Bedrock's words.
     for (extra, what) in [
         (json!({"reasoning_effort": "low"}), "reasoning_effort"),
