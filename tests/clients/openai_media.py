@@ -9,6 +9,7 @@ CA trusted through SSL_CERT_FILE. Prints one JSON line.
     openai_media.py speech MODEL OUT TEXT [GATE]     audio.speech, streamed to OUT; GATE made on the first bytes
     openai_media.py images MODEL N QUALITY SIZE      images.generate
     openai_media.py edit MODEL FILE                  images.edit
+    openai_media.py variation FILE N SIZE            images.create_variation (no model named)
     openai_media.py models                           models.list, then models.retrieve of each
     openai_media.py retrieve MODEL                   models.retrieve; expects an API error
     openai_media.py azure_chat DEPLOYMENT            AzureOpenAI chat on a deployment path
@@ -75,6 +76,10 @@ elif mode == "images":
 elif mode == "edit":
     with open(args[1], "rb") as f:
         r = client.images.edit(model=args[0], image=f, prompt="add a boat")
+    print(json.dumps({"images": len(r.data), "usage": usage(r)}))
+elif mode == "variation":
+    with open(args[0], "rb") as f:
+        r = client.images.create_variation(image=f, n=int(args[1]), size=args[2])
     print(json.dumps({"images": len(r.data), "usage": usage(r)}))
 elif mode == "models":
     ids = [m.id for m in client.models.list()]

@@ -7,9 +7,11 @@
 //!   `usage.type: tokens`; `stream=true` answers `transcript.text.delta`/`.done` events;
 //! - `/v1/audio/speech` (JSON): audio bytes (`audio/mpeg`, in several chunks), or with
 //!   `stream_format: sse` `speech.audio.delta`/`.done` events with token usage;
-//! - `/v1/images/generations` (JSON) and `/v1/images/edits` (multipart): one `data` entry per
-//!   image; `gpt-image-*` adds quality, size and token usage, dall-e does not; `stream: true`
-//!   (gpt-image) answers partial images and a `.completed` event per image.
+//! - `/v1/images/generations` (JSON), `/v1/images/edits` and `/v1/images/variations`
+//!   (multipart; variations are `dall-e-2`'s, which the form need not name): one `data` entry
+//!   per image; `gpt-image-*` adds quality, size and token usage, dall-e does not (dall-e-3
+//!   adds its `revised_prompt`); `stream: true` (gpt-image) answers partial images and a
+//!   `.completed` event per image.
 //!
 //! What the fake reads of a form (text fields, and each file's length and SHA-256) is kept in
 //! the request's [`Form`], so tests check the file arrived whole.
@@ -111,9 +113,14 @@ pub fn answer(path: &str, body: &Value, form: Option<&Form>, name: &str) -> Opti
             transcription(&model, field("response_format"), stream, name)
         }
         "/v1/audio/speech" => speech(field("stream_format").as_deref() == Some("sse")),
-        "/v1/images/generations" | "/v1/images/edits" => {
+        "/v1/images/generations" | "/v1/images/edits" | "/v1/images/variations" => {
             let n = field("n").and_then(|n| n.parse().ok()).unwrap_or(1u64);
             let edit = path.ends_with("edits");
+            let model = if model.is_empty() && path.ends_with("variations") {
+                "dall-e-2".to_string()
+            } else {
+                model
+            };
             images(&model, n, stream, edit)
         }
         _ => return None,
@@ -189,8 +196,10 @@ fn images(model: &str, n: u64, stream: bool, edit: bool) -> Answer {
         .map(|i| {
             if token_priced {
                 json!({"b64_json": png})
-            } else {
+            } else if model == "dall-e-3" {
                 json!({"url": format!("https://images.example.test/{i}.png"), "revised_prompt": "a fake image"})
+            } else {
+                json!({"url": format!("https://images.example.test/{i}.png")})
             }
         })
         .collect();

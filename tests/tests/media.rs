@@ -144,7 +144,28 @@ fn audio_and_images_through_capture_are_metered_priced_and_streamed() {
     let sent = s.primary.received().last().unwrap().form.clone().unwrap();
     assert_eq!(sent.files["image"].0, 200_000);
 
-    // 7. A form whose `model` comes after a file larger than maxRequestBody cannot be routed
+    // 7. A variation (multipart; the SDK names no model, the endpoint serves only dall-e-2):
+    // per image at the size asked, the image streamed through as sent.
+    let v = media(&s, &gw, &["variation", image.to_str().unwrap(), "2", "512x512"]);
+    assert_eq!(v["images"], 2, "{v}");
+    let r = &gw.wait_audit(8)[7];
+    assert_eq!(
+        (r["operation"].as_str(), r["model"].as_str()),
+        (Some("images_variations"), Some("dall-e-2"))
+    );
+    assert_eq!(r["units"]["images"], 2);
+    assert_eq!(r["units"]["image_tier"], "512x512");
+    assert_eq!(r["cost_usd"], "0.036");
+    let sent = s.primary.received().last().unwrap().clone();
+    assert_eq!(sent.path, "/v1/images/variations");
+    let form = sent.form.unwrap();
+    assert_eq!(form.files["image"].0, 200_000);
+    assert!(
+        !form.fields.contains_key("model"),
+        "the form goes as the client wrote it"
+    );
+
+    // 8. A form whose `model` comes after a file larger than maxRequestBody cannot be routed
     // without holding the file: 413 in OpenAI's shape, with its record; nothing was sent.
     let sent_before = s.primary.received().len() + s.secondary.received().len();
     let file_arg = format!("file=@{file}");
@@ -164,7 +185,7 @@ fn audio_and_images_through_capture_are_metered_priced_and_streamed() {
     );
     assert!(status.starts_with("413"), "{status} {v}");
     assert_eq!(v["error"]["code"], "request_too_large");
-    let r = &gw.wait_audit(8)[7];
+    let r = &gw.wait_audit(9)[8];
     assert_eq!(
         (r["status"].as_u64(), r["error_reason"].as_str()),
         (Some(413), Some("body_too_large"))

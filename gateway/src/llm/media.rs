@@ -37,6 +37,7 @@ pub fn is_media(op: Operation) -> bool {
             | Operation::AudioSpeech
             | Operation::ImagesGenerations
             | Operation::ImagesEdits
+            | Operation::ImagesVariations
     )
 }
 
@@ -117,7 +118,7 @@ pub fn answer(op: Operation, json: &[u8], metered: &mut Metered) {
         return;
     };
     metered.usage = match op {
-        Operation::ImagesGenerations | Operation::ImagesEdits => {
+        Operation::ImagesGenerations | Operation::ImagesEdits | Operation::ImagesVariations => {
             let images = v.get("data").and_then(Value::as_array).map_or(0, |d| d.len() as u64);
             Some(image_usage(&v, images))
         }

@@ -85,6 +85,9 @@ pub enum Operation {
     ImagesGenerations,
     /// `/v1/images/edits` (multipart: the images stream through unbuffered).
     ImagesEdits,
+    /// `/v1/images/variations` (multipart like edits; `dall-e-2` only, its model when the form
+    /// names none).
+    ImagesVariations,
     /// Organization administration: `/v1/organization/…` (OpenAI), `/v1/organizations/…`
     /// (Anthropic): admin keys, users, projects.
     Admin,
@@ -97,7 +100,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for config validation and docs.
-    pub const ALL: [Operation; 19] = [
+    pub const ALL: [Operation; 20] = [
         Operation::ChatCompletions,
         Operation::Completions,
         Operation::Embeddings,
@@ -110,6 +113,7 @@ impl Operation {
         Operation::AudioSpeech,
         Operation::ImagesGenerations,
         Operation::ImagesEdits,
+        Operation::ImagesVariations,
         Operation::Files,
         Operation::Batches,
         Operation::FineTuning,
@@ -177,6 +181,7 @@ impl Operation {
             (ApiSchema::Openai, "/audio/speech") => Operation::AudioSpeech,
             (ApiSchema::Openai, "/images/generations") => Operation::ImagesGenerations,
             (ApiSchema::Openai, "/images/edits") => Operation::ImagesEdits,
+            (ApiSchema::Openai, "/images/variations") => Operation::ImagesVariations,
             (ApiSchema::Anthropic, "/messages") => Operation::Messages,
             (ApiSchema::Anthropic, "/messages/count_tokens") => Operation::CountTokens,
             (ApiSchema::Openai | ApiSchema::Anthropic, _) if model_path => Operation::Models,
@@ -207,6 +212,7 @@ impl Operation {
                 | Operation::AudioSpeech
                 | Operation::ImagesGenerations
                 | Operation::ImagesEdits
+                | Operation::ImagesVariations
         )
     }
 
@@ -230,7 +236,10 @@ impl Operation {
     pub fn has_form_body(self) -> bool {
         matches!(
             self,
-            Operation::AudioTranscriptions | Operation::AudioTranslations | Operation::ImagesEdits
+            Operation::AudioTranscriptions
+                | Operation::AudioTranslations
+                | Operation::ImagesEdits
+                | Operation::ImagesVariations
         )
     }
 
@@ -252,6 +261,7 @@ impl Operation {
             Operation::AudioSpeech => "audio_speech",
             Operation::ImagesGenerations => "images_generations",
             Operation::ImagesEdits => "images_edits",
+            Operation::ImagesVariations => "images_variations",
             Operation::Admin => "admin",
             Operation::Mcp => "mcp",
             Operation::Other => "other",
@@ -411,7 +421,8 @@ pub fn parse_for(operation: Operation, body: &[u8]) -> Result<Parsed, ParseError
     Ok(parsed)
 }
 
-/// What a form's text fields say (`model`, `stream`; an image edit's quality and size).
+/// What a form's text fields say (`model`, `stream`; an image edit's or variation's quality
+/// and size). A variation without `model` is `dall-e-2`'s, the one model the endpoint serves.
 pub fn parse_form(scanner: &multipart::Scanner, head: &[u8], operation: Operation) -> Result<Parsed, ParseError> {
     let field = |name| scanner.field(head, name);
     let stream = match field("stream").map(str::trim) {
@@ -419,10 +430,12 @@ pub fn parse_form(scanner: &multipart::Scanner, head: &[u8], operation: Operatio
         Some("true") | Some("True") | Some("1") => true,
         Some(_) => return Err(ParseError::StreamType),
     };
+    let model = field("model").map(|m| m.trim().to_string());
+    let images = matches!(operation, Operation::ImagesEdits | Operation::ImagesVariations);
     Ok(Parsed {
-        model: field("model").map(|m| m.trim().to_string()),
+        model: model.or_else(|| (operation == Operation::ImagesVariations).then(|| "dall-e-2".to_string())),
         stream,
-        image_tier: (operation == Operation::ImagesEdits).then(|| image_tier(field("quality"), field("size"))),
+        image_tier: images.then(|| image_tier(field("quality"), field("size"))),
         ..Parsed::default()
     })
 }
@@ -546,7 +559,8 @@ mod tests {
         assert_eq!(o("/v1/audio/speech"), AudioSpeech);
         assert_eq!(o("/v1/images/generations"), ImagesGenerations);
         assert_eq!(o("/v1/images/edits"), ImagesEdits);
-        assert_eq!(o("/v1/images/variations"), Other);
+        assert_eq!(o("/v1/images/variations"), ImagesVariations);
+        assert!(ImagesVariations.has_form_body() && ImagesVariations.is_inference());
         assert!(AudioTranscriptions.has_form_body() && !AudioTranscriptions.has_json_body());
         assert!(AudioSpeech.has_json_body() && ImagesEdits.is_inference());
         assert_eq!(a("/v1/audio/speech"), Other);
@@ -566,6 +580,11 @@ mod tests {
             Other,
             "only inference under a deployment"
         );
+        assert_eq!(
+            o("/openai/deployments/d/images/variations"),
+            Other,
+            "Azure serves no variations"
+        );
         assert_eq!(o("/openai/deployments//chat/completions"), Other);
         assert_eq!(o("/openai/deployments/d"), Other);
         let anthropic = Operation::detect(ApiSchema::Anthropic, "/openai/deployments/d/chat/completions");
@@ -574,6 +593,37 @@ mod tests {
             azure_deployment("/openai/deployments/gpt-4o-prod/chat/completions"),
             Some(("gpt-4o-prod", "/chat/completions"))
         );
+    }
+
+    #[test]
+    fn image_forms_say_their_tier_and_a_variation_is_dall_e_2s() {
+        let form = |fields: &str| {
+            let body = format!(
+                "{fields}--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\nPNG\r\n--b--\r\n"
+            );
+            let mut s = multipart::Scanner::new("b");
+            s.feed(body.as_bytes()).unwrap();
+            (s, body)
+        };
+        let size = "--b\r\nContent-Disposition: form-data; name=\"size\"\r\n\r\n512x512\r\n";
+        let (s, body) = form(size);
+        let p = parse_form(&s, body.as_bytes(), Operation::ImagesVariations).unwrap();
+        assert_eq!(
+            (p.model.as_deref(), p.image_tier.as_deref()),
+            (Some("dall-e-2"), Some("512x512"))
+        );
+        let p = parse_form(&s, body.as_bytes(), Operation::ImagesEdits).unwrap();
+        assert_eq!(
+            (p.model, p.image_tier.as_deref()),
+            (None, Some("512x512")),
+            "edits name no default"
+        );
+        let named = format!("--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ndall-e-2-x\r\n{size}");
+        let (s, body) = form(&named);
+        let p = parse_form(&s, body.as_bytes(), Operation::ImagesVariations).unwrap();
+        assert_eq!(p.model.as_deref(), Some("dall-e-2-x"), "a named model is kept");
+        let p = parse_form(&s, body.as_bytes(), Operation::AudioTranscriptions).unwrap();
+        assert_eq!(p.image_tier, None);
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub fn allowed(
             Operation::AudioSpeech,
             Operation::ImagesGenerations,
             Operation::ImagesEdits,
+            Operation::ImagesVariations,
         ],
     };
     candidates.retain(|model| {
@@ -111,6 +112,7 @@ fn operation_path(op: Operation) -> &'static str {
         Operation::AudioSpeech => "/v1/audio/speech",
         Operation::ImagesGenerations => "/v1/images/generations",
         Operation::ImagesEdits => "/v1/images/edits",
+        Operation::ImagesVariations => "/v1/images/variations",
         _ => "/v1/chat/completions",
     }
 }
