@@ -374,17 +374,11 @@ pub struct McpRecord {
     pub session: Option<String>,
     /// `MCP-Protocol-Version`.
     pub protocol_version: Option<String>,
-    /// `request`, `notification`, `response` (POSTed messages), `stream` (the GET stream),
-    /// `end_session` (DELETE), `invalid` (refused before it was read).
-    pub kind: Cow<'static, str>,
-    pub method: Option<String>,
-    /// The JSON-RPC id, as JSON text.
-    pub id: Option<String>,
-    pub tool: Option<String>,
-    pub uri: Option<String>,
-    pub prompt: Option<String>,
-    pub arguments_bytes: Option<u64>,
-    pub arguments_sha256: Option<String>,
+    /// The message as read: `kind` (`request`, `notification`, `response`, `stream`,
+    /// `end_session`, `invalid`), `method`, `id`, `tool`, `uri`, `prompt`, `arguments_bytes`,
+    /// `arguments_sha256`.
+    #[serde(flatten)]
+    pub message: crate::mcp::Message,
     /// `ok`, `error`, `tool_error`, `denied`, `rate_limited`, `accepted` (answered on the
     /// HTTP+SSE transport's stream), `none`.
     pub outcome: Cow<'static, str>,

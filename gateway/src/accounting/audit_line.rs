@@ -453,11 +453,14 @@ mod tests {
             }),
             mcp: Some(crate::accounting::audit::McpRecord {
                 session: Some("s-1".into()),
-                kind: "request".into(),
-                method: Some("tools/call".into()),
-                id: Some("\"a\"".into()),
-                tool: Some("add".into()),
-                arguments_bytes: Some(13),
+                message: crate::mcp::Message {
+                    kind: "request".into(),
+                    method: Some("tools/call".into()),
+                    id: Some("\"a\"".into()),
+                    tool: Some("add".into()),
+                    arguments_bytes: Some(13),
+                    ..Default::default()
+                },
                 outcome: "denied".into(),
                 error_code: Some(-32001),
                 ..Default::default()

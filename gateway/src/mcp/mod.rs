@@ -16,7 +16,7 @@
 //!
 //! A leaf: it imports nothing of the crate but the SSE splitter.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -45,11 +45,13 @@ pub mod code {
     pub const GATEWAY: i64 = -32003;
 }
 
-/// What a client's message is.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a client's message is (recorded as it is: the record's `mcp` member embeds it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
-    /// `request`, `notification` or `response` (a client answering a server's request).
-    pub kind: &'static str,
+    /// `request`, `notification` or `response` (a client answering a server's request); the
+    /// proxy also says `stream` (the GET stream), `end_session` (DELETE) and `invalid`
+    /// (refused before it was read).
+    pub kind: Cow<'static, str>,
     pub method: Option<String>,
     /// The id as JSON text (`7`, `"abc"`).
     pub id: Option<String>,
@@ -69,40 +71,53 @@ pub struct Refused {
     pub message: String,
 }
 
+/// The members of a message Tollgate acts on, read in one pass. Each may appear once (serde
+/// refuses a repeated field of a struct): parsers disagree on which of two equal members wins,
+/// and the server must not act on another `name` than the one Tollgate checked. `params` must
+/// be an object, as MCP's always are. Other members pass unread.
+#[derive(serde::Deserialize)]
+struct Wire {
+    jsonrpc: Option<Value>,
+    method: Option<Value>,
+    id: Option<Value>,
+    params: Option<Params>,
+}
+
+#[derive(serde::Deserialize)]
+struct Params {
+    name: Option<Value>,
+    uri: Option<Value>,
+    arguments: Option<Value>,
+}
+
 /// Reads a POSTed body: one JSON-RPC message.
 pub fn read(body: &[u8]) -> Result<Message, Refused> {
     let refused = |code, message: String| Refused { code, message };
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| refused(code::PARSE_ERROR, format!("Parse error: the body is not JSON ({e})")))?;
-    let obj = match v {
-        Value::Object(o) => o,
-        Value::Array(_) => {
-            return Err(refused(
+    let wire: Wire = serde_json::from_slice(body).map_err(|e| {
+        let json = e.classify() == serde_json::error::Category::Data
+            || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+        if !json {
+            return refused(code::PARSE_ERROR, format!("Parse error: the body is not JSON ({e})"));
+        }
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        match first {
+            Some(b'[') => refused(
                 code::INVALID_REQUEST,
                 "JSON-RPC batches are not accepted (MCP 2025-06-18 removed them): send one message per request".into(),
-            ))
+            ),
+            Some(b'{') => refused(code::INVALID_REQUEST, format!("Invalid Request: {e}")),
+            _ => refused(code::INVALID_REQUEST, "Invalid Request: not a JSON-RPC message".into()),
         }
-        _ => {
-            return Err(refused(
-                code::INVALID_REQUEST,
-                "Invalid Request: not a JSON-RPC message".into(),
-            ))
-        }
-    };
-    // Parsers disagree on which of two equal members wins: one the policy reads must not be
-    // repeated, or the server could act on another `name` than the one Tollgate checked.
-    if let Err(e) = serde_json::from_slice::<Members>(body) {
-        return Err(refused(code::INVALID_REQUEST, format!("Invalid Request: {e}")));
-    }
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    })?;
+    if wire.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
         return Err(refused(
             code::INVALID_REQUEST,
             "Invalid Request: `jsonrpc` must be \"2.0\"".into(),
         ));
     }
-    let method = match obj.get("method") {
+    let method = match wire.method {
         None => None,
-        Some(Value::String(m)) => Some(m.clone()),
+        Some(Value::String(m)) => Some(m),
         Some(_) => {
             return Err(refused(
                 code::INVALID_REQUEST,
@@ -110,62 +125,40 @@ pub fn read(body: &[u8]) -> Result<Message, Refused> {
             ))
         }
     };
-    let id = obj.get("id").filter(|i| !i.is_null()).map(Value::to_string);
-    let params = obj.get("params");
-    let text = |k: &str| {
-        params
-            .and_then(|p| p.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let id = wire.id.map(|i| i.to_string());
+    let params = wire.params;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
     let mut m = Message {
         kind: match (&method, &id) {
             (Some(_), Some(_)) => "request",
             (Some(_), None) => "notification",
             (None, _) => "response",
-        },
+        }
+        .into(),
         id,
         ..Message::default()
     };
-    match method.as_deref() {
-        Some("tools/call") => {
-            m.tool = Some(text("name").ok_or_else(|| {
-                refused(
-                    code::INVALID_REQUEST,
-                    "Invalid params: tools/call needs a `name`".into(),
-                )
-            })?)
+    if let Some(p) = &params {
+        match method.as_deref() {
+            Some("tools/call") => m.tool = text(p.name.as_ref()),
+            Some("prompts/get") => m.prompt = text(p.name.as_ref()),
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => m.uri = text(p.uri.as_ref()),
+            _ => {}
         }
-        Some("prompts/get") => m.prompt = text("name"),
-        Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => m.uri = text("uri"),
-        _ => {}
+        if let Some(args) = &p.arguments {
+            let bytes = args.to_string();
+            m.arguments_bytes = Some(bytes.len() as u64);
+            m.arguments_sha256 = Some(hex(&Sha256::digest(bytes.as_bytes())));
+        }
     }
-    if let Some(args) = params.and_then(|p| p.get("arguments")) {
-        let bytes = args.to_string();
-        m.arguments_bytes = Some(bytes.len() as u64);
-        m.arguments_sha256 = Some(hex(&Sha256::digest(bytes.as_bytes())));
+    if method.as_deref() == Some("tools/call") && m.tool.is_none() {
+        return Err(refused(
+            code::INVALID_REQUEST,
+            "Invalid params: tools/call needs a `name`".into(),
+        ));
     }
     m.method = method;
     Ok(m)
-}
-
-/// The members of a message Tollgate acts on, each at most once (serde refuses a repeated
-/// field of a struct); `params` must be an object, as MCP's always are.
-#[derive(serde::Deserialize)]
-#[allow(dead_code)]
-struct Members {
-    jsonrpc: Option<serde::de::IgnoredAny>,
-    method: Option<serde::de::IgnoredAny>,
-    id: Option<serde::de::IgnoredAny>,
-    params: Option<ParamMembers>,
-}
-
-#[derive(serde::Deserialize)]
-#[allow(dead_code)]
-struct ParamMembers {
-    name: Option<serde::de::IgnoredAny>,
-    uri: Option<serde::de::IgnoredAny>,
-    arguments: Option<serde::de::IgnoredAny>,
 }
 
 fn hex(bytes: &[u8]) -> String {

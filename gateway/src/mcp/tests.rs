@@ -6,7 +6,7 @@ fn messages_are_read_with_their_tool_uri_and_arguments() {
         read(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#)
             .unwrap();
     assert_eq!(
-        (m.kind, m.method.as_deref(), m.id.as_deref()),
+        (m.kind.as_ref(), m.method.as_deref(), m.id.as_deref()),
         ("request", Some("tools/call"), Some("7"))
     );
     assert_eq!(m.tool.as_deref(), Some("add"));
@@ -26,7 +26,7 @@ fn messages_are_read_with_their_tool_uri_and_arguments() {
             .unwrap();
     assert_eq!(p.prompt.as_deref(), Some("greet"));
     let n = read(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
-    assert_eq!((n.kind, n.id), ("notification", None));
+    assert_eq!((n.kind.as_ref(), n.id), ("notification", None));
     let answer = read(br#"{"jsonrpc":"2.0","id":0,"result":{}}"#).unwrap();
     assert_eq!(answer.kind, "response");
 }
@@ -35,7 +35,17 @@ fn messages_are_read_with_their_tool_uri_and_arguments() {
 fn garbage_batches_and_bad_messages_are_refused_with_json_rpc_codes() {
     assert_eq!(read(b"{not json").unwrap_err().code, code::PARSE_ERROR);
     assert_eq!(read(b"[]").unwrap_err().code, code::INVALID_REQUEST);
+    let batch = read(br#" [{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap_err();
+    assert!(batch.message.contains("batches"), "{batch}");
+    assert_eq!(
+        read(b"[1,").unwrap_err().code,
+        code::PARSE_ERROR,
+        "a broken array is not JSON"
+    );
+    assert_eq!(read(br#"{"jsonrpc":"2.0"} x"#).unwrap_err().code, code::PARSE_ERROR);
     assert_eq!(read(b"5").unwrap_err().code, code::INVALID_REQUEST);
+    let no_params = read(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#).unwrap_err();
+    assert!(no_params.message.contains("`name`"), "{no_params}");
     assert_eq!(
         read(br#"{"id":1,"method":"x"}"#).unwrap_err().code,
         code::INVALID_REQUEST

@@ -42,18 +42,10 @@ pub(crate) struct McpCtx {
 /// The record's `mcp` member.
 pub(crate) fn record(m: &McpCtx) -> McpRecord {
     let outcome = m.outcome.lock().map(|o| o.clone()).unwrap_or_default();
-    let msg = &m.message;
     McpRecord {
         session: m.session.clone().or_else(|| outcome.session.clone()),
         protocol_version: m.protocol_version.clone(),
-        kind: msg.kind.into(),
-        method: msg.method.clone(),
-        id: msg.id.clone(),
-        tool: msg.tool.clone(),
-        uri: msg.uri.clone(),
-        prompt: msg.prompt.clone(),
-        arguments_bytes: msg.arguments_bytes,
-        arguments_sha256: msg.arguments_sha256.clone(),
+        message: m.message.clone(),
         outcome: m
             .refused
             .unwrap_or(if outcome.status.is_empty() {
@@ -84,7 +76,8 @@ pub(super) async fn serve(ctx: &mut RequestCtx, req: Request<Incoming>) -> Resul
                 Method::GET => "stream",
                 Method::DELETE => "end_session",
                 _ => "invalid",
-            },
+            }
+            .into(),
             ..Message::default()
         },
         session: header("mcp-session-id"),

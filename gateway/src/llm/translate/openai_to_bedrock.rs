@@ -43,42 +43,7 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
         }
         out.insert("additionalModelRequestFields".into(), json!({"thinking": thinking}));
     }
-    let mut messages = Vec::new();
-    for (i, m) in a["messages"].as_array().into_iter().flatten().enumerate() {
-        let mut content = Vec::new();
-        for b in m["content"].as_array().into_iter().flatten() {
-            content.push(match b["type"].as_str() {
-                Some("text") => json!({"text": b["text"]}),
-                Some("image") if b["source"]["type"] == "base64" => {
-                    let media = b["source"]["media_type"].as_str().unwrap_or("");
-                    let format = media.strip_prefix("image/").unwrap_or("");
-                    if !["png", "jpeg", "gif", "webp"].contains(&format) {
-                        return Err(unsupported(format!(
-                            "messages[{i}]: image type {media:?} is not supported by Bedrock backends"
-                        )));
-                    }
-                    json!({"image": {"format": format, "source": {"bytes": b["source"]["data"]}}})
-                }
-                Some("image") => {
-                    return Err(unsupported(format!(
-                        "messages[{i}]: image URLs are not supported by Bedrock backends (send data: URLs)"
-                    )))
-                }
-                Some("tool_use") => {
-                    json!({"toolUse": {"toolUseId": b["id"], "name": b["name"], "input": b["input"]}})
-                }
-                Some("tool_result") => json!({"toolResult": {"toolUseId": b["tool_use_id"],
-                                                              "content": [{"text": b["content"]}]}}),
-                _ => return Err(unsupported(format!("messages[{i}]: unsupported content for Bedrock"))),
-            });
-        }
-        messages.push(json!({"role": m["role"], "content": content}));
-    }
-    if messages.first().is_some_and(|m| m["role"] == "assistant") {
-        return Err(unsupported(
-            "Bedrock backends need the conversation to start with a user message (after the system prompt)",
-        ));
-    }
+    let messages = converse_messages(&a)?;
     out.insert("messages".into(), Value::Array(messages));
     if let Some(system) = a.get("system") {
         out.insert("system".into(), json!([{"text": system}]));
@@ -144,6 +109,48 @@ pub fn openai_chat_to_bedrock(body: &[u8], model: &str) -> Result<Value, Unsuppo
         out.insert("requestMetadata".into(), json!({"user": user}));
     }
     Ok(Value::Object(out))
+}
+
+/// Anthropic's turns (from the chat request) as Converse messages: text, base64 images, tool
+/// uses and results; what Converse cannot take is refused by name.
+fn converse_messages(a: &Value) -> Result<Vec<Value>, Unsupported> {
+    let mut messages = Vec::new();
+    for (i, m) in a["messages"].as_array().into_iter().flatten().enumerate() {
+        let mut content = Vec::new();
+        for b in m["content"].as_array().into_iter().flatten() {
+            content.push(match b["type"].as_str() {
+                Some("text") => json!({"text": b["text"]}),
+                Some("image") if b["source"]["type"] == "base64" => {
+                    let media = b["source"]["media_type"].as_str().unwrap_or("");
+                    let format = media.strip_prefix("image/").unwrap_or("");
+                    if !["png", "jpeg", "gif", "webp"].contains(&format) {
+                        return Err(unsupported(format!(
+                            "messages[{i}]: image type {media:?} is not supported by Bedrock backends"
+                        )));
+                    }
+                    json!({"image": {"format": format, "source": {"bytes": b["source"]["data"]}}})
+                }
+                Some("image") => {
+                    return Err(unsupported(format!(
+                        "messages[{i}]: image URLs are not supported by Bedrock backends (send data: URLs)"
+                    )))
+                }
+                Some("tool_use") => {
+                    json!({"toolUse": {"toolUseId": b["id"], "name": b["name"], "input": b["input"]}})
+                }
+                Some("tool_result") => json!({"toolResult": {"toolUseId": b["tool_use_id"],
+                                                              "content": [{"text": b["content"]}]}}),
+                _ => return Err(unsupported(format!("messages[{i}]: unsupported content for Bedrock"))),
+            });
+        }
+        messages.push(json!({"role": m["role"], "content": content}));
+    }
+    if messages.first().is_some_and(|m| m["role"] == "assistant") {
+        return Err(unsupported(
+            "Bedrock backends need the conversation to start with a user message (after the system prompt)",
+        ));
+    }
+    Ok(messages)
 }
 
 /// An Anthropic Claude model on Bedrock: its model id (`anthropic.claude-…`), a cross-region
