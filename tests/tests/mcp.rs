@@ -2,7 +2,7 @@
 //! unmodified apart from trusting the node CA, calls the SDK's own server
 //! (`tests/clients/mcp_server.py`) at `https://mcp.example.test/mcp`; Tollgate terminates the
 //! captured connection, reads each JSON-RPC message, applies the route's tool policy and the
-//! per-tool limits, puts its own OAuth token in place of the client's, and writes one record
+//! per-tool limits, puts its own OAuth token (or a static bearer key) in place of the client's, and writes one record
 //! per HTTP request.
 
 use serde_json::{json, Value};
@@ -47,20 +47,30 @@ impl Setup {
     }
 }
 
-fn setup(name: &str) -> Setup {
+/// The server's static key when the backend's credential is `kind: bearer`.
+const BEARER_KEY: &str = "mcp-static-key-4f1c9a";
+
+/// A gateway in front of the SDK's server, its credential an OAuth client (`bearer: false`)
+/// or a static bearer key.
+fn setup(name: &str, bearer: bool) -> Setup {
     let dir = TempDir::new(name);
     let cg = Cgroup::new(name);
     let server = McpServer::start(SERVER_IP, &dir);
     let oauth = FakeLlm::start("oauth", "127.20.80.3", None);
-    let secret = dir.path("mcp-oauth.json");
-    let app = json!({"tokenUrl": format!("{}/oauth/token", oauth.url(false)), "clientId": "tollgate-agent",
-                     "clientSecret": OAUTH_CLIENT_SECRET, "scope": "tools"});
-    std::fs::write(&secret, app.to_string()).unwrap();
+    let secret = dir.path("mcp-secret");
+    let (name, kind, secret_text) = if bearer {
+        ("mcp-bearer", "bearer", BEARER_KEY.to_string())
+    } else {
+        let app = json!({"tokenUrl": format!("{}/oauth/token", oauth.url(false)), "clientId": "tollgate-agent",
+                         "clientSecret": OAUTH_CLIENT_SECRET, "scope": "tools"});
+        ("mcp-oauth", "oauthClientCredentials", app.to_string())
+    };
+    std::fs::write(&secret, secret_text).unwrap();
     let gw = GatewayBuilder::new(&cg)
         .llm_provider("tools", &[HOST], &[CAPTURED], &[443], &["kind: mcp", "backend: mcp-server"])
         .yaml(&format!(
-            "backends:\n  - name: mcp-server\n    url: {}\n    credential: mcp-oauth\n\
-             credentials:\n  - name: mcp-oauth\n    kind: oauthClientCredentials\n    file: {}\n\
+            "backends:\n  - name: mcp-server\n    url: {}\n    credential: {name}\n\
+             credentials:\n  - name: {name}\n    kind: {kind}\n    file: {}\n\
              routes:\n  - name: agents\n    match: {{ providers: [tools] }}\n    backends: [{{ backend: mcp-server }}]\n    mcp: {{ tools: {{ deny: [\"delete_*\"] }} }}\n\
              limits:\n  - name: echo-once\n    match: {{ tools: [echo] }}\n    key: [workload, tool]\n    requestsPerMinute: 1\n",
             server.url(SERVER_IP),
@@ -81,7 +91,7 @@ fn the_sdk_through_capture_is_recorded_governed_and_given_tollgates_token() {
     if !privileged("the_sdk_through_capture_is_recorded_governed_and_given_tollgates_token") {
         return;
     }
-    let s = setup("mcp-governed");
+    let s = setup("mcp-governed", false);
 
     // 1. One session: list (filtered), a call, a resource, a prompt.
     let v = s.client(&["all"]);
@@ -177,12 +187,22 @@ fn sessions_resume_and_garbage_gets_json_rpc_errors() {
     if !privileged("sessions_resume_and_garbage_gets_json_rpc_errors") {
         return;
     }
-    let s = setup("mcp-sessions");
+    let s = setup("mcp-sessions", true);
 
-    // A second client resumes the first one's session.
+    // A second client resumes the first one's session; the server sees the static key
+    // (a bearer credential) in place of the client's, and no record holds it.
     let v = s.client(&["resume"]);
     let session = v["session"].as_str().expect("a session").to_string();
     assert!(v["second"].to_string().contains('5'), "{v}");
+    let log = s.server.log();
+    assert!(!log.is_empty());
+    for line in &log {
+        assert_eq!(line["authorization"], format!("Bearer {BEARER_KEY}"), "{line}");
+    }
+    assert!(s.oauth.received().is_empty(), "no token fetched for a bearer key");
+    assert_eq!(s.records("tools/call")[0]["credential"]["name"], "mcp-bearer");
+    let audit = std::fs::read_to_string(s.gw.audit_path()).unwrap();
+    assert!(!audit.contains(BEARER_KEY) && !s.gw.log().contains(BEARER_KEY));
     let resumed: Vec<Value> = s
         .records("tools/call")
         .into_iter()
@@ -242,7 +262,7 @@ fn the_older_sse_transport_is_governed_and_gets_refusals_on_its_stream() {
     if !privileged("the_older_sse_transport_is_governed_and_gets_refusals_on_its_stream") {
         return;
     }
-    let s = setup("mcp-sse");
+    let s = setup("mcp-sse", false);
 
     // The tool list comes on the GET stream, filtered there; answers to POSTs too.
     let v = s.sse_client(&["list"]);
