@@ -2,8 +2,8 @@
 //! unmodified apart from trusting the node CA, calls the SDK's own server
 //! (`tests/clients/mcp_server.py`) at `https://mcp.example.test/mcp`; Tollgate terminates the
 //! captured connection, reads each JSON-RPC message, applies the route's tool policy and the
-//! per-tool limits, puts its own OAuth token (or a static bearer key) in place of the client's, and writes one record
-//! per HTTP request.
+//! per-tool limits, puts its own OAuth token (or a static bearer key) in place of the
+//! client's, and writes one record per HTTP request.
 
 use serde_json::{json, Value};
 use tests::{
