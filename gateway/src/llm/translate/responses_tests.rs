@@ -155,6 +155,75 @@ fn stateful_and_built_in_features_are_refused_by_name() {
     }
 }
 
+/// `body` (a Responses request) as `direction` sends it to a backend of `schema`.
+fn request_to(direction: &dyn Direction, schema: ApiSchema, body: &[u8]) -> Result<Upstream, Unsupported> {
+    let body = Bytes::copy_from_slice(body);
+    direction.request(
+        &ClientRequest {
+            schema: ApiSchema::Openai,
+            operation: Operation::Responses,
+            path_and_query: "/v1/responses",
+            body: Some((&body, &Default::default())),
+            form: None,
+            model_override: None,
+        },
+        &BackendSpec {
+            name: "b",
+            schema,
+            project: None,
+            region: Some("us-east-1"),
+            deployment: None,
+            api_version: "",
+        },
+    )
+}
+
+/// What the chat → backend step refuses is said in the Responses request's words.
+#[test]
+fn backend_refusals_name_the_responses_members() {
+    let cases: [(&dyn Direction, ApiSchema, Value, &str, &str); 4] = [
+        (
+            &ResponsesToAnthropic,
+            ApiSchema::Anthropic,
+            json!({"model": "m", "input": "Hi", "temperature": 0.2, "reasoning": {"effort": "low"}}),
+            "`reasoning.effort`",
+            "reasoning_effort",
+        ),
+        (
+            &ResponsesToBedrock,
+            ApiSchema::Bedrock,
+            json!({"model": "m", "input": "Hi", "text": {"format": {"type": "json_object"}}}),
+            "`text.format`",
+            "response_format",
+        ),
+        (
+            &ResponsesToBedrock,
+            ApiSchema::Bedrock,
+            json!({"model": "m", "instructions": "Be brief.", "input": [{"role": "user", "content": [
+                {"type": "input_image", "image_url": "https://example.com/cat.png"}]}]}),
+            "input: image URLs",
+            "messages[",
+        ),
+        (
+            &ResponsesToBedrock,
+            ApiSchema::Bedrock,
+            json!({"model": "m", "input": "Hi", "reasoning": {"effort": "high"}}),
+            "`reasoning.effort` is supported by Bedrock backends only for Anthropic Claude models",
+            "reasoning_effort",
+        ),
+    ];
+    for (direction, schema, body, said, not_said) in cases {
+        let Err(e) = request_to(direction, schema, body.to_string().as_bytes()) else {
+            panic!("{body} was translated");
+        };
+        assert!(e.0.contains(said) && !e.0.contains(not_said), "{body}: {}", e.0);
+    }
+    let e = in_responses_words(Unsupported(
+        "messages[12].content[1]: part type \"x\"; messages[3]: y".into(),
+    ));
+    assert_eq!(e.0, "input: content[1]: part type \"x\"; input: y");
+}
+
 #[test]
 fn the_echo_reports_the_request_and_openai_defaults() {
     let echo = response_echo(&fixture("responses-tools.request.json"));
@@ -314,26 +383,7 @@ fn each_backends_reasoning_becomes_a_reasoning_item() {
         ),
     ];
     for (name, direction, schema, body, sse, backend) in cases {
-        let up = direction
-            .request(
-                &ClientRequest {
-                    schema: ApiSchema::Openai,
-                    operation: Operation::Responses,
-                    path_and_query: "/v1/responses",
-                    body: Some((&Bytes::from_static(body), &Default::default())),
-                    form: None,
-                    model_override: None,
-                },
-                &BackendSpec {
-                    name: "b",
-                    schema,
-                    project: None,
-                    region: Some("us-east-1"),
-                    deployment: None,
-                    api_version: "",
-                },
-            )
-            .unwrap();
+        let up = request_to(direction, schema, body).unwrap();
         let UpstreamBody::Bytes(sent) = &up.body else { panic!() };
         let sent: Value = serde_json::from_slice(sent).unwrap();
         match schema {

@@ -779,6 +779,36 @@ fn via_chat(
     )
 }
 
+/// A refusal of the chat → backend step in the words of the Responses request: chat members
+/// become the Responses members they came from, and `messages[i]` (an index into the chat
+/// request, which `instructions` and grouped calls shift) becomes `input`.
+pub(super) fn in_responses_words(e: Unsupported) -> Unsupported {
+    let mut s = e.0;
+    for (chat, responses) in [
+        ("`reasoning_effort`", "`reasoning.effort`"),
+        ("`response_format`", "`text.format`"),
+        ("`max_completion_tokens`", "`max_output_tokens`"),
+        ("`max_tokens`", "`max_output_tokens`"),
+    ] {
+        s = s.replace(chat, responses);
+    }
+    while let Some(at) = s.find("messages[") {
+        let digits = s[at + 9..].bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || s.as_bytes().get(at + 9 + digits) != Some(&b']') {
+            break;
+        }
+        let mut end = at + 10 + digits;
+        let word = if s[end..].starts_with('.') {
+            end += 1;
+            "input: "
+        } else {
+            "input"
+        };
+        s.replace_range(at..end, word);
+    }
+    Unsupported(s)
+}
+
 /// The chat request a Responses request stands for, as bytes for the next translator.
 fn chat_bytes(req: &ClientRequest<'_>) -> Result<(Bytes, String), Unsupported> {
     let (bytes, _) = req.json_body()?;
@@ -866,7 +896,7 @@ impl Direction for ResponsesToAnthropic {
 
     fn request(&self, req: &ClientRequest<'_>, _: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
         let (via, model) = chat_bytes(req)?;
-        let translated = openai_chat_to_anthropic(&via, &model)?;
+        let translated = openai_chat_to_anthropic(&via, &model).map_err(in_responses_words)?;
         Ok(Upstream {
             default_headers: &[("anthropic-version", ANTHROPIC_VERSION)],
             ..via_chat(
@@ -898,7 +928,7 @@ impl Direction for ResponsesToGemini {
 
     fn request(&self, req: &ClientRequest<'_>, backend: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
         let (via, model) = chat_bytes(req)?;
-        let mut translated = openai_chat_to_gemini(&via)?;
+        let mut translated = openai_chat_to_gemini(&via).map_err(in_responses_words)?;
         // A client that asked for reasoning gets Gemini's thought summaries as a `reasoning`
         // item, as Anthropic's thinking comes back.
         if let Some(thinking) = translated["generationConfig"].get_mut("thinkingConfig") {
@@ -931,7 +961,7 @@ impl Direction for ResponsesToBedrock {
 
     fn request(&self, req: &ClientRequest<'_>, _: &BackendSpec<'_>) -> Result<Upstream, Unsupported> {
         let (via, model) = chat_bytes(req)?;
-        let translated = openai_chat_to_bedrock(&via, &model)?;
+        let translated = openai_chat_to_bedrock(&via, &model).map_err(in_responses_words)?;
         let name = if model.is_empty() { "bedrock" } else { &model };
         Ok(via_chat(
             req.json_body()?.0,
