@@ -139,23 +139,42 @@ async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut shutdown:
         })
     };
     let _sampler = AbortOnDrop(sampler);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, _) = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
             r = listener.accept() => match r { Ok(a) => a, Err(_) => continue },
-            _ = shutdown.changed() => return,
+            // Reaps finished connections so the set stays as large as the open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let state = state.clone();
-        tokio::spawn(async move {
+        let (state, mut stop) = (state.clone(), shutdown.clone());
+        connections.spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, &req)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { stop.wait_for(|stop| *stop).await.is_ok() } => {
+                    // Answers what is in flight, then closes (an idle connection at once).
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         });
     }
+    // A request accepted before the stop (a probe arriving as a successor takes over: the
+    // listening socket is shared, and from now on only the successor accepts on it) is
+    // answered, not reset as the runtime goes; idle connections close at once, and a slow
+    // one is let go after the deadline.
+    let _ = tokio::time::timeout(ADMIN_DRAIN, async { while connections.join_next().await.is_some() {} }).await;
 }
+
+/// How long the admin server's open connections may take to finish once it stops.
+const ADMIN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Stops a task when dropped (the sampler ends with the server).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -288,4 +307,67 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         header::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        net::TcpStream,
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+
+    fn state() -> Arc<State> {
+        Arc::new(State {
+            metrics: Arc::new(Metrics::new()),
+            readiness: Default::default(),
+            stats: None,
+            config_json: arc_swap::ArcSwap::from_pointee(String::new()),
+            ca_pem: None,
+            credentials: None,
+            health: None,
+            limits: None,
+            pin_path: None,
+            recent: None,
+            fail_mode: None,
+            started: Instant::now(),
+            rates: Default::default(),
+        })
+    }
+
+    /// A request the server had accepted when it was told to stop (a probe as a successor
+    /// takes over the shared socket) is answered, not reset; an idle keep-alive connection is
+    /// closed at once; the thread ends.
+    #[test]
+    fn a_stop_answers_what_was_accepted_and_closes_idle_connections() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let thread = spawn(listener, state(), stopped).unwrap();
+
+        let mut idle = TcpStream::connect(addr).unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut buf = [0u8; 512];
+        let n = idle.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+        let mut busy = TcpStream::connect(addr).unwrap();
+        busy.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        stop.send(true).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        busy.write_all(b"\r\n").unwrap();
+        busy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        busy.read_to_string(&mut answer).expect("answered, not reset");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+
+        idle.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(idle.read(&mut buf).unwrap(), 0, "an idle connection is closed");
+        let started = Instant::now();
+        thread.join().unwrap();
+        assert!(started.elapsed() < ADMIN_DRAIN);
+    }
 }
