@@ -66,6 +66,14 @@ pub(crate) fn cpu_us(pids: &[u32]) -> f64 {
         .sum()
 }
 
+/// User-space CPU of `pids` (the part of [`cpu_us`] outside the kernel), in µs.
+pub(crate) fn cpu_user_us(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|p| super::cpu_times(*p).ok())
+        .map(|(user, _)| user.as_secs_f64() * 1e6)
+        .sum()
+}
+
 /// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`) summed over `pids`, in KiB.
 pub(crate) fn rss_kib(pids: &[u32], field: &str) -> u64 {
     pids.iter()

@@ -441,15 +441,22 @@ pub(super) fn machine() -> Value {
 
 /// User + system CPU time of a process.
 pub(super) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let (user, system) = cpu_times(pid)?;
+    Ok(user + system)
+}
+
+/// User and system CPU time of a process, apart.
+pub(super) fn cpu_times(pid: u32) -> anyhow::Result<(Duration, Duration)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').context("stat format")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     // fields[11] = utime, fields[12] = stime (after the comm field), in clock ticks
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let (user, system): (u64, u64) = (fields[11].parse()?, fields[12].parse()?);
     let hz = util::output("getconf", &["CLK_TCK"])
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(100);
-    Ok(Duration::from_micros(ticks * 1_000_000 / hz))
+    let us = |ticks: u64| Duration::from_micros(ticks * 1_000_000 / hz);
+    Ok((us(user), us(system)))
 }
 
 #[derive(Clone, Copy)]

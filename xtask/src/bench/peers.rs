@@ -29,7 +29,7 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use super::{
-    common::{cpu_us, median, process_tree, rss_kib, write_results},
+    common::{cpu_us, cpu_user_us, median, process_tree, rss_kib, write_results},
     l7,
 };
 use crate::util::{self, start_tollgate, Cgroup, Daemon};
@@ -64,6 +64,8 @@ struct Round {
     c1: Value,
     c16: Value,
     cpu: f64,
+    /// The user-space part of `cpu` (the rest is the kernel's: sockets, wake-ups).
+    cpu_user: f64,
     /// Streams: time to first token at c=1; streams at c=16, the proxy's CPU µs per delta.
     ttft: Value,
     streams: Value,
@@ -224,20 +226,22 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
         println!("== round {} of {rounds_n}", round + 1);
         for (i, s) in systems.iter().enumerate() {
             let c1 = client(s, requests / 4, 1, None)?;
-            let before = cpu_us(&s.pids);
+            let (before, before_user) = (cpu_us(&s.pids), cpu_user_us(&s.pids));
             let c16 = client(s, requests, 16, None)?;
             let cpu = (cpu_us(&s.pids) - before) / requests as f64;
+            let cpu_user = (cpu_user_us(&s.pids) - before_user) / requests as f64;
             let ttft = client(s, ttft_n, 1, Some(&ttft_pace))?;
             let before = cpu_us(&s.pids);
             let streams = client(s, streams_n, 16, Some(&delta_pace))?;
             let cpu_delta = (cpu_us(&s.pids) - before) / (streams_n * l7::STREAM_CHUNKS) as f64;
             let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
             println!(
-                "  {:<13} c=1 p50 {:>7.1} µs   c=16 {:>7.0} rps   proxy CPU {:>6.1} µs/request   TTFT p50 {:>7.1} µs   CPU {:>5.2} µs/delta",
+                "  {:<13} c=1 p50 {:>7.1} µs   c=16 {:>7.0} rps   proxy CPU {:>6.1} µs/request (user {:>5.1})   TTFT p50 {:>7.1} µs   CPU {:>5.2} µs/delta",
                 s.name,
                 f(&c1, "p50"),
                 f(&c16, "rps"),
                 cpu,
+                cpu_user,
                 f(&ttft, "p50"),
                 cpu_delta,
             );
@@ -245,6 +249,7 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
                 c1,
                 c16,
                 cpu,
+                cpu_user,
                 ttft,
                 streams,
                 cpu_delta,
@@ -271,6 +276,7 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
                 "c16_rps": of(&|x| at(&x.c16, "rps")),
                 "c16_p50_us": of(&|x| at(&x.c16, "p50")),
                 "cpu_us_per_request": proxy(of(&|x| x.cpu)),
+                "cpu_user_us_per_request": proxy(of(&|x| x.cpu_user)),
                 "ttft_p50_us": of(&|x| at(&x.ttft, "p50")),
                 "ttft_p99_us": of(&|x| at(&x.ttft, "p99")),
                 "streams_c16_per_s": of(&|x| at(&x.streams, "rps")),
@@ -278,7 +284,7 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
                 "rss_idle_kib": idle[i],
                 "rss_peak_kib": peak[i],
                 "rounds": r.iter().map(|x| json!({
-                    "c1": x.c1, "c16": x.c16, "cpu_us_per_request": x.cpu,
+                    "c1": x.c1, "c16": x.c16, "cpu_us_per_request": x.cpu, "cpu_user_us_per_request": x.cpu_user,
                     "ttft_c1": x.ttft, "streams_c16": x.streams, "cpu_us_per_delta": x.cpu_delta,
                 })).collect::<Vec<_>>(),
             }),
@@ -310,6 +316,7 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
             "added_p99_us": get(name, "c1_p99_us") - get(base, "c1_p99_us"),
             "rps_c16": get(name, "c16_rps"),
             "cpu_us_per_request": get(name, "cpu_us_per_request"),
+            "cpu_user_us_per_request": get(name, "cpu_user_us_per_request"),
             "rss_idle_mib": get(name, "rss_idle_kib") / 1024.0,
             "rss_peak_mib": get(name, "rss_peak_kib") / 1024.0,
             "cpu_vs_nginx": get(name, "cpu_us_per_request") / get(peer, "cpu_us_per_request"),
@@ -342,17 +349,18 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
         "table": table,
     });
     let file = write_results("peers", &results)?;
-    println!("\n| system | added p50 µs (c=1) | added p99 µs | rps (c=16) | CPU µs/request | RSS idle MiB | RSS peak MiB | CPU ÷ nginx | rps ÷ nginx |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("\n| system | added p50 µs (c=1) | added p99 µs | rps (c=16) | CPU µs/request | of it user | RSS idle MiB | RSS peak MiB | CPU ÷ nginx | rps ÷ nginx |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &table {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
             r["system"].as_str().unwrap_or(""),
             f("added_p50_us"),
             f("added_p99_us"),
             f("rps_c16"),
             f("cpu_us_per_request"),
+            f("cpu_user_us_per_request"),
             f("rss_idle_mib"),
             f("rss_peak_mib"),
             f("cpu_vs_nginx"),
