@@ -98,6 +98,41 @@ pub enum Operation {
     Other,
 }
 
+/// The operations asked on one exact path, with the path a client of `schema` uses under
+/// `/v1`: the one table [`Operation::detect`], the model list's route check and Azure
+/// deployment paths read.
+const EXACT_PATHS: [(ApiSchema, &str, Operation); 13] = [
+    (ApiSchema::Openai, "/v1/chat/completions", Operation::ChatCompletions),
+    (ApiSchema::Openai, "/v1/completions", Operation::Completions),
+    (ApiSchema::Openai, "/v1/embeddings", Operation::Embeddings),
+    (ApiSchema::Openai, "/v1/responses", Operation::Responses),
+    (ApiSchema::Openai, "/v1/moderations", Operation::Moderations),
+    (
+        ApiSchema::Openai,
+        "/v1/audio/transcriptions",
+        Operation::AudioTranscriptions,
+    ),
+    (
+        ApiSchema::Openai,
+        "/v1/audio/translations",
+        Operation::AudioTranslations,
+    ),
+    (ApiSchema::Openai, "/v1/audio/speech", Operation::AudioSpeech),
+    (
+        ApiSchema::Openai,
+        "/v1/images/generations",
+        Operation::ImagesGenerations,
+    ),
+    (ApiSchema::Openai, "/v1/images/edits", Operation::ImagesEdits),
+    (ApiSchema::Openai, "/v1/images/variations", Operation::ImagesVariations),
+    (ApiSchema::Anthropic, "/v1/messages", Operation::Messages),
+    (
+        ApiSchema::Anthropic,
+        "/v1/messages/count_tokens",
+        Operation::CountTokens,
+    ),
+];
+
 impl Operation {
     /// Every operation, for config validation and docs.
     pub const ALL: [Operation; 20] = [
@@ -151,16 +186,42 @@ impl Operation {
     /// there. Anything else under a deployment is an operation a route must allow.
     fn in_deployment(rest: &str) -> Operation {
         match Operation::in_api(ApiSchema::Openai, rest) {
-            op @ (Operation::ChatCompletions
-            | Operation::Completions
-            | Operation::Embeddings
-            | Operation::AudioTranscriptions
-            | Operation::AudioTranslations
-            | Operation::AudioSpeech
-            | Operation::ImagesGenerations
-            | Operation::ImagesEdits) => op,
+            op if op.on_azure_deployment() => op,
             _ => Operation::Other,
         }
+    }
+
+    /// Whether Azure OpenAI serves this operation under a deployment
+    /// (`/openai/deployments/{d}/…`; images variations it does not).
+    pub fn on_azure_deployment(self) -> bool {
+        matches!(
+            self,
+            Operation::ChatCompletions
+                | Operation::Completions
+                | Operation::Embeddings
+                | Operation::AudioTranscriptions
+                | Operation::AudioTranslations
+                | Operation::AudioSpeech
+                | Operation::ImagesGenerations
+                | Operation::ImagesEdits
+        )
+    }
+
+    /// The exact path a client asks this operation on (`/v1/chat/completions`), for the
+    /// operations that have one.
+    pub fn v1_path(self) -> Option<&'static str> {
+        EXACT_PATHS
+            .iter()
+            .find(|(_, _, op)| *op == self)
+            .map(|(_, path, _)| *path)
+    }
+
+    /// The operations a client of `schema` asks on an exact path, with that path.
+    pub fn exact(schema: ApiSchema) -> impl Iterator<Item = (Operation, &'static str)> {
+        EXACT_PATHS
+            .iter()
+            .filter(move |(s, _, _)| *s == schema)
+            .map(|&(_, path, op)| (op, path))
     }
 
     /// The operation of `rest`, the path after the API's base (`/chat/completions`).
@@ -170,20 +231,13 @@ impl Operation {
             || rest
                 .strip_prefix("/models/")
                 .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+        let exact = EXACT_PATHS
+            .iter()
+            .find(|(s, path, _)| *s == schema && path.strip_prefix("/v1") == Some(rest));
+        if let Some(&(_, _, op)) = exact {
+            return op;
+        }
         match (schema, rest) {
-            (ApiSchema::Openai, "/chat/completions") => Operation::ChatCompletions,
-            (ApiSchema::Openai, "/completions") => Operation::Completions,
-            (ApiSchema::Openai, "/embeddings") => Operation::Embeddings,
-            (ApiSchema::Openai, "/responses") => Operation::Responses,
-            (ApiSchema::Openai, "/moderations") => Operation::Moderations,
-            (ApiSchema::Openai, "/audio/transcriptions") => Operation::AudioTranscriptions,
-            (ApiSchema::Openai, "/audio/translations") => Operation::AudioTranslations,
-            (ApiSchema::Openai, "/audio/speech") => Operation::AudioSpeech,
-            (ApiSchema::Openai, "/images/generations") => Operation::ImagesGenerations,
-            (ApiSchema::Openai, "/images/edits") => Operation::ImagesEdits,
-            (ApiSchema::Openai, "/images/variations") => Operation::ImagesVariations,
-            (ApiSchema::Anthropic, "/messages") => Operation::Messages,
-            (ApiSchema::Anthropic, "/messages/count_tokens") => Operation::CountTokens,
             (ApiSchema::Openai | ApiSchema::Anthropic, _) if model_path => Operation::Models,
             (ApiSchema::Anthropic, _) if under("/messages/batches") => Operation::Batches,
             _ if under("/files") || under("/uploads") => Operation::Files,
@@ -564,6 +618,23 @@ mod tests {
         assert!(AudioTranscriptions.has_form_body() && !AudioTranscriptions.has_json_body());
         assert!(AudioSpeech.has_json_body() && ImagesEdits.is_inference());
         assert_eq!(a("/v1/audio/speech"), Other);
+    }
+
+    /// Every exact path is detected as its operation, and under an Azure deployment as well
+    /// when Azure serves it there: the one table both read.
+    #[test]
+    fn exact_paths_round_trip() {
+        for schema in [ApiSchema::Openai, ApiSchema::Anthropic] {
+            for (op, path) in Operation::exact(schema) {
+                assert_eq!(Operation::detect(schema, path), op, "{path}");
+                assert_eq!(op.v1_path(), Some(path));
+                let azure = format!("/openai/deployments/d/{}", &path[4..]);
+                let expected = if op.on_azure_deployment() { op } else { Operation::Other };
+                assert_eq!(Operation::detect(ApiSchema::Openai, &azure), expected, "{azure}");
+            }
+        }
+        assert_eq!(Operation::exact(ApiSchema::Openai).count(), 11);
+        assert_eq!(Operation::Models.v1_path(), None);
     }
 
     #[test]

@@ -126,7 +126,6 @@ pub fn read(body: &[u8]) -> Result<Message, Refused> {
         }
     };
     let id = wire.id.map(|i| i.to_string());
-    let params = wire.params;
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
     let mut m = Message {
         kind: match (&method, &id) {
@@ -138,7 +137,7 @@ pub fn read(body: &[u8]) -> Result<Message, Refused> {
         id,
         ..Message::default()
     };
-    if let Some(p) = &params {
+    if let Some(p) = &wire.params {
         match method.as_deref() {
             Some("tools/call") => m.tool = text(p.name.as_ref()),
             Some("prompts/get") => m.prompt = text(p.name.as_ref()),

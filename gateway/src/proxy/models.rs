@@ -67,23 +67,14 @@ pub fn allowed(
     }
     candidates.sort();
     candidates.dedup();
-    let operations: &[Operation] = match schema {
-        ApiSchema::Anthropic => &[Operation::Messages, Operation::CountTokens],
-        _ => &[
-            Operation::ChatCompletions,
-            Operation::Responses,
-            Operation::Completions,
-            Operation::Embeddings,
-            Operation::AudioTranscriptions,
-            Operation::AudioTranslations,
-            Operation::AudioSpeech,
-            Operation::ImagesGenerations,
-            Operation::ImagesEdits,
-            Operation::ImagesVariations,
-        ],
+    // Anthropic clients: messages and count_tokens; every other: OpenAI's inference paths.
+    let schema = match schema {
+        ApiSchema::Anthropic => ApiSchema::Anthropic,
+        _ => ApiSchema::Openai,
     };
+    let operations: Vec<(Operation, &str)> = Operation::exact(schema).filter(|(op, _)| op.is_inference()).collect();
     candidates.retain(|model| {
-        operations.iter().any(|&operation| {
+        operations.iter().any(|&(operation, path)| {
             let input = RouteInput {
                 provider: Some(provider),
                 model: Some(model),
@@ -91,30 +82,12 @@ pub fn allowed(
                 workload,
                 operation,
                 method: "POST",
-                path: operation_path(operation),
+                path,
             };
             route::select_route(&config.routes, &input).is_some()
         })
     });
     candidates
-}
-
-/// The path an operation is asked on (for routes that match `paths`).
-fn operation_path(op: Operation) -> &'static str {
-    match op {
-        Operation::Messages => "/v1/messages",
-        Operation::CountTokens => "/v1/messages/count_tokens",
-        Operation::Responses => "/v1/responses",
-        Operation::Completions => "/v1/completions",
-        Operation::Embeddings => "/v1/embeddings",
-        Operation::AudioTranscriptions => "/v1/audio/transcriptions",
-        Operation::AudioTranslations => "/v1/audio/translations",
-        Operation::AudioSpeech => "/v1/audio/speech",
-        Operation::ImagesGenerations => "/v1/images/generations",
-        Operation::ImagesEdits => "/v1/images/edits",
-        Operation::ImagesVariations => "/v1/images/variations",
-        _ => "/v1/chat/completions",
-    }
 }
 
 fn list(schema: ApiSchema, provider: &str, models: &[String]) -> Value {

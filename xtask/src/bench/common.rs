@@ -60,18 +60,15 @@ pub(crate) fn process_tree(pid: u32) -> Vec<u32> {
 
 /// User + system CPU of `pids`, in µs.
 pub(crate) fn cpu_us(pids: &[u32]) -> f64 {
-    pids.iter()
-        .filter_map(|p| super::cpu_time(*p).ok())
-        .map(|d| d.as_secs_f64() * 1e6)
-        .sum()
+    cpu_us_split(pids).0
 }
 
-/// User-space CPU of `pids` (the part of [`cpu_us`] outside the kernel), in µs.
-pub(crate) fn cpu_user_us(pids: &[u32]) -> f64 {
+/// User + system CPU of `pids` and the user-space part of it, in µs (one read of each).
+pub(crate) fn cpu_us_split(pids: &[u32]) -> (f64, f64) {
     pids.iter()
         .filter_map(|p| super::cpu_times(*p).ok())
-        .map(|(user, _)| user.as_secs_f64() * 1e6)
-        .sum()
+        .map(|(user, system)| ((user + system).as_secs_f64() * 1e6, user.as_secs_f64() * 1e6))
+        .fold((0.0, 0.0), |(t, u), (dt, du)| (t + dt, u + du))
 }
 
 /// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`) summed over `pids`, in KiB.

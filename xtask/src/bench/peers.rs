@@ -29,7 +29,7 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use super::{
-    common::{cpu_us, cpu_user_us, median, process_tree, rss_kib, write_results},
+    common::{cpu_us, cpu_us_split, median, process_tree, rss_kib, write_results},
     l7,
 };
 use crate::util::{self, start_tollgate, Cgroup, Daemon};
@@ -226,10 +226,13 @@ pub(crate) fn peers(run: &PeersRun) -> anyhow::Result<()> {
         println!("== round {} of {rounds_n}", round + 1);
         for (i, s) in systems.iter().enumerate() {
             let c1 = client(s, requests / 4, 1, None)?;
-            let (before, before_user) = (cpu_us(&s.pids), cpu_user_us(&s.pids));
+            let (before, before_user) = cpu_us_split(&s.pids);
             let c16 = client(s, requests, 16, None)?;
-            let cpu = (cpu_us(&s.pids) - before) / requests as f64;
-            let cpu_user = (cpu_user_us(&s.pids) - before_user) / requests as f64;
+            let (after, after_user) = cpu_us_split(&s.pids);
+            let (cpu, cpu_user) = (
+                (after - before) / requests as f64,
+                (after_user - before_user) / requests as f64,
+            );
             let ttft = client(s, ttft_n, 1, Some(&ttft_pace))?;
             let before = cpu_us(&s.pids);
             let streams = client(s, streams_n, 16, Some(&delta_pace))?;

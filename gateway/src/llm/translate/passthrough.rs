@@ -54,19 +54,11 @@ impl Direction for OpenAiToAzure {
     }
 }
 
-/// The path of an operation under an Azure deployment.
+/// The path of an operation under an Azure deployment (its OpenAI path after `/v1/`).
 fn azure_operation(op: Operation) -> Option<&'static str> {
-    Some(match op {
-        Operation::ChatCompletions => "chat/completions",
-        Operation::Completions => "completions",
-        Operation::Embeddings => "embeddings",
-        Operation::AudioTranscriptions => "audio/transcriptions",
-        Operation::AudioTranslations => "audio/translations",
-        Operation::AudioSpeech => "audio/speech",
-        Operation::ImagesGenerations => "images/generations",
-        Operation::ImagesEdits => "images/edits",
-        _ => return None,
-    })
+    op.on_azure_deployment()
+        .then(|| op.v1_path()?.strip_prefix("/v1/"))
+        .flatten()
 }
 
 /// A form's head with the route's model for this backend in its `model` field (the head as

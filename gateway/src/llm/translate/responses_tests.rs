@@ -270,19 +270,27 @@ fn backend_answers_and_streams_become_responses() {
         ),
     ];
     for (name, input, backend) in streams {
-        let mut whole = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
-        let want = normalise(&feed_all(&mut whole, &input, input.len()));
-        check(&format!("{name}.responses.sse"), &want);
-        for step in [1, 7, 64] {
-            let mut t = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
-            assert_eq!(
-                normalise(&feed_all(&mut t, &input, step)),
-                want,
-                "{name} in {step}-byte pieces"
-            );
-        }
-        check_event_order(&want);
+        check_stream(name, backend, &input, &echo, [1, 7, 64]);
     }
+}
+
+/// `input` (a backend's stream) through `backend` and the chat → Responses step: the golden
+/// `<name>.responses.sse`, the same whatever pieces the bytes come in, events in OpenAI's
+/// order. Returns the events.
+fn check_stream(name: &str, backend: NewTranslator, input: &[u8], echo: &Value, steps: [usize; 3]) -> String {
+    let mut whole = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
+    let want = normalise(&feed_all(&mut whole, input, input.len()));
+    check(&format!("{name}.responses.sse"), &want);
+    for step in steps {
+        let mut t = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
+        assert_eq!(
+            normalise(&feed_all(&mut t, input, step)),
+            want,
+            "{name} in {step}-byte pieces"
+        );
+    }
+    check_event_order(&want);
+    want
 }
 
 impl StreamTranslator for Box<dyn StreamTranslator> {
@@ -400,19 +408,7 @@ fn each_backends_reasoning_becomes_a_reasoning_item() {
         assert_eq!(json["output"][0]["type"], "reasoning", "{name}");
         assert_eq!(json["output"][1]["type"], "message", "{name}");
 
-        let echo = response_echo(body);
-        let mut whole = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
-        let want = normalise(&feed_all(&mut whole, &sse, sse.len()));
-        check(&format!("{name}.responses.sse"), &want);
-        for step in [1, 5, 33] {
-            let mut t = Chained(backend(), ChatStreamToResponses::new(echo.clone()));
-            assert_eq!(
-                normalise(&feed_all(&mut t, &sse, step)),
-                want,
-                "{name} in {step}-byte pieces"
-            );
-        }
-        check_event_order(&want);
+        let want = check_stream(name, backend, &sse, &response_echo(body), [1, 5, 33]);
         assert!(want.contains("\"type\":\"response.reasoning_text.delta\""), "{name}");
     }
     // Without the flag (a chat client's stream), the reasoning is left out.
